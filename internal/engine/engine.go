@@ -1,0 +1,222 @@
+// Package engine imports Synapse into MAS one shard at a time: read a page
+// (synapse), map it (mapping), write it with its checkpoint (mas), repeat
+// until the shard is done or the call's row/time budget is spent. This is
+// the unit the Temporal import activities call; everything it needs to
+// resume lives in the MAS database, so a call can be retried anywhere.
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/masflow/masflow/internal/mapping"
+	"github.com/masflow/masflow/internal/mas"
+	"github.com/masflow/masflow/internal/synapse"
+)
+
+// Config is what a run needs beyond the two databases.
+type Config struct {
+	// ServerName is Synapse's server_name.
+	ServerName string
+	// Salt for deterministic IDs; used only when the run is new (a resumed
+	// run keeps the salt it was started with). At least 16 bytes.
+	Salt []byte
+	// Now is the run's fixed "now"; likewise only for a new run.
+	Now time.Time
+	// Providers maps Synapse auth_provider → MAS upstream provider ID.
+	Providers map[string]mas.ID
+	// IgnoreMissingProviders and Strict: see mapping.Run.
+	IgnoreMissingProviders bool
+	Strict                 bool
+}
+
+// Engine runs the import of one migration run.
+type Engine struct {
+	reader *synapse.Reader
+	writer *mas.Writer
+	mapper *mapping.Mapper
+	run    mas.RunInfo
+	clock  func() time.Time
+}
+
+// Start prepares the MAS database (mas.Prepare: schema, guards, run
+// record) and returns an engine for the run. It is idempotent: on our own
+// unfinished run it returns an engine with that run's salt and "now".
+func Start(ctx context.Context, reader *synapse.Reader, masPool *pgxpool.Pool, cfg Config) (*Engine, error) {
+	run, schema, err := mas.Prepare(ctx, masPool, mas.RunInfo{ServerName: cfg.ServerName, Salt: cfg.Salt, Now: cfg.Now.UTC()})
+	if err != nil {
+		return nil, err
+	}
+	mapper, err := mapping.New(mapping.Run{
+		ServerName:             run.ServerName,
+		Now:                    run.Now,
+		Salt:                   run.Salt,
+		Providers:              cfg.Providers,
+		IgnoreMissingProviders: cfg.IgnoreMissingProviders,
+		Strict:                 cfg.Strict,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &Engine{reader: reader, writer: mas.NewWriter(masPool, schema), mapper: mapper, run: run, clock: time.Now}, nil
+}
+
+// Run returns the run's constants (as stored in the MAS database).
+func (e *Engine) Run() mas.RunInfo { return e.run }
+
+// WithWriter swaps the writer (tests use it to inject faults).
+func (e *Engine) WithWriter(w *mas.Writer) *Engine {
+	c := *e
+	c.writer = w
+	return &c
+}
+
+// WithClock swaps the clock that measures a call's time budget.
+func (e *Engine) WithClock(clock func() time.Time) *Engine {
+	c := *e
+	c.clock = clock
+	return &c
+}
+
+// Dependencies says which entities must be complete before an entity may
+// start: every row points at a user; tokens point at device sessions.
+func Dependencies(e synapse.Entity) []synapse.Entity {
+	switch e {
+	case synapse.Users:
+		return nil
+	case synapse.AccessTokens, synapse.RefreshPairs:
+		return []synapse.Entity{synapse.Users, synapse.Devices}
+	default:
+		return []synapse.Entity{synapse.Users}
+	}
+}
+
+// Plan splits an entity into up to n shards and records their checkpoints.
+// Re-planning an entity returns the shards it already has.
+func (e *Engine) Plan(ctx context.Context, entity synapse.Entity, n int) ([]mas.Shard, error) {
+	keys, err := e.reader.SplitKeys(ctx, entity, n)
+	if err != nil {
+		return nil, err
+	}
+	shards := make([]mas.Shard, 0, len(keys)+1)
+	var lower []string
+	for i := 0; i <= len(keys); i++ {
+		var upper []string
+		if i < len(keys) {
+			upper = keys[i]
+		}
+		shards = append(shards, mas.Shard{ID: fmt.Sprintf("%s/%03d", entity, i), Entity: string(entity), Lower: lower, Upper: upper})
+		lower = upper
+	}
+	return mas.EnsureShards(ctx, e.writer.Pool(), string(entity), shards)
+}
+
+// Request bounds one ImportShard call.
+type Request struct {
+	Shard string
+	// BatchSize is the rows per read page and per transaction.
+	BatchSize int
+	// MaxRows and MaxDuration end the call early (0 = no limit); the shard
+	// then continues from its checkpoint on the next call.
+	MaxRows     int
+	MaxDuration time.Duration
+}
+
+// Result is where a shard stands after a call.
+type Result struct {
+	Checkpoint mas.Checkpoint
+	// Batches and Read count what this call committed.
+	Batches int
+	Read    int64
+}
+
+// ErrBadRequest marks a request that can never succeed as given.
+var ErrBadRequest = errors.New("invalid import request")
+
+// ImportShard imports batches of a shard from its durable checkpoint until
+// the shard is done or the budget is spent; onBatch (may be nil) is called
+// after each commit, for heartbeats. Calling it again after a crash, or
+// twice for the same shard, never writes a row twice.
+func (e *Engine) ImportShard(ctx context.Context, req Request, onBatch func(mas.Checkpoint)) (Result, error) {
+	if req.BatchSize <= 0 {
+		return Result{}, fmt.Errorf("batch size %d must be positive: %w", req.BatchSize, ErrBadRequest)
+	}
+	started := e.clock()
+	var res Result
+	for {
+		cp, err := mas.LoadCheckpoint(ctx, e.writer.Pool(), req.Shard)
+		if err != nil {
+			return res, err
+		}
+		res.Checkpoint = cp
+		if cp.Done || e.spent(req, res, started) {
+			return res, nil
+		}
+		cp, n, err := e.importBatch(ctx, cp, req.BatchSize)
+		if errors.Is(err, mas.ErrStale) {
+			continue // another attempt committed this batch: reload and go on
+		}
+		if err != nil {
+			return res, err
+		}
+		res.Checkpoint, res.Batches, res.Read = cp, res.Batches+1, res.Read+int64(n)
+		if onBatch != nil {
+			onBatch(cp)
+		}
+	}
+}
+
+func (e *Engine) spent(req Request, res Result, started time.Time) bool {
+	return (req.MaxRows > 0 && res.Read >= int64(req.MaxRows)) ||
+		(req.MaxDuration > 0 && e.clock().Sub(started) >= req.MaxDuration)
+}
+
+// importBatch reads, maps and commits the batch after the checkpoint.
+func (e *Engine) importBatch(ctx context.Context, cp mas.Checkpoint, size int) (mas.Checkpoint, int, error) {
+	page, err := e.pageFunc(synapse.Entity(cp.Entity))
+	if err != nil {
+		return cp, 0, err
+	}
+	batch, last, err := page(ctx, synapse.Range{After: cp.After, Upto: cp.Upper}, size)
+	if err != nil {
+		return cp, 0, err
+	}
+	to := cp.After
+	if last != nil {
+		to = last
+	}
+	out, err := e.writer.Commit(ctx, mas.Commit{
+		Shard:    cp.ID,
+		From:     cp.After,
+		To:       to,
+		Done:     batch.Read < size,
+		Rows:     &batch.Rows,
+		Findings: batch.Findings,
+		Progress: e.progressOf(batch),
+	})
+	return out, batch.Read, err
+}
+
+// progressOf counts a mapped batch.
+func (e *Engine) progressOf(b *mapping.Batch) mas.Progress {
+	p := mas.Progress{Read: int64(b.Read), Written: e.writer.Written(&b.Rows)}
+	for _, f := range b.Findings {
+		if f.Skipped {
+			p.Skipped = addOne(p.Skipped, f.Reason)
+		} else {
+			p.Notices = addOne(p.Notices, f.Reason)
+		}
+	}
+	return p
+}
+
+func addOne(m map[string]int64, k string) map[string]int64 {
+	if m == nil {
+		m = map[string]int64{}
+	}
+	m[k]++
+	return m
+}

@@ -1,0 +1,61 @@
+package mapping
+
+import (
+	"time"
+
+	"github.com/masflow/masflow/internal/mas"
+	"github.com/masflow/masflow/internal/synapse"
+)
+
+// owner is a dependent row's user, once the row is known to be migratable.
+type owner struct {
+	id      mas.ID
+	created time.Time
+	admin   bool
+}
+
+// ownerScope says which kinds of users keep the dependent row.
+type ownerScope int
+
+const (
+	// anyAccount: threepids and SSO links of guests and deactivated users
+	// are migrated.
+	anyAccount ownerScope = iota
+	// activeAccount: devices and tokens only of regular (incl. locked) users.
+	activeAccount
+)
+
+// resolveOwner applies the owner rules shared by every dependent row: the
+// user must exist (a unique case-insensitive match counts, reported), be of
+// this homeserver and not an appservice user; devices and tokens also need
+// a non-guest, non-deactivated user. It returns ok=false once the row has
+// been skipped (or an error in strict mode).
+func (m *Mapper) resolveOwner(b *Batch, table, key string, o synapse.Owner, scope ownerScope) (owner, bool, error) {
+	if o.Name == nil {
+		reason := ReasonOwnerMissing
+		if _, bad := m.localOf(o.RawUserID); bad != "" {
+			reason = bad
+		}
+		return owner{}, false, m.skip(b, table, key, reason)
+	}
+	local, bad := m.localOf(*o.Name)
+	var reason Reason
+	switch {
+	case bad != "":
+		reason = bad
+	case o.AppserviceID != nil:
+		reason = ReasonOwnerAppservice
+	case scope == activeAccount && o.Guest:
+		reason = ReasonOwnerGuest
+	case scope == activeAccount && o.Deactivated:
+		reason = ReasonOwnerDeactivated
+	}
+	if reason != "" {
+		return owner{}, false, m.skip(b, table, key, reason)
+	}
+	if *o.Name != o.RawUserID {
+		b.notice(table, key, NoticeCaseMismatch)
+	}
+	created := m.creation(o.CreationTS)
+	return owner{id: m.userID(local, created), created: created, admin: o.Admin}, true, nil
+}

@@ -1,0 +1,190 @@
+package mas
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// ReferenceLockKey is the advisory lock mas-cli syn2mas takes; masflow
+// takes the same key so the two never write the same database at once.
+const ReferenceLockKey int64 = 6584285998412104315
+
+// bookkeepingSchema holds masflow's own tables in the MAS database, apart
+// from MAS's: dropping it (Finish) leaves the MAS schema untouched.
+const bookkeepingSchema = "masflow"
+
+// createBookkeepingSQL creates the run row, the per-shard checkpoints and
+// the findings report.
+const createBookkeepingSQL = `
+CREATE SCHEMA IF NOT EXISTS masflow;
+CREATE TABLE IF NOT EXISTS masflow.run (
+  singleton   boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+  server_name text NOT NULL,
+  salt        bytea NOT NULL,
+  now         timestamptz NOT NULL,
+  started_at  timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS masflow.checkpoints (
+  shard      text PRIMARY KEY,
+  entity     text NOT NULL,
+  lower_key  text[] NOT NULL,
+  upper_key  text[] NOT NULL,
+  after_key  text[] NOT NULL,
+  done       boolean NOT NULL DEFAULT false,
+  progress   jsonb NOT NULL DEFAULT '{}',
+  batches    bigint NOT NULL DEFAULT 0,
+  updated_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS masflow.findings (
+  shard        text NOT NULL,
+  source_table text NOT NULL,
+  natural_key  text NOT NULL,
+  reason       text NOT NULL,
+  skipped      boolean NOT NULL
+);`
+
+// RunInfo is what stays fixed for a whole migration run, stored in the MAS
+// database so every batch of every attempt uses the same values.
+type RunInfo struct {
+	ServerName string
+	Salt       []byte
+	Now        time.Time
+	// Resumed is true when the run already existed (our own unfinished run).
+	Resumed bool
+}
+
+// ErrNotEmpty, ErrReferenceRun and ErrLocked refuse a MAS database that
+// is not ours to write; none is retryable without operator action.
+var (
+	ErrNotEmpty     = errors.New("the MAS database already holds data")
+	ErrReferenceRun = errors.New("the MAS database holds a half-finished mas-cli syn2mas run")
+	ErrLocked       = errors.New("another migrator holds the MAS database lock")
+)
+
+// referenceRunSQL finds the tables a half-finished mas-cli syn2mas leaves.
+const referenceRunSQL = `SELECT table_name::text FROM information_schema.tables
+  WHERE table_schema = current_schema()
+    AND (table_name LIKE 'syn2mas\_\_%' OR table_name IN ('syn2mas_restore_constraints', 'syn2mas_restore_indices'))
+  ORDER BY 1`
+
+// Prepare checks the MAS database may be written and records the run:
+// supported schema, no reference run in progress, no other migrator, and
+// either empty target tables or our own unfinished run for the same
+// homeserver (then the stored salt and "now" are returned, and the given
+// ones ignored, so a resumed run writes exactly what the first would).
+func Prepare(ctx context.Context, pool *pgxpool.Pool, want RunInfo) (RunInfo, Schema, error) {
+	var info RunInfo
+	var schema Schema
+	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		if err := tryLock(ctx, tx, "pg_try_advisory_xact_lock"); err != nil {
+			return err
+		}
+		if err := refuseReferenceRun(ctx, tx); err != nil {
+			return err
+		}
+		var err error
+		if schema, err = DetectSchema(ctx, tx); err != nil {
+			return err
+		}
+		if info, err = existingRun(ctx, tx); err != nil || info.Resumed {
+			if err == nil && info.ServerName != want.ServerName {
+				err = fmt.Errorf("the MAS database holds an unfinished masflow run for %q, not %q: "+
+					"point masflow at the right MAS database: %w", info.ServerName, want.ServerName, ErrNotEmpty)
+			}
+			return err
+		}
+		if err := refuseNonEmpty(ctx, tx); err != nil {
+			return err
+		}
+		info = want
+		return createRun(ctx, tx, want)
+	})
+	return info, schema, err
+}
+
+// tryLock takes the reference tool's advisory lock for this transaction.
+func tryLock(ctx context.Context, tx pgx.Tx, fn string) error {
+	var ok bool
+	if err := tx.QueryRow(ctx, "SELECT "+fn+"($1)", ReferenceLockKey).Scan(&ok); err != nil {
+		return fmt.Errorf("taking the MAS database advisory lock: %w", err)
+	}
+	if !ok {
+		return fmt.Errorf("advisory lock %d is held (is mas-cli syn2mas or another masflow running against "+
+			"this MAS database? wait for it or stop it): %w", ReferenceLockKey, ErrLocked)
+	}
+	return nil
+}
+
+func refuseReferenceRun(ctx context.Context, tx pgx.Tx) error {
+	tables, err := collectStrings(ctx, tx, referenceRunSQL)
+	if err != nil {
+		return fmt.Errorf("looking for a mas-cli syn2mas run: %w", err)
+	}
+	if len(tables) > 0 {
+		return fmt.Errorf("tables %v exist: finish or roll back that run (restore the MAS database from "+
+			"its backup, or re-run mas-cli syn2mas to completion) before using masflow: %w", tables, ErrReferenceRun)
+	}
+	return nil
+}
+
+func existingRun(ctx context.Context, tx pgx.Tx) (RunInfo, error) {
+	var exists bool
+	if err := tx.QueryRow(ctx, `SELECT to_regclass('masflow.run') IS NOT NULL`).Scan(&exists); err != nil || !exists {
+		return RunInfo{}, err
+	}
+	var info RunInfo
+	err := tx.QueryRow(ctx, `SELECT server_name, salt, now FROM masflow.run`).Scan(&info.ServerName, &info.Salt, &info.Now)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return RunInfo{}, nil
+	}
+	if err != nil {
+		return RunInfo{}, fmt.Errorf("reading masflow.run: %w", err)
+	}
+	info.Resumed = true
+	info.Now = info.Now.UTC()
+	return info, nil
+}
+
+func refuseNonEmpty(ctx context.Context, tx pgx.Tx) error {
+	var full []string
+	for _, t := range TargetTables {
+		var has bool
+		if err := tx.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM "+pgx.Identifier{t}.Sanitize()+")").Scan(&has); err != nil {
+			return fmt.Errorf("checking MAS table %s is empty: %w", t, err)
+		}
+		if has {
+			full = append(full, t)
+		}
+	}
+	if len(full) > 0 {
+		return fmt.Errorf("MAS tables %v have rows: the import needs a fresh MAS database "+
+			"(recreate it and run `mas-cli config sync`): %w", full, ErrNotEmpty)
+	}
+	return nil
+}
+
+func createRun(ctx context.Context, tx pgx.Tx, info RunInfo) error {
+	if _, err := tx.Exec(ctx, createBookkeepingSQL); err != nil {
+		return fmt.Errorf("creating masflow bookkeeping tables: %w", err)
+	}
+	_, err := tx.Exec(ctx, `INSERT INTO masflow.run (server_name, salt, now) VALUES ($1, $2, $3)`,
+		info.ServerName, info.Salt, info.Now)
+	if err != nil {
+		return fmt.Errorf("recording the run: %w", err)
+	}
+	return nil
+}
+
+// Finish drops masflow's bookkeeping once the migration is complete and
+// its report has been exported. It is idempotent.
+func Finish(ctx context.Context, pool *pgxpool.Pool) error {
+	if _, err := pool.Exec(ctx, "DROP SCHEMA IF EXISTS "+bookkeepingSchema+" CASCADE"); err != nil {
+		return fmt.Errorf("dropping masflow bookkeeping: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,178 @@
+package mas
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Writer writes batches into the MAS database.
+type Writer struct {
+	pool   *pgxpool.Pool
+	schema Schema
+	// fault, when set (tests only), runs before each step of a batch
+	// transaction and may fail it, simulating a crash mid-batch.
+	fault func(step string) error
+}
+
+// NewWriter returns a writer for a database whose schema was detected.
+func NewWriter(pool *pgxpool.Pool, schema Schema) *Writer {
+	return &Writer{pool: pool, schema: schema}
+}
+
+// WithFault returns a copy of the writer that calls fault before each step
+// of a batch transaction; tests use it to crash a batch half-way.
+func (w *Writer) WithFault(fault func(step string) error) *Writer {
+	c := *w
+	c.fault = fault
+	return &c
+}
+
+// Pool exposes the MAS connection pool to the engine's bookkeeping reads.
+func (w *Writer) Pool() *pgxpool.Pool { return w.pool }
+
+// Commit is one batch: its rows, its report lines, and the checkpoint move
+// from From to To that it stands for.
+type Commit struct {
+	Shard    string
+	From     []string
+	To       []string
+	Done     bool
+	Rows     *Rows
+	Findings []Finding
+	Progress Progress
+}
+
+// ErrStale reports that the shard's checkpoint is no longer at From: the
+// batch was already committed (by an earlier attempt whose success was
+// lost, or a concurrent worker). Nothing was written.
+var ErrStale = errors.New("checkpoint moved: batch already committed")
+
+// Commit writes the batch and advances the checkpoint in ONE transaction,
+// so a crash leaves either all of the batch or none of it, and a retried
+// batch can never be written twice: the checkpoint row is locked and
+// compared with From before anything is written.
+func (w *Writer) Commit(ctx context.Context, c Commit) (Checkpoint, error) {
+	var out Checkpoint
+	err := pgx.BeginFunc(ctx, w.pool, func(tx pgx.Tx) error {
+		if err := tryLock(ctx, tx, "pg_try_advisory_xact_lock_shared"); err != nil {
+			return err
+		}
+		cp, err := scanCheckpoint(tx.QueryRow(ctx, checkpointSQL+` WHERE shard = $1 FOR UPDATE`, c.Shard), c.Shard)
+		if err != nil {
+			return err
+		}
+		if cp.Done || !sameKey(cp.After, c.From) {
+			out = cp
+			return ErrStale
+		}
+		if err := w.copyRows(ctx, tx, c.Rows); err != nil {
+			return err
+		}
+		if err := w.step("findings"); err != nil {
+			return err
+		}
+		if err := copyFindings(ctx, tx, c.Shard, c.Findings); err != nil {
+			return err
+		}
+		cp.Progress.Add(c.Progress)
+		cp.After, cp.Done = nonNil(c.To), c.Done
+		cp.Batches++
+		if err := w.step("checkpoint"); err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `UPDATE masflow.checkpoints SET after_key = $2, done = $3, progress = $4,
+			batches = $5, updated_at = now() WHERE shard = $1`, c.Shard, cp.After, cp.Done, cp.Progress, cp.Batches)
+		out = cp
+		return err
+	})
+	if err != nil && !errors.Is(err, ErrStale) {
+		return Checkpoint{}, fmt.Errorf("committing a batch of shard %s: %w", c.Shard, Sanitize(err))
+	}
+	return out, err
+}
+
+func (w *Writer) step(name string) error {
+	if w.fault == nil {
+		return nil
+	}
+	return w.fault(name)
+}
+
+// copyRows COPYs each non-empty table of the batch, parents first.
+func (w *Writer) copyRows(ctx context.Context, tx pgx.Tx, r *Rows) error {
+	for _, t := range w.tables(r) {
+		if t.n == 0 {
+			continue
+		}
+		if err := w.step(t.name); err != nil {
+			return err
+		}
+		if _, err := tx.CopyFrom(ctx, pgx.Identifier{t.name}, t.cols, pgx.CopyFromSlice(t.n, t.row)); err != nil {
+			return fmt.Errorf("copying %d rows into %s: %w", t.n, t.name, err)
+		}
+	}
+	return nil
+}
+
+// copyFindings stores the batch's report lines with the batch.
+func copyFindings(ctx context.Context, tx pgx.Tx, shard string, fs []Finding) error {
+	if len(fs) == 0 {
+		return nil
+	}
+	_, err := tx.CopyFrom(ctx, pgx.Identifier{bookkeepingSchema, "findings"},
+		[]string{"shard", "source_table", "natural_key", "reason", "skipped"},
+		pgx.CopyFromSlice(len(fs), func(i int) ([]any, error) {
+			f := fs[i]
+			return []any{shard, f.SourceTable, f.Key, f.Reason, f.Skipped}, nil
+		}))
+	if err != nil {
+		return fmt.Errorf("recording %d findings: %w", len(fs), err)
+	}
+	return nil
+}
+
+// Sanitize strips what PostgreSQL puts in an error's detail — for a
+// unique violation that is the duplicate value, which may be a token —
+// keeping the message, code, table and constraint.
+func Sanitize(err error) error {
+	var pg *pgconn.PgError
+	if !errors.As(err, &pg) {
+		return err
+	}
+	return &safeError{msg: fmt.Sprintf("%s (SQLSTATE %s, table %q, constraint %q)",
+		pg.Message, pg.Code, pg.TableName, pg.ConstraintName), code: pg.Code}
+}
+
+// safeError is a PostgreSQL error without its detail.
+type safeError struct {
+	msg  string
+	code string
+}
+
+func (e *safeError) Error() string { return e.msg }
+
+// SQLState returns the PostgreSQL error code, for retry classification.
+func (e *safeError) SQLState() string { return e.code }
+
+// nullTime turns an optional time into a COPY value.
+func nullTime(t *time.Time) any {
+	if t == nil {
+		return nil
+	}
+	return *t
+}
+
+// nullAddr turns an optional address into a COPY value for inet.
+func nullAddr(a netip.Addr) any {
+	if !a.IsValid() {
+		return nil
+	}
+	return netip.PrefixFrom(a, a.BitLen())
+}

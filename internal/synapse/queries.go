@@ -1,0 +1,192 @@
+package synapse
+
+import (
+	"context"
+	"strconv"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/masflow/masflow/internal/secret"
+)
+
+// ownerJoin resolves the user of a dependent row aliased "t" (data-mapping
+// "Bad rows"): the exact users.name, else the one user whose name matches
+// case-insensitively (COALESCE stops at the first non-NULL, so the
+// case-insensitive probe only runs for rows without an exact match).
+const ownerJoin = `
+CROSS JOIN LATERAL (SELECT COALESCE(
+    (SELECT name FROM users WHERE name = t.user_id),
+    (SELECT min(name) FROM users WHERE lower(name) = lower(t.user_id) HAVING count(*) = 1)
+) AS name) AS r
+LEFT JOIN users u ON u.name = r.name`
+
+// ownerCols are the columns ownerJoin adds, in scanOwner's order.
+const ownerCols = `t.user_id, r.name, COALESCE(u.admin, 0) <> 0, COALESCE(u.is_guest, 0) <> 0,
+    COALESCE(u.deactivated, 0) <> 0, u.appservice_id, u.creation_ts`
+
+func ownerDest(o *Owner) []any {
+	return []any{&o.RawUserID, &o.Name, &o.Admin, &o.Guest, &o.Deactivated, &o.AppserviceID, &o.CreationTS}
+}
+
+// successorUsed is true for a refresh token "rt" whose successor's access
+// token has been used (data-mapping "Refreshable pairs": drop such pairs).
+const successorUsed = `EXISTS (SELECT 1 FROM access_tokens nx
+    WHERE nx.refresh_token_id = rt.next_token_id AND nx.used)`
+
+// sessionCreated is the created_at of the session of device "dv": the
+// minimum last_validated over the tokens the import migrates for it —
+// non-puppet, non-refreshable tokens, and the access tokens of refresh
+// pairs whose successor is unused (data-mapping "Sessions").
+const sessionCreated = `LEAST(
+    (SELECT min(a.last_validated) FROM access_tokens a
+      WHERE a.user_id = dv.user_id AND a.device_id = dv.device_id
+        AND a.puppets_user_id IS NULL AND a.refresh_token_id IS NULL),
+    (SELECT min(a.last_validated) FROM refresh_tokens rt
+      JOIN access_tokens a ON a.refresh_token_id = rt.id
+        AND a.user_id = rt.user_id AND a.device_id = rt.device_id
+      WHERE rt.user_id = dv.user_id AND rt.device_id = dv.device_id
+        AND NOT ` + successorUsed + `))`
+
+// deviceJoin looks up the device a token "t" points at by its exact
+// (user_id, device_id), as Synapse itself does.
+const deviceJoin = `
+LEFT JOIN devices dv ON dv.user_id = t.user_id AND dv.device_id = t.device_id
+LEFT JOIN LATERAL (SELECT ` + sessionCreated + ` AS created) sc ON dv.device_id IS NOT NULL`
+
+const deviceCols = `t.device_id, dv.device_id IS NOT NULL, dv.hidden, sc.created`
+
+func deviceDest(d *DeviceRef) []any {
+	return []any{&d.DeviceID, &d.Exists, &d.Hidden, &d.TokensCreatedAt}
+}
+
+var usersSpec = spec[User]{
+	table: "users",
+	query: `SELECT name, password_hash, admin <> 0, is_guest <> 0, deactivated <> 0,
+    COALESCE(locked, false), creation_ts, appservice_id FROM users t`,
+	keyCols: []string{"t.name"},
+	keyType: "text",
+	scan: func(rows pgx.Rows) (User, Key, error) {
+		var u User
+		var hash *string
+		err := rows.Scan(&u.Name, &hash, &u.Admin, &u.Guest, &u.Deactivated, &u.Locked, &u.CreationTS, &u.AppserviceID)
+		if hash != nil {
+			h := secret.String(*hash)
+			u.PasswordHash = &h
+		}
+		return u, Key{u.Name}, err
+	},
+}
+
+var threepidsSpec = spec[Threepid]{
+	table:   "user_threepids",
+	query:   `SELECT ` + ownerCols + `, t.medium, t.address, t.added_at FROM user_threepids t` + ownerJoin,
+	keyCols: []string{"t.medium", "t.address"},
+	keyType: "text",
+	scan: func(rows pgx.Rows) (Threepid, Key, error) {
+		var t Threepid
+		err := rows.Scan(append(ownerDest(&t.Owner), &t.Medium, &t.Address, &t.AddedAt)...)
+		return t, Key{t.Medium, t.Address}, err
+	},
+}
+
+var externalIDsSpec = spec[ExternalID]{
+	table:   "user_external_ids",
+	query:   `SELECT ` + ownerCols + `, t.auth_provider, t.external_id FROM user_external_ids t` + ownerJoin,
+	keyCols: []string{"t.auth_provider", "t.external_id"},
+	keyType: "text",
+	scan: func(rows pgx.Rows) (ExternalID, Key, error) {
+		var e ExternalID
+		err := rows.Scan(append(ownerDest(&e.Owner), &e.AuthProvider, &e.ExternalID)...)
+		return e, Key{e.AuthProvider, e.ExternalID}, err
+	},
+}
+
+var devicesSpec = spec[Device]{
+	table: "devices",
+	query: `SELECT ` + ownerCols + `, t.device_id, t.display_name, t.last_seen, t.ip, t.user_agent, t.hidden,
+    (SELECT ` + sessionCreated + ` FROM (SELECT t.user_id, t.device_id) AS dv)
+  FROM devices t` + ownerJoin,
+	keyCols: []string{"t.user_id", "t.device_id"},
+	keyType: "text",
+	scan: func(rows pgx.Rows) (Device, Key, error) {
+		var d Device
+		err := rows.Scan(append(ownerDest(&d.Owner), &d.DeviceID, &d.DisplayName, &d.LastSeen, &d.IP,
+			&d.UserAgent, &d.Hidden, &d.TokensCreatedAt)...)
+		return d, Key{d.RawUserID, d.DeviceID}, err
+	},
+}
+
+var accessTokensSpec = spec[AccessToken]{
+	table: "access_tokens",
+	query: `SELECT ` + ownerCols + `, ` + deviceCols + `, t.id, t.token, t.valid_until_ms, t.last_validated,
+    t.puppets_user_id, t.refresh_token_id
+  FROM access_tokens t` + ownerJoin + deviceJoin,
+	keyCols: []string{"t.id"},
+	keyType: "bigint",
+	scan: func(rows pgx.Rows) (AccessToken, Key, error) {
+		var a AccessToken
+		var token string
+		dest := append(ownerDest(&a.Owner), deviceDest(&a.Device)...)
+		err := rows.Scan(append(dest, &a.ID, &token, &a.ValidUntilMS, &a.LastValidated,
+			&a.PuppetsUserID, &a.RefreshTokenID)...)
+		a.Token = secret.String(token)
+		return a, Key{strconv.FormatInt(a.ID, 10)}, err
+	},
+}
+
+// refreshPairsSpec reads refresh tokens with the (first) access token
+// issued with them for the same user and device.
+var refreshPairsSpec = spec[RefreshPair]{
+	table: "refresh_tokens",
+	query: `SELECT ` + ownerCols + `, ` + deviceCols + `, t.id, t.token,
+    at.id, at.token, at.valid_until_ms, at.last_validated, ` + successorUsed + `
+  FROM refresh_tokens t
+  CROSS JOIN LATERAL (SELECT t.id, t.next_token_id) AS rt` + ownerJoin + deviceJoin + `
+  LEFT JOIN LATERAL (SELECT a.id, a.token, a.valid_until_ms, a.last_validated FROM access_tokens a
+      WHERE a.refresh_token_id = t.id AND a.user_id = t.user_id AND a.device_id = t.device_id
+      ORDER BY a.id LIMIT 1) at ON true`,
+	keyCols: []string{"t.id"},
+	keyType: "bigint",
+	scan: func(rows pgx.Rows) (RefreshPair, Key, error) {
+		var p RefreshPair
+		var token string
+		var atToken *string
+		dest := append(ownerDest(&p.Owner), deviceDest(&p.Device)...)
+		err := rows.Scan(append(dest, &p.ID, &token, &p.AccessTokenID, &atToken,
+			&p.ValidUntilMS, &p.LastValidated, &p.SuccessorUsed)...)
+		p.Token = secret.String(token)
+		if atToken != nil {
+			p.AccessToken = secret.String(*atToken)
+		}
+		return p, Key{strconv.FormatInt(p.ID, 10)}, err
+	},
+}
+
+// Users reads a page of users.
+func (r *Reader) Users(ctx context.Context, rng Range, limit int) ([]User, Key, error) {
+	return read(ctx, r, usersSpec, rng, limit)
+}
+
+// Threepids reads a page of user_threepids.
+func (r *Reader) Threepids(ctx context.Context, rng Range, limit int) ([]Threepid, Key, error) {
+	return read(ctx, r, threepidsSpec, rng, limit)
+}
+
+// ExternalIDs reads a page of user_external_ids.
+func (r *Reader) ExternalIDs(ctx context.Context, rng Range, limit int) ([]ExternalID, Key, error) {
+	return read(ctx, r, externalIDsSpec, rng, limit)
+}
+
+// Devices reads a page of devices.
+func (r *Reader) Devices(ctx context.Context, rng Range, limit int) ([]Device, Key, error) {
+	return read(ctx, r, devicesSpec, rng, limit)
+}
+
+// AccessTokens reads a page of access_tokens.
+func (r *Reader) AccessTokens(ctx context.Context, rng Range, limit int) ([]AccessToken, Key, error) {
+	return read(ctx, r, accessTokensSpec, rng, limit)
+}
+
+// RefreshPairs reads a page of refresh_tokens with their access tokens.
+func (r *Reader) RefreshPairs(ctx context.Context, rng Range, limit int) ([]RefreshPair, Key, error) {
+	return read(ctx, r, refreshPairsSpec, rng, limit)
+}

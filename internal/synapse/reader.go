@@ -1,0 +1,165 @@
+// Package synapse reads the Synapse database for the import: one
+// keyset-paginated, read-only query per entity, with owners, devices and
+// session times joined in SQL (data-mapping.md). It never writes: every
+// connection is opened with default_transaction_read_only and every query
+// runs in a READ ONLY transaction.
+package synapse
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Entity names one import stream. The import runs them in dependency
+// order: users, then threepids, external IDs and devices, then tokens
+// (which point at the devices' sessions).
+type Entity string
+
+// The six entities, named after what they import.
+const (
+	Users        Entity = "users"
+	Threepids    Entity = "threepids"
+	ExternalIDs  Entity = "external_ids"
+	Devices      Entity = "devices"
+	AccessTokens Entity = "access_tokens"
+	RefreshPairs Entity = "refresh_pairs"
+)
+
+// Entities lists every entity in dependency order.
+var Entities = []Entity{Users, Threepids, ExternalIDs, Devices, AccessTokens, RefreshPairs}
+
+// Key is a position in an entity's keyset order: the key column values of
+// a row, as text. The zero Key means "before the first row" as a lower
+// bound and "after the last row" as an upper bound.
+type Key []string
+
+// Range bounds a read: rows with After < key <= Upto.
+type Range struct {
+	After Key
+	Upto  Key
+}
+
+// Reader reads the Synapse database.
+type Reader struct {
+	pool *pgxpool.Pool
+}
+
+// Open connects to the Synapse database with read-only sessions.
+func Open(ctx context.Context, cfg *pgxpool.Config) (*Reader, error) {
+	cfg = cfg.Copy()
+	if cfg.ConnConfig.RuntimeParams == nil {
+		cfg.ConnConfig.RuntimeParams = map[string]string{}
+	}
+	// Belt and braces: even a query that forgot its READ ONLY transaction
+	// cannot write.
+	cfg.ConnConfig.RuntimeParams["default_transaction_read_only"] = "on"
+	cfg.ConnConfig.RuntimeParams["application_name"] = "masflow-reader"
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to the Synapse database: %w", err)
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("connecting to the Synapse database at %s:%d/%s: %w",
+			cfg.ConnConfig.Host, cfg.ConnConfig.Port, cfg.ConnConfig.Database, err)
+	}
+	return &Reader{pool: pool}, nil
+}
+
+// Close releases the connections.
+func (r *Reader) Close() { r.pool.Close() }
+
+// Pool exposes the read-only pool to sibling checks (advisor, verification).
+func (r *Reader) Pool() *pgxpool.Pool { return r.pool }
+
+// spec describes one entity's query: a SELECT whose WHERE clause gets the
+// keyset bounds appended, the key columns in order, their SQL type, and
+// how to scan one row into T and its Key.
+type spec[T any] struct {
+	table   string // the source table, for counts
+	query   string // SELECT … FROM … [WHERE …] without ORDER BY/LIMIT
+	where   bool   // whether query already has a WHERE clause
+	keyCols []string
+	keyType string
+	scan    func(pgx.Rows) (T, Key, error)
+}
+
+// boundedSQL appends keyset bounds, order and limit to a spec's query,
+// numbering parameters from 1; it returns the SQL and its arguments.
+func (s spec[T]) boundedSQL(rng Range, limit int) (string, []any) {
+	var b strings.Builder
+	b.WriteString(s.query)
+	var args []any
+	cols := "(" + strings.Join(s.keyCols, ", ") + ")"
+	bound := func(op string, k Key) {
+		if len(k) == 0 {
+			return
+		}
+		if s.where || len(args) > 0 {
+			b.WriteString(" AND ")
+		} else {
+			b.WriteString(" WHERE ")
+		}
+		ph := make([]string, len(k))
+		for i, v := range k {
+			args = append(args, v)
+			ph[i] = fmt.Sprintf("$%d::%s", len(args), s.keyType)
+		}
+		fmt.Fprintf(&b, "%s %s (%s)", cols, op, strings.Join(ph, ", "))
+	}
+	bound(">", rng.After)
+	bound("<=", rng.Upto)
+	args = append(args, limit)
+	fmt.Fprintf(&b, " ORDER BY %s LIMIT $%d", strings.Join(s.keyCols, ", "), len(args))
+	return b.String(), args
+}
+
+// read runs one bounded page of an entity in a read-only transaction and
+// returns the rows and the key of the last one (nil when there is none).
+func read[T any](ctx context.Context, r *Reader, s spec[T], rng Range, limit int) ([]T, Key, error) {
+	if err := checkKey(rng.After, len(s.keyCols)); err != nil {
+		return nil, nil, fmt.Errorf("%s: lower bound: %w", s.table, err)
+	}
+	if err := checkKey(rng.Upto, len(s.keyCols)); err != nil {
+		return nil, nil, fmt.Errorf("%s: upper bound: %w", s.table, err)
+	}
+	tx, err := r.pool.BeginTx(ctx, pgx.TxOptions{AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return nil, nil, fmt.Errorf("reading %s: %w", s.table, err)
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+	sql, args := s.boundedSQL(rng, limit)
+	rows, err := tx.Query(ctx, sql, args...)
+	if err != nil {
+		return nil, nil, fmt.Errorf("reading %s after %v: %w", s.table, rng.After, err)
+	}
+	defer rows.Close()
+	out := make([]T, 0, limit)
+	var last Key
+	for rows.Next() {
+		row, key, err := s.scan(rows)
+		if err != nil {
+			return nil, nil, fmt.Errorf("reading %s after %v: %w", s.table, last, err)
+		}
+		out, last = append(out, row), key
+	}
+	if err := rows.Err(); err != nil {
+		return nil, nil, fmt.Errorf("reading %s after %v: %w", s.table, last, err)
+	}
+	return out, last, nil
+}
+
+// ErrBadKey is returned for a cursor whose arity does not fit the entity.
+var ErrBadKey = errors.New("key does not fit the entity's key columns")
+
+func checkKey(k Key, n int) error {
+	if len(k) != 0 && len(k) != n {
+		return fmt.Errorf("%d values for %d columns: %w", len(k), n, ErrBadKey)
+	}
+	return nil
+}

@@ -1,0 +1,116 @@
+package synapse
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// entitySpec is the part of a spec that does not depend on the row type.
+type entitySpec struct {
+	table   string
+	keyCols []string
+}
+
+func specOf(e Entity) (entitySpec, error) {
+	switch e {
+	case Users:
+		return entitySpec{usersSpec.table, usersSpec.keyCols}, nil
+	case Threepids:
+		return entitySpec{threepidsSpec.table, threepidsSpec.keyCols}, nil
+	case ExternalIDs:
+		return entitySpec{externalIDsSpec.table, externalIDsSpec.keyCols}, nil
+	case Devices:
+		return entitySpec{devicesSpec.table, devicesSpec.keyCols}, nil
+	case AccessTokens:
+		return entitySpec{accessTokensSpec.table, accessTokensSpec.keyCols}, nil
+	case RefreshPairs:
+		return entitySpec{refreshPairsSpec.table, refreshPairsSpec.keyCols}, nil
+	}
+	return entitySpec{}, fmt.Errorf("unknown entity %q (one of %v)", e, Entities)
+}
+
+// SourceTable names the Synapse table an entity reads.
+func SourceTable(e Entity) (string, error) {
+	s, err := specOf(e)
+	return s.table, err
+}
+
+// Count returns the exact number of rows of an entity's source table; the
+// reconciliation needs it exactly (and Synapse is stopped by then).
+func (r *Reader) Count(ctx context.Context, e Entity) (int64, error) {
+	s, err := specOf(e)
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	err = r.pool.QueryRow(ctx, "SELECT count(*) FROM "+pgx.Identifier{s.table}.Sanitize()).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("counting %s: %w", s.table, err)
+	}
+	return n, nil
+}
+
+// Estimate returns the planner's row estimate of an entity's source table
+// (pg_class.reltuples): free, where an exact count on a large homeserver
+// costs minutes. Never-analysed tables give -1.
+func (r *Reader) Estimate(ctx context.Context, e Entity) (int64, error) {
+	s, err := specOf(e)
+	if err != nil {
+		return 0, err
+	}
+	var n float64
+	err = r.pool.QueryRow(ctx, `SELECT COALESCE((SELECT reltuples FROM pg_class
+		WHERE oid = to_regclass(quote_ident(current_schema()) || '.' || $1)), -1)`, s.table).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("estimating %s: %w", s.table, err)
+	}
+	return int64(n), nil
+}
+
+// splitSample is about how many keys SplitKeys samples.
+const splitSample = 10000
+
+// SplitKeys returns up to n-1 keys cutting an entity into n ranges of
+// roughly equal size, from a random sample of its keys. Fewer (or none)
+// come back for small tables.
+func (r *Reader) SplitKeys(ctx context.Context, e Entity, n int) ([]Key, error) {
+	s, err := specOf(e)
+	if err != nil || n < 2 {
+		return nil, err
+	}
+	est, err := r.Estimate(ctx, e)
+	if err != nil {
+		return nil, err
+	}
+	pct := 100.0
+	if est > splitSample {
+		pct = 100 * float64(splitSample) / float64(est)
+	}
+	cols := strings.Join(s.keyCols, ", ")
+	sql := fmt.Sprintf("SELECT ARRAY[%s]::text[] FROM %s t TABLESAMPLE BERNOULLI ($1) ORDER BY %s",
+		cols, pgx.Identifier{s.table}.Sanitize(), cols)
+	rows, err := r.pool.Query(ctx, sql, pct)
+	if err != nil {
+		return nil, fmt.Errorf("sampling %s keys: %w", s.table, err)
+	}
+	sample, err := pgx.CollectRows(rows, pgx.RowTo[[]string])
+	if err != nil {
+		return nil, fmt.Errorf("sampling %s keys: %w", s.table, err)
+	}
+	var out []Key
+	for i := 1; i < n; i++ {
+		j := i * len(sample) / n
+		if j == 0 || j >= len(sample) {
+			continue
+		}
+		k := Key(sample[j])
+		if len(out) > 0 && strings.Join(out[len(out)-1], "\x00") == strings.Join(k, "\x00") {
+			continue
+		}
+		out = append(out, k)
+	}
+	return out, nil
+}
