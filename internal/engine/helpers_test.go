@@ -163,3 +163,5 @@ func render(vals []any) string {
 // ts renders Synapse seconds and ms the way render prints MAS times.
 func ts(sec int64) string { return time.Unix(sec, 0).UTC().Format("2006-01-02T15:04:05.000Z") }
 func ms(m int64) string   { return time.UnixMilli(m).UTC().Format("2006-01-02T15:04:05.000Z") }
+
+func entityOf(s string) synapse.Entity { return synapse.Entity(s) }

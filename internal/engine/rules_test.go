@@ -102,7 +102,7 @@ func mappingRules() []rule {
 
 // withFindings adds the run report to the dumped tables.
 func withFindings() map[string]string {
-	q := map[string]string{"findings": `SELECT source_table, natural_key, reason, skipped FROM masflow.findings`}
+	q := map[string]string{"findings": `SELECT source_table, natural_key, reason, skipped FROM masflow_import.findings`}
 	for k, v := range dumpQueries {
 		q[k] = v
 	}

@@ -16,20 +16,20 @@ const ReferenceLockKey int64 = 6584285998412104315
 
 // bookkeepingSchema holds masflow's own tables in the MAS database, apart
 // from MAS's: dropping it (Finish) leaves the MAS schema untouched.
-const bookkeepingSchema = "masflow"
+const bookkeepingSchema = "masflow_import"
 
 // createBookkeepingSQL creates the run row, the per-shard checkpoints and
 // the findings report.
 const createBookkeepingSQL = `
-CREATE SCHEMA IF NOT EXISTS masflow;
-CREATE TABLE IF NOT EXISTS masflow.run (
+CREATE SCHEMA IF NOT EXISTS masflow_import;
+CREATE TABLE IF NOT EXISTS masflow_import.run (
   singleton   boolean PRIMARY KEY DEFAULT true CHECK (singleton),
   server_name text NOT NULL,
   salt        bytea NOT NULL,
   now         timestamptz NOT NULL,
   started_at  timestamptz NOT NULL DEFAULT now()
 );
-CREATE TABLE IF NOT EXISTS masflow.checkpoints (
+CREATE TABLE IF NOT EXISTS masflow_import.checkpoints (
   shard      text PRIMARY KEY,
   entity     text NOT NULL,
   lower_key  text[] NOT NULL,
@@ -40,7 +40,7 @@ CREATE TABLE IF NOT EXISTS masflow.checkpoints (
   batches    bigint NOT NULL DEFAULT 0,
   updated_at timestamptz NOT NULL DEFAULT now()
 );
-CREATE TABLE IF NOT EXISTS masflow.findings (
+CREATE TABLE IF NOT EXISTS masflow_import.findings (
   shard        text NOT NULL,
   source_table text NOT NULL,
   natural_key  text NOT NULL,
@@ -67,9 +67,10 @@ var (
 )
 
 // referenceRunSQL finds the tables a half-finished mas-cli syn2mas leaves.
-const referenceRunSQL = `SELECT table_name::text FROM information_schema.tables
-  WHERE table_schema = current_schema()
-    AND (table_name LIKE 'syn2mas\_\_%' OR table_name IN ('syn2mas_restore_constraints', 'syn2mas_restore_indices'))
+const referenceRunSQL = `SELECT c.relname::text FROM pg_class c
+  WHERE c.relnamespace = (SELECT relnamespace FROM pg_class WHERE oid = to_regclass('_sqlx_migrations'))
+    AND c.relkind IN ('r', 'p')
+    AND (c.relname LIKE 'syn2mas\_\_%' OR c.relname IN ('syn2mas_restore_constraints', 'syn2mas_restore_indices'))
   ORDER BY 1`
 
 // Prepare checks the MAS database may be written and records the run:
@@ -134,16 +135,16 @@ func refuseReferenceRun(ctx context.Context, tx pgx.Tx) error {
 
 func existingRun(ctx context.Context, tx pgx.Tx) (RunInfo, error) {
 	var exists bool
-	if err := tx.QueryRow(ctx, `SELECT to_regclass('masflow.run') IS NOT NULL`).Scan(&exists); err != nil || !exists {
+	if err := tx.QueryRow(ctx, `SELECT to_regclass('masflow_import.run') IS NOT NULL`).Scan(&exists); err != nil || !exists {
 		return RunInfo{}, err
 	}
 	var info RunInfo
-	err := tx.QueryRow(ctx, `SELECT server_name, salt, now FROM masflow.run`).Scan(&info.ServerName, &info.Salt, &info.Now)
+	err := tx.QueryRow(ctx, `SELECT server_name, salt, now FROM masflow_import.run`).Scan(&info.ServerName, &info.Salt, &info.Now)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return RunInfo{}, nil
 	}
 	if err != nil {
-		return RunInfo{}, fmt.Errorf("reading masflow.run: %w", err)
+		return RunInfo{}, fmt.Errorf("reading masflow_import.run: %w", err)
 	}
 	info.Resumed = true
 	info.Now = info.Now.UTC()
@@ -172,7 +173,7 @@ func createRun(ctx context.Context, tx pgx.Tx, info RunInfo) error {
 	if _, err := tx.Exec(ctx, createBookkeepingSQL); err != nil {
 		return fmt.Errorf("creating masflow bookkeeping tables: %w", err)
 	}
-	_, err := tx.Exec(ctx, `INSERT INTO masflow.run (server_name, salt, now) VALUES ($1, $2, $3)`,
+	_, err := tx.Exec(ctx, `INSERT INTO masflow_import.run (server_name, salt, now) VALUES ($1, $2, $3)`,
 		info.ServerName, info.Salt, info.Now)
 	if err != nil {
 		return fmt.Errorf("recording the run: %w", err)

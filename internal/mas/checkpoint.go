@@ -83,7 +83,7 @@ func EnsureShards(ctx context.Context, q interface {
 			return err
 		}
 		for _, s := range shards {
-			_, err := tx.Exec(ctx, `INSERT INTO masflow.checkpoints (shard, entity, lower_key, upper_key, after_key)
+			_, err := tx.Exec(ctx, `INSERT INTO masflow_import.checkpoints (shard, entity, lower_key, upper_key, after_key)
 				VALUES ($1, $2, $3, $4, $3)`, s.ID, entity, nonNil(s.Lower), nonNil(s.Upper))
 			if err != nil {
 				return fmt.Errorf("recording shard %s: %w", s.ID, err)
@@ -99,7 +99,7 @@ func EnsureShards(ctx context.Context, q interface {
 }
 
 func loadShards(ctx context.Context, tx pgx.Tx, entity string) ([]Shard, error) {
-	rows, err := tx.Query(ctx, `SELECT shard, entity, lower_key, upper_key FROM masflow.checkpoints
+	rows, err := tx.Query(ctx, `SELECT shard, entity, lower_key, upper_key FROM masflow_import.checkpoints
 		WHERE entity = $1 ORDER BY lower_key`, entity)
 	if err != nil {
 		return nil, err
@@ -113,7 +113,7 @@ func loadShards(ctx context.Context, tx pgx.Tx, entity string) ([]Shard, error) 
 
 // checkpointSQL reads shards' state; callers add a WHERE clause.
 const checkpointSQL = `SELECT shard, entity, lower_key, upper_key, after_key, done, progress, batches
-  FROM masflow.checkpoints`
+  FROM masflow_import.checkpoints`
 
 // LoadCheckpoint reads a shard's durable state.
 func LoadCheckpoint(ctx context.Context, q querier, shard string) (Checkpoint, error) {

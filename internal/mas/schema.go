@@ -54,17 +54,17 @@ type querier interface {
 
 // detectSQL reads the newest applied migration and the shape of the
 // columns that changed across the supported MAS versions.
+// Tables are resolved through search_path, as MAS itself resolves them.
 const detectSQL = `SELECT
   (SELECT max(version) FROM _sqlx_migrations WHERE success),
-  EXISTS (SELECT 1 FROM information_schema.columns
-          WHERE table_schema = current_schema() AND table_name = 'user_emails' AND column_name = 'confirmed_at'),
-  EXISTS (SELECT 1 FROM information_schema.columns
-          WHERE table_schema = current_schema() AND table_name = 'users' AND column_name = 'primary_user_email_id')`
+  EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass('user_emails')
+          AND attname = 'confirmed_at' AND NOT attisdropped),
+  EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass('users')
+          AND attname = 'primary_user_email_id' AND NOT attisdropped)`
 
 // missingTablesSQL lists the target tables (and _sqlx_migrations) that
-// do not exist in the current schema.
-const missingTablesSQL = `SELECT t FROM unnest($1::text[]) AS t
-  WHERE to_regclass(quote_ident(current_schema()) || '.' || quote_ident(t)) IS NULL`
+// search_path does not find.
+const missingTablesSQL = `SELECT t FROM unnest($1::text[]) AS t WHERE to_regclass(quote_ident(t)) IS NULL`
 
 // DetectSchema reads the MAS schema and refuses versions outside the
 // supported range with a message naming it.

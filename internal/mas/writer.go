@@ -87,7 +87,7 @@ func (w *Writer) Commit(ctx context.Context, c Commit) (Checkpoint, error) {
 		if err := w.step("checkpoint"); err != nil {
 			return err
 		}
-		_, err = tx.Exec(ctx, `UPDATE masflow.checkpoints SET after_key = $2, done = $3, progress = $4,
+		_, err = tx.Exec(ctx, `UPDATE masflow_import.checkpoints SET after_key = $2, done = $3, progress = $4,
 			batches = $5, updated_at = now() WHERE shard = $1`, c.Shard, cp.After, cp.Done, cp.Progress, cp.Batches)
 		out = cp
 		return err

@@ -63,7 +63,7 @@ func (r *Reader) Estimate(ctx context.Context, e Entity) (int64, error) {
 	}
 	var n float64
 	err = r.pool.QueryRow(ctx, `SELECT COALESCE((SELECT reltuples FROM pg_class
-		WHERE oid = to_regclass(quote_ident(current_schema()) || '.' || $1)), -1)`, s.table).Scan(&n)
+		WHERE oid = to_regclass(quote_ident($1))), -1)`, s.table).Scan(&n)
 	if err != nil {
 		return 0, fmt.Errorf("estimating %s: %w", s.table, err)
 	}
