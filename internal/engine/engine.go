@@ -15,6 +15,7 @@ import (
 	"github.com/masflow/masflow/internal/mapping"
 	"github.com/masflow/masflow/internal/mas"
 	"github.com/masflow/masflow/internal/synapse"
+	"go.uber.org/zap"
 )
 
 // Config is what a run needs beyond the two databases.
@@ -40,6 +41,7 @@ type Engine struct {
 	mapper *mapping.Mapper
 	run    mas.RunInfo
 	clock  func() time.Time
+	log    *zap.Logger
 }
 
 // Start prepares the MAS database (mas.Prepare: schema, guards, run
@@ -61,7 +63,8 @@ func Start(ctx context.Context, reader *synapse.Reader, masPool *pgxpool.Pool, c
 	if err != nil {
 		return nil, err
 	}
-	return &Engine{reader: reader, writer: mas.NewWriter(masPool, schema), mapper: mapper, run: run, clock: time.Now}, nil
+	return &Engine{reader: reader, writer: mas.NewWriter(masPool, schema), mapper: mapper, run: run,
+		clock: time.Now, log: zap.NewNop()}, nil
 }
 
 // Run returns the run's constants (as stored in the MAS database).
@@ -71,6 +74,13 @@ func (e *Engine) Run() mas.RunInfo { return e.run }
 func (e *Engine) WithWriter(w *mas.Writer) *Engine {
 	c := *e
 	c.writer = w
+	return &c
+}
+
+// WithLogger makes the engine log each batch (cursors and counts only).
+func (e *Engine) WithLogger(l *zap.Logger) *Engine {
+	c := *e
+	c.log = l
 	return &c
 }
 
@@ -157,12 +167,16 @@ func (e *Engine) ImportShard(ctx context.Context, req Request, onBatch func(mas.
 		}
 		cp, n, err := e.importBatch(ctx, cp, req.BatchSize)
 		if errors.Is(err, mas.ErrStale) {
-			continue // another attempt committed this batch: reload and go on
+			// Another attempt committed this batch: reload and go on.
+			e.log.Info("batch already committed", zap.String("shard", req.Shard), zap.Strings("after", cp.After))
+			continue
 		}
 		if err != nil {
 			return res, err
 		}
 		res.Checkpoint, res.Batches, res.Read = cp, res.Batches+1, res.Read+int64(n)
+		e.log.Debug("batch committed", zap.String("shard", req.Shard), zap.Strings("after", cp.After),
+			zap.Int("rows", n), zap.Int64("read_total", cp.Progress.Read), zap.Bool("done", cp.Done))
 		if onBatch != nil {
 			onBatch(cp)
 		}
