@@ -1,0 +1,108 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/spf13/pflag"
+	"github.com/spf13/viper"
+)
+
+// EnvPrefix prefixes environment overrides: import.batch_size is
+// MASFLOW_IMPORT_BATCH_SIZE.
+const EnvPrefix = "MASFLOW"
+
+// Settings are masflow's own settings.
+type Settings struct {
+	Synapse SynapseSettings `mapstructure:"synapse"`
+	MAS     MASSettings     `mapstructure:"mas"`
+	Import  ImportSettings  `mapstructure:"import"`
+}
+
+// SynapseSettings say where Synapse's configuration is.
+type SynapseSettings struct {
+	// Config lists the files/directories Synapse is started with (-c).
+	Config []string `mapstructure:"config"`
+}
+
+// MASSettings say where MAS's configuration is.
+type MASSettings struct {
+	Config []string `mapstructure:"config"`
+}
+
+// ImportSettings tune the import.
+type ImportSettings struct {
+	// BatchSize is the rows per read page and per write transaction.
+	BatchSize int `mapstructure:"batch_size"`
+	// Parallelism is how many shards import at once.
+	Parallelism int `mapstructure:"parallelism"`
+	// ShardsPerEntity splits each entity's key range (default Parallelism).
+	ShardsPerEntity int `mapstructure:"shards_per_entity"`
+	// Strict aborts on the first inconsistent source row.
+	Strict bool `mapstructure:"strict"`
+	// IgnoreMissingProviders skips SSO links of unmapped providers.
+	IgnoreMissingProviders bool `mapstructure:"ignore_missing_providers"`
+}
+
+// defaults are every key with its default; viper needs each key known to
+// apply environment overrides when unmarshalling.
+var defaults = map[string]any{
+	"synapse.config":                  []string{"/etc/matrix-synapse/homeserver.yaml"},
+	"mas.config":                      []string{"/etc/mas/config.yaml"},
+	"import.batch_size":               5000,
+	"import.parallelism":              4,
+	"import.shards_per_entity":        0,
+	"import.strict":                   false,
+	"import.ignore_missing_providers": false,
+}
+
+// LoadSettings reads masflow's settings: defaults, then the file (if
+// any), then MASFLOW_* environment variables, then flags bound in fs (may
+// be nil). Unknown keys and out-of-range values are errors naming them.
+func LoadSettings(file string, fs *pflag.FlagSet) (Settings, error) {
+	v := viper.New()
+	for k, d := range defaults {
+		v.SetDefault(k, d)
+	}
+	v.SetEnvPrefix(EnvPrefix)
+	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
+	v.AutomaticEnv()
+	where := "defaults and " + EnvPrefix + "_* environment"
+	if file != "" {
+		v.SetConfigFile(file)
+		if err := v.ReadInConfig(); err != nil {
+			return Settings{}, fmt.Errorf("reading masflow settings %s: %w", file, err)
+		}
+		where = file
+	}
+	if fs != nil {
+		if err := v.BindPFlags(fs); err != nil {
+			return Settings{}, err
+		}
+	}
+	var s Settings
+	if err := v.UnmarshalExact(&s); err != nil {
+		return Settings{}, fmt.Errorf("%s: %w (see deployments/masflow.example.yaml for the keys)", where, err)
+	}
+	if s.Import.ShardsPerEntity == 0 {
+		s.Import.ShardsPerEntity = s.Import.Parallelism
+	}
+	return s, s.validate(where)
+}
+
+func (s Settings) validate(where string) error {
+	var errs []error
+	check := func(ok bool, key string, val any, want string) {
+		if !ok {
+			errs = append(errs, fmt.Errorf("%s: %s is %v; %s", where, key, val, want))
+		}
+	}
+	check(len(s.Synapse.Config) > 0, "synapse.config", s.Synapse.Config, "list Synapse's config files/directories")
+	check(len(s.MAS.Config) > 0, "mas.config", s.MAS.Config, "list MAS's config files")
+	check(s.Import.BatchSize >= 1 && s.Import.BatchSize <= 100000, "import.batch_size", s.Import.BatchSize, "use 1 to 100000")
+	check(s.Import.Parallelism >= 1 && s.Import.Parallelism <= 64, "import.parallelism", s.Import.Parallelism, "use 1 to 64")
+	check(s.Import.ShardsPerEntity >= 1 && s.Import.ShardsPerEntity <= 1024, "import.shards_per_entity",
+		s.Import.ShardsPerEntity, "use 1 to 1024")
+	return errors.Join(errs...)
+}
