@@ -3,12 +3,15 @@ package engine
 import (
 	"context"
 	"errors"
+	"fmt"
 	"maps"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/masflow/masflow/internal/mas"
 	"github.com/masflow/masflow/internal/pgtest"
+	"github.com/masflow/masflow/internal/synapse"
 )
 
 // idDumpQueries add the raw IDs, so determinism covers them too.
@@ -121,4 +124,28 @@ func mustSchema(t *testing.T, e *env) mas.Schema {
 		t.Fatal(err)
 	}
 	return s
+}
+
+func TestRunAllInParallelProducesTheCleanRunsRows(t *testing.T) {
+	want := cleanRun(t)
+	e := newEnv(t, pgtest.MAS, rulesSQL)
+	seen := map[string]int64{}
+	err := e.start(t, testConfig()).RunAll(context.Background(), RunOptions{
+		ShardsPerEntity: 3, Parallelism: 4, BatchSize: 2,
+		OnEntity: func(entity synapse.Entity, p mas.Progress, _ time.Duration) { seen[string(entity)] = p.Read },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertSameDump(t, want, fullDump(t, e))
+	if seen["users"] != 10 || seen["access_tokens"] != 16 || seen["refresh_pairs"] != 5 {
+		t.Fatalf("per-entity reads = %v", seen)
+	}
+}
+
+func TestStagesRespectDependencies(t *testing.T) {
+	got := fmt.Sprint(Stages())
+	if want := "[[users] [threepids external_ids devices] [access_tokens refresh_pairs]]"; got != want {
+		t.Fatalf("Stages() = %s, want %s", got, want)
+	}
 }

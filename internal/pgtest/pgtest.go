@@ -86,31 +86,65 @@ func Database(t testing.TB, fx ...Fixture) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx := context.Background()
+	dsn, drop, err := CreateDatabase(context.Background(), admin, fx...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(drop)
+	return dsn
+}
+
+// AdminURL returns the test server's admin URL (for programs such as the
+// benchmark, which are not tests).
+func AdminURL() (string, error) { return adminURL() }
+
+// CreateDatabase creates a fresh database on the server behind admin,
+// applies the fixtures, and returns its URL and a function dropping it.
+func CreateDatabase(ctx context.Context, admin string, fx ...Fixture) (string, func(), error) {
 	conn, err := pgx.Connect(ctx, admin)
 	if err != nil {
-		t.Fatalf("connecting to the test PostgreSQL (%s): %v", EnvURL, err)
+		return "", nil, fmt.Errorf("connecting to the test PostgreSQL (%s): %w", EnvURL, err)
 	}
 	defer conn.Close(ctx)
 	var b [6]byte
 	_, _ = rand.Read(b[:])
 	name := "masflow_t_" + hex.EncodeToString(b[:])
 	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
-		t.Fatalf("creating test database: %v", err)
+		return "", nil, fmt.Errorf("creating test database: %w", err)
 	}
-	t.Cleanup(func() { dropDatabase(admin, name) })
+	drop := func() { dropDatabase(admin, name) }
 	u, err := url.Parse(admin)
 	if err != nil {
-		t.Fatalf("%s is not a URL: %v", EnvURL, err)
+		drop()
+		return "", nil, fmt.Errorf("%s is not a URL: %w", EnvURL, err)
 	}
 	u.Path = "/" + name
 	dsn := u.String()
+	if err := applyFixtures(ctx, dsn, fx); err != nil {
+		drop()
+		return "", nil, err
+	}
+	return dsn, drop, nil
+}
+
+func applyFixtures(ctx context.Context, dsn string, fx []Fixture) error {
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(ctx)
 	for _, f := range fx {
 		for _, file := range f {
-			Exec(t, dsn, MustRead(t, file))
+			sql, err := fixtures.ReadFile(file)
+			if err != nil {
+				return err
+			}
+			if _, err := conn.Exec(ctx, string(sql)); err != nil {
+				return fmt.Errorf("applying fixture %s: %w", file, err)
+			}
 		}
 	}
-	return dsn
+	return nil
 }
 
 func dropDatabase(admin, name string) {
@@ -121,16 +155,6 @@ func dropDatabase(admin, name string) {
 	}
 	defer conn.Close(ctx)
 	_, _ = conn.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
-}
-
-// MustRead returns a fixture file's text.
-func MustRead(t testing.TB, file string) string {
-	t.Helper()
-	b, err := fixtures.ReadFile(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
 }
 
 // Exec runs SQL (several statements allowed) on a database.

@@ -59,6 +59,9 @@ func Open(ctx context.Context, cfg *pgxpool.Config) (*Reader, error) {
 	// cannot write.
 	cfg.ConnConfig.RuntimeParams["default_transaction_read_only"] = "on"
 	cfg.ConnConfig.RuntimeParams["application_name"] = "masflow-reader"
+	// Pages are small keyset scans: JIT compilation costs far more (about
+	// half a second per page measured) than it saves.
+	cfg.ConnConfig.RuntimeParams["jit"] = "off"
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("connecting to the Synapse database: %w", err)

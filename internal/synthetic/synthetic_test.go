@@ -1,0 +1,61 @@
+package synthetic
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/masflow/masflow/internal/engine"
+	"github.com/masflow/masflow/internal/mas"
+	"github.com/masflow/masflow/internal/pgtest"
+	"github.com/masflow/masflow/internal/synapse"
+)
+
+func TestGeneratedHomeserverImportsAndReconciles(t *testing.T) {
+	ctx := context.Background()
+	synDSN, masDSN := pgtest.Database(t, pgtest.Synapse), pgtest.Database(t, pgtest.MAS)
+	conn, err := pgx.Connect(ctx, synDSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	stats, err := Generate(ctx, conn, Shape{Users: 200, ServerName: "synth.example"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantStats := Stats{"users": 200, "devices": 420, "refresh_tokens": 40, "user_threepids": 110, "user_external_ids": 20,
+		"access_tokens": 200 + 180 + 10 + 0 + 40}
+	for table, n := range wantStats {
+		if stats[table] != n {
+			t.Errorf("generated %d %s, want %d", stats[table], table, n)
+		}
+	}
+	pgtest.Exec(t, masDSN, `INSERT INTO upstream_oauth_providers VALUES ('01890000-0000-0000-0000-000000000001', NULL, NULL, now())`)
+	reader, err := synapse.Open(ctx, pgtest.PoolConfig(t, synDSN))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reader.Close()
+	eng, err := engine.Start(ctx, reader, pgtest.Pool(t, masDSN), engine.Config{
+		ServerName: "synth.example", Salt: []byte("synthetic-test-salt!"), Now: time.Unix(1800000000, 0),
+		Providers: map[string]mas.ID{"oidc": {0x01, 0x89, 15: 0x01}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := eng.RunAll(ctx, engine.RunOptions{ShardsPerEntity: 2, Parallelism: 2, BatchSize: 64}); err != nil {
+		t.Fatal(err)
+	}
+	rec, err := eng.Reconcile(ctx)
+	if err != nil || !rec.OK() {
+		t.Fatalf("reconcile: %v %v", rec.Problems, err)
+	}
+	// 2 appservice users stay behind; 20 refresh chains keep their last pair.
+	want := map[string]int64{"users": 198, "compat_refresh_tokens": 20, "upstream_oauth_links": 20}
+	for _, tt := range rec.Tables {
+		if n, ok := want[tt.Table]; ok && tt.Actual != n {
+			t.Errorf("%s: %d rows, want %d", tt.Table, tt.Actual, n)
+		}
+	}
+}
