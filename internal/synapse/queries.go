@@ -60,9 +60,9 @@ func deviceDest(d *DeviceRef) []any {
 
 var usersSpec = spec[User]{
 	table: "users",
-	query: `SELECT name, password_hash, admin <> 0, is_guest <> 0, deactivated <> 0,
-    COALESCE(locked, false), creation_ts, appservice_id FROM users t`,
-	keyCols: []string{"t.name"},
+	cols: `t.name, t.password_hash, t.admin <> 0, t.is_guest <> 0, t.deactivated <> 0,
+    COALESCE(t.locked, false), t.creation_ts, t.appservice_id`,
+	keyCols: []string{"name"},
 	keyType: "text",
 	scan: func(rows pgx.Rows) (User, Key, error) {
 		var u User
@@ -78,8 +78,9 @@ var usersSpec = spec[User]{
 
 var threepidsSpec = spec[Threepid]{
 	table:   "user_threepids",
-	query:   `SELECT ` + ownerCols + `, t.medium, t.address, t.added_at FROM user_threepids t` + ownerJoin,
-	keyCols: []string{"t.medium", "t.address"},
+	cols:    ownerCols + `, t.medium, t.address, t.added_at`,
+	joins:   ownerJoin,
+	keyCols: []string{"medium", "address"},
 	keyType: "text",
 	scan: func(rows pgx.Rows) (Threepid, Key, error) {
 		var t Threepid
@@ -90,8 +91,9 @@ var threepidsSpec = spec[Threepid]{
 
 var externalIDsSpec = spec[ExternalID]{
 	table:   "user_external_ids",
-	query:   `SELECT ` + ownerCols + `, t.auth_provider, t.external_id FROM user_external_ids t` + ownerJoin,
-	keyCols: []string{"t.auth_provider", "t.external_id"},
+	cols:    ownerCols + `, t.auth_provider, t.external_id`,
+	joins:   ownerJoin,
+	keyCols: []string{"auth_provider", "external_id"},
 	keyType: "text",
 	scan: func(rows pgx.Rows) (ExternalID, Key, error) {
 		var e ExternalID
@@ -102,10 +104,10 @@ var externalIDsSpec = spec[ExternalID]{
 
 var devicesSpec = spec[Device]{
 	table: "devices",
-	query: `SELECT ` + ownerCols + `, t.device_id, t.display_name, t.last_seen, t.ip, t.user_agent, t.hidden,
-    (SELECT ` + sessionCreated + ` FROM (SELECT t.user_id, t.device_id) AS dv)
-  FROM devices t` + ownerJoin,
-	keyCols: []string{"t.user_id", "t.device_id"},
+	cols: ownerCols + `, t.device_id, t.display_name, t.last_seen, t.ip, t.user_agent, t.hidden,
+    (SELECT ` + sessionCreated + ` FROM (SELECT t.user_id, t.device_id) AS dv)`,
+	joins:   ownerJoin,
+	keyCols: []string{"user_id", "device_id"},
 	keyType: "text",
 	scan: func(rows pgx.Rows) (Device, Key, error) {
 		var d Device
@@ -117,10 +119,10 @@ var devicesSpec = spec[Device]{
 
 var accessTokensSpec = spec[AccessToken]{
 	table: "access_tokens",
-	query: `SELECT ` + ownerCols + `, ` + deviceCols + `, t.id, t.token, t.valid_until_ms, t.last_validated,
-    t.puppets_user_id, t.refresh_token_id
-  FROM access_tokens t` + ownerJoin + deviceJoin,
-	keyCols: []string{"t.id"},
+	cols: ownerCols + `, ` + deviceCols + `, t.id, t.token, t.valid_until_ms, t.last_validated,
+    t.puppets_user_id, t.refresh_token_id`,
+	joins:   ownerJoin + deviceJoin,
+	keyCols: []string{"id"},
 	keyType: "bigint",
 	scan: func(rows pgx.Rows) (AccessToken, Key, error) {
 		var a AccessToken
@@ -137,14 +139,14 @@ var accessTokensSpec = spec[AccessToken]{
 // issued with them for the same user and device.
 var refreshPairsSpec = spec[RefreshPair]{
 	table: "refresh_tokens",
-	query: `SELECT ` + ownerCols + `, ` + deviceCols + `, t.id, t.token,
-    at.id, at.token, at.valid_until_ms, at.last_validated, ` + successorUsed + `
-  FROM refresh_tokens t
+	cols: ownerCols + `, ` + deviceCols + `, t.id, t.token,
+    at.id, at.token, at.valid_until_ms, at.last_validated, ` + successorUsed,
+	joins: `
   CROSS JOIN LATERAL (SELECT t.id, t.next_token_id) AS rt` + ownerJoin + deviceJoin + `
   LEFT JOIN LATERAL (SELECT a.id, a.token, a.valid_until_ms, a.last_validated FROM access_tokens a
       WHERE a.refresh_token_id = t.id AND a.user_id = t.user_id AND a.device_id = t.device_id
       ORDER BY a.id LIMIT 1) at ON true`,
-	keyCols: []string{"t.id"},
+	keyCols: []string{"id"},
 	keyType: "bigint",
 	scan: func(rows pgx.Rows) (RefreshPair, Key, error) {
 		var p RefreshPair

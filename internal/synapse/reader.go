@@ -80,46 +80,57 @@ func (r *Reader) Close() { r.pool.Close() }
 // Pool exposes the read-only pool to sibling checks (advisor, verification).
 func (r *Reader) Pool() *pgxpool.Pool { return r.pool }
 
-// spec describes one entity's query: a SELECT whose WHERE clause gets the
-// keyset bounds appended, the key columns in order, their SQL type, and
-// how to scan one row into T and its Key.
+// spec describes one entity's query. The page of source rows is chosen
+// first, in an index-ordered subquery aliased "t" (keyset bounds, ORDER
+// BY, LIMIT), and only then joined to owners and devices: joining first
+// lets the planner evaluate the joins for every remaining row before
+// sorting, which made each page cost O(table) at scale.
 type spec[T any] struct {
-	table   string // the source table, for counts
-	query   string // SELECT … FROM … [WHERE …] without ORDER BY/LIMIT
-	where   bool   // whether query already has a WHERE clause
-	keyCols []string
-	keyType string
+	table   string   // the source table
+	cols    string   // select list over t and the joins
+	joins   string   // joins after the page subquery
+	keyCols []string // key columns of table, in order
+	keyType string   // their SQL type
 	scan    func(pgx.Rows) (T, Key, error)
 }
 
-// boundedSQL appends keyset bounds, order and limit to a spec's query,
-// numbering parameters from 1; it returns the SQL and its arguments.
+// boundedSQL builds a spec's page query, numbering parameters from 1; it
+// returns the SQL and its arguments.
 func (s spec[T]) boundedSQL(rng Range, limit int) (string, []any) {
-	var b strings.Builder
-	b.WriteString(s.query)
+	var where []string
 	var args []any
 	cols := "(" + strings.Join(s.keyCols, ", ") + ")"
 	bound := func(op string, k Key) {
 		if len(k) == 0 {
 			return
 		}
-		if s.where || len(args) > 0 {
-			b.WriteString(" AND ")
-		} else {
-			b.WriteString(" WHERE ")
-		}
 		ph := make([]string, len(k))
 		for i, v := range k {
 			args = append(args, v)
 			ph[i] = fmt.Sprintf("$%d::%s", len(args), s.keyType)
 		}
-		fmt.Fprintf(&b, "%s %s (%s)", cols, op, strings.Join(ph, ", "))
+		where = append(where, fmt.Sprintf("%s %s (%s)", cols, op, strings.Join(ph, ", ")))
 	}
 	bound(">", rng.After)
 	bound("<=", rng.Upto)
 	args = append(args, limit)
-	fmt.Fprintf(&b, " ORDER BY %s LIMIT $%d", strings.Join(s.keyCols, ", "), len(args))
+	order := strings.Join(s.keyCols, ", ")
+	var b strings.Builder
+	fmt.Fprintf(&b, "SELECT %s FROM (SELECT * FROM %s", s.cols, pgx.Identifier{s.table}.Sanitize())
+	if len(where) > 0 {
+		b.WriteString(" WHERE " + strings.Join(where, " AND "))
+	}
+	fmt.Fprintf(&b, " ORDER BY %s LIMIT $%d) AS t%s ORDER BY %s", order, len(args), s.joins, qualify("t", s.keyCols))
 	return b.String(), args
+}
+
+// qualify prefixes column names with a table alias.
+func qualify(alias string, cols []string) string {
+	q := make([]string, len(cols))
+	for i, c := range cols {
+		q[i] = alias + "." + c
+	}
+	return strings.Join(q, ", ")
 }
 
 // read runs one bounded page of an entity in a read-only transaction and
