@@ -41,6 +41,7 @@ func cleanRun(t *testing.T) map[string][]string {
 }
 
 func TestResumeProducesTheCleanRunsRows(t *testing.T) {
+	t.Parallel()
 	want := cleanRun(t)
 	cases := []struct {
 		name                  string
@@ -53,6 +54,7 @@ func TestResumeProducesTheCleanRunsRows(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
 			e := newEnv(t, pgtest.MAS, rulesSQL)
 			importAll(t, e.start(t, testConfig()), c.shards, c.batch, c.repeat)
 			assertSameDump(t, want, fullDump(t, e))
@@ -72,10 +74,12 @@ func assertSameDump(t *testing.T, want, got map[string][]string) {
 var errCrash = errors.New("simulated crash")
 
 func TestCrashMidBatchLeavesNothingAndRerunCompletes(t *testing.T) {
+	t.Parallel()
 	want := cleanRun(t)
 	for _, step := range []string{"users", "user_passwords", "compat_sessions", "compat_access_tokens",
 		"compat_refresh_tokens", "findings", "checkpoint"} {
 		t.Run("crash before "+step, func(t *testing.T) {
+			t.Parallel()
 			e := newEnv(t, pgtest.MAS, rulesSQL)
 			eng := e.start(t, testConfig())
 			crashed := 0
@@ -127,6 +131,7 @@ func mustSchema(t *testing.T, e *env) mas.Schema {
 }
 
 func TestRunAllInParallelProducesTheCleanRunsRows(t *testing.T) {
+	t.Parallel()
 	want := cleanRun(t)
 	e := newEnv(t, pgtest.MAS, rulesSQL)
 	seen := map[string]int64{}
@@ -144,6 +149,7 @@ func TestRunAllInParallelProducesTheCleanRunsRows(t *testing.T) {
 }
 
 func TestStagesRespectDependencies(t *testing.T) {
+	t.Parallel()
 	got := fmt.Sprint(Stages())
 	if want := "[[users] [threepids external_ids devices] [access_tokens refresh_pairs]]"; got != want {
 		t.Fatalf("Stages() = %s, want %s", got, want)

@@ -13,6 +13,7 @@ import (
 )
 
 func TestStartRefusesDatabasesThatAreNotOursToWrite(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		name  string
 		setup string
@@ -33,6 +34,7 @@ func TestStartRefusesDatabasesThatAreNotOursToWrite(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
 			e := newEnv(t, pgtest.MAS, "")
 			pgtest.Exec(t, e.masDSN, c.setup)
 			_, err := Start(context.Background(), e.reader, e.mas, testConfig())
@@ -47,6 +49,7 @@ func TestStartRefusesDatabasesThatAreNotOursToWrite(t *testing.T) {
 }
 
 func TestStartRefusesWhileAnotherMigratorHoldsTheLock(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, pgtest.MAS, "")
 	ctx := context.Background()
 	conn, err := pgx.Connect(ctx, e.masDSN)
@@ -63,6 +66,7 @@ func TestStartRefusesWhileAnotherMigratorHoldsTheLock(t *testing.T) {
 }
 
 func TestOwnUnfinishedRunResumesWithItsSaltAndNow(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, pgtest.MAS, rulesSQL)
 	first := e.start(t, testConfig())
 	importAll(t, first, 1, 1000, 1)
@@ -82,6 +86,7 @@ func TestOwnUnfinishedRunResumesWithItsSaltAndNow(t *testing.T) {
 }
 
 func TestReconcileMatchesSourceAndTarget(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, pgtest.MAS, rulesSQL)
 	eng := e.start(t, testConfig())
 	ctx := context.Background()
@@ -108,6 +113,7 @@ func TestReconcileMatchesSourceAndTarget(t *testing.T) {
 }
 
 func TestPreV110EmailsAreConfirmed(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, pgtest.MASPreV110, rulesSQL)
 	importAll(t, e.start(t, testConfig()), 1, 100, 1)
 	var unconfirmed, total int
@@ -132,6 +138,7 @@ func importEntity(ctx context.Context, eng *Engine, entity string) error {
 }
 
 func TestBadRowsAbortOnlyWhenAsked(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		name   string
 		cfg    func(*Config)
@@ -146,6 +153,7 @@ func TestBadRowsAbortOnlyWhenAsked(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
 			e := newEnv(t, pgtest.MAS, rulesSQL)
 			cfg := testConfig()
 			c.cfg(&cfg)

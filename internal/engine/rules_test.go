@@ -110,11 +110,13 @@ func withFindings() map[string]string {
 }
 
 func TestEveryMappingRule(t *testing.T) {
+	t.Parallel()
 	for _, variant := range []struct {
 		name    string
 		fixture pgtest.Fixture
 	}{{"MAS v1.22", pgtest.MAS}, {"MAS before v1.10", pgtest.MASPreV110}} {
 		t.Run(variant.name, func(t *testing.T) {
+			t.Parallel()
 			e := newEnv(t, variant.fixture, rulesSQL)
 			importAll(t, e.start(t, testConfig()), 1, 3, 1)
 			got := dump(t, e.mas, withFindings())

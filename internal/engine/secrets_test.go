@@ -28,6 +28,7 @@ func fixtureSecrets(t *testing.T) []string {
 }
 
 func TestNoSecretReachesLogsErrorsOrBookkeeping(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, pgtest.MAS, rulesSQL)
 	core, logs := observer.New(zap.DebugLevel)
 	eng := e.start(t, testConfig()).WithLogger(zap.New(core))
