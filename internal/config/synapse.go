@@ -60,7 +60,7 @@ func LoadSynapse(paths ...string) (*Synapse, error) {
 			s.Raw[k], s.Sources[k] = v, f
 		}
 	}
-	if s.ServerName, err = str(s.Raw, s.src("server_name"), "server_name"); err != nil {
+	if s.ServerName, err = str(s.Raw, s.Src("server_name"), "server_name"); err != nil {
 		return nil, err
 	}
 	if s.ServerName == "" {
@@ -72,8 +72,8 @@ func LoadSynapse(paths ...string) (*Synapse, error) {
 	return s, s.loadPasswordConfig()
 }
 
-// src names the file defining a top-level key, for error messages.
-func (s *Synapse) src(key string) string {
+// Src names the file defining a top-level key, for messages.
+func (s *Synapse) Src(key string) string {
 	if f, ok := s.Sources[key]; ok {
 		return f
 	}
@@ -81,7 +81,7 @@ func (s *Synapse) src(key string) string {
 }
 
 func (s *Synapse) loadDatabase() error {
-	file := s.src("database")
+	file := s.Src("database")
 	db, err := section(s.Raw, file, "database")
 	if err != nil {
 		return err
@@ -113,7 +113,7 @@ func (s *Synapse) loadDatabase() error {
 }
 
 func (s *Synapse) loadPasswordConfig() error {
-	file := s.src("password_config")
+	file := s.Src("password_config")
 	pc, err := section(s.Raw, file, "password_config")
 	if err != nil {
 		return err
@@ -133,7 +133,7 @@ func (s *Synapse) loadPasswordConfig() error {
 // PoolConfig returns the connection settings of Synapse's database. Only
 // PostgreSQL (psycopg2) is supported, as by MAS.
 func (s *Synapse) PoolConfig() (*pgxpool.Config, error) {
-	file := s.src("database")
+	file := s.Src("database")
 	if s.Database.Name != "psycopg2" {
 		return nil, fmt.Errorf("%s: database.name is %q: only PostgreSQL (psycopg2) can be migrated to MAS; "+
 			"port the database first with synapse_port_db", file, s.Database.Name)

@@ -92,7 +92,7 @@ func Prepare(ctx context.Context, pool *pgxpool.Pool, want RunInfo) (RunInfo, Sc
 		if schema, err = DetectSchema(ctx, tx); err != nil {
 			return err
 		}
-		if info, err = existingRun(ctx, tx); err != nil || info.Resumed {
+		if info, err = OwnRun(ctx, tx); err != nil || info.Resumed {
 			if err == nil && info.ServerName != want.ServerName {
 				err = fmt.Errorf("the MAS database holds an unfinished masflow run for %q, not %q: "+
 					"point masflow at the right MAS database: %w", info.ServerName, want.ServerName, ErrNotEmpty)
@@ -121,10 +121,20 @@ func tryLock(ctx context.Context, tx pgx.Tx, fn string) error {
 	return nil
 }
 
-func refuseReferenceRun(ctx context.Context, tx pgx.Tx) error {
-	tables, err := collectStrings(ctx, tx, referenceRunSQL)
+// ReferenceRunTables lists the tables a half-finished mas-cli syn2mas run
+// left behind (none on a clean MAS database).
+func ReferenceRunTables(ctx context.Context, q querier) ([]string, error) {
+	tables, err := collectStrings(ctx, q, referenceRunSQL)
 	if err != nil {
-		return fmt.Errorf("looking for a mas-cli syn2mas run: %w", err)
+		return nil, fmt.Errorf("looking for a mas-cli syn2mas run: %w", err)
+	}
+	return tables, nil
+}
+
+func refuseReferenceRun(ctx context.Context, tx pgx.Tx) error {
+	tables, err := ReferenceRunTables(ctx, tx)
+	if err != nil {
+		return err
 	}
 	if len(tables) > 0 {
 		return fmt.Errorf("tables %v exist: finish or roll back that run (restore the MAS database from "+
@@ -133,13 +143,15 @@ func refuseReferenceRun(ctx context.Context, tx pgx.Tx) error {
 	return nil
 }
 
-func existingRun(ctx context.Context, tx pgx.Tx) (RunInfo, error) {
+// OwnRun returns masflow's unfinished run recorded in the MAS database;
+// Resumed is false when there is none.
+func OwnRun(ctx context.Context, q querier) (RunInfo, error) {
 	var exists bool
-	if err := tx.QueryRow(ctx, `SELECT to_regclass('masflow_import.run') IS NOT NULL`).Scan(&exists); err != nil || !exists {
+	if err := q.QueryRow(ctx, `SELECT to_regclass('masflow_import.run') IS NOT NULL`).Scan(&exists); err != nil || !exists {
 		return RunInfo{}, err
 	}
 	var info RunInfo
-	err := tx.QueryRow(ctx, `SELECT server_name, salt, now FROM masflow_import.run`).Scan(&info.ServerName, &info.Salt, &info.Now)
+	err := q.QueryRow(ctx, `SELECT server_name, salt, now FROM masflow_import.run`).Scan(&info.ServerName, &info.Salt, &info.Now)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return RunInfo{}, nil
 	}
@@ -151,16 +163,25 @@ func existingRun(ctx context.Context, tx pgx.Tx) (RunInfo, error) {
 	return info, nil
 }
 
-func refuseNonEmpty(ctx context.Context, tx pgx.Tx) error {
+// NonEmptyTables lists the target tables that hold rows.
+func NonEmptyTables(ctx context.Context, q querier) ([]string, error) {
 	var full []string
 	for _, t := range TargetTables {
 		var has bool
-		if err := tx.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM "+pgx.Identifier{t}.Sanitize()+")").Scan(&has); err != nil {
-			return fmt.Errorf("checking MAS table %s is empty: %w", t, err)
+		if err := q.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM "+pgx.Identifier{t}.Sanitize()+")").Scan(&has); err != nil {
+			return nil, fmt.Errorf("checking MAS table %s is empty: %w", t, err)
 		}
 		if has {
 			full = append(full, t)
 		}
+	}
+	return full, nil
+}
+
+func refuseNonEmpty(ctx context.Context, tx pgx.Tx) error {
+	full, err := NonEmptyTables(ctx, tx)
+	if err != nil {
+		return err
 	}
 	if len(full) > 0 {
 		return fmt.Errorf("MAS tables %v have rows: the import needs a fresh MAS database "+
@@ -179,6 +200,21 @@ func createRun(ctx context.Context, tx pgx.Tx, info RunInfo) error {
 		return fmt.Errorf("recording the run: %w", err)
 	}
 	return nil
+}
+
+// LockHeld reports whether another session holds the migrators' advisory
+// lock (mas-cli syn2mas or a masflow import is writing right now).
+func LockHeld(ctx context.Context, pool *pgxpool.Pool) (bool, error) {
+	var held bool
+	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		err := tryLock(ctx, tx, "pg_try_advisory_xact_lock")
+		held = errors.Is(err, ErrLocked)
+		if held {
+			return nil
+		}
+		return err
+	})
+	return held, err
 }
 
 // Finish drops masflow's bookkeeping once the migration is complete and

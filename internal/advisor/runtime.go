@@ -1,0 +1,179 @@
+package advisor
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+func defaultHTTPClient() *http.Client {
+	return &http.Client{Timeout: 3 * time.Second}
+}
+
+// lockSourceSQL takes, and gives back at rollback, a lock every writer of
+// these tables conflicts with; it runs in a read-only transaction.
+const lockSourceSQL = `LOCK TABLE users, user_threepids, user_external_ids, devices, access_tokens, refresh_tokens
+  IN EXCLUSIVE MODE NOWAIT`
+
+// synapseSessionsSQL counts other sessions of Synapse's role on its
+// database (Synapse leaves application_name empty; masflow's own are
+// named masflow-*).
+const synapseSessionsSQL = `SELECT count(*) FROM pg_stat_activity
+  WHERE usename = current_user AND datname = current_database() AND pid <> pg_backend_pid()
+    AND application_name NOT LIKE 'masflow%'`
+
+// runtimeChecks: Synapse and MAS must be stopped before the import
+// (checks.md, "Runtime state"); before downtime they are reported as info.
+func runtimeChecks(ctx context.Context, in Input, add func(Finding)) error {
+	sev := Info
+	if in.Phase == BeforeImport {
+		sev = Error
+	}
+	var why []string
+	for _, u := range synapseHealthURLs(in.Synapse.Raw) {
+		if answers(ctx, in.HTTP, u) {
+			why = append(why, u+" answers")
+		}
+	}
+	if in.SynapseDB != nil {
+		more, err := synapseDBActivity(ctx, in)
+		if err != nil {
+			return err
+		}
+		why = append(why, more...)
+	}
+	if len(why) > 0 {
+		add(finding("synapse_running", sev, "stop Synapse (and its workers) and wait until these clear",
+			"Synapse looks alive: %s", strings.Join(why, "; ")))
+	}
+	var masUp []string
+	for _, u := range masHealthURLs(in.MAS.Raw) {
+		if answers(ctx, in.HTTP, u) {
+			masUp = append(masUp, u)
+		}
+	}
+	if len(masUp) > 0 {
+		add(finding("mas_running", sev, "stop MAS until the import is done",
+			"MAS answers at %s", strings.Join(masUp, ", ")))
+	}
+	return nil
+}
+
+func synapseDBActivity(ctx context.Context, in Input) ([]string, error) {
+	var why []string
+	var sessions int64
+	if err := in.SynapseDB.QueryRow(ctx, synapseSessionsSQL).Scan(&sessions); err != nil {
+		return nil, fmt.Errorf("advisor: listing Synapse database sessions: %w", err)
+	}
+	if sessions > 0 {
+		why = append(why, fmt.Sprintf("%d other sessions of its database role are connected", sessions))
+	}
+	err := pgx.BeginTxFunc(ctx, in.SynapseDB, pgx.TxOptions{AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, lockSourceSQL)
+		return err
+	})
+	if err != nil {
+		why = append(why, "its tables are in use (cannot lock them)")
+	}
+	return why, nil
+}
+
+// answers reports whether anything answers HTTP at u.
+func answers(ctx context.Context, c *http.Client, u string) bool {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return false
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return true
+}
+
+// synapseHealthURLs lists /health of every HTTP listener in
+// homeserver.yaml; wildcard binds are probed on loopback.
+func synapseHealthURLs(raw map[string]any) []string {
+	var out []string
+	list, _ := raw["listeners"].([]any)
+	for _, item := range list {
+		l, _ := item.(map[string]any)
+		if t, _ := l["type"].(string); t != "http" {
+			continue
+		}
+		port, ok := l["port"].(int)
+		if !ok {
+			continue
+		}
+		scheme := "http"
+		if isTrue(l, "tls") {
+			scheme = "https"
+		}
+		binds, _ := l["bind_addresses"].([]any)
+		if len(binds) == 0 {
+			binds = []any{"127.0.0.1"}
+		}
+		for _, b := range binds {
+			host, _ := b.(string)
+			out = append(out, scheme+"://"+net.JoinHostPort(loopbackFor(host), strconv.Itoa(port))+"/health")
+		}
+	}
+	return dedupe(out)
+}
+
+// masHealthURLs lists /health of every MAS http.listeners bind.
+func masHealthURLs(raw map[string]any) []string {
+	var out []string
+	listeners, _ := get(raw, "http.listeners")
+	list, _ := listeners.([]any)
+	for _, item := range list {
+		l, _ := item.(map[string]any)
+		binds, _ := l["binds"].([]any)
+		for _, b := range binds {
+			bind, _ := b.(map[string]any)
+			addr, _ := bind["address"].(string)
+			if addr == "" {
+				host, _ := bind["host"].(string)
+				port, ok := bind["port"].(int)
+				if !ok {
+					continue
+				}
+				addr = net.JoinHostPort(host, strconv.Itoa(port))
+			}
+			host, port, err := net.SplitHostPort(addr)
+			if err != nil {
+				continue
+			}
+			out = append(out, "http://"+net.JoinHostPort(loopbackFor(host), port)+"/health")
+		}
+	}
+	return dedupe(out)
+}
+
+// loopbackFor probes wildcard binds on loopback.
+func loopbackFor(host string) string {
+	switch strings.Trim(host, "[]") {
+	case "", "0.0.0.0", "::":
+		return "127.0.0.1"
+	}
+	return strings.Trim(host, "[]")
+}
+
+func dedupe(in []string) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, s := range in {
+		if !seen[s] {
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	return out
+}

@@ -1,0 +1,166 @@
+package advisor
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// MinSynapseSchema is the oldest Synapse database schema supported
+// (Synapse 1.136).
+const MinSynapseSchema = 92
+
+// dependantTables are the Synapse tables whose user_id names a user.
+var dependantTables = []string{"user_threepids", "user_external_ids", "devices", "access_tokens", "refresh_tokens"}
+
+// userStatsSQL takes one pass over users for every per-user condition.
+const userStatsSQL = `SELECT count(*),
+  count(*) FILTER (WHERE is_guest <> 0),
+  count(*) FILTER (WHERE deactivated <> 0),
+  count(*) FILTER (WHERE appservice_id IS NOT NULL),
+  count(*) FILTER (WHERE creation_ts IS NULL),
+  count(*) FILTER (WHERE password_hash IS NOT NULL),
+  count(*) FILTER (WHERE substr(name, strpos(name, ':') + 1) <> $1)
+FROM users`
+
+// foreignSQL counts a dependant table's rows whose MXID is not of this
+// server (the text after the first colon is the server name).
+const foreignSQL = `SELECT count(*) FROM %s WHERE substr(user_id, strpos(user_id, ':') + 1) <> $1`
+
+// caseMismatchSQL counts a dependant table's rows with no exact user but
+// a case-insensitive one (the import resolves those, and reports them).
+const caseMismatchSQL = `SELECT count(*) FROM %s t
+  WHERE NOT EXISTS (SELECT 1 FROM users u WHERE u.name = t.user_id)
+    AND EXISTS (SELECT 1 FROM users u WHERE lower(u.name) = lower(t.user_id))`
+
+// estimateSQL reads planner statistics: free, where an exact count of a
+// large table would cost minutes.
+const estimateSQL = `SELECT COALESCE((SELECT reltuples::bigint FROM pg_class WHERE oid = to_regclass($1)), -1)`
+
+type userStats struct {
+	total, guests, deactivated, appservice, nullCreation, passwords, foreign int64
+}
+
+// synapseDBChecks look at the Synapse database (checks.md, "Synapse
+// database"). They run before downtime, so full scans are acceptable for
+// conditions; mere sizes use estimates.
+func synapseDBChecks(ctx context.Context, in Input, add func(Finding)) error {
+	db := in.SynapseDB
+	if db == nil {
+		add(finding("synapse_db_not_checked", Info, "give the advisor Synapse's database", "the Synapse database was not checked"))
+		return nil
+	}
+	if ok, err := schemaCheck(ctx, in, add); err != nil || !ok {
+		return err
+	}
+	var u userStats
+	if err := db.QueryRow(ctx, userStatsSQL, in.Synapse.ServerName).Scan(&u.total, &u.guests, &u.deactivated,
+		&u.appservice, &u.nullCreation, &u.passwords, &u.foreign); err != nil {
+		return fmt.Errorf("advisor: counting users: %w", err)
+	}
+	rowChecks := []struct {
+		code, sql, message, hint string
+		sev                      Severity
+	}{
+		{"non_email_threepids", `SELECT count(*) FROM user_threepids WHERE medium <> 'email'`,
+			"third-party IDs other than email (e.g. phone numbers) are kept as unsupported third-party IDs in MAS",
+			"nothing to do: they are migrated, but MAS cannot use them for login or recovery", Warning},
+		{"oauth_delegated_links", `SELECT count(*) FROM user_external_ids WHERE auth_provider = 'oauth-delegated'`,
+			"SSO links with auth_provider 'oauth-delegated' are left from an earlier MSC3861 experiment",
+			"delete them from user_external_ids (with Synapse stopped, after a backup) before migrating", Error},
+		{"pending_deactivations", `SELECT count(*) FROM users_pending_deactivation`,
+			"users are still being deactivated by Synapse",
+			"let Synapse finish the deactivations (users_pending_deactivation empties) before migrating", Warning},
+	}
+	addCount(add, "guests_in_database", Warning, u.guests, "guest accounts exist; they are migrated without devices or tokens",
+		"guests lose their sessions; MAS does not support guest access")
+	addCount(add, "null_creation_ts", Warning, u.nullCreation, "users have no creation time (users.creation_ts IS NULL)",
+		"they are migrated with the run's start time as creation time")
+	for _, c := range rowChecks {
+		var n int64
+		if err := db.QueryRow(ctx, c.sql).Scan(&n); err != nil {
+			return fmt.Errorf("advisor: %s: %w", c.code, err)
+		}
+		addCount(add, c.code, c.sev, n, c.message, c.hint)
+	}
+	if err := dependantChecks(ctx, in, u.foreign, add); err != nil {
+		return err
+	}
+	return sizeInfo(ctx, in, u, add)
+}
+
+// schemaCheck refuses databases that are not Synapse's or are too old.
+func schemaCheck(ctx context.Context, in Input, add func(Finding)) (bool, error) {
+	var version *int
+	var exists bool
+	err := in.SynapseDB.QueryRow(ctx, `SELECT to_regclass('schema_version') IS NOT NULL`).Scan(&exists)
+	if err == nil && exists {
+		err = in.SynapseDB.QueryRow(ctx, `SELECT version FROM schema_version`).Scan(&version)
+	}
+	if err != nil {
+		return false, fmt.Errorf("advisor: reading Synapse schema_version: %w", err)
+	}
+	if version == nil || *version < MinSynapseSchema {
+		got := "no schema_version table (is this Synapse's database?)"
+		if version != nil {
+			got = fmt.Sprintf("schema version %d", *version)
+		}
+		add(finding("synapse_schema_unsupported", Error, "upgrade Synapse to 1.136 or later, start it once, then migrate",
+			"the Synapse database has %s; masflow needs schema %d or later (Synapse 1.136+)", got, MinSynapseSchema))
+		return false, nil
+	}
+	return true, nil
+}
+
+// dependantChecks count foreign-server and case-mismatched rows over the
+// users table and every dependant table.
+func dependantChecks(ctx context.Context, in Input, foreignUsers int64, add func(Finding)) error {
+	foreign, mismatched := foreignUsers, int64(0)
+	for _, t := range dependantTables {
+		var f, m int64
+		table := pgx.Identifier{t}.Sanitize()
+		if err := in.SynapseDB.QueryRow(ctx, fmt.Sprintf(foreignSQL, table), in.Synapse.ServerName).Scan(&f); err != nil {
+			return fmt.Errorf("advisor: foreign rows of %s: %w", t, err)
+		}
+		if err := in.SynapseDB.QueryRow(ctx, fmt.Sprintf(caseMismatchSQL, table)).Scan(&m); err != nil {
+			return fmt.Errorf("advisor: case-mismatched rows of %s: %w", t, err)
+		}
+		foreign, mismatched = foreign+f, mismatched+m
+	}
+	addCount(add, "foreign_server_users", Warning, foreign,
+		fmt.Sprintf("rows name users of another server than %q (the reference tool aborts on them)", in.Synapse.ServerName),
+		"masflow skips and reports them (import.strict aborts instead); check server_name is right")
+	addCount(add, "case_mismatched_dependants", Warning, mismatched,
+		"rows name their user with different letter case than users.name",
+		"masflow attaches them to the one user that matches case-insensitively and reports them")
+	return nil
+}
+
+// sizeInfo reports how much there is to migrate.
+func sizeInfo(ctx context.Context, in Input, u userStats, add func(Finding)) error {
+	f := finding("users", Info, "", "%d users: %d guests, %d deactivated, %d appservice, %d with a password",
+		u.total, u.guests, u.deactivated, u.appservice, u.passwords)
+	f.Count = count(u.total)
+	add(f)
+	for _, t := range dependantTables {
+		var n int64
+		if err := in.SynapseDB.QueryRow(ctx, estimateSQL, t).Scan(&n); err != nil {
+			return fmt.Errorf("advisor: estimating %s: %w", t, err)
+		}
+		f := finding("rows_"+t, Info, "", "about %d rows in %s (planner estimate)", n, t)
+		f.Count, f.Estimated = count(n), true
+		add(f)
+	}
+	return nil
+}
+
+// addCount adds a row-count finding when n > 0.
+func addCount(add func(Finding), code string, sev Severity, n int64, message, hint string) {
+	if n == 0 {
+		return
+	}
+	f := finding(code, sev, hint, "%d %s", n, message)
+	f.Count = count(n)
+	add(f)
+}
