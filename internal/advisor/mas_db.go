@@ -71,4 +71,3 @@ func emptinessCheck(ctx context.Context, in Input, add func(Finding)) error {
 	}
 	return nil
 }
-

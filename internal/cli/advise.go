@@ -52,4 +52,3 @@ func Advise(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	return rep.ExitCode(*strict)
 }
-
