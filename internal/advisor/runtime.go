@@ -35,35 +35,59 @@ func runtimeChecks(ctx context.Context, in Input, add func(Finding)) error {
 	if in.Phase == BeforeImport {
 		sev = Error
 	}
-	var why []string
+	state, err := Runtime(ctx, in)
+	if err != nil {
+		return err
+	}
+	if len(state.Synapse) > 0 {
+		add(finding("synapse_running", sev, "stop Synapse (and its workers) and wait until these clear",
+			"Synapse looks alive: %s", strings.Join(state.Synapse, "; ")))
+	}
+	if len(state.MAS) > 0 {
+		add(finding("mas_running", sev, "stop MAS until the import is done",
+			"MAS answers at %s", strings.Join(state.MAS, ", ")))
+	}
+	return nil
+}
+
+// RuntimeState says what shows Synapse and MAS to be alive (empty: they
+// look stopped).
+type RuntimeState struct {
+	Synapse []string
+	MAS     []string
+}
+
+// Runtime probes Synapse's listeners, database sessions and table locks,
+// and MAS's listeners. The homeserver controllers use it to verify a stop.
+func Runtime(ctx context.Context, in Input) (RuntimeState, error) {
+	if in.HTTP == nil {
+		in.HTTP = defaultHTTPClient()
+	}
+	var st RuntimeState
 	for _, u := range synapseHealthURLs(in.Synapse.Raw) {
 		if answers(ctx, in.HTTP, u) {
-			why = append(why, u+" answers")
+			st.Synapse = append(st.Synapse, u+" answers")
 		}
 	}
 	if in.SynapseDB != nil {
 		more, err := synapseDBActivity(ctx, in)
 		if err != nil {
-			return err
+			return st, err
 		}
-		why = append(why, more...)
+		st.Synapse = append(st.Synapse, more...)
 	}
-	if len(why) > 0 {
-		add(finding("synapse_running", sev, "stop Synapse (and its workers) and wait until these clear",
-			"Synapse looks alive: %s", strings.Join(why, "; ")))
-	}
-	var masUp []string
-	for _, u := range masHealthURLs(in.MAS.Raw) {
-		if answers(ctx, in.HTTP, u) {
-			masUp = append(masUp, u)
+	if in.MAS != nil {
+		for _, u := range masHealthURLs(in.MAS.Raw) {
+			if answers(ctx, in.HTTP, u) {
+				st.MAS = append(st.MAS, u)
+			}
 		}
 	}
-	if len(masUp) > 0 {
-		add(finding("mas_running", sev, "stop MAS until the import is done",
-			"MAS answers at %s", strings.Join(masUp, ", ")))
-	}
-	return nil
+	return st, nil
 }
+
+// SynapseHealthURLs lists the /health URLs of Synapse's HTTP listeners.
+func SynapseHealthURLs(raw map[string]any) []string { return synapseHealthURLs(raw) }
 
 func synapseDBActivity(ctx context.Context, in Input) ([]string, error) {
 	var why []string

@@ -133,6 +133,9 @@ type Request struct {
 	// then continues from its checkpoint on the next call.
 	MaxRows     int
 	MaxDuration time.Duration
+	// Stop, when closed, ends the call after the batch in flight (a
+	// graceful worker shutdown): the shard continues on the next call.
+	Stop <-chan struct{}
 }
 
 // Result is where a shard stands after a call.
@@ -184,6 +187,11 @@ func (e *Engine) ImportShard(ctx context.Context, req Request, onBatch func(mas.
 }
 
 func (e *Engine) spent(req Request, res Result, started time.Time) bool {
+	select {
+	case <-req.Stop:
+		return true
+	default:
+	}
 	return (req.MaxRows > 0 && res.Read >= int64(req.MaxRows)) ||
 		(req.MaxDuration > 0 && e.clock().Sub(started) >= req.MaxDuration)
 }

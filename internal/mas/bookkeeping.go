@@ -79,6 +79,19 @@ const referenceRunSQL = `SELECT c.relname::text FROM pg_class c
 // homeserver (then the stored salt and "now" are returned, and the given
 // ones ignored, so a resumed run writes exactly what the first would).
 func Prepare(ctx context.Context, pool *pgxpool.Pool, want RunInfo) (RunInfo, Schema, error) {
+	// Resuming our own run takes no exclusive lock: batches of the run may
+	// hold the shared one right now.
+	if own, err := OwnRun(ctx, pool); err != nil || own.Resumed {
+		if err == nil && own.ServerName != want.ServerName {
+			err = fmt.Errorf("the MAS database holds an unfinished masflow run for %q, not %q: "+
+				"point masflow at the right MAS database: %w", own.ServerName, want.ServerName, ErrNotEmpty)
+		}
+		if err != nil {
+			return RunInfo{}, Schema{}, err
+		}
+		schema, err := DetectSchema(ctx, pool)
+		return own, schema, err
+	}
 	var info RunInfo
 	var schema Schema
 	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {

@@ -1,0 +1,45 @@
+package activities
+
+import (
+	"context"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/masflow/masflow/internal/advisor"
+	"github.com/masflow/masflow/internal/config"
+)
+
+// AdviseActivities run the pre-flight checks.
+type AdviseActivities struct {
+	SynapsePaths           []string
+	MAS                    *config.MAS
+	SynapseDB              *pgxpool.Pool
+	MASDB                  *pgxpool.Pool
+	IgnoreMissingProviders bool
+}
+
+// AdviseInput selects the phase (runtime checks are errors only before
+// the import).
+type AdviseInput struct {
+	Phase string
+}
+
+// AdviseResult carries the findings (no secrets: codes, messages, counts).
+type AdviseResult struct {
+	Findings []advisor.Finding
+	Errors   []string
+	Warnings []string
+}
+
+// Advise runs every check against the current configs and databases.
+func (a *AdviseActivities) Advise(ctx context.Context, in AdviseInput) (AdviseResult, error) {
+	syn, err := config.LoadSynapse(a.SynapsePaths...)
+	if err != nil {
+		return AdviseResult{}, classify(err)
+	}
+	rep, err := advisor.Run(ctx, advisor.Input{Synapse: syn, MAS: a.MAS, SynapseDB: a.SynapseDB, MASDB: a.MASDB,
+		Phase: advisor.Phase(in.Phase), IgnoreMissingProviders: a.IgnoreMissingProviders})
+	if err != nil {
+		return AdviseResult{}, classify(err)
+	}
+	return AdviseResult{Findings: rep.Findings, Errors: rep.Codes(advisor.Error), Warnings: rep.Codes(advisor.Warning)}, nil
+}

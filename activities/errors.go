@@ -1,0 +1,64 @@
+// Package activities holds masflow's Temporal activities: thin structs
+// that call internal/ packages, heartbeat, and classify errors as
+// retryable or not. Inputs and results carry counts, names and cursors,
+// never a token, hash, secret or DSN password.
+package activities
+
+import (
+	"errors"
+
+	"github.com/masflow/masflow/internal/engine"
+	"github.com/masflow/masflow/internal/homeserver"
+	"github.com/masflow/masflow/internal/mapping"
+	"github.com/masflow/masflow/internal/mas"
+	"go.temporal.io/sdk/temporal"
+)
+
+// Error types of masflow's activity failures, as seen in the Temporal UI
+// and by retry policies.
+const (
+	// ErrTypeUnsupportedSchema: the MAS schema is outside the supported range.
+	ErrTypeUnsupportedSchema = "MasflowUnsupportedSchema"
+	// ErrTypeRefused: the MAS database is not ours to write (not empty,
+	// half-finished reference run).
+	ErrTypeRefused = "MasflowRefused"
+	// ErrTypeBadRow: an inconsistent Synapse row in strict mode, or an
+	// unmapped SSO provider.
+	ErrTypeBadRow = "MasflowBadRow"
+	// ErrTypeBadRequest: an input that can never succeed.
+	ErrTypeBadRequest = "MasflowBadRequest"
+	// ErrTypeNotYet: the homeserver is not in the expected state yet
+	// (retryable: the operator may still act).
+	ErrTypeNotYet = "MasflowNotYet"
+	// ErrTypeLocked: another migrator holds the lock (retryable).
+	ErrTypeLocked = "MasflowLocked"
+)
+
+// NonRetryable lists the error types no retry can fix, for retry policies.
+var NonRetryable = []string{ErrTypeUnsupportedSchema, ErrTypeRefused, ErrTypeBadRow, ErrTypeBadRequest}
+
+// classify wraps an error with its stable type; the message is kept (our
+// errors carry no secrets), the cause chain is not sent.
+func classify(err error) error {
+	if err == nil {
+		return nil
+	}
+	kind := ""
+	switch {
+	case errors.Is(err, mas.ErrUnsupportedSchema):
+		kind = ErrTypeUnsupportedSchema
+	case errors.Is(err, mas.ErrNotEmpty), errors.Is(err, mas.ErrReferenceRun):
+		kind = ErrTypeRefused
+	case errors.Is(err, mapping.ErrBadRow):
+		kind = ErrTypeBadRow
+	case errors.Is(err, engine.ErrBadRequest):
+		kind = ErrTypeBadRequest
+	case errors.Is(err, homeserver.ErrNotYet):
+		return temporal.NewApplicationError(err.Error(), ErrTypeNotYet)
+	case errors.Is(err, mas.ErrLocked):
+		return temporal.NewApplicationError(err.Error(), ErrTypeLocked)
+	default:
+		return temporal.NewApplicationError(err.Error(), "")
+	}
+	return temporal.NewNonRetryableApplicationError(err.Error(), kind, nil)
+}

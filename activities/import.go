@@ -1,0 +1,215 @@
+package activities
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/masflow/masflow/internal/engine"
+	"github.com/masflow/masflow/internal/mas"
+	"github.com/masflow/masflow/internal/synapse"
+	"go.temporal.io/sdk/activity"
+	"go.uber.org/zap"
+)
+
+// ImportActivities import Synapse into MAS through the engine.
+type ImportActivities struct {
+	Reader *synapse.Reader
+	MAS    *pgxpool.Pool
+	Config engine.Config // Salt and Now are set per run
+	Log    *zap.Logger
+
+	mu      sync.Mutex
+	engines map[int64]*engine.Engine
+}
+
+// RunInput identifies the run: its fixed "now", recorded by the workflow.
+type RunInput struct {
+	RunStartedAt time.Time
+}
+
+// PrepareResult says whether the run is resumed and how big it is.
+type PrepareResult struct {
+	Resumed bool
+	// Estimates are planner row estimates per entity (not exact).
+	Estimates map[string]int64
+}
+
+// PrepareImport checks and records the run in the MAS database.
+func (a *ImportActivities) PrepareImport(ctx context.Context, in RunInput) (PrepareResult, error) {
+	e, err := a.engine(ctx, in.RunStartedAt)
+	if err != nil {
+		return PrepareResult{}, classify(err)
+	}
+	res := PrepareResult{Resumed: e.Run().Resumed, Estimates: map[string]int64{}}
+	for _, entity := range synapse.Entities {
+		n, err := a.Reader.Estimate(ctx, entity)
+		if err != nil {
+			return res, classify(err)
+		}
+		res.Estimates[string(entity)] = n
+	}
+	return res, nil
+}
+
+// PlanInput asks for an entity's shards.
+type PlanInput struct {
+	RunStartedAt time.Time
+	Entity       string
+	Shards       int
+}
+
+// PlanResult lists the shard IDs.
+type PlanResult struct {
+	Shards []string
+}
+
+// PlanEntity splits an entity into shards (idempotent: a re-plan returns
+// the stored split).
+func (a *ImportActivities) PlanEntity(ctx context.Context, in PlanInput) (PlanResult, error) {
+	e, err := a.engine(ctx, in.RunStartedAt)
+	if err != nil {
+		return PlanResult{}, classify(err)
+	}
+	shards, err := e.Plan(ctx, synapse.Entity(in.Entity), in.Shards)
+	if err != nil {
+		return PlanResult{}, classify(err)
+	}
+	out := PlanResult{}
+	for _, s := range shards {
+		out.Shards = append(out.Shards, s.ID)
+	}
+	return out, nil
+}
+
+// ShardInput bounds one ImportShard call.
+type ShardInput struct {
+	RunStartedAt time.Time
+	Shard        string
+	BatchSize    int
+	// MaxSeconds ends the call early so the workflow sees progress and can
+	// pause or continue-as-new between calls.
+	MaxSeconds int
+}
+
+// ShardResult is where the shard stands (cumulative over all calls).
+type ShardResult struct {
+	Shard    string
+	Entity   string
+	Done     bool
+	Progress mas.Progress
+}
+
+// ShardHeartbeat is what ImportShard heartbeats: cursor position and
+// counts only.
+type ShardHeartbeat struct {
+	Shard   string
+	Batches int64
+	Read    int64
+}
+
+// ImportShard imports batches of a shard from its durable checkpoint. It
+// heartbeats after every batch; on worker shutdown it returns after the
+// batch in flight, and a crash loses at most that batch's work.
+func (a *ImportActivities) ImportShard(ctx context.Context, in ShardInput) (ShardResult, error) {
+	e, err := a.engine(ctx, in.RunStartedAt)
+	if err != nil {
+		return ShardResult{}, classify(err)
+	}
+	res, err := e.ImportShard(ctx, engine.Request{
+		Shard:       in.Shard,
+		BatchSize:   in.BatchSize,
+		MaxDuration: time.Duration(in.MaxSeconds) * time.Second,
+		Stop:        activity.GetWorkerStopChannel(ctx),
+	}, func(cp mas.Checkpoint) {
+		activity.RecordHeartbeat(ctx, ShardHeartbeat{Shard: cp.ID, Batches: cp.Batches, Read: cp.Progress.Read})
+	})
+	if err != nil {
+		return ShardResult{}, classify(err)
+	}
+	cp := res.Checkpoint
+	return ShardResult{Shard: cp.ID, Entity: cp.Entity, Done: cp.Done, Progress: cp.Progress}, nil
+}
+
+// ReconcileResult is the exact end-of-import check.
+type ReconcileResult struct {
+	OK       bool
+	Problems []string
+	Tables   []engine.TableTally
+	Entities []engine.EntityTally
+}
+
+// Reconcile compares source rows, rows read and rows written, exactly.
+func (a *ImportActivities) Reconcile(ctx context.Context, in RunInput) (ReconcileResult, error) {
+	e, err := a.engine(ctx, in.RunStartedAt)
+	if err != nil {
+		return ReconcileResult{}, classify(err)
+	}
+	rec, err := e.Reconcile(ctx)
+	if err != nil {
+		return ReconcileResult{}, classify(err)
+	}
+	return ReconcileResult{OK: rec.OK(), Problems: rec.Problems, Tables: rec.Tables, Entities: rec.Entities}, nil
+}
+
+// FinishImport drops masflow's bookkeeping from the MAS database.
+func (a *ImportActivities) FinishImport(ctx context.Context, in RunInput) error {
+	a.forget(in.RunStartedAt)
+	return classify(mas.Finish(ctx, a.MAS))
+}
+
+// DiscardDryRun empties the MAS tables a dry run filled (children first,
+// with DELETE: TRUNCATE would refuse or cascade into MAS's other tables)
+// and drops the bookkeeping.
+func (a *ImportActivities) DiscardDryRun(ctx context.Context, in RunInput) error {
+	a.forget(in.RunStartedAt)
+	err := pgx.BeginFunc(ctx, a.MAS, func(tx pgx.Tx) error {
+		for i := len(mas.TargetTables) - 1; i >= 0; i-- {
+			if _, err := tx.Exec(ctx, "DELETE FROM "+pgx.Identifier{mas.TargetTables[i]}.Sanitize()); err != nil {
+				return fmt.Errorf("emptying %s after the dry run: %w", mas.TargetTables[i], err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return classify(mas.Sanitize(err))
+	}
+	return classify(mas.Finish(ctx, a.MAS))
+}
+
+// engine returns this worker's engine for the run, starting it once.
+func (a *ImportActivities) engine(ctx context.Context, startedAt time.Time) (*engine.Engine, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if e, ok := a.engines[startedAt.UnixNano()]; ok {
+		return e, nil
+	}
+	cfg := a.Config
+	cfg.Now = startedAt
+	cfg.Salt = make([]byte, 32)
+	if _, err := rand.Read(cfg.Salt); err != nil {
+		return nil, err
+	}
+	e, err := engine.Start(ctx, a.Reader, a.MAS, cfg)
+	if err != nil {
+		return nil, err
+	}
+	if a.Log != nil {
+		e = e.WithLogger(a.Log)
+	}
+	if a.engines == nil {
+		a.engines = map[int64]*engine.Engine{}
+	}
+	a.engines[startedAt.UnixNano()] = e
+	return e, nil
+}
+
+func (a *ImportActivities) forget(startedAt time.Time) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	delete(a.engines, startedAt.UnixNano())
+}

@@ -1,0 +1,173 @@
+// Package workflows holds masflow's deterministic workflow code and the
+// types that cross the Temporal boundary: inputs, results, progress,
+// message payloads and the names of the queries, updates and signals.
+// Both the worker and the starter import it.
+package workflows
+
+import (
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+)
+
+// Task queues and names operators and tools use.
+const (
+	// TaskQueue is served by workers with database access (advise, import).
+	TaskQueue = "masflow"
+	// WorkflowIDPrefix + the homeserver name is the workflow ID: one
+	// migration per homeserver, so starting again attaches to it.
+	WorkflowIDPrefix = "masflow-"
+	// UpdateApprove approves (or denies) the downtime: ApproveRequest.
+	UpdateApprove = "approve"
+	// SignalPause and SignalResume pause and resume the import between
+	// batches.
+	SignalPause  = "pause"
+	SignalResume = "resume"
+	// QueryProgress returns Progress.
+	QueryProgress = "progress"
+)
+
+// WorkflowID is the migration's workflow ID for a homeserver.
+func WorkflowID(homeserver string) string { return WorkflowIDPrefix + homeserver }
+
+// Search attributes set on every migration (register them on the
+// namespace: `temporal operator search-attribute create`).
+var (
+	SAPhase        = temporal.NewSearchAttributeKeyKeyword("MasflowPhase")
+	SAHomeserver   = temporal.NewSearchAttributeKeyKeyword("MasflowHomeserver")
+	SADryRun       = temporal.NewSearchAttributeKeyBool("MasflowDryRun")
+	SARowsImported = temporal.NewSearchAttributeKeyInt64("MasflowRowsImported")
+)
+
+// SearchAttributeKeys lists them, for registration on a dev server.
+func SearchAttributeKeys() temporal.SearchAttributes {
+	return temporal.NewSearchAttributes(SAPhase.ValueSet(""), SAHomeserver.ValueSet(""),
+		SADryRun.ValueSet(false), SARowsImported.ValueSet(0))
+}
+
+// The steps of a migration, in order.
+const (
+	StepAdvise      = "advise"
+	StepApprove     = "approve"
+	StepBackup      = "backup"
+	StepStop        = "stop"
+	StepSyncSchema  = "sync_schema"
+	StepImport      = "import"
+	StepReconcile   = "reconcile"
+	StepReconfigure = "reconfigure"
+	StepStart       = "start"
+	StepVerify      = "verify"
+	StepFinish      = "finish"
+	StepDiscard     = "discard" // dry runs: empty the MAS tables again
+)
+
+// AllSteps is the full sequence of a real migration.
+func AllSteps() []string {
+	return []string{StepAdvise, StepApprove, StepBackup, StepStop, StepSyncSchema, StepImport,
+		StepReconcile, StepReconfigure, StepStart, StepVerify, StepFinish}
+}
+
+// DryRunSteps is the sequence of a dry run: the homeserver is never touched.
+func DryRunSteps() []string {
+	return []string{StepAdvise, StepApprove, StepImport, StepReconcile, StepDiscard}
+}
+
+// MigrationInput starts a migration. It holds no secret: the worker reads
+// Synapse's and MAS's configs and databases itself.
+type MigrationInput struct {
+	// Homeserver is Synapse's server_name.
+	Homeserver string
+	DryRun     bool
+	// Steps, when set, runs only these steps (in the standard order).
+	Steps []string
+	// PreApproved approves the downtime up front (starter --yes);
+	// AcknowledgedWarnings must then list every warning's code.
+	PreApproved          bool
+	Approver             string
+	AcknowledgedWarnings []string
+	Import               ImportOptions
+	// HostTaskQueue, when set, routes homeserver steps to a worker on the
+	// Synapse host.
+	HostTaskQueue string
+	// State is carried across continue-as-new; nil when starting.
+	State *State
+}
+
+// ImportOptions tune the import.
+type ImportOptions struct {
+	BatchSize        int
+	Parallelism      int
+	ShardsPerEntity  int
+	ShardCallSeconds int
+	// ContinueAsNewEvents is masflow's own history threshold (besides the
+	// server's suggestion).
+	ContinueAsNewEvents int
+}
+
+// withDefaults fills unset options.
+func (o ImportOptions) withDefaults() ImportOptions {
+	def := func(v *int, d int) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	def(&o.BatchSize, 5000)
+	def(&o.Parallelism, 4)
+	def(&o.ShardsPerEntity, o.Parallelism)
+	def(&o.ShardCallSeconds, 60)
+	def(&o.ContinueAsNewEvents, 4000)
+	return o
+}
+
+// Approval records who approved the downtime, when and why.
+type Approval struct {
+	Approved     bool
+	Approver     string
+	Reason       string
+	Acknowledged []string
+	At           time.Time
+}
+
+// ApproveRequest is the approve update's payload.
+type ApproveRequest struct {
+	Approve  bool
+	Approver string
+	Reason   string
+	// Acknowledge lists the warning codes the approver accepts; every
+	// warning of the advise step must be listed to approve.
+	Acknowledge []string
+}
+
+// Progress is what the progress query and the UI's current details show.
+type Progress struct {
+	Homeserver string
+	Phase      string
+	Paused     bool
+	DryRun     bool
+	Warnings   []string
+	Entities   []EntityProgress
+	Rows       int64
+	Done       []string
+}
+
+// EntityProgress is one entity's import progress.
+type EntityProgress struct {
+	Entity        string
+	Complete      bool
+	Read          int64
+	Estimated     int64
+	Written       int64
+	Skipped       int64
+	RowsPerSecond float64
+}
+
+// MigrationResult is the completed migration's summary.
+type MigrationResult struct {
+	Homeserver string
+	DryRun     bool
+	Steps      []string
+	Rows       int64
+	Entities   []EntityProgress
+	Problems   []string
+	Approval   *Approval
+}

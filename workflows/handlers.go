@@ -1,0 +1,75 @@
+package workflows
+
+import (
+	"errors"
+	"slices"
+	"strings"
+
+	"go.temporal.io/sdk/workflow"
+)
+
+// registerHandlers installs the progress query, the approve update and the
+// pause/resume signals.
+func (m *migration) registerHandlers(ctx workflow.Context) error {
+	if err := workflow.SetQueryHandler(ctx, QueryProgress, func() (Progress, error) { return m.progress(), nil }); err != nil {
+		return err
+	}
+	err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateApprove,
+		func(ctx workflow.Context, req ApproveRequest) (Approval, error) {
+			m.st.Approval = &Approval{Approved: req.Approve, Approver: req.Approver, Reason: req.Reason,
+				Acknowledged: req.Acknowledge, At: workflow.Now(ctx)}
+			workflow.GetLogger(ctx).Info("approval decided", "approved", req.Approve, "approver", req.Approver, "reason", req.Reason)
+			return *m.st.Approval, nil
+		},
+		workflow.UpdateHandlerOptions{Validator: m.validateApproval})
+	if err != nil {
+		return err
+	}
+	workflow.Go(ctx, func(ctx workflow.Context) {
+		pause, resume := workflow.GetSignalChannel(ctx, SignalPause), workflow.GetSignalChannel(ctx, SignalResume)
+		for {
+			sel := workflow.NewSelector(ctx)
+			sel.AddReceive(pause, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, nil); m.setPaused(ctx, true) })
+			sel.AddReceive(resume, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, nil); m.setPaused(ctx, false) })
+			sel.Select(ctx)
+		}
+	})
+	return nil
+}
+
+// validateApproval rejects an approval that cannot be recorded, before it
+// enters history.
+func (m *migration) validateApproval(req ApproveRequest) error {
+	switch {
+	case req.Approver == "":
+		return errors.New("approver is required (who takes responsibility for the downtime)")
+	case !req.Approve && req.Reason == "":
+		return errors.New("a denial needs a reason")
+	case m.st.Approval != nil:
+		return errors.New("already decided by " + m.st.Approval.Approver)
+	case !slices.Contains(m.plan(), StepApprove) || slices.Contains(m.st.Done, StepApprove):
+		return errors.New("this migration is not waiting for approval")
+	}
+	if missing := unacknowledged(m.st.Warnings, req.Acknowledge); req.Approve && len(missing) > 0 {
+		return errors.New("acknowledge every warning to approve; missing: " + strings.Join(missing, ", "))
+	}
+	return nil
+}
+
+func (m *migration) setPaused(ctx workflow.Context, paused bool) {
+	m.st.Paused = paused
+	workflow.SetCurrentDetails(ctx, m.progress().Markdown())
+}
+
+// drainSignals applies signals that arrived but were not yet handled, so
+// none is lost at continue-as-new.
+func (m *migration) drainSignals(ctx workflow.Context) {
+	for _, sig := range []struct {
+		name   string
+		paused bool
+	}{{SignalPause, true}, {SignalResume, false}} {
+		for workflow.GetSignalChannel(ctx, sig.name).ReceiveAsync(nil) {
+			m.st.Paused = sig.paused
+		}
+	}
+}

@@ -1,0 +1,168 @@
+package workflows
+
+import (
+	"time"
+
+	"github.com/masflow/masflow/activities"
+	"github.com/masflow/masflow/internal/engine"
+	"github.com/masflow/masflow/internal/synapse"
+	"go.temporal.io/sdk/workflow"
+)
+
+// ImportState is the import's progress, carried across continue-as-new.
+type ImportState struct {
+	Prepared  bool
+	Estimates map[string]int64
+	// StagesDone counts completed waves of engine.Stages().
+	StagesDone int
+	// Shards holds the latest result of every shard seen.
+	Shards []activities.ShardResult
+	// Started records when each entity's first shard was dispatched.
+	Started  map[string]time.Time
+	Finished map[string]time.Time
+	// LastUpdate is when the latest shard result arrived.
+	LastUpdate time.Time
+	Problems   []string
+}
+
+// importAll imports every entity, wave by wave: users first, then what
+// points at users, then tokens (which point at device sessions). Each
+// shard runs as repeated ImportShard activities resuming from the
+// engine's durable checkpoint.
+func (m *migration) importAll(ctx workflow.Context) error {
+	var a *activities.ImportActivities
+	st := &m.st.Import
+	if !st.Prepared {
+		var prep activities.PrepareResult
+		if err := workflow.ExecuteActivity(m.dbOptions(ctx, "check and record the run in MAS"), a.PrepareImport,
+			m.runInput()).Get(ctx, &prep); err != nil {
+			return err
+		}
+		st.Prepared, st.Estimates = true, prep.Estimates
+	}
+	stages := engine.Stages()
+	for st.StagesDone < len(stages) {
+		done, err := m.importStage(ctx, stages[st.StagesDone])
+		if err != nil || !done {
+			return err
+		}
+		st.StagesDone++
+		_ = workflow.UpsertTypedSearchAttributes(ctx, SARowsImported.ValueSet(m.progress().Rows))
+		if st.StagesDone < len(stages) && m.continueAsNewDue(ctx) {
+			return m.continueAsNew(ctx)
+		}
+	}
+	return nil
+}
+
+// importStage runs one wave's shards to completion with bounded
+// parallelism; it stops dispatching when paused, and continues-as-new
+// (after in-flight calls return) when history grows large.
+func (m *migration) importStage(ctx workflow.Context, wave []synapse.Entity) (bool, error) {
+	var a *activities.ImportActivities
+	var pending []string
+	for _, e := range wave {
+		entity := string(e)
+		var plan activities.PlanResult
+		in := activities.PlanInput{RunStartedAt: m.st.RunStartedAt, Entity: entity, Shards: m.in.Import.ShardsPerEntity}
+		if err := workflow.ExecuteActivity(m.dbOptions(ctx, "plan shards of "+entity), a.PlanEntity, in).Get(ctx, &plan); err != nil {
+			return false, err
+		}
+		for _, s := range plan.Shards {
+			if !m.shardDone(s) {
+				pending = append(pending, s)
+			}
+		}
+		if _, ok := m.st.Import.Started[entity]; !ok {
+			m.st.Import.Started = setTime(m.st.Import.Started, entity, workflow.Now(ctx))
+		}
+	}
+	sel := workflow.NewSelector(ctx)
+	running := 0
+	var firstErr error
+	for len(pending) > 0 || running > 0 {
+		draining := firstErr != nil || m.continueAsNewDue(ctx)
+		for !draining && !m.st.Paused && running < m.in.Import.Parallelism && len(pending) > 0 {
+			shard := pending[0]
+			pending = pending[1:]
+			running++
+			f := workflow.ExecuteActivity(m.dbOptions(ctx, "import "+shard), a.ImportShard, activities.ShardInput{
+				RunStartedAt: m.st.RunStartedAt, Shard: shard, BatchSize: m.in.Import.BatchSize,
+				MaxSeconds: m.in.Import.ShardCallSeconds})
+			sel.AddFuture(f, func(f workflow.Future) {
+				running--
+				var res activities.ShardResult
+				if err := f.Get(ctx, &res); err != nil {
+					if firstErr == nil {
+						firstErr = err
+					}
+					return
+				}
+				m.recordShard(ctx, res)
+				if !res.Done {
+					pending = append(pending, res.Shard)
+				}
+			})
+		}
+		if running == 0 {
+			if firstErr != nil {
+				return false, firstErr
+			}
+			if draining {
+				return false, m.continueAsNew(ctx)
+			}
+			// Paused with nothing in flight: wait for resume.
+			if err := workflow.Await(ctx, func() bool { return !m.st.Paused }); err != nil {
+				return false, err
+			}
+			continue
+		}
+		sel.Select(ctx)
+	}
+	return true, nil
+}
+
+func (m *migration) shardDone(id string) bool {
+	for _, s := range m.st.Import.Shards {
+		if s.Shard == id {
+			return s.Done
+		}
+	}
+	return false
+}
+
+// recordShard keeps the latest result of a shard and refreshes progress.
+func (m *migration) recordShard(ctx workflow.Context, res activities.ShardResult) {
+	st := &m.st.Import
+	replaced := false
+	for i := range st.Shards {
+		if st.Shards[i].Shard == res.Shard {
+			st.Shards[i], replaced = res, true
+		}
+	}
+	if !replaced {
+		st.Shards = append(st.Shards, res)
+	}
+	st.LastUpdate = workflow.Now(ctx)
+	if res.Done && m.entityDone(res.Entity) {
+		st.Finished = setTime(st.Finished, res.Entity, workflow.Now(ctx))
+	}
+	workflow.SetCurrentDetails(ctx, m.progress().Markdown())
+}
+
+func (m *migration) entityDone(entity string) bool {
+	for _, s := range m.st.Import.Shards {
+		if s.Entity == entity && !s.Done {
+			return false
+		}
+	}
+	return true
+}
+
+func setTime(m map[string]time.Time, k string, t time.Time) map[string]time.Time {
+	if m == nil {
+		m = map[string]time.Time{}
+	}
+	m[k] = t
+	return m
+}

@@ -1,0 +1,271 @@
+package workflows
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/masflow/masflow/activities"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+)
+
+// Error types the workflow itself fails with.
+const (
+	ErrTypeChecksFailed = "MasflowChecksFailed"
+	ErrTypeDenied       = "MasflowDenied"
+	ErrTypeReconcile    = "MasflowReconciliationFailed"
+)
+
+// State is what a migration carries across continue-as-new.
+type State struct {
+	// RunStartedAt is the run's fixed "now" (IDs and fallbacks use it).
+	RunStartedAt time.Time
+	Done         []string
+	Warnings     []string
+	Approval     *Approval
+	// TouchedHomeserver: Synapse was (asked to be) stopped; a failure
+	// from here on restores it.
+	TouchedHomeserver bool
+	// PastNoReturn: Synapse runs with MAS delegation; no automatic undo.
+	PastNoReturn bool
+	Import       ImportState
+	Paused       bool
+}
+
+// migration is one run of the workflow function.
+type migration struct {
+	in    MigrationInput
+	st    *State
+	phase string
+}
+
+// MigrationWorkflow moves a Synapse homeserver to MAS: advise → approve →
+// backup → stop → sync schema → import → reconcile → reconfigure → start
+// → verify. A failure or cancellation before Synapse runs with MAS
+// delegation restores the original config and restarts Synapse.
+func MigrationWorkflow(ctx workflow.Context, in MigrationInput) (MigrationResult, error) {
+	m := &migration{in: in, st: in.State}
+	in.Import = in.Import.withDefaults()
+	m.in = in
+	if m.st == nil {
+		m.st = &State{RunStartedAt: workflow.Now(ctx).UTC()}
+	}
+	if err := m.registerHandlers(ctx); err != nil {
+		return MigrationResult{}, err
+	}
+	_ = workflow.UpsertTypedSearchAttributes(ctx, SAHomeserver.ValueSet(in.Homeserver), SADryRun.ValueSet(in.DryRun))
+	res, err := m.run(ctx)
+	var can *workflow.ContinueAsNewError
+	if err != nil && !errors.As(err, &can) {
+		m.compensate(ctx, err)
+	}
+	return res, err
+}
+
+// plan lists the steps this migration runs.
+func (m *migration) plan() []string {
+	steps := AllSteps()
+	if m.in.DryRun {
+		steps = DryRunSteps()
+	}
+	if len(m.in.Steps) == 0 {
+		return steps
+	}
+	return slices.DeleteFunc(append(steps, StepFinish, StepDiscard), func(s string) bool {
+		return !slices.Contains(m.in.Steps, s)
+	})
+}
+
+func (m *migration) run(ctx workflow.Context) (MigrationResult, error) {
+	for _, step := range m.plan() {
+		if slices.Contains(m.st.Done, step) {
+			continue
+		}
+		if err := workflow.Await(ctx, func() bool { return !m.st.Paused }); err != nil {
+			return m.result(), err
+		}
+		m.setPhase(ctx, step)
+		if err := m.runStep(ctx, step); err != nil {
+			return m.result(), err
+		}
+		m.st.Done = append(m.st.Done, step)
+		if m.continueAsNewDue(ctx) {
+			return m.result(), m.continueAsNew(ctx)
+		}
+	}
+	m.setPhase(ctx, "completed")
+	return m.result(), nil
+}
+
+func (m *migration) runStep(ctx workflow.Context, step string) error {
+	var h *activities.HomeserverActivities
+	switch step {
+	case StepAdvise:
+		return m.advise(ctx)
+	case StepApprove:
+		return m.approve(ctx)
+	case StepBackup:
+		return m.homeserverStep(ctx, step, h.Backup)
+	case StepStop:
+		m.st.TouchedHomeserver = true
+		return m.homeserverStep(ctx, step, h.StopHomeserver)
+	case StepSyncSchema:
+		return m.homeserverStep(ctx, step, h.SyncSchema)
+	case StepImport:
+		return m.importAll(ctx)
+	case StepReconcile:
+		return m.reconcile(ctx)
+	case StepReconfigure:
+		return m.homeserverStep(ctx, step, h.Reconfigure)
+	case StepStart:
+		if err := m.homeserverStep(ctx, step, h.StartHomeserver); err != nil {
+			return err
+		}
+		m.st.PastNoReturn = true
+		return nil
+	case StepVerify:
+		return m.homeserverStep(ctx, step, h.Verify)
+	case StepFinish:
+		var a *activities.ImportActivities
+		return workflow.ExecuteActivity(m.dbOptions(ctx, "drop masflow bookkeeping"), a.FinishImport, m.runInput()).Get(ctx, nil)
+	case StepDiscard:
+		var a *activities.ImportActivities
+		return workflow.ExecuteActivity(m.dbOptions(ctx, "empty the MAS tables after the dry run"), a.DiscardDryRun, m.runInput()).Get(ctx, nil)
+	}
+	return temporal.NewNonRetryableApplicationError("unknown step "+step, "MasflowBadInput", nil)
+}
+
+func (m *migration) runInput() activities.RunInput {
+	return activities.RunInput{RunStartedAt: m.st.RunStartedAt}
+}
+
+// advise runs the checks; errors stop the migration before any downtime.
+func (m *migration) advise(ctx workflow.Context) error {
+	var a *activities.AdviseActivities
+	var res activities.AdviseResult
+	err := workflow.ExecuteActivity(m.dbOptions(ctx, "pre-flight checks"), a.Advise,
+		activities.AdviseInput{Phase: "before_downtime"}).Get(ctx, &res)
+	if err != nil {
+		return err
+	}
+	m.st.Warnings = res.Warnings
+	if len(res.Errors) > 0 {
+		return temporal.NewNonRetryableApplicationError(
+			"pre-flight checks found errors: "+strings.Join(res.Errors, ", ")+" (run `starter advise` for details and fixes)",
+			ErrTypeChecksFailed, nil, res.Findings)
+	}
+	return nil
+}
+
+// approve waits for the approve update, unless pre-approved with every
+// warning acknowledged.
+func (m *migration) approve(ctx workflow.Context) error {
+	if m.in.PreApproved {
+		if missing := unacknowledged(m.st.Warnings, m.in.AcknowledgedWarnings); len(missing) == 0 {
+			m.st.Approval = &Approval{Approved: true, Approver: m.in.Approver, Reason: "pre-approved at start",
+				Acknowledged: m.in.AcknowledgedWarnings, At: workflow.Now(ctx)}
+		}
+	}
+	if err := workflow.Await(ctx, func() bool { return m.st.Approval != nil }); err != nil {
+		return err
+	}
+	if !m.st.Approval.Approved {
+		return temporal.NewNonRetryableApplicationError(fmt.Sprintf("denied by %s: %s", m.st.Approval.Approver,
+			m.st.Approval.Reason), ErrTypeDenied, nil)
+	}
+	return nil
+}
+
+func unacknowledged(warnings, acked []string) []string {
+	var out []string
+	for _, w := range warnings {
+		if !slices.Contains(acked, w) {
+			out = append(out, w)
+		}
+	}
+	return out
+}
+
+// homeserverStep runs a Synapse-side activity.
+func (m *migration) homeserverStep(ctx workflow.Context, step string, fn any) error {
+	return workflow.ExecuteActivity(m.hostOptions(ctx, step), fn).Get(ctx, nil)
+}
+
+// reconcile checks the import exactly.
+func (m *migration) reconcile(ctx workflow.Context) error {
+	var a *activities.ImportActivities
+	var rec activities.ReconcileResult
+	if err := workflow.ExecuteActivity(m.dbOptions(ctx, "exact reconciliation"), a.Reconcile, m.runInput()).Get(ctx, &rec); err != nil {
+		return err
+	}
+	m.st.Import.Problems = rec.Problems
+	if !rec.OK {
+		return temporal.NewNonRetryableApplicationError("reconciliation failed: "+strings.Join(rec.Problems, "; "),
+			ErrTypeReconcile, nil)
+	}
+	return nil
+}
+
+// compensate restores the homeserver after a failure or cancellation,
+// unless nothing was touched or Synapse already runs with MAS.
+func (m *migration) compensate(ctx workflow.Context, cause error) {
+	logger := workflow.GetLogger(ctx)
+	switch {
+	case m.in.DryRun || !m.st.TouchedHomeserver:
+		return
+	case m.st.PastNoReturn:
+		logger.Error("migration failed after Synapse started with MAS: not undoing automatically; a human must decide",
+			"error", cause)
+		m.setPhase(ctx, "needs_human")
+		return
+	}
+	dctx, cancel := workflow.NewDisconnectedContext(ctx)
+	defer cancel()
+	m.setPhase(dctx, "compensating")
+	var h *activities.HomeserverActivities
+	for _, s := range []struct {
+		name string
+		fn   any
+	}{{"restore Synapse config", h.RestoreConfig}, {"restart Synapse the old way", h.StartHomeserver}} {
+		opts := m.hostOptions(dctx, s.name)
+		if err := workflow.ExecuteActivity(opts, s.fn).Get(dctx, nil); err != nil {
+			logger.Error("compensation step failed: a human must restore the homeserver", "step", s.name, "error", err)
+			m.setPhase(dctx, "needs_human")
+			return
+		}
+	}
+	m.setPhase(dctx, "rolled_back")
+}
+
+func (m *migration) setPhase(ctx workflow.Context, phase string) {
+	m.phase = phase
+	_ = workflow.UpsertTypedSearchAttributes(ctx, SAPhase.ValueSet(phase))
+	workflow.SetCurrentDetails(ctx, m.progress().Markdown())
+}
+
+func (m *migration) result() MigrationResult {
+	p := m.progress()
+	return MigrationResult{Homeserver: m.in.Homeserver, DryRun: m.in.DryRun, Steps: m.st.Done, Rows: p.Rows,
+		Entities: p.Entities, Problems: m.st.Import.Problems, Approval: m.st.Approval}
+}
+
+// continueAsNewDue: the server suggests it, or history passed our threshold.
+func (m *migration) continueAsNewDue(ctx workflow.Context) bool {
+	info := workflow.GetInfo(ctx)
+	return info.GetContinueAsNewSuggested() || info.GetCurrentHistoryLength() > m.in.Import.ContinueAsNewEvents
+}
+
+// continueAsNew carries the state into a fresh run once every update and
+// signal handler has finished and pending signals are applied.
+func (m *migration) continueAsNew(ctx workflow.Context) error {
+	if err := workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) }); err != nil {
+		return err
+	}
+	m.drainSignals(ctx)
+	next := m.in
+	next.State = m.st
+	return workflow.NewContinueAsNewError(ctx, MigrationWorkflow, next)
+}

@@ -1,0 +1,53 @@
+package workflows
+
+import (
+	"time"
+
+	"github.com/masflow/masflow/activities"
+	"github.com/masflow/masflow/internal/engine"
+	"github.com/masflow/masflow/internal/synapse"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+)
+
+func stagesOrder() [][]synapse.Entity { return engine.Stages() }
+
+// dbOptions: activities on the database workers; errors of the types in
+// activities.NonRetryable fail at once, the rest are retried.
+func (m *migration) dbOptions(ctx workflow.Context, summary string) workflow.Context {
+	callSeconds := time.Duration(m.in.Import.ShardCallSeconds) * time.Second
+	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		TaskQueue:           TaskQueue,
+		Summary:             summary,
+		StartToCloseTimeout: 2*callSeconds + 10*time.Minute,
+		HeartbeatTimeout:    2 * time.Minute,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval:        time.Second,
+			BackoffCoefficient:     2,
+			MaximumInterval:        time.Minute,
+			NonRetryableErrorTypes: activities.NonRetryable,
+		},
+	})
+}
+
+// hostOptions: homeserver steps, on the host task queue when there is one.
+// They retry for up to a day: with the "none" controller the operator
+// performs the step and the activity verifies it.
+func (m *migration) hostOptions(ctx workflow.Context, summary string) workflow.Context {
+	queue := m.in.HostTaskQueue
+	if queue == "" {
+		queue = TaskQueue
+	}
+	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		TaskQueue:              queue,
+		Summary:                summary,
+		StartToCloseTimeout:    10 * time.Minute,
+		ScheduleToCloseTimeout: 24 * time.Hour,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval:        5 * time.Second,
+			BackoffCoefficient:     2,
+			MaximumInterval:        time.Minute,
+			NonRetryableErrorTypes: activities.NonRetryable,
+		},
+	})
+}

@@ -1,0 +1,79 @@
+package workflows
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/masflow/masflow/internal/mas"
+	"github.com/masflow/masflow/internal/synapse"
+)
+
+// progress computes what the query and the UI show (read-only).
+func (m *migration) progress() Progress {
+	st := &m.st.Import
+	p := Progress{Homeserver: m.in.Homeserver, Phase: m.phase, Paused: m.st.Paused, DryRun: m.in.DryRun,
+		Warnings: m.st.Warnings, Done: m.st.Done}
+	for _, e := range synapse.Entities {
+		entity := string(e)
+		ep := EntityProgress{Entity: entity, Estimated: st.Estimates[entity]}
+		seen, done := false, true
+		for _, s := range st.Shards {
+			if s.Entity != entity {
+				continue
+			}
+			seen, done = true, done && s.Done
+			ep.Read += s.Progress.Read
+			ep.Written += mas.Total(s.Progress.Written)
+			ep.Skipped += mas.Total(s.Progress.Skipped)
+		}
+		ep.Complete = seen && done && m.stageOf(e) < st.StagesDone
+		if start, ok := st.Started[entity]; ok {
+			end, ok := st.Finished[entity]
+			if !ok || !ep.Complete {
+				end = st.LastUpdate
+			}
+			if secs := end.Sub(start).Seconds(); secs > 0 {
+				ep.RowsPerSecond = float64(ep.Read) / secs
+			}
+		}
+		p.Rows += ep.Written
+		p.Entities = append(p.Entities, ep)
+	}
+	return p
+}
+
+// stageOf returns the wave index of an entity.
+func (m *migration) stageOf(e synapse.Entity) int {
+	for i, wave := range stagesOrder() {
+		if slices.Contains(wave, e) {
+			return i
+		}
+	}
+	return -1
+}
+
+// Markdown renders progress as the table shown in the Temporal UI.
+func (p Progress) Markdown() string {
+	var b strings.Builder
+	state := p.Phase
+	if p.Paused {
+		state += " (paused)"
+	}
+	if p.DryRun {
+		state += " — dry run"
+	}
+	fmt.Fprintf(&b, "**%s**: %s, %d MAS rows written\n\n", p.Homeserver, state, p.Rows)
+	b.WriteString("| entity | done / estimated | written | skipped | rows/s |\n|---|---:|---:|---:|---:|\n")
+	for _, e := range p.Entities {
+		mark := ""
+		if e.Complete {
+			mark = " ✓"
+		}
+		fmt.Fprintf(&b, "| %s%s | %d / ~%d | %d | %d | %.0f |\n", e.Entity, mark, e.Read, max(e.Estimated, 0), e.Written, e.Skipped, e.RowsPerSecond)
+	}
+	if len(p.Warnings) > 0 {
+		fmt.Fprintf(&b, "\nwarnings: %s\n", strings.Join(p.Warnings, ", "))
+	}
+	return b.String()
+}
