@@ -15,6 +15,7 @@ func stagesOrder() [][]synapse.Entity { return engine.Stages() }
 // dbOptions: activities on the database workers; errors of the types in
 // activities.NonRetryable fail at once, the rest are retried.
 func (m *migration) dbOptions(ctx workflow.Context, summary string) workflow.Context {
+	m.scheduled++
 	callSeconds := time.Duration(m.in.Import.ShardCallSeconds) * time.Second
 	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		TaskQueue:           TaskQueue,
@@ -34,6 +35,7 @@ func (m *migration) dbOptions(ctx workflow.Context, summary string) workflow.Con
 // They retry for up to a day: with the "none" controller the operator
 // performs the step and the activity verifies it.
 func (m *migration) hostOptions(ctx workflow.Context, summary string) workflow.Context {
+	m.scheduled++
 	queue := m.in.HostTaskQueue
 	if queue == "" {
 		queue = TaskQueue

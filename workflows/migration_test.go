@@ -1,0 +1,344 @@
+package workflows
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/masflow/masflow/activities"
+	"github.com/masflow/masflow/internal/mas"
+	"github.com/stretchr/testify/mock"
+	"go.temporal.io/sdk/log"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/workflow"
+)
+
+// harness is a test workflow environment whose activities record the
+// order they ran in; shards finish after two calls each.
+type harness struct {
+	env   *testsuite.TestWorkflowEnvironment
+	calls []string
+	fail  map[string]error
+	// warnings the advise step reports.
+	warnings []string
+	calls2   map[string]int
+}
+
+var (
+	imp  *activities.ImportActivities
+	adv  *activities.AdviseActivities
+	host *activities.HomeserverActivities
+)
+
+func newHarness(t *testing.T) *harness { return newHarnessWith(t, 0) }
+
+// newHarnessWith makes each ImportShard call take shardDelay.
+func newHarnessWith(t *testing.T, shardDelay time.Duration) *harness {
+	var suite testsuite.WorkflowTestSuite
+	suite.SetLogger(log.NewStructuredLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
+	h := &harness{env: suite.NewTestWorkflowEnvironment(), fail: map[string]error{}, calls2: map[string]int{}}
+	h.env.RegisterWorkflow(MigrationWorkflow)
+	activities.Register(h.env, activities.Set{Advise: adv, Import: imp, Homeserver: host})
+	h.env.OnActivity(adv.Advise, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, _ activities.AdviseInput) (activities.AdviseResult, error) {
+			h.calls = append(h.calls, StepAdvise)
+			return activities.AdviseResult{Warnings: h.warnings}, h.fail[StepAdvise]
+		})
+	for name, fn := range map[string]any{
+		StepBackup: host.Backup, StepStop: host.StopHomeserver, StepSyncSchema: host.SyncSchema,
+		StepReconfigure: host.Reconfigure, "restore": host.RestoreConfig, StepStart: host.StartHomeserver, StepVerify: host.Verify,
+	} {
+		name := name
+		h.env.OnActivity(fn, mock.Anything).Return(func(context.Context) (activities.StepResult, error) {
+			h.calls = append(h.calls, name)
+			return activities.StepResult{}, h.fail[name]
+		})
+	}
+	h.env.OnActivity(imp.PrepareImport, mock.Anything, mock.Anything).Return(activities.PrepareResult{
+		Estimates: map[string]int64{"users": 10}}, nil)
+	h.env.OnActivity(imp.PlanEntity, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in activities.PlanInput) (activities.PlanResult, error) {
+			return activities.PlanResult{Shards: []string{in.Entity + "/000", in.Entity + "/001"}}, nil
+		})
+	h.env.OnActivity(imp.ImportShard, mock.Anything, mock.Anything).After(shardDelay).Return(
+		func(_ context.Context, in activities.ShardInput) (activities.ShardResult, error) {
+			if err := h.fail[StepImport]; err != nil {
+				return activities.ShardResult{}, err
+			}
+			h.calls2[in.Shard]++
+			entity := in.Shard[:len(in.Shard)-4]
+			if h.calls2[in.Shard] == 1 {
+				h.calls = append(h.calls, "import:"+entity)
+			}
+			n := int64(h.calls2[in.Shard])
+			return activities.ShardResult{Shard: in.Shard, Entity: entity, Done: n >= 2,
+				Progress: mas.Progress{Read: 5 * n, Written: map[string]int64{"users": 5 * n}}}, nil
+		})
+	h.env.OnActivity(imp.Reconcile, mock.Anything, mock.Anything).Return(
+		func(context.Context, activities.RunInput) (activities.ReconcileResult, error) {
+			h.calls = append(h.calls, StepReconcile)
+			return activities.ReconcileResult{OK: h.fail[StepReconcile] == nil, Problems: problems(h.fail[StepReconcile])}, nil
+		})
+	for name, fn := range map[string]any{StepFinish: imp.FinishImport, StepDiscard: imp.DiscardDryRun} {
+		name := name
+		h.env.OnActivity(fn, mock.Anything, mock.Anything).Return(func(context.Context, activities.RunInput) error {
+			h.calls = append(h.calls, name)
+			return nil
+		})
+	}
+	return h
+}
+
+func problems(err error) []string {
+	if err == nil {
+		return nil
+	}
+	return []string{err.Error()}
+}
+
+func approved() MigrationInput {
+	return MigrationInput{Homeserver: "example.org", PreApproved: true, Approver: "ops",
+		Import: ImportOptions{Parallelism: 2, ShardsPerEntity: 2}}
+}
+
+// importCalls are the entities, in the order they first ran.
+func importCalls(calls []string) []string {
+	var out []string
+	for _, c := range calls {
+		if len(c) > 7 && c[:7] == "import:" && !slices.Contains(out, c[7:]) {
+			out = append(out, c[7:])
+		}
+	}
+	return out
+}
+
+func withoutImports(calls []string) []string {
+	return slices.DeleteFunc(slices.Clone(calls), func(c string) bool { return len(c) > 7 && c[:7] == "import:" })
+}
+
+func TestHappyPathRunsEveryStepInOrder(t *testing.T) {
+	h := newHarness(t)
+	h.env.ExecuteWorkflow(MigrationWorkflow, approved())
+	if err := h.env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{StepAdvise, StepBackup, StepStop, StepSyncSchema, StepReconcile, StepReconfigure, StepStart, StepVerify, StepFinish}
+	if got := withoutImports(h.calls); !slices.Equal(got, want) {
+		t.Fatalf("steps %v, want %v", got, want)
+	}
+	if got := importCalls(h.calls); got[0] != "users" || !slices.Equal(got[len(got)-2:], []string{"access_tokens", "refresh_pairs"}) {
+		t.Fatalf("import order %v: users first, tokens last", got)
+	}
+	var res MigrationResult
+	if err := h.env.GetWorkflowResult(&res); err != nil {
+		t.Fatal(err)
+	}
+	if res.Rows != 6*2*10 || len(res.Steps) != 11 || res.Approval == nil || res.Approval.Approver != "ops" {
+		t.Fatalf("result %+v", res)
+	}
+}
+
+func TestFailuresCompensateBeforeThePointOfNoReturn(t *testing.T) {
+	boom := temporal.NewNonRetryableApplicationError("boom", "Test", nil)
+	cases := []struct {
+		name      string
+		failAt    string
+		wantTail  []string // the calls after the failing one
+		wantPhase string
+	}{
+		{"advise failure touches nothing", StepAdvise, nil, ""},
+		{"backup failure touches nothing", StepBackup, nil, ""},
+		{"stop failure restores and restarts", StepStop, []string{"restore", StepStart}, "rolled_back"},
+		{"import failure restores and restarts", StepImport, []string{"restore", StepStart}, "rolled_back"},
+		{"reconcile failure restores and restarts", StepReconcile, []string{"restore", StepStart}, "rolled_back"},
+		{"reconfigure failure restores and restarts", StepReconfigure, []string{"restore", StepStart}, "rolled_back"},
+		{"verify failure after start asks for a human", StepVerify, nil, "needs_human"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			h := newHarness(t)
+			h.fail[c.failAt] = boom
+			if c.failAt == StepReconcile {
+				h.fail[c.failAt] = errors.New("users: read 1 rows, source has 2")
+			}
+			h.env.ExecuteWorkflow(MigrationWorkflow, approved())
+			if h.env.GetWorkflowError() == nil {
+				t.Fatal("workflow succeeded")
+			}
+			i := slices.Index(h.calls, c.failAt)
+			if c.failAt == StepImport {
+				i = slices.Index(h.calls, StepSyncSchema)
+			}
+			if i < 0 {
+				t.Fatalf("%s never ran: %v", c.failAt, h.calls)
+			}
+			if tail := withoutImports(h.calls[i+1:]); !slices.Equal(tail, c.wantTail) {
+				t.Fatalf("after %s: %v, want %v", c.failAt, tail, c.wantTail)
+			}
+		})
+	}
+}
+
+func TestApprovalGate(t *testing.T) {
+	cases := []struct {
+		name    string
+		req     ApproveRequest
+		wantErr string // "" = workflow completes
+		reject  bool   // the validator refuses the update
+	}{
+		{"approve with acknowledged warnings", ApproveRequest{Approve: true, Approver: "alice", Reason: "window", Acknowledge: []string{"guests_in_database"}}, "", false},
+		{"deny with reason ends the run", ApproveRequest{Approve: false, Approver: "bob", Reason: "not tonight"}, "denied by bob: not tonight", false},
+		{"approval without acknowledging warnings is rejected", ApproveRequest{Approve: true, Approver: "alice"}, "", true},
+		{"approval without approver is rejected", ApproveRequest{Approve: true, Acknowledge: []string{"guests_in_database"}}, "", true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			h := newHarness(t)
+			h.warnings = []string{"guests_in_database"}
+			var rejected bool
+			h.env.RegisterDelayedCallback(func() {
+				h.env.UpdateWorkflow(UpdateApprove, "u1", &testsuite.TestUpdateCallback{
+					OnReject: func(error) { rejected = true },
+					OnAccept: func() {}, OnComplete: func(any, error) {},
+				}, c.req)
+				if c.reject { // unblock the run so the test ends
+					h.env.CancelWorkflow()
+				}
+			}, time.Minute)
+			in := approved()
+			in.PreApproved = false
+			h.env.ExecuteWorkflow(MigrationWorkflow, in)
+			if rejected != c.reject {
+				t.Fatalf("rejected = %v, want %v", rejected, c.reject)
+			}
+			err := h.env.GetWorkflowError()
+			switch {
+			case c.reject:
+				if slices.Contains(h.calls, StepStop) {
+					t.Fatal("downtime started without a valid approval")
+				}
+			case c.wantErr == "" && err != nil:
+				t.Fatal(err)
+			case c.wantErr != "" && (err == nil || !strings.Contains(err.Error(), c.wantErr)):
+				t.Fatalf("error %v, want %q", err, c.wantErr)
+			case c.wantErr != "" && slices.Contains(h.calls, StepStop):
+				t.Fatal("denied migration stopped Synapse")
+			}
+		})
+	}
+}
+
+
+func TestPreApprovalNeedsEveryWarningAcknowledged(t *testing.T) {
+	h := newHarness(t)
+	h.warnings = []string{"registration_enabled"}
+	h.env.RegisterDelayedCallback(func() {
+		var p Progress
+		v, err := h.env.QueryWorkflow(QueryProgress)
+		if err != nil || v.Get(&p) != nil {
+			t.Errorf("query: %v", err)
+		}
+		if p.Phase != StepApprove || !slices.Equal(p.Warnings, []string{"registration_enabled"}) {
+			t.Errorf("waiting run shows %+v", p)
+		}
+		h.env.CancelWorkflow()
+	}, time.Hour)
+	h.env.ExecuteWorkflow(MigrationWorkflow, approved()) // --yes without --ack
+	if slices.Contains(h.calls, StepBackup) {
+		t.Fatal("an unacknowledged warning did not stop the pre-approval")
+	}
+}
+
+func TestPauseStopsDispatchingUntilResume(t *testing.T) {
+	h := newHarness(t)
+	var seenPaused bool
+	h.env.RegisterDelayedCallback(func() { h.env.SignalWorkflow(SignalPause, nil) }, 0)
+	h.env.RegisterDelayedCallback(func() {
+		v, _ := h.env.QueryWorkflow(QueryProgress)
+		var p Progress
+		_ = v.Get(&p)
+		seenPaused = p.Paused && len(importCalls(h.calls)) == 0
+		h.env.SignalWorkflow(SignalResume, nil)
+	}, time.Hour)
+	h.env.ExecuteWorkflow(MigrationWorkflow, approved())
+	if err := h.env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	if !seenPaused {
+		t.Fatal("the import ran while paused")
+	}
+}
+
+func TestCancelDuringImportRestoresTheHomeserver(t *testing.T) {
+	h := newHarnessWith(t, time.Minute)
+	h.env.RegisterDelayedCallback(func() { h.env.CancelWorkflow() }, 90*time.Second)
+	h.env.ExecuteWorkflow(MigrationWorkflow, approved())
+	if err := h.env.GetWorkflowError(); err == nil || !temporal.IsCanceledError(err) {
+		t.Fatalf("got %v, want canceled", err)
+	}
+	if tail := h.calls[len(h.calls)-2:]; !slices.Equal(tail, []string{"restore", StepStart}) {
+		t.Fatalf("calls %v: cancellation must end with restore, start", h.calls)
+	}
+}
+
+func TestDryRunNeverTouchesTheHomeserver(t *testing.T) {
+	h := newHarness(t)
+	in := approved()
+	in.DryRun = true
+	h.env.ExecuteWorkflow(MigrationWorkflow, in)
+	if err := h.env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{StepAdvise, StepReconcile, StepDiscard}
+	if got := withoutImports(h.calls); !slices.Equal(got, want) {
+		t.Fatalf("dry run ran %v, want %v", got, want)
+	}
+}
+
+func TestStepsSubset(t *testing.T) {
+	h := newHarness(t)
+	in := approved()
+	in.Steps = []string{StepImport, StepAdvise}
+	h.env.ExecuteWorkflow(MigrationWorkflow, in)
+	if err := h.env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	if got := withoutImports(h.calls); !slices.Equal(got, []string{StepAdvise}) || len(importCalls(h.calls)) != 6 {
+		t.Fatalf("ran %v", h.calls)
+	}
+}
+
+func TestContinueAsNewCarriesState(t *testing.T) {
+	h := newHarness(t)
+	in := approved()
+	in.Import.ContinueAsNewEvents = 5 // due after the first step
+	h.env.ExecuteWorkflow(MigrationWorkflow, in)
+	err := h.env.GetWorkflowError()
+	var can *workflow.ContinueAsNewError
+	if !errors.As(err, &can) {
+		t.Fatalf("got %v, want continue-as-new", err)
+	}
+	var next MigrationInput
+	if err := converterDecode(can, &next); err != nil {
+		t.Fatal(err)
+	}
+	if next.State == nil || !slices.Equal(next.State.Done, []string{StepAdvise}) || next.State.RunStartedAt.IsZero() {
+		t.Fatalf("carried state %+v", next.State)
+	}
+	// The next run skips what is done and keeps the run's fixed "now".
+	h2 := newHarness(t)
+	next.Import.ContinueAsNewEvents = 100000
+	h2.env.ExecuteWorkflow(MigrationWorkflow, next)
+	if err := h2.env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	if slices.Contains(h2.calls, StepAdvise) {
+		t.Fatal("advise ran again after continue-as-new")
+	}
+}
