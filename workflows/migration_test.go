@@ -234,7 +234,6 @@ func TestApprovalGate(t *testing.T) {
 	}
 }
 
-
 func TestPreApprovalNeedsEveryWarningAcknowledged(t *testing.T) {
 	h := newHarness(t)
 	h.warnings = []string{"registration_enabled"}

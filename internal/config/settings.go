@@ -15,9 +15,28 @@ const EnvPrefix = "MASFLOW"
 
 // Settings are masflow's own settings.
 type Settings struct {
-	Synapse SynapseSettings `mapstructure:"synapse"`
-	MAS     MASSettings     `mapstructure:"mas"`
-	Import  ImportSettings  `mapstructure:"import"`
+	Synapse    SynapseSettings    `mapstructure:"synapse"`
+	MAS        MASSettings        `mapstructure:"mas"`
+	Import     ImportSettings     `mapstructure:"import"`
+	Homeserver HomeserverSettings `mapstructure:"homeserver"`
+	Worker     WorkerSettings     `mapstructure:"worker"`
+}
+
+// HomeserverSettings choose how Synapse is controlled.
+type HomeserverSettings struct {
+	// Controller is "none": masflow only verifies each step the operator
+	// performs (systemd, compose, Kubernetes and process controllers come
+	// in later releases).
+	Controller string `mapstructure:"controller"`
+}
+
+// WorkerSettings tune the worker process.
+type WorkerSettings struct {
+	// HostTaskQueue, when set, sends homeserver steps to a worker on the
+	// Synapse host polling that queue.
+	HostTaskQueue string `mapstructure:"host_task_queue"`
+	// LogLevel is debug, info, warn or error.
+	LogLevel string `mapstructure:"log_level"`
 }
 
 // SynapseSettings say where Synapse's configuration is.
@@ -55,6 +74,9 @@ var defaults = map[string]any{
 	"import.shards_per_entity":        0,
 	"import.strict":                   false,
 	"import.ignore_missing_providers": false,
+	"homeserver.controller":           "none",
+	"worker.host_task_queue":          "",
+	"worker.log_level":                "info",
 }
 
 // LoadSettings reads masflow's settings: defaults, then the file (if
@@ -104,5 +126,8 @@ func (s Settings) validate(where string) error {
 	check(s.Import.Parallelism >= 1 && s.Import.Parallelism <= 64, "import.parallelism", s.Import.Parallelism, "use 1 to 64")
 	check(s.Import.ShardsPerEntity >= 1 && s.Import.ShardsPerEntity <= 1024, "import.shards_per_entity",
 		s.Import.ShardsPerEntity, "use 1 to 1024")
+	check(s.Homeserver.Controller == "none", "homeserver.controller", s.Homeserver.Controller, `use "none" (verify only)`)
+	check(map[string]bool{"debug": true, "info": true, "warn": true, "error": true}[s.Worker.LogLevel],
+		"worker.log_level", s.Worker.LogLevel, "use debug, info, warn or error")
 	return errors.Join(errs...)
 }

@@ -1,0 +1,52 @@
+package devserver
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"runtime"
+	"testing"
+
+	"github.com/masflow/masflow/workflows"
+	"go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/operatorservice/v1"
+	"go.temporal.io/sdk/client"
+)
+
+// CLIPath finds the Temporal CLI the Makefile builds into bin/.
+func cliPath(t *testing.T) string {
+	_, here, _, _ := runtime.Caller(0)
+	p := filepath.Join(filepath.Dir(here), "..", "..", "bin", "temporal")
+	if _, err := os.Stat(p); err != nil {
+		t.Fatalf("no Temporal CLI at %s: run `make bin/temporal` (make test does)", p)
+	}
+	return p
+}
+
+func TestRestartKeepsStateAndSearchAttributes(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	for run := 0; run < 2; run++ {
+		s, err := Start(ctx, Options{Dir: dir, CLI: cliPath(t), SearchAttributes: workflows.SearchAttributeKeys()})
+		if err != nil {
+			t.Fatalf("run %d: %v", run, err)
+		}
+		c, err := client.Dial(client.Options{HostPort: s.HostPort, Logger: quiet{}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := c.OperatorService().ListSearchAttributes(ctx, &operatorservice.ListSearchAttributesRequest{Namespace: "default"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.CustomAttributes["MasflowPhase"] != enums.INDEXED_VALUE_TYPE_KEYWORD ||
+			resp.CustomAttributes["MasflowRowsImported"] != enums.INDEXED_VALUE_TYPE_INT {
+			t.Fatalf("run %d: search attributes %v", run, resp.CustomAttributes)
+		}
+		c.Close()
+		s.Stop()
+	}
+	if _, err := os.Stat(filepath.Join(dir, "temporal.db")); err != nil {
+		t.Fatalf("no SQLite state: %v", err)
+	}
+}

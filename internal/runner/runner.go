@@ -1,0 +1,142 @@
+// Package runner builds masflow's Temporal side from the settings: the
+// logger (zap, also as the SDK logger), the client, the activity
+// dependencies (configs, database pools, the homeserver controller) and
+// the worker with every workflow and activity registered. The worker
+// binary and the starter's embedded mode share it.
+package runner
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/masflow/masflow/activities"
+	"github.com/masflow/masflow/internal/config"
+	"github.com/masflow/masflow/internal/engine"
+	"github.com/masflow/masflow/internal/homeserver"
+	"github.com/masflow/masflow/internal/synapse"
+	"github.com/masflow/masflow/workflows"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/contrib/envconfig"
+	tlog "go.temporal.io/sdk/log"
+	"go.temporal.io/sdk/worker"
+	"go.uber.org/zap"
+	"go.uber.org/zap/exp/zapslog"
+	"go.uber.org/zap/zapcore"
+)
+
+// NewLogger returns a JSON zap logger at the level.
+func NewLogger(level string) (*zap.Logger, error) {
+	lvl, err := zapcore.ParseLevel(level)
+	if err != nil {
+		return nil, fmt.Errorf("worker.log_level: %w", err)
+	}
+	cfg := zap.NewProductionConfig()
+	cfg.Level = zap.NewAtomicLevelAt(lvl)
+	return cfg.Build()
+}
+
+// SDKLogger adapts zap to the Temporal SDK's logger.
+func SDKLogger(z *zap.Logger) tlog.Logger {
+	return tlog.NewStructuredLogger(slog.New(zapslog.NewHandler(z.Core())))
+}
+
+// Dial connects to Temporal with the standard client settings
+// (TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TLS, API key, profiles);
+// hostPort, when set, overrides the address.
+func Dial(ctx context.Context, hostPort string, log *zap.Logger) (client.Client, error) {
+	opts, err := envconfig.LoadDefaultClientOptions()
+	if err != nil {
+		return nil, fmt.Errorf("loading Temporal client settings: %w", err)
+	}
+	if hostPort != "" {
+		opts.HostPort = hostPort
+	}
+	opts.Logger = SDKLogger(log)
+	c, err := client.DialContext(ctx, opts)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to Temporal at %s: %w", opts.HostPort, err)
+	}
+	return c, nil
+}
+
+// Deps are the activity dependencies of one worker process.
+type Deps struct {
+	Settings config.Settings
+	Synapse  *config.Synapse
+	MAS      *config.MAS
+	Reader   *synapse.Reader
+	MASPool  *pgxpool.Pool
+}
+
+// Close releases the database pools.
+func (d *Deps) Close() {
+	if d.Reader != nil {
+		d.Reader.Close()
+	}
+	if d.MASPool != nil {
+		d.MASPool.Close()
+	}
+}
+
+// OpenDeps loads Synapse's and MAS's configs and opens both databases.
+func OpenDeps(ctx context.Context, s config.Settings) (*Deps, error) {
+	d := &Deps{Settings: s}
+	var err error
+	if d.Synapse, err = config.LoadSynapse(s.Synapse.Config...); err != nil {
+		return nil, err
+	}
+	if d.MAS, err = config.LoadMAS(s.MAS.Config...); err != nil {
+		return nil, err
+	}
+	pc, err := d.Synapse.PoolConfig()
+	if err != nil {
+		return nil, err
+	}
+	if d.Reader, err = synapse.Open(ctx, pc); err != nil {
+		return nil, err
+	}
+	mc, err := d.MAS.PoolConfig()
+	if err != nil {
+		d.Close()
+		return nil, err
+	}
+	mc.ConnConfig.RuntimeParams["application_name"] = "masflow-writer"
+	mc.MaxConns = int32(max(4, s.Import.Parallelism+2))
+	if d.MASPool, err = pgxpool.NewWithConfig(ctx, mc); err != nil {
+		d.Close()
+		return nil, fmt.Errorf("connecting to the MAS database: %w", err)
+	}
+	return d, nil
+}
+
+// Activities builds every activity struct.
+func (d *Deps) Activities(log *zap.Logger) activities.Set {
+	return activities.Set{
+		Advise: &activities.AdviseActivities{SynapsePaths: d.Settings.Synapse.Config, MAS: d.MAS,
+			SynapseDB: d.Reader.Pool(), MASDB: d.MASPool, IgnoreMissingProviders: d.Settings.Import.IgnoreMissingProviders},
+		Import: &activities.ImportActivities{Reader: d.Reader, MAS: d.MASPool, Log: log, Config: engine.Config{
+			ServerName: d.Synapse.ServerName, Providers: d.MAS.ProviderMap(),
+			Strict: d.Settings.Import.Strict, IgnoreMissingProviders: d.Settings.Import.IgnoreMissingProviders}},
+		Homeserver: &activities.HomeserverActivities{Controller: &homeserver.None{
+			SynapsePaths: d.Settings.Synapse.Config, MAS: d.MAS, SynapseDB: d.Reader.Pool(), MASDB: d.MASPool}},
+	}
+}
+
+// NewWorker returns a worker of the main task queue with the workflow and
+// the activities registered; it stops gracefully (in-flight import calls
+// commit their batch and return) within stopTimeout.
+func NewWorker(c client.Client, set activities.Set, stopTimeout time.Duration) worker.Worker {
+	w := worker.New(c, workflows.TaskQueue, worker.Options{WorkerStopTimeout: stopTimeout})
+	workflows.Register(w)
+	activities.Register(w, set)
+	return w
+}
+
+// ImportOptions turns the settings into the workflow's import options.
+func ImportOptions(s config.Settings) workflows.ImportOptions {
+	return workflows.ImportOptions{BatchSize: s.Import.BatchSize, Parallelism: s.Import.Parallelism,
+		ShardsPerEntity: s.Import.ShardsPerEntity}
+}
