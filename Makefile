@@ -4,14 +4,22 @@ PKGS      := ./...
 # Tests need a PostgreSQL server: MASFLOW_TEST_DATABASE_URL, else the
 # local cluster that .ci/postgres starts (installing it if needed).
 TEST_DB    = $${MASFLOW_TEST_DATABASE_URL:-$$(bash .ci/postgres)}
+# The official Temporal CLI (dev server + Web UI), built from the Go
+# module proxy: the newest release that `go install` can build.
+TEMPORAL_CLI_VERSION := v1.5.1
+WORKFLOWCHECK        := go.temporal.io/sdk/contrib/tools/workflowcheck@v0.6.0
 
 .PHONY: build test fuzz lint bench demo clean
 
-build:
-	$(GO) build -o bin/ ./internal/bench/...
+build: bin/temporal
+	$(GO) build -o bin/ ./starter ./worker
 
-test:
-	MASFLOW_TEST_DATABASE_URL="$(TEST_DB)" $(GO) test -count=1 -timeout 20m $(PKGS)
+# About ten minutes on two cores the first time; kept in bin/ afterwards.
+bin/temporal:
+	GOBIN=$(CURDIR)/bin $(GO) install github.com/temporalio/cli/cmd/temporal@$(TEMPORAL_CLI_VERSION)
+
+test: bin/temporal
+	MASFLOW_TEST_DATABASE_URL="$(TEST_DB)" $(GO) test -count=1 -timeout 30m $(PKGS)
 
 # Longer fuzzing of the parsers (the seed corpus already runs in `make test`).
 fuzz:
@@ -21,6 +29,7 @@ fuzz:
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "run gofmt -w"; exit 1; }
 	$(GO) vet $(PKGS)
+	$(GO) run $(WORKFLOWCHECK) ./workflows/...
 
 # Benchmark: generates a synthetic homeserver (BENCH_USERS users) in the
 # test PostgreSQL, imports it, prints rows/s, peak RSS and the ratio to a
@@ -29,10 +38,14 @@ BENCH_USERS ?= 200000
 bench:
 	MASFLOW_TEST_DATABASE_URL="$(TEST_DB)" $(GO) run ./internal/bench -users $(BENCH_USERS)
 
-# Demo: a generated sample homeserver imported by the engine (until the
-# Temporal workflow lands, this runs the import engine directly).
-demo:
-	MASFLOW_TEST_DATABASE_URL="$(TEST_DB)" $(GO) run ./internal/bench -users 1000 -demo
+# Demo: a generated sample homeserver (kept in .masflow/sample) migrated
+# by the workflow on the embedded Temporal dev server; run it again to
+# attach to (or print) the same migration.
+DEMO_USERS ?= 1000
+demo: bin/temporal
+	export MASFLOW_TEST_DATABASE_URL="$(TEST_DB)"; \
+	settings=$$($(GO) run ./internal/sample/cmd -dir .masflow/sample -users $(DEMO_USERS)) && \
+	$(GO) run ./starter migrate --dev -c $$settings --steps advise,import,reconcile
 
 clean:
-	rm -rf bin
+	rm -rf bin .masflow

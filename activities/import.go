@@ -102,6 +102,10 @@ type ShardResult struct {
 	Entity   string
 	Done     bool
 	Progress mas.Progress
+	// Written and Skipped total Progress's maps, so the workflow need not
+	// iterate maps.
+	Written int64
+	Skipped int64
 }
 
 // ShardHeartbeat is what ImportShard heartbeats: cursor position and
@@ -132,7 +136,8 @@ func (a *ImportActivities) ImportShard(ctx context.Context, in ShardInput) (Shar
 		return ShardResult{}, classify(err)
 	}
 	cp := res.Checkpoint
-	return ShardResult{Shard: cp.ID, Entity: cp.Entity, Done: cp.Done, Progress: cp.Progress}, nil
+	return ShardResult{Shard: cp.ID, Entity: cp.Entity, Done: cp.Done, Progress: cp.Progress,
+		Written: mas.Total(cp.Progress.Written), Skipped: mas.Total(cp.Progress.Skipped)}, nil
 }
 
 // ReconcileResult is the exact end-of-import check.

@@ -78,7 +78,7 @@ func newHarnessWith(t *testing.T, shardDelay time.Duration) *harness {
 			}
 			n := int64(h.calls2[in.Shard])
 			return activities.ShardResult{Shard: in.Shard, Entity: entity, Done: n >= 2,
-				Progress: mas.Progress{Read: 5 * n, Written: map[string]int64{"users": 5 * n}}}, nil
+				Progress: mas.Progress{Read: 5 * n, Written: map[string]int64{"users": 5 * n}}, Written: 5 * n}, nil
 		})
 	h.env.OnActivity(imp.Reconcile, mock.Anything, mock.Anything).Return(
 		func(context.Context, activities.RunInput) (activities.ReconcileResult, error) {

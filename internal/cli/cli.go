@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/masflow/masflow/internal/config"
 	"github.com/masflow/masflow/internal/synapse"
+	"github.com/masflow/masflow/workflows"
 	"github.com/spf13/pflag"
 )
 
@@ -33,6 +34,12 @@ type Command struct {
 func Commands() []Command {
 	return []Command{
 		{"advise", "run every pre-flight check and print the findings", Advise},
+		{"migrate", "start (or attach to) the migration; --dev runs it on an embedded Temporal", Migrate},
+		{"status", "print the migration's progress", Status},
+		{"approve", "approve (or --deny) the downtime", Approve},
+		{"pause", "pause the import between batches", signalCommand("pause", workflows.SignalPause)},
+		{"resume", "resume a paused import", signalCommand("resume", workflows.SignalResume)},
+		{"cancel", "cancel the migration (restores Synapse before the point of no return)", Cancel},
 	}
 }
 

@@ -1,0 +1,149 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/masflow/masflow/workflows"
+	"github.com/spf13/pflag"
+	"go.temporal.io/sdk/client"
+)
+
+// queryProgress asks the workflow for its progress.
+func queryProgress(ctx context.Context, c client.Client, id string) (workflows.Progress, error) {
+	var p workflows.Progress
+	v, err := c.QueryWorkflow(ctx, id, "", workflows.QueryProgress)
+	if err != nil {
+		return p, err
+	}
+	return p, v.Get(&p)
+}
+
+// progressLine renders progress on one line with a bar.
+func progressLine(p workflows.Progress) string {
+	var read, est int64
+	for _, e := range p.Entities {
+		read += e.Read
+		est += max(e.Estimated, 0)
+	}
+	bar := strings.Repeat("·", 20)
+	if est > 0 {
+		n := int(min(20, 20*read/est))
+		bar = strings.Repeat("█", n) + strings.Repeat("·", 20-n)
+	}
+	state := p.Phase
+	if p.Paused {
+		state += " (paused)"
+	}
+	return fmt.Sprintf("[%s] %-12s %d/%d source rows, %d MAS rows written", bar, state, read, est, p.Rows)
+}
+
+// Status prints a migration's progress: `starter status [-o json]`.
+func Status(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := pflag.NewFlagSet("status", pflag.ContinueOnError)
+	fs.SetOutput(stderr)
+	tf := addTemporalFlags(fs)
+	output := fs.StringP("output", "o", "text", "text or json")
+	if err := fs.Parse(args); err != nil {
+		return ExitUsage
+	}
+	return withClient(ctx, tf, stderr, func(s *session) error {
+		p, err := queryProgress(ctx, s.client, workflows.WorkflowID(s.homeserver))
+		if err != nil {
+			return err
+		}
+		if *output == "json" {
+			enc := json.NewEncoder(stdout)
+			enc.SetIndent("", "  ")
+			return enc.Encode(p)
+		}
+		fmt.Fprintln(stdout, progressLine(p))
+		fmt.Fprint(stdout, p.Markdown())
+		return nil
+	})
+}
+
+// Approve records the approval (or, with --deny, the denial) of the
+// downtime through the workflow's approve update.
+func Approve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := pflag.NewFlagSet("approve", pflag.ContinueOnError)
+	fs.SetOutput(stderr)
+	tf := addTemporalFlags(fs)
+	req := workflows.ApproveRequest{Approve: true}
+	deny := fs.Bool("deny", false, "deny instead (the migration ends before any downtime)")
+	fs.StringVar(&req.Approver, "approver", os.Getenv("USER"), "who decides")
+	fs.StringVar(&req.Reason, "reason", "", "why (required to deny)")
+	fs.StringSliceVar(&req.Acknowledge, "ack", nil, "warning codes you accept (every warning must be listed to approve)")
+	if err := fs.Parse(args); err != nil {
+		return ExitUsage
+	}
+	req.Approve = !*deny
+	return withClient(ctx, tf, stderr, func(s *session) error {
+		h, err := s.client.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{WorkflowID: workflows.WorkflowID(s.homeserver),
+			UpdateName: workflows.UpdateApprove, Args: []any{req}, WaitForStage: client.WorkflowUpdateStageCompleted})
+		if err != nil {
+			return err
+		}
+		var a workflows.Approval
+		if err := h.Get(ctx, &a); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "recorded: approved=%v by %s at %s\n", a.Approved, a.Approver, a.At.Format("2006-01-02 15:04:05Z07:00"))
+		return nil
+	})
+}
+
+// signalCommand builds pause and resume.
+func signalCommand(name, signal string) func(context.Context, []string, io.Writer, io.Writer) int {
+	return func(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+		fs := pflag.NewFlagSet(name, pflag.ContinueOnError)
+		fs.SetOutput(stderr)
+		tf := addTemporalFlags(fs)
+		if err := fs.Parse(args); err != nil {
+			return ExitUsage
+		}
+		return withClient(ctx, tf, stderr, func(s *session) error {
+			if err := s.client.SignalWorkflow(ctx, workflows.WorkflowID(s.homeserver), "", signal, nil); err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "%s sent\n", signal)
+			return nil
+		})
+	}
+}
+
+// Cancel cancels the migration; before the point of no return the
+// workflow restores Synapse's config and restarts it.
+func Cancel(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := pflag.NewFlagSet("cancel", pflag.ContinueOnError)
+	fs.SetOutput(stderr)
+	tf := addTemporalFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return ExitUsage
+	}
+	return withClient(ctx, tf, stderr, func(s *session) error {
+		if err := s.client.CancelWorkflow(ctx, workflows.WorkflowID(s.homeserver), ""); err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout, "cancellation requested")
+		return nil
+	})
+}
+
+func withClient(ctx context.Context, tf *temporalFlags, stderr io.Writer, fn func(*session) error) int {
+	s, err := tf.connect(ctx, false)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return ExitFail
+	}
+	defer s.Close()
+	if err := fn(s); err != nil {
+		fmt.Fprintln(stderr, err)
+		return ExitFail
+	}
+	return ExitOK
+}

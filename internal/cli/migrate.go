@@ -1,0 +1,135 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/masflow/masflow/internal/runner"
+	"github.com/masflow/masflow/workflows"
+	"github.com/spf13/pflag"
+	"go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/client"
+)
+
+// Migrate starts the migration of the homeserver, or attaches to the one
+// running; for one already completed it prints its result and exits 0.
+func Migrate(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := pflag.NewFlagSet("migrate", pflag.ContinueOnError)
+	fs.SetOutput(stderr)
+	tf := addTemporalFlags(fs)
+	dryRun := fs.Bool("dry-run", false, "import into MAS without stopping Synapse, validate, then empty the MAS tables")
+	steps := fs.StringSlice("steps", nil, "run only these steps, e.g. advise,import,reconcile (default: all)")
+	yes := fs.Bool("yes", false, "approve the downtime now (every warning must be listed in --ack)")
+	ack := fs.StringSlice("ack", nil, "warning codes to acknowledge with --yes")
+	approver := fs.String("approver", os.Getenv("USER"), "who approves (recorded in the history)")
+	detach := fs.Bool("detach", false, "start and return at once instead of following progress")
+	if err := fs.Parse(args); err != nil {
+		return ExitUsage
+	}
+	s, err := tf.connect(ctx, true)
+	if err != nil {
+		fmt.Fprintln(stderr, "migrate:", err)
+		return ExitFail
+	}
+	defer s.Close()
+	if s.server != nil {
+		fmt.Fprintf(stdout, "embedded Temporal at %s, Web UI %s\n", s.server.HostPort, s.server.UIURL)
+	}
+	in := workflows.MigrationInput{Homeserver: s.homeserver, DryRun: *dryRun, Steps: *steps, PreApproved: *yes,
+		Approver: *approver, AcknowledgedWarnings: *ack, Import: runner.ImportOptions(s.settings),
+		HostTaskQueue: s.settings.Worker.HostTaskQueue}
+	run, err := startOrAttach(ctx, s, in)
+	if err != nil {
+		fmt.Fprintln(stderr, "migrate:", err)
+		return ExitFail
+	}
+	fmt.Fprintf(stdout, "workflow %s (run %s)\n", run.GetID(), run.GetRunID())
+	if *detach {
+		return ExitOK
+	}
+	return follow(ctx, s, run, stdout, stderr)
+}
+
+// startOrAttach starts the workflow with its per-homeserver ID: a running
+// migration is attached to, a completed one is returned as is, a failed
+// one may be started again.
+func startOrAttach(ctx context.Context, s *session, in workflows.MigrationInput) (client.WorkflowRun, error) {
+	id := workflows.WorkflowID(in.Homeserver)
+	opts := client.StartWorkflowOptions{
+		ID:                       id,
+		TaskQueue:                workflows.TaskQueue,
+		WorkflowIDReusePolicy:    enums.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE_FAILED_ONLY,
+		WorkflowIDConflictPolicy: enums.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
+		StaticSummary:            fmt.Sprintf("Migrate %s from Synapse auth to MAS", in.Homeserver),
+		StaticDetails:            staticDetails(in),
+	}
+	run, err := s.client.ExecuteWorkflow(ctx, opts, workflows.MigrationWorkflow, in)
+	var started *serviceerror.WorkflowExecutionAlreadyStarted
+	if errors.As(err, &started) {
+		return s.client.GetWorkflow(ctx, id, ""), nil
+	}
+	return run, err
+}
+
+func staticDetails(in workflows.MigrationInput) string {
+	steps := "all"
+	if len(in.Steps) > 0 {
+		steps = strings.Join(in.Steps, ", ")
+	}
+	return fmt.Sprintf("| option | value |\n|---|---|\n| homeserver | %s |\n| dry run | %v |\n| steps | %s |\n"+
+		"| pre-approved | %v by %s |\n| batch size | %d |\n| parallelism | %d |\n",
+		in.Homeserver, in.DryRun, steps, in.PreApproved, in.Approver, in.Import.BatchSize, in.Import.Parallelism)
+}
+
+// follow prints progress until the workflow ends, then its result.
+func follow(ctx context.Context, s *session, run client.WorkflowRun, stdout, stderr io.Writer) int {
+	done := make(chan error, 1)
+	var res workflows.MigrationResult
+	go func() { done <- run.Get(ctx, &res) }()
+	tick := time.NewTicker(2 * time.Second)
+	defer tick.Stop()
+	last := ""
+	for {
+		select {
+		case err := <-done:
+			if err != nil {
+				fmt.Fprintln(stderr, "migration failed:", err)
+				return ExitFail
+			}
+			printResult(stdout, res)
+			return ExitOK
+		case <-ctx.Done():
+			fmt.Fprintln(stderr, "interrupted: the migration goes on in Temporal; run the same command to follow it again")
+			return ExitFail
+		case <-tick.C:
+			if p, err := queryProgress(ctx, s.client, run.GetID()); err == nil {
+				if line := progressLine(p); line != last {
+					fmt.Fprintln(stdout, line)
+					last = line
+				}
+			}
+		}
+	}
+}
+
+func printResult(w io.Writer, r workflows.MigrationResult) {
+	mode := ""
+	if r.DryRun {
+		mode = " (dry run)"
+	}
+	fmt.Fprintf(w, "migration of %s completed%s: steps %s; %d MAS rows written\n", r.Homeserver, mode,
+		strings.Join(r.Steps, ", "), r.Rows)
+	fmt.Fprintf(w, "  %-14s %10s %10s %10s\n", "entity", "read", "written", "skipped")
+	for _, e := range r.Entities {
+		fmt.Fprintf(w, "  %-14s %10d %10d %10d\n", e.Entity, e.Read, e.Written, e.Skipped)
+	}
+	if r.Approval != nil {
+		fmt.Fprintf(w, "  approved by %s: %s\n", r.Approval.Approver, r.Approval.Reason)
+	}
+}

@@ -1,0 +1,146 @@
+// Package sample creates a sample homeserver for the demo and the
+// integration tests: a Synapse database filled by the synthetic
+// generator, an empty MAS database (masflow's fixture of the MAS schema:
+// MAS itself cannot run here), and the three config files masflow reads.
+package sample
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/masflow/masflow/internal/config"
+	"github.com/masflow/masflow/internal/pgtest"
+	"github.com/masflow/masflow/internal/synthetic"
+)
+
+// ServerName is the sample homeserver's name.
+const ServerName = "demo.example"
+
+// ProviderULID is the MAS upstream provider the sample's SSO links map to.
+const ProviderULID = "01JAYS74TCG3BTWKADN5Q4518C"
+
+// Homeserver is a created sample.
+type Homeserver struct {
+	Settings           string // path of masflow.yaml
+	SynapseDSN, MASDSN string
+	Stats              synthetic.Stats
+}
+
+// Create makes the sample in dir, or returns the one already there (so a
+// second `make demo` resumes the same migration).
+func Create(ctx context.Context, admin, dir string, users int) (Homeserver, error) {
+	h := Homeserver{Settings: filepath.Join(dir, "masflow.yaml")}
+	if b, err := os.ReadFile(filepath.Join(dir, "databases")); err == nil {
+		parts := strings.Fields(string(b))
+		if len(parts) == 2 {
+			h.SynapseDSN, h.MASDSN = parts[0], parts[1]
+			return h, nil
+		}
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return h, err
+	}
+	var err error
+	if h.SynapseDSN, _, err = pgtest.CreateDatabase(ctx, admin, pgtest.Synapse); err != nil {
+		return h, err
+	}
+	if h.MASDSN, _, err = pgtest.CreateDatabase(ctx, admin, pgtest.MAS); err != nil {
+		return h, err
+	}
+	if h.Stats, err = fill(ctx, h, users); err != nil {
+		return h, err
+	}
+	if err := writeConfigs(dir, h); err != nil {
+		return h, err
+	}
+	return h, os.WriteFile(filepath.Join(dir, "databases"), []byte(h.SynapseDSN+" "+h.MASDSN+"\n"), 0o600)
+}
+
+func fill(ctx context.Context, h Homeserver, users int) (synthetic.Stats, error) {
+	conn, err := pgx.Connect(ctx, h.SynapseDSN)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close(ctx)
+	stats, err := synthetic.Generate(ctx, conn, synthetic.Shape{Users: users, ServerName: ServerName})
+	if err != nil {
+		return nil, err
+	}
+	m, err := pgx.Connect(ctx, h.MASDSN)
+	if err != nil {
+		return nil, err
+	}
+	defer m.Close(ctx)
+	id, err := config.ParseULID(ProviderULID)
+	if err != nil {
+		return nil, err
+	}
+	// What `mas-cli config sync` would create from the MAS config.
+	_, err = m.Exec(ctx, `INSERT INTO upstream_oauth_providers (upstream_oauth_provider_id, created_at) VALUES ($1, now())`, [16]byte(id))
+	return stats, err
+}
+
+func writeConfigs(dir string, h Homeserver) error {
+	u, err := url.Parse(h.SynapseDSN)
+	if err != nil {
+		return err
+	}
+	pw, _ := u.User.Password()
+	files := map[string]string{
+		"homeserver.yaml": fmt.Sprintf(`server_name: %s
+database:
+  name: psycopg2
+  args:
+    user: %s
+    password: %s
+    dbname: %s
+    host: %s
+    port: %s
+    sslmode: disable
+password_config:
+  pepper: demo-pepper
+oidc_providers:
+  - idp_id: oidc
+    issuer: https://sso.demo.example/
+listeners:
+  - {port: %d, type: http, bind_addresses: ['127.0.0.1'], resources: [{names: [client]}]}
+`, ServerName, u.User.Username(), pw, strings.TrimPrefix(u.Path, "/"), u.Hostname(), u.Port(), closedPort()),
+		"mas.yaml": fmt.Sprintf(`matrix:
+  homeserver: %s
+database:
+  uri: %s
+passwords:
+  schemes:
+    - {version: 1, algorithm: bcrypt, unicode_normalization: true, secret: demo-pepper}
+    - {version: 2, algorithm: argon2id}
+upstream_oauth2:
+  providers:
+    - {id: %s, synapse_idp_id: oidc}
+`, ServerName, h.MASDSN, ProviderULID),
+	}
+	files["masflow.yaml"] = fmt.Sprintf("synapse:\n  config: [%s]\nmas:\n  config: [%s]\nimport:\n  batch_size: 2000\n  parallelism: 2\nworker:\n  log_level: warn\n",
+		filepath.Join(dir, "homeserver.yaml"), filepath.Join(dir, "mas.yaml"))
+	for name, body := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o600); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// closedPort is a loopback port nothing listens on: the sample's Synapse
+// is not running.
+func closedPort() int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 1
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}

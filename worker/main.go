@@ -1,0 +1,71 @@
+// Command worker is masflow's Temporal worker: it serves the masflow task
+// queue (pre-flight checks, import, homeserver steps), and with
+// worker.host_task_queue set also that queue, so a worker on the Synapse
+// host can run the homeserver steps. Temporal connection settings are the
+// standard ones (TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TLS, API key,
+// profiles); masflow's own come from --config and MASFLOW_* variables.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/masflow/masflow/activities"
+	"github.com/masflow/masflow/internal/config"
+	"github.com/masflow/masflow/internal/runner"
+	"github.com/spf13/pflag"
+	"go.temporal.io/sdk/worker"
+)
+
+func main() {
+	settingsFile := pflag.StringP("config", "c", "", "masflow settings file")
+	pflag.Parse()
+	if err := run(*settingsFile); err != nil {
+		fmt.Fprintln(os.Stderr, "worker:", err)
+		os.Exit(1)
+	}
+}
+
+func run(settingsFile string) error {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	s, err := config.LoadSettings(settingsFile, nil)
+	if err != nil {
+		return err
+	}
+	log, err := runner.NewLogger(s.Worker.LogLevel)
+	if err != nil {
+		return err
+	}
+	defer log.Sync() //nolint:errcheck
+	deps, err := runner.OpenDeps(ctx, s)
+	if err != nil {
+		return err
+	}
+	defer deps.Close()
+	c, err := runner.Dial(ctx, "", log)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	set := deps.Activities(log)
+	workers := []worker.Worker{runner.NewWorker(c, set, 30*time.Second)}
+	if q := s.Worker.HostTaskQueue; q != "" {
+		hw := worker.New(c, q, worker.Options{})
+		activities.Register(hw, activities.Set{Homeserver: set.Homeserver})
+		workers = append(workers, hw)
+	}
+	for _, w := range workers {
+		if err := w.Start(); err != nil {
+			return err
+		}
+		defer w.Stop()
+	}
+	log.Info("worker started")
+	<-ctx.Done()
+	return nil
+}
