@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
+	"os"
 	"sync"
 	"time"
 
@@ -21,7 +22,9 @@ type ImportActivities struct {
 	Reader *synapse.Reader
 	MAS    *pgxpool.Pool
 	Config engine.Config // Salt and Now are set per run
-	Log    *zap.Logger
+	// SaltFile, when set, supplies the salt of a new run.
+	SaltFile string
+	Log      *zap.Logger
 
 	mu      sync.Mutex
 	engines map[int64]*engine.Engine
@@ -195,8 +198,8 @@ func (a *ImportActivities) engine(ctx context.Context, startedAt time.Time) (*en
 	}
 	cfg := a.Config
 	cfg.Now = startedAt
-	cfg.Salt = make([]byte, 32)
-	if _, err := rand.Read(cfg.Salt); err != nil {
+	var err error
+	if cfg.Salt, err = a.salt(); err != nil {
 		return nil, err
 	}
 	e, err := engine.Start(ctx, a.Reader, a.MAS, cfg)
@@ -211,6 +214,20 @@ func (a *ImportActivities) engine(ctx context.Context, startedAt time.Time) (*en
 	}
 	a.engines[startedAt.UnixNano()] = e
 	return e, nil
+}
+
+// salt reads the configured salt, or draws a random one.
+func (a *ImportActivities) salt() ([]byte, error) {
+	if a.SaltFile != "" {
+		b, err := os.ReadFile(a.SaltFile)
+		if err != nil {
+			return nil, fmt.Errorf("reading import.salt_file: %w", err)
+		}
+		return b, nil
+	}
+	b := make([]byte, 32)
+	_, err := rand.Read(b)
+	return b, err
 }
 
 func (a *ImportActivities) forget(startedAt time.Time) {

@@ -99,6 +99,9 @@ type ImportOptions struct {
 	Parallelism      int
 	ShardsPerEntity  int
 	ShardCallSeconds int
+	// HeartbeatSeconds: an import call that stops heartbeating this long
+	// (its worker died) is retried elsewhere.
+	HeartbeatSeconds int
 	// ContinueAsNewEvents is masflow's own history threshold (besides the
 	// server's suggestion).
 	ContinueAsNewEvents int
@@ -115,6 +118,7 @@ func (o ImportOptions) withDefaults() ImportOptions {
 	def(&o.Parallelism, 4)
 	def(&o.ShardsPerEntity, o.Parallelism)
 	def(&o.ShardCallSeconds, 60)
+	def(&o.HeartbeatSeconds, 60)
 	def(&o.ContinueAsNewEvents, 4000)
 	return o
 }

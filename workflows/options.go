@@ -21,7 +21,7 @@ func (m *migration) dbOptions(ctx workflow.Context, summary string) workflow.Con
 		TaskQueue:           TaskQueue,
 		Summary:             summary,
 		StartToCloseTimeout: 2*callSeconds + 10*time.Minute,
-		HeartbeatTimeout:    2 * time.Minute,
+		HeartbeatTimeout:    time.Duration(m.in.Import.HeartbeatSeconds) * time.Second,
 		RetryPolicy: &temporal.RetryPolicy{
 			InitialInterval:        time.Second,
 			BackoffCoefficient:     2,

@@ -62,6 +62,10 @@ type ImportSettings struct {
 	Strict bool `mapstructure:"strict"`
 	// IgnoreMissingProviders skips SSO links of unmapped providers.
 	IgnoreMissingProviders bool `mapstructure:"ignore_missing_providers"`
+	// SaltFile, when set, holds the salt of the deterministic IDs (at
+	// least 16 bytes); otherwise a random salt is drawn when the run
+	// starts. Either way it is stored with the run in the MAS database.
+	SaltFile string `mapstructure:"salt_file"`
 }
 
 // defaults are every key with its default; viper needs each key known to
@@ -74,6 +78,7 @@ var defaults = map[string]any{
 	"import.shards_per_entity":        0,
 	"import.strict":                   false,
 	"import.ignore_missing_providers": false,
+	"import.salt_file":                "",
 	"homeserver.controller":           "none",
 	"worker.host_task_queue":          "",
 	"worker.log_level":                "info",

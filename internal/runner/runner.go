@@ -117,7 +117,7 @@ func (d *Deps) Activities(log *zap.Logger) activities.Set {
 	return activities.Set{
 		Advise: &activities.AdviseActivities{SynapsePaths: d.Settings.Synapse.Config, MAS: d.MAS,
 			SynapseDB: d.Reader.Pool(), MASDB: d.MASPool, IgnoreMissingProviders: d.Settings.Import.IgnoreMissingProviders},
-		Import: &activities.ImportActivities{Reader: d.Reader, MAS: d.MASPool, Log: log, Config: engine.Config{
+		Import: &activities.ImportActivities{Reader: d.Reader, MAS: d.MASPool, Log: log, SaltFile: d.Settings.Import.SaltFile, Config: engine.Config{
 			ServerName: d.Synapse.ServerName, Providers: d.MAS.ProviderMap(),
 			Strict: d.Settings.Import.Strict, IgnoreMissingProviders: d.Settings.Import.IgnoreMissingProviders}},
 		Homeserver: &activities.HomeserverActivities{Controller: &homeserver.None{

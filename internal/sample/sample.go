@@ -32,9 +32,16 @@ type Homeserver struct {
 	Stats              synthetic.Stats
 }
 
+// Options size and tune the sample.
+type Options struct {
+	Users     int
+	BatchSize int    // import.batch_size (default 2000)
+	SaltFile  string // import.salt_file (default: none, random salt)
+}
+
 // Create makes the sample in dir, or returns the one already there (so a
 // second `make demo` resumes the same migration).
-func Create(ctx context.Context, admin, dir string, users int) (Homeserver, error) {
+func Create(ctx context.Context, admin, dir string, o Options) (Homeserver, error) {
 	h := Homeserver{Settings: filepath.Join(dir, "masflow.yaml")}
 	if b, err := os.ReadFile(filepath.Join(dir, "databases")); err == nil {
 		parts := strings.Fields(string(b))
@@ -53,10 +60,10 @@ func Create(ctx context.Context, admin, dir string, users int) (Homeserver, erro
 	if h.MASDSN, _, err = pgtest.CreateDatabase(ctx, admin, pgtest.MAS); err != nil {
 		return h, err
 	}
-	if h.Stats, err = fill(ctx, h, users); err != nil {
+	if h.Stats, err = fill(ctx, h, o.Users); err != nil {
 		return h, err
 	}
-	if err := writeConfigs(dir, h); err != nil {
+	if err := writeConfigs(dir, h, o); err != nil {
 		return h, err
 	}
 	return h, os.WriteFile(filepath.Join(dir, "databases"), []byte(h.SynapseDSN+" "+h.MASDSN+"\n"), 0o600)
@@ -86,7 +93,7 @@ func fill(ctx context.Context, h Homeserver, users int) (synthetic.Stats, error)
 	return stats, err
 }
 
-func writeConfigs(dir string, h Homeserver) error {
+func writeConfigs(dir string, h Homeserver, o Options) error {
 	u, err := url.Parse(h.SynapseDSN)
 	if err != nil {
 		return err
@@ -124,8 +131,12 @@ upstream_oauth2:
     - {id: %s, synapse_idp_id: oidc}
 `, ServerName, h.MASDSN, ProviderULID),
 	}
-	files["masflow.yaml"] = fmt.Sprintf("synapse:\n  config: [%s]\nmas:\n  config: [%s]\nimport:\n  batch_size: 2000\n  parallelism: 2\nworker:\n  log_level: warn\n",
-		filepath.Join(dir, "homeserver.yaml"), filepath.Join(dir, "mas.yaml"))
+	if o.BatchSize == 0 {
+		o.BatchSize = 2000
+	}
+	files["masflow.yaml"] = fmt.Sprintf("synapse:\n  config: [%s]\nmas:\n  config: [%s]\n"+
+		"import:\n  batch_size: %d\n  parallelism: 2\n  salt_file: %q\nworker:\n  log_level: warn\n",
+		filepath.Join(dir, "homeserver.yaml"), filepath.Join(dir, "mas.yaml"), o.BatchSize, o.SaltFile)
 	for name, body := range files {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o600); err != nil {
 			return err

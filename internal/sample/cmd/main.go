@@ -19,7 +19,7 @@ func main() {
 	admin, err := pgtest.AdminURL()
 	if err == nil {
 		var h sample.Homeserver
-		if h, err = sample.Create(context.Background(), admin, *dir, *users); err == nil {
+		if h, err = sample.Create(context.Background(), admin, *dir, sample.Options{Users: *users}); err == nil {
 			fmt.Println(h.Settings)
 			return
 		}
