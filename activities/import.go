@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"fmt"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -111,6 +112,10 @@ type ShardResult struct {
 	Skipped int64
 }
 
+// MetricRowsRead counts Synapse rows imported, tagged by entity (exposed
+// as masflow_rows_read).
+const MetricRowsRead = "masflow_rows_read"
+
 // ShardHeartbeat is what ImportShard heartbeats: cursor position and
 // counts only.
 type ShardHeartbeat struct {
@@ -127,6 +132,11 @@ func (a *ImportActivities) ImportShard(ctx context.Context, in ShardInput) (Shar
 	if err != nil {
 		return ShardResult{}, classify(err)
 	}
+	rows := activity.GetMetricsHandler(ctx).WithTags(map[string]string{"entity": entityOf(in.Shard)}).Counter(MetricRowsRead)
+	prev := int64(-1)
+	if cp, err := mas.LoadCheckpoint(ctx, a.MAS, in.Shard); err == nil {
+		prev = cp.Progress.Read
+	}
 	res, err := e.ImportShard(ctx, engine.Request{
 		Shard:       in.Shard,
 		BatchSize:   in.BatchSize,
@@ -134,6 +144,10 @@ func (a *ImportActivities) ImportShard(ctx context.Context, in ShardInput) (Shar
 		Stop:        activity.GetWorkerStopChannel(ctx),
 	}, func(cp mas.Checkpoint) {
 		activity.RecordHeartbeat(ctx, ShardHeartbeat{Shard: cp.ID, Batches: cp.Batches, Read: cp.Progress.Read})
+		if prev >= 0 {
+			rows.Inc(cp.Progress.Read - prev)
+		}
+		prev = cp.Progress.Read
 	})
 	if err != nil {
 		return ShardResult{}, classify(err)
@@ -141,6 +155,14 @@ func (a *ImportActivities) ImportShard(ctx context.Context, in ShardInput) (Shar
 	cp := res.Checkpoint
 	return ShardResult{Shard: cp.ID, Entity: cp.Entity, Done: cp.Done, Progress: cp.Progress,
 		Written: mas.Total(cp.Progress.Written), Skipped: mas.Total(cp.Progress.Skipped)}, nil
+}
+
+// entityOf is the entity part of a shard ID ("users/003").
+func entityOf(shard string) string {
+	if i := strings.LastIndexByte(shard, '/'); i >= 0 {
+		return shard[:i]
+	}
+	return shard
 }
 
 // ReconcileResult is the exact end-of-import check.

@@ -18,7 +18,9 @@ import (
 	"github.com/masflow/masflow/internal/config"
 	"github.com/masflow/masflow/internal/runner"
 	"github.com/spf13/pflag"
+	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/worker"
+	"go.uber.org/zap"
 )
 
 func main() {
@@ -47,7 +49,17 @@ func run(settingsFile string) error {
 		return err
 	}
 	defer deps.Close()
-	c, err := runner.Dial(ctx, "", log)
+	var metrics client.MetricsHandler
+	if addr := s.Worker.MetricsAddress; addr != "" {
+		m, err := runner.StartMetrics(addr, log)
+		if err != nil {
+			return err
+		}
+		defer m.Close(context.Background()) //nolint:errcheck
+		metrics = m.Handler
+		log.Info("metrics endpoint", zap.String("url", "http://"+m.Address+"/metrics"))
+	}
+	c, err := runner.Dial(ctx, "", log, metrics)
 	if err != nil {
 		return err
 	}

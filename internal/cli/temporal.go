@@ -108,7 +108,7 @@ func (f *temporalFlags) connect(ctx context.Context, embed bool) (*session, erro
 		}
 	}
 	if s.client == nil {
-		if s.client, err = runner.Dial(ctx, address, s.log); err != nil {
+		if s.client, err = runner.Dial(ctx, address, s.log, nil); err != nil {
 			s.Close()
 			return nil, err
 		}
@@ -124,7 +124,7 @@ func (s *session) embed(ctx context.Context, f *temporalFlags) error {
 	if err != nil {
 		return err
 	}
-	if s.client, err = runner.Dial(ctx, s.server.HostPort, s.log); err != nil {
+	if s.client, err = runner.Dial(ctx, s.server.HostPort, s.log, nil); err != nil {
 		return err
 	}
 	if s.deps, err = runner.OpenDeps(ctx, s.settings); err != nil {

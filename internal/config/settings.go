@@ -37,6 +37,9 @@ type WorkerSettings struct {
 	HostTaskQueue string `mapstructure:"host_task_queue"`
 	// LogLevel is debug, info, warn or error.
 	LogLevel string `mapstructure:"log_level"`
+	// MetricsAddress, when set (e.g. 0.0.0.0:9464), serves Prometheus
+	// metrics on /metrics.
+	MetricsAddress string `mapstructure:"metrics_address"`
 }
 
 // SynapseSettings say where Synapse's configuration is.
@@ -82,6 +85,7 @@ var defaults = map[string]any{
 	"homeserver.controller":           "none",
 	"worker.host_task_queue":          "",
 	"worker.log_level":                "info",
+	"worker.metrics_address":          "",
 }
 
 // LoadSettings reads masflow's settings: defaults, then the file (if

@@ -43,10 +43,13 @@ func SDKLogger(z *zap.Logger) tlog.Logger {
 	return tlog.NewStructuredLogger(slog.New(zapslog.NewHandler(z.Core())))
 }
 
+// MetricRowsRead counts Synapse rows imported, tagged by entity.
+const MetricRowsRead = activities.MetricRowsRead
+
 // Dial connects to Temporal with the standard client settings
 // (TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TLS, API key, profiles);
-// hostPort, when set, overrides the address.
-func Dial(ctx context.Context, hostPort string, log *zap.Logger) (client.Client, error) {
+// hostPort, when set, overrides the address; metrics may be nil.
+func Dial(ctx context.Context, hostPort string, log *zap.Logger, metrics client.MetricsHandler) (client.Client, error) {
 	opts, err := envconfig.LoadDefaultClientOptions()
 	if err != nil {
 		return nil, fmt.Errorf("loading Temporal client settings: %w", err)
@@ -55,6 +58,9 @@ func Dial(ctx context.Context, hostPort string, log *zap.Logger) (client.Client,
 		opts.HostPort = hostPort
 	}
 	opts.Logger = SDKLogger(log)
+	if metrics != nil {
+		opts.MetricsHandler = metrics
+	}
 	c, err := client.DialContext(ctx, opts)
 	if err != nil {
 		return nil, fmt.Errorf("connecting to Temporal at %s: %w", opts.HostPort, err)
