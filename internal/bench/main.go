@@ -23,11 +23,9 @@ import (
 	"github.com/masflow/masflow/internal/engine"
 	"github.com/masflow/masflow/internal/mas"
 	"github.com/masflow/masflow/internal/pgtest"
+	"github.com/masflow/masflow/internal/sample"
 	"github.com/masflow/masflow/internal/synapse"
-	"github.com/masflow/masflow/internal/synthetic"
 )
-
-const serverName = "bench.example"
 
 func main() {
 	users := flag.Int("users", 200000, "users to generate")
@@ -59,7 +57,7 @@ func run(ctx context.Context, users int, opts engine.RunOptions, demo bool) erro
 	defer dropMAS()
 
 	t0 := time.Now()
-	stats, err := generate(ctx, synDSN, masDSN, users)
+	stats, err := sample.Populate(ctx, synDSN, masDSN, users)
 	if err != nil {
 		return err
 	}
@@ -76,34 +74,13 @@ func run(ctx context.Context, users int, opts engine.RunOptions, demo bool) erro
 	}
 	defer masPool.Close()
 	eng, err := engine.Start(ctx, reader, masPool, engine.Config{
-		ServerName: serverName, Salt: []byte("masflow-bench-salt"), Now: time.Now(),
-		Providers: map[string]mas.ID{"oidc": providerID},
+		ServerName: sample.ServerName, Salt: []byte("masflow-bench-salt"), Now: time.Now(),
+		Providers: map[string]mas.ID{"oidc": sample.ProviderID()},
 	})
 	if err != nil {
 		return err
 	}
 	return report(ctx, eng, masDSN, admin, opts, demo)
-}
-
-var providerID = mas.ID{0x01, 0x89, 15: 0x01}
-
-func generate(ctx context.Context, synDSN, masDSN string, users int) (synthetic.Stats, error) {
-	conn, err := pgx.Connect(ctx, synDSN)
-	if err != nil {
-		return nil, err
-	}
-	defer conn.Close(ctx)
-	stats, err := synthetic.Generate(ctx, conn, synthetic.Shape{Users: users, ServerName: serverName})
-	if err != nil {
-		return nil, err
-	}
-	m, err := pgx.Connect(ctx, masDSN)
-	if err != nil {
-		return nil, err
-	}
-	defer m.Close(ctx)
-	_, err = m.Exec(ctx, `INSERT INTO upstream_oauth_providers (upstream_oauth_provider_id, created_at) VALUES ($1, now())`, [16]byte(providerID))
-	return stats, err
 }
 
 func report(ctx context.Context, eng *engine.Engine, masDSN, admin string, opts engine.RunOptions, demo bool) error {
@@ -166,7 +143,7 @@ func rawCopy(ctx context.Context, admin, from string) (time.Duration, error) {
 		return 0, err
 	}
 	defer dst.Close(ctx)
-	if _, err := dst.Exec(ctx, `INSERT INTO upstream_oauth_providers (upstream_oauth_provider_id, created_at) VALUES ($1, now())`, [16]byte(providerID)); err != nil {
+	if _, err := dst.Exec(ctx, `INSERT INTO upstream_oauth_providers (upstream_oauth_provider_id, created_at) VALUES ($1, now())`, [16]byte(sample.ProviderID())); err != nil {
 		return 0, err
 	}
 	t0 := time.Now()

@@ -6,8 +6,23 @@ import (
 	"io"
 
 	"github.com/masflow/masflow/internal/advisor"
+	"github.com/masflow/masflow/internal/config"
+	"github.com/masflow/masflow/internal/runner"
 	"github.com/spf13/pflag"
 )
+
+// openForAdvice loads the configs and opens the databases the checks need.
+func openForAdvice(ctx context.Context, settingsFile string) (*runner.Deps, error) {
+	s, err := config.LoadSettings(settingsFile, nil)
+	if err != nil {
+		return nil, err
+	}
+	d, err := runner.LoadConfigs(s)
+	if err != nil {
+		return nil, err
+	}
+	return d, d.OpenDatabases(ctx, false)
+}
 
 // Advise runs the advisor: `starter advise [--output text|json] [--strict]`.
 // Exit 0 without errors, 2 with errors, 3 with warnings under --strict,
@@ -26,18 +41,14 @@ func Advise(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "advise: --output must be text or json, not %q\n", *output)
 		return ExitUsage
 	}
-	h, err := openHomeserver(ctx, *file, nil)
+	d, err := openForAdvice(ctx, *file)
 	if err != nil {
 		fmt.Fprintln(stderr, "advise:", err)
 		return ExitFail
 	}
-	defer h.Close()
-	in := advisor.Input{Synapse: h.synapse, MAS: h.mas, MASDB: h.masPool, Phase: advisor.Phase(*phase),
-		IgnoreMissingProviders: h.settings.Import.IgnoreMissingProviders}
-	if h.reader != nil {
-		in.SynapseDB = h.reader.Pool()
-	}
-	rep, err := advisor.Run(ctx, in)
+	defer d.Close()
+	rep, err := advisor.Run(ctx, advisor.Input{Synapse: d.Synapse, MAS: d.MAS, SynapseDB: d.SynapseDB(), MASDB: d.MASPool,
+		Phase: advisor.Phase(*phase), IgnoreMissingProviders: d.Settings.Import.IgnoreMissingProviders})
 	if err != nil {
 		fmt.Fprintln(stderr, "advise:", err)
 		return ExitFail

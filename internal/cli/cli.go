@@ -9,9 +9,6 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/masflow/masflow/internal/config"
-	"github.com/masflow/masflow/internal/synapse"
 	"github.com/masflow/masflow/workflows"
 	"github.com/spf13/pflag"
 )
@@ -67,58 +64,4 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 // settingsFlags registers the flags every command shares.
 func settingsFlags(fs *pflag.FlagSet) *string {
 	return fs.StringP("config", "c", "", "masflow settings file (default: only MASFLOW_* environment)")
-}
-
-// homeserver is the loaded configuration and open databases.
-type homeserver struct {
-	settings config.Settings
-	synapse  *config.Synapse
-	mas      *config.MAS
-	reader   *synapse.Reader
-	masPool  *pgxpool.Pool
-}
-
-func (h *homeserver) Close() {
-	if h.reader != nil {
-		h.reader.Close()
-	}
-	if h.masPool != nil {
-		h.masPool.Close()
-	}
-}
-
-// openHomeserver loads the settings, Synapse's and MAS's configs, and
-// connects to both databases (Synapse's read-only).
-func openHomeserver(ctx context.Context, settingsFile string, fs *pflag.FlagSet) (*homeserver, error) {
-	s, err := config.LoadSettings(settingsFile, fs)
-	if err != nil {
-		return nil, err
-	}
-	h := &homeserver{settings: s}
-	if h.synapse, err = config.LoadSynapse(s.Synapse.Config...); err != nil {
-		return nil, err
-	}
-	if h.mas, err = config.LoadMAS(s.MAS.Config...); err != nil {
-		return nil, err
-	}
-	if h.synapse.Database.Name == "psycopg2" {
-		pc, err := h.synapse.PoolConfig()
-		if err != nil {
-			return nil, err
-		}
-		if h.reader, err = synapse.Open(ctx, pc); err != nil {
-			return nil, err
-		}
-	}
-	mc, err := h.mas.PoolConfig()
-	if err != nil {
-		h.Close()
-		return nil, err
-	}
-	mc.ConnConfig.RuntimeParams["application_name"] = "masflow"
-	if h.masPool, err = pgxpool.NewWithConfig(ctx, mc); err != nil {
-		h.Close()
-		return nil, fmt.Errorf("connecting to the MAS database: %w", err)
-	}
-	return h, nil
 }

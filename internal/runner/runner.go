@@ -89,6 +89,18 @@ func (d *Deps) Close() {
 
 // OpenDeps loads Synapse's and MAS's configs and opens both databases.
 func OpenDeps(ctx context.Context, s config.Settings) (*Deps, error) {
+	d, err := LoadConfigs(s)
+	if err != nil {
+		return nil, err
+	}
+	if err := d.OpenDatabases(ctx, true); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// LoadConfigs loads Synapse's and MAS's configs.
+func LoadConfigs(s config.Settings) (*Deps, error) {
 	d := &Deps{Settings: s}
 	var err error
 	if d.Synapse, err = config.LoadSynapse(s.Synapse.Config...); err != nil {
@@ -97,37 +109,54 @@ func OpenDeps(ctx context.Context, s config.Settings) (*Deps, error) {
 	if d.MAS, err = config.LoadMAS(s.MAS.Config...); err != nil {
 		return nil, err
 	}
-	pc, err := d.Synapse.PoolConfig()
-	if err != nil {
-		return nil, err
-	}
-	if d.Reader, err = synapse.Open(ctx, pc); err != nil {
-		return nil, err
+	return d, nil
+}
+
+// OpenDatabases connects to Synapse's database (read-only) and MAS's. A
+// Synapse database that is not PostgreSQL is an error when requireSynapse,
+// else it is left closed (the advisor reports it).
+func (d *Deps) OpenDatabases(ctx context.Context, requireSynapse bool) error {
+	if requireSynapse || d.Synapse.Database.Name == "psycopg2" {
+		pc, err := d.Synapse.PoolConfig()
+		if err != nil {
+			return err
+		}
+		if d.Reader, err = synapse.Open(ctx, pc); err != nil {
+			return err
+		}
 	}
 	mc, err := d.MAS.PoolConfig()
 	if err != nil {
 		d.Close()
-		return nil, err
+		return err
 	}
 	mc.ConnConfig.RuntimeParams["application_name"] = "masflow-writer"
-	mc.MaxConns = int32(max(4, s.Import.Parallelism+2))
+	mc.MaxConns = int32(max(4, d.Settings.Import.Parallelism+2))
 	if d.MASPool, err = pgxpool.NewWithConfig(ctx, mc); err != nil {
 		d.Close()
-		return nil, fmt.Errorf("connecting to the MAS database: %w", err)
+		return fmt.Errorf("connecting to the MAS database: %w", err)
 	}
-	return d, nil
+	return nil
+}
+
+// SynapseDB is the read-only Synapse pool, nil when not opened.
+func (d *Deps) SynapseDB() *pgxpool.Pool {
+	if d.Reader == nil {
+		return nil
+	}
+	return d.Reader.Pool()
 }
 
 // Activities builds every activity struct.
 func (d *Deps) Activities(log *zap.Logger) activities.Set {
 	return activities.Set{
 		Advise: &activities.AdviseActivities{SynapsePaths: d.Settings.Synapse.Config, MAS: d.MAS,
-			SynapseDB: d.Reader.Pool(), MASDB: d.MASPool, IgnoreMissingProviders: d.Settings.Import.IgnoreMissingProviders},
+			SynapseDB: d.SynapseDB(), MASDB: d.MASPool, IgnoreMissingProviders: d.Settings.Import.IgnoreMissingProviders},
 		Import: &activities.ImportActivities{Reader: d.Reader, MAS: d.MASPool, Log: log, SaltFile: d.Settings.Import.SaltFile, Config: engine.Config{
 			ServerName: d.Synapse.ServerName, Providers: d.MAS.ProviderMap(),
 			Strict: d.Settings.Import.Strict, IgnoreMissingProviders: d.Settings.Import.IgnoreMissingProviders}},
 		Homeserver: &activities.HomeserverActivities{Controller: &homeserver.None{
-			SynapsePaths: d.Settings.Synapse.Config, MAS: d.MAS, SynapseDB: d.Reader.Pool(), MASDB: d.MASPool}},
+			SynapsePaths: d.Settings.Synapse.Config, MAS: d.MAS, SynapseDB: d.SynapseDB(), MASDB: d.MASPool}},
 	}
 }
 

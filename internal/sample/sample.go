@@ -15,6 +15,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/masflow/masflow/internal/config"
+	"github.com/masflow/masflow/internal/mas"
 	"github.com/masflow/masflow/internal/pgtest"
 	"github.com/masflow/masflow/internal/synthetic"
 )
@@ -60,7 +61,7 @@ func Create(ctx context.Context, admin, dir string, o Options) (Homeserver, erro
 	if h.MASDSN, _, err = pgtest.CreateDatabase(ctx, admin, pgtest.MAS); err != nil {
 		return h, err
 	}
-	if h.Stats, err = fill(ctx, h, o.Users); err != nil {
+	if h.Stats, err = Populate(ctx, h.SynapseDSN, h.MASDSN, o.Users); err != nil {
 		return h, err
 	}
 	if err := writeConfigs(dir, h, o); err != nil {
@@ -69,8 +70,11 @@ func Create(ctx context.Context, admin, dir string, o Options) (Homeserver, erro
 	return h, os.WriteFile(filepath.Join(dir, "databases"), []byte(h.SynapseDSN+" "+h.MASDSN+"\n"), 0o600)
 }
 
-func fill(ctx context.Context, h Homeserver, users int) (synthetic.Stats, error) {
-	conn, err := pgx.Connect(ctx, h.SynapseDSN)
+// Populate generates the sample's users into an empty Synapse database and
+// creates, in an empty MAS database, the upstream provider their SSO links
+// map to (what `mas-cli config sync` would do).
+func Populate(ctx context.Context, synapseDSN, masDSN string, users int) (synthetic.Stats, error) {
+	conn, err := pgx.Connect(ctx, synapseDSN)
 	if err != nil {
 		return nil, err
 	}
@@ -79,18 +83,20 @@ func fill(ctx context.Context, h Homeserver, users int) (synthetic.Stats, error)
 	if err != nil {
 		return nil, err
 	}
-	m, err := pgx.Connect(ctx, h.MASDSN)
+	m, err := pgx.Connect(ctx, masDSN)
 	if err != nil {
 		return nil, err
 	}
 	defer m.Close(ctx)
-	id, err := config.ParseULID(ProviderULID)
-	if err != nil {
-		return nil, err
-	}
-	// What `mas-cli config sync` would create from the MAS config.
-	_, err = m.Exec(ctx, `INSERT INTO upstream_oauth_providers (upstream_oauth_provider_id, created_at) VALUES ($1, now())`, [16]byte(id))
+	_, err = m.Exec(ctx, `INSERT INTO upstream_oauth_providers (upstream_oauth_provider_id, created_at) VALUES ($1, now())`,
+		[16]byte(ProviderID()))
 	return stats, err
+}
+
+// ProviderID is ProviderULID as a MAS ID.
+func ProviderID() mas.ID {
+	id, _ := config.ParseULID(ProviderULID) // a valid constant
+	return id
 }
 
 func writeConfigs(dir string, h Homeserver, o Options) error {
