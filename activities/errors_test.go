@@ -1,0 +1,46 @@
+package activities
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/masflow/masflow/internal/engine"
+	"github.com/masflow/masflow/internal/homeserver"
+	"github.com/masflow/masflow/internal/mapping"
+	"github.com/masflow/masflow/internal/mas"
+	"go.temporal.io/sdk/temporal"
+)
+
+func TestClassify(t *testing.T) {
+	cases := []struct {
+		name      string
+		err       error
+		kind      string
+		retryable bool
+	}{
+		{"unsupported MAS schema is final", fmt.Errorf("x: %w", mas.ErrUnsupportedSchema), ErrTypeUnsupportedSchema, false},
+		{"non-empty MAS is final", fmt.Errorf("x: %w", mas.ErrNotEmpty), ErrTypeRefused, false},
+		{"half-finished reference run is final", fmt.Errorf("x: %w", mas.ErrReferenceRun), ErrTypeRefused, false},
+		{"bad row in strict mode is final", fmt.Errorf("x: %w", mapping.ErrBadRow), ErrTypeBadRow, false},
+		{"bad request is final", fmt.Errorf("x: %w", engine.ErrBadRequest), ErrTypeBadRequest, false},
+		{"homeserver not ready yet is retried", fmt.Errorf("x: %w", homeserver.ErrNotYet), ErrTypeNotYet, true},
+		{"lock held is retried", fmt.Errorf("x: %w", mas.ErrLocked), ErrTypeLocked, true},
+		{"connection errors are retried", errors.New("dial tcp: connection refused"), "", true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var app *temporal.ApplicationError
+			if !errors.As(classify(c.err), &app) {
+				t.Fatalf("not an application error")
+			}
+			if app.Type() != c.kind || app.NonRetryable() == c.retryable || !strings.HasPrefix(app.Error(), c.err.Error()) {
+				t.Fatalf("type %q non-retryable %v message %q", app.Type(), app.NonRetryable(), app.Error())
+			}
+		})
+	}
+	if classify(nil) != nil {
+		t.Fatal("nil must stay nil")
+	}
+}
