@@ -7,9 +7,11 @@ import (
 	"io"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/masflow/masflow/workflows"
 	"github.com/spf13/pflag"
+	"go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
 )
 
@@ -48,11 +50,16 @@ func Status(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	tf := addTemporalFlags(fs)
 	output := fs.StringP("output", "o", "text", "text or json")
+	watch := fs.BoolP("watch", "w", false, "keep printing the progress bar until the migration ends")
 	if err := fs.Parse(args); err != nil {
 		return ExitUsage
 	}
 	return withClient(ctx, tf, stderr, func(s *session) error {
-		p, err := queryProgress(ctx, s.client, workflows.WorkflowID(s.homeserver))
+		id := workflows.WorkflowID(s.homeserver)
+		if *watch {
+			return watchProgress(ctx, s.client, id, stdout)
+		}
+		p, err := queryProgress(ctx, s.client, id)
 		if err != nil {
 			return err
 		}
@@ -65,6 +72,32 @@ func Status(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stdout, p.Markdown())
 		return nil
 	})
+}
+
+// watchProgress redraws the progress line every two seconds until the
+// workflow closes.
+func watchProgress(ctx context.Context, c client.Client, id string, w io.Writer) error {
+	for {
+		p, err := queryProgress(ctx, c, id)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(w, "\r%s", progressLine(p))
+		desc, err := c.DescribeWorkflowExecution(ctx, id, "")
+		if err != nil {
+			return err
+		}
+		if desc.WorkflowExecutionInfo.GetStatus() != enums.WORKFLOW_EXECUTION_STATUS_RUNNING {
+			fmt.Fprintf(w, "\n%s\n", strings.ToLower(desc.WorkflowExecutionInfo.GetStatus().String()))
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			fmt.Fprintln(w)
+			return nil
+		case <-time.After(2 * time.Second):
+		}
+	}
 }
 
 // Approve records the approval (or, with --deny, the denial) of the
