@@ -32,6 +32,9 @@ const (
 	ErrTypeNotYet = "MasflowNotYet"
 	// ErrTypeLocked: another migrator holds the lock (retryable).
 	ErrTypeLocked = "MasflowLocked"
+	// ErrTypeHomeserverRunning: the import was asked to start while
+	// Synapse or MAS runs.
+	ErrTypeHomeserverRunning = "MasflowHomeserverRunning"
 )
 
 // NonRetryable lists the error types no retry can fix, for retry policies.

@@ -1,6 +1,7 @@
 package activities
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -42,5 +43,17 @@ func TestClassify(t *testing.T) {
 	}
 	if classify(nil) != nil {
 		t.Fatal("nil must stay nil")
+	}
+}
+
+func TestImportRefusesWhileTheHomeserverRuns(t *testing.T) {
+	a := &ImportActivities{VerifyStopped: func(context.Context) error {
+		return fmt.Errorf("http://127.0.0.1:8008/health answers: %w", homeserver.ErrNotYet)
+	}}
+	_, err := a.PrepareImport(context.Background(), RunInput{})
+	var app *temporal.ApplicationError
+	if !errors.As(err, &app) || app.Type() != ErrTypeHomeserverRunning || !app.NonRetryable() ||
+		!strings.Contains(app.Error(), "8008/health answers") {
+		t.Fatalf("got %v", err)
 	}
 }

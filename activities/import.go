@@ -15,6 +15,7 @@ import (
 	"github.com/masflow/masflow/internal/mas"
 	"github.com/masflow/masflow/internal/synapse"
 	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/temporal"
 	"go.uber.org/zap"
 )
 
@@ -25,7 +26,10 @@ type ImportActivities struct {
 	Config engine.Config // Salt and Now are set per run
 	// SaltFile, when set, supplies the salt of a new run.
 	SaltFile string
-	Log      *zap.Logger
+	// VerifyStopped fails while Synapse or MAS is verifiably running; the
+	// import never starts then (dry runs excepted).
+	VerifyStopped func(ctx context.Context) error
+	Log           *zap.Logger
 
 	mu      sync.Mutex
 	engines map[int64]*engine.Engine
@@ -34,6 +38,8 @@ type ImportActivities struct {
 // RunInput identifies the run: its fixed "now", recorded by the workflow.
 type RunInput struct {
 	RunStartedAt time.Time
+	// DryRun imports while Synapse runs (the tables are emptied after).
+	DryRun bool
 }
 
 // PrepareResult says whether the run is resumed and how big it is.
@@ -45,6 +51,13 @@ type PrepareResult struct {
 
 // PrepareImport checks and records the run in the MAS database.
 func (a *ImportActivities) PrepareImport(ctx context.Context, in RunInput) (PrepareResult, error) {
+	if !in.DryRun && a.VerifyStopped != nil {
+		if err := a.VerifyStopped(ctx); err != nil {
+			return PrepareResult{}, temporal.NewNonRetryableApplicationError(
+				"refusing to import while the homeserver runs (stop it, include the stop step, or use --dry-run): "+err.Error(),
+				ErrTypeHomeserverRunning, nil)
+		}
+	}
 	e, err := a.engine(ctx, in.RunStartedAt)
 	if err != nil {
 		return PrepareResult{}, classify(err)

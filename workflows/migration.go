@@ -143,7 +143,7 @@ func (m *migration) runStep(ctx workflow.Context, step string) error {
 }
 
 func (m *migration) runInput() activities.RunInput {
-	return activities.RunInput{RunStartedAt: m.st.RunStartedAt}
+	return activities.RunInput{RunStartedAt: m.st.RunStartedAt, DryRun: m.in.DryRun}
 }
 
 // advise runs the checks; errors stop the migration before any downtime.

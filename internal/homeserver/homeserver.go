@@ -58,7 +58,12 @@ func (n *None) Backup(context.Context) (string, error) {
 }
 
 // Stop verifies Synapse and MAS are stopped.
-func (n *None) Stop(ctx context.Context) error {
+func (n *None) Stop(ctx context.Context) error { return n.VerifyStopped(ctx) }
+
+// VerifyStopped fails (ErrNotYet) while Synapse or MAS is verifiably
+// running: a listener answers /health, Synapse's database role has other
+// sessions, or the source tables cannot be locked.
+func (n *None) VerifyStopped(ctx context.Context) error {
 	syn, err := n.synapse()
 	if err != nil {
 		return err

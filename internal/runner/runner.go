@@ -149,14 +149,15 @@ func (d *Deps) SynapseDB() *pgxpool.Pool {
 
 // Activities builds every activity struct.
 func (d *Deps) Activities(log *zap.Logger) activities.Set {
+	controller := &homeserver.None{SynapsePaths: d.Settings.Synapse.Config, MAS: d.MAS, SynapseDB: d.SynapseDB(), MASDB: d.MASPool}
 	return activities.Set{
 		Advise: &activities.AdviseActivities{SynapsePaths: d.Settings.Synapse.Config, MAS: d.MAS,
 			SynapseDB: d.SynapseDB(), MASDB: d.MASPool, IgnoreMissingProviders: d.Settings.Import.IgnoreMissingProviders},
-		Import: &activities.ImportActivities{Reader: d.Reader, MAS: d.MASPool, Log: log, SaltFile: d.Settings.Import.SaltFile, Config: engine.Config{
-			ServerName: d.Synapse.ServerName, Providers: d.MAS.ProviderMap(),
-			Strict: d.Settings.Import.Strict, IgnoreMissingProviders: d.Settings.Import.IgnoreMissingProviders}},
-		Homeserver: &activities.HomeserverActivities{Controller: &homeserver.None{
-			SynapsePaths: d.Settings.Synapse.Config, MAS: d.MAS, SynapseDB: d.SynapseDB(), MASDB: d.MASPool}},
+		Import: &activities.ImportActivities{Reader: d.Reader, MAS: d.MASPool, Log: log, SaltFile: d.Settings.Import.SaltFile,
+			VerifyStopped: controller.VerifyStopped, Config: engine.Config{
+				ServerName: d.Synapse.ServerName, Providers: d.MAS.ProviderMap(),
+				Strict: d.Settings.Import.Strict, IgnoreMissingProviders: d.Settings.Import.IgnoreMissingProviders}},
+		Homeserver: &activities.HomeserverActivities{Controller: controller},
 	}
 }
 
