@@ -25,17 +25,18 @@ import (
 
 func main() {
 	settingsFile := pflag.StringP("config", "c", "", "masflow settings file")
+	config.AddSettingsFlags(pflag.CommandLine)
 	pflag.Parse()
-	if err := run(*settingsFile); err != nil {
+	if err := run(*settingsFile, pflag.CommandLine); err != nil {
 		fmt.Fprintln(os.Stderr, "worker:", err)
 		os.Exit(1)
 	}
 }
 
-func run(settingsFile string) error {
+func run(settingsFile string, flags *pflag.FlagSet) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	s, err := config.LoadSettings(settingsFile, nil)
+	s, err := config.LoadSettings(settingsFile, flags)
 	if err != nil {
 		return err
 	}

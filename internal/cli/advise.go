@@ -12,8 +12,8 @@ import (
 )
 
 // openForAdvice loads the configs and opens the databases the checks need.
-func openForAdvice(ctx context.Context, settingsFile string) (*runner.Deps, error) {
-	s, err := config.LoadSettings(settingsFile, nil)
+func openForAdvice(ctx context.Context, settingsFile string, fs *pflag.FlagSet) (*runner.Deps, error) {
+	s, err := config.LoadSettings(settingsFile, fs)
 	if err != nil {
 		return nil, err
 	}
@@ -41,7 +41,7 @@ func Advise(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "advise: --output must be text or json, not %q\n", *output)
 		return ExitUsage
 	}
-	d, err := openForAdvice(ctx, *file)
+	d, err := openForAdvice(ctx, *file, fs)
 	if err != nil {
 		fmt.Fprintln(stderr, "advise:", err)
 		return ExitFail

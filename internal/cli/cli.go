@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/masflow/masflow/internal/config"
 	"github.com/masflow/masflow/workflows"
 	"github.com/spf13/pflag"
 )
@@ -61,7 +62,9 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return ExitUsage
 }
 
-// settingsFlags registers the flags every command shares.
+// settingsFlags registers the flags every command shares: the settings
+// file and one flag per settings key.
 func settingsFlags(fs *pflag.FlagSet) *string {
+	config.AddSettingsFlags(fs)
 	return fs.StringP("config", "c", "", "masflow settings file (default: only MASFLOW_* environment)")
 }

@@ -22,6 +22,7 @@ import (
 
 // temporalFlags are the flags of every command that talks to Temporal.
 type temporalFlags struct {
+	fs         *pflag.FlagSet
 	settings   *string
 	address    *string
 	homeserver *string
@@ -32,6 +33,7 @@ type temporalFlags struct {
 
 func addTemporalFlags(fs *pflag.FlagSet) *temporalFlags {
 	return &temporalFlags{
+		fs:         fs,
 		settings:   settingsFlags(fs),
 		address:    fs.String("address", "", "Temporal frontend host:port (default: TEMPORAL_ADDRESS / client profile)"),
 		homeserver: fs.String("homeserver", "", "server_name of the homeserver (default: read from Synapse's config)"),
@@ -74,7 +76,7 @@ func (s *session) Close() {
 func (f *temporalFlags) connect(ctx context.Context, embed bool) (*session, error) {
 	s := &session{}
 	var err error
-	if s.settings, err = config.LoadSettings(*f.settings, nil); err != nil {
+	if s.settings, err = config.LoadSettings(*f.settings, f.fs); err != nil {
 		return nil, err
 	}
 	if s.log, err = runner.NewLogger(s.settings.Worker.LogLevel); err != nil {

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/masflow/masflow/internal/mas"
+	"github.com/spf13/pflag"
 )
 
 // write creates files under a temp dir and returns the dir.
@@ -240,6 +241,19 @@ func TestLoadSettings(t *testing.T) {
 	if s.Import.BatchSize != 1000 || s.Import.Parallelism != 8 || s.Import.ShardsPerEntity != 8 ||
 		len(s.Synapse.Config) != 2 || s.MAS.Config[0] != "/etc/mas/config.yaml" {
 		t.Fatalf("settings = %+v", s)
+	}
+	fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
+	AddSettingsFlags(fs)
+	fs.String("config", "", "not a settings key")
+	if err := fs.Parse([]string{"--import.parallelism=3", "--import.strict", "--config=x"}); err != nil {
+		t.Fatal(err)
+	}
+	s, err = LoadSettings(filepath.Join(dir, "ok.yaml"), fs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Import.Parallelism != 3 || !s.Import.Strict || s.Import.BatchSize != 1000 {
+		t.Fatalf("flags must override env and file: %+v", s.Import)
 	}
 	for file, want := range map[string][]string{
 		"unknown.yaml": {"unknown.yaml", "batchsize"},

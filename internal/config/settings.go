@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"sort"
 	"strings"
 
 	"github.com/spf13/pflag"
@@ -108,8 +109,15 @@ func LoadSettings(file string, fs *pflag.FlagSet) (Settings, error) {
 		where = file
 	}
 	if fs != nil {
-		if err := v.BindPFlags(fs); err != nil {
-			return Settings{}, err
+		// Only flags named after settings keys (AddSettingsFlags).
+		var bindErr error
+		fs.VisitAll(func(f *pflag.Flag) {
+			if _, known := defaults[f.Name]; known && bindErr == nil {
+				bindErr = v.BindPFlag(f.Name, f)
+			}
+		})
+		if bindErr != nil {
+			return Settings{}, bindErr
 		}
 	}
 	var s Settings
@@ -120,6 +128,30 @@ func LoadSettings(file string, fs *pflag.FlagSet) (Settings, error) {
 		s.Import.ShardsPerEntity = s.Import.Parallelism
 	}
 	return s, s.validate(where)
+}
+
+// AddSettingsFlags registers a flag per settings key (--import.batch_size,
+// --synapse.config, …); a flag given on the command line overrides the
+// environment and the file.
+func AddSettingsFlags(fs *pflag.FlagSet) {
+	keys := make([]string, 0, len(defaults))
+	for k := range defaults {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		usage := "settings key " + k
+		switch d := defaults[k].(type) {
+		case []string:
+			fs.StringSlice(k, d, usage)
+		case int:
+			fs.Int(k, d, usage)
+		case bool:
+			fs.Bool(k, d, usage)
+		case string:
+			fs.String(k, d, usage)
+		}
+	}
 }
 
 func (s Settings) validate(where string) error {
