@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -26,6 +27,8 @@ type ImportActivities struct {
 	Config engine.Config // Salt and Now are set per run
 	// SaltFile, when set, supplies the salt of a new run.
 	SaltFile string
+	// ReportDir, when set, receives the findings report at the end.
+	ReportDir string
 	// VerifyStopped fails while Synapse or MAS is verifiably running; the
 	// import never starts then (dry runs excepted).
 	VerifyStopped func(ctx context.Context) error
@@ -199,10 +202,52 @@ func (a *ImportActivities) Reconcile(ctx context.Context, in RunInput) (Reconcil
 	return ReconcileResult{OK: rec.OK(), Problems: rec.Problems, Tables: rec.Tables, Entities: rec.Entities}, nil
 }
 
-// FinishImport drops masflow's bookkeeping from the MAS database.
-func (a *ImportActivities) FinishImport(ctx context.Context, in RunInput) error {
+// FinishResult says where the findings report went.
+type FinishResult struct {
+	// Report is the CSV file of skipped and noted rows ("" when
+	// import.report_dir is not set or an earlier attempt wrote it).
+	Report   string
+	Findings int64
+}
+
+// FinishImport writes the findings report to ReportDir (when set), then
+// drops masflow's bookkeeping from the MAS database. A retry after the
+// drop finds nothing to export and succeeds.
+func (a *ImportActivities) FinishImport(ctx context.Context, in RunInput) (FinishResult, error) {
 	a.forget(in.RunStartedAt)
-	return classify(mas.Finish(ctx, a.MAS))
+	var res FinishResult
+	if a.ReportDir != "" {
+		path := filepath.Join(a.ReportDir, "masflow-findings-"+a.Config.ServerName+"-"+in.RunStartedAt.Format("20060102T150405Z")+".csv")
+		n, err := writeReport(ctx, a.MAS, path)
+		if err != nil {
+			return res, classify(err)
+		}
+		if n >= 0 {
+			res = FinishResult{Report: path, Findings: n}
+		}
+	}
+	return res, classify(mas.Finish(ctx, a.MAS))
+}
+
+// writeReport exports the findings to path through a temporary file, so
+// a crash never leaves half a report under the final name.
+func writeReport(ctx context.Context, pool *pgxpool.Pool, path string) (int64, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+		return 0, fmt.Errorf("import.report_dir: %w", err)
+	}
+	f, err := os.CreateTemp(filepath.Dir(path), ".findings-*.csv")
+	if err != nil {
+		return 0, fmt.Errorf("import.report_dir: %w", err)
+	}
+	defer os.Remove(f.Name())
+	n, err := mas.ExportFindings(ctx, pool, f)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil || n < 0 {
+		return n, err
+	}
+	return n, os.Rename(f.Name(), path)
 }
 
 // DiscardDryRun empties the MAS tables a dry run filled (children first,

@@ -174,4 +174,6 @@ type MigrationResult struct {
 	Entities   []EntityProgress
 	Problems   []string
 	Approval   *Approval
+	// Report is the findings report (CSV on the worker that finished).
+	Report string
 }

@@ -23,6 +23,8 @@ type ImportState struct {
 	// LastUpdate is when the latest shard result arrived.
 	LastUpdate time.Time
 	Problems   []string
+	// Report is the findings report file the finish step wrote.
+	Report string
 }
 
 // importAll imports every entity, wave by wave: users first, then what

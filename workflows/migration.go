@@ -134,7 +134,11 @@ func (m *migration) runStep(ctx workflow.Context, step string) error {
 		return m.homeserverStep(ctx, step, h.Verify)
 	case StepFinish:
 		var a *activities.ImportActivities
-		return workflow.ExecuteActivity(m.dbOptions(ctx, "drop masflow bookkeeping"), a.FinishImport, m.runInput()).Get(ctx, nil)
+		var fin activities.FinishResult
+		err := workflow.ExecuteActivity(m.dbOptions(ctx, "write the findings report, drop masflow bookkeeping"),
+			a.FinishImport, m.runInput()).Get(ctx, &fin)
+		m.st.Import.Report = fin.Report
+		return err
 	case StepDiscard:
 		var a *activities.ImportActivities
 		return workflow.ExecuteActivity(m.dbOptions(ctx, "empty the MAS tables after the dry run"), a.DiscardDryRun, m.runInput()).Get(ctx, nil)
@@ -253,7 +257,7 @@ func (m *migration) setPhase(ctx workflow.Context, phase string) {
 func (m *migration) result() MigrationResult {
 	p := m.progress()
 	return MigrationResult{Homeserver: m.in.Homeserver, DryRun: m.in.DryRun, Steps: m.st.Done, Rows: p.Rows,
-		Entities: p.Entities, Problems: m.st.Import.Problems, Approval: m.st.Approval}
+		Entities: p.Entities, Problems: m.st.Import.Problems, Approval: m.st.Approval, Report: m.st.Import.Report}
 }
 
 // continueAsNewDue: the server suggests it, or history passed our threshold.

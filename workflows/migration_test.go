@@ -85,13 +85,15 @@ func newHarnessWith(t *testing.T, shardDelay time.Duration) *harness {
 			h.calls = append(h.calls, StepReconcile)
 			return activities.ReconcileResult{OK: h.fail[StepReconcile] == nil, Problems: problems(h.fail[StepReconcile])}, nil
 		})
-	for name, fn := range map[string]any{StepFinish: imp.FinishImport, StepDiscard: imp.DiscardDryRun} {
-		name := name
-		h.env.OnActivity(fn, mock.Anything, mock.Anything).Return(func(context.Context, activities.RunInput) error {
-			h.calls = append(h.calls, name)
-			return nil
+	h.env.OnActivity(imp.FinishImport, mock.Anything, mock.Anything).Return(
+		func(context.Context, activities.RunInput) (activities.FinishResult, error) {
+			h.calls = append(h.calls, StepFinish)
+			return activities.FinishResult{Report: "/reports/findings.csv"}, nil
 		})
-	}
+	h.env.OnActivity(imp.DiscardDryRun, mock.Anything, mock.Anything).Return(func(context.Context, activities.RunInput) error {
+		h.calls = append(h.calls, StepDiscard)
+		return nil
+	})
 	return h
 }
 
@@ -139,7 +141,8 @@ func TestHappyPathRunsEveryStepInOrder(t *testing.T) {
 	if err := h.env.GetWorkflowResult(&res); err != nil {
 		t.Fatal(err)
 	}
-	if res.Rows != 6*2*10 || len(res.Steps) != 11 || res.Approval == nil || res.Approval.Approver != "ops" {
+	if res.Rows != 6*2*10 || len(res.Steps) != 11 || res.Approval == nil || res.Approval.Approver != "ops" ||
+		res.Report != "/reports/findings.csv" {
 		t.Fatalf("result %+v", res)
 	}
 }

@@ -111,6 +111,10 @@ func follow(ctx context.Context, s *session, run client.WorkflowRun, stdout, std
 			if p, err := queryProgress(ctx, s.client, run.GetID()); err == nil {
 				if line := progressLine(p); line != last {
 					fmt.Fprintln(stdout, line)
+					if p.Phase == workflows.StepApprove {
+						fmt.Fprintf(stdout, "waiting for approval: starter approve --approver NAME --reason WHY --ack %s (or --deny)\n",
+							strings.Join(p.Warnings, ","))
+					}
 					last = line
 				}
 			}
@@ -131,5 +135,8 @@ func printResult(w io.Writer, r workflows.MigrationResult) {
 	}
 	if r.Approval != nil {
 		fmt.Fprintf(w, "  approved by %s: %s\n", r.Approval.Approver, r.Approval.Reason)
+	}
+	if r.Report != "" {
+		fmt.Fprintf(w, "  findings report (skipped and noted rows): %s\n", r.Report)
 	}
 }

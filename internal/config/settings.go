@@ -70,6 +70,10 @@ type ImportSettings struct {
 	// least 16 bytes); otherwise a random salt is drawn when the run
 	// starts. Either way it is stored with the run in the MAS database.
 	SaltFile string `mapstructure:"salt_file"`
+	// ReportDir receives the findings report (CSV of every skipped or
+	// noted row) when the migration finishes, before masflow's
+	// bookkeeping is dropped from the MAS database.
+	ReportDir string `mapstructure:"report_dir"`
 }
 
 // defaults are every key with its default; viper needs each key known to
@@ -83,6 +87,7 @@ var defaults = map[string]any{
 	"import.strict":                   false,
 	"import.ignore_missing_providers": false,
 	"import.salt_file":                "",
+	"import.report_dir":               ".",
 	"homeserver.controller":           "none",
 	"worker.host_task_queue":          "",
 	"worker.log_level":                "info",

@@ -189,3 +189,35 @@ func (e *Engine) withMapper(t *testing.T, cfg Config) *Engine {
 	c.mapper = m
 	return &c
 }
+
+func TestFindingsReportIsExportedThenDroppedWithTheBookkeeping(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, pgtest.MAS, rulesSQL)
+	importAll(t, e.start(t, testConfig()), 1, 100, 1)
+	ctx := context.Background()
+	var buf strings.Builder
+	n, err := mas.ExportFindings(ctx, e.mas, &buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	if n != int64(len(lines)-1) || lines[0] != "shard,source_table,natural_key,reason,skipped" ||
+		!strings.Contains(buf.String(), "access_tokens/000,access_tokens,id=6,token_on_hidden_device,t") {
+		t.Fatalf("report (%d rows):\n%s", n, buf.String())
+	}
+	for _, s := range fixtureSecrets(t) {
+		if strings.Contains(buf.String(), s) {
+			t.Fatalf("a secret is in the findings report")
+		}
+	}
+	if err := mas.Finish(ctx, e.mas); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := mas.ExportFindings(ctx, e.mas, &buf); n != -1 || err != nil {
+		t.Fatalf("after Finish: %d, %v; want -1 (already exported and dropped)", n, err)
+	}
+	// MAS's own tables stay.
+	if full, err := mas.NonEmptyTables(ctx, e.mas); err != nil || len(full) != len(mas.TargetTables) {
+		t.Fatalf("MAS tables after Finish: %v %v", full, err)
+	}
+}

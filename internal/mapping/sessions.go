@@ -2,6 +2,7 @@ package mapping
 
 import (
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/masflow/masflow/internal/mas"
@@ -39,7 +40,7 @@ func (m *Mapper) Device(b *Batch, d synapse.Device) error {
 	}
 	if d.IP != nil {
 		addr, ok := ParseIP(*d.IP)
-		if !ok && *d.IP != "-" {
+		if unknown := strings.TrimSpace(*d.IP); !ok && unknown != "" && unknown != "-" {
 			b.notice(TableDevices, key, NoticeBadIP)
 		}
 		s.LastActiveIP = addr

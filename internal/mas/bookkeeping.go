@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -228,6 +229,28 @@ func LockHeld(ctx context.Context, pool *pgxpool.Pool) (bool, error) {
 		return err
 	})
 	return held, err
+}
+
+// ExportFindings writes the findings report as CSV (shard, source table,
+// natural key, reason, skipped) and returns how many lines it holds; it
+// returns -1 when the bookkeeping is already gone (an earlier attempt
+// exported and dropped it).
+func ExportFindings(ctx context.Context, pool *pgxpool.Pool, w io.Writer) (int64, error) {
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Release()
+	var exists bool
+	if err := conn.QueryRow(ctx, `SELECT to_regclass('masflow_import.findings') IS NOT NULL`).Scan(&exists); err != nil || !exists {
+		return -1, err
+	}
+	tag, err := conn.Conn().PgConn().CopyTo(ctx, w, `COPY (SELECT shard, source_table, natural_key, reason, skipped
+		FROM masflow_import.findings ORDER BY source_table, reason, natural_key) TO STDOUT WITH (FORMAT csv, HEADER)`)
+	if err != nil {
+		return 0, fmt.Errorf("exporting the findings report: %w", err)
+	}
+	return tag.RowsAffected(), nil
 }
 
 // Finish drops masflow's bookkeeping once the migration is complete and

@@ -154,6 +154,7 @@ func (d *Deps) Activities(log *zap.Logger) activities.Set {
 		Advise: &activities.AdviseActivities{SynapsePaths: d.Settings.Synapse.Config, MAS: d.MAS,
 			SynapseDB: d.SynapseDB(), MASDB: d.MASPool, IgnoreMissingProviders: d.Settings.Import.IgnoreMissingProviders},
 		Import: &activities.ImportActivities{Reader: d.Reader, MAS: d.MASPool, Log: log, SaltFile: d.Settings.Import.SaltFile,
+			ReportDir:     d.Settings.Import.ReportDir,
 			VerifyStopped: controller.VerifyStopped, Config: engine.Config{
 				ServerName: d.Synapse.ServerName, Providers: d.MAS.ProviderMap(),
 				Strict: d.Settings.Import.Strict, IgnoreMissingProviders: d.Settings.Import.IgnoreMissingProviders}},
