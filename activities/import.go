@@ -185,6 +185,8 @@ func entityOf(shard string) string {
 type ReconcileResult struct {
 	OK       bool
 	Problems []string
+	// Drift: source counts that moved during a dry run (not a failure).
+	Drift    []string
 	Tables   []engine.TableTally
 	Entities []engine.EntityTally
 }
@@ -195,11 +197,11 @@ func (a *ImportActivities) Reconcile(ctx context.Context, in RunInput) (Reconcil
 	if err != nil {
 		return ReconcileResult{}, classify(err)
 	}
-	rec, err := e.Reconcile(ctx)
+	rec, err := e.Reconcile(ctx, in.DryRun)
 	if err != nil {
 		return ReconcileResult{}, classify(err)
 	}
-	return ReconcileResult{OK: rec.OK(), Problems: rec.Problems, Tables: rec.Tables, Entities: rec.Entities}, nil
+	return ReconcileResult{OK: rec.OK(), Problems: rec.Problems, Drift: rec.Drift, Tables: rec.Tables, Entities: rec.Entities}, nil
 }
 
 // FinishResult says where the findings report went.

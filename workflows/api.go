@@ -176,4 +176,6 @@ type MigrationResult struct {
 	Approval   *Approval
 	// Report is the findings report (CSV on the worker that finished).
 	Report string
+	// Drift lists source counts that changed during a dry run.
+	Drift []string
 }

@@ -23,6 +23,7 @@ type ImportState struct {
 	// LastUpdate is when the latest shard result arrived.
 	LastUpdate time.Time
 	Problems   []string
+	Drift      []string
 	// Report is the findings report file the finish step wrote.
 	Report string
 }

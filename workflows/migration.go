@@ -209,7 +209,7 @@ func (m *migration) reconcile(ctx workflow.Context) error {
 	if err := workflow.ExecuteActivity(m.dbOptions(ctx, "exact reconciliation"), a.Reconcile, m.runInput()).Get(ctx, &rec); err != nil {
 		return err
 	}
-	m.st.Import.Problems = rec.Problems
+	m.st.Import.Problems, m.st.Import.Drift = rec.Problems, rec.Drift
 	if !rec.OK {
 		return temporal.NewNonRetryableApplicationError("reconciliation failed: "+strings.Join(rec.Problems, "; "),
 			ErrTypeReconcile, nil)
@@ -257,7 +257,8 @@ func (m *migration) setPhase(ctx workflow.Context, phase string) {
 func (m *migration) result() MigrationResult {
 	p := m.progress()
 	return MigrationResult{Homeserver: m.in.Homeserver, DryRun: m.in.DryRun, Steps: m.st.Done, Rows: p.Rows,
-		Entities: p.Entities, Problems: m.st.Import.Problems, Approval: m.st.Approval, Report: m.st.Import.Report}
+		Entities: p.Entities, Problems: m.st.Import.Problems, Approval: m.st.Approval, Report: m.st.Import.Report,
+		Drift: m.st.Import.Drift}
 }
 
 // continueAsNewDue: the server suggests it, or history passed our threshold.

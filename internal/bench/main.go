@@ -97,7 +97,7 @@ func report(ctx context.Context, eng *engine.Engine, masDSN, admin string, opts 
 	took := time.Since(t0)
 	tw.Flush()
 	rss := peakRSS()
-	rec, err := eng.Reconcile(ctx)
+	rec, err := eng.Reconcile(ctx, false)
 	if err != nil {
 		return err
 	}

@@ -90,11 +90,11 @@ func TestReconcileMatchesSourceAndTarget(t *testing.T) {
 	e := newEnv(t, pgtest.MAS, rulesSQL)
 	eng := e.start(t, testConfig())
 	ctx := context.Background()
-	if rec, err := eng.Reconcile(ctx); err != nil || rec.OK() {
+	if rec, err := eng.Reconcile(ctx, false); err != nil || rec.OK() {
 		t.Fatalf("before the import: ok=%v err=%v, want problems", rec.OK(), err)
 	}
 	importAll(t, eng, 2, 3, 1)
-	rec, err := eng.Reconcile(ctx)
+	rec, err := eng.Reconcile(ctx, false)
 	if err != nil || !rec.OK() {
 		t.Fatalf("after the import: %v %v", rec.Problems, err)
 	}
@@ -105,9 +105,17 @@ func TestReconcileMatchesSourceAndTarget(t *testing.T) {
 			t.Errorf("%s: expected %d actual %d, want %d", tt.Table, tt.Expected, tt.Actual, want[tt.Table])
 		}
 	}
+	// A user added while a dry run read Synapse is drift, not a failure.
+	pgtest.Exec(t, e.synDSN, `INSERT INTO users (name, creation_ts) VALUES ('@late:example.org', 1)`)
+	if rec, _ := eng.Reconcile(ctx, false); rec.OK() {
+		t.Fatal("a source row never read must fail the reconciliation")
+	}
+	if rec, _ := eng.Reconcile(ctx, true); !rec.OK() || len(rec.Drift) != 1 || !strings.Contains(rec.Drift[0], "users: read 10 rows, source has 11") {
+		t.Fatalf("dry-run reconciliation: ok=%v drift=%v problems=%v", rec.OK(), rec.Drift, rec.Problems)
+	}
 	// A row removed behind the engine's back is caught.
 	pgtest.Exec(t, e.masDSN, `DELETE FROM user_unsupported_third_party_ids`)
-	if rec, _ := eng.Reconcile(ctx); rec.OK() || !strings.Contains(strings.Join(rec.Problems, ";"), "user_unsupported_third_party_ids has 0 rows") {
+	if rec, _ := eng.Reconcile(ctx, false); rec.OK() || !strings.Contains(strings.Join(rec.Problems, ";"), "user_unsupported_third_party_ids has 0 rows") {
 		t.Fatalf("deleted row not caught: %v", rec.Problems)
 	}
 }

@@ -47,7 +47,7 @@ func TestGeneratedHomeserverImportsAndReconciles(t *testing.T) {
 	if err := eng.RunAll(ctx, engine.RunOptions{ShardsPerEntity: 2, Parallelism: 2, BatchSize: 64}); err != nil {
 		t.Fatal(err)
 	}
-	rec, err := eng.Reconcile(ctx)
+	rec, err := eng.Reconcile(ctx, false)
 	if err != nil || !rec.OK() {
 		t.Fatalf("reconcile: %v %v", rec.Problems, err)
 	}
