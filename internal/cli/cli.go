@@ -6,6 +6,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
+	"os/user"
 	"sort"
 	"strings"
 
@@ -67,4 +69,12 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 func settingsFlags(fs *pflag.FlagSet) *string {
 	config.AddSettingsFlags(fs)
 	return fs.StringP("config", "c", "", "masflow settings file (default: only MASFLOW_* environment)")
+}
+
+// currentUser names the operator for approvals (recorded in history).
+func currentUser() string {
+	if u, err := user.Current(); err == nil && u.Username != "" {
+		return u.Username
+	}
+	return os.Getenv("USER")
 }

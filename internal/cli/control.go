@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"time"
 
@@ -108,7 +107,7 @@ func Approve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	tf := addTemporalFlags(fs)
 	req := workflows.ApproveRequest{Approve: true}
 	deny := fs.Bool("deny", false, "deny instead (the migration ends before any downtime)")
-	fs.StringVar(&req.Approver, "approver", os.Getenv("USER"), "who decides")
+	fs.StringVar(&req.Approver, "approver", currentUser(), "who decides")
 	fs.StringVar(&req.Reason, "reason", "", "why (required to deny)")
 	fs.StringSliceVar(&req.Acknowledge, "ack", nil, "warning codes you accept (every warning must be listed to approve)")
 	if err := fs.Parse(args); err != nil {

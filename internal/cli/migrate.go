@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"time"
 
@@ -27,7 +26,7 @@ func Migrate(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	steps := fs.StringSlice("steps", nil, "run only these steps, e.g. advise,import,reconcile (default: all)")
 	yes := fs.Bool("yes", false, "approve the downtime now (every warning must be listed in --ack)")
 	ack := fs.StringSlice("ack", nil, "warning codes to acknowledge with --yes")
-	approver := fs.String("approver", os.Getenv("USER"), "who approves (recorded in the history)")
+	approver := fs.String("approver", currentUser(), "who approves (recorded in the history)")
 	detach := fs.Bool("detach", false, "start and return at once instead of following progress")
 	if err := fs.Parse(args); err != nil {
 		return ExitUsage
