@@ -22,24 +22,30 @@ import (
 
 // temporalFlags are the flags of every command that talks to Temporal.
 type temporalFlags struct {
-	fs         *pflag.FlagSet
-	settings   *string
-	address    *string
-	homeserver *string
-	dev        *bool
-	stateDir   *string
-	cli        *string
+	// defaultPorts: the embedded server prefers 7233/8233 (tests turn it
+	// off to run side by side).
+	defaultPorts *bool
+	fs           *pflag.FlagSet
+	settings     *string
+	address      *string
+	homeserver   *string
+	dev          *bool
+	stateDir     *string
+	cli          *string
 }
 
 func addTemporalFlags(fs *pflag.FlagSet) *temporalFlags {
+	defaultPorts := fs.Bool("dev-default-ports", true, "embedded server on 7233/8233 when free")
+	_ = fs.MarkHidden("dev-default-ports")
 	return &temporalFlags{
-		fs:         fs,
-		settings:   settingsFlags(fs),
-		address:    fs.String("address", "", "Temporal frontend host:port (default: TEMPORAL_ADDRESS / client profile)"),
-		homeserver: fs.String("homeserver", "", "server_name of the homeserver (default: read from Synapse's config)"),
-		dev:        fs.Bool("dev", false, "use the embedded Temporal dev server in --state-dir (no cluster needed)"),
-		stateDir:   fs.String("state-dir", ".masflow", "state directory of the embedded mode"),
-		cli:        fs.String("temporal-cli", "bin/temporal", "Temporal CLI binary the embedded mode runs"),
+		defaultPorts: defaultPorts,
+		fs:           fs,
+		settings:     settingsFlags(fs),
+		address:      fs.String("address", "", "Temporal frontend host:port (default: TEMPORAL_ADDRESS / client profile)"),
+		homeserver:   fs.String("homeserver", "", "server_name of the homeserver (default: read from Synapse's config)"),
+		dev:          fs.Bool("dev", false, "use the embedded Temporal dev server in --state-dir (no cluster needed)"),
+		stateDir:     fs.String("state-dir", ".masflow", "state directory of the embedded mode"),
+		cli:          fs.String("temporal-cli", "bin/temporal", "Temporal CLI binary the embedded mode runs"),
 	}
 }
 
@@ -122,7 +128,7 @@ func (f *temporalFlags) connect(ctx context.Context, embed bool) (*session, erro
 func (s *session) embed(ctx context.Context, f *temporalFlags) error {
 	var err error
 	s.server, err = devserver.Start(ctx, devserver.Options{Dir: *f.stateDir, CLI: *f.cli,
-		SearchAttributes: workflows.SearchAttributeKeys()})
+		SearchAttributes: workflows.SearchAttributeKeys(), DefaultPorts: *f.defaultPorts})
 	if err != nil {
 		return err
 	}

@@ -35,7 +35,7 @@ func TestEmbeddedMigrationWithApproval(t *testing.T) {
 	if _, err := os.Stat(cli); err != nil {
 		t.Fatalf("no Temporal CLI at %s: run `make bin/temporal`", cli)
 	}
-	common := []string{"--dev", "--state-dir", filepath.Join(dir, "state"), "--temporal-cli", cli, "-c", h.Settings}
+	common := []string{"--dev", "--dev-default-ports=false", "--state-dir", filepath.Join(dir, "state"), "--temporal-cli", cli, "-c", h.Settings}
 	run := func(want int, args ...string) string {
 		t.Helper()
 		var out, errOut bytes.Buffer

@@ -44,6 +44,10 @@ type Options struct {
 	CLI string
 	// SearchAttributes to register.
 	SearchAttributes temporal.SearchAttributes
+	// DefaultPorts prefers Temporal's usual 7233 (frontend) and 8233
+	// (UI) when free; otherwise (tests running side by side) any free
+	// ports are taken.
+	DefaultPorts bool
 }
 
 // Start launches the dev server and waits until it answers.
@@ -54,7 +58,7 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	if err := os.MkdirAll(o.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("creating state directory %s: %w", o.Dir, err)
 	}
-	p, err := choosePorts(o.Dir)
+	p, err := choosePorts(o.Dir, o.DefaultPorts)
 	if err != nil {
 		return nil, err
 	}
@@ -121,18 +125,22 @@ func (s *Server) Stop() {
 }
 
 // choosePorts reuses the ports of an earlier run when still free, else
-// 7233/8233, else free ones, and records them.
-func choosePorts(dir string) (ports, error) {
+// 7233/8233 (when preferred and free), else free ones, and records them.
+func choosePorts(dir string, defaults bool) (ports, error) {
 	file := filepath.Join(dir, "ports.json")
 	var p ports
 	if b, err := os.ReadFile(file); err == nil {
 		_ = json.Unmarshal(b, &p)
 	}
+	frontend, ui := 0, 0
+	if defaults {
+		frontend, ui = 7233, 8233
+	}
 	if p.Frontend == 0 || !free(p.Frontend) {
-		p.Frontend = pick(7233)
+		p.Frontend = pick(frontend)
 	}
 	if p.UI == 0 || !free(p.UI) || p.UI == p.Frontend {
-		p.UI = pick(8233)
+		p.UI = pick(ui)
 	}
 	b, _ := json.Marshal(p)
 	return p, os.WriteFile(file, b, 0o600)
@@ -147,8 +155,9 @@ func free(port int) bool {
 	return true
 }
 
+// pick returns preferred when it is set and free, else a free port.
 func pick(preferred int) int {
-	if free(preferred) {
+	if preferred != 0 && free(preferred) {
 		return preferred
 	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
