@@ -2,7 +2,6 @@ package workflows
 
 import (
 	"errors"
-	"slices"
 	"strings"
 
 	"go.temporal.io/sdk/workflow"
@@ -47,8 +46,10 @@ func (m *migration) validateApproval(req ApproveRequest) error {
 		return errors.New("a denial needs a reason")
 	case m.st.Approval != nil:
 		return errors.New("already decided by " + m.st.Approval.Approver)
-	case !slices.Contains(m.plan(), StepApprove) || slices.Contains(m.st.Done, StepApprove):
-		return errors.New("this migration is not waiting for approval")
+	case m.phase != StepApprove:
+		// Before the advise step is done its warnings are unknown, so
+		// nothing could be acknowledged.
+		return errors.New("this migration is not waiting for approval (phase " + m.phase + ")")
 	}
 	if missing := unacknowledged(m.st.Warnings, req.Acknowledge); req.Approve && len(missing) > 0 {
 		return errors.New("acknowledge every warning to approve; missing: " + strings.Join(missing, ", "))
