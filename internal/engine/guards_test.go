@@ -113,6 +113,13 @@ func TestReconcileMatchesSourceAndTarget(t *testing.T) {
 	if rec, _ := eng.Reconcile(ctx, true); !rec.OK() || len(rec.Drift) != 1 || !strings.Contains(rec.Drift[0], "users: read 10 rows, source has 11") {
 		t.Fatalf("dry-run reconciliation: ok=%v drift=%v problems=%v", rec.OK(), rec.Drift, rec.Problems)
 	}
+	// A row counted as read but neither written nor skipped is caught.
+	pgtest.Exec(t, e.masDSN, `UPDATE masflow_import.checkpoints SET progress = jsonb_set(progress, '{skipped}', '{}')
+		WHERE entity = 'refresh_pairs'`)
+	if rec, _ := eng.Reconcile(ctx, true); rec.OK() || !strings.Contains(strings.Join(rec.Problems, ";"),
+		"refresh_pairs: 5 rows read but 3 written or skipped") {
+		t.Fatalf("unaccounted rows not caught: %v", rec.Problems)
+	}
 	// A row removed behind the engine's back is caught.
 	pgtest.Exec(t, e.masDSN, `DELETE FROM user_unsupported_third_party_ids`)
 	if rec, _ := eng.Reconcile(ctx, false); rec.OK() || !strings.Contains(strings.Join(rec.Problems, ";"), "user_unsupported_third_party_ids has 0 rows") {

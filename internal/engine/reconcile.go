@@ -26,8 +26,10 @@ type TableTally struct {
 }
 
 // Reconciliation is the exact end-of-import check: every source row was
-// read once and either written or skipped for a reported reason, and every
-// MAS table holds exactly the rows the batches say they wrote.
+// read once (source count = rows read) and either written or skipped for
+// a reported reason (rows read = rows written + rows skipped, per
+// entity), and every MAS table holds exactly the rows the batches say
+// they wrote.
 type Reconciliation struct {
 	Entities []EntityTally `json:"entities"`
 	Tables   []TableTally  `json:"tables"`
@@ -70,6 +72,12 @@ func (e *Engine) Reconcile(ctx context.Context, liveSource bool) (Reconciliation
 		} else {
 			rec.check(t.Progress.Read == t.SourceRows, "%s", msg)
 		}
+		accounted := mas.Total(t.Progress.Skipped)
+		for _, table := range primaryTables(entity) {
+			accounted += t.Progress.Written[table]
+		}
+		rec.check(accounted == t.Progress.Read, "entity %s: %d rows read but %d written or skipped with a reason",
+			entity, t.Progress.Read, accounted)
 		for table, n := range t.Progress.Written {
 			written[table] += n
 		}
@@ -84,6 +92,27 @@ func (e *Engine) Reconcile(ctx context.Context, liveSource bool) (Reconciliation
 		rec.check(n == written[table], "MAS %s has %d rows, batches wrote %d", table, n, written[table])
 	}
 	return rec, nil
+}
+
+// primaryTables are the MAS tables that get exactly one row per written
+// source row of an entity (other tables it writes, such as passwords or
+// deviceless sessions, are extras).
+func primaryTables(e synapse.Entity) []string {
+	switch e {
+	case synapse.Users:
+		return []string{"users"}
+	case synapse.Threepids:
+		return []string{"user_emails", "user_unsupported_third_party_ids"}
+	case synapse.ExternalIDs:
+		return []string{"upstream_oauth_links"}
+	case synapse.Devices:
+		return []string{"compat_sessions"}
+	case synapse.AccessTokens:
+		return []string{"compat_access_tokens"}
+	case synapse.RefreshPairs:
+		return []string{"compat_refresh_tokens"}
+	}
+	return nil
 }
 
 func (r *Reconciliation) check(ok bool, format string, args ...any) {
