@@ -70,6 +70,9 @@ type ImportSettings struct {
 	// least 16 bytes); otherwise a random salt is drawn when the run
 	// starts. Either way it is stored with the run in the MAS database.
 	SaltFile string `mapstructure:"salt_file"`
+	// HeartbeatSeconds: an import call whose worker stops heartbeating this
+	// long (it died) is retried on another worker.
+	HeartbeatSeconds int `mapstructure:"heartbeat_seconds"`
 	// ReportDir receives the findings report (CSV of every skipped or
 	// noted row) when the migration finishes, before masflow's
 	// bookkeeping is dropped from the MAS database.
@@ -88,6 +91,7 @@ var defaults = map[string]any{
 	"import.ignore_missing_providers": false,
 	"import.salt_file":                "",
 	"import.report_dir":               ".",
+	"import.heartbeat_seconds":        60,
 	"homeserver.controller":           "none",
 	"worker.host_task_queue":          "",
 	"worker.log_level":                "info",
@@ -170,6 +174,8 @@ func (s Settings) validate(where string) error {
 	check(len(s.MAS.Config) > 0, "mas.config", s.MAS.Config, "list MAS's config files")
 	check(s.Import.BatchSize >= 1 && s.Import.BatchSize <= 100000, "import.batch_size", s.Import.BatchSize, "use 1 to 100000")
 	check(s.Import.Parallelism >= 1 && s.Import.Parallelism <= 64, "import.parallelism", s.Import.Parallelism, "use 1 to 64")
+	check(s.Import.HeartbeatSeconds >= 1 && s.Import.HeartbeatSeconds <= 3600, "import.heartbeat_seconds",
+		s.Import.HeartbeatSeconds, "use 1 to 3600")
 	check(s.Import.ShardsPerEntity >= 1 && s.Import.ShardsPerEntity <= 1024, "import.shards_per_entity",
 		s.Import.ShardsPerEntity, "use 1 to 1024")
 	check(s.Homeserver.Controller == "none", "homeserver.controller", s.Homeserver.Controller, `use "none" (verify only)`)

@@ -38,6 +38,8 @@ type Options struct {
 	Users     int
 	BatchSize int    // import.batch_size (default 2000)
 	SaltFile  string // import.salt_file (default: none, random salt)
+	// HeartbeatSeconds is import.heartbeat_seconds (default 60).
+	HeartbeatSeconds int
 }
 
 // Create makes the sample in dir, or returns the one already there (so a
@@ -140,9 +142,13 @@ upstream_oauth2:
 	if o.BatchSize == 0 {
 		o.BatchSize = 2000
 	}
+	if o.HeartbeatSeconds == 0 {
+		o.HeartbeatSeconds = 60
+	}
 	files["masflow.yaml"] = fmt.Sprintf("synapse:\n  config: [%s]\nmas:\n  config: [%s]\n"+
-		"import:\n  batch_size: %d\n  parallelism: 2\n  salt_file: %q\nworker:\n  log_level: warn\n",
-		filepath.Join(dir, "homeserver.yaml"), filepath.Join(dir, "mas.yaml"), o.BatchSize, o.SaltFile)
+		"import:\n  batch_size: %d\n  parallelism: 2\n  salt_file: %q\n  heartbeat_seconds: %d\n  report_dir: %q\n"+
+		"worker:\n  log_level: warn\n",
+		filepath.Join(dir, "homeserver.yaml"), filepath.Join(dir, "mas.yaml"), o.BatchSize, o.SaltFile, o.HeartbeatSeconds, dir)
 	for name, body := range files {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o600); err != nil {
 			return err

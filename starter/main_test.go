@@ -1,0 +1,101 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/masflow/masflow/internal/cli"
+	"github.com/masflow/masflow/internal/pgtest"
+	"github.com/masflow/masflow/internal/sample"
+)
+
+// The embedded default survives SIGKILL: the dev server dies with the
+// starter, and the same command run again resumes the same workflow to
+// a reconciled end.
+func TestKilledEmbeddedStarterResumes(t *testing.T) {
+	ctx := context.Background()
+	admin, err := pgtest.AdminURL()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	h, err := sample.Create(ctx, admin, filepath.Join(dir, "sample"), sample.Options{Users: 20000, BatchSize: 100, HeartbeatSeconds: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "starter")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("building the starter: %v\n%s", err, out)
+	}
+	temporal, _ := filepath.Abs(filepath.Join("..", "bin", "temporal"))
+	args := []string{"migrate", "--dev", "--dev-default-ports=false", "--state-dir", filepath.Join(dir, "state"),
+		"--temporal-cli", temporal, "-c", h.Settings, "--steps", "advise,import,reconcile"}
+
+	first := exec.Command(bin, args...)
+	var firstOut bytes.Buffer
+	first.Stdout, first.Stderr = &firstOut, &firstOut
+	if err := first.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitForImport(t, args[1:9])
+	if err := first.Process.Kill(); err != nil { // SIGKILL
+		t.Fatal(err)
+	}
+	_ = first.Wait()
+	if strings.Contains(firstOut.String(), "completed") {
+		t.Fatalf("the import finished before the kill: make it bigger\n%s", firstOut.String())
+	}
+	waitPortFree(t, filepath.Join(dir, "state"))
+
+	out, err := exec.Command(bin, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("re-run after SIGKILL: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "completed: steps advise, import, reconcile") {
+		t.Fatalf("re-run output:\n%s", out)
+	}
+}
+
+// waitForImport polls `starter status` until MAS rows are being written.
+func waitForImport(t *testing.T, devArgs []string) {
+	deadline := time.Now().Add(2 * time.Minute)
+	for time.Now().Before(deadline) {
+		time.Sleep(500 * time.Millisecond)
+		var out bytes.Buffer
+		if cli.Main(context.Background(), append([]string{"status"}, devArgs...), &out, &bytes.Buffer{}) != cli.ExitOK {
+			continue
+		}
+		if strings.Contains(out.String(), " import ") && !strings.Contains(out.String(), ", 0 MAS rows") {
+			return
+		}
+	}
+	t.Fatal("the import never started")
+}
+
+// waitPortFree checks the dev server died with the starter (Pdeathsig).
+func waitPortFree(t *testing.T, stateDir string) {
+	b, err := os.ReadFile(filepath.Join(stateDir, "ports.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var port int
+	if _, err := fmt.Sscanf(string(b), `{"frontend":%d`, &port); err != nil {
+		t.Fatalf("ports.json %s: %v", b, err)
+	}
+	for i := 0; i < 50; i++ {
+		if l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
+			l.Close()
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Fatalf("the dev server outlived the killed starter (port %d still taken)", port)
+}
