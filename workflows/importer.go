@@ -63,22 +63,9 @@ func (m *migration) importAll(ctx workflow.Context) error {
 // (after in-flight calls return) when history grows large.
 func (m *migration) importStage(ctx workflow.Context, wave []synapse.Entity) (bool, error) {
 	var a *activities.ImportActivities
-	var pending []string
-	for _, e := range wave {
-		entity := string(e)
-		var plan activities.PlanResult
-		in := activities.PlanInput{RunStartedAt: m.st.RunStartedAt, Entity: entity, Shards: m.in.Import.ShardsPerEntity}
-		if err := workflow.ExecuteActivity(m.dbOptions(ctx, "plan shards of "+entity), a.PlanEntity, in).Get(ctx, &plan); err != nil {
-			return false, err
-		}
-		for _, s := range plan.Shards {
-			if !m.shardDone(s) {
-				pending = append(pending, s)
-			}
-		}
-		if _, ok := m.st.Import.Started[entity]; !ok {
-			m.st.Import.Started = setTime(m.st.Import.Started, entity, workflow.Now(ctx))
-		}
+	pending, err := m.planWave(ctx, wave)
+	if err != nil {
+		return false, err
 	}
 	sel := workflow.NewSelector(ctx)
 	running := 0
@@ -123,6 +110,29 @@ func (m *migration) importStage(ctx workflow.Context, wave []synapse.Entity) (bo
 		sel.Select(ctx)
 	}
 	return true, nil
+}
+
+// planWave plans the wave's entities and returns the shards not yet done.
+func (m *migration) planWave(ctx workflow.Context, wave []synapse.Entity) ([]string, error) {
+	var a *activities.ImportActivities
+	var pending []string
+	for _, e := range wave {
+		entity := string(e)
+		var plan activities.PlanResult
+		in := activities.PlanInput{RunStartedAt: m.st.RunStartedAt, Entity: entity, Shards: m.in.Import.ShardsPerEntity}
+		if err := workflow.ExecuteActivity(m.dbOptions(ctx, "plan shards of "+entity), a.PlanEntity, in).Get(ctx, &plan); err != nil {
+			return nil, err
+		}
+		for _, s := range plan.Shards {
+			if !m.shardDone(s) {
+				pending = append(pending, s)
+			}
+		}
+		if _, ok := m.st.Import.Started[entity]; !ok {
+			m.st.Import.Started = setTime(m.st.Import.Started, entity, workflow.Now(ctx))
+		}
+	}
+	return pending, nil
 }
 
 func (m *migration) shardDone(id string) bool {
