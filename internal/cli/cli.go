@@ -40,6 +40,7 @@ func Commands() []Command {
 		{"pause", "pause the import between batches", signalCommand("pause", workflows.SignalPause)},
 		{"resume", "resume a paused import", signalCommand("resume", workflows.SignalResume)},
 		{"cancel", "cancel the migration (restores Synapse before the point of no return)", Cancel},
+		{"serve", "keep the embedded Temporal (--dev) and its Web UI running", Serve},
 	}
 }
 

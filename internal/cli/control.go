@@ -179,3 +179,29 @@ func withClient(ctx context.Context, tf *temporalFlags, stderr io.Writer, fn fun
 	}
 	return ExitOK
 }
+
+// Serve keeps the embedded Temporal dev server and a worker running until
+// interrupted: the Web UI stays up, and status/approve/pause from other
+// terminals reach it.
+func Serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := pflag.NewFlagSet("serve", pflag.ContinueOnError)
+	fs.SetOutput(stderr)
+	tf := addTemporalFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return ExitUsage
+	}
+	if !*tf.dev {
+		fmt.Fprintln(stderr, "serve: only the embedded mode (--dev) has a server to keep running; on a cluster run bin/worker")
+		return ExitUsage
+	}
+	s, err := tf.connect(ctx, true)
+	if err != nil {
+		fmt.Fprintln(stderr, "serve:", err)
+		return ExitFail
+	}
+	defer s.Close()
+	fmt.Fprintf(stdout, "embedded Temporal at %s, Web UI %s; Ctrl-C stops it (state stays in %s)\n",
+		s.server.HostPort, s.server.UIURL, *tf.stateDir)
+	<-ctx.Done()
+	return ExitOK
+}

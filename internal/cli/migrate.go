@@ -49,10 +49,14 @@ func Migrate(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return ExitFail
 	}
 	fmt.Fprintf(stdout, "workflow %s (run %s)\n", run.GetID(), run.GetRunID())
-	if *detach {
-		return ExitOK
+	code := ExitOK
+	if !*detach {
+		code = follow(ctx, s, run, stdout, stderr)
 	}
-	return follow(ctx, s, run, stdout, stderr)
+	if s.server != nil {
+		fmt.Fprintln(stdout, "the embedded Temporal stops with this command; `starter serve --dev` keeps its Web UI up")
+	}
+	return code
 }
 
 // startOrAttach starts the workflow with its per-homeserver ID: a running
