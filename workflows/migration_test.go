@@ -88,7 +88,7 @@ func newHarnessWith(t *testing.T, shardDelay time.Duration) *harness {
 	h.env.OnActivity(imp.FinishImport, mock.Anything, mock.Anything).Return(
 		func(context.Context, activities.RunInput) (activities.FinishResult, error) {
 			h.calls = append(h.calls, StepFinish)
-			return activities.FinishResult{Report: "/reports/findings.csv"}, nil
+			return activities.FinishResult{Report: "/reports/findings.csv"}, h.fail[StepFinish]
 		})
 	h.env.OnActivity(imp.DiscardDryRun, mock.Anything, mock.Anything).Return(func(context.Context, activities.RunInput) error {
 		h.calls = append(h.calls, StepDiscard)
@@ -155,13 +155,16 @@ func TestFailuresCompensateBeforeThePointOfNoReturn(t *testing.T) {
 		wantTail  []string // the calls after the failing one
 		wantPhase string
 	}{
-		{"advise failure touches nothing", StepAdvise, nil, ""},
-		{"backup failure touches nothing", StepBackup, nil, ""},
+		{"advise failure touches nothing", StepAdvise, nil, StepAdvise},
+		{"backup failure touches nothing", StepBackup, nil, StepBackup},
 		{"stop failure restores and restarts", StepStop, []string{"restore", StepStart}, "rolled_back"},
+		{"schema sync failure restores and restarts", StepSyncSchema, []string{"restore", StepStart}, "rolled_back"},
 		{"import failure restores and restarts", StepImport, []string{"restore", StepStart}, "rolled_back"},
 		{"reconcile failure restores and restarts", StepReconcile, []string{"restore", StepStart}, "rolled_back"},
 		{"reconfigure failure restores and restarts", StepReconfigure, []string{"restore", StepStart}, "rolled_back"},
+		{"start failure restores the config and retries the old start", StepStart, []string{"restore", StepStart}, "needs_human"},
 		{"verify failure after start asks for a human", StepVerify, nil, "needs_human"},
+		{"finish failure after start asks for a human", StepFinish, nil, "needs_human"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -183,6 +186,11 @@ func TestFailuresCompensateBeforeThePointOfNoReturn(t *testing.T) {
 			}
 			if tail := withoutImports(h.calls[i+1:]); !slices.Equal(tail, c.wantTail) {
 				t.Fatalf("after %s: %v, want %v", c.failAt, tail, c.wantTail)
+			}
+			v, err := h.env.QueryWorkflow(QueryProgress)
+			var p Progress
+			if err != nil || v.Get(&p) != nil || p.Phase != c.wantPhase {
+				t.Fatalf("final phase %q (%v), want %q", p.Phase, err, c.wantPhase)
 			}
 		})
 	}
