@@ -352,3 +352,54 @@ func TestContinueAsNewCarriesState(t *testing.T) {
 		t.Fatal("advise ran again after continue-as-new")
 	}
 }
+
+func TestContinueAsNewDuringImportResumes(t *testing.T) {
+	cases := []struct {
+		name       string
+		threshold  int
+		doneShards int // users shards done when the run continued as new
+	}{
+		{"mid-wave: in-flight calls drain first", 45, 0},
+		{"between waves: done shards never run again", 57, 2},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			h := newHarness(t)
+			in := approved()
+			in.Import.ContinueAsNewEvents = c.threshold
+			h.env.ExecuteWorkflow(MigrationWorkflow, in)
+			var can *workflow.ContinueAsNewError
+			if err := h.env.GetWorkflowError(); !errors.As(err, &can) {
+				t.Fatalf("got %v, want continue-as-new", err)
+			}
+			var next MigrationInput
+			if err := converterDecode(can, &next); err != nil {
+				t.Fatal(err)
+			}
+			st := next.State.Import
+			var done []string
+			for _, s := range st.Shards {
+				if s.Done {
+					done = append(done, s.Shard)
+				}
+			}
+			if !st.Prepared || len(st.Shards) != 2 || len(done) != c.doneShards || slices.Contains(next.State.Done, StepImport) {
+				t.Fatalf("carried import state %+v (done %v)", st, next.State.Done)
+			}
+			h2 := newHarness(t)
+			next.Import.ContinueAsNewEvents = 100000
+			h2.env.ExecuteWorkflow(MigrationWorkflow, next)
+			if err := h2.env.GetWorkflowError(); err != nil {
+				t.Fatal(err)
+			}
+			for _, s := range done {
+				if h2.calls2[s] != 0 {
+					t.Errorf("shard %s was done before continue-as-new but ran again", s)
+				}
+			}
+			if slices.Contains(h2.calls, StepStop) || !slices.Contains(h2.calls, StepFinish) {
+				t.Fatalf("next run: %v", withoutImports(h2.calls))
+			}
+		})
+	}
+}
