@@ -25,20 +25,24 @@ import (
 
 func main() {
 	settingsFile := pflag.StringP("config", "c", "", "masflow settings file")
+	hostOnly := pflag.Bool("host-only", false, "serve only worker.host_task_queue (a worker on the Synapse host)")
 	config.AddSettingsFlags(pflag.CommandLine)
 	pflag.Parse()
-	if err := run(*settingsFile, pflag.CommandLine); err != nil {
+	if err := run(*settingsFile, *hostOnly, pflag.CommandLine); err != nil {
 		fmt.Fprintln(os.Stderr, "worker:", err)
 		os.Exit(1)
 	}
 }
 
-func run(settingsFile string, flags *pflag.FlagSet) error {
+func run(settingsFile string, hostOnly bool, flags *pflag.FlagSet) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	s, err := config.LoadSettings(settingsFile, flags)
 	if err != nil {
 		return err
+	}
+	if hostOnly && s.Worker.HostTaskQueue == "" {
+		return fmt.Errorf("--host-only needs worker.host_task_queue (the queue the workflow sends homeserver steps to)")
 	}
 	log, err := runner.NewLogger(s.Worker.LogLevel)
 	if err != nil {
@@ -66,7 +70,10 @@ func run(settingsFile string, flags *pflag.FlagSet) error {
 	}
 	defer c.Close()
 	set := deps.Activities(log)
-	workers := []worker.Worker{runner.NewWorker(c, set, 30*time.Second)}
+	var workers []worker.Worker
+	if !hostOnly {
+		workers = append(workers, runner.NewWorker(c, set, 30*time.Second))
+	}
 	if q := s.Worker.HostTaskQueue; q != "" {
 		hw := worker.New(c, q, worker.Options{})
 		activities.Register(hw, activities.Set{Homeserver: set.Homeserver})
