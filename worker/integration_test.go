@@ -33,7 +33,7 @@ import (
 // whose worker is killed with SIGKILL at random points of the import must
 // leave identical MAS databases; no secret may appear in any history.
 
-const itUsers = 4000
+const itUsers = 6000
 
 func TestMigrationSurvivesWorkerKills(t *testing.T) {
 	ctx := context.Background()
