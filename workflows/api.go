@@ -95,9 +95,11 @@ type MigrationInput struct {
 
 // ImportOptions tune the import.
 type ImportOptions struct {
-	BatchSize        int
-	Parallelism      int
-	ShardsPerEntity  int
+	BatchSize       int
+	Parallelism     int
+	ShardsPerEntity int
+	// ShardCallSeconds bounds one ImportShard call (default 20): a pause
+	// takes effect when the calls in flight return.
 	ShardCallSeconds int
 	// HeartbeatSeconds: an import call that stops heartbeating this long
 	// (its worker died) is retried elsewhere.
@@ -117,7 +119,7 @@ func (o ImportOptions) withDefaults() ImportOptions {
 	def(&o.BatchSize, 5000)
 	def(&o.Parallelism, 4)
 	def(&o.ShardsPerEntity, o.Parallelism)
-	def(&o.ShardCallSeconds, 60)
+	def(&o.ShardCallSeconds, 20)
 	def(&o.HeartbeatSeconds, 60)
 	def(&o.ContinueAsNewEvents, 4000)
 	return o
