@@ -82,11 +82,7 @@ const referenceRunSQL = `SELECT c.relname::text FROM pg_class c
 func Prepare(ctx context.Context, pool *pgxpool.Pool, want RunInfo) (RunInfo, Schema, error) {
 	// Resuming our own run takes no exclusive lock: batches of the run may
 	// hold the shared one right now.
-	if own, err := OwnRun(ctx, pool); err != nil || own.Resumed {
-		if err == nil && own.ServerName != want.ServerName {
-			err = fmt.Errorf("the MAS database holds an unfinished masflow run for %q, not %q: "+
-				"point masflow at the right MAS database: %w", own.ServerName, want.ServerName, ErrNotEmpty)
-		}
+	if own, err := ownRunFor(ctx, pool, want.ServerName); err != nil || own.Resumed {
 		if err != nil {
 			return RunInfo{}, Schema{}, err
 		}
@@ -106,11 +102,9 @@ func Prepare(ctx context.Context, pool *pgxpool.Pool, want RunInfo) (RunInfo, Sc
 		if schema, err = DetectSchema(ctx, tx); err != nil {
 			return err
 		}
-		if info, err = OwnRun(ctx, tx); err != nil || info.Resumed {
-			if err == nil && info.ServerName != want.ServerName {
-				err = fmt.Errorf("the MAS database holds an unfinished masflow run for %q, not %q: "+
-					"point masflow at the right MAS database: %w", info.ServerName, want.ServerName, ErrNotEmpty)
-			}
+		// Checked again under the lock: another worker may have just
+		// created the run.
+		if info, err = ownRunFor(ctx, tx, want.ServerName); err != nil || info.Resumed {
 			return err
 		}
 		if err := refuseNonEmpty(ctx, tx); err != nil {
@@ -120,6 +114,16 @@ func Prepare(ctx context.Context, pool *pgxpool.Pool, want RunInfo) (RunInfo, Sc
 		return createRun(ctx, tx, want)
 	})
 	return info, schema, err
+}
+
+// ownRunFor returns our unfinished run, refusing one of another homeserver.
+func ownRunFor(ctx context.Context, q querier, serverName string) (RunInfo, error) {
+	own, err := OwnRun(ctx, q)
+	if err == nil && own.Resumed && own.ServerName != serverName {
+		err = fmt.Errorf("the MAS database holds an unfinished masflow run for %q, not %q: "+
+			"point masflow at the right MAS database: %w", own.ServerName, serverName, ErrNotEmpty)
+	}
+	return own, err
 }
 
 // tryLock takes the reference tool's advisory lock for this transaction.
