@@ -149,21 +149,14 @@ func (a *ImportActivities) ImportShard(ctx context.Context, in ShardInput) (Shar
 		return ShardResult{}, classify(err)
 	}
 	rows := activity.GetMetricsHandler(ctx).WithTags(map[string]string{"entity": entityOf(in.Shard)}).Counter(MetricRowsRead)
-	prev := int64(-1)
-	if cp, err := mas.LoadCheckpoint(ctx, a.MAS, in.Shard); err == nil {
-		prev = cp.Progress.Read
-	}
 	res, err := e.ImportShard(ctx, engine.Request{
 		Shard:       in.Shard,
 		BatchSize:   in.BatchSize,
 		MaxDuration: time.Duration(in.MaxSeconds) * time.Second,
 		Stop:        activity.GetWorkerStopChannel(ctx),
-	}, func(cp mas.Checkpoint) {
+	}, func(cp mas.Checkpoint, n int) {
 		activity.RecordHeartbeat(ctx, ShardHeartbeat{Shard: cp.ID, Batches: cp.Batches, Read: cp.Progress.Read})
-		if prev >= 0 {
-			rows.Inc(cp.Progress.Read - prev)
-		}
-		prev = cp.Progress.Read
+		rows.Inc(int64(n))
 	})
 	if err != nil {
 		return ShardResult{}, classify(err)

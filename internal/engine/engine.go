@@ -151,27 +151,27 @@ var ErrBadRequest = errors.New("invalid import request")
 
 // ImportShard imports batches of a shard from its durable checkpoint until
 // the shard is done or the budget is spent; onBatch (may be nil) is called
-// after each commit, for heartbeats. Calling it again after a crash, or
-// twice for the same shard, never writes a row twice.
-func (e *Engine) ImportShard(ctx context.Context, req Request, onBatch func(mas.Checkpoint)) (Result, error) {
+// after each commit with the shard's checkpoint and the batch's rows, for
+// heartbeats and metrics. Calling it again after a crash, or twice for the
+// same shard, never writes a row twice.
+func (e *Engine) ImportShard(ctx context.Context, req Request, onBatch func(mas.Checkpoint, int)) (Result, error) {
 	if req.BatchSize <= 0 {
 		return Result{}, fmt.Errorf("batch size %d must be positive: %w", req.BatchSize, ErrBadRequest)
 	}
 	started := e.clock()
-	var res Result
-	for {
-		cp, err := mas.LoadCheckpoint(ctx, e.writer.Pool(), req.Shard)
-		if err != nil {
-			return res, err
-		}
-		res.Checkpoint = cp
-		if cp.Done || e.spent(req, res, started) {
-			return res, nil
-		}
-		cp, n, err := e.importBatch(ctx, cp, req.BatchSize)
+	cp, err := mas.LoadCheckpoint(ctx, e.writer.Pool(), req.Shard)
+	if err != nil {
+		return Result{}, err
+	}
+	res := Result{Checkpoint: cp}
+	for !res.Checkpoint.Done && !e.spent(req, res, started) {
+		// Commit returns the checkpoint as it now stands (also when
+		// another attempt had already committed this batch), so the next
+		// batch starts from it without reading it again.
+		cp, n, err := e.importBatch(ctx, res.Checkpoint, req.BatchSize)
 		if errors.Is(err, mas.ErrStale) {
-			// Another attempt committed this batch: reload and go on.
 			e.log.Info("batch already committed", zap.String("shard", req.Shard), zap.Strings("after", cp.After))
+			res.Checkpoint = cp
 			continue
 		}
 		if err != nil {
@@ -181,9 +181,10 @@ func (e *Engine) ImportShard(ctx context.Context, req Request, onBatch func(mas.
 		e.log.Debug("batch committed", zap.String("shard", req.Shard), zap.Strings("after", cp.After),
 			zap.Int("rows", n), zap.Int64("read_total", cp.Progress.Read), zap.Bool("done", cp.Done))
 		if onBatch != nil {
-			onBatch(cp)
+			onBatch(cp, n)
 		}
 	}
+	return res, nil
 }
 
 func (e *Engine) spent(req Request, res Result, started time.Time) bool {
