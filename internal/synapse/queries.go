@@ -10,17 +10,23 @@ import (
 
 // ownerJoin resolves the user of a dependent row aliased "t" (data-mapping
 // "Bad rows"): the exact users.name, else the one user whose name matches
-// case-insensitively (COALESCE stops at the first non-NULL, so the
-// case-insensitive probe only runs for rows without an exact match).
+// case-insensitively. It is a LATERAL probe of users_name_key per row,
+// closed by LIMIT 1 so the planner cannot flatten it into a hash join over
+// the whole users table (which made every page cost O(users)); the
+// case-insensitive branch only runs when the exact probe found nothing.
 const ownerJoin = `
-CROSS JOIN LATERAL (SELECT COALESCE(
-    (SELECT name FROM users WHERE name = t.user_id),
-    (SELECT min(name) FROM users WHERE lower(name) = lower(t.user_id) HAVING count(*) = 1)
-) AS name) AS r
-LEFT JOIN users u ON u.name = r.name`
+LEFT JOIN LATERAL (
+    SELECT u.name, u.admin, u.is_guest, u.deactivated, u.appservice_id, u.creation_ts
+      FROM users u WHERE u.name = t.user_id
+    UNION ALL
+    SELECT u.name, u.admin, u.is_guest, u.deactivated, u.appservice_id, u.creation_ts
+      FROM users u WHERE lower(u.name) = lower(t.user_id)
+       AND (SELECT count(*) FROM users c WHERE lower(c.name) = lower(t.user_id)) = 1
+    LIMIT 1
+) u ON true`
 
 // ownerCols are the columns ownerJoin adds, in scanOwner's order.
-const ownerCols = `t.user_id, r.name, COALESCE(u.admin, 0) <> 0, COALESCE(u.is_guest, 0) <> 0,
+const ownerCols = `t.user_id, u.name, COALESCE(u.admin, 0) <> 0, COALESCE(u.is_guest, 0) <> 0,
     COALESCE(u.deactivated, 0) <> 0, u.appservice_id, u.creation_ts`
 
 func ownerDest(o *Owner) []any {
@@ -47,9 +53,11 @@ const sessionCreated = `LEAST(
         AND NOT ` + successorUsed + `))`
 
 // deviceJoin looks up the device a token "t" points at by its exact
-// (user_id, device_id), as Synapse itself does.
+// (user_id, device_id), as Synapse itself does: an index probe per row,
+// never a join over the whole devices table.
 const deviceJoin = `
-LEFT JOIN devices dv ON dv.user_id = t.user_id AND dv.device_id = t.device_id
+LEFT JOIN LATERAL (SELECT d.user_id, d.device_id, d.hidden FROM devices d
+    WHERE d.user_id = t.user_id AND d.device_id = t.device_id LIMIT 1) dv ON true
 LEFT JOIN LATERAL (SELECT ` + sessionCreated + ` AS created) sc ON dv.device_id IS NOT NULL`
 
 const deviceCols = `t.device_id, dv.device_id IS NOT NULL, dv.hidden, sc.created`
