@@ -191,3 +191,17 @@ func PoolConfig(t testing.TB, dsn string) *pgxpool.Config {
 	}
 	return c
 }
+
+// QueryRow runs a one-row query on a database and scans it into dest.
+func QueryRow(t testing.TB, dsn, sql string, args []any, dest ...any) {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if err := conn.QueryRow(ctx, sql, args...).Scan(dest...); err != nil {
+		t.Fatalf("querying %q: %v", sql, err)
+	}
+}
