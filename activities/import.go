@@ -211,6 +211,11 @@ type FinishResult struct {
 func (a *ImportActivities) FinishImport(ctx context.Context, in RunInput) (FinishResult, error) {
 	a.forget(in.RunStartedAt)
 	var res FinishResult
+	// The bookkeeping holds the definitions of paused indexes and
+	// constraints: never drop it before they are back.
+	if err := a.restoreLeftovers(ctx); err != nil {
+		return res, err
+	}
 	if a.ReportDir != "" {
 		path := filepath.Join(a.ReportDir, "masflow-findings-"+a.Config.ServerName+"-"+in.RunStartedAt.Format("20060102T150405Z")+".csv")
 		n, err := writeReport(ctx, a.MAS, path)
@@ -246,7 +251,8 @@ func writeReport(ctx context.Context, pool *pgxpool.Pool, path string) (int64, e
 }
 
 // DiscardDryRun empties the MAS tables a dry run filled (children first,
-// with DELETE: TRUNCATE would refuse or cascade into MAS's other tables)
+// with DELETE: TRUNCATE would refuse or cascade into MAS's other tables),
+// rebuilds any index or constraint still paused (on empty tables now),
 // and drops the bookkeeping.
 func (a *ImportActivities) DiscardDryRun(ctx context.Context, in RunInput) error {
 	a.forget(in.RunStartedAt)
@@ -261,7 +267,17 @@ func (a *ImportActivities) DiscardDryRun(ctx context.Context, in RunInput) error
 	if err != nil {
 		return classify(mas.Sanitize(err))
 	}
+	if err := a.restoreLeftovers(ctx); err != nil {
+		return err
+	}
 	return classify(mas.Finish(ctx, a.MAS))
+}
+
+// restoreLeftovers rebuilds indexes and constraints still paused (the
+// workflow's restore step normally did it already).
+func (a *ImportActivities) restoreLeftovers(ctx context.Context) error {
+	_, err := a.RestoreSchema(ctx, SchemaInput{Parallel: 2})
+	return err
 }
 
 // engine returns this worker's engine for the run, starting it once.

@@ -107,6 +107,9 @@ type ImportOptions struct {
 	// ContinueAsNewEvents is masflow's own history threshold (besides the
 	// server's suggestion).
 	ContinueAsNewEvents int
+	// RestoreParallelism is how many database sessions rebuild the MAS
+	// tables' indexes and constraints after the import (default: 2).
+	RestoreParallelism int
 }
 
 // withDefaults fills unset options.
@@ -122,6 +125,7 @@ func (o ImportOptions) withDefaults() ImportOptions {
 	def(&o.ShardCallSeconds, 20)
 	def(&o.HeartbeatSeconds, 60)
 	def(&o.ContinueAsNewEvents, 4000)
+	def(&o.RestoreParallelism, 2)
 	return o
 }
 

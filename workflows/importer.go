@@ -26,7 +26,15 @@ type ImportState struct {
 	Drift      []string
 	// Report is the findings report file the finish step wrote.
 	Report string
+	// SchemaPaused: the MAS tables' indexes and constraints were dropped
+	// for the import; SchemaRestored: they were rebuilt.
+	SchemaPaused   bool
+	SchemaRestored bool
 }
+
+// schemaPauseVersion guards the schema pause: workflows started before it
+// existed keep importing into the indexed tables.
+const schemaPauseVersion = "schema-pause"
 
 // importAll imports every entity, wave by wave: users first, then what
 // points at users, then tokens (which point at device sessions). Each
@@ -43,6 +51,14 @@ func (m *migration) importAll(ctx workflow.Context) error {
 		}
 		st.Prepared, st.Estimates = true, prep.Estimates
 	}
+	pause := workflow.GetVersion(ctx, schemaPauseVersion, workflow.DefaultVersion, 1) >= 1
+	if pause && !st.SchemaPaused {
+		if err := workflow.ExecuteActivity(m.dbOptions(ctx, "pause the MAS tables' indexes and constraints"), a.PauseSchema,
+			m.schemaInput()).Get(ctx, nil); err != nil {
+			return err
+		}
+		st.SchemaPaused = true
+	}
 	stages := engine.Stages()
 	for st.StagesDone < len(stages) {
 		done, err := m.importStage(ctx, stages[st.StagesDone])
@@ -55,7 +71,27 @@ func (m *migration) importAll(ctx workflow.Context) error {
 			return m.continueAsNew(ctx)
 		}
 	}
+	return m.restoreSchema(ctx)
+}
+
+// restoreSchema rebuilds the paused indexes and constraints, in parallel
+// sessions; it runs after the last wave and when a failed or cancelled
+// migration is compensated.
+func (m *migration) restoreSchema(ctx workflow.Context) error {
+	st := &m.st.Import
+	if !st.SchemaPaused || st.SchemaRestored {
+		return nil
+	}
+	var a *activities.ImportActivities
+	if err := workflow.ExecuteActivity(m.restoreOptions(ctx), a.RestoreSchema, m.schemaInput()).Get(ctx, nil); err != nil {
+		return err
+	}
+	st.SchemaRestored = true
 	return nil
+}
+
+func (m *migration) schemaInput() activities.SchemaInput {
+	return activities.SchemaInput{RunStartedAt: m.st.RunStartedAt, Parallel: m.in.Import.RestoreParallelism}
 }
 
 // importStage runs one wave's shards to completion with bounded

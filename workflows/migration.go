@@ -221,6 +221,14 @@ func (m *migration) reconcile(ctx workflow.Context) error {
 // unless nothing was touched or Synapse already runs with MAS.
 func (m *migration) compensate(ctx workflow.Context, cause error) {
 	logger := workflow.GetLogger(ctx)
+	if !m.compensateSchema(ctx) {
+		// Whatever the homeserver steps below report, a human must act.
+		defer func() {
+			dctx, cancel := workflow.NewDisconnectedContext(ctx)
+			defer cancel()
+			m.setPhase(dctx, "needs_human")
+		}()
+	}
 	switch {
 	case m.in.DryRun || !m.st.TouchedHomeserver:
 		return
@@ -246,6 +254,23 @@ func (m *migration) compensate(ctx workflow.Context, cause error) {
 		}
 	}
 	m.setPhase(dctx, "rolled_back")
+}
+
+// compensateSchema rebuilds the MAS tables' indexes and constraints when
+// the import paused them and did not get to rebuild them (dry runs too):
+// a failed migration never leaves MAS without its keys.
+func (m *migration) compensateSchema(ctx workflow.Context) bool {
+	if !m.st.Import.SchemaPaused || m.st.Import.SchemaRestored {
+		return true
+	}
+	dctx, cancel := workflow.NewDisconnectedContext(ctx)
+	defer cancel()
+	if err := m.restoreSchema(dctx); err != nil {
+		workflow.GetLogger(ctx).Error("rebuilding the MAS indexes and constraints failed: a human must run the restore",
+			"error", err)
+		return false
+	}
+	return true
 }
 
 func (m *migration) setPhase(ctx workflow.Context, phase string) {

@@ -62,6 +62,16 @@ func newHarnessWith(t *testing.T, shardDelay time.Duration) *harness {
 	}
 	h.env.OnActivity(imp.PrepareImport, mock.Anything, mock.Anything).Return(activities.PrepareResult{
 		Estimates: map[string]int64{"users": 10}}, nil)
+	h.env.OnActivity(imp.PauseSchema, mock.Anything, mock.Anything).Return(
+		func(context.Context, activities.SchemaInput) (activities.PauseSchemaResult, error) {
+			h.calls = append(h.calls, "pause_schema")
+			return activities.PauseSchemaResult{Dropped: 51, Paused: 51}, h.fail["pause_schema"]
+		})
+	h.env.OnActivity(imp.RestoreSchema, mock.Anything, mock.Anything).Return(
+		func(context.Context, activities.SchemaInput) (activities.RestoreSchemaResult, error) {
+			h.calls = append(h.calls, "restore_schema")
+			return activities.RestoreSchemaResult{Restored: 51}, h.fail["restore_schema"]
+		})
 	h.env.OnActivity(imp.PlanEntity, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, in activities.PlanInput) (activities.PlanResult, error) {
 			return activities.PlanResult{Shards: []string{in.Entity + "/000", in.Entity + "/001"}}, nil
@@ -130,7 +140,8 @@ func TestHappyPathRunsEveryStepInOrder(t *testing.T) {
 	if err := h.env.GetWorkflowError(); err != nil {
 		t.Fatal(err)
 	}
-	want := []string{StepAdvise, StepBackup, StepStop, StepSyncSchema, StepReconcile, StepReconfigure, StepStart, StepVerify, StepFinish}
+	want := []string{StepAdvise, StepBackup, StepStop, StepSyncSchema, "pause_schema", "restore_schema",
+		StepReconcile, StepReconfigure, StepStart, StepVerify, StepFinish}
 	if got := withoutImports(h.calls); !slices.Equal(got, want) {
 		t.Fatalf("steps %v, want %v", got, want)
 	}
@@ -159,7 +170,10 @@ func TestFailuresCompensateBeforeThePointOfNoReturn(t *testing.T) {
 		{"backup failure touches nothing", StepBackup, nil, StepBackup},
 		{"stop failure restores and restarts", StepStop, []string{"restore", StepStart}, "rolled_back"},
 		{"schema sync failure restores and restarts", StepSyncSchema, []string{"restore", StepStart}, "rolled_back"},
-		{"import failure restores and restarts", StepImport, []string{"restore", StepStart}, "rolled_back"},
+		{"import failure rebuilds the MAS keys, restores and restarts", StepImport,
+			[]string{"pause_schema", "restore_schema", "restore", StepStart}, "rolled_back"},
+		{"a MAS key rebuild that keeps failing still restores Synapse but asks for a human", "restore_schema",
+			[]string{"restore_schema", "restore", StepStart}, "needs_human"},
 		{"reconcile failure restores and restarts", StepReconcile, []string{"restore", StepStart}, "rolled_back"},
 		{"reconfigure failure restores and restarts", StepReconfigure, []string{"restore", StepStart}, "rolled_back"},
 		{"start failure restores the config and retries the old start", StepStart, []string{"restore", StepStart}, "needs_human"},
@@ -305,7 +319,7 @@ func TestDryRunNeverTouchesTheHomeserver(t *testing.T) {
 	if err := h.env.GetWorkflowError(); err != nil {
 		t.Fatal(err)
 	}
-	want := []string{StepAdvise, StepReconcile, StepDiscard}
+	want := []string{StepAdvise, "pause_schema", "restore_schema", StepReconcile, StepDiscard}
 	if got := withoutImports(h.calls); !slices.Equal(got, want) {
 		t.Fatalf("dry run ran %v, want %v", got, want)
 	}
@@ -319,7 +333,8 @@ func TestStepsSubset(t *testing.T) {
 	if err := h.env.GetWorkflowError(); err != nil {
 		t.Fatal(err)
 	}
-	if got := withoutImports(h.calls); !slices.Equal(got, []string{StepAdvise}) || len(importCalls(h.calls)) != 6 {
+	if got := withoutImports(h.calls); !slices.Equal(got, []string{StepAdvise, "pause_schema", "restore_schema"}) ||
+		len(importCalls(h.calls)) != 6 {
 		t.Fatalf("ran %v", h.calls)
 	}
 }
@@ -359,8 +374,8 @@ func TestContinueAsNewDuringImportResumes(t *testing.T) {
 		threshold  int
 		doneShards int // users shards done when the run continued as new
 	}{
-		{"mid-wave: in-flight calls drain first", 45, 0},
-		{"between waves: done shards never run again", 57, 2},
+		{"mid-wave: in-flight calls drain first", 51, 0},
+		{"between waves: done shards never run again", 63, 2},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -53,3 +53,13 @@ func (m *migration) hostOptions(ctx workflow.Context, summary string) workflow.C
 		},
 	})
 }
+
+// restoreOptions: the index rebuild runs long (minutes per index on a
+// large homeserver) but heartbeats every few seconds, so a dead worker is
+// noticed after HeartbeatSeconds while a slow build is not cut.
+func (m *migration) restoreOptions(ctx workflow.Context) workflow.Context {
+	ctx = m.dbOptions(ctx, "rebuild the MAS tables' indexes and constraints")
+	opts := workflow.GetActivityOptions(ctx)
+	opts.StartToCloseTimeout = 24 * time.Hour
+	return workflow.WithActivityOptions(ctx, opts)
+}

@@ -44,6 +44,11 @@ type RunOptions struct {
 	ShardsPerEntity int
 	Parallelism     int
 	BatchSize       int
+	// KeepSchema imports into the fully indexed tables instead of pausing
+	// their indexes and constraints (to measure what the pause gains).
+	KeepSchema bool
+	// RestoreParallel is how many sessions rebuild indexes at once.
+	RestoreParallel int
 	// OnEntity (may be nil) is told when an entity's last shard is done.
 	OnEntity func(entity synapse.Entity, p mas.Progress, took time.Duration)
 }
@@ -53,6 +58,25 @@ type RunOptions struct {
 // benchmark and demo; the Temporal workflow orchestrates the same shards
 // as activities instead.
 func (e *Engine) RunAll(ctx context.Context, o RunOptions) error {
+	if !o.KeepSchema {
+		if _, err := e.PauseSchema(ctx); err != nil {
+			return err
+		}
+	}
+	if err := e.runWaves(ctx, o); err != nil {
+		return err
+	}
+	_, err := e.RestoreSchema(ctx, mas.RestoreOptions{Parallel: max(1, o.RestoreParallel), MaintenanceWorkMem: RestoreWorkMem})
+	return err
+}
+
+// RestoreWorkMem is the maintenance_work_mem of the sessions that rebuild
+// indexes: enough to sort a large homeserver's index keys in memory, on
+// masflow's own sessions only.
+const RestoreWorkMem = "256MB"
+
+// runWaves imports the stages in order, each stage's shards in parallel.
+func (e *Engine) runWaves(ctx context.Context, o RunOptions) error {
 	for _, wave := range Stages() {
 		started := time.Now()
 		var shards []mas.Shard

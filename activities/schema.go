@@ -1,0 +1,81 @@
+package activities
+
+import (
+	"context"
+	"sync/atomic"
+	"time"
+
+	"github.com/masflow/masflow/internal/engine"
+	"github.com/masflow/masflow/internal/mas"
+	"go.temporal.io/sdk/activity"
+)
+
+// SchemaInput identifies the run and sizes the restore.
+type SchemaInput struct {
+	RunStartedAt time.Time
+	// Parallel is how many database sessions rebuild indexes at once.
+	Parallel int
+}
+
+// PauseSchemaResult says how many indexes and constraints are paused.
+type PauseSchemaResult struct {
+	Dropped int
+	Paused  int
+}
+
+// PauseSchema drops the indexes and constraints of the MAS tables before
+// the import, after recording their definitions in the same transaction.
+// Idempotent: a retry finds them paused and does nothing.
+func (a *ImportActivities) PauseSchema(ctx context.Context, in SchemaInput) (PauseSchemaResult, error) {
+	e, err := a.engine(ctx, in.RunStartedAt)
+	if err != nil {
+		return PauseSchemaResult{}, classify(err)
+	}
+	res, err := e.PauseSchema(ctx)
+	return PauseSchemaResult{Dropped: res.Dropped, Paused: res.Paused}, classify(err)
+}
+
+// RestoreSchemaResult counts what this call rebuilt.
+type RestoreSchemaResult struct {
+	Restored int
+}
+
+// SchemaHeartbeat is RestoreSchema's heartbeat: objects rebuilt so far.
+type SchemaHeartbeat struct {
+	Restored int64
+}
+
+// RestoreSchema rebuilds every paused index and constraint. A single index
+// build can take minutes on a large homeserver, so it heartbeats on a
+// ticker while the builds run; a retry after a crash resumes with what is
+// not rebuilt yet.
+func (a *ImportActivities) RestoreSchema(ctx context.Context, in SchemaInput) (RestoreSchemaResult, error) {
+	var done atomic.Int64
+	stop := heartbeatEvery(ctx, 5*time.Second, func() any { return SchemaHeartbeat{Restored: done.Load()} })
+	defer stop()
+	n, err := mas.RestoreSchema(ctx, a.MAS, mas.RestoreOptions{
+		Parallel:           max(1, in.Parallel),
+		MaintenanceWorkMem: engine.RestoreWorkMem,
+		OnRestored:         func(mas.PausedObject) { done.Add(1) },
+	})
+	return RestoreSchemaResult{Restored: n}, classify(err)
+}
+
+// heartbeatEvery records a heartbeat every period until stop is called,
+// for activities whose work happens inside long database statements.
+func heartbeatEvery(ctx context.Context, period time.Duration, details func() any) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	t := time.NewTicker(period)
+	go func() {
+		defer t.Stop()
+		for {
+			activity.RecordHeartbeat(ctx, details())
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return cancel
+}
