@@ -233,13 +233,18 @@ func (e *Engine) progressOf(b *mapping.Batch) mas.Progress {
 			p.Notices = addOne(p.Notices, f.Reason)
 		}
 	}
+	for r, n := range b.Elsewhere {
+		p.Skipped = addN(p.Skipped, string(r), n)
+	}
 	return p
 }
 
-func addOne(m map[string]int64, k string) map[string]int64 {
+func addOne(m map[string]int64, k string) map[string]int64 { return addN(m, k, 1) }
+
+func addN(m map[string]int64, k string, n int64) map[string]int64 {
 	if m == nil {
 		m = map[string]int64{}
 	}
-	m[k]++
+	m[k] += n
 	return m
 }

@@ -82,10 +82,6 @@ func mappingRules() []rule {
 		{"token of guest_device skipped, not dangling", "findings", "access_tokens id=7 token_on_guest_device true"},
 		{"guest token skipped", "findings", "access_tokens id=8 owner_is_guest true"},
 		{"deactivated token skipped", "findings", "access_tokens id=9 owner_is_deactivated true"},
-		{"refreshable token left to its pair", "findings", "access_tokens id=11 migrated_with_refresh_token true"},
-		{"refreshable token left to its pair (2)", "findings", "access_tokens id=12 migrated_with_refresh_token true"},
-		{"refreshable token left to its pair (3)", "findings", "access_tokens id=13 migrated_with_refresh_token true"},
-		{"refreshable token left to its pair (4)", "findings", "access_tokens id=14 migrated_with_refresh_token true"},
 		{"case-mismatched token reported", "findings", "access_tokens id=15 case_mismatch_resolved false"},
 		{"appservice token skipped", "findings", "access_tokens id=16 owner_is_appservice true"},
 		// refresh pairs

@@ -77,6 +77,19 @@ type Batch struct {
 	Findings []mas.Finding
 	// Read counts the source rows given to the mapper.
 	Read int
+	// Elsewhere counts, per reason, rows another entity's pass writes (no
+	// report line: nothing is lost or changed), so that every row read is
+	// still accounted for.
+	Elsewhere map[Reason]int64
+}
+
+// elsewhere counts a row that another entity's pass writes.
+func (b *Batch) elsewhere(r Reason) error {
+	if b.Elsewhere == nil {
+		b.Elsewhere = map[Reason]int64{}
+	}
+	b.Elsewhere[r]++
+	return nil
 }
 
 // skip records a skipped row; in strict mode a bad row aborts instead.

@@ -89,7 +89,7 @@ func (m *Mapper) AccessToken(b *Batch, t synapse.AccessToken) error {
 	case t.PuppetsUserID != nil:
 		return m.skip(b, TableAccessTokens, key, ReasonPuppet)
 	case t.RefreshTokenID != nil:
-		return m.skip(b, TableAccessTokens, key, ReasonRefreshable)
+		return b.elsewhere(ReasonRefreshable)
 	}
 	created := millis(t.LastValidated, m.run.Now)
 	var sessionID mas.ID
