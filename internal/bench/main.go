@@ -1,183 +1,230 @@
-// Command bench measures the import engine on a generated homeserver: it
-// creates a Synapse and a MAS database on the test PostgreSQL
-// (MASFLOW_TEST_DATABASE_URL), generates N users of realistic shape,
-// imports them and prints rows/s per entity and overall, the peak RSS, and
-// the ratio to a raw COPY of the same rows into an identical MAS schema
-// (the practical ceiling). With -demo it prints a short migration summary
-// instead. The MAS schema is masflow's own fixture: MAS itself cannot run
+// Command bench measures masflow on a generated homeserver, the way an
+// operator runs it and against what the hardware allows. It generates a
+// synthetic Synapse database of -users users on the test PostgreSQL
+// (MASFLOW_TEST_DATABASE_URL) once, then times, each into a fresh MAS
+// database:
+//
+//	a1  `starter migrate --dev --steps import`: the embedded Temporal dev
+//	    server and an in-process worker, as an operator runs it;
+//	a2  a separately started dev server, a separate `worker` process and
+//	    `starter migrate --steps import`; its workflow history gives the
+//	    time of every phase;
+//	b   the engine alone, in this process (engine.RunAll), reconciled
+//	    exactly;
+//	c   the ceiling: a raw COPY of b's MAS rows into tables without any
+//	    index or constraint.
+//
+// It prints rows/s, peak RSS and the ratios between them (tables, or one
+// JSON object with -json), and drops every database it created. The MAS
+// schema is masflow's own fixture of MAS v1.22: MAS itself cannot run
 // here.
 package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"os"
-	"strings"
-	"text/tabwriter"
+	"os/signal"
+	"path/filepath"
+	"syscall"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/masflow/masflow/internal/engine"
-	"github.com/masflow/masflow/internal/mas"
 	"github.com/masflow/masflow/internal/pgtest"
 	"github.com/masflow/masflow/internal/sample"
-	"github.com/masflow/masflow/internal/synapse"
 )
 
-func main() {
-	users := flag.Int("users", 200000, "users to generate")
-	batch := flag.Int("batch", 5000, "rows per batch")
-	shards := flag.Int("shards", 2, "shards per entity")
-	parallel := flag.Int("parallel", 2, "shards importing at once")
-	demo := flag.Bool("demo", false, "print a migration summary instead of benchmark figures")
+// options are the command-line flags.
+type options struct {
+	users           int
+	batch           int
+	shards          int
+	parallel        int
+	restoreParallel int
+	json            bool
+	profileDir      string
+	binDir          string
+}
+
+func parseFlags() options {
+	var o options
+	flag.IntVar(&o.users, "users", 200000, "users to generate")
+	flag.IntVar(&o.batch, "batch", 5000, "rows per batch (import.batch_size)")
+	flag.IntVar(&o.shards, "shards", 2, "shards per entity (import.shards_per_entity)")
+	flag.IntVar(&o.parallel, "parallel", 2, "shards importing at once (import.parallelism)")
+	flag.IntVar(&o.restoreParallel, "restore-parallel", 2,
+		"sessions rebuilding indexes in the in-process run b (the workflow's default is 2)")
+	flag.BoolVar(&o.json, "json", false, "print one JSON object with every figure instead of the tables")
+	flag.StringVar(&o.profileDir, "profile", "", "write CPU and heap profiles of the in-process run b to this directory")
+	flag.StringVar(&o.binDir, "bin", "bin", "directory holding starter, worker and temporal (`make build`)")
 	flag.Parse()
-	if err := run(context.Background(), *users, engine.RunOptions{ShardsPerEntity: *shards, Parallelism: *parallel, BatchSize: *batch}, *demo); err != nil {
+	return o
+}
+
+func main() {
+	o := parseFlags()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, o)
+	stop()
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, users int, opts engine.RunOptions, demo bool) error {
-	admin, err := pgtest.AdminURL()
-	if err != nil {
-		return err
-	}
-	synDSN, dropSyn, err := pgtest.CreateDatabase(ctx, admin, pgtest.Synapse)
-	if err != nil {
-		return err
-	}
-	defer dropSyn()
-	masDSN, dropMAS, err := pgtest.CreateDatabase(ctx, admin, pgtest.MAS)
-	if err != nil {
-		return err
-	}
-	defer dropMAS()
-
-	t0 := time.Now()
-	stats, err := sample.Populate(ctx, synDSN, masDSN, users)
-	if err != nil {
-		return err
-	}
-	fmt.Printf("generated %d users (%v source rows) in %s\n", users, stats, time.Since(t0).Round(time.Millisecond))
-
-	reader, err := synapse.Open(ctx, mustPoolConfig(synDSN))
-	if err != nil {
-		return err
-	}
-	defer reader.Close()
-	masPool, err := pgxpool.New(ctx, masDSN)
-	if err != nil {
-		return err
-	}
-	defer masPool.Close()
-	eng, err := engine.Start(ctx, reader, masPool, engine.Config{
-		ServerName: sample.ServerName, Salt: []byte("masflow-bench-salt"), Now: time.Now(),
-		Providers: map[string]mas.ID{"oidc": sample.ProviderID()},
-	})
-	if err != nil {
-		return err
-	}
-	return report(ctx, eng, masDSN, admin, opts, demo)
+// bench is one benchmark session: the generated source, the programs under
+// test, a scratch directory, and what to drop at the end.
+type bench struct {
+	o        options
+	admin    string
+	bin      binaries
+	tmp      string
+	synapse  string // DSN of the generated Synapse database
+	started  time.Time
+	cleanups []func()
 }
 
-func report(ctx context.Context, eng *engine.Engine, masDSN, admin string, opts engine.RunOptions, demo bool) error {
-	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "entity\tread\twritten\tskipped\tseconds\trows/s\t")
-	opts.OnEntity = func(e synapse.Entity, p mas.Progress, took time.Duration) {
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%.2f\t%.0f\t\n", e, p.Read, mas.Total(p.Written), mas.Total(p.Skipped),
-			took.Seconds(), float64(p.Read)/took.Seconds())
-	}
-	t0 := time.Now()
-	if err := eng.RunAll(ctx, opts); err != nil {
-		return err
-	}
-	took := time.Since(t0)
-	tw.Flush()
-	rss := peakRSS()
-	rec, err := eng.Reconcile(ctx, false)
+func run(ctx context.Context, o options) (err error) {
+	b, err := newBench(o)
 	if err != nil {
 		return err
 	}
-	var written int64
-	for _, t := range rec.Tables {
-		written += t.Actual
-	}
-	fmt.Printf("import: %d MAS rows in %.2fs = %.0f rows/s; peak RSS %s; reconciliation ok=%v\n",
-		written, took.Seconds(), float64(written)/took.Seconds(), rss, rec.OK())
-	if !rec.OK() {
-		return fmt.Errorf("reconciliation failed: %v", rec.Problems)
-	}
-	if demo {
-		for _, t := range rec.Tables {
-			fmt.Printf("  %-34s %8d rows\n", t.Table, t.Actual)
-		}
-		return nil
-	}
-	raw, err := rawCopy(ctx, admin, masDSN)
-	if err != nil {
+	defer func() { b.close(err) }()
+	rep := Report{Users: o.users, Batch: o.batch, Shards: o.shards, Parallel: o.parallel, RestoreParallel: o.restoreParallel}
+	if err := b.generate(ctx, &rep); err != nil {
 		return err
 	}
-	fmt.Printf("raw COPY of the same %d rows into an identical schema: %.2fs = %.0f rows/s; engine/raw = %.2f\n",
-		written, raw.Seconds(), float64(written)/raw.Seconds(), raw.Seconds()/took.Seconds())
+	if err := b.measure(ctx, &rep); err != nil {
+		return err
+	}
+	rep.computeRatios()
+	if o.json {
+		return rep.writeJSON(os.Stdout)
+	}
+	rep.writeTables(os.Stdout)
 	return nil
 }
 
-// rawCopy streams every target table from the imported database into a
-// fresh one with the same schema: the ceiling for writing these rows.
-func rawCopy(ctx context.Context, admin, from string) (time.Duration, error) {
-	to, drop, err := pgtest.CreateDatabase(ctx, admin, pgtest.MAS)
+// measure runs a1, a2, b and c, and checks that the production runs wrote
+// exactly the rows of the reconciled in-process run.
+func (b *bench) measure(ctx context.Context, rep *Report) error {
+	a1, err := b.productionDev(ctx, rep)
 	if err != nil {
-		return 0, err
+		return fmt.Errorf("a1 (starter migrate --dev): %w", err)
 	}
-	defer drop()
-	src, err := pgx.Connect(ctx, from)
+	a2, err := b.productionSeparate(ctx, rep)
 	if err != nil {
-		return 0, err
+		return fmt.Errorf("a2 (dev server + worker + starter): %w", err)
 	}
-	defer src.Close(ctx)
-	dst, err := pgx.Connect(ctx, to)
+	eng, masDSN, err := b.engineRun(ctx, rep)
 	if err != nil {
-		return 0, err
+		return fmt.Errorf("b (engine in-process): %w", err)
 	}
-	defer dst.Close(ctx)
-	if _, err := dst.Exec(ctx, `INSERT INTO upstream_oauth_providers (upstream_oauth_provider_id, created_at) VALUES ($1, now())`, [16]byte(sample.ProviderID())); err != nil {
-		return 0, err
+	ceiling, err := b.ceiling(ctx, masDSN, eng.Tables)
+	if err != nil {
+		return fmt.Errorf("c (raw COPY ceiling): %w", err)
 	}
+	rep.Runs = []Run{a1, a2, eng, ceiling}
+	for _, r := range []Run{a1, a2} {
+		if err := sameTables(r, eng); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func newBench(o options) (*bench, error) {
+	admin, err := pgtest.AdminURL()
+	if err != nil {
+		return nil, err
+	}
+	bin, err := findBinaries(o.binDir)
+	if err != nil {
+		return nil, err
+	}
+	tmp, err := os.MkdirTemp("", "masflow-bench-")
+	if err != nil {
+		return nil, fmt.Errorf("creating the scratch directory: %w", err)
+	}
+	return &bench{o: o, admin: admin, bin: bin, tmp: tmp, started: time.Now()}, nil
+}
+
+// close drops every database the benchmark created; the scratch directory
+// (logs of the processes) is kept when the benchmark failed.
+func (b *bench) close(failure error) {
+	for i := len(b.cleanups) - 1; i >= 0; i-- {
+		b.cleanups[i]()
+	}
+	if failure != nil {
+		fmt.Fprintf(os.Stderr, "bench: logs and state kept in %s\n", b.tmp)
+		return
+	}
+	_ = os.RemoveAll(b.tmp)
+}
+
+// logf reports progress on stderr (stdout carries only the results).
+func (b *bench) logf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "[%6.1fs] %s\n", time.Since(b.started).Seconds(), fmt.Sprintf(format, args...))
+}
+
+// createDatabase creates a database with the fixtures, dropped at the end.
+func (b *bench) createDatabase(ctx context.Context, fx ...pgtest.Fixture) (string, error) {
+	dsn, drop, err := pgtest.CreateDatabase(ctx, b.admin, fx...)
+	if err != nil {
+		return "", err
+	}
+	b.cleanups = append(b.cleanups, drop)
+	return dsn, nil
+}
+
+// freshMAS creates an empty MAS database holding the upstream provider
+// the sample's SSO links map to.
+func (b *bench) freshMAS(ctx context.Context) (string, error) {
+	dsn, err := b.createDatabase(ctx, pgtest.MAS)
+	if err != nil {
+		return "", err
+	}
+	return dsn, sample.CreateProvider(ctx, dsn)
+}
+
+// generate creates and fills the Synapse database every run reads.
+func (b *bench) generate(ctx context.Context, rep *Report) error {
+	dsn, err := b.createDatabase(ctx, pgtest.Synapse)
+	if err != nil {
+		return err
+	}
+	b.logf("generating %d users", b.o.users)
 	t0 := time.Now()
-	for _, table := range mas.TargetTables {
-		pr, pw := io.Pipe()
-		go func() {
-			_, err := src.PgConn().CopyTo(ctx, pw, "COPY "+table+" TO STDOUT")
-			pw.CloseWithError(err)
-		}()
-		if _, err := dst.PgConn().CopyFrom(ctx, pr, "COPY "+table+" FROM STDIN"); err != nil {
-			return 0, fmt.Errorf("raw copy of %s: %w", table, err)
-		}
+	stats, err := sample.Generate(ctx, dsn, b.o.users)
+	if err != nil {
+		return fmt.Errorf("generating the Synapse database: %w", err)
 	}
-	return time.Since(t0), nil
+	rep.GenerateSeconds = time.Since(t0).Seconds()
+	rep.SourceRows = stats
+	b.synapse = dsn
+	b.logf("generated in %.1fs: %v", rep.GenerateSeconds, stats)
+	return nil
 }
 
-// peakRSS reads the process's high-water resident set size.
-func peakRSS() string {
-	b, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		return "unknown"
+// scratch returns a new directory inside the scratch directory.
+func (b *bench) scratch(name string) (string, error) {
+	dir := filepath.Join(b.tmp, name)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", fmt.Errorf("creating %s: %w", dir, err)
 	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			return strings.TrimSpace(v)
-		}
-	}
-	return "unknown"
+	return dir, nil
 }
 
-func mustPoolConfig(dsn string) *pgxpool.Config {
-	c, err := pgxpool.ParseConfig(dsn)
-	if err != nil {
-		panic(err)
+// errMismatch marks production runs whose MAS rows differ from run b's.
+var errMismatch = errors.New("MAS rows differ from the reconciled in-process run")
+
+// sameTables fails unless run r wrote as many rows per MAS table as ref.
+func sameTables(r, ref Run) error {
+	for table, want := range ref.Tables {
+		if got := r.Tables[table]; got != want {
+			return fmt.Errorf("%s: %w: %s has %d rows, b has %d", r.ID, errMismatch, table, got, want)
+		}
 	}
-	return c
+	return nil
 }

@@ -76,23 +76,47 @@ func Create(ctx context.Context, admin, dir string, o Options) (Homeserver, erro
 // creates, in an empty MAS database, the upstream provider their SSO links
 // map to (what `mas-cli config sync` would do).
 func Populate(ctx context.Context, synapseDSN, masDSN string, users int) (synthetic.Stats, error) {
+	stats, err := Generate(ctx, synapseDSN, users)
+	if err != nil {
+		return nil, err
+	}
+	return stats, CreateProvider(ctx, masDSN)
+}
+
+// Generate fills an empty Synapse database with the sample's users.
+func Generate(ctx context.Context, synapseDSN string, users int) (synthetic.Stats, error) {
 	conn, err := pgx.Connect(ctx, synapseDSN)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("connecting to the sample Synapse database: %w", err)
 	}
 	defer conn.Close(ctx)
-	stats, err := synthetic.Generate(ctx, conn, synthetic.Shape{Users: users, ServerName: ServerName})
-	if err != nil {
-		return nil, err
-	}
+	return synthetic.Generate(ctx, conn, synthetic.Shape{Users: users, ServerName: ServerName})
+}
+
+// CreateProvider creates, in an empty MAS database, the upstream provider
+// the sample's SSO links map to (what `mas-cli config sync` would do).
+func CreateProvider(ctx context.Context, masDSN string) error {
 	m, err := pgx.Connect(ctx, masDSN)
 	if err != nil {
-		return nil, err
+		return fmt.Errorf("connecting to the sample MAS database: %w", err)
 	}
 	defer m.Close(ctx)
-	_, err = m.Exec(ctx, `INSERT INTO upstream_oauth_providers (upstream_oauth_provider_id, created_at) VALUES ($1, now())`,
-		[16]byte(ProviderID()))
-	return stats, err
+	if _, err := m.Exec(ctx, `INSERT INTO upstream_oauth_providers (upstream_oauth_provider_id, created_at) VALUES ($1, now())`,
+		[16]byte(ProviderID())); err != nil {
+		return fmt.Errorf("creating the sample's upstream provider in MAS: %w", err)
+	}
+	return nil
+}
+
+// WriteConfigs writes the three config files of a sample whose databases
+// exist already (the benchmark creates a fresh MAS database per run) into
+// dir, and returns the path of the masflow settings file.
+func WriteConfigs(dir, synapseDSN, masDSN string, o Options) (string, error) {
+	h := Homeserver{Settings: filepath.Join(dir, "masflow.yaml"), SynapseDSN: synapseDSN, MASDSN: masDSN}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", fmt.Errorf("creating the sample's config directory: %w", err)
+	}
+	return h.Settings, writeConfigs(dir, h, o)
 }
 
 // ProviderID is ProviderULID as a MAS ID.

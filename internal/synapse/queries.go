@@ -41,16 +41,13 @@ const successorUsed = `EXISTS (SELECT 1 FROM access_tokens nx
 // sessionCreated is the created_at of the session of device "dv": the
 // minimum last_validated over the tokens the import migrates for it —
 // non-puppet, non-refreshable tokens, and the access tokens of refresh
-// pairs whose successor is unused (data-mapping "Sessions").
-const sessionCreated = `LEAST(
-    (SELECT min(a.last_validated) FROM access_tokens a
-      WHERE a.user_id = dv.user_id AND a.device_id = dv.device_id
-        AND a.puppets_user_id IS NULL AND a.refresh_token_id IS NULL),
-    (SELECT min(a.last_validated) FROM refresh_tokens rt
-      JOIN access_tokens a ON a.refresh_token_id = rt.id
-        AND a.user_id = rt.user_id AND a.device_id = rt.device_id
-      WHERE rt.user_id = dv.user_id AND rt.device_id = dv.device_id
-        AND NOT ` + successorUsed + `))`
+// pairs (same user and device) whose successor is unused (data-mapping
+// "Sessions"). One probe of access_tokens_device_id covers both kinds.
+const sessionCreated = `(SELECT min(a.last_validated) FROM access_tokens a
+      LEFT JOIN refresh_tokens rt ON rt.id = a.refresh_token_id
+     WHERE a.user_id = dv.user_id AND a.device_id = dv.device_id
+       AND ((a.refresh_token_id IS NULL AND a.puppets_user_id IS NULL)
+         OR (rt.user_id = a.user_id AND rt.device_id = a.device_id AND NOT ` + successorUsed + `)))`
 
 // deviceJoin looks up the device a token "t" points at by its exact
 // (user_id, device_id), as Synapse itself does: an index probe per row,
