@@ -32,11 +32,15 @@ lint:
 	$(GO) run $(WORKFLOWCHECK) ./workflows/...
 
 # Benchmark: generates a synthetic homeserver (BENCH_USERS users) in the
-# test PostgreSQL, imports it, prints rows/s, peak RSS and the ratio to a
-# raw COPY of the same volume.
+# test PostgreSQL once, then times the production path (`starter migrate
+# --dev --steps import`, and a separate dev server + worker + starter),
+# the engine alone, and a raw COPY of the same rows into unindexed,
+# unconstrained tables; prints rows/s, phases, peak RSS and the ratios.
+# BENCH_FLAGS adds flags, e.g. -json, -profile DIR, -batch, -parallel.
 BENCH_USERS ?= 200000
-bench:
-	MASFLOW_TEST_DATABASE_URL="$(TEST_DB)" $(GO) run ./internal/bench -users $(BENCH_USERS)
+BENCH_FLAGS ?=
+bench: build
+	MASFLOW_TEST_DATABASE_URL="$(TEST_DB)" $(GO) run ./internal/bench -users $(BENCH_USERS) $(BENCH_FLAGS)
 
 # Demo: a generated sample homeserver (kept in .masflow/sample) migrated
 # by the workflow on the embedded Temporal dev server; run it again to

@@ -33,7 +33,7 @@ import (
 // whose worker is killed with SIGKILL at random points of the import must
 // leave identical MAS databases; no secret may appear in any history.
 
-const itUsers = 6000
+const itUsers = 12000
 
 func TestMigrationSurvivesWorkerKills(t *testing.T) {
 	ctx := context.Background()
@@ -43,8 +43,14 @@ func TestMigrationSurvivesWorkerKills(t *testing.T) {
 	if err := os.WriteFile(salt, []byte("integration-test-salt-0123456789"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	clean := migrate(t, ctx, admin, bin, salt, 0)
-	killed := migrate(t, ctx, admin, bin, salt, 3)
+	clean := migrate(t, ctx, admin, bin, salt, 0, 1)
+	// Two worker processes share the shards; one of them is killed three
+	// times (and restarted), the other runs throughout.
+	killed := migrate(t, ctx, admin, bin, salt, 3, 2)
+	if killed.shardsByStable == 0 || killed.shardsByKilled == 0 {
+		t.Errorf("import calls by the steady worker: %d, by the killed one: %d; both should take shards",
+			killed.shardsByStable, killed.shardsByKilled)
+	}
 	for _, table := range mas.TargetTables {
 		if clean.digests[table] != killed.digests[table] {
 			t.Errorf("%s differs: clean %s, after kills %s", table, clean.digests[table], killed.digests[table])
@@ -74,11 +80,15 @@ type outcome struct {
 	digests   map[string]string
 	histories []string // protojson of every run's history
 	secrets   []string // every token and password hash of the sample
+	// ImportShard calls started by the worker that is never killed, and by
+	// the other worker process(es).
+	shardsByStable, shardsByKilled int
 }
 
 // migrate runs the migration of a fresh sample homeserver on a fresh dev
-// server, killing the worker `kills` times during the import.
-func migrate(t *testing.T, ctx context.Context, admin, bin, salt string, kills int) outcome {
+// server with `workers` worker processes, killing the first one `kills`
+// times during the import.
+func migrate(t *testing.T, ctx context.Context, admin, bin, salt string, kills, workers int) outcome {
 	dir := t.TempDir()
 	h, err := sample.Create(ctx, admin, filepath.Join(dir, "sample"), sample.Options{Users: itUsers, BatchSize: 50, SaltFile: salt})
 	if err != nil {
@@ -97,6 +107,12 @@ func migrate(t *testing.T, ctx context.Context, admin, bin, salt string, kills i
 	defer c.Close()
 	w := startWorker(t, bin, h.Settings, srv.HostPort, dir)
 	defer func() { w.Process.Kill(); _ = w.Wait() }()
+	stable := -1
+	for range workers - 1 {
+		o := startWorker(t, bin, h.Settings, srv.HostPort, dir)
+		stable = o.Process.Pid
+		defer func() { o.Process.Kill(); _ = o.Wait() }()
+	}
 
 	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: workflows.WorkflowID(sample.ServerName),
 		TaskQueue: workflows.TaskQueue}, workflows.MigrationWorkflow, workflows.MigrationInput{
@@ -122,7 +138,31 @@ func migrate(t *testing.T, ctx context.Context, admin, bin, salt string, kills i
 	if err := run.Get(wctx, &res); err != nil {
 		t.Fatalf("migration (kills=%d): %v", kills, err)
 	}
-	return outcome{digests: digests(t, ctx, h.MASDSN), histories: histories(t, ctx, c, run.GetID()), secrets: sampleSecrets(t, ctx, h.SynapseDSN)}
+	runs := runEvents(t, ctx, c, run.GetID())
+	out := outcome{digests: digests(t, ctx, h.MASDSN), histories: historiesJSON(t, runs), secrets: sampleSecrets(t, ctx, h.SynapseDSN)}
+	out.shardsByStable, out.shardsByKilled = shardCallsBy(runs, fmt.Sprintf("%d@", stable))
+	return out
+}
+
+// shardCallsBy counts the ImportShard attempts started by workers whose
+// identity starts with prefix, and by the others.
+func shardCallsBy(runs [][]*history.HistoryEvent, prefix string) (mine, others int) {
+	for _, events := range runs {
+		shardEvents := map[int64]bool{}
+		for _, e := range events {
+			if a := e.GetActivityTaskScheduledEventAttributes(); a != nil && a.GetActivityType().GetName() == "ImportShard" {
+				shardEvents[e.GetEventId()] = true
+			}
+			if a := e.GetActivityTaskStartedEventAttributes(); a != nil && shardEvents[a.GetScheduledEventId()] {
+				if strings.HasPrefix(a.GetIdentity(), prefix) {
+					mine++
+				} else {
+					others++
+				}
+			}
+		}
+	}
+	return mine, others
 }
 
 // waitForImport waits until the import is under way and has progressed
@@ -192,9 +232,9 @@ func digests(t *testing.T, ctx context.Context, dsn string) map[string]string {
 	return out
 }
 
-// histories returns the JSON history of every run of the workflow
+// runEvents returns the history events of every run of the workflow
 // (continue-as-new makes several).
-func histories(t *testing.T, ctx context.Context, c client.Client, id string) []string {
+func runEvents(t *testing.T, ctx context.Context, c client.Client, id string) [][]*history.HistoryEvent {
 	resp, err := c.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: fmt.Sprintf("WorkflowId = '%s'", id)})
 	if err != nil {
 		t.Fatal(err)
@@ -203,7 +243,7 @@ func histories(t *testing.T, ctx context.Context, c client.Client, id string) []
 	for _, e := range resp.Executions {
 		runs = append(runs, e.Execution.RunId)
 	}
-	var out []string
+	var out [][]*history.HistoryEvent
 	for _, runID := range runs {
 		it := c.GetWorkflowHistory(ctx, id, runID, false, enums.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
 		var events []*history.HistoryEvent
@@ -214,6 +254,15 @@ func histories(t *testing.T, ctx context.Context, c client.Client, id string) []
 			}
 			events = append(events, e)
 		}
+		out = append(out, events)
+	}
+	return out
+}
+
+// historiesJSON renders each run's history as JSON.
+func historiesJSON(t *testing.T, runs [][]*history.HistoryEvent) []string {
+	var out []string
+	for _, events := range runs {
 		b, err := protojson.Marshal(&history.History{Events: events})
 		if err != nil {
 			t.Fatal(err)
