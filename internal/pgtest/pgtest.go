@@ -160,14 +160,23 @@ func dropDatabase(admin, name string) {
 // Exec runs SQL (several statements allowed) on a database.
 func Exec(t testing.TB, dsn, sql string, args ...any) {
 	t.Helper()
+	withConn(t, dsn, func(ctx context.Context, conn *pgx.Conn) error {
+		_, err := conn.Exec(ctx, sql, args...)
+		return err
+	})
+}
+
+// withConn runs fn on a fresh connection, failing the test on any error.
+func withConn(t testing.TB, dsn string, fn func(context.Context, *pgx.Conn) error) {
+	t.Helper()
 	ctx := context.Background()
 	conn, err := pgx.Connect(ctx, dsn)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, sql, args...); err != nil {
-		t.Fatalf("executing fixture SQL: %v", err)
+	if err := fn(ctx, conn); err != nil {
+		t.Fatalf("running test SQL: %v", err)
 	}
 }
 
@@ -195,13 +204,7 @@ func PoolConfig(t testing.TB, dsn string) *pgxpool.Config {
 // QueryRow runs a one-row query on a database and scans it into dest.
 func QueryRow(t testing.TB, dsn, sql string, args []any, dest ...any) {
 	t.Helper()
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	if err := conn.QueryRow(ctx, sql, args...).Scan(dest...); err != nil {
-		t.Fatalf("querying %q: %v", sql, err)
-	}
+	withConn(t, dsn, func(ctx context.Context, conn *pgx.Conn) error {
+		return conn.QueryRow(ctx, sql, args...).Scan(dest...)
+	})
 }
