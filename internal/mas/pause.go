@@ -366,12 +366,12 @@ func (r restorer) addForeignKey(ctx context.Context, conn *pgx.Conn, o PausedObj
 
 // validateForeignKey checks every existing row against a foreign key.
 func (r restorer) validateForeignKey(ctx context.Context, conn *pgx.Conn, o PausedObject) error {
-	return pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+	return r.committed(pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, fmt.Sprintf("ALTER TABLE %s VALIDATE CONSTRAINT %s", o.Table, pgx.Identifier{o.Name}.Sanitize())); err != nil {
 			return err
 		}
 		return r.markRestored(ctx, tx, o)
-	})
+	}), o, true)
 }
 
 // Catalog probes: does the object exist (under this name on this table)?
@@ -384,7 +384,7 @@ const (
 // once runs stmt in a transaction unless the catalog already has the
 // object; mark records the object as restored in the same transaction.
 func (r restorer) once(ctx context.Context, conn *pgx.Conn, o PausedObject, existsSQL, stmt string, mark bool) error {
-	return pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+	return r.committed(pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
 		var exists bool
 		if err := tx.QueryRow(ctx, existsSQL, o.Table, o.Name).Scan(&exists); err != nil {
 			return err
@@ -398,12 +398,18 @@ func (r restorer) once(ctx context.Context, conn *pgx.Conn, o PausedObject, exis
 			return nil
 		}
 		return r.markRestored(ctx, tx, o)
-	})
+	}), o, mark)
 }
 
 func (r restorer) markRestored(ctx context.Context, tx pgx.Tx, o PausedObject) error {
 	_, err := tx.Exec(ctx, `UPDATE masflow_import.paused_objects SET restored = true WHERE table_name = $1 AND name = $2`, o.Table, o.Name)
-	if err == nil && r.opts.OnRestored != nil {
+	return err
+}
+
+// committed tells OnRestored about an object once its transaction has
+// committed, so progress never counts a rebuild that rolled back.
+func (r restorer) committed(err error, o PausedObject, marked bool) error {
+	if err == nil && marked && r.opts.OnRestored != nil {
 		r.opts.OnRestored(o)
 	}
 	return err
