@@ -248,7 +248,22 @@ func checks() []check {
 			if _, err := tx.Exec(ctx, `UPDATE devices SET last_seen = 1`); err != nil {
 				f.t.Fatal(err)
 			}
-		}, nil, "cannot lock"},
+		}, func(f *fixture) {
+			f.phase = BeforeImport
+			ctx := context.Background()
+			conn, err := pgx.Connect(ctx, f.synDSN+"&application_name=masflow-test-reader")
+			if err != nil {
+				f.t.Fatal(err)
+			}
+			tx, err := conn.Begin(ctx)
+			if err != nil {
+				f.t.Fatal(err)
+			}
+			f.t.Cleanup(func() { _ = tx.Rollback(ctx); conn.Close(ctx) })
+			if _, err := tx.Exec(ctx, `SELECT count(*) FROM devices`); err != nil {
+				f.t.Fatal(err)
+			}
+		}, "locked for writing by pid"},
 		{"mas_running", Error, 0, func(f *fixture) { f.phase, f.masPort = BeforeImport, f.listen() }, func(f *fixture) { f.phase = BeforeImport }, "MAS answers"},
 	}
 }

@@ -16,10 +16,22 @@ func defaultHTTPClient() *http.Client {
 	return &http.Client{Timeout: 3 * time.Second}
 }
 
-// lockSourceSQL takes, and gives back at rollback, a lock every writer of
-// these tables conflicts with; it runs in a read-only transaction.
-const lockSourceSQL = `LOCK TABLE users, user_threepids, user_external_ids, devices, access_tokens, refresh_tokens
-  IN EXCLUSIVE MODE NOWAIT`
+// sourceWritersSQL lists the sessions holding a lock stronger than a
+// plain read on the six source tables: a writer (or a DDL, a manual
+// VACUUM, a SELECT … FOR UPDATE). Autovacuum workers are left out: they
+// are the server's own housekeeping, not Synapse, and commonly busy on a
+// freshly restored or generated database.
+const sourceWritersSQL = `SELECT DISTINCT l.pid, COALESCE(NULLIF(a.application_name, ''), '-')
+  FROM pg_locks l
+  JOIN pg_class c ON c.oid = l.relation
+  JOIN pg_stat_activity a ON a.pid = l.pid
+ WHERE l.locktype = 'relation' AND l.granted AND l.pid <> pg_backend_pid()
+   AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+   AND c.relname IN ('users', 'user_threepids', 'user_external_ids', 'devices', 'access_tokens', 'refresh_tokens')
+   AND pg_table_is_visible(c.oid)
+   AND l.mode <> 'AccessShareLock'
+   AND a.backend_type <> 'autovacuum worker'
+ ORDER BY l.pid`
 
 // synapseSessionsSQL counts other sessions of Synapse's role on its
 // database (Synapse leaves application_name empty; masflow's own are
@@ -98,14 +110,34 @@ func synapseDBActivity(ctx context.Context, in Input) ([]string, error) {
 	if sessions > 0 {
 		why = append(why, fmt.Sprintf("%d other sessions of its database role are connected", sessions))
 	}
-	err := pgx.BeginTxFunc(ctx, in.SynapseDB, pgx.TxOptions{AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
-		_, err := tx.Exec(ctx, lockSourceSQL)
-		return err
-	})
+	writers, err := sourceWriters(ctx, in)
 	if err != nil {
-		why = append(why, "its tables are in use (cannot lock them)")
+		return nil, err
+	}
+	if len(writers) > 0 {
+		why = append(why, "its tables are locked for writing by "+strings.Join(writers, ", "))
 	}
 	return why, nil
+}
+
+// sourceWriters names the sessions sourceWritersSQL finds, as
+// "pid N (application)".
+func sourceWriters(ctx context.Context, in Input) ([]string, error) {
+	rows, err := in.SynapseDB.Query(ctx, sourceWritersSQL)
+	if err != nil {
+		return nil, fmt.Errorf("advisor: listing locks on Synapse's tables: %w", err)
+	}
+	var out []string
+	var pid int32
+	var app string
+	_, err = pgx.ForEachRow(rows, []any{&pid, &app}, func() error {
+		out = append(out, fmt.Sprintf("pid %d (application %s)", pid, app))
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("advisor: listing locks on Synapse's tables: %w", err)
+	}
+	return out, nil
 }
 
 // answers reports whether anything answers HTTP at u.
