@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -94,7 +95,14 @@ func copyTable(ctx context.Context, src, dst *pgx.Conn, table string) error {
 	pr, pw := io.Pipe()
 	read := make(chan error, 1)
 	go func() {
-		_, err := src.PgConn().CopyTo(ctx, pw, "COPY public."+name+" TO STDOUT (FORMAT binary)")
+		// CopyTo writes one row per Write and an unbuffered pipe hands
+		// each to CopyFrom as its own message: buffer, or the ceiling
+		// measures a syscall per row instead of PostgreSQL.
+		buf := bufio.NewWriterSize(pw, 1<<20)
+		_, err := src.PgConn().CopyTo(ctx, buf, "COPY public."+name+" TO STDOUT (FORMAT binary)")
+		if err == nil {
+			err = buf.Flush()
+		}
 		pw.CloseWithError(err)
 		read <- err
 	}()
