@@ -45,6 +45,7 @@ type options struct {
 	json            bool
 	profileDir      string
 	binDir          string
+	engineOnly      bool
 }
 
 func parseFlags() options {
@@ -57,6 +58,8 @@ func parseFlags() options {
 		"sessions rebuilding indexes in the in-process run b (the workflow's default is 2)")
 	flag.BoolVar(&o.json, "json", false, "print one JSON object with every figure instead of the tables")
 	flag.StringVar(&o.profileDir, "profile", "", "write CPU and heap profiles of the in-process run b to this directory")
+	flag.BoolVar(&o.engineOnly, "engine-only", false,
+		"run only b and c (no Temporal): a quick figure while tuning the engine")
 	flag.StringVar(&o.binDir, "bin", "bin", "directory holding starter, worker and temporal (`make build`)")
 	flag.Parse()
 	return o
@@ -109,13 +112,17 @@ func run(ctx context.Context, o options) (err error) {
 // measure runs a1, a2, b and c, and checks that the production runs wrote
 // exactly the rows of the reconciled in-process run.
 func (b *bench) measure(ctx context.Context, rep *Report) error {
-	a1, err := b.productionDev(ctx, rep)
-	if err != nil {
-		return fmt.Errorf("a1 (starter migrate --dev): %w", err)
-	}
-	a2, err := b.productionSeparate(ctx, rep)
-	if err != nil {
-		return fmt.Errorf("a2 (dev server + worker + starter): %w", err)
+	var production []Run
+	if !b.o.engineOnly {
+		a1, err := b.productionDev(ctx, rep)
+		if err != nil {
+			return fmt.Errorf("a1 (starter migrate --dev): %w", err)
+		}
+		a2, err := b.productionSeparate(ctx, rep)
+		if err != nil {
+			return fmt.Errorf("a2 (dev server + worker + starter): %w", err)
+		}
+		production = []Run{a1, a2}
 	}
 	eng, masDSN, err := b.engineRun(ctx, rep)
 	if err != nil {
@@ -125,8 +132,8 @@ func (b *bench) measure(ctx context.Context, rep *Report) error {
 	if err != nil {
 		return fmt.Errorf("c (raw COPY ceiling): %w", err)
 	}
-	rep.Runs = []Run{a1, a2, eng, ceiling}
-	for _, r := range []Run{a1, a2} {
+	rep.Runs = append(production, eng, ceiling)
+	for _, r := range production {
 		if err := sameTables(r, eng); err != nil {
 			return err
 		}

@@ -68,7 +68,7 @@ var usersSpec = spec[User]{
 	cols: `t.name, t.password_hash, t.admin <> 0, t.is_guest <> 0, t.deactivated <> 0,
     COALESCE(t.locked, false), t.creation_ts, t.appservice_id`,
 	keyCols: []string{"name"},
-	keyType: "text",
+	keyType: []string{"text"},
 	scan: func(rows pgx.Rows) (User, Key, error) {
 		var u User
 		var hash *string
@@ -86,7 +86,7 @@ var threepidsSpec = spec[Threepid]{
 	cols:    ownerCols + `, t.medium, t.address, t.added_at`,
 	joins:   ownerJoin,
 	keyCols: []string{"medium", "address"},
-	keyType: "text",
+	keyType: []string{"text", "text"},
 	scan: func(rows pgx.Rows) (Threepid, Key, error) {
 		var t Threepid
 		err := rows.Scan(append(ownerDest(&t.Owner), &t.Medium, &t.Address, &t.AddedAt)...)
@@ -99,7 +99,7 @@ var externalIDsSpec = spec[ExternalID]{
 	cols:    ownerCols + `, t.auth_provider, t.external_id`,
 	joins:   ownerJoin,
 	keyCols: []string{"auth_provider", "external_id"},
-	keyType: "text",
+	keyType: []string{"text", "text"},
 	scan: func(rows pgx.Rows) (ExternalID, Key, error) {
 		var e ExternalID
 		err := rows.Scan(append(ownerDest(&e.Owner), &e.AuthProvider, &e.ExternalID)...)
@@ -107,28 +107,50 @@ var externalIDsSpec = spec[ExternalID]{
 	},
 }
 
+// devicesSpec reads a page of devices alone; fillDevices adds owners and
+// session times from the page's user span.
 var devicesSpec = spec[Device]{
-	table: "devices",
-	cols: ownerCols + `, t.device_id, t.display_name, t.last_seen, t.ip, t.user_agent, t.hidden,
-    (SELECT ` + sessionCreated + ` FROM (SELECT t.user_id, t.device_id) AS dv)`,
-	joins:   ownerJoin,
+	table:   "devices",
+	cols:    `t.user_id, t.device_id, t.display_name, t.last_seen, t.ip, t.user_agent, t.hidden`,
 	keyCols: []string{"user_id", "device_id"},
-	keyType: "text",
+	keyType: []string{"text", "text"},
 	scan: func(rows pgx.Rows) (Device, Key, error) {
 		var d Device
-		err := rows.Scan(append(ownerDest(&d.Owner), &d.DeviceID, &d.DisplayName, &d.LastSeen, &d.IP,
-			&d.UserAgent, &d.Hidden, &d.TokensCreatedAt)...)
+		err := rows.Scan(&d.RawUserID, &d.DeviceID, &d.DisplayName, &d.LastSeen, &d.IP, &d.UserAgent, &d.Hidden)
 		return d, Key{d.RawUserID, d.DeviceID}, err
 	},
 }
 
+// accessTokensSpec reads a page of access tokens in (user_id, id) order
+// (access_tokens_device_id gives the user order, an incremental sort the
+// ids within a user), so that a page spans a narrow range of users;
+// fillAccessTokens adds owners, devices and session times from that span.
 var accessTokensSpec = spec[AccessToken]{
+	table: "access_tokens",
+	cols: `t.user_id, t.device_id, t.id, t.token, t.valid_until_ms, t.last_validated,
+    t.puppets_user_id, t.refresh_token_id`,
+	keyCols: []string{"user_id", "id"},
+	keyType: []string{"text", "bigint"},
+	scan: func(rows pgx.Rows) (AccessToken, Key, error) {
+		var a AccessToken
+		var token string
+		err := rows.Scan(&a.RawUserID, &a.Device.DeviceID, &a.ID, &token, &a.ValidUntilMS, &a.LastValidated,
+			&a.PuppetsUserID, &a.RefreshTokenID)
+		a.Token = secret.String(token)
+		return a, Key{a.RawUserID, strconv.FormatInt(a.ID, 10)}, err
+	},
+}
+
+// accessTokensByIDSpec is the id-ordered access-token read of masflow
+// before 2026-11, joins included: a run planned then has one-part keys,
+// and resumes with it (see AccessTokens).
+var accessTokensByIDSpec = spec[AccessToken]{
 	table: "access_tokens",
 	cols: ownerCols + `, ` + deviceCols + `, t.id, t.token, t.valid_until_ms, t.last_validated,
     t.puppets_user_id, t.refresh_token_id`,
 	joins:   ownerJoin + deviceJoin,
 	keyCols: []string{"id"},
-	keyType: "bigint",
+	keyType: []string{"bigint"},
 	scan: func(rows pgx.Rows) (AccessToken, Key, error) {
 		var a AccessToken
 		var token string
@@ -152,7 +174,7 @@ var refreshPairsSpec = spec[RefreshPair]{
       WHERE a.refresh_token_id = t.id AND a.user_id = t.user_id AND a.device_id = t.device_id
       ORDER BY a.id LIMIT 1) at ON true`,
 	keyCols: []string{"id"},
-	keyType: "bigint",
+	keyType: []string{"bigint"},
 	scan: func(rows pgx.Rows) (RefreshPair, Key, error) {
 		var p RefreshPair
 		var token string
@@ -183,14 +205,19 @@ func (r *Reader) ExternalIDs(ctx context.Context, rng Range, limit int) ([]Exter
 	return read(ctx, r, externalIDsSpec, rng, limit)
 }
 
-// Devices reads a page of devices.
+// Devices reads a page of devices with their owners and session times.
 func (r *Reader) Devices(ctx context.Context, rng Range, limit int) ([]Device, Key, error) {
-	return read(ctx, r, devicesSpec, rng, limit)
+	return readFilled(ctx, r, devicesSpec, rng, limit, fillDevices)
 }
 
-// AccessTokens reads a page of access_tokens.
+// AccessTokens reads a page of access_tokens with their owners and
+// devices. A range with one-part keys was planned by an earlier masflow
+// in id order and continues in that order.
 func (r *Reader) AccessTokens(ctx context.Context, rng Range, limit int) ([]AccessToken, Key, error) {
-	return read(ctx, r, accessTokensSpec, rng, limit)
+	if len(rng.After) == 1 || len(rng.Upto) == 1 {
+		return read(ctx, r, accessTokensByIDSpec, rng, limit)
+	}
+	return readFilled(ctx, r, accessTokensSpec, rng, limit, fillAccessTokens)
 }
 
 // RefreshPairs reads a page of refresh_tokens with their access tokens.

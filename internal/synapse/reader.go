@@ -90,7 +90,7 @@ type spec[T any] struct {
 	cols    string   // select list over t and the joins
 	joins   string   // joins after the page subquery
 	keyCols []string // key columns of table, in order
-	keyType string   // their SQL type
+	keyType []string // their SQL types
 	scan    func(pgx.Rows) (T, Key, error)
 }
 
@@ -107,7 +107,7 @@ func (s spec[T]) boundedSQL(rng Range, limit int) (string, []any) {
 		ph := make([]string, len(k))
 		for i, v := range k {
 			args = append(args, v)
-			ph[i] = fmt.Sprintf("$%d::%s", len(args), s.keyType)
+			ph[i] = fmt.Sprintf("$%d::%s", len(args), s.keyType[i])
 		}
 		where = append(where, fmt.Sprintf("%s %s (%s)", cols, op, strings.Join(ph, ", ")))
 	}
@@ -136,17 +136,41 @@ func qualify(alias string, cols []string) string {
 // read runs one bounded page of an entity in a read-only transaction and
 // returns the rows and the key of the last one (nil when there is none).
 func read[T any](ctx context.Context, r *Reader, s spec[T], rng Range, limit int) ([]T, Key, error) {
+	return readFilled(ctx, r, s, rng, limit, nil)
+}
+
+// readFilled reads a page like read, then lets fill complete its rows
+// with further queries in the same transaction: one repeatable-read
+// snapshot, so a page reads consistently even from a live homeserver.
+func readFilled[T any](ctx context.Context, r *Reader, s spec[T], rng Range, limit int,
+	fill func(context.Context, pgx.Tx, []T) error) ([]T, Key, error) {
 	if err := checkKey(rng.After, len(s.keyCols)); err != nil {
 		return nil, nil, fmt.Errorf("%s: lower bound: %w", s.table, err)
 	}
 	if err := checkKey(rng.Upto, len(s.keyCols)); err != nil {
 		return nil, nil, fmt.Errorf("%s: upper bound: %w", s.table, err)
 	}
-	tx, err := r.pool.BeginTx(ctx, pgx.TxOptions{AccessMode: pgx.ReadOnly})
+	var out []T
+	var last Key
+	opts := pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}
+	err := pgx.BeginTxFunc(ctx, r.pool, opts, func(tx pgx.Tx) error {
+		var err error
+		if out, last, err = readPage(ctx, tx, s, rng, limit); err != nil || fill == nil || len(out) == 0 {
+			return err
+		}
+		if err := fill(ctx, tx, out); err != nil {
+			return fmt.Errorf("reading %s after %v: %w", s.table, rng.After, err)
+		}
+		return nil
+	})
 	if err != nil {
-		return nil, nil, fmt.Errorf("reading %s: %w", s.table, err)
+		return nil, nil, err
 	}
-	defer func() { _ = tx.Rollback(ctx) }()
+	return out, last, nil
+}
+
+// readPage runs a spec's page query in tx.
+func readPage[T any](ctx context.Context, tx pgx.Tx, s spec[T], rng Range, limit int) ([]T, Key, error) {
 	sql, args := s.boundedSQL(rng, limit)
 	rows, err := tx.Query(ctx, sql, args...)
 	if err != nil {

@@ -3,6 +3,7 @@ package synapse
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -92,5 +93,121 @@ func TestKeysetPagesCoverEveryRowOnce(t *testing.T) {
 	}
 	if _, err := SourceTable(Entity("nope")); err == nil {
 		t.Fatal("unknown entity accepted")
+	}
+}
+
+// spanSeed has owners matched exactly, by case and not at all, devices
+// with several tokens (one refresh pair with a used successor, one with
+// an unused one), a token of a vanished device and deviceless tokens.
+const spanSeed = `
+INSERT INTO users (name, creation_ts, admin) VALUES ('@a:x', 10, 1), ('@b:x', 20, 0), ('@c:x', 30, 0), ('@d:x', 40, 0), ('@e:x', 50, 0);
+INSERT INTO devices (user_id, device_id, hidden) VALUES ('@a:x', 'A1', false), ('@a:x', 'A2', true), ('@B:x', 'B1', NULL),
+  ('@c:x', 'C1', false), ('@c:x', 'C2', false), ('@zz:x', 'Z1', false), ('@e:x', 'E1', false);
+INSERT INTO refresh_tokens (id, user_id, device_id, token, next_token_id) VALUES
+  (3, '@c:x', 'C1', 'r3', NULL), (2, '@c:x', 'C1', 'r2', 3), (5, '@c:x', 'C2', 'r5', NULL), (4, '@c:x', 'C2', 'r4', 5);
+INSERT INTO access_tokens (id, user_id, device_id, token, last_validated, refresh_token_id, used, puppets_user_id) VALUES
+  (1, '@a:x', 'A1', 't1', 500, NULL, NULL, NULL), (2, '@a:x', 'A1', 't2', 400, NULL, NULL, NULL),
+  (3, '@a:x', 'A1', 't3', 100, NULL, NULL, '@b:x'), (4, '@a:x', NULL, 't4', 50, NULL, NULL, NULL),
+  (5, '@B:x', 'B1', 't5', 700, NULL, NULL, NULL), (6, '@c:x', 'C1', 't6', 300, 2, true, NULL),
+  (7, '@c:x', 'C1', 't7', 900, 3, true, NULL), (8, '@c:x', 'C2', 't8', 200, 4, false, NULL),
+  (9, '@c:x', 'C2', 't9', 800, 5, false, NULL), (10, '@c:x', 'GONE', 't10', 1, NULL, NULL, NULL),
+  (11, '@zz:x', 'Z1', 't11', 60, NULL, NULL, NULL), (12, '@e:x', NULL, 't12', NULL, NULL, NULL, NULL);`
+
+// readAll pages through an entity with a page size.
+func readAll[T any](t *testing.T, read func(context.Context, Range, int) ([]T, Key, error), size int) []T {
+	t.Helper()
+	var all []T
+	var rng Range
+	for {
+		page, last, err := read(context.Background(), rng, size)
+		if err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, page...)
+		if len(page) < size {
+			return all
+		}
+		rng.After = last
+	}
+}
+
+func TestSpanReadsDoNotDependOnPageSize(t *testing.T) {
+	r, _ := openTest(t, spanSeed)
+	devices := map[string]string{}
+	tokens := map[int64]string{}
+	describe := func(o Owner, created *int64) string {
+		s := fmt.Sprintf("raw=%s admin=%v", o.RawUserID, o.Admin)
+		if o.Name != nil {
+			s += " name=" + *o.Name
+		}
+		if created != nil {
+			s += fmt.Sprintf(" created=%d", *created)
+		}
+		return s
+	}
+	for _, size := range []int{1, 2, 3, 100} {
+		for _, d := range readAll(t, r.Devices, size) {
+			got := describe(d.Owner, d.TokensCreatedAt)
+			if want, ok := devices[d.DeviceID]; ok && want != got {
+				t.Errorf("page size %d: device %s read as %q, with another size %q", size, d.DeviceID, got, want)
+			}
+			devices[d.DeviceID] = got
+		}
+		for _, a := range readAll(t, r.AccessTokens, size) {
+			got := describe(a.Owner, a.Device.TokensCreatedAt) + fmt.Sprintf(" exists=%v", a.Device.Exists)
+			if want, ok := tokens[a.ID]; ok && want != got {
+				t.Errorf("page size %d: token %d read as %q, with another size %q", size, a.ID, got, want)
+			}
+			tokens[a.ID] = got
+		}
+	}
+	wantDevices := map[string]string{
+		"A1": "raw=@a:x admin=true name=@a:x created=400", // the puppet token is not counted
+		"A2": "raw=@a:x admin=true name=@a:x",
+		"B1": "raw=@B:x admin=false name=@b:x created=700", // owner matched by case
+		"C1": "raw=@c:x admin=false name=@c:x created=900", // pair 2's successor (token 7) is used: only pair 3 counts
+		"C2": "raw=@c:x admin=false name=@c:x created=200", // unused successor: both pairs count
+		"Z1": "raw=@zz:x admin=false created=60",           // no such user
+		"E1": "raw=@e:x admin=false name=@e:x",
+	}
+	for id, want := range wantDevices {
+		if devices[id] != want {
+			t.Errorf("device %s = %q, want %q", id, devices[id], want)
+		}
+	}
+	wantTokens := map[int64]string{
+		4:  "raw=@a:x admin=true name=@a:x exists=false",
+		5:  "raw=@B:x admin=false name=@b:x created=700 exists=true",
+		8:  "raw=@c:x admin=false name=@c:x created=200 exists=true",
+		10: "raw=@c:x admin=false name=@c:x exists=false",
+		12: "raw=@e:x admin=false name=@e:x exists=false",
+	}
+	for id, want := range wantTokens {
+		if tokens[id] != want {
+			t.Errorf("token %d = %q, want %q", id, tokens[id], want)
+		}
+	}
+	if len(tokens) != 12 || len(devices) != 7 {
+		t.Errorf("read %d tokens and %d devices, want 12 and 7", len(tokens), len(devices))
+	}
+}
+
+// A run planned before access tokens were read in user order has one-part
+// (id) keys: it resumes in id order, from its cursor.
+func TestOnePartTokenKeysResumeInIDOrder(t *testing.T) {
+	r, _ := openTest(t, spanSeed)
+	page, last, err := r.AccessTokens(context.Background(), Range{After: Key{"4"}, Upto: Key{"9"}}, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []int64
+	for _, a := range page {
+		ids = append(ids, a.ID)
+	}
+	if fmt.Sprint(ids) != "[5 6 7]" || fmt.Sprint(last) != "[7]" {
+		t.Fatalf("ids %v, last %v; want [5 6 7] and [7]", ids, last)
+	}
+	if page[0].Name == nil || *page[0].Name != "@b:x" || page[0].Device.TokensCreatedAt == nil || *page[0].Device.TokensCreatedAt != 700 {
+		t.Fatalf("token 5 read as %+v", page[0])
 	}
 }

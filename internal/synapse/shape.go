@@ -90,8 +90,8 @@ func (r *Reader) SplitKeys(ctx context.Context, e Entity, n int) ([]Key, error) 
 		pct = 100 * float64(splitSample) / float64(est)
 	}
 	cols := strings.Join(s.keyCols, ", ")
-	sql := fmt.Sprintf("SELECT ARRAY[%s]::text[] FROM %s TABLESAMPLE BERNOULLI ($1) ORDER BY %s",
-		cols, pgx.Identifier{s.table}.Sanitize(), cols)
+	sql := fmt.Sprintf("SELECT ARRAY[%s] FROM %s TABLESAMPLE BERNOULLI ($1) ORDER BY %s",
+		strings.Join(s.keyCols, "::text, ")+"::text", pgx.Identifier{s.table}.Sanitize(), cols)
 	rows, err := r.pool.Query(ctx, sql, pct)
 	if err != nil {
 		return nil, fmt.Errorf("sampling %s keys: %w", s.table, err)

@@ -1,0 +1,267 @@
+package synapse
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Pages of devices and access tokens are ordered by user_id first, so each
+// covers a narrow span of users [lo, hi]. Their owners, devices and session
+// times are read as three range scans over that span (one index range
+// each) and matched in Go, instead of one index probe per row: the per-row
+// probes made these pages cost 13 µs per token at a million users. The
+// spans of successive pages do not overlap (beyond one boundary user), so
+// the whole import reads each of these rows about once; rows of the span
+// that no page row asks for are dropped while scanning, keeping memory
+// bounded by the page (docs/architecture.md, "Reads").
+
+// span is the users a user-ordered page covers.
+type span struct{ lo, hi string }
+
+// devKey names a device.
+type devKey struct{ user, device string }
+
+// ownersInSpanSQL reads the users of a span ($1, $2) by users_name_key,
+// keyed by their own name.
+const ownersInSpanSQL = `SELECT name, name, COALESCE(admin, 0) <> 0, COALESCE(is_guest, 0) <> 0,
+    COALESCE(deactivated, 0) <> 0, appservice_id, creation_ts
+  FROM users WHERE name >= $1 AND name <= $2`
+
+// ownersByCaseSQL finds the users matching each of $1 case-insensitively
+// (data-mapping "Bad rows"); only names without an exact match are asked.
+const ownersByCaseSQL = `SELECT k.raw, u.name, COALESCE(u.admin, 0) <> 0, COALESCE(u.is_guest, 0) <> 0,
+    COALESCE(u.deactivated, 0) <> 0, u.appservice_id, u.creation_ts
+  FROM unnest($1::text[]) AS k(raw) JOIN users u ON lower(u.name) = lower(k.raw)`
+
+// devicesInSpanSQL reads the devices of a span by device_uniqueness.
+const devicesInSpanSQL = `SELECT user_id, device_id, hidden FROM devices WHERE user_id >= $1 AND user_id <= $2`
+
+// sessionTokensInSpanSQL lists the last_validated of the tokens a device's
+// session takes its created_at from (data-mapping "Sessions"): its
+// non-puppet, non-refreshable tokens, and the access tokens of its refresh
+// pairs (same user and device) whose successor is unused. The minimum per
+// device is taken in Go. Refresh lookups are LATERAL … LIMIT 1 probes:
+// left to itself the planner hashes all of refresh_tokens for every page.
+const sessionTokensInSpanSQL = `SELECT a.user_id, a.device_id, a.last_validated
+  FROM access_tokens a
+  LEFT JOIN LATERAL (SELECT r.user_id, r.device_id, r.next_token_id FROM refresh_tokens r
+      WHERE r.id = a.refresh_token_id LIMIT 1) rt ON true
+  LEFT JOIN LATERAL (SELECT true AS used FROM access_tokens nx
+      WHERE nx.refresh_token_id = rt.next_token_id AND nx.used LIMIT 1) su ON true
+ WHERE a.user_id >= $1 AND a.user_id <= $2 AND a.device_id IS NOT NULL AND a.last_validated IS NOT NULL
+   AND ((a.refresh_token_id IS NULL AND a.puppets_user_id IS NULL)
+     OR (rt.user_id = a.user_id AND rt.device_id = a.device_id AND su.used IS NULL))`
+
+// fillDevices sets the owner and session time of every device of a page.
+func fillDevices(ctx context.Context, tx pgx.Tx, page []Device) error {
+	sp := span{page[0].RawUserID, page[len(page)-1].RawUserID}
+	raws := make([]string, len(page))
+	want := make(map[devKey]bool, len(page))
+	for i, d := range page {
+		raws[i] = d.RawUserID
+		want[devKey{d.RawUserID, d.DeviceID}] = true
+	}
+	owners, err := ownersOf(ctx, tx, sp, raws)
+	if err != nil {
+		return err
+	}
+	created, err := sessionTimes(ctx, tx, sp, want)
+	if err != nil {
+		return err
+	}
+	for i := range page {
+		d := &page[i]
+		d.Owner = owners.of(d.RawUserID)
+		d.TokensCreatedAt = created.of(devKey{d.RawUserID, d.DeviceID})
+	}
+	return nil
+}
+
+// fillAccessTokens sets the owner and device of every token of a page.
+func fillAccessTokens(ctx context.Context, tx pgx.Tx, page []AccessToken) error {
+	sp := span{page[0].RawUserID, page[len(page)-1].RawUserID}
+	raws := make([]string, len(page))
+	want := make(map[devKey]bool, len(page))
+	for i, a := range page {
+		raws[i] = a.RawUserID
+		if a.Device.DeviceID != nil {
+			want[devKey{a.RawUserID, *a.Device.DeviceID}] = true
+		}
+	}
+	owners, err := ownersOf(ctx, tx, sp, raws)
+	if err != nil {
+		return err
+	}
+	devices, err := devicesOf(ctx, tx, sp, want)
+	if err != nil {
+		return err
+	}
+	created, err := sessionTimes(ctx, tx, sp, devices.present())
+	if err != nil {
+		return err
+	}
+	for i := range page {
+		a := &page[i]
+		a.Owner = owners.of(a.RawUserID)
+		if a.Device.DeviceID == nil {
+			continue
+		}
+		k := devKey{a.RawUserID, *a.Device.DeviceID}
+		hidden, ok := devices[k]
+		a.Device.Exists, a.Device.Hidden = ok, hidden
+		if ok {
+			a.Device.TokensCreatedAt = created.of(k)
+		}
+	}
+	return nil
+}
+
+// owners maps a dependent row's raw user_id to its resolved user.
+type owners map[string]Owner
+
+// of returns the owner of raw (Name nil when no user or several match).
+func (o owners) of(raw string) Owner {
+	own, ok := o[raw]
+	if !ok {
+		return Owner{RawUserID: raw}
+	}
+	own.RawUserID = raw
+	return own
+}
+
+// ownersOf resolves the raw user_ids of a page: the exact users.name from
+// the span's range scan, else the single case-insensitive match.
+func ownersOf(ctx context.Context, tx pgx.Tx, sp span, raws []string) (owners, error) {
+	wanted := make(map[string]bool, len(raws))
+	for _, r := range raws {
+		wanted[r] = true
+	}
+	found := make(owners, len(wanted))
+	err := scanOwners(ctx, tx, ownersInSpanSQL, []any{sp.lo, sp.hi}, func(name string, o Owner) {
+		if wanted[name] {
+			found[name] = o
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	var misses []string
+	for r := range wanted {
+		if _, ok := found[r]; !ok {
+			misses = append(misses, r)
+		}
+	}
+	if len(misses) == 0 {
+		return found, nil
+	}
+	matches := map[string][]Owner{}
+	err = scanOwners(ctx, tx, ownersByCaseSQL, []any{misses}, func(raw string, o Owner) {
+		matches[raw] = append(matches[raw], o)
+	})
+	if err != nil {
+		return nil, err
+	}
+	for raw, ms := range matches {
+		if len(ms) == 1 {
+			found[raw] = ms[0]
+		}
+	}
+	return found, nil
+}
+
+// scanOwners runs an owner query whose rows are (key, user columns).
+func scanOwners(ctx context.Context, tx pgx.Tx, sql string, args []any, each func(string, Owner)) error {
+	rows, err := tx.Query(ctx, sql, args...)
+	if err != nil {
+		return fmt.Errorf("reading owners: %w", err)
+	}
+	var key, name string
+	var o Owner
+	_, err = pgx.ForEachRow(rows, []any{&key, &name, &o.Admin, &o.Guest, &o.Deactivated, &o.AppserviceID, &o.CreationTS},
+		func() error {
+			n := name
+			each(key, Owner{Name: &n, Admin: o.Admin, Guest: o.Guest, Deactivated: o.Deactivated,
+				AppserviceID: o.AppserviceID, CreationTS: o.CreationTS})
+			return nil
+		})
+	if err != nil {
+		return fmt.Errorf("reading owners: %w", err)
+	}
+	return nil
+}
+
+// deviceFlags maps the devices asked for that exist to their hidden flag.
+type deviceFlags map[devKey]*bool
+
+// present is the set of devices found.
+func (d deviceFlags) present() map[devKey]bool {
+	out := make(map[devKey]bool, len(d))
+	for k := range d {
+		out[k] = true
+	}
+	return out
+}
+
+// devicesOf looks up the wanted devices in the span's range scan.
+func devicesOf(ctx context.Context, tx pgx.Tx, sp span, want map[devKey]bool) (deviceFlags, error) {
+	out := make(deviceFlags, len(want))
+	if len(want) == 0 {
+		return out, nil
+	}
+	rows, err := tx.Query(ctx, devicesInSpanSQL, sp.lo, sp.hi)
+	if err != nil {
+		return nil, fmt.Errorf("reading devices: %w", err)
+	}
+	var k devKey
+	var hidden *bool
+	_, err = pgx.ForEachRow(rows, []any{&k.user, &k.device, &hidden}, func() error {
+		if want[k] {
+			out[k] = hidden
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reading devices: %w", err)
+	}
+	return out, nil
+}
+
+// sessionStarts maps a device to its session's created_at (ms).
+type sessionStarts map[devKey]int64
+
+func (s sessionStarts) of(k devKey) *int64 {
+	v, ok := s[k]
+	if !ok {
+		return nil
+	}
+	return &v
+}
+
+// sessionTimes computes the session created_at of the wanted devices.
+func sessionTimes(ctx context.Context, tx pgx.Tx, sp span, want map[devKey]bool) (sessionStarts, error) {
+	out := make(sessionStarts, len(want))
+	if len(want) == 0 {
+		return out, nil
+	}
+	rows, err := tx.Query(ctx, sessionTokensInSpanSQL, sp.lo, sp.hi)
+	if err != nil {
+		return nil, fmt.Errorf("reading session times: %w", err)
+	}
+	var k devKey
+	var at int64
+	_, err = pgx.ForEachRow(rows, []any{&k.user, &k.device, &at}, func() error {
+		if !want[k] {
+			return nil
+		}
+		if cur, ok := out[k]; !ok || at < cur {
+			out[k] = at
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reading session times: %w", err)
+	}
+	return out, nil
+}
