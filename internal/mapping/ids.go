@@ -4,6 +4,8 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/binary"
+	"hash"
+	"sync"
 	"time"
 
 	"github.com/masflow/masflow/internal/mas"
@@ -18,6 +20,23 @@ const maxULIDMillis = 1<<48 - 1
 // The same source row thus gets the same ID on every retry, and a
 // dependent row computes its parent's ID without any in-memory map.
 func NewID(createdAt time.Time, salt []byte, kind string, key ...string) mas.ID {
+	return newIDs(salt).id(createdAt, kind, key...)
+}
+
+// ids computes IDs for one salt. Keying an HMAC costs two SHA-256 blocks,
+// as much as hashing a key, and a new one allocates: the keyed states are
+// kept in a pool and reset (hmac restores its saved keyed state) instead.
+type ids struct {
+	pool sync.Pool
+}
+
+func newIDs(salt []byte) *ids {
+	key := append([]byte(nil), salt...)
+	return &ids{pool: sync.Pool{New: func() any { return hmac.New(sha256.New, key) }}}
+}
+
+// id is NewID with this salt.
+func (g *ids) id(createdAt time.Time, kind string, key ...string) mas.ID {
 	var id mas.ID
 	ms := createdAt.UnixMilli()
 	switch {
@@ -30,18 +49,24 @@ func NewID(createdAt time.Time, salt []byte, kind string, key ...string) mas.ID 
 	binary.BigEndian.PutUint64(ts[:], uint64(ms))
 	copy(id[:6], ts[2:])
 
-	mac := hmac.New(sha256.New, salt)
-	writePart(mac, kind)
+	// The message: every part length-prefixed, so ("ab","c") and
+	// ("a","bc") differ. Built in one buffer, written once.
+	var buf [256]byte
+	msg := appendPart(buf[:0], kind)
 	for _, k := range key {
-		writePart(mac, k)
+		msg = appendPart(msg, k)
 	}
-	copy(id[6:], mac.Sum(nil))
+	mac := g.pool.Get().(hash.Hash)
+	mac.Reset()
+	_, _ = mac.Write(msg)
+	var sum [sha256.Size]byte
+	mac.Sum(sum[:0])
+	g.pool.Put(mac)
+	copy(id[6:], sum[:])
 	return id
 }
 
-// writePart length-prefixes each part so ("ab","c") and ("a","bc") differ.
-func writePart(w interface{ Write([]byte) (int, error) }, s string) {
-	var n [binary.MaxVarintLen64]byte
-	_, _ = w.Write(n[:binary.PutUvarint(n[:], uint64(len(s)))])
-	_, _ = w.Write([]byte(s))
+func appendPart(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
 }

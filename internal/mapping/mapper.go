@@ -56,6 +56,7 @@ var ErrBadRow = errors.New("inconsistent source row")
 // Mapper applies the mapping rules for one run.
 type Mapper struct {
 	run Run
+	ids *ids
 }
 
 // New validates the run constants and returns a Mapper.
@@ -68,7 +69,7 @@ func New(run Run) (*Mapper, error) {
 	case len(run.Salt) < 16:
 		return nil, errors.New("mapping: the run's ID salt must be at least 16 bytes")
 	}
-	return &Mapper{run: run}, nil
+	return &Mapper{run: run, ids: newIDs(run.Salt)}, nil
 }
 
 // Batch accumulates the output of mapping one batch of source rows.
@@ -135,7 +136,7 @@ func millisPtr(ms *int64) *time.Time {
 
 // userID is the MAS ID of the user with this localpart and creation time.
 func (m *Mapper) userID(localpart string, created time.Time) mas.ID {
-	return NewID(created, m.run.Salt, kindUser, localpart)
+	return m.ids.id(created, kindUser, localpart)
 }
 
 // localOf checks an MXID belongs to this homeserver and returns its

@@ -2,10 +2,13 @@ package mapping
 
 import (
 	"errors"
+	"fmt"
 	"net/netip"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/masflow/masflow/internal/mas"
 )
 
 func TestParseMXID(t *testing.T) {
@@ -137,4 +140,36 @@ func FuzzParseIP(f *testing.F) {
 			t.Fatalf("ParseIP(%q) = %v does not round-trip", s, addr)
 		}
 	})
+}
+
+// IDs are part of a run's durable state: a run resumed by a newer worker
+// must compute exactly the IDs an older one wrote. These were computed by
+// the first implementation (a fresh HMAC per ID); any change is a break.
+func TestIDsAreStableAcrossVersions(t *testing.T) {
+	salt := []byte("0123456789abcdef")
+	at := time.UnixMilli(1700000000123)
+	m, err := New(Run{ServerName: "x", Now: at, Salt: salt})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		key  []string
+		want string
+	}{
+		{[]string{"user", "alice"}, "018bcfe5687bef3c3e9876d176c9dc38"},
+		{[]string{"compat_session", "@a:x", "DEV"}, "018bcfe5687b1bd2c4af15e17cd2e95b"},
+		{[]string{"compat_access_token", "42"}, "018bcfe5687be0a6151385774198e847"},
+		{[]string{"user_email", "email", strings.Repeat("x", 300)}, "018bcfe5687b45a1c6507ce9df4879c1"},
+	}
+	for _, c := range cases {
+		for name, id := range map[string]mas.ID{
+			"NewID":    NewID(at, salt, c.key[0], c.key[1:]...),
+			"Mapper":   m.ids.id(at, c.key[0], c.key[1:]...),
+			"Mapper 2": m.ids.id(at, c.key[0], c.key[1:]...), // a pooled, reset state
+		} {
+			if got := fmt.Sprintf("%x", id); got != c.want {
+				t.Errorf("%s%v = %s, want %s", name, c.key[:1], got, c.want)
+			}
+		}
+	}
 }

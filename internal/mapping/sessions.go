@@ -55,7 +55,7 @@ func (m *Mapper) Device(b *Batch, d synapse.Device) error {
 // reference's "first token read"). Tokens compute the same ID from the
 // same aggregate, which the reader joins to every token row.
 func (m *Mapper) sessionID(rawUserID, deviceID string, tokensCreatedAt *int64) mas.ID {
-	return NewID(millis(tokensCreatedAt, m.run.Now), m.run.Salt, kindSession, rawUserID, deviceID)
+	return m.ids.id(millis(tokensCreatedAt, m.run.Now), kindSession, rawUserID, deviceID)
 }
 
 // deviceSession checks the device a token points at and returns the ID of
@@ -94,7 +94,7 @@ func (m *Mapper) AccessToken(b *Batch, t synapse.AccessToken) error {
 	created := millis(t.LastValidated, m.run.Now)
 	var sessionID mas.ID
 	if t.Device.DeviceID == nil {
-		sessionID = NewID(created, m.run.Salt, kindDevicelessSess, strconv.FormatInt(t.ID, 10))
+		sessionID = m.ids.id(created, kindDevicelessSess, strconv.FormatInt(t.ID, 10))
 		b.Rows.Sessions = append(b.Rows.Sessions, mas.Session{ID: sessionID, UserID: own.id, CreatedAt: created})
 	} else if sessionID, ok, err = m.deviceSession(b, TableAccessTokens, key, t.RawUserID, t.Device); !ok {
 		return err
@@ -129,7 +129,7 @@ func (m *Mapper) RefreshPair(b *Batch, p synapse.RefreshPair) error {
 	at := m.accessToken(*p.AccessTokenID, sessionID, p.AccessToken, created, p.ValidUntilMS)
 	b.Rows.AccessTokens = append(b.Rows.AccessTokens, at)
 	b.Rows.RefreshTokens = append(b.Rows.RefreshTokens, mas.RefreshToken{
-		ID:            NewID(created, m.run.Salt, kindRefreshToken, strconv.FormatInt(p.ID, 10)),
+		ID:            m.ids.id(created, kindRefreshToken, strconv.FormatInt(p.ID, 10)),
 		SessionID:     sessionID,
 		AccessTokenID: at.ID,
 		Token:         p.Token,
@@ -142,7 +142,7 @@ func (m *Mapper) RefreshPair(b *Batch, p synapse.RefreshPair) error {
 // too (MAS refuses them itself).
 func (m *Mapper) accessToken(id int64, session mas.ID, token secret.String, created time.Time, validUntil *int64) mas.AccessToken {
 	return mas.AccessToken{
-		ID:        NewID(created, m.run.Salt, kindAccessToken, strconv.FormatInt(id, 10)),
+		ID:        m.ids.id(created, kindAccessToken, strconv.FormatInt(id, 10)),
 		SessionID: session,
 		Token:     token,
 		CreatedAt: created,

@@ -19,7 +19,7 @@ func (m *Mapper) Threepid(b *Batch, t synapse.Threepid) error {
 	added := millis(&t.AddedAt, m.run.Now)
 	if t.Medium == mediumEmail {
 		b.Rows.Emails = append(b.Rows.Emails, mas.Email{
-			ID:        NewID(added, m.run.Salt, kindEmail, t.Medium, t.Address),
+			ID:        m.ids.id(added, kindEmail, t.Medium, t.Address),
 			UserID:    own.id,
 			Email:     t.Address,
 			CreatedAt: added,
@@ -51,7 +51,7 @@ func (m *Mapper) ExternalID(b *Batch, e synapse.ExternalID) error {
 			TableExternalIDs, key, e.AuthProvider, ErrBadRow)
 	}
 	b.Rows.Links = append(b.Rows.Links, mas.Link{
-		ID:         NewID(own.created, m.run.Salt, kindLink, e.AuthProvider, e.ExternalID),
+		ID:         m.ids.id(own.created, kindLink, e.AuthProvider, e.ExternalID),
 		ProviderID: provider,
 		UserID:     own.id,
 		Subject:    e.ExternalID,

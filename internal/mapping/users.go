@@ -41,7 +41,7 @@ func (m *Mapper) User(b *Batch, u synapse.User) error {
 		b.notice(TableUsers, u.Name, NoticeEmptyPasswordHash)
 	default:
 		b.Rows.Passwords = append(b.Rows.Passwords, mas.Password{
-			ID:        NewID(created, m.run.Salt, kindPassword, local),
+			ID:        m.ids.id(created, kindPassword, local),
 			UserID:    row.ID,
 			Hash:      *u.PasswordHash,
 			CreatedAt: created,
