@@ -81,7 +81,39 @@ var usersSpec = spec[User]{
 	},
 }
 
+// threepidsSpec reads a page of threepids in user order (by
+// user_threepids_user_id, an incremental sort within a user);
+// fillOwners adds their owners from the page's user span.
 var threepidsSpec = spec[Threepid]{
+	table:   "user_threepids",
+	cols:    `t.user_id, t.medium, t.address, t.added_at`,
+	keyCols: []string{"user_id", "medium", "address"},
+	keyType: []string{"text", "text", "text"},
+	scan: func(rows pgx.Rows) (Threepid, Key, error) {
+		var t Threepid
+		err := rows.Scan(&t.RawUserID, &t.Medium, &t.Address, &t.AddedAt)
+		return t, Key{t.RawUserID, t.Medium, t.Address}, err
+	},
+}
+
+// externalIDsSpec reads a page of SSO links in user order (by
+// user_external_ids_user_id_idx).
+var externalIDsSpec = spec[ExternalID]{
+	table:   "user_external_ids",
+	cols:    `t.user_id, t.auth_provider, t.external_id`,
+	keyCols: []string{"user_id", "auth_provider", "external_id"},
+	keyType: []string{"text", "text", "text"},
+	scan: func(rows pgx.Rows) (ExternalID, Key, error) {
+		var e ExternalID
+		err := rows.Scan(&e.RawUserID, &e.AuthProvider, &e.ExternalID)
+		return e, Key{e.RawUserID, e.AuthProvider, e.ExternalID}, err
+	},
+}
+
+// threepidsByKeySpec and externalIDsByKeySpec are the reads of masflow
+// before 2026-11, in natural-key order with owners joined per row: a run
+// planned then has two-part keys and resumes with them.
+var threepidsByKeySpec = spec[Threepid]{
 	table:   "user_threepids",
 	cols:    ownerCols + `, t.medium, t.address, t.added_at`,
 	joins:   ownerJoin,
@@ -94,7 +126,7 @@ var threepidsSpec = spec[Threepid]{
 	},
 }
 
-var externalIDsSpec = spec[ExternalID]{
+var externalIDsByKeySpec = spec[ExternalID]{
 	table:   "user_external_ids",
 	cols:    ownerCols + `, t.auth_provider, t.external_id`,
 	joins:   ownerJoin,
@@ -195,15 +227,27 @@ func (r *Reader) Users(ctx context.Context, rng Range, limit int) ([]User, Key, 
 	return read(ctx, r, usersSpec, rng, limit)
 }
 
-// Threepids reads a page of user_threepids.
+// Threepids reads a page of user_threepids with their owners. A range
+// with two-part keys was planned by an earlier masflow and continues in
+// its natural-key order.
 func (r *Reader) Threepids(ctx context.Context, rng Range, limit int) ([]Threepid, Key, error) {
-	return read(ctx, r, threepidsSpec, rng, limit)
+	if planned(rng, len(threepidsByKeySpec.keyCols)) {
+		return read(ctx, r, threepidsByKeySpec, rng, limit)
+	}
+	return readFilled(ctx, r, threepidsSpec, rng, limit, fillOwners(func(t *Threepid) *Owner { return &t.Owner }))
 }
 
-// ExternalIDs reads a page of user_external_ids.
+// ExternalIDs reads a page of user_external_ids with their owners (as
+// Threepids, also for earlier runs).
 func (r *Reader) ExternalIDs(ctx context.Context, rng Range, limit int) ([]ExternalID, Key, error) {
-	return read(ctx, r, externalIDsSpec, rng, limit)
+	if planned(rng, len(externalIDsByKeySpec.keyCols)) {
+		return read(ctx, r, externalIDsByKeySpec, rng, limit)
+	}
+	return readFilled(ctx, r, externalIDsSpec, rng, limit, fillOwners(func(e *ExternalID) *Owner { return &e.Owner }))
 }
+
+// planned reports whether a range's keys have an earlier layout's arity.
+func planned(rng Range, arity int) bool { return len(rng.After) == arity || len(rng.Upto) == arity }
 
 // Devices reads a page of devices with their owners and session times.
 func (r *Reader) Devices(ctx context.Context, rng Range, limit int) ([]Device, Key, error) {
@@ -214,7 +258,7 @@ func (r *Reader) Devices(ctx context.Context, rng Range, limit int) ([]Device, K
 // devices. A range with one-part keys was planned by an earlier masflow
 // in id order and continues in that order.
 func (r *Reader) AccessTokens(ctx context.Context, rng Range, limit int) ([]AccessToken, Key, error) {
-	if len(rng.After) == 1 || len(rng.Upto) == 1 {
+	if planned(rng, len(accessTokensByIDSpec.keyCols)) {
 		return read(ctx, r, accessTokensByIDSpec, rng, limit)
 	}
 	return readFilled(ctx, r, accessTokensSpec, rng, limit, fillAccessTokens)

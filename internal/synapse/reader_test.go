@@ -111,7 +111,11 @@ INSERT INTO access_tokens (id, user_id, device_id, token, last_validated, refres
   (5, '@B:x', 'B1', 't5', 700, NULL, NULL, NULL), (6, '@c:x', 'C1', 't6', 300, 2, true, NULL),
   (7, '@c:x', 'C1', 't7', 900, 3, true, NULL), (8, '@c:x', 'C2', 't8', 200, 4, false, NULL),
   (9, '@c:x', 'C2', 't9', 800, 5, false, NULL), (10, '@c:x', 'GONE', 't10', 1, NULL, NULL, NULL),
-  (11, '@zz:x', 'Z1', 't11', 60, NULL, NULL, NULL), (12, '@e:x', NULL, 't12', NULL, NULL, NULL, NULL);`
+  (11, '@zz:x', 'Z1', 't11', 60, NULL, NULL, NULL), (12, '@e:x', NULL, 't12', NULL, NULL, NULL, NULL);
+INSERT INTO user_threepids (user_id, medium, address, validated_at, added_at) VALUES
+  ('@a:x', 'email', 'z@x', 1, 1), ('@B:x', 'email', 'b@x', 1, 1), ('@c:x', 'email', 'a@x', 1, 1);
+INSERT INTO user_external_ids (auth_provider, external_id, user_id) VALUES
+  ('oidc', '3', '@a:x'), ('oidc', '2', '@B:x'), ('oidc', '1', '@c:x');`
 
 // readAll pages through an entity with a page size.
 func readAll[T any](t *testing.T, read func(context.Context, Range, int) ([]T, Key, error), size int) []T {
@@ -192,22 +196,63 @@ func TestSpanReadsDoNotDependOnPageSize(t *testing.T) {
 	}
 }
 
-// A run planned before access tokens were read in user order has one-part
-// (id) keys: it resumes in id order, from its cursor.
-func TestOnePartTokenKeysResumeInIDOrder(t *testing.T) {
+// A run planned before pages were read in user order has keys of the
+// earlier layout: it resumes in that order, from its cursor, owners
+// resolved as before.
+func TestKeysOfAnEarlierLayoutResumeInTheirOrder(t *testing.T) {
 	r, _ := openTest(t, spanSeed)
-	page, last, err := r.AccessTokens(context.Background(), Range{After: Key{"4"}, Upto: Key{"9"}}, 3)
-	if err != nil {
-		t.Fatal(err)
+	ctx := context.Background()
+	type row struct {
+		key   string
+		owner *string
 	}
-	var ids []int64
-	for _, a := range page {
-		ids = append(ids, a.ID)
+	cases := []struct {
+		name string
+		read func() ([]row, Key, error)
+		want string
+	}{
+		{"access tokens by id", func() ([]row, Key, error) {
+			page, last, err := r.AccessTokens(ctx, Range{After: Key{"4"}, Upto: Key{"9"}}, 3)
+			var out []row
+			for _, a := range page {
+				out = append(out, row{fmt.Sprint(a.ID), a.Name})
+			}
+			return out, last, err
+		}, "[5:@b:x 6:@c:x 7:@c:x] last [7]"},
+		{"threepids by medium and address", func() ([]row, Key, error) {
+			page, last, err := r.Threepids(ctx, Range{After: Key{"email", "a@x"}}, 5)
+			var out []row
+			for _, p := range page {
+				out = append(out, row{p.Address, p.Name})
+			}
+			return out, last, err
+		}, "[b@x:@b:x z@x:@a:x] last [email z@x]"},
+		{"SSO links by provider and subject", func() ([]row, Key, error) {
+			page, last, err := r.ExternalIDs(ctx, Range{Upto: Key{"oidc", "2"}}, 5)
+			var out []row
+			for _, e := range page {
+				out = append(out, row{e.ExternalID, e.Name})
+			}
+			return out, last, err
+		}, "[1:@c:x 2:@b:x] last [oidc 2]"},
 	}
-	if fmt.Sprint(ids) != "[5 6 7]" || fmt.Sprint(last) != "[7]" {
-		t.Fatalf("ids %v, last %v; want [5 6 7] and [7]", ids, last)
-	}
-	if page[0].Name == nil || *page[0].Name != "@b:x" || page[0].Device.TokensCreatedAt == nil || *page[0].Device.TokensCreatedAt != 700 {
-		t.Fatalf("token 5 read as %+v", page[0])
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			rows, last, err := c.read()
+			if err != nil {
+				t.Fatal(err)
+			}
+			var parts []string
+			for _, r := range rows {
+				name := "-"
+				if r.owner != nil {
+					name = *r.owner
+				}
+				parts = append(parts, r.key+":"+name)
+			}
+			if got := fmt.Sprintf("%v last %v", parts, last); got != c.want {
+				t.Fatalf("got %s, want %s", got, c.want)
+			}
+		})
 	}
 }

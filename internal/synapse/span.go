@@ -7,7 +7,8 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// Pages of devices and access tokens are ordered by user_id first, so each
+// Pages of threepids, SSO links, devices and access tokens are ordered by
+// user_id first, so each
 // covers a narrow span of users [lo, hi]. Their owners, devices and session
 // times are read as three range scans over that span (one index range
 // each) and matched in Go, instead of one index probe per row: the per-row
@@ -54,45 +55,64 @@ const sessionTokensInSpanSQL = `SELECT a.user_id, a.device_id, a.last_validated
    AND ((a.refresh_token_id IS NULL AND a.puppets_user_id IS NULL)
      OR (rt.user_id = a.user_id AND rt.device_id = a.device_id AND su.used IS NULL))`
 
+// fillOwners returns a fill that sets the owner of every row of a page.
+func fillOwners[T any](owner func(*T) *Owner) func(context.Context, pgx.Tx, []T) error {
+	return func(ctx context.Context, tx pgx.Tx, page []T) error {
+		_, err := resolveOwners(ctx, tx, page, owner)
+		return err
+	}
+}
+
+// resolveOwners sets the owner of every row of a user-ordered page and
+// returns the page's span.
+func resolveOwners[T any](ctx context.Context, tx pgx.Tx, page []T, owner func(*T) *Owner) (span, error) {
+	sp := span{owner(&page[0]).RawUserID, owner(&page[len(page)-1]).RawUserID}
+	raws := make([]string, len(page))
+	for i := range page {
+		raws[i] = owner(&page[i]).RawUserID
+	}
+	found, err := ownersOf(ctx, tx, sp, raws)
+	if err != nil {
+		return sp, err
+	}
+	for i := range page {
+		o := owner(&page[i])
+		*o = found.of(o.RawUserID)
+	}
+	return sp, nil
+}
+
 // fillDevices sets the owner and session time of every device of a page.
 func fillDevices(ctx context.Context, tx pgx.Tx, page []Device) error {
-	sp := span{page[0].RawUserID, page[len(page)-1].RawUserID}
-	raws := make([]string, len(page))
-	want := make(map[devKey]bool, len(page))
-	for i, d := range page {
-		raws[i] = d.RawUserID
-		want[devKey{d.RawUserID, d.DeviceID}] = true
-	}
-	owners, err := ownersOf(ctx, tx, sp, raws)
+	sp, err := resolveOwners(ctx, tx, page, func(d *Device) *Owner { return &d.Owner })
 	if err != nil {
 		return err
+	}
+	want := make(map[devKey]bool, len(page))
+	for _, d := range page {
+		want[devKey{d.RawUserID, d.DeviceID}] = true
 	}
 	created, err := sessionTimes(ctx, tx, sp, want)
 	if err != nil {
 		return err
 	}
 	for i := range page {
-		d := &page[i]
-		d.Owner = owners.of(d.RawUserID)
-		d.TokensCreatedAt = created.of(devKey{d.RawUserID, d.DeviceID})
+		page[i].TokensCreatedAt = created.of(devKey{page[i].RawUserID, page[i].DeviceID})
 	}
 	return nil
 }
 
 // fillAccessTokens sets the owner and device of every token of a page.
 func fillAccessTokens(ctx context.Context, tx pgx.Tx, page []AccessToken) error {
-	sp := span{page[0].RawUserID, page[len(page)-1].RawUserID}
-	raws := make([]string, len(page))
+	sp, err := resolveOwners(ctx, tx, page, func(a *AccessToken) *Owner { return &a.Owner })
+	if err != nil {
+		return err
+	}
 	want := make(map[devKey]bool, len(page))
-	for i, a := range page {
-		raws[i] = a.RawUserID
+	for _, a := range page {
 		if a.Device.DeviceID != nil {
 			want[devKey{a.RawUserID, *a.Device.DeviceID}] = true
 		}
-	}
-	owners, err := ownersOf(ctx, tx, sp, raws)
-	if err != nil {
-		return err
 	}
 	devices, err := devicesOf(ctx, tx, sp, want)
 	if err != nil {
@@ -104,7 +124,6 @@ func fillAccessTokens(ctx context.Context, tx pgx.Tx, page []AccessToken) error 
 	}
 	for i := range page {
 		a := &page[i]
-		a.Owner = owners.of(a.RawUserID)
 		if a.Device.DeviceID == nil {
 			continue
 		}
