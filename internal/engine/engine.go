@@ -157,6 +157,11 @@ var ErrBadRequest = errors.New("invalid import request")
 // for their WAL flush; the call flushes once before it returns, so what it
 // returns is durable (a database crash mid-call loses only batches whose
 // checkpoint it loses too).
+//
+// Reading is pipelined: the next page is read and mapped while the last
+// one commits. A page read ahead is only ever committed from the
+// checkpoint it was read after, so it is dropped when anything else moved
+// the checkpoint, and when the call ends.
 func (e *Engine) ImportShard(ctx context.Context, req Request, onBatch func(mas.Checkpoint, int)) (Result, error) {
 	if req.BatchSize <= 0 {
 		return Result{}, fmt.Errorf("batch size %d must be positive: %w", req.BatchSize, ErrBadRequest)
@@ -166,12 +171,22 @@ func (e *Engine) ImportShard(ctx context.Context, req Request, onBatch func(mas.
 	if err != nil {
 		return Result{}, err
 	}
+	page, err := e.pageFunc(synapse.Entity(cp.Entity))
+	if err != nil {
+		return Result{}, err
+	}
+	ahead := newReadAhead(ctx, page, cp.Upper, req.BatchSize)
+	defer ahead.stop()
 	res := Result{Checkpoint: cp}
 	for !res.Checkpoint.Done && !e.spent(req, res, started) {
+		b, err := ahead.next(res.Checkpoint.After)
+		if err != nil {
+			return res, err
+		}
 		// Commit returns the checkpoint as it now stands (also when
 		// another attempt had already committed this batch), so the next
 		// batch starts from it without reading it again.
-		cp, n, err := e.importBatch(ctx, res.Checkpoint, req.BatchSize)
+		cp, err := e.commit(ctx, res.Checkpoint, b, req.BatchSize)
 		if errors.Is(err, mas.ErrStale) {
 			e.log.Info("batch already committed", zap.String("shard", req.Shard), zap.Strings("after", cp.After))
 			res.Checkpoint = cp
@@ -180,11 +195,11 @@ func (e *Engine) ImportShard(ctx context.Context, req Request, onBatch func(mas.
 		if err != nil {
 			return res, err
 		}
-		res.Checkpoint, res.Batches, res.Read = cp, res.Batches+1, res.Read+int64(n)
+		res.Checkpoint, res.Batches, res.Read = cp, res.Batches+1, res.Read+int64(b.batch.Read)
 		e.log.Debug("batch committed", zap.String("shard", req.Shard), zap.Strings("after", cp.After),
-			zap.Int("rows", n), zap.Int64("read_total", cp.Progress.Read), zap.Bool("done", cp.Done))
+			zap.Int("rows", b.batch.Read), zap.Int64("read_total", cp.Progress.Read), zap.Bool("done", cp.Done))
 		if onBatch != nil {
-			onBatch(cp, n)
+			onBatch(cp, b.batch.Read)
 		}
 	}
 	if res.Batches > 0 {
@@ -205,30 +220,21 @@ func (e *Engine) spent(req Request, res Result, started time.Time) bool {
 		(req.MaxDuration > 0 && e.clock().Sub(started) >= req.MaxDuration)
 }
 
-// importBatch reads, maps and commits the batch after the checkpoint.
-func (e *Engine) importBatch(ctx context.Context, cp mas.Checkpoint, size int) (mas.Checkpoint, int, error) {
-	page, err := e.pageFunc(synapse.Entity(cp.Entity))
-	if err != nil {
-		return cp, 0, err
-	}
-	batch, last, err := page(ctx, synapse.Range{After: cp.After, Upto: cp.Upper}, size)
-	if err != nil {
-		return cp, 0, err
-	}
+// commit writes a mapped page with the checkpoint move it stands for.
+func (e *Engine) commit(ctx context.Context, cp mas.Checkpoint, b mappedPage, size int) (mas.Checkpoint, error) {
 	to := cp.After
-	if last != nil {
-		to = last
+	if b.last != nil {
+		to = b.last
 	}
-	out, err := e.writer.Commit(ctx, mas.Commit{
+	return e.writer.Commit(ctx, mas.Commit{
 		Shard:    cp.ID,
 		From:     cp.After,
 		To:       to,
-		Done:     batch.Read < size,
-		Rows:     &batch.Rows,
-		Findings: batch.Findings,
-		Progress: e.progressOf(batch),
+		Done:     b.batch.Read < size,
+		Rows:     &b.batch.Rows,
+		Findings: b.batch.Findings,
+		Progress: e.progressOf(b.batch),
 	})
-	return out, batch.Read, err
 }
 
 // progressOf counts a mapped batch.
