@@ -10,9 +10,11 @@ import (
 	"syscall"
 
 	"github.com/masflow/masflow/internal/cli"
+	"github.com/masflow/masflow/internal/runner"
 )
 
 func main() {
+	runner.TuneGC()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := cli.Main(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()

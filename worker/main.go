@@ -24,6 +24,7 @@ import (
 )
 
 func main() {
+	runner.TuneGC()
 	settingsFile := pflag.StringP("config", "c", "", "masflow settings file")
 	hostOnly := pflag.Bool("host-only", false, "serve only worker.host_task_queue (a worker on the Synapse host)")
 	config.AddSettingsFlags(pflag.CommandLine)

@@ -32,6 +32,7 @@ import (
 	"time"
 
 	"github.com/masflow/masflow/internal/pgtest"
+	"github.com/masflow/masflow/internal/runner"
 	"github.com/masflow/masflow/internal/sample"
 )
 
@@ -66,6 +67,7 @@ func parseFlags() options {
 }
 
 func main() {
+	runner.TuneGC() // run b measures the engine as the worker runs it
 	o := parseFlags()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, o)

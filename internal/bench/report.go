@@ -89,7 +89,7 @@ func (r *Report) computeRatios() {
 	}
 	r.Ratios = map[string]float64{}
 	for _, p := range ratioPairs {
-		if secs[p[1]] > 0 {
+		if secs[p[0]] > 0 && secs[p[1]] > 0 {
 			r.Ratios[p[0]+"/"+p[1]] = secs[p[0]] / secs[p[1]]
 		}
 	}

@@ -8,11 +8,16 @@ import (
 )
 
 // owner is a dependent row's user, once the row is known to be migratable.
+// Its ID is computed on demand: tokens in a device's session never need it.
 type owner struct {
-	id      mas.ID
+	m       *Mapper
+	local   string
 	created time.Time
 	admin   bool
 }
+
+// id is the owner's MAS user ID.
+func (o owner) id() mas.ID { return o.m.userID(o.local, o.created) }
 
 // ownerScope says which kinds of users keep the dependent row.
 type ownerScope int
@@ -57,5 +62,5 @@ func (m *Mapper) resolveOwner(b *Batch, table, key string, o synapse.Owner, scop
 		b.notice(table, key, NoticeCaseMismatch)
 	}
 	created := m.creation(o.CreationTS)
-	return owner{id: m.userID(local, created), created: created, admin: o.Admin}, true, nil
+	return owner{m: m, local: local, created: created, admin: o.Admin}, true, nil
 }

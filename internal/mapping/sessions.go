@@ -30,7 +30,7 @@ func (m *Mapper) Device(b *Batch, d synapse.Device) error {
 	}
 	s := mas.Session{
 		ID:             m.sessionID(d.RawUserID, d.DeviceID, d.TokensCreatedAt),
-		UserID:         own.id,
+		UserID:         own.id(),
 		DeviceID:       &d.DeviceID,
 		HumanName:      d.DisplayName,
 		CreatedAt:      millis(d.TokensCreatedAt, m.run.Now),
@@ -95,7 +95,7 @@ func (m *Mapper) AccessToken(b *Batch, t synapse.AccessToken) error {
 	var sessionID mas.ID
 	if t.Device.DeviceID == nil {
 		sessionID = m.ids.id(created, kindDevicelessSess, strconv.FormatInt(t.ID, 10))
-		b.Rows.Sessions = append(b.Rows.Sessions, mas.Session{ID: sessionID, UserID: own.id, CreatedAt: created})
+		b.Rows.Sessions = append(b.Rows.Sessions, mas.Session{ID: sessionID, UserID: own.id(), CreatedAt: created})
 	} else if sessionID, ok, err = m.deviceSession(b, TableAccessTokens, key, t.RawUserID, t.Device); !ok {
 		return err
 	}

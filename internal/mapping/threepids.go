@@ -20,14 +20,14 @@ func (m *Mapper) Threepid(b *Batch, t synapse.Threepid) error {
 	if t.Medium == mediumEmail {
 		b.Rows.Emails = append(b.Rows.Emails, mas.Email{
 			ID:        m.ids.id(added, kindEmail, t.Medium, t.Address),
-			UserID:    own.id,
+			UserID:    own.id(),
 			Email:     t.Address,
 			CreatedAt: added,
 		})
 		return nil
 	}
 	b.Rows.UnsupportedThreepids = append(b.Rows.UnsupportedThreepids, mas.UnsupportedThreepid{
-		UserID: own.id, Medium: t.Medium, Address: t.Address, CreatedAt: added,
+		UserID: own.id(), Medium: t.Medium, Address: t.Address, CreatedAt: added,
 	})
 	return nil
 }
@@ -53,7 +53,7 @@ func (m *Mapper) ExternalID(b *Batch, e synapse.ExternalID) error {
 	b.Rows.Links = append(b.Rows.Links, mas.Link{
 		ID:         m.ids.id(own.created, kindLink, e.AuthProvider, e.ExternalID),
 		ProviderID: provider,
-		UserID:     own.id,
+		UserID:     own.id(),
 		Subject:    e.ExternalID,
 		CreatedAt:  own.created,
 	})
