@@ -160,14 +160,15 @@ var devicesSpec = spec[Device]{
 var accessTokensSpec = spec[AccessToken]{
 	table: "access_tokens",
 	cols: `t.user_id, t.device_id, t.id, t.token, t.valid_until_ms, t.last_validated,
-    t.puppets_user_id, t.refresh_token_id`,
+    t.puppets_user_id, t.refresh_token_id, COALESCE(` + sessionTokenCond("t") + `, false)`,
+	joins:   refreshLookups("t"),
 	keyCols: []string{"user_id", "id"},
 	keyType: []string{"text", "bigint"},
 	scan: func(rows pgx.Rows) (AccessToken, Key, error) {
 		var a AccessToken
 		var token string
 		err := rows.Scan(&a.RawUserID, &a.Device.DeviceID, &a.ID, &token, &a.ValidUntilMS, &a.LastValidated,
-			&a.PuppetsUserID, &a.RefreshTokenID)
+			&a.PuppetsUserID, &a.RefreshTokenID, &a.countsForSession)
 		a.Token = secret.String(token)
 		return a, Key{a.RawUserID, strconv.FormatInt(a.ID, 10)}, err
 	},

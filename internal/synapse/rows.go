@@ -83,6 +83,9 @@ type AccessToken struct {
 	LastValidated  *int64 // milliseconds
 	PuppetsUserID  *string
 	RefreshTokenID *int64
+	// countsForSession: the token's last_validated counts towards its
+	// device's session created_at (see Device.TokensCreatedAt).
+	countsForSession bool
 }
 
 // RefreshPair is one row of refresh_tokens with the access token that was

@@ -39,21 +39,39 @@ const ownersByCaseSQL = `SELECT k.raw, u.name, COALESCE(u.admin, 0) <> 0, COALES
 // devicesInSpanSQL reads the devices of a span by device_uniqueness.
 const devicesInSpanSQL = `SELECT user_id, device_id, hidden FROM devices WHERE user_id >= $1 AND user_id <= $2`
 
-// sessionTokensInSpanSQL lists the last_validated of the tokens a device's
+// sessionTokensSQL lists the last_validated of the tokens a device's
 // session takes its created_at from (data-mapping "Sessions"): its
 // non-puppet, non-refreshable tokens, and the access tokens of its refresh
 // pairs (same user and device) whose successor is unused. The minimum per
 // device is taken in Go. Refresh lookups are LATERAL … LIMIT 1 probes:
 // left to itself the planner hashes all of refresh_tokens for every page.
-const sessionTokensInSpanSQL = `SELECT a.user_id, a.device_id, a.last_validated
-  FROM access_tokens a
+// The users are chosen by the WHERE clause appended.
+var sessionTokensSQL = `SELECT a.user_id, a.device_id, a.last_validated
+  FROM access_tokens a` + refreshLookups("a") + `
+ WHERE a.device_id IS NOT NULL AND a.last_validated IS NOT NULL AND ` + sessionTokenCond("a") + ` AND `
+
+// refreshLookups joins, for the access token aliased a, its refresh token
+// "rt" and whether the successor of that refresh token was used ("su").
+func refreshLookups(a string) string {
+	return fmt.Sprintf(`
   LEFT JOIN LATERAL (SELECT r.user_id, r.device_id, r.next_token_id FROM refresh_tokens r
-      WHERE r.id = a.refresh_token_id LIMIT 1) rt ON true
+      WHERE r.id = %[1]s.refresh_token_id LIMIT 1) rt ON true
   LEFT JOIN LATERAL (SELECT true AS used FROM access_tokens nx
-      WHERE nx.refresh_token_id = rt.next_token_id AND nx.used LIMIT 1) su ON true
- WHERE a.user_id >= $1 AND a.user_id <= $2 AND a.device_id IS NOT NULL AND a.last_validated IS NOT NULL
-   AND ((a.refresh_token_id IS NULL AND a.puppets_user_id IS NULL)
-     OR (rt.user_id = a.user_id AND rt.device_id = a.device_id AND su.used IS NULL))`
+      WHERE nx.refresh_token_id = rt.next_token_id AND nx.used LIMIT 1) su ON true`, a)
+}
+
+// sessionTokenCond is true for the access token aliased a when it counts
+// towards its session's created_at (after refreshLookups).
+func sessionTokenCond(a string) string {
+	return fmt.Sprintf(`((%[1]s.refresh_token_id IS NULL AND %[1]s.puppets_user_id IS NULL)
+     OR (rt.user_id = %[1]s.user_id AND rt.device_id = %[1]s.device_id AND su.used IS NULL))`, a)
+}
+
+// sessionTokensInSpanSQL reads them for the users of a span ($1, $2).
+var sessionTokensInSpanSQL = sessionTokensSQL + `a.user_id >= $1 AND a.user_id <= $2`
+
+// sessionTokensOfUsersSQL reads them for a few users ($1).
+var sessionTokensOfUsersSQL = sessionTokensSQL + `a.user_id = ANY($1::text[])`
 
 // fillOwners returns a fill that sets the owner of every row of a page.
 func fillOwners[T any](owner func(*T) *Owner) func(context.Context, pgx.Tx, []T) error {
@@ -92,7 +110,7 @@ func fillDevices(ctx context.Context, tx pgx.Tx, page []Device) error {
 	for _, d := range page {
 		want[devKey{d.RawUserID, d.DeviceID}] = true
 	}
-	created, err := sessionTimes(ctx, tx, sp, want)
+	created, err := sessionTimes(ctx, tx, sessionTokensInSpanSQL, []any{sp.lo, sp.hi}, want)
 	if err != nil {
 		return err
 	}
@@ -118,7 +136,7 @@ func fillAccessTokens(ctx context.Context, tx pgx.Tx, page []AccessToken) error 
 	if err != nil {
 		return err
 	}
-	created, err := sessionTimes(ctx, tx, sp, devices.present())
+	created, err := tokenPageSessionTimes(ctx, tx, page, devices.present())
 	if err != nil {
 		return err
 	}
@@ -135,6 +153,29 @@ func fillAccessTokens(ctx context.Context, tx pgx.Tx, page []AccessToken) error 
 		}
 	}
 	return nil
+}
+
+// tokenPageSessionTimes computes the session times of the wanted devices
+// of a token page. A page in (user_id, id) order holds every token of the
+// users strictly inside it, so their sessions are computed from the page
+// itself; only the first and the last user may have tokens outside it,
+// and theirs are read.
+func tokenPageSessionTimes(ctx context.Context, tx pgx.Tx, page []AccessToken, want map[devKey]bool) (sessionStarts, error) {
+	first, last := page[0].RawUserID, page[len(page)-1].RawUserID
+	out, err := sessionTimes(ctx, tx, sessionTokensOfUsersSQL, []any{[]string{first, last}}, want)
+	if err != nil {
+		return nil, err
+	}
+	for _, a := range page {
+		if a.RawUserID == first || a.RawUserID == last || a.Device.DeviceID == nil ||
+			a.LastValidated == nil || !a.countsForSession {
+			continue
+		}
+		if k := (devKey{a.RawUserID, *a.Device.DeviceID}); want[k] {
+			out.add(k, *a.LastValidated)
+		}
+	}
+	return out, nil
 }
 
 // owners maps a dependent row's raw user_id to its resolved user.
@@ -258,24 +299,29 @@ func (s sessionStarts) of(k devKey) *int64 {
 	return &v
 }
 
-// sessionTimes computes the session created_at of the wanted devices.
-func sessionTimes(ctx context.Context, tx pgx.Tx, sp span, want map[devKey]bool) (sessionStarts, error) {
+// add takes at into a device's minimum.
+func (s sessionStarts) add(k devKey, at int64) {
+	if cur, ok := s[k]; !ok || at < cur {
+		s[k] = at
+	}
+}
+
+// sessionTimes computes the session created_at of the wanted devices from
+// a sessionTokens query.
+func sessionTimes(ctx context.Context, tx pgx.Tx, sql string, args []any, want map[devKey]bool) (sessionStarts, error) {
 	out := make(sessionStarts, len(want))
 	if len(want) == 0 {
 		return out, nil
 	}
-	rows, err := tx.Query(ctx, sessionTokensInSpanSQL, sp.lo, sp.hi)
+	rows, err := tx.Query(ctx, sql, args...)
 	if err != nil {
 		return nil, fmt.Errorf("reading session times: %w", err)
 	}
 	var k devKey
 	var at int64
 	_, err = pgx.ForEachRow(rows, []any{&k.user, &k.device, &at}, func() error {
-		if !want[k] {
-			return nil
-		}
-		if cur, ok := out[k]; !ok || at < cur {
-			out[k] = at
+		if want[k] {
+			out.add(k, at)
 		}
 		return nil
 	})
