@@ -56,6 +56,13 @@ func MigrationWorkflow(ctx workflow.Context, in MigrationInput) (MigrationResult
 	m.in = in
 	if m.st == nil {
 		m.st = &State{RunStartedAt: workflow.Now(ctx).UTC()}
+		// Validated again here: a workflow may be started by other
+		// clients than the starter (temporal workflow start).
+		if workflow.GetVersion(ctx, "validate-steps", workflow.DefaultVersion, 1) == 1 {
+			if err := ValidateSteps(in.DryRun, in.Steps); err != nil {
+				return MigrationResult{}, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeBadInput, nil)
+			}
+		}
 	}
 	if err := m.registerHandlers(ctx); err != nil {
 		return MigrationResult{}, err
@@ -143,7 +150,7 @@ func (m *migration) runStep(ctx workflow.Context, step string) error {
 		var a *activities.ImportActivities
 		return workflow.ExecuteActivity(m.dbOptions(ctx, "empty the MAS tables after the dry run"), a.DiscardDryRun, m.runInput()).Get(ctx, nil)
 	}
-	return temporal.NewNonRetryableApplicationError("unknown step "+step, "MasflowBadInput", nil)
+	return temporal.NewNonRetryableApplicationError("unknown step "+step, ErrTypeBadInput, nil)
 }
 
 func (m *migration) runInput() activities.RunInput {

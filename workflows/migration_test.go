@@ -418,3 +418,31 @@ func TestContinueAsNewDuringImportResumes(t *testing.T) {
 		})
 	}
 }
+
+// A workflow started by another client than the starter (temporal
+// workflow start) validates its steps too, before running anything.
+func TestInvalidStepsAreRefusedBeforeAnyActivity(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		dryRun bool
+		steps  []string
+	}{
+		{"stop without approval", false, []string{StepAdvise, StepStop, StepImport}},
+		{"discard in a real run", false, []string{StepImport, StepDiscard}},
+		{"unknown step", true, []string{"imprt"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			h := newHarness(t)
+			in := approved()
+			in.DryRun, in.Steps = c.dryRun, c.steps
+			h.env.ExecuteWorkflow(MigrationWorkflow, in)
+			var app *temporal.ApplicationError
+			if err := h.env.GetWorkflowError(); !errors.As(err, &app) || app.Type() != ErrTypeBadInput {
+				t.Fatalf("got %v, want a %s error", err, ErrTypeBadInput)
+			}
+			if len(h.calls) != 0 {
+				t.Fatalf("ran %v", h.calls)
+			}
+		})
+	}
+}

@@ -31,6 +31,10 @@ func Migrate(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return ExitUsage
 	}
+	if err := workflows.ValidateSteps(*dryRun, *steps); err != nil {
+		fmt.Fprintln(stderr, "migrate: --steps:", err)
+		return ExitUsage
+	}
 	s, err := tf.connect(ctx, true)
 	if err != nil {
 		fmt.Fprintln(stderr, "migrate:", err)
