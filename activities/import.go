@@ -61,9 +61,13 @@ func (a *ImportActivities) PrepareImport(ctx context.Context, in RunInput) (Prep
 				ErrTypeHomeserverRunning, nil)
 		}
 	}
-	e, err := a.engine(ctx, in.RunStartedAt)
+	e, err := a.startEngine(ctx, in.RunStartedAt, in.DryRun)
 	if err != nil {
 		return PrepareResult{}, classify(err)
+	}
+	if err := sameKindOfRun(e.Run(), in.DryRun); err != nil {
+		a.forget(in.RunStartedAt) // the engine is of the other run: not ours to keep
+		return PrepareResult{}, err
 	}
 	res := PrepareResult{Resumed: e.Run().Resumed, Estimates: map[string]int64{}}
 	for _, entity := range synapse.Entities {
@@ -255,6 +259,9 @@ func writeReport(ctx context.Context, pool *pgxpool.Pool, path string) (int64, e
 // rebuilds any index or constraint still paused (on empty tables now),
 // and drops the bookkeeping.
 func (a *ImportActivities) DiscardDryRun(ctx context.Context, in RunInput) error {
+	if err := a.refuseDiscard(ctx, in); err != nil {
+		return err
+	}
 	a.forget(in.RunStartedAt)
 	err := pgx.BeginFunc(ctx, a.MAS, func(tx pgx.Tx) error {
 		for i := len(mas.TargetTables) - 1; i >= 0; i-- {
@@ -273,6 +280,32 @@ func (a *ImportActivities) DiscardDryRun(ctx context.Context, in RunInput) error
 	return classify(mas.Finish(ctx, a.MAS))
 }
 
+// refuseDiscard lets DiscardDryRun empty the MAS tables only in a dry run
+// and only when what they hold is a dry run's (or nothing): never the
+// rows of a real migration, finished or not.
+func (a *ImportActivities) refuseDiscard(ctx context.Context, in RunInput) error {
+	if !in.DryRun {
+		return temporal.NewNonRetryableApplicationError("discard empties the MAS tables and exists only in dry runs",
+			ErrTypeRefused, nil)
+	}
+	run, err := mas.OwnRun(ctx, a.MAS)
+	if err != nil {
+		return classify(err)
+	}
+	if run.Resumed {
+		return sameKindOfRun(run, true)
+	}
+	full, err := mas.NonEmptyTables(ctx, a.MAS)
+	if err != nil {
+		return classify(err)
+	}
+	if len(full) > 0 {
+		return temporal.NewNonRetryableApplicationError(fmt.Sprintf("MAS tables %v hold rows that no masflow dry run "+
+			"recorded (a finished migration, or another tool's): refusing to discard them", full), ErrTypeRefused, nil)
+	}
+	return nil
+}
+
 // restoreLeftovers rebuilds indexes and constraints still paused (the
 // workflow's restore step normally did it already).
 func (a *ImportActivities) restoreLeftovers(ctx context.Context) error {
@@ -280,15 +313,38 @@ func (a *ImportActivities) restoreLeftovers(ctx context.Context) error {
 	return err
 }
 
+// sameKindOfRun refuses to continue a dry run's leftovers as a real
+// migration, or a real migration as a dry run.
+func sameKindOfRun(run mas.RunInfo, dryRun bool) error {
+	switch {
+	case run.DryRun == dryRun || !run.KindRecorded:
+		return nil
+	case run.DryRun:
+		return temporal.NewNonRetryableApplicationError(fmt.Sprintf("the MAS database holds what a dry run of %s "+
+			"(started %s) left behind: discard it with `starter migrate --dry-run --steps discard`, then start again",
+			run.ServerName, run.Now.Format(time.RFC3339)), ErrTypeRefused, nil)
+	default:
+		return temporal.NewNonRetryableApplicationError(fmt.Sprintf("the MAS database holds an unfinished migration "+
+			"of %s (started %s): a dry run needs an empty MAS database; finish or cancel that migration first",
+			run.ServerName, run.Now.Format(time.RFC3339)), ErrTypeRefused, nil)
+	}
+}
+
 // engine returns this worker's engine for the run, starting it once.
 func (a *ImportActivities) engine(ctx context.Context, startedAt time.Time) (*engine.Engine, error) {
+	return a.startEngine(ctx, startedAt, false)
+}
+
+// startEngine is engine for PrepareImport, which records a new run's
+// kind; every later call finds the run recorded.
+func (a *ImportActivities) startEngine(ctx context.Context, startedAt time.Time, dryRun bool) (*engine.Engine, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if e, ok := a.engines[startedAt.UnixNano()]; ok {
 		return e, nil
 	}
 	cfg := a.Config
-	cfg.Now = startedAt
+	cfg.Now, cfg.DryRun = startedAt, dryRun
 	var err error
 	if cfg.Salt, err = a.salt(); err != nil {
 		return nil, err

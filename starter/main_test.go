@@ -99,3 +99,41 @@ func waitPortFree(t *testing.T, stateDir string) {
 	}
 	t.Fatalf("the dev server outlived the killed starter (port %d still taken)", port)
 }
+
+// Dry runs and subset runs never block the next run: a completed dry run
+// (its own workflow, its rows discarded), then a subset of the real
+// migration, then another subset under the same workflow ID. Invalid
+// steps are refused before anything starts.
+func TestDryRunsAndSubsetRunsMakeWayForTheNextRun(t *testing.T) {
+	ctx := context.Background()
+	admin, err := pgtest.AdminURL()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	h, err := sample.Create(ctx, admin, filepath.Join(dir, "sample"), sample.Options{Users: 50})
+	if err != nil {
+		t.Fatal(err)
+	}
+	temporal, _ := filepath.Abs(filepath.Join("..", "bin", "temporal"))
+	dev := []string{"--dev", "--dev-default-ports=false", "--state-dir", filepath.Join(dir, "state"),
+		"--temporal-cli", temporal, "-c", h.Settings}
+	for _, c := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"--steps", "advise,stop,import"}, cli.ExitUsage, `without "approve"`},
+		{[]string{"--steps", "import,discard"}, cli.ExitUsage, "only in dry runs"},
+		{[]string{"--dry-run", "--steps", "advise,import,reconcile,discard"}, cli.ExitOK,
+			"completed (dry run): steps advise, import, reconcile, discard"},
+		{[]string{"--steps", "advise,import,reconcile"}, cli.ExitOK, "completed: steps advise, import, reconcile;"},
+		{[]string{"--steps", "finish"}, cli.ExitOK, "completed: steps finish;"},
+	} {
+		var out bytes.Buffer
+		code := cli.Main(ctx, append(append([]string{"migrate"}, dev...), c.args...), &out, &out)
+		if code != c.code || !strings.Contains(out.String(), c.want) {
+			t.Fatalf("migrate %v: exit %d, want %d and %q in:\n%s", c.args, code, c.code, c.want, out.String())
+		}
+	}
+}

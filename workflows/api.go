@@ -30,6 +30,14 @@ const (
 // WorkflowID is the migration's workflow ID for a homeserver.
 func WorkflowID(homeserver string) string { return WorkflowIDPrefix + homeserver }
 
+// DryRunWorkflowID is the workflow ID of a homeserver's dry runs: their
+// own, so a dry run never blocks, nor is taken for, the migration. ("/"
+// never occurs in a server name, so no homeserver's ID can be another's.)
+func DryRunWorkflowID(homeserver string) string { return WorkflowIDPrefix + "dry-run/" + homeserver }
+
+// MemoSteps is the memo key holding a run's --steps (absent: all steps).
+const MemoSteps = "steps"
+
 // Search attributes set on every migration (register them on the
 // namespace: `temporal operator search-attribute create`).
 var (

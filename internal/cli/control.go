@@ -54,7 +54,7 @@ func Status(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return ExitUsage
 	}
 	return withClient(ctx, tf, stderr, func(s *session) error {
-		id := workflows.WorkflowID(s.homeserver)
+		id := s.workflowID()
 		if *watch {
 			return watchProgress(ctx, s.client, id, stdout)
 		}
@@ -115,7 +115,7 @@ func Approve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	req.Approve = !*deny
 	return withClient(ctx, tf, stderr, func(s *session) error {
-		h, err := s.client.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{WorkflowID: workflows.WorkflowID(s.homeserver),
+		h, err := s.client.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{WorkflowID: s.workflowID(),
 			UpdateName: workflows.UpdateApprove, Args: []any{req}, WaitForStage: client.WorkflowUpdateStageCompleted})
 		if err != nil {
 			return err
@@ -139,7 +139,7 @@ func signalCommand(name, signal string) func(context.Context, []string, io.Write
 			return ExitUsage
 		}
 		return withClient(ctx, tf, stderr, func(s *session) error {
-			if err := s.client.SignalWorkflow(ctx, workflows.WorkflowID(s.homeserver), "", signal, nil); err != nil {
+			if err := s.client.SignalWorkflow(ctx, s.workflowID(), "", signal, nil); err != nil {
 				return err
 			}
 			fmt.Fprintf(stdout, "%s sent\n", signal)
@@ -158,7 +158,7 @@ func Cancel(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return ExitUsage
 	}
 	return withClient(ctx, tf, stderr, func(s *session) error {
-		if err := s.client.CancelWorkflow(ctx, workflows.WorkflowID(s.homeserver), ""); err != nil {
+		if err := s.client.CancelWorkflow(ctx, s.workflowID(), ""); err != nil {
 			return err
 		}
 		fmt.Fprintln(stdout, "cancellation requested")

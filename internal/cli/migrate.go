@@ -14,6 +14,7 @@ import (
 	"go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
 )
 
 // Migrate starts the migration of the homeserver, or attaches to the one
@@ -22,7 +23,6 @@ func Migrate(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := pflag.NewFlagSet("migrate", pflag.ContinueOnError)
 	fs.SetOutput(stderr)
 	tf := addTemporalFlags(fs)
-	dryRun := fs.Bool("dry-run", false, "import into MAS without stopping Synapse, validate, then empty the MAS tables")
 	steps := fs.StringSlice("steps", nil, "run only these steps, e.g. advise,import,reconcile (default: all)")
 	yes := fs.Bool("yes", false, "approve the downtime now (every warning must be listed in --ack)")
 	ack := fs.StringSlice("ack", nil, "warning codes to acknowledge with --yes")
@@ -31,6 +31,7 @@ func Migrate(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return ExitUsage
 	}
+	dryRun := tf.dryRun
 	if err := workflows.ValidateSteps(*dryRun, *steps); err != nil {
 		fmt.Fprintln(stderr, "migrate: --steps:", err)
 		return ExitUsage
@@ -63,18 +64,27 @@ func Migrate(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return code
 }
 
-// startOrAttach starts the workflow with its per-homeserver ID: a running
-// migration is attached to, a completed one is returned as is, a failed
-// one may be started again.
+// startOrAttach starts the workflow under the homeserver's ID (its dry
+// run's with --dry-run): a running one is attached to, and a completed
+// full migration is returned as is (it is done: starting again would
+// only fail). Anything else closed — failed, cancelled, a completed dry
+// run or subset run — makes way for the new run.
 func startOrAttach(ctx context.Context, s *session, in workflows.MigrationInput) (client.WorkflowRun, error) {
-	id := workflows.WorkflowID(in.Homeserver)
+	id := s.workflowID()
+	if done, err := completedMigration(ctx, s, id); err != nil || done != nil {
+		return done, err
+	}
 	opts := client.StartWorkflowOptions{
 		ID:                       id,
 		TaskQueue:                workflows.TaskQueue,
-		WorkflowIDReusePolicy:    enums.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE_FAILED_ONLY,
+		WorkflowIDReusePolicy:    enums.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
 		WorkflowIDConflictPolicy: enums.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
+		Memo:                     map[string]any{workflows.MemoSteps: in.Steps},
 		StaticSummary:            fmt.Sprintf("Migrate %s from Synapse auth to MAS", in.Homeserver),
 		StaticDetails:            staticDetails(in),
+	}
+	if in.DryRun {
+		opts.StaticSummary = fmt.Sprintf("Dry run: import %s into MAS, validate, discard", in.Homeserver)
 	}
 	run, err := s.client.ExecuteWorkflow(ctx, opts, workflows.MigrationWorkflow, in)
 	var started *serviceerror.WorkflowExecutionAlreadyStarted
@@ -82,6 +92,36 @@ func startOrAttach(ctx context.Context, s *session, in workflows.MigrationInput)
 		return s.client.GetWorkflow(ctx, id, ""), nil
 	}
 	return run, err
+}
+
+// completedMigration returns the last run under id when it is a completed
+// real migration of every step (nil otherwise).
+func completedMigration(ctx context.Context, s *session, id string) (client.WorkflowRun, error) {
+	if s.dryRun {
+		return nil, nil
+	}
+	desc, err := s.client.DescribeWorkflowExecution(ctx, id, "")
+	var notFound *serviceerror.NotFound
+	if errors.As(err, &notFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("looking up workflow %s: %w", id, err)
+	}
+	info := desc.GetWorkflowExecutionInfo()
+	if info.GetStatus() != enums.WORKFLOW_EXECUTION_STATUS_COMPLETED {
+		return nil, nil
+	}
+	if p, ok := info.GetMemo().GetFields()[workflows.MemoSteps]; ok {
+		var steps []string
+		if err := converter.GetDefaultDataConverter().FromPayload(p, &steps); err != nil {
+			return nil, fmt.Errorf("reading the steps of workflow %s: %w", id, err)
+		}
+		if len(steps) > 0 {
+			return nil, nil // a subset run
+		}
+	}
+	return s.client.GetWorkflow(ctx, id, info.GetExecution().GetRunId()), nil
 }
 
 func staticDetails(in workflows.MigrationInput) string {

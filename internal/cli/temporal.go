@@ -32,6 +32,7 @@ type temporalFlags struct {
 	dev          *bool
 	stateDir     *string
 	cli          *string
+	dryRun       *bool
 }
 
 func addTemporalFlags(fs *pflag.FlagSet) *temporalFlags {
@@ -46,6 +47,8 @@ func addTemporalFlags(fs *pflag.FlagSet) *temporalFlags {
 		dev:          fs.Bool("dev", false, "use the embedded Temporal dev server in --state-dir (no cluster needed)"),
 		stateDir:     fs.String("state-dir", ".masflow", "state directory of the embedded mode"),
 		cli:          fs.String("temporal-cli", "bin/temporal", "Temporal CLI binary the embedded mode runs"),
+		dryRun: fs.Bool("dry-run", false, "a dry run: import into MAS without stopping Synapse, validate, then empty "+
+			"the MAS tables; dry runs have their own workflow, which status, approve and cancel reach with --dry-run"),
 	}
 }
 
@@ -54,11 +57,20 @@ func addTemporalFlags(fs *pflag.FlagSet) *temporalFlags {
 type session struct {
 	client     client.Client
 	homeserver string
+	dryRun     bool
 	settings   config.Settings
 	server     *devserver.Server
 	worker     worker.Worker
 	deps       *runner.Deps
 	log        *zap.Logger
+}
+
+// workflowID is the ID of the homeserver's migration, or of its dry run.
+func (s *session) workflowID() string {
+	if s.dryRun {
+		return workflows.DryRunWorkflowID(s.homeserver)
+	}
+	return workflows.WorkflowID(s.homeserver)
 }
 
 func (s *session) Close() {
@@ -80,7 +92,7 @@ func (s *session) Close() {
 // and a worker in this process; with --dev alone it dials the dev server
 // a running `starter migrate --dev` started.
 func (f *temporalFlags) connect(ctx context.Context, embed bool) (*session, error) {
-	s := &session{}
+	s := &session{dryRun: *f.dryRun}
 	var err error
 	if s.settings, err = config.LoadSettings(*f.settings, f.fs); err != nil {
 		return nil, err

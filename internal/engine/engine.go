@@ -27,6 +27,8 @@ type Config struct {
 	Salt []byte
 	// Now is the run's fixed "now"; likewise only for a new run.
 	Now time.Time
+	// DryRun is recorded with a new run (see mas.RunInfo).
+	DryRun bool
 	// Providers maps Synapse auth_provider → MAS upstream provider ID.
 	Providers map[string]mas.ID
 	// IgnoreMissingProviders and Strict: see mapping.Run.
@@ -48,7 +50,7 @@ type Engine struct {
 // record) and returns an engine for the run. It is idempotent: on our own
 // unfinished run it returns an engine with that run's salt and "now".
 func Start(ctx context.Context, reader *synapse.Reader, masPool *pgxpool.Pool, cfg Config) (*Engine, error) {
-	run, schema, err := mas.Prepare(ctx, masPool, mas.RunInfo{ServerName: cfg.ServerName, Salt: cfg.Salt, Now: cfg.Now.UTC()})
+	run, schema, err := mas.Prepare(ctx, masPool, mas.RunInfo{ServerName: cfg.ServerName, Salt: cfg.Salt, Now: cfg.Now.UTC(), DryRun: cfg.DryRun})
 	if err != nil {
 		return nil, err
 	}

@@ -28,7 +28,8 @@ CREATE TABLE IF NOT EXISTS masflow_import.run (
   server_name text NOT NULL,
   salt        bytea NOT NULL,
   now         timestamptz NOT NULL,
-  started_at  timestamptz NOT NULL DEFAULT now()
+  started_at  timestamptz NOT NULL DEFAULT now(),
+  dry_run     boolean NOT NULL DEFAULT false
 );
 CREATE TABLE IF NOT EXISTS masflow_import.checkpoints (
   shard      text PRIMARY KEY,
@@ -55,6 +56,13 @@ type RunInfo struct {
 	ServerName string
 	Salt       []byte
 	Now        time.Time
+	// DryRun marks a run whose rows are discarded at its end: its
+	// leftovers must never become a real migration's progress. Recorded
+	// when the run is created.
+	DryRun bool
+	// KindRecorded is false for a run recorded by a masflow before
+	// 2026-11, which did not record DryRun.
+	KindRecorded bool
 	// Resumed is true when the run already existed (our own unfinished run).
 	Resumed bool
 }
@@ -169,7 +177,11 @@ func OwnRun(ctx context.Context, q querier) (RunInfo, error) {
 		return RunInfo{}, err
 	}
 	var info RunInfo
-	err := q.QueryRow(ctx, `SELECT server_name, salt, now FROM masflow_import.run`).Scan(&info.ServerName, &info.Salt, &info.Now)
+	// dry_run is read through to_jsonb: a run recorded by a masflow
+	// before 2026-11 has no such column (and was then a real run).
+	var dryRun *bool
+	err := q.QueryRow(ctx, `SELECT server_name, salt, now, (to_jsonb(r) ->> 'dry_run')::boolean
+		FROM masflow_import.run r`).Scan(&info.ServerName, &info.Salt, &info.Now, &dryRun)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return RunInfo{}, nil
 	}
@@ -178,6 +190,9 @@ func OwnRun(ctx context.Context, q querier) (RunInfo, error) {
 	}
 	info.Resumed = true
 	info.Now = info.Now.UTC()
+	if dryRun != nil {
+		info.DryRun, info.KindRecorded = *dryRun, true
+	}
 	return info, nil
 }
 
@@ -212,8 +227,8 @@ func createRun(ctx context.Context, tx pgx.Tx, info RunInfo) error {
 	if _, err := tx.Exec(ctx, createBookkeepingSQL); err != nil {
 		return fmt.Errorf("creating masflow bookkeeping tables: %w", err)
 	}
-	_, err := tx.Exec(ctx, `INSERT INTO masflow_import.run (server_name, salt, now) VALUES ($1, $2, $3)`,
-		info.ServerName, info.Salt, info.Now)
+	_, err := tx.Exec(ctx, `INSERT INTO masflow_import.run (server_name, salt, now, dry_run) VALUES ($1, $2, $3, $4)`,
+		info.ServerName, info.Salt, info.Now, info.DryRun)
 	if err != nil {
 		return fmt.Errorf("recording the run: %w", err)
 	}
