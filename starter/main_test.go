@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -102,8 +103,9 @@ func waitPortFree(t *testing.T, stateDir string) {
 
 // Dry runs and subset runs never block the next run: a completed dry run
 // (its own workflow, its rows discarded), then a subset of the real
-// migration, then another subset under the same workflow ID. Invalid
-// steps are refused before anything starts.
+// migration (the same command again prints its result), then another
+// subset under the same workflow ID. Invalid steps are refused before
+// anything starts.
 func TestDryRunsAndSubsetRunsMakeWayForTheNextRun(t *testing.T) {
 	ctx := context.Background()
 	admin, err := pgtest.AdminURL()
@@ -118,6 +120,8 @@ func TestDryRunsAndSubsetRunsMakeWayForTheNextRun(t *testing.T) {
 	temporal, _ := filepath.Abs(filepath.Join("..", "bin", "temporal"))
 	dev := []string{"--dev", "--dev-default-ports=false", "--state-dir", filepath.Join(dir, "state"),
 		"--temporal-cli", temporal, "-c", h.Settings}
+	runID := regexp.MustCompile(`\(run ([0-9a-f-]+)\)`)
+	var runs []string
 	for _, c := range []struct {
 		args []string
 		code int
@@ -128,6 +132,7 @@ func TestDryRunsAndSubsetRunsMakeWayForTheNextRun(t *testing.T) {
 		{[]string{"--dry-run", "--steps", "advise,import,reconcile,discard"}, cli.ExitOK,
 			"completed (dry run): steps advise, import, reconcile, discard"},
 		{[]string{"--steps", "advise,import,reconcile"}, cli.ExitOK, "completed: steps advise, import, reconcile;"},
+		{[]string{"--steps", "reconcile,import,advise"}, cli.ExitOK, "completed: steps advise, import, reconcile;"},
 		{[]string{"--steps", "finish"}, cli.ExitOK, "completed: steps finish;"},
 	} {
 		var out bytes.Buffer
@@ -135,5 +140,13 @@ func TestDryRunsAndSubsetRunsMakeWayForTheNextRun(t *testing.T) {
 		if code != c.code || !strings.Contains(out.String(), c.want) {
 			t.Fatalf("migrate %v: exit %d, want %d and %q in:\n%s", c.args, code, c.code, c.want, out.String())
 		}
+		if m := runID.FindStringSubmatch(out.String()); m != nil {
+			runs = append(runs, m[1])
+		}
+	}
+	// The same steps again attached to the completed run; every other
+	// command started its own.
+	if len(runs) != 4 || runs[1] != runs[2] || runs[0] == runs[1] || runs[3] == runs[1] {
+		t.Fatalf("run IDs %v: want four, the 2nd and 3rd the same", runs)
 	}
 }

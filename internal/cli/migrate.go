@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 
@@ -66,12 +67,13 @@ func Migrate(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 
 // startOrAttach starts the workflow under the homeserver's ID (its dry
 // run's with --dry-run): a running one is attached to, and a completed
-// full migration is returned as is (it is done: starting again would
-// only fail). Anything else closed — failed, cancelled, a completed dry
-// run or subset run — makes way for the new run.
+// migration of the same steps is returned as is (running the same command
+// again prints its result). Anything else closed — failed, cancelled, a
+// completed run of other steps, a completed dry run — makes way for the
+// new run.
 func startOrAttach(ctx context.Context, s *session, in workflows.MigrationInput) (client.WorkflowRun, error) {
 	id := s.workflowID()
-	if done, err := completedMigration(ctx, s, id); err != nil || done != nil {
+	if done, err := completedMigration(ctx, s, id, in.Steps); err != nil || done != nil {
 		return done, err
 	}
 	opts := client.StartWorkflowOptions{
@@ -95,8 +97,8 @@ func startOrAttach(ctx context.Context, s *session, in workflows.MigrationInput)
 }
 
 // completedMigration returns the last run under id when it is a completed
-// real migration of every step (nil otherwise).
-func completedMigration(ctx context.Context, s *session, id string) (client.WorkflowRun, error) {
+// real migration of the same steps (nil otherwise).
+func completedMigration(ctx context.Context, s *session, id string, steps []string) (client.WorkflowRun, error) {
 	if s.dryRun {
 		return nil, nil
 	}
@@ -112,16 +114,24 @@ func completedMigration(ctx context.Context, s *session, id string) (client.Work
 	if info.GetStatus() != enums.WORKFLOW_EXECUTION_STATUS_COMPLETED {
 		return nil, nil
 	}
+	var ran []string // no memo: started before subsets were recorded, taken as all steps
 	if p, ok := info.GetMemo().GetFields()[workflows.MemoSteps]; ok {
-		var steps []string
-		if err := converter.GetDefaultDataConverter().FromPayload(p, &steps); err != nil {
+		if err := converter.GetDefaultDataConverter().FromPayload(p, &ran); err != nil {
 			return nil, fmt.Errorf("reading the steps of workflow %s: %w", id, err)
 		}
-		if len(steps) > 0 {
-			return nil, nil // a subset run
-		}
+	}
+	if !sameSteps(ran, steps) {
+		return nil, nil
 	}
 	return s.client.GetWorkflow(ctx, id, info.GetExecution().GetRunId()), nil
+}
+
+// sameSteps compares two --steps lists as sets (empty: all steps).
+func sameSteps(a, b []string) bool {
+	a, b = slices.Clone(a), slices.Clone(b)
+	slices.Sort(a)
+	slices.Sort(b)
+	return slices.Equal(slices.Compact(a), slices.Compact(b))
 }
 
 func staticDetails(in workflows.MigrationInput) string {
