@@ -38,7 +38,7 @@ const (
 )
 
 // NonRetryable lists the error types no retry can fix, for retry policies.
-var NonRetryable = []string{ErrTypeUnsupportedSchema, ErrTypeRefused, ErrTypeBadRow, ErrTypeBadRequest}
+var NonRetryable = []string{ErrTypeUnsupportedSchema, ErrTypeRefused, ErrTypeBadRow, ErrTypeBadRequest, ErrTypeSQL}
 
 // classify wraps an error with its stable type; the message is kept (our
 // errors carry no secrets), the cause chain is not sent.
@@ -61,7 +61,14 @@ func classify(err error) error {
 	case errors.Is(err, mas.ErrLocked):
 		return temporal.NewApplicationError(err.Error(), ErrTypeLocked)
 	default:
+		if final := classifySQL(err); final != nil {
+			return final
+		}
 		return temporal.NewApplicationError(err.Error(), "")
 	}
-	return temporal.NewNonRetryableApplicationError(err.Error(), kind, nil)
+	return nonRetryable(err.Error(), kind)
+}
+
+func nonRetryable(msg, kind string) error {
+	return temporal.NewNonRetryableApplicationError(msg, kind, nil)
 }

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/masflow/masflow/internal/engine"
 	"github.com/masflow/masflow/internal/homeserver"
 	"github.com/masflow/masflow/internal/mapping"
@@ -29,6 +30,15 @@ func TestClassify(t *testing.T) {
 		{"homeserver not ready yet is retried", fmt.Errorf("x: %w", homeserver.ErrNotYet), ErrTypeNotYet, true},
 		{"lock held is retried", fmt.Errorf("x: %w", mas.ErrLocked), ErrTypeLocked, true},
 		{"connection errors are retried", errors.New("dial tcp: connection refused"), "", true},
+		{"a revoked privilege is final", fmt.Errorf("copying into users: %w", &pgconn.PgError{Code: "42501", Message: "permission denied for table users"}), ErrTypeSQL, false},
+		{"a bad password is final", fmt.Errorf("connecting: %w", &pgconn.PgError{Code: "28P01"}), ErrTypeSQL, false},
+		{"an undefined column is final", &pgconn.PgError{Code: "42703"}, ErrTypeSQL, false},
+		{"a duplicate, sanitized, is final", mas.Sanitize(&pgconn.PgError{Code: "23505", Detail: "Key (access_token)=(syt_secret)"}), ErrTypeSQL, false},
+		{"a missing database is final", &pgconn.PgError{Code: "3D000"}, ErrTypeSQL, false},
+		{"a serialization failure is retried", &pgconn.PgError{Code: "40001"}, "", true},
+		{"a deadlock is retried", &pgconn.PgError{Code: "40P01"}, "", true},
+		{"a server shutting down is retried", &pgconn.PgError{Code: "57P01"}, "", true},
+		{"a lock timeout is retried", &pgconn.PgError{Code: "55P03"}, "", true},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

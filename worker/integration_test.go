@@ -126,6 +126,11 @@ func migrate(t *testing.T, ctx context.Context, admin, bin, salt string, kills, 
 	rnd := mrand.New(mrand.NewPCG(uint64(seed), 0))
 	for k := 0; k < kills; k++ {
 		rows := waitForImport(t, ctx, c, run.GetID(), k)
+		if k == 0 && workers > 1 {
+			// The kills may well end every later call of this worker:
+			// let it complete one first, so both workers take shards.
+			waitForShardCall(t, ctx, c, run.GetID(), fmt.Sprintf("%d@", w.Process.Pid))
+		}
 		time.Sleep(time.Duration(100+rnd.IntN(700)) * time.Millisecond)
 		t.Logf("kill %d (seed %d) after %d rows", k+1, seed, rows)
 		_ = w.Process.Kill() // SIGKILL
@@ -163,6 +168,19 @@ func shardCallsBy(runs [][]*history.HistoryEvent, prefix string) (mine, others i
 		}
 	}
 	return mine, others
+}
+
+// waitForShardCall waits until a worker whose identity starts with prefix
+// has completed an ImportShard call.
+func waitForShardCall(t *testing.T, ctx context.Context, c client.Client, id, prefix string) {
+	deadline := time.Now().Add(time.Minute)
+	for time.Now().Before(deadline) {
+		if mine, _ := shardCallsBy(runEvents(t, ctx, c, id), prefix); mine > 0 {
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Fatalf("worker %s completed no ImportShard call within a minute", prefix)
 }
 
 // waitForImport waits until the import is under way and has progressed
