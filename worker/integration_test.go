@@ -33,7 +33,7 @@ import (
 // whose worker is killed with SIGKILL at random points of the import must
 // leave identical MAS databases; no secret may appear in any history.
 
-const itUsers = 12000
+const itUsers = 18000
 
 func TestMigrationSurvivesWorkerKills(t *testing.T) {
 	ctx := context.Background()
