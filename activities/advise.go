@@ -32,6 +32,7 @@ type AdviseResult struct {
 
 // Advise runs every check against the current configs and databases.
 func (a *AdviseActivities) Advise(ctx context.Context, in AdviseInput) (AdviseResult, error) {
+	defer heartbeatEvery(ctx, nil)() // the checks count rows: minutes on a large homeserver
 	syn, err := config.LoadSynapse(a.SynapsePaths...)
 	if err != nil {
 		return AdviseResult{}, classify(err)

@@ -54,6 +54,7 @@ type PrepareResult struct {
 
 // PrepareImport checks and records the run in the MAS database.
 func (a *ImportActivities) PrepareImport(ctx context.Context, in RunInput) (PrepareResult, error) {
+	defer heartbeatEvery(ctx, nil)()
 	if !in.DryRun && a.VerifyStopped != nil {
 		if err := a.VerifyStopped(ctx); err != nil {
 			return PrepareResult{}, temporal.NewNonRetryableApplicationError(
@@ -95,6 +96,7 @@ type PlanResult struct {
 // PlanEntity splits an entity into shards (idempotent: a re-plan returns
 // the stored split).
 func (a *ImportActivities) PlanEntity(ctx context.Context, in PlanInput) (PlanResult, error) {
+	defer heartbeatEvery(ctx, nil)()
 	e, err := a.engine(ctx, in.RunStartedAt)
 	if err != nil {
 		return PlanResult{}, classify(err)
@@ -190,6 +192,7 @@ type ReconcileResult struct {
 
 // Reconcile compares source rows, rows read and rows written, exactly.
 func (a *ImportActivities) Reconcile(ctx context.Context, in RunInput) (ReconcileResult, error) {
+	defer heartbeatEvery(ctx, nil)()
 	e, err := a.engine(ctx, in.RunStartedAt)
 	if err != nil {
 		return ReconcileResult{}, classify(err)
@@ -213,6 +216,7 @@ type FinishResult struct {
 // drops masflow's bookkeeping from the MAS database. A retry after the
 // drop finds nothing to export and succeeds.
 func (a *ImportActivities) FinishImport(ctx context.Context, in RunInput) (FinishResult, error) {
+	defer heartbeatEvery(ctx, nil)()
 	a.forget(in.RunStartedAt)
 	var res FinishResult
 	// The bookkeeping holds the definitions of paused indexes and
@@ -259,6 +263,7 @@ func writeReport(ctx context.Context, pool *pgxpool.Pool, path string) (int64, e
 // rebuilds any index or constraint still paused (on empty tables now),
 // and drops the bookkeeping.
 func (a *ImportActivities) DiscardDryRun(ctx context.Context, in RunInput) error {
+	defer heartbeatEvery(ctx, nil)()
 	if err := a.refuseDiscard(ctx, in); err != nil {
 		return err
 	}

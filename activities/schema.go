@@ -27,6 +27,7 @@ type PauseSchemaResult struct {
 // the import, after recording their definitions in the same transaction.
 // Idempotent: a retry finds them paused and does nothing.
 func (a *ImportActivities) PauseSchema(ctx context.Context, in SchemaInput) (PauseSchemaResult, error) {
+	defer heartbeatEvery(ctx, nil)()
 	e, err := a.engine(ctx, in.RunStartedAt)
 	if err != nil {
 		return PauseSchemaResult{}, classify(err)
@@ -51,7 +52,7 @@ type SchemaHeartbeat struct {
 // not rebuilt yet.
 func (a *ImportActivities) RestoreSchema(ctx context.Context, in SchemaInput) (RestoreSchemaResult, error) {
 	var done atomic.Int64
-	stop := heartbeatEvery(ctx, 5*time.Second, func() any { return SchemaHeartbeat{Restored: done.Load()} })
+	stop := heartbeatEvery(ctx, func() any { return SchemaHeartbeat{Restored: done.Load()} })
 	defer stop()
 	n, err := mas.RestoreSchema(ctx, a.MAS, mas.RestoreOptions{
 		Parallel:           max(1, in.Parallel),
@@ -61,15 +62,24 @@ func (a *ImportActivities) RestoreSchema(ctx context.Context, in SchemaInput) (R
 	return RestoreSchemaResult{Restored: n}, classify(err)
 }
 
-// heartbeatEvery records a heartbeat every period until stop is called,
-// for activities whose work happens inside long database statements.
-func heartbeatEvery(ctx context.Context, period time.Duration, details func() any) (stop func()) {
+// heartbeatEvery records a heartbeat every second until stop is called,
+// for activities whose work happens inside long database statements (the
+// SDK sends at most one per 80 % of the heartbeat timeout). details may be
+// nil. Outside an activity (direct calls in tests) it does nothing.
+func heartbeatEvery(ctx context.Context, details func() any) (stop func()) {
+	if !activity.IsActivity(ctx) {
+		return func() {}
+	}
 	ctx, cancel := context.WithCancel(ctx)
-	t := time.NewTicker(period)
+	t := time.NewTicker(time.Second)
 	go func() {
 		defer t.Stop()
 		for {
-			activity.RecordHeartbeat(ctx, details())
+			if details != nil {
+				activity.RecordHeartbeat(ctx, details())
+			} else {
+				activity.RecordHeartbeat(ctx)
+			}
 			select {
 			case <-ctx.Done():
 				return
