@@ -166,6 +166,8 @@ type Progress struct {
 	Entities   []EntityProgress
 	Rows       int64
 	Done       []string
+	// Blocked is set while a step waits for the operator's retry.
+	Blocked *Blocked
 }
 
 // EntityProgress is one entity's import progress.

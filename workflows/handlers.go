@@ -8,7 +8,7 @@ import (
 )
 
 // registerHandlers installs the progress query, the approve update and the
-// pause/resume signals.
+// pause, resume and retry signals.
 func (m *migration) registerHandlers(ctx workflow.Context) error {
 	if err := workflow.SetQueryHandler(ctx, QueryProgress, func() (Progress, error) { return m.progress(), nil }); err != nil {
 		return err
@@ -26,10 +26,12 @@ func (m *migration) registerHandlers(ctx workflow.Context) error {
 	}
 	workflow.Go(ctx, func(ctx workflow.Context) {
 		pause, resume := workflow.GetSignalChannel(ctx, SignalPause), workflow.GetSignalChannel(ctx, SignalResume)
+		retry := workflow.GetSignalChannel(ctx, SignalRetry)
 		for {
 			sel := workflow.NewSelector(ctx)
 			sel.AddReceive(pause, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, nil); m.setPaused(ctx, true) })
 			sel.AddReceive(resume, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, nil); m.setPaused(ctx, false) })
+			sel.AddReceive(retry, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, nil); m.unblock(ctx) })
 			sel.Select(ctx)
 		}
 	})

@@ -45,16 +45,16 @@ func (m *migration) importAll(ctx workflow.Context) error {
 	st := &m.st.Import
 	if !st.Prepared {
 		var prep activities.PrepareResult
-		if err := workflow.ExecuteActivity(m.dbOptions(ctx, "check and record the run in MAS"), a.PrepareImport,
-			m.runInput()).Get(ctx, &prep); err != nil {
+		if err := m.activity(ctx, m.dbOptions(ctx, "check and record the run in MAS"), "PrepareImport", a.PrepareImport,
+			&prep, m.runInput()); err != nil {
 			return err
 		}
 		st.Prepared, st.Estimates = true, prep.Estimates
 	}
 	pause := workflow.GetVersion(ctx, schemaPauseVersion, workflow.DefaultVersion, 1) >= 1
 	if pause && !st.SchemaPaused {
-		if err := workflow.ExecuteActivity(m.dbOptions(ctx, "pause the MAS tables' indexes and constraints"), a.PauseSchema,
-			m.schemaInput()).Get(ctx, nil); err != nil {
+		if err := m.activity(ctx, m.dbOptions(ctx, "pause the MAS tables' indexes and constraints"), "PauseSchema", a.PauseSchema,
+			nil, m.schemaInput()); err != nil {
 			return err
 		}
 		st.SchemaPaused = true
@@ -83,7 +83,7 @@ func (m *migration) restoreSchema(ctx workflow.Context) error {
 		return nil
 	}
 	var a *activities.ImportActivities
-	if err := workflow.ExecuteActivity(m.restoreOptions(ctx), a.RestoreSchema, m.schemaInput()).Get(ctx, nil); err != nil {
+	if err := m.activity(ctx, m.restoreOptions(ctx), "RestoreSchema", a.RestoreSchema, nil, m.schemaInput()); err != nil {
 		return err
 	}
 	st.SchemaRestored = true
@@ -108,7 +108,7 @@ func (m *migration) importStage(ctx workflow.Context, wave []synapse.Entity) (bo
 	var firstErr error
 	for len(pending) > 0 || running > 0 {
 		draining := firstErr != nil || m.continueAsNewDue(ctx)
-		for !draining && !m.st.Paused && running < m.in.Import.Parallelism && len(pending) > 0 {
+		for !draining && !m.st.Paused && m.st.Blocked == nil && running < m.in.Import.Parallelism && len(pending) > 0 {
 			shard := pending[0]
 			pending = pending[1:]
 			running++
@@ -118,7 +118,11 @@ func (m *migration) importStage(ctx workflow.Context, wave []synapse.Entity) (bo
 			sel.AddFuture(f, func(f workflow.Future) {
 				running--
 				var res activities.ShardResult
-				if err := f.Get(ctx, &res); err != nil {
+				if err := f.Get(ctx, &res); m.blocks(ctx, err) {
+					m.block(ctx, "ImportShard "+shard, err)
+					pending = append(pending, shard) // called again after the retry
+					return
+				} else if err != nil {
 					if firstErr == nil {
 						firstErr = err
 					}
@@ -137,8 +141,9 @@ func (m *migration) importStage(ctx workflow.Context, wave []synapse.Entity) (bo
 			if draining {
 				return false, m.continueAsNew(ctx)
 			}
-			// Paused with nothing in flight: wait for resume.
-			if err := workflow.Await(ctx, func() bool { return !m.st.Paused }); err != nil {
+			// Paused or blocked with nothing in flight: wait for resume
+			// or the operator's retry.
+			if err := workflow.Await(ctx, func() bool { return !m.st.Paused && m.st.Blocked == nil }); err != nil {
 				return false, err
 			}
 			continue
@@ -156,7 +161,7 @@ func (m *migration) planWave(ctx workflow.Context, wave []synapse.Entity) ([]str
 		entity := string(e)
 		var plan activities.PlanResult
 		in := activities.PlanInput{RunStartedAt: m.st.RunStartedAt, Entity: entity, Shards: m.in.Import.ShardsPerEntity}
-		if err := workflow.ExecuteActivity(m.dbOptions(ctx, "plan shards of "+entity), a.PlanEntity, in).Get(ctx, &plan); err != nil {
+		if err := m.activity(ctx, m.dbOptions(ctx, "plan shards of "+entity), "PlanEntity", a.PlanEntity, &plan, in); err != nil {
 			return nil, err
 		}
 		for _, s := range plan.Shards {

@@ -33,6 +33,8 @@ type State struct {
 	PastNoReturn bool
 	Import       ImportState
 	Paused       bool
+	// Blocked is set while a step waits for the operator's retry.
+	Blocked *Blocked
 }
 
 // migration is one run of the workflow function.
@@ -142,13 +144,14 @@ func (m *migration) runStep(ctx workflow.Context, step string) error {
 	case StepFinish:
 		var a *activities.ImportActivities
 		var fin activities.FinishResult
-		err := workflow.ExecuteActivity(m.dbOptions(ctx, "write the findings report, drop masflow bookkeeping"),
-			a.FinishImport, m.runInput()).Get(ctx, &fin)
+		err := m.activity(ctx, m.dbOptions(ctx, "write the findings report, drop masflow bookkeeping"),
+			"FinishImport", a.FinishImport, &fin, m.runInput())
 		m.st.Import.Report = fin.Report
 		return err
 	case StepDiscard:
 		var a *activities.ImportActivities
-		return workflow.ExecuteActivity(m.dbOptions(ctx, "empty the MAS tables after the dry run"), a.DiscardDryRun, m.runInput()).Get(ctx, nil)
+		return m.activity(ctx, m.dbOptions(ctx, "empty the MAS tables after the dry run"), "DiscardDryRun", a.DiscardDryRun,
+			nil, m.runInput())
 	}
 	return temporal.NewNonRetryableApplicationError("unknown step "+step, ErrTypeBadInput, nil)
 }
@@ -161,8 +164,8 @@ func (m *migration) runInput() activities.RunInput {
 func (m *migration) advise(ctx workflow.Context) error {
 	var a *activities.AdviseActivities
 	var res activities.AdviseResult
-	err := workflow.ExecuteActivity(m.dbOptions(ctx, "pre-flight checks"), a.Advise,
-		activities.AdviseInput{Phase: "before_downtime"}).Get(ctx, &res)
+	err := m.activity(ctx, m.dbOptions(ctx, "pre-flight checks"), "Advise", a.Advise, &res,
+		activities.AdviseInput{Phase: "before_downtime"})
 	if err != nil {
 		return err
 	}
@@ -213,7 +216,7 @@ func (m *migration) homeserverStep(ctx workflow.Context, step string, fn any) er
 func (m *migration) reconcile(ctx workflow.Context) error {
 	var a *activities.ImportActivities
 	var rec activities.ReconcileResult
-	if err := workflow.ExecuteActivity(m.dbOptions(ctx, "exact reconciliation"), a.Reconcile, m.runInput()).Get(ctx, &rec); err != nil {
+	if err := m.activity(ctx, m.dbOptions(ctx, "exact reconciliation"), "Reconcile", a.Reconcile, &rec, m.runInput()); err != nil {
 		return err
 	}
 	m.st.Import.Problems, m.st.Import.Drift = rec.Problems, rec.Drift

@@ -28,6 +28,17 @@ type harness struct {
 	// warnings the advise step reports.
 	warnings []string
 	calls2   map[string]int
+	// down makes a step's activity fail with an error a retry might fix
+	// (its database is down) until cleared.
+	down map[string]bool
+}
+
+// transient returns the harness's retryable failure for a step, if down.
+func (h *harness) transient(step string) error {
+	if h.down[step] {
+		return temporal.NewApplicationError("connection refused", "")
+	}
+	return nil
 }
 
 var (
@@ -42,7 +53,7 @@ func newHarness(t *testing.T) *harness { return newHarnessWith(t, 0) }
 func newHarnessWith(t *testing.T, shardDelay time.Duration) *harness {
 	var suite testsuite.WorkflowTestSuite
 	suite.SetLogger(log.NewStructuredLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
-	h := &harness{env: suite.NewTestWorkflowEnvironment(), fail: map[string]error{}, calls2: map[string]int{}}
+	h := &harness{env: suite.NewTestWorkflowEnvironment(), fail: map[string]error{}, calls2: map[string]int{}, down: map[string]bool{}}
 	h.env.RegisterWorkflow(MigrationWorkflow)
 	activities.Register(h.env, activities.Set{Advise: adv, Import: imp, Homeserver: host})
 	h.env.OnActivity(adv.Advise, mock.Anything, mock.Anything).Return(
@@ -81,6 +92,9 @@ func newHarnessWith(t *testing.T, shardDelay time.Duration) *harness {
 			if err := h.fail[StepImport]; err != nil {
 				return activities.ShardResult{}, err
 			}
+			if err := h.transient(StepImport); err != nil {
+				return activities.ShardResult{}, err
+			}
 			h.calls2[in.Shard]++
 			entity := in.Shard[:len(in.Shard)-4]
 			if h.calls2[in.Shard] == 1 {
@@ -92,6 +106,9 @@ func newHarnessWith(t *testing.T, shardDelay time.Duration) *harness {
 		})
 	h.env.OnActivity(imp.Reconcile, mock.Anything, mock.Anything).Return(
 		func(context.Context, activities.RunInput) (activities.ReconcileResult, error) {
+			if err := h.transient(StepReconcile); err != nil {
+				return activities.ReconcileResult{}, err
+			}
 			h.calls = append(h.calls, StepReconcile)
 			return activities.ReconcileResult{OK: h.fail[StepReconcile] == nil, Problems: problems(h.fail[StepReconcile])}, nil
 		})
@@ -442,6 +459,44 @@ func TestInvalidStepsAreRefusedBeforeAnyActivity(t *testing.T) {
 			}
 			if len(h.calls) != 0 {
 				t.Fatalf("ran %v", h.calls)
+			}
+		})
+	}
+}
+
+// A step whose bounded retries run out on an error a retry might fix
+// blocks the migration: phase blocked with the error, nothing dispatched,
+// until the operator's retry signal; then it completes.
+func TestSpentRetriesBlockUntilTheOperatorRetries(t *testing.T) {
+	for _, step := range []string{StepImport, StepReconcile} {
+		t.Run(step, func(t *testing.T) {
+			h := newHarness(t)
+			h.down[step] = true
+			in := approved()
+			in.Steps = []string{StepImport, StepReconcile}
+			var seen Progress
+			h.env.RegisterDelayedCallback(func() {
+				v, err := h.env.QueryWorkflow(QueryProgress)
+				if err == nil {
+					err = v.Get(&seen)
+				}
+				if err != nil {
+					t.Error(err)
+				}
+				h.down[step] = false // the operator fixed the cause
+				h.env.SignalWorkflow(SignalRetry, nil)
+			}, 2*time.Hour) // the retries take minutes; then it waits
+			h.env.ExecuteWorkflow(MigrationWorkflow, in)
+			if err := h.env.GetWorkflowError(); err != nil {
+				t.Fatal(err)
+			}
+			if seen.Phase != PhaseBlocked || seen.Blocked == nil || seen.Blocked.Phase != step ||
+				!strings.Contains(seen.Blocked.Error, "connection refused") {
+				t.Fatalf("while blocked: phase %q, blocked %+v", seen.Phase, seen.Blocked)
+			}
+			var res MigrationResult
+			if err := h.env.GetWorkflowResult(&res); err != nil || !slices.Equal(res.Steps, in.Steps) {
+				t.Fatalf("result %+v, %v", res, err)
 			}
 		})
 	}

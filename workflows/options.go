@@ -13,7 +13,8 @@ import (
 func stagesOrder() [][]synapse.Entity { return engine.Stages() }
 
 // dbOptions: activities on the database workers; errors of the types in
-// activities.NonRetryable fail at once, the rest are retried.
+// activities.NonRetryable fail at once, the rest are retried up to
+// maxAttempts times, after which the migration is blocked (blocked.go).
 func (m *migration) dbOptions(ctx workflow.Context, summary string) workflow.Context {
 	m.scheduled++
 	callSeconds := time.Duration(m.in.Import.ShardCallSeconds) * time.Second
@@ -26,6 +27,7 @@ func (m *migration) dbOptions(ctx workflow.Context, summary string) workflow.Con
 			InitialInterval:        time.Second,
 			BackoffCoefficient:     2,
 			MaximumInterval:        time.Minute,
+			MaximumAttempts:        maxAttempts,
 			NonRetryableErrorTypes: activities.NonRetryable,
 		},
 	})

@@ -12,7 +12,7 @@ import (
 func (m *migration) progress() Progress {
 	st := &m.st.Import
 	p := Progress{Homeserver: m.in.Homeserver, Phase: m.phase, Paused: m.st.Paused, DryRun: m.in.DryRun,
-		Warnings: m.st.Warnings, Done: m.st.Done}
+		Warnings: m.st.Warnings, Done: m.st.Done, Blocked: m.st.Blocked}
 	for _, e := range synapse.Entities {
 		entity := string(e)
 		ep := EntityProgress{Entity: entity, Estimated: st.Estimates[entity]}
@@ -75,6 +75,10 @@ func (p Progress) Markdown() string {
 	}
 	if len(p.Warnings) > 0 {
 		b.WriteString("\nwarnings: " + strings.Join(p.Warnings, ", ") + "\n")
+	}
+	if bl := p.Blocked; bl != nil {
+		b.WriteString("\n**blocked** in " + bl.Phase + " (" + bl.Activity + ") since " + bl.At.Format("2006-01-02 15:04:05Z07:00") +
+			": " + bl.Error + "\n\nFix the cause, then `starter retry`; or `starter cancel`.\n")
 	}
 	return b.String()
 }

@@ -39,6 +39,7 @@ func Commands() []Command {
 		{"approve", "approve (or --deny) the downtime", Approve},
 		{"pause", "pause the import between batches", signalCommand("pause", workflows.SignalPause)},
 		{"resume", "resume a paused import", signalCommand("resume", workflows.SignalResume)},
+		{"retry", "run a blocked step again, once its cause is fixed", signalCommand("retry", workflows.SignalRetry)},
 		{"cancel", "cancel the migration (restores Synapse before the point of no return)", Cancel},
 		{"serve", "keep the embedded Temporal (--dev) and its Web UI running", Serve},
 	}

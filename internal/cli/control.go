@@ -40,6 +40,9 @@ func progressLine(p workflows.Progress) string {
 	if p.Paused {
 		state += " (paused)"
 	}
+	if p.Blocked != nil {
+		state += " in " + p.Blocked.Phase + ": " + p.Blocked.Error + " (fix it, then `starter retry`)"
+	}
 	return fmt.Sprintf("[%s] %-12s %d/%d source rows, %d MAS rows written", bar, state, read, est, p.Rows)
 }
 
