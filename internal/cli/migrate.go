@@ -46,6 +46,9 @@ func Migrate(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if s.server != nil {
 		fmt.Fprintf(stdout, "embedded Temporal at %s, Web UI %s\n", s.server.HostPort, s.server.UIURL)
 	}
+	if s.attached != 0 {
+		fmt.Fprintf(stdout, "attached to the embedded Temporal that starter process %d runs\n", s.attached)
+	}
 	in := workflows.MigrationInput{Homeserver: s.homeserver, DryRun: *dryRun, Steps: *steps, PreApproved: *yes,
 		Approver: *approver, AcknowledgedWarnings: *ack, Import: runner.ImportOptions(s.settings),
 		HostTaskQueue: s.settings.Worker.HostTaskQueue}

@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -58,11 +59,14 @@ type session struct {
 	client     client.Client
 	homeserver string
 	dryRun     bool
-	settings   config.Settings
-	server     *devserver.Server
-	worker     worker.Worker
-	deps       *runner.Deps
-	log        *zap.Logger
+	// attached is the PID of the starter whose embedded server this
+	// session uses (0: none, or our own).
+	attached int
+	settings config.Settings
+	server   *devserver.Server
+	worker   worker.Worker
+	deps     *runner.Deps
+	log      *zap.Logger
 }
 
 // workflowID is the ID of the homeserver's migration, or of its dry run.
@@ -109,11 +113,23 @@ func (f *temporalFlags) connect(ctx context.Context, embed bool) (*session, erro
 	}
 	address := *f.address
 	if *f.dev && embed {
-		if err := s.embed(ctx, f); err != nil {
+		err := s.embed(ctx, f)
+		var inUse *devserver.InUseError
+		switch {
+		case errors.As(err, &inUse):
+			// Another starter runs this state directory's server (and a
+			// worker): attach to it rather than start a second one.
+			s.Close()
+			if address, err = devAddress(*f.stateDir); err != nil || !reachable(ctx, address) {
+				return nil, inUse
+			}
+			s = &session{dryRun: s.dryRun, settings: s.settings, log: s.log, homeserver: s.homeserver, attached: inUse.PID}
+		case err != nil:
 			s.Close()
 			return nil, err
+		default:
+			address = s.server.HostPort
 		}
-		address = s.server.HostPort
 	} else if *f.dev {
 		if address, err = devAddress(*f.stateDir); err != nil {
 			return nil, err

@@ -67,6 +67,12 @@ func TestEmbeddedMigrationWithApproval(t *testing.T) {
 		}
 		time.Sleep(time.Second)
 	}
+	// A second starter on the same state directory never starts a second
+	// server on its SQLite file: it attaches to the first one's.
+	if out := run(ExitOK, "migrate", steps, "--detach"); !strings.Contains(out,
+		fmt.Sprintf("attached to the embedded Temporal that starter process %d runs", os.Getpid())) {
+		t.Fatalf("second starter:\n%s", out)
+	}
 	if out := run(ExitFail, "approve", "--approver", "alice", "--reason", "window"); !strings.Contains(out, "acknowledge every warning") {
 		t.Fatalf("approval without acknowledgements:\n%s", out)
 	}

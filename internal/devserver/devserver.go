@@ -27,6 +27,19 @@ type Server struct {
 	UIURL    string
 	cmd      *exec.Cmd
 	done     chan error
+	unlock   func()
+}
+
+// InUseError reports a state directory whose dev server another process
+// runs: a second server on the same SQLite file would corrupt it.
+type InUseError struct {
+	Dir string
+	PID int
+}
+
+func (e *InUseError) Error() string {
+	return fmt.Sprintf("the embedded Temporal of %s is run by process %d (another `starter --dev`): "+
+		"let it finish, or use another --state-dir", e.Dir, e.PID)
 }
 
 // ports are remembered in the state directory so every run of the same
@@ -58,6 +71,21 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	if err := os.MkdirAll(o.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("creating state directory %s: %w", o.Dir, err)
 	}
+	unlock, err := lockDir(o.Dir)
+	if err != nil {
+		return nil, err
+	}
+	s, err := start(ctx, o)
+	if err != nil {
+		unlock()
+		return nil, err
+	}
+	s.unlock = unlock
+	return s, nil
+}
+
+// start runs the dev server of a locked state directory.
+func start(ctx context.Context, o Options) (*Server, error) {
 	p, err := choosePorts(o.Dir, o.DefaultPorts)
 	if err != nil {
 		return nil, err
@@ -121,6 +149,9 @@ func (s *Server) Stop() {
 		case <-time.After(10 * time.Second):
 			_ = s.cmd.Process.Kill()
 		}
+	}
+	if s.unlock != nil {
+		s.unlock()
 	}
 }
 

@@ -2,9 +2,11 @@ package devserver
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"testing"
 
 	"github.com/masflow/masflow/workflows"
@@ -49,4 +51,28 @@ func TestRestartKeepsStateAndSearchAttributes(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "temporal.db")); err != nil {
 		t.Fatalf("no SQLite state: %v", err)
 	}
+}
+
+// One dev server per state directory: a second Start fails at once with
+// the owner's PID (two servers on one SQLite file end in SQLITE_BUSY),
+// and the directory is free again once the first stops.
+func TestOneServerPerStateDirectory(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	first, err := Start(ctx, Options{Dir: dir, CLI: cliPath(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = Start(ctx, Options{Dir: dir, CLI: cliPath(t)})
+	var inUse *InUseError
+	if !errors.As(err, &inUse) || inUse.PID != os.Getpid() || !strings.Contains(err.Error(), "--state-dir") {
+		first.Stop()
+		t.Fatalf("second Start: %v; want an InUseError naming pid %d", err, os.Getpid())
+	}
+	first.Stop()
+	again, err := Start(ctx, Options{Dir: dir, CLI: cliPath(t)})
+	if err != nil {
+		t.Fatalf("after Stop: %v", err)
+	}
+	again.Stop()
 }
