@@ -53,11 +53,14 @@ var sessionTokensSQL = `SELECT a.user_id, a.device_id, a.last_validated
 // refreshLookups joins, for the access token aliased a, its refresh token
 // "rt" and whether the successor of that refresh token was used ("su").
 func refreshLookups(a string) string {
+	// The IS NOT NULL tests only involve the outer row: PostgreSQL
+	// evaluates them once per row and skips the index scan for the many
+	// tokens without a refresh token.
 	return fmt.Sprintf(`
   LEFT JOIN LATERAL (SELECT r.user_id, r.device_id, r.next_token_id FROM refresh_tokens r
-      WHERE r.id = %[1]s.refresh_token_id LIMIT 1) rt ON true
+      WHERE %[1]s.refresh_token_id IS NOT NULL AND r.id = %[1]s.refresh_token_id LIMIT 1) rt ON true
   LEFT JOIN LATERAL (SELECT true AS used FROM access_tokens nx
-      WHERE nx.refresh_token_id = rt.next_token_id AND nx.used LIMIT 1) su ON true`, a)
+      WHERE rt.next_token_id IS NOT NULL AND nx.refresh_token_id = rt.next_token_id AND nx.used LIMIT 1) su ON true`, a)
 }
 
 // sessionTokenCond is true for the access token aliased a when it counts
