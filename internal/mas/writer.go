@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -131,7 +130,7 @@ func (w *Writer) copyRows(ctx context.Context, tx pgx.Tx, r *Rows) error {
 		if err := w.step(t.name); err != nil {
 			return err
 		}
-		if _, err := tx.CopyFrom(ctx, pgx.Identifier{t.name}, t.cols, pgx.CopyFromSlice(t.n, t.row)); err != nil {
+		if _, err := tx.CopyFrom(ctx, pgx.Identifier{t.name}, t.cols, newRowSource(t)); err != nil {
 			return fmt.Errorf("copying %d rows into %s: %w", t.n, t.name, err)
 		}
 	}
@@ -177,14 +176,6 @@ func (e *safeError) Error() string { return e.msg }
 
 // SQLState returns the PostgreSQL error code, for retry classification.
 func (e *safeError) SQLState() string { return e.code }
-
-// nullTime turns an optional time into a COPY value.
-func nullTime(t *time.Time) any {
-	if t == nil {
-		return nil
-	}
-	return *t
-}
 
 // nullAddr turns an optional address into a COPY value for inet.
 func nullAddr(a netip.Addr) any {
