@@ -3,6 +3,7 @@ package advisor
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -18,6 +19,7 @@ import (
 	"github.com/masflow/masflow/internal/mas"
 	"github.com/masflow/masflow/internal/pgtest"
 	"github.com/masflow/masflow/internal/synapse"
+	yaml "go.yaml.in/yaml/v3"
 )
 
 // fixture is a homeserver whose configs and databases pass every check;
@@ -203,7 +205,7 @@ func checks() []check {
 		{"non_email_threepids", Warning, 1, synSQL(`INSERT INTO user_threepids VALUES ('@alice:example.org', 'msisdn', '4477', 1, 1)`), nil, "unsupported"},
 		{"oauth_delegated_links", Error, 1, synSQL(`INSERT INTO user_external_ids VALUES ('oauth-delegated', 'x', '@alice:example.org')`), nil, "MSC3861"},
 		{"foreign_server_users", Warning, 2, synSQL(`INSERT INTO users (name, creation_ts) VALUES ('@bob:other.org', 1);
-			INSERT INTO devices (user_id, device_id) VALUES ('@bob:other.org', 'B')`), nil, "example.org"},
+			INSERT INTO devices (user_id, device_id) VALUES ('@bob:other.org', 'B')`), nil, `"other.org" 2 rows (e.g. @bob:other.org)`},
 		{"case_mismatched_dependants", Warning, 2, synSQL(`INSERT INTO user_threepids VALUES ('@ALICE:example.org', 'email', 'b@example.org', 1, 1);
 			INSERT INTO access_tokens (id, user_id, token) VALUES (1, '@Alice:example.org', 't')`), nil, "case"},
 		{"null_creation_ts", Warning, 1, synSQL(`INSERT INTO users (name) VALUES ('@old:example.org')`), nil, "creation"},
@@ -321,17 +323,46 @@ func TestCatalogueIsCovered(t *testing.T) {
 
 func TestCleanHomeserverHasNoErrorsOrWarnings(t *testing.T) {
 	t.Parallel()
-	rep := newFixture(t).run()
+	f := newFixture(t)
+	rep := f.run()
 	if n := rep.Count(Error) + rep.Count(Warning); n != 0 {
 		t.Fatalf("clean fixture: %v %v", rep.Codes(Error), rep.Codes(Warning))
 	}
 	if users, ok := rep.find("users"); !ok || *users.Count != 1 || users.Estimated {
 		t.Fatalf("users info = %+v", users)
 	}
-	if devs, ok := rep.find("rows_devices"); !ok || !devs.Estimated {
-		t.Fatalf("devices info must be an estimate: %+v", devs)
+	// Never analysed: no estimate exists, and none is made up.
+	if devs, ok := rep.find("rows_devices"); !ok || devs.Count != nil || !strings.Contains(devs.Message, "unknown") {
+		t.Fatalf("devices info of a never-analysed table = %+v", devs)
+	}
+	pgtest.Exec(t, f.synDSN, "ANALYZE devices")
+	if devs, ok := f.run().find("rows_devices"); !ok || !devs.Estimated || devs.Count == nil || *devs.Count < 0 {
+		t.Fatalf("devices info must be an estimate once analysed: %+v", devs)
 	}
 	if rep.ExitCode(true) != ExitOK || !slices.Equal(rep.Unacknowledged(nil), nil) {
 		t.Fatal("clean report must exit 0 even when strict")
+	}
+}
+
+// Synapse stores an oidc_providers entry's links under "oidc-" + idp_id,
+// except for idp_id "oidc" (or none), kept as "oidc".
+func TestSynapseProviderNames(t *testing.T) {
+	for _, c := range []struct {
+		yaml string
+		want []string
+	}{
+		{"oidc_providers: [{idp_id: google}]", []string{"oidc-google"}},
+		{"oidc_providers: [{idp_id: oidc-corp}]", []string{"oidc-oidc-corp"}},
+		{"oidc_providers: [{idp_id: oidc}, {issuer: x}]", []string{"oidc"}},
+		{"oidc_config: {enabled: true}\nsaml2_config: {sp_config: {}}\ncas_config: {enabled: false}", []string{"oidc", "saml"}},
+	} {
+		var raw map[string]any
+		if err := yaml.Unmarshal([]byte(c.yaml), &raw); err != nil {
+			t.Fatal(err)
+		}
+		got := slices.Sorted(maps.Keys(synapseProviders(raw)))
+		if !slices.Equal(got, c.want) {
+			t.Errorf("%s: %v, want %v", c.yaml, got, c.want)
+		}
 	}
 }

@@ -88,8 +88,8 @@ func pepperCheck(in Input, sc config.PasswordScheme, add func(Finding)) {
 }
 
 // synapseProviders lists the auth_provider names Synapse's SSO config
-// produces: "oidc" (legacy oidc_config or idp_id oidc), "oidc-<idp_id>",
-// "saml", "cas".
+// produces: "oidc" (legacy oidc_config, or idp_id oidc or none),
+// "oidc-<idp_id>" for any other idp_id, "saml", "cas".
 func synapseProviders(raw map[string]any) map[string]bool {
 	out := map[string]bool{}
 	if v, ok := raw["oidc_config"]; ok && v != nil && !isFalse(raw, "oidc_config.enabled") {
@@ -99,12 +99,12 @@ func synapseProviders(raw map[string]any) map[string]bool {
 	for _, item := range list {
 		e, _ := item.(map[string]any)
 		id, _ := e["idp_id"].(string)
-		switch {
-		case id == "" || id == "oidc":
+		// Synapse prefixes every idp_id with "oidc-" except "oidc"
+		// itself (kept for configs moved from oidc_config): idp_id
+		// "oidc-corp" is stored as "oidc-oidc-corp".
+		if id == "" || id == "oidc" {
 			out["oidc"] = true
-		case strings.HasPrefix(id, "oidc-"):
-			out[id] = true
-		default:
+		} else {
 			out["oidc-"+id] = true
 		}
 	}

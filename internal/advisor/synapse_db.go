@@ -1,8 +1,12 @@
 package advisor
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"maps"
+	"slices"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -20,13 +24,14 @@ const userStatsSQL = `SELECT count(*),
   count(*) FILTER (WHERE deactivated <> 0),
   count(*) FILTER (WHERE appservice_id IS NOT NULL),
   count(*) FILTER (WHERE creation_ts IS NULL),
-  count(*) FILTER (WHERE password_hash IS NOT NULL),
-  count(*) FILTER (WHERE substr(name, strpos(name, ':') + 1) <> $1)
+  count(*) FILTER (WHERE password_hash IS NOT NULL)
 FROM users`
 
-// foreignSQL counts a dependant table's rows whose MXID is not of this
-// server (the text after the first colon is the server name).
-const foreignSQL = `SELECT count(*) FROM %s WHERE substr(user_id, strpos(user_id, ':') + 1) <> $1`
+// foreignSQL counts a table's rows whose MXID (column %[2]s) is not of
+// this server, per server (the text after the first colon), with one
+// sample MXID each.
+const foreignSQL = `SELECT substr(%[2]s, strpos(%[2]s, ':') + 1) AS server, count(*), min(%[2]s)
+  FROM %[1]s WHERE substr(%[2]s, strpos(%[2]s, ':') + 1) <> $1 GROUP BY 1`
 
 // caseMismatchSQL counts a dependant table's rows with no exact user but
 // a case-insensitive one (the import resolves those, and reports them).
@@ -39,7 +44,7 @@ const caseMismatchSQL = `SELECT count(*) FROM %s t
 const estimateSQL = `SELECT COALESCE((SELECT reltuples::bigint FROM pg_class WHERE oid = to_regclass($1)), -1)`
 
 type userStats struct {
-	total, guests, deactivated, appservice, nullCreation, passwords, foreign int64
+	total, guests, deactivated, appservice, nullCreation, passwords int64
 }
 
 // synapseDBChecks look at the Synapse database (checks.md, "Synapse
@@ -55,8 +60,8 @@ func synapseDBChecks(ctx context.Context, in Input, add func(Finding)) error {
 		return err
 	}
 	var u userStats
-	if err := db.QueryRow(ctx, userStatsSQL, in.Synapse.ServerName).Scan(&u.total, &u.guests, &u.deactivated,
-		&u.appservice, &u.nullCreation, &u.passwords, &u.foreign); err != nil {
+	if err := db.QueryRow(ctx, userStatsSQL).Scan(&u.total, &u.guests, &u.deactivated,
+		&u.appservice, &u.nullCreation, &u.passwords); err != nil {
 		return fmt.Errorf("advisor: counting users: %w", err)
 	}
 	rowChecks := []struct {
@@ -84,7 +89,7 @@ func synapseDBChecks(ctx context.Context, in Input, add func(Finding)) error {
 		}
 		addCount(add, c.code, c.sev, n, c.message, c.hint)
 	}
-	if err := dependantChecks(ctx, in, u.foreign, add); err != nil {
+	if err := dependantChecks(ctx, in, add); err != nil {
 		return err
 	}
 	return sizeInfo(ctx, in, u, add)
@@ -115,26 +120,91 @@ func schemaCheck(ctx context.Context, in Input, add func(Finding)) (bool, error)
 
 // dependantChecks count foreign-server and case-mismatched rows over the
 // users table and every dependant table.
-func dependantChecks(ctx context.Context, in Input, foreignUsers int64, add func(Finding)) error {
-	foreign, mismatched := foreignUsers, int64(0)
+func dependantChecks(ctx context.Context, in Input, add func(Finding)) error {
+	foreign := foreignServers{}
+	if err := foreign.count(ctx, in, "users", "name"); err != nil {
+		return err
+	}
+	var mismatched int64
 	for _, t := range dependantTables {
-		var f, m int64
-		table := pgx.Identifier{t}.Sanitize()
-		if err := in.SynapseDB.QueryRow(ctx, fmt.Sprintf(foreignSQL, table), in.Synapse.ServerName).Scan(&f); err != nil {
-			return fmt.Errorf("advisor: foreign rows of %s: %w", t, err)
+		if err := foreign.count(ctx, in, t, "user_id"); err != nil {
+			return err
 		}
-		if err := in.SynapseDB.QueryRow(ctx, fmt.Sprintf(caseMismatchSQL, table)).Scan(&m); err != nil {
+		var m int64
+		if err := in.SynapseDB.QueryRow(ctx, fmt.Sprintf(caseMismatchSQL, pgx.Identifier{t}.Sanitize())).Scan(&m); err != nil {
 			return fmt.Errorf("advisor: case-mismatched rows of %s: %w", t, err)
 		}
-		foreign, mismatched = foreign+f, mismatched+m
+		mismatched += m
 	}
-	addCount(add, "foreign_server_users", Warning, foreign,
-		fmt.Sprintf("rows name users of another server than %q (the reference tool aborts on them)", in.Synapse.ServerName),
+	addCount(add, "foreign_server_users", Warning, foreign.total(),
+		fmt.Sprintf("rows name users of another server than %q (the reference tool aborts on them): %s",
+			in.Synapse.ServerName, foreign.describe(3)),
 		"masflow skips and reports them (import.strict aborts instead); check server_name is right")
 	addCount(add, "case_mismatched_dependants", Warning, mismatched,
 		"rows name their user with different letter case than users.name",
 		"masflow attaches them to the one user that matches case-insensitively and reports them")
 	return nil
+}
+
+// foreignServers counts rows per foreign server name, with a sample MXID.
+type foreignServers map[string]*foreignServer
+
+type foreignServer struct {
+	rows   int64
+	sample string
+}
+
+// count adds a table's foreign rows (MXIDs in column col).
+func (f foreignServers) count(ctx context.Context, in Input, table, col string) error {
+	rows, err := in.SynapseDB.Query(ctx, fmt.Sprintf(foreignSQL, pgx.Identifier{table}.Sanitize(), pgx.Identifier{col}.Sanitize()),
+		in.Synapse.ServerName)
+	if err != nil {
+		return fmt.Errorf("advisor: foreign rows of %s: %w", table, err)
+	}
+	var server, sample string
+	var n int64
+	_, err = pgx.ForEachRow(rows, []any{&server, &n, &sample}, func() error {
+		s := f[server]
+		if s == nil {
+			s = &foreignServer{sample: sample}
+			f[server] = s
+		}
+		s.rows += n
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("advisor: foreign rows of %s: %w", table, err)
+	}
+	return nil
+}
+
+func (f foreignServers) total() int64 {
+	var n int64
+	for _, s := range f {
+		n += s.rows
+	}
+	return n
+}
+
+// describe names the servers with the most rows (at most max), each with
+// its count and a sample MXID.
+func (f foreignServers) describe(max int) string {
+	names := slices.Collect(maps.Keys(f))
+	slices.SortFunc(names, func(a, b string) int {
+		if c := cmp.Compare(f[b].rows, f[a].rows); c != 0 {
+			return c
+		}
+		return cmp.Compare(a, b)
+	})
+	var parts []string
+	for i, name := range names {
+		if i == max {
+			parts = append(parts, fmt.Sprintf("and %d more servers", len(names)-max))
+			break
+		}
+		parts = append(parts, fmt.Sprintf("%q %d rows (e.g. %s)", name, f[name].rows, f[name].sample))
+	}
+	return strings.Join(parts, ", ")
 }
 
 // sizeInfo reports how much there is to migrate.
@@ -147,6 +217,10 @@ func sizeInfo(ctx context.Context, in Input, u userStats, add func(Finding)) err
 		var n int64
 		if err := in.SynapseDB.QueryRow(ctx, estimateSQL, t).Scan(&n); err != nil {
 			return fmt.Errorf("advisor: estimating %s: %w", t, err)
+		}
+		if n < 0 { // never analysed: PostgreSQL has no estimate
+			add(finding("rows_"+t, Info, "", "row count of %s unknown (never analysed; ANALYZE it for an estimate)", t))
+			continue
 		}
 		f := finding("rows_"+t, Info, "", "about %d rows in %s (planner estimate)", n, t)
 		f.Count, f.Estimated = count(n), true
