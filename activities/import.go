@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/masflow/masflow/internal/engine"
+	"github.com/masflow/masflow/internal/mapping"
 	"github.com/masflow/masflow/internal/mas"
 	"github.com/masflow/masflow/internal/synapse"
 	"go.temporal.io/sdk/activity"
@@ -128,10 +129,12 @@ type ShardResult struct {
 	Entity   string
 	Done     bool
 	Progress mas.Progress
-	// Written and Skipped total Progress's maps, so the workflow need not
-	// iterate maps.
-	Written int64
-	Skipped int64
+	// Written, Skipped and Elsewhere total Progress's maps, so the
+	// workflow need not iterate maps. Skipped counts rows not migrated
+	// (with a reason); Elsewhere rows another entity's pass migrates.
+	Written   int64
+	Skipped   int64
+	Elsewhere int64
 }
 
 // MetricRowsRead counts Synapse rows imported, tagged by entity (exposed
@@ -168,8 +171,16 @@ func (a *ImportActivities) ImportShard(ctx context.Context, in ShardInput) (Shar
 		return ShardResult{}, classify(err)
 	}
 	cp := res.Checkpoint
-	return ShardResult{Shard: cp.ID, Entity: cp.Entity, Done: cp.Done, Progress: cp.Progress,
-		Written: mas.Total(cp.Progress.Written), Skipped: mas.Total(cp.Progress.Skipped)}, nil
+	out := ShardResult{Shard: cp.ID, Entity: cp.Entity, Done: cp.Done, Progress: cp.Progress,
+		Written: mas.Total(cp.Progress.Written)}
+	for reason, n := range cp.Progress.Skipped {
+		if mapping.Elsewhere(reason) {
+			out.Elsewhere += n
+		} else {
+			out.Skipped += n
+		}
+	}
+	return out, nil
 }
 
 // entityOf is the entity part of a shard ID ("users/003").

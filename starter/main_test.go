@@ -143,10 +143,37 @@ func TestDryRunsAndSubsetRunsMakeWayForTheNextRun(t *testing.T) {
 		if m := runID.FindStringSubmatch(out.String()); m != nil {
 			runs = append(runs, m[1])
 		}
+		if strings.Contains(c.want, "import") {
+			countsAddUp(t, out.String())
+		}
 	}
 	// The same steps again attached to the completed run; every other
 	// command started its own.
 	if len(runs) != 4 || runs[1] != runs[2] || runs[0] == runs[1] || runs[3] == runs[1] {
 		t.Fatalf("run IDs %v: want four, the 2nd and 3rd the same", runs)
+	}
+}
+
+// countsAddUp checks the result table: per entity, read = migrated +
+// skipped + other pass, and the refreshable tokens show as other pass,
+// not as skipped.
+func countsAddUp(t *testing.T, out string) {
+	t.Helper()
+	row := regexp.MustCompile(`(?m)^  (\w+) +(\d+) +(\d+) +(\d+) +(\d+) +(\d+)$`)
+	rows := row.FindAllStringSubmatch(out, -1)
+	if len(rows) != 6 {
+		t.Fatalf("want six entity rows in:\n%s", out)
+	}
+	for _, r := range rows {
+		var n [5]int64
+		for i := range n {
+			fmt.Sscan(r[i+2], &n[i])
+		}
+		if n[0] != n[1]+n[2]+n[3] {
+			t.Errorf("%s: read %d != migrated %d + skipped %d + other pass %d", r[1], n[0], n[1], n[2], n[3])
+		}
+		if r[1] == "access_tokens" && n[3] == 0 {
+			t.Errorf("access_tokens: no refreshable token counted as other pass:\n%s", out)
+		}
 	}
 }

@@ -170,14 +170,21 @@ type Progress struct {
 	Blocked *Blocked
 }
 
-// EntityProgress is one entity's import progress.
+// EntityProgress is one entity's import progress. Every source row read
+// is migrated, skipped (not migrated, with a reason in the findings), or
+// migrated by another entity's pass (Elsewhere: a refreshable access
+// token goes with its refresh token). Written counts MAS rows, which
+// fan out (a user becomes a user and a password; a deviceless token a
+// session and a token).
 type EntityProgress struct {
 	Entity        string
 	Complete      bool
 	Read          int64
 	Estimated     int64
-	Written       int64
+	Migrated      int64
 	Skipped       int64
+	Elsewhere     int64
+	Written       int64
 	RowsPerSecond float64
 }
 

@@ -25,7 +25,9 @@ func (m *migration) progress() Progress {
 			ep.Read += s.Progress.Read
 			ep.Written += s.Written
 			ep.Skipped += s.Skipped
+			ep.Elsewhere += s.Elsewhere
 		}
+		ep.Migrated = ep.Read - ep.Skipped - ep.Elsewhere
 		ep.Complete = seen && done && m.stageOf(e) < st.StagesDone
 		if start, ok := st.Started[entity]; ok {
 			end, ok := st.Finished[entity]
@@ -64,14 +66,15 @@ func (p Progress) Markdown() string {
 		state += " — dry run"
 	}
 	b.WriteString("**" + p.Homeserver + "**: " + state + ", " + itoa(p.Rows) + " MAS rows written\n\n")
-	b.WriteString("| entity | done / estimated | written | skipped | rows/s |\n|---|---:|---:|---:|---:|\n")
+	b.WriteString("| entity | read / estimated | migrated | skipped | other pass | MAS rows | rows/s |\n|---|---:|---:|---:|---:|---:|---:|\n")
 	for _, e := range p.Entities {
 		mark := ""
 		if e.Complete {
 			mark = " ✓"
 		}
 		b.WriteString("| " + e.Entity + mark + " | " + itoa(e.Read) + " / ~" + itoa(max(e.Estimated, 0)) + " | " +
-			itoa(e.Written) + " | " + itoa(e.Skipped) + " | " + strconv.FormatFloat(e.RowsPerSecond, 'f', 0, 64) + " |\n")
+			itoa(e.Migrated) + " | " + itoa(e.Skipped) + " | " + itoa(e.Elsewhere) + " | " + itoa(e.Written) + " | " +
+			strconv.FormatFloat(e.RowsPerSecond, 'f', 0, 64) + " |\n")
 	}
 	if len(p.Warnings) > 0 {
 		b.WriteString("\nwarnings: " + strings.Join(p.Warnings, ", ") + "\n")

@@ -189,10 +189,12 @@ func printResult(w io.Writer, r workflows.MigrationResult) {
 	}
 	fmt.Fprintf(w, "migration of %s completed%s: steps %s; %d MAS rows written\n", r.Homeserver, mode,
 		strings.Join(r.Steps, ", "), r.Rows)
-	fmt.Fprintf(w, "  %-14s %10s %10s %10s\n", "entity", "read", "written", "skipped")
+	fmt.Fprintf(w, "  %-14s %10s %10s %10s %10s %10s\n", "entity", "read", "migrated", "skipped", "other pass", "MAS rows")
 	for _, e := range r.Entities {
-		fmt.Fprintf(w, "  %-14s %10d %10d %10d\n", e.Entity, e.Read, e.Written, e.Skipped)
+		fmt.Fprintf(w, "  %-14s %10d %10d %10d %10d %10d\n", e.Entity, e.Read, e.Migrated, e.Skipped, e.Elsewhere, e.Written)
 	}
+	fmt.Fprintln(w, "  read = migrated + skipped + other pass (refreshable tokens go with their refresh token);"+
+		" MAS rows fan out: a user is a user and a password, a deviceless token a session and a token")
 	if r.Approval != nil {
 		fmt.Fprintf(w, "  approved by %s: %s\n", r.Approval.Approver, r.Approval.Reason)
 	}

@@ -76,3 +76,9 @@ func (r Reason) Bad() bool {
 	}
 	return false
 }
+
+// Elsewhere reports whether a reason counts rows that are not skipped but
+// migrated by another entity's pass (a refreshable access token is
+// written with its refresh token): they are neither written nor skipped
+// by the entity that read them.
+func Elsewhere(reason string) bool { return reason == string(ReasonRefreshable) }
