@@ -29,6 +29,8 @@ func Migrate(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	ack := fs.StringSlice("ack", nil, "warning codes to acknowledge with --yes")
 	approver := fs.String("approver", currentUser(), "who approves (recorded in the history)")
 	detach := fs.Bool("detach", false, "start and return at once instead of following progress")
+	register := fs.Bool("register-search-attributes", false,
+		"create masflow's search attributes on the namespace when missing (needs operator rights)")
 	if err := fs.Parse(args); err != nil {
 		return ExitUsage
 	}
@@ -48,6 +50,12 @@ func Migrate(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	if s.attached != 0 {
 		fmt.Fprintf(stdout, "attached to the embedded Temporal that starter process %d runs\n", s.attached)
+	}
+	if !*tf.dev {
+		if err := ensureSearchAttributes(ctx, s.client, namespace(), *register); err != nil {
+			fmt.Fprintln(stderr, "migrate:", err)
+			return ExitFail
+		}
 	}
 	in := workflows.MigrationInput{Homeserver: s.homeserver, DryRun: *dryRun, Steps: *steps, PreApproved: *yes,
 		Approver: *approver, AcknowledgedWarnings: *ack, Import: runner.ImportOptions(s.settings),

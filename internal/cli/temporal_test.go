@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/masflow/masflow/internal/devserver"
 	"github.com/masflow/masflow/internal/pgtest"
 	"github.com/masflow/masflow/internal/sample"
 )
@@ -85,5 +86,43 @@ func TestEmbeddedMigrationWithApproval(t *testing.T) {
 	// Later, with nothing running: attaching prints the result again.
 	if again := run(ExitOK, "migrate", steps); !strings.Contains(again, "approved by alice") {
 		t.Fatalf("re-running a completed migration must print its result:\n%s", again)
+	}
+}
+
+// On a server whose namespace lacks masflow's search attributes the
+// starter refuses at once with the commands that create them, instead of
+// starting a workflow whose every task would fail; with
+// --register-search-attributes it creates them and starts.
+func TestStarterChecksSearchAttributes(t *testing.T) {
+	ctx := context.Background()
+	admin, err := pgtest.AdminURL()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	h, err := sample.Create(ctx, admin, filepath.Join(dir, "sample"), sample.Options{Users: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, here, _, _ := runtime.Caller(0)
+	srv, err := devserver.Start(ctx, devserver.Options{Dir: filepath.Join(dir, "temporal"),
+		CLI: filepath.Join(filepath.Dir(here), "..", "..", "bin", "temporal")}) // no search attributes
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Stop()
+	args := []string{"migrate", "--address", srv.HostPort, "-c", h.Settings, "--steps", "advise", "--detach"}
+	var out bytes.Buffer
+	if code := Main(ctx, args, &out, &out); code != ExitFail ||
+		!strings.Contains(out.String(), "temporal operator search-attribute create --namespace default --name MasflowPhase --type Keyword") {
+		t.Fatalf("exit %d:\n%s", code, out.String())
+	}
+	out.Reset()
+	if code := Main(ctx, append(args, "--register-search-attributes"), &out, &out); code != ExitOK {
+		t.Fatalf("with --register-search-attributes: exit %d:\n%s", code, out.String())
+	}
+	out.Reset()
+	if code := Main(ctx, args, &out, &out); code != ExitOK { // registered now: attaches
+		t.Fatalf("once registered: exit %d:\n%s", code, out.String())
 	}
 }
