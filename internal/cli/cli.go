@@ -21,6 +21,11 @@ const (
 	ExitOK    = 0
 	ExitFail  = 1 // could not run: bad config, unreachable database
 	ExitUsage = 64
+	// ExitMigrationFailed, ExitCancelled and ExitUnreachable: how a
+	// followed migration ended (advise uses 2 and 3 for its findings).
+	ExitMigrationFailed = 4
+	ExitCancelled       = 5
+	ExitUnreachable     = 6 // gave up reconnecting; the migration may go on
 )
 
 // Command is one starter subcommand.

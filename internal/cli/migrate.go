@@ -16,6 +16,7 @@ import (
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
+	"go.temporal.io/sdk/temporal"
 )
 
 // Migrate starts the migration of the homeserver, or attaches to the one
@@ -155,26 +156,91 @@ func staticDetails(in workflows.MigrationInput) string {
 		in.Homeserver, in.DryRun, steps, in.PreApproved, in.Approver, in.Import.BatchSize, in.Import.Parallelism)
 }
 
-// follow prints progress until the workflow ends, then its result.
+// follow prints progress until the workflow ends, then its result, and
+// returns the exit code of its outcome. Losing the Temporal server is not
+// a failed migration: it says so and reconnects with backoff, for up to
+// reconnectFor, and only then gives up (ExitUnreachable).
 func follow(ctx context.Context, s *session, run client.WorkflowRun, stdout, stderr io.Writer) int {
+	var lostSince time.Time
+	backoff := time.Second
+	for {
+		var res workflows.MigrationResult
+		err := watch(ctx, s, run, &res, stdout)
+		switch kind := outcomeOf(ctx, err); kind {
+		case outcomeCompleted:
+			printResult(stdout, res)
+			return ExitOK
+		case outcomeInterrupted:
+			fmt.Fprintln(stderr, "interrupted: the migration goes on in Temporal; run the same command to follow it again")
+			return ExitFail
+		case outcomeCancelled:
+			fmt.Fprintln(stderr, "migration cancelled:", err)
+			return ExitCancelled
+		case outcomeFailed:
+			fmt.Fprintln(stderr, "migration failed:", err)
+			return ExitMigrationFailed
+		}
+		if lostSince.IsZero() {
+			lostSince = time.Now()
+		}
+		if time.Since(lostSince) > reconnectFor {
+			fmt.Fprintf(stderr, "the Temporal server has been unreachable for %s (%v); the migration may well go on: "+
+				"run the same command to follow it again\n", reconnectFor, err)
+			return ExitUnreachable
+		}
+		fmt.Fprintf(stderr, "lost the Temporal server (%v); the migration goes on there; reconnecting in %s\n", err, backoff)
+		select {
+		case <-ctx.Done():
+			return ExitUnreachable
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 30*time.Second)
+		run = s.client.GetWorkflow(ctx, run.GetID(), run.GetRunID())
+	}
+}
+
+// reconnectFor bounds how long follow keeps reconnecting.
+const reconnectFor = time.Hour
+
+// Outcomes of following a workflow.
+const (
+	outcomeCompleted = iota
+	outcomeFailed
+	outcomeCancelled
+	outcomeInterrupted
+	outcomeUnreachable
+)
+
+// outcomeOf tells a migration's end (completed, failed, cancelled) from
+// an interruption of ours and from a lost connection.
+func outcomeOf(ctx context.Context, err error) int {
+	var ended *temporal.WorkflowExecutionError
+	var cancelled *temporal.CanceledError
+	switch {
+	case err == nil:
+		return outcomeCompleted
+	case ctx.Err() != nil:
+		return outcomeInterrupted
+	case errors.As(err, &ended) && errors.As(err, &cancelled):
+		return outcomeCancelled
+	case errors.As(err, &ended):
+		return outcomeFailed
+	}
+	return outcomeUnreachable
+}
+
+// watch prints progress lines until the workflow ends (or the wait
+// fails) and returns Get's error.
+func watch(ctx context.Context, s *session, run client.WorkflowRun, res *workflows.MigrationResult, stdout io.Writer) error {
 	done := make(chan error, 1)
-	var res workflows.MigrationResult
-	go func() { done <- run.Get(ctx, &res) }()
+	go func() { done <- run.Get(ctx, res) }()
 	tick := time.NewTicker(2 * time.Second)
 	defer tick.Stop()
 	last := ""
 	for {
 		select {
 		case err := <-done:
-			if err != nil {
-				fmt.Fprintln(stderr, "migration failed:", err)
-				return ExitFail
-			}
-			printResult(stdout, res)
-			return ExitOK
-		case <-ctx.Done():
-			fmt.Fprintln(stderr, "interrupted: the migration goes on in Temporal; run the same command to follow it again")
-			return ExitFail
+			return err
 		case <-tick.C:
 			if p, err := queryProgress(ctx, s.client, run.GetID()); err == nil {
 				if line := progressLine(p); line != last {
