@@ -44,6 +44,16 @@ type RunInput struct {
 	RunStartedAt time.Time
 	// DryRun imports while Synapse runs (the tables are emptied after).
 	DryRun bool
+	// Rules, given to PrepareImport, are recorded with a new run and
+	// applied by every worker; nil (workflows started before) leaves
+	// them to each worker's settings.
+	Rules *Rules
+}
+
+// Rules are the import settings that change which rows are written.
+type Rules struct {
+	Strict                 bool
+	IgnoreMissingProviders bool
 }
 
 // PrepareResult says whether the run is resumed and how big it is.
@@ -63,7 +73,7 @@ func (a *ImportActivities) PrepareImport(ctx context.Context, in RunInput) (Prep
 				ErrTypeHomeserverRunning, nil)
 		}
 	}
-	e, err := a.startEngine(ctx, in.RunStartedAt, in.DryRun)
+	e, err := a.startEngine(ctx, in.RunStartedAt, in.DryRun, in.Rules)
 	if err != nil {
 		return PrepareResult{}, classify(err)
 	}
@@ -348,12 +358,12 @@ func sameKindOfRun(run mas.RunInfo, dryRun bool) error {
 
 // engine returns this worker's engine for the run, starting it once.
 func (a *ImportActivities) engine(ctx context.Context, startedAt time.Time) (*engine.Engine, error) {
-	return a.startEngine(ctx, startedAt, false)
+	return a.startEngine(ctx, startedAt, false, nil)
 }
 
 // startEngine is engine for PrepareImport, which records a new run's
-// kind; every later call finds the run recorded.
-func (a *ImportActivities) startEngine(ctx context.Context, startedAt time.Time, dryRun bool) (*engine.Engine, error) {
+// kind and rules; every later call finds the run recorded.
+func (a *ImportActivities) startEngine(ctx context.Context, startedAt time.Time, dryRun bool, rules *Rules) (*engine.Engine, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if e, ok := a.engines[startedAt.UnixNano()]; ok {
@@ -361,6 +371,9 @@ func (a *ImportActivities) startEngine(ctx context.Context, startedAt time.Time,
 	}
 	cfg := a.Config
 	cfg.Now, cfg.DryRun = startedAt, dryRun
+	if rules != nil {
+		cfg.Strict, cfg.IgnoreMissingProviders, cfg.Record = rules.Strict, rules.IgnoreMissingProviders, true
+	}
 	var err error
 	if cfg.Salt, err = a.salt(); err != nil {
 		return nil, err

@@ -118,6 +118,12 @@ type ImportOptions struct {
 	// RestoreParallelism is how many database sessions rebuild the MAS
 	// tables' indexes and constraints after the import (default: 2).
 	RestoreParallelism int
+	// Strict and IgnoreMissingProviders change which rows are written:
+	// decided once, by the starter, and recorded with the run so every
+	// worker applies the same (import.strict,
+	// import.ignore_missing_providers).
+	Strict                 bool
+	IgnoreMissingProviders bool
 }
 
 // withDefaults fills unset options.

@@ -45,8 +45,12 @@ func (m *migration) importAll(ctx workflow.Context) error {
 	st := &m.st.Import
 	if !st.Prepared {
 		var prep activities.PrepareResult
+		in := m.runInput()
+		if workflow.GetVersion(ctx, "run-rules", workflow.DefaultVersion, 1) >= 1 {
+			in.Rules = &activities.Rules{Strict: m.in.Import.Strict, IgnoreMissingProviders: m.in.Import.IgnoreMissingProviders}
+		}
 		if err := m.activity(ctx, m.dbOptions(ctx, "check and record the run in MAS"), "PrepareImport", a.PrepareImport,
-			&prep, m.runInput()); err != nil {
+			&prep, in); err != nil {
 			return err
 		}
 		st.Prepared, st.Estimates = true, prep.Estimates

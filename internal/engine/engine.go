@@ -31,9 +31,21 @@ type Config struct {
 	DryRun bool
 	// Providers maps Synapse auth_provider → MAS upstream provider ID.
 	Providers map[string]mas.ID
-	// IgnoreMissingProviders and Strict: see mapping.Run.
+	// IgnoreMissingProviders and Strict: see mapping.Run. They are
+	// recorded with a new run (when Record is set) and every later start
+	// applies the recorded ones, whatever this worker's settings say.
 	IgnoreMissingProviders bool
 	Strict                 bool
+	// Record records Strict and IgnoreMissingProviders with a new run.
+	Record bool
+}
+
+// rules are the rules a new run records (nil unless Record).
+func (c Config) rules() *mas.Rules {
+	if !c.Record {
+		return nil
+	}
+	return &mas.Rules{Strict: c.Strict, IgnoreMissingProviders: c.IgnoreMissingProviders}
 }
 
 // Engine runs the import of one migration run.
@@ -50,9 +62,13 @@ type Engine struct {
 // record) and returns an engine for the run. It is idempotent: on our own
 // unfinished run it returns an engine with that run's salt and "now".
 func Start(ctx context.Context, reader *synapse.Reader, masPool *pgxpool.Pool, cfg Config) (*Engine, error) {
-	run, schema, err := mas.Prepare(ctx, masPool, mas.RunInfo{ServerName: cfg.ServerName, Salt: cfg.Salt, Now: cfg.Now.UTC(), DryRun: cfg.DryRun})
+	run, schema, err := mas.Prepare(ctx, masPool, mas.RunInfo{ServerName: cfg.ServerName, Salt: cfg.Salt, Now: cfg.Now.UTC(), DryRun: cfg.DryRun,
+		Rules: cfg.rules()})
 	if err != nil {
 		return nil, err
+	}
+	if run.Rules != nil {
+		cfg.Strict, cfg.IgnoreMissingProviders = run.Rules.Strict, run.Rules.IgnoreMissingProviders
 	}
 	mapper, err := mapping.New(mapping.Run{
 		ServerName:             run.ServerName,

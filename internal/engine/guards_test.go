@@ -236,3 +236,22 @@ func TestFindingsReportIsExportedThenDroppedWithTheBookkeeping(t *testing.T) {
 		t.Fatalf("MAS tables after Finish: %v %v", full, err)
 	}
 }
+
+// The rules that change which rows are written are recorded with the run:
+// a second worker whose own settings differ applies the recorded ones.
+func TestRecordedRulesWinOverAWorkersSettings(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, pgtest.MAS, rulesSQL)
+	first := testConfig()
+	first.Record = true // strict off, recorded
+	e.start(t, first)
+	strictWorker := testConfig()
+	strictWorker.Strict = true
+	eng := e.start(t, strictWorker)
+	if r := eng.Run().Rules; r == nil || r.Strict || !r.IgnoreMissingProviders {
+		t.Fatalf("recorded rules %+v", r)
+	}
+	if err := importEntity(context.Background(), eng, "users"); err != nil {
+		t.Fatalf("the recorded (not strict) rules must skip the foreign-server user: %v", err)
+	}
+}

@@ -29,7 +29,8 @@ CREATE TABLE IF NOT EXISTS masflow_import.run (
   salt        bytea NOT NULL,
   now         timestamptz NOT NULL,
   started_at  timestamptz NOT NULL DEFAULT now(),
-  dry_run     boolean NOT NULL DEFAULT false
+  dry_run     boolean NOT NULL DEFAULT false,
+  rules       jsonb
 );
 CREATE TABLE IF NOT EXISTS masflow_import.checkpoints (
   shard      text PRIMARY KEY,
@@ -63,8 +64,17 @@ type RunInfo struct {
 	// KindRecorded is false for a run recorded by a masflow before
 	// 2026-11, which did not record DryRun.
 	KindRecorded bool
+	// Rules shape which rows are written; recorded with the run so every
+	// worker applies the same (nil: not recorded, each worker's settings).
+	Rules *Rules
 	// Resumed is true when the run already existed (our own unfinished run).
 	Resumed bool
+}
+
+// Rules are the import settings that change which rows are written.
+type Rules struct {
+	Strict                 bool `json:"strict"`
+	IgnoreMissingProviders bool `json:"ignore_missing_providers"`
 }
 
 // ErrNotEmpty, ErrReferenceRun and ErrLocked refuse a MAS database that
@@ -180,8 +190,8 @@ func OwnRun(ctx context.Context, q querier) (RunInfo, error) {
 	// dry_run is read through to_jsonb: a run recorded by a masflow
 	// before 2026-11 has no such column (and was then a real run).
 	var dryRun *bool
-	err := q.QueryRow(ctx, `SELECT server_name, salt, now, (to_jsonb(r) ->> 'dry_run')::boolean
-		FROM masflow_import.run r`).Scan(&info.ServerName, &info.Salt, &info.Now, &dryRun)
+	err := q.QueryRow(ctx, `SELECT server_name, salt, now, (to_jsonb(r) ->> 'dry_run')::boolean, to_jsonb(r) -> 'rules'
+		FROM masflow_import.run r`).Scan(&info.ServerName, &info.Salt, &info.Now, &dryRun, &info.Rules)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return RunInfo{}, nil
 	}
@@ -227,8 +237,8 @@ func createRun(ctx context.Context, tx pgx.Tx, info RunInfo) error {
 	if _, err := tx.Exec(ctx, createBookkeepingSQL); err != nil {
 		return fmt.Errorf("creating masflow bookkeeping tables: %w", err)
 	}
-	_, err := tx.Exec(ctx, `INSERT INTO masflow_import.run (server_name, salt, now, dry_run) VALUES ($1, $2, $3, $4)`,
-		info.ServerName, info.Salt, info.Now, info.DryRun)
+	_, err := tx.Exec(ctx, `INSERT INTO masflow_import.run (server_name, salt, now, dry_run, rules) VALUES ($1, $2, $3, $4, $5)`,
+		info.ServerName, info.Salt, info.Now, info.DryRun, info.Rules)
 	if err != nil {
 		return fmt.Errorf("recording the run: %w", err)
 	}

@@ -175,5 +175,6 @@ func NewWorker(c client.Client, set activities.Set, stopTimeout time.Duration) w
 // ImportOptions turns the settings into the workflow's import options.
 func ImportOptions(s config.Settings) workflows.ImportOptions {
 	return workflows.ImportOptions{BatchSize: s.Import.BatchSize, Parallelism: s.Import.Parallelism,
-		ShardsPerEntity: s.Import.ShardsPerEntity, HeartbeatSeconds: s.Import.HeartbeatSeconds}
+		ShardsPerEntity: s.Import.ShardsPerEntity, HeartbeatSeconds: s.Import.HeartbeatSeconds,
+		Strict: s.Import.Strict, IgnoreMissingProviders: s.Import.IgnoreMissingProviders}
 }
