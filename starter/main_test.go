@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/masflow/masflow/internal/cli"
-	"github.com/masflow/masflow/internal/pgtest"
 	"github.com/masflow/masflow/internal/sample"
 )
 
@@ -22,16 +21,8 @@ import (
 // starter, and the same command run again resumes the same workflow to
 // a reconciled end.
 func TestKilledEmbeddedStarterResumes(t *testing.T) {
-	ctx := context.Background()
-	admin, err := pgtest.AdminURL()
-	if err != nil {
-		t.Fatal(err)
-	}
 	dir := t.TempDir()
-	h, err := sample.Create(ctx, admin, filepath.Join(dir, "sample"), sample.Options{Users: 20000, BatchSize: 100, HeartbeatSeconds: 3})
-	if err != nil {
-		t.Fatal(err)
-	}
+	h := sample.ForTest(t, dir, sample.Options{Users: 20000, BatchSize: 100, HeartbeatSeconds: 3})
 	bin := filepath.Join(dir, "starter")
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("building the starter: %v\n%s", err, out)
@@ -108,15 +99,8 @@ func waitPortFree(t *testing.T, stateDir string) {
 // anything starts.
 func TestDryRunsAndSubsetRunsMakeWayForTheNextRun(t *testing.T) {
 	ctx := context.Background()
-	admin, err := pgtest.AdminURL()
-	if err != nil {
-		t.Fatal(err)
-	}
 	dir := t.TempDir()
-	h, err := sample.Create(ctx, admin, filepath.Join(dir, "sample"), sample.Options{Users: 50})
-	if err != nil {
-		t.Fatal(err)
-	}
+	h := sample.ForTest(t, dir, sample.Options{Users: 50})
 	temporal, _ := filepath.Abs(filepath.Join("..", "bin", "temporal"))
 	dev := []string{"--dev", "--dev-default-ports=false", "--state-dir", filepath.Join(dir, "state"),
 		"--temporal-cli", temporal, "-c", h.Settings}

@@ -235,38 +235,30 @@ func checks() []check {
 			}
 			f.t.Cleanup(func() { conn.Close(context.Background()) })
 		}, nil, "sessions"},
-		{"synapse_running", Error, 0, func(f *fixture) {
-			f.phase = BeforeImport
-			ctx := context.Background()
-			conn, err := pgx.Connect(ctx, f.synDSN+"&application_name=masflow-test-writer")
-			if err != nil {
-				f.t.Fatal(err)
-			}
-			tx, err := conn.Begin(ctx)
-			if err != nil {
-				f.t.Fatal(err)
-			}
-			f.t.Cleanup(func() { _ = tx.Rollback(ctx); conn.Close(ctx) })
-			if _, err := tx.Exec(ctx, `UPDATE devices SET last_seen = 1`); err != nil {
-				f.t.Fatal(err)
-			}
-		}, func(f *fixture) {
-			f.phase = BeforeImport
-			ctx := context.Background()
-			conn, err := pgx.Connect(ctx, f.synDSN+"&application_name=masflow-test-reader")
-			if err != nil {
-				f.t.Fatal(err)
-			}
-			tx, err := conn.Begin(ctx)
-			if err != nil {
-				f.t.Fatal(err)
-			}
-			f.t.Cleanup(func() { _ = tx.Rollback(ctx); conn.Close(ctx) })
-			if _, err := tx.Exec(ctx, `SELECT count(*) FROM devices`); err != nil {
-				f.t.Fatal(err)
-			}
-		}, "locked for writing by pid"},
+		{"synapse_running", Error, 0, holdingTx("masflow-test-writer", `UPDATE devices SET last_seen = 1`),
+			holdingTx("masflow-test-reader", `SELECT count(*) FROM devices`), "locked for writing by pid"},
 		{"mas_running", Error, 0, func(f *fixture) { f.phase, f.masPort = BeforeImport, f.listen() }, func(f *fixture) { f.phase = BeforeImport }, "MAS answers"},
+	}
+}
+
+// holdingTx returns a trigger (before import) that keeps a transaction of
+// another session open on the Synapse database after running sql in it.
+func holdingTx(app, sql string) func(*fixture) {
+	return func(f *fixture) {
+		f.phase = BeforeImport
+		ctx := context.Background()
+		conn, err := pgx.Connect(ctx, f.synDSN+"&application_name="+app)
+		if err != nil {
+			f.t.Fatal(err)
+		}
+		tx, err := conn.Begin(ctx)
+		if err != nil {
+			f.t.Fatal(err)
+		}
+		f.t.Cleanup(func() { _ = tx.Rollback(ctx); conn.Close(ctx) })
+		if _, err := tx.Exec(ctx, sql); err != nil {
+			f.t.Fatal(err)
+		}
 	}
 }
 

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/masflow/masflow/internal/devserver"
-	"github.com/masflow/masflow/internal/pgtest"
 	"github.com/masflow/masflow/internal/sample"
 )
 
@@ -22,15 +21,8 @@ import (
 // result.
 func TestEmbeddedMigrationWithApproval(t *testing.T) {
 	ctx := context.Background()
-	admin, err := pgtest.AdminURL()
-	if err != nil {
-		t.Fatal(err)
-	}
 	dir := t.TempDir()
-	h, err := sample.Create(ctx, admin, filepath.Join(dir, "sample"), sample.Options{Users: 500})
-	if err != nil {
-		t.Fatal(err)
-	}
+	h := sample.ForTest(t, dir, sample.Options{Users: 500})
 	_, here, _, _ := runtime.Caller(0)
 	cli := filepath.Join(filepath.Dir(here), "..", "..", "bin", "temporal")
 	if _, err := os.Stat(cli); err != nil {
@@ -95,15 +87,8 @@ func TestEmbeddedMigrationWithApproval(t *testing.T) {
 // --register-search-attributes it creates them and starts.
 func TestStarterChecksSearchAttributes(t *testing.T) {
 	ctx := context.Background()
-	admin, err := pgtest.AdminURL()
-	if err != nil {
-		t.Fatal(err)
-	}
 	dir := t.TempDir()
-	h, err := sample.Create(ctx, admin, filepath.Join(dir, "sample"), sample.Options{Users: 10})
-	if err != nil {
-		t.Fatal(err)
-	}
+	h := sample.ForTest(t, dir, sample.Options{Users: 10})
 	_, here, _, _ := runtime.Caller(0)
 	srv, err := devserver.Start(ctx, devserver.Options{Dir: filepath.Join(dir, "temporal"),
 		CLI: filepath.Join(filepath.Dir(here), "..", "..", "bin", "temporal")}) // no search attributes

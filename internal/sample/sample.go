@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"testing"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/masflow/masflow/internal/config"
@@ -190,4 +191,19 @@ func closedPort() int {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
+}
+
+// ForTest creates a sample homeserver in dir/sample on the test
+// PostgreSQL (pgtest.AdminURL), failing the test when it cannot.
+func ForTest(t testing.TB, dir string, o Options) Homeserver {
+	t.Helper()
+	admin, err := pgtest.AdminURL()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := Create(context.Background(), admin, filepath.Join(dir, "sample"), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
 }

@@ -202,57 +202,50 @@ func TestSpanReadsDoNotDependOnPageSize(t *testing.T) {
 func TestKeysOfAnEarlierLayoutResumeInTheirOrder(t *testing.T) {
 	r, _ := openTest(t, spanSeed)
 	ctx := context.Background()
-	type row struct {
-		key   string
-		owner *string
-	}
 	cases := []struct {
 		name string
-		read func() ([]row, Key, error)
+		read func() (string, error)
 		want string
 	}{
-		{"access tokens by id", func() ([]row, Key, error) {
+		{"access tokens by id", func() (string, error) {
 			page, last, err := r.AccessTokens(ctx, Range{After: Key{"4"}, Upto: Key{"9"}}, 3)
-			var out []row
-			for _, a := range page {
-				out = append(out, row{fmt.Sprint(a.ID), a.Name})
-			}
-			return out, last, err
+			return describePage(page, last, func(a AccessToken) string { return fmt.Sprint(a.ID) }), err
 		}, "[5:@b:x 6:@c:x 7:@c:x] last [7]"},
-		{"threepids by medium and address", func() ([]row, Key, error) {
+		{"threepids by medium and address", func() (string, error) {
 			page, last, err := r.Threepids(ctx, Range{After: Key{"email", "a@x"}}, 5)
-			var out []row
-			for _, p := range page {
-				out = append(out, row{p.Address, p.Name})
-			}
-			return out, last, err
+			return describePage(page, last, func(p Threepid) string { return p.Address }), err
 		}, "[b@x:@b:x z@x:@a:x] last [email z@x]"},
-		{"SSO links by provider and subject", func() ([]row, Key, error) {
+		{"SSO links by provider and subject", func() (string, error) {
 			page, last, err := r.ExternalIDs(ctx, Range{Upto: Key{"oidc", "2"}}, 5)
-			var out []row
-			for _, e := range page {
-				out = append(out, row{e.ExternalID, e.Name})
-			}
-			return out, last, err
+			return describePage(page, last, func(e ExternalID) string { return e.ExternalID }), err
 		}, "[1:@c:x 2:@b:x] last [oidc 2]"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			rows, last, err := c.read()
+			got, err := c.read()
 			if err != nil {
 				t.Fatal(err)
 			}
-			var parts []string
-			for _, r := range rows {
-				name := "-"
-				if r.owner != nil {
-					name = *r.owner
-				}
-				parts = append(parts, r.key+":"+name)
-			}
-			if got := fmt.Sprintf("%v last %v", parts, last); got != c.want {
+			if got != c.want {
 				t.Fatalf("got %s, want %s", got, c.want)
 			}
 		})
 	}
 }
+
+// describePage renders a page as "[key:owner ...] last KEY".
+func describePage[T interface{ owner() Owner }](page []T, last Key, key func(T) string) string {
+	var parts []string
+	for _, row := range page {
+		name := "-"
+		if o := row.owner(); o.Name != nil {
+			name = *o.Name
+		}
+		parts = append(parts, key(row)+":"+name)
+	}
+	return fmt.Sprintf("%v last %v", parts, last)
+}
+
+func (a AccessToken) owner() Owner { return a.Owner }
+func (p Threepid) owner() Owner    { return p.Owner }
+func (e ExternalID) owner() Owner  { return e.Owner }
