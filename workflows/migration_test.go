@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -31,10 +32,36 @@ type harness struct {
 	// down makes a step's activity fail with an error a retry might fix
 	// (its database is down) until cleared.
 	down map[string]bool
+	// mu guards the fields above: the test environment runs activities
+	// on goroutines of their own.
+	mu sync.Mutex
+}
+
+// record notes that an activity ran.
+func (h *harness) record(name string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.calls = append(h.calls, name)
+}
+
+// setDown marks a step's database down or up.
+func (h *harness) setDown(step string, down bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.down[step] = down
+}
+
+// ran returns a copy of the calls so far.
+func (h *harness) ran() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Clone(h.calls)
 }
 
 // transient returns the harness's retryable failure for a step, if down.
 func (h *harness) transient(step string) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
 	if h.down[step] {
 		return temporal.NewApplicationError("connection refused", "")
 	}
@@ -58,7 +85,7 @@ func newHarnessWith(t *testing.T, shardDelay time.Duration) *harness {
 	activities.Register(h.env, activities.Set{Advise: adv, Import: imp, Homeserver: host})
 	h.env.OnActivity(adv.Advise, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, _ activities.AdviseInput) (activities.AdviseResult, error) {
-			h.calls = append(h.calls, StepAdvise)
+			h.record(StepAdvise)
 			return activities.AdviseResult{Warnings: h.warnings}, h.fail[StepAdvise]
 		})
 	for name, fn := range map[string]any{
@@ -67,7 +94,7 @@ func newHarnessWith(t *testing.T, shardDelay time.Duration) *harness {
 	} {
 		name := name
 		h.env.OnActivity(fn, mock.Anything).Return(func(context.Context) (activities.StepResult, error) {
-			h.calls = append(h.calls, name)
+			h.record(name)
 			return activities.StepResult{}, h.fail[name]
 		})
 	}
@@ -75,12 +102,12 @@ func newHarnessWith(t *testing.T, shardDelay time.Duration) *harness {
 		Estimates: map[string]int64{"users": 10}}, nil)
 	h.env.OnActivity(imp.PauseSchema, mock.Anything, mock.Anything).Return(
 		func(context.Context, activities.SchemaInput) (activities.PauseSchemaResult, error) {
-			h.calls = append(h.calls, "pause_schema")
+			h.record("pause_schema")
 			return activities.PauseSchemaResult{Dropped: 51, Paused: 51}, h.fail["pause_schema"]
 		})
 	h.env.OnActivity(imp.RestoreSchema, mock.Anything, mock.Anything).Return(
 		func(context.Context, activities.SchemaInput) (activities.RestoreSchemaResult, error) {
-			h.calls = append(h.calls, "restore_schema")
+			h.record("restore_schema")
 			return activities.RestoreSchemaResult{Restored: 51}, h.fail["restore_schema"]
 		})
 	h.env.OnActivity(imp.PlanEntity, mock.Anything, mock.Anything).Return(
@@ -95,12 +122,14 @@ func newHarnessWith(t *testing.T, shardDelay time.Duration) *harness {
 			if err := h.transient(StepImport); err != nil {
 				return activities.ShardResult{}, err
 			}
+			h.mu.Lock()
 			h.calls2[in.Shard]++
-			entity := in.Shard[:len(in.Shard)-4]
-			if h.calls2[in.Shard] == 1 {
-				h.calls = append(h.calls, "import:"+entity)
-			}
 			n := int64(h.calls2[in.Shard])
+			h.mu.Unlock()
+			entity := in.Shard[:len(in.Shard)-4]
+			if n == 1 {
+				h.record("import:" + entity)
+			}
 			return activities.ShardResult{Shard: in.Shard, Entity: entity, Done: n >= 2,
 				Progress: mas.Progress{Read: 5 * n, Written: map[string]int64{"users": 5 * n}}, Written: 5 * n}, nil
 		})
@@ -109,16 +138,16 @@ func newHarnessWith(t *testing.T, shardDelay time.Duration) *harness {
 			if err := h.transient(StepReconcile); err != nil {
 				return activities.ReconcileResult{}, err
 			}
-			h.calls = append(h.calls, StepReconcile)
+			h.record(StepReconcile)
 			return activities.ReconcileResult{OK: h.fail[StepReconcile] == nil, Problems: problems(h.fail[StepReconcile])}, nil
 		})
 	h.env.OnActivity(imp.FinishImport, mock.Anything, mock.Anything).Return(
 		func(context.Context, activities.RunInput) (activities.FinishResult, error) {
-			h.calls = append(h.calls, StepFinish)
+			h.record(StepFinish)
 			return activities.FinishResult{Report: "/reports/findings.csv"}, h.fail[StepFinish]
 		})
 	h.env.OnActivity(imp.DiscardDryRun, mock.Anything, mock.Anything).Return(func(context.Context, activities.RunInput) error {
-		h.calls = append(h.calls, StepDiscard)
+		h.record(StepDiscard)
 		return nil
 	})
 	return h
@@ -304,7 +333,7 @@ func TestPauseStopsDispatchingUntilResume(t *testing.T) {
 		v, _ := h.env.QueryWorkflow(QueryProgress)
 		var p Progress
 		_ = v.Get(&p)
-		seenPaused = p.Paused && len(importCalls(h.calls)) == 0
+		seenPaused = p.Paused && len(importCalls(h.ran())) == 0
 		h.env.SignalWorkflow(SignalResume, nil)
 	}, time.Hour)
 	h.env.ExecuteWorkflow(MigrationWorkflow, approved())
@@ -471,7 +500,7 @@ func TestSpentRetriesBlockUntilTheOperatorRetries(t *testing.T) {
 	for _, step := range []string{StepImport, StepReconcile} {
 		t.Run(step, func(t *testing.T) {
 			h := newHarness(t)
-			h.down[step] = true
+			h.setDown(step, true)
 			in := approved()
 			in.Steps = []string{StepImport, StepReconcile}
 			var seen Progress
@@ -483,7 +512,7 @@ func TestSpentRetriesBlockUntilTheOperatorRetries(t *testing.T) {
 				if err != nil {
 					t.Error(err)
 				}
-				h.down[step] = false // the operator fixed the cause
+				h.setDown(step, false) // the operator fixed the cause
 				h.env.SignalWorkflow(SignalRetry, nil)
 			}, 2*time.Hour) // the retries take minutes; then it waits
 			h.env.ExecuteWorkflow(MigrationWorkflow, in)
