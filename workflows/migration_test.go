@@ -14,6 +14,8 @@ import (
 	"github.com/masflow/masflow/activities"
 	"github.com/masflow/masflow/internal/mas"
 	"github.com/stretchr/testify/mock"
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
@@ -308,40 +310,66 @@ func TestApprovalGate(t *testing.T) {
 func TestPreApprovalNeedsEveryWarningAcknowledged(t *testing.T) {
 	h := newHarness(t)
 	h.warnings = []string{"registration_enabled"}
+	waited := false
 	h.env.RegisterDelayedCallback(func() {
 		var p Progress
 		v, err := h.env.QueryWorkflow(QueryProgress)
 		if err != nil || v.Get(&p) != nil {
 			t.Errorf("query: %v", err)
 		}
-		if p.Phase != StepApprove || !slices.Equal(p.Warnings, []string{"registration_enabled"}) {
-			t.Errorf("waiting run shows %+v", p)
-		}
+		waited = p.Phase == StepApprove && slices.Equal(p.Warnings, []string{"registration_enabled"})
 		h.env.CancelWorkflow()
 	}, time.Hour)
 	h.env.ExecuteWorkflow(MigrationWorkflow, approved()) // --yes without --ack
-	if slices.Contains(h.calls, StepBackup) {
+	var cancelled *temporal.CanceledError
+	switch err := h.env.GetWorkflowError(); {
+	case !waited:
+		t.Fatal("the run did not wait at the approval gate showing the warning")
+	case !errors.As(err, &cancelled):
+		t.Fatalf("ended with %v, want the cancellation", err)
+	case slices.Contains(h.calls, StepBackup):
 		t.Fatal("an unacknowledged warning did not stop the pre-approval")
 	}
 }
 
+// A pause mid-import lets the calls in flight finish but dispatches no
+// new one until resume.
 func TestPauseStopsDispatchingUntilResume(t *testing.T) {
-	h := newHarness(t)
+	h := newHarnessWith(t, time.Minute) // every ImportShard call takes a minute
+	var mu sync.Mutex
+	started := 0
+	h.env.SetOnActivityStartedListener(func(info *activity.Info, _ context.Context, _ converter.EncodedValues) {
+		if info.ActivityType.Name == "ImportShard" {
+			mu.Lock()
+			started++
+			mu.Unlock()
+		}
+	})
+	startedBy := func() int { mu.Lock(); defer mu.Unlock(); return started }
+	var atPause, atResume int
 	var seenPaused bool
-	h.env.RegisterDelayedCallback(func() { h.env.SignalWorkflow(SignalPause, nil) }, 0)
+	h.env.RegisterDelayedCallback(func() {
+		atPause = startedBy()
+		h.env.SignalWorkflow(SignalPause, nil)
+	}, 90*time.Second) // calls are in flight
 	h.env.RegisterDelayedCallback(func() {
 		v, _ := h.env.QueryWorkflow(QueryProgress)
 		var p Progress
 		_ = v.Get(&p)
-		seenPaused = p.Paused && len(importCalls(h.ran())) == 0
+		seenPaused, atResume = p.Paused, startedBy()
 		h.env.SignalWorkflow(SignalResume, nil)
 	}, time.Hour)
 	h.env.ExecuteWorkflow(MigrationWorkflow, approved())
 	if err := h.env.GetWorkflowError(); err != nil {
 		t.Fatal(err)
 	}
-	if !seenPaused {
-		t.Fatal("the import ran while paused")
+	switch {
+	case atPause == 0 || !seenPaused:
+		t.Fatalf("paused with %d calls started, progress paused=%v", atPause, seenPaused)
+	case atResume != atPause:
+		t.Fatalf("%d import calls started while paused", atResume-atPause)
+	case startedBy() <= atResume:
+		t.Fatal("the import did not go on after resume")
 	}
 }
 
