@@ -13,7 +13,11 @@ import (
 type ImportState struct {
 	Prepared  bool
 	Estimates map[string]int64
-	// StagesDone counts completed waves of engine.Stages().
+	// Stages is the wave plan, recorded on the first run: a later worker
+	// with another plan (engine.Stages) replays and continues this one.
+	// Empty in workflows started before it was recorded.
+	Stages [][]string
+	// StagesDone counts completed waves of Stages.
 	StagesDone int
 	// Shards holds the latest result of every shard seen.
 	Shards []activities.ShardResult
@@ -30,6 +34,36 @@ type ImportState struct {
 	// for the import; SchemaRestored: they were rebuilt.
 	SchemaPaused   bool
 	SchemaRestored bool
+}
+
+// recordStages records the wave plan on first use (workflow code only:
+// queries must not change state).
+func (m *migration) recordStages() {
+	st := &m.st.Import
+	if len(st.Stages) > 0 {
+		return
+	}
+	for _, wave := range engine.Stages() {
+		var names []string
+		for _, e := range wave {
+			names = append(names, string(e))
+		}
+		st.Stages = append(st.Stages, names)
+	}
+}
+
+// stages is the recorded wave plan (this code's plan before one is).
+func (m *migration) stages() [][]synapse.Entity {
+	if len(m.st.Import.Stages) == 0 {
+		return engine.Stages()
+	}
+	out := make([][]synapse.Entity, len(m.st.Import.Stages))
+	for i, wave := range m.st.Import.Stages {
+		for _, e := range wave {
+			out[i] = append(out[i], synapse.Entity(e))
+		}
+	}
+	return out
 }
 
 // schemaPauseVersion guards the schema pause: workflows started before it
@@ -63,7 +97,8 @@ func (m *migration) importAll(ctx workflow.Context) error {
 		}
 		st.SchemaPaused = true
 	}
-	stages := engine.Stages()
+	m.recordStages()
+	stages := m.stages()
 	for st.StagesDone < len(stages) {
 		done, err := m.importStage(ctx, stages[st.StagesDone])
 		if err != nil || !done {

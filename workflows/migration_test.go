@@ -558,3 +558,20 @@ func TestSpentRetriesBlockUntilTheOperatorRetries(t *testing.T) {
 		})
 	}
 }
+
+// The wave plan is recorded with the run: a run continued by a worker
+// whose code plans other waves follows the recorded ones.
+func TestRecordedWavePlanWins(t *testing.T) {
+	h := newHarness(t)
+	in := approved()
+	in.Steps = []string{StepImport}
+	in.State = &State{RunStartedAt: time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC),
+		Import: ImportState{Stages: [][]string{{"users"}, {"devices"}}}}
+	h.env.ExecuteWorkflow(MigrationWorkflow, in)
+	if err := h.env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	if got := importCalls(h.calls); !slices.Equal(got, []string{"users", "devices"}) {
+		t.Fatalf("imported %v; want the recorded waves users, devices", got)
+	}
+}

@@ -4,13 +4,9 @@ import (
 	"time"
 
 	"github.com/masflow/masflow/activities"
-	"github.com/masflow/masflow/internal/engine"
-	"github.com/masflow/masflow/internal/synapse"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 )
-
-func stagesOrder() [][]synapse.Entity { return engine.Stages() }
 
 // dbOptions: activities on the database workers; errors of the types in
 // activities.NonRetryable fail at once, the rest are retried up to

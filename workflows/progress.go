@@ -46,7 +46,7 @@ func (m *migration) progress() Progress {
 
 // stageOf returns the wave index of an entity.
 func (m *migration) stageOf(e synapse.Entity) int {
-	for i, wave := range stagesOrder() {
+	for i, wave := range m.stages() {
 		if slices.Contains(wave, e) {
 			return i
 		}
