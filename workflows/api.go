@@ -126,8 +126,12 @@ type ImportOptions struct {
 	IgnoreMissingProviders bool
 }
 
-// withDefaults fills unset options.
-func (o ImportOptions) withDefaults() ImportOptions {
+// WithDefaults fills unset options. The starter resolves them before it
+// starts a workflow, so the input records every value the run uses; the
+// workflow applies them again only to inputs recorded before that.
+// Running workflows depend on these values: never change one without a
+// GetVersion guard.
+func (o ImportOptions) WithDefaults() ImportOptions {
 	def := func(v *int, d int) {
 		if *v <= 0 {
 			*v = d

@@ -54,7 +54,7 @@ type migration struct {
 // delegation restores the original config and restarts Synapse.
 func MigrationWorkflow(ctx workflow.Context, in MigrationInput) (MigrationResult, error) {
 	m := &migration{in: in, st: in.State}
-	in.Import = in.Import.withDefaults()
+	in.Import = in.Import.WithDefaults()
 	m.in = in
 	if m.st == nil {
 		m.st = &State{RunStartedAt: workflow.Now(ctx).UTC()}

@@ -176,5 +176,5 @@ func NewWorker(c client.Client, set activities.Set, stopTimeout time.Duration) w
 func ImportOptions(s config.Settings) workflows.ImportOptions {
 	return workflows.ImportOptions{BatchSize: s.Import.BatchSize, Parallelism: s.Import.Parallelism,
 		ShardsPerEntity: s.Import.ShardsPerEntity, HeartbeatSeconds: s.Import.HeartbeatSeconds,
-		Strict: s.Import.Strict, IgnoreMissingProviders: s.Import.IgnoreMissingProviders}
+		Strict: s.Import.Strict, IgnoreMissingProviders: s.Import.IgnoreMissingProviders}.WithDefaults()
 }
