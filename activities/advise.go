@@ -25,7 +25,7 @@ type AdviseInput struct {
 
 // AdviseResult carries the findings (no secrets: codes, messages, counts).
 type AdviseResult struct {
-	Findings []advisor.Finding
+	Findings []Finding
 	Errors   []string
 	Warnings []string
 }
@@ -42,5 +42,5 @@ func (a *AdviseActivities) Advise(ctx context.Context, in AdviseInput) (AdviseRe
 	if err != nil {
 		return AdviseResult{}, classify(err)
 	}
-	return AdviseResult{Findings: rep.Findings, Errors: rep.Codes(advisor.Error), Warnings: rep.Codes(advisor.Warning)}, nil
+	return AdviseResult{Findings: findingsOf(rep.Findings), Errors: rep.Codes(advisor.Error), Warnings: rep.Codes(advisor.Warning)}, nil
 }

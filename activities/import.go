@@ -138,7 +138,7 @@ type ShardResult struct {
 	Shard    string
 	Entity   string
 	Done     bool
-	Progress mas.Progress
+	Progress Progress
 	// Written, Skipped and Elsewhere total Progress's maps, so the
 	// workflow need not iterate maps. Skipped counts rows not migrated
 	// (with a reason); Elsewhere rows another entity's pass migrates.
@@ -181,7 +181,7 @@ func (a *ImportActivities) ImportShard(ctx context.Context, in ShardInput) (Shar
 		return ShardResult{}, classify(err)
 	}
 	cp := res.Checkpoint
-	out := ShardResult{Shard: cp.ID, Entity: cp.Entity, Done: cp.Done, Progress: cp.Progress,
+	out := ShardResult{Shard: cp.ID, Entity: cp.Entity, Done: cp.Done, Progress: progressOf(cp.Progress),
 		Written: mas.Total(cp.Progress.Written)}
 	for reason, n := range cp.Progress.Skipped {
 		if mapping.Elsewhere(reason) {
@@ -207,8 +207,8 @@ type ReconcileResult struct {
 	Problems []string
 	// Drift: source counts that moved during a dry run (not a failure).
 	Drift    []string
-	Tables   []engine.TableTally
-	Entities []engine.EntityTally
+	Tables   []TableTally
+	Entities []EntityTally
 }
 
 // Reconcile compares source rows, rows read and rows written, exactly.
@@ -222,7 +222,8 @@ func (a *ImportActivities) Reconcile(ctx context.Context, in RunInput) (Reconcil
 	if err != nil {
 		return ReconcileResult{}, classify(err)
 	}
-	return ReconcileResult{OK: rec.OK(), Problems: rec.Problems, Drift: rec.Drift, Tables: rec.Tables, Entities: rec.Entities}, nil
+	tables, entities := talliesOf(rec)
+	return ReconcileResult{OK: rec.OK(), Problems: rec.Problems, Drift: rec.Drift, Tables: tables, Entities: entities}, nil
 }
 
 // FinishResult says where the findings report went.

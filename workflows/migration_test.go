@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/masflow/masflow/activities"
-	"github.com/masflow/masflow/internal/mas"
 	"github.com/stretchr/testify/mock"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/converter"
@@ -133,7 +132,7 @@ func newHarnessWith(t *testing.T, shardDelay time.Duration) *harness {
 				h.record("import:" + entity)
 			}
 			return activities.ShardResult{Shard: in.Shard, Entity: entity, Done: n >= 2,
-				Progress: mas.Progress{Read: 5 * n, Written: map[string]int64{"users": 5 * n}}, Written: 5 * n}, nil
+				Progress: activities.Progress{Read: 5 * n, Written: map[string]int64{"users": 5 * n}}, Written: 5 * n}, nil
 		})
 	h.env.OnActivity(imp.Reconcile, mock.Anything, mock.Anything).Return(
 		func(context.Context, activities.RunInput) (activities.ReconcileResult, error) {
