@@ -151,7 +151,7 @@ func (m *migration) importStage(ctx workflow.Context, wave []synapse.Entity) (bo
 			shard := pending[0]
 			pending = pending[1:]
 			running++
-			f := workflow.ExecuteActivity(m.dbOptions(ctx, "import "+shard), a.ImportShard, activities.ShardInput{
+			f := workflow.ExecuteActivity(m.shardOptions(ctx, shard), a.ImportShard, activities.ShardInput{
 				RunStartedAt: m.st.RunStartedAt, Shard: shard, BatchSize: m.in.Import.BatchSize,
 				MaxSeconds: m.in.Import.ShardCallSeconds})
 			sel.AddFuture(f, func(f workflow.Future) {

@@ -11,13 +11,15 @@ import (
 // dbOptions: activities on the database workers; errors of the types in
 // activities.NonRetryable fail at once, the rest are retried up to
 // maxAttempts times, after which the migration is blocked (blocked.go).
+// They heartbeat while they work, so a dead worker is noticed after
+// HeartbeatSeconds; the start-to-close bound only stops a runaway: exact
+// counts over a large homeserver (advise, reconcile) take a while.
 func (m *migration) dbOptions(ctx workflow.Context, summary string) workflow.Context {
 	m.scheduled++
-	callSeconds := time.Duration(m.in.Import.ShardCallSeconds) * time.Second
 	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		TaskQueue:           TaskQueue,
 		Summary:             summary,
-		StartToCloseTimeout: 2*callSeconds + 10*time.Minute,
+		StartToCloseTimeout: 6 * time.Hour,
 		HeartbeatTimeout:    time.Duration(m.in.Import.HeartbeatSeconds) * time.Second,
 		RetryPolicy: &temporal.RetryPolicy{
 			InitialInterval:        time.Second,
@@ -27,6 +29,15 @@ func (m *migration) dbOptions(ctx workflow.Context, summary string) workflow.Con
 			NonRetryableErrorTypes: activities.NonRetryable,
 		},
 	})
+}
+
+// shardOptions: an ImportShard call returns after ShardCallSeconds (plus
+// the batch in flight), so one that runs far longer is stuck.
+func (m *migration) shardOptions(ctx workflow.Context, shard string) workflow.Context {
+	ctx = m.dbOptions(ctx, "import "+shard)
+	opts := workflow.GetActivityOptions(ctx)
+	opts.StartToCloseTimeout = 2*time.Duration(m.in.Import.ShardCallSeconds)*time.Second + 10*time.Minute
+	return workflow.WithActivityOptions(ctx, opts)
 }
 
 // hostOptions: homeserver steps, on the host task queue when there is one.
