@@ -59,8 +59,8 @@ func TestMigrationSurvivesWorkerKills(t *testing.T) {
 	if !strings.HasPrefix(clean.digests["users"], fmt.Sprint(itUsers-itUsers/100, " ")) {
 		t.Errorf("users digest %q: expected %d users written", clean.digests["users"], itUsers-itUsers/100)
 	}
-	if os.Getenv("MASFLOW_WRITE_GOLDEN") != "" {
-		writeGolden(t, clean.histories)
+	if tag := os.Getenv("MASFLOW_WRITE_GOLDEN"); tag != "" {
+		writeGolden(t, tag, clean.histories)
 	}
 	secrets := append(killed.secrets, rolePassword, "demo-pepper")
 	for _, run := range [][]string{clean.histories, killed.histories} {
@@ -308,13 +308,15 @@ func sampleSecrets(t *testing.T, ctx context.Context, dsn string) []string {
 	return out
 }
 
-func writeGolden(t *testing.T, hs []string) {
+// writeGolden adds the histories to the golden ones, named after tag (a
+// date): earlier versions' histories stay, so that they keep replaying.
+func writeGolden(t *testing.T, tag string, hs []string) {
 	dir := filepath.Join("..", "workflows", "testdata", "histories")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	for i, h := range hs {
-		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("migration_run%d.json", i)), []byte(h), 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("migration_%s_run%d.json", tag, i)), []byte(h), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}

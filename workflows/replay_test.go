@@ -8,9 +8,9 @@ import (
 )
 
 // TestReplayGoldenHistories replays histories recorded by the worker's
-// integration test (MASFLOW_WRITE_GOLDEN=1 go test ./worker): a change to
-// the workflow code that is not deterministic against them fails here.
-// Regenerate them only for an intended, versioned change.
+// integration test (MASFLOW_WRITE_GOLDEN=<date> go test ./worker adds
+// them): a change to the workflow code that is not deterministic against
+// them fails here. Histories of every earlier version stay.
 func TestReplayGoldenHistories(t *testing.T) {
 	files, err := filepath.Glob(filepath.Join("testdata", "histories", "*.json"))
 	if err != nil || len(files) == 0 {
