@@ -75,4 +75,7 @@ func (m *migration) drainSignals(ctx workflow.Context) {
 			m.st.Paused = sig.paused
 		}
 	}
+	for workflow.GetSignalChannel(ctx, SignalRetry).ReceiveAsync(nil) {
+		m.st.Blocked = nil
+	}
 }
