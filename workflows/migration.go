@@ -284,6 +284,11 @@ func (m *migration) compensateSchema(ctx workflow.Context) bool {
 }
 
 func (m *migration) setPhase(ctx workflow.Context, phase string) {
+	if b := m.st.Blocked; b != nil && phase != PhaseBlocked {
+		// Still blocked (carried across continue-as-new): the step is
+		// remembered for the retry, the phase stays blocked.
+		b.Phase, phase = phase, PhaseBlocked
+	}
 	m.phase = phase
 	_ = workflow.UpsertTypedSearchAttributes(ctx, SAPhase.ValueSet(phase))
 	workflow.SetCurrentDetails(ctx, m.progress().Markdown())
