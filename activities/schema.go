@@ -70,22 +70,27 @@ func heartbeatEvery(ctx context.Context, details func() any) (stop func()) {
 	if !activity.IsActivity(ctx) {
 		return func() {}
 	}
-	ctx, cancel := context.WithCancel(ctx)
+	loop, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
 	t := time.NewTicker(time.Second)
 	go func() {
+		defer close(done)
 		defer t.Stop()
-		for {
+		for loop.Err() == nil {
+			// The activity's own context: stopping the loop must not
+			// cancel a heartbeat already on its way.
 			if details != nil {
 				activity.RecordHeartbeat(ctx, details())
 			} else {
 				activity.RecordHeartbeat(ctx)
 			}
 			select {
-			case <-ctx.Done():
-				return
+			case <-loop.Done():
 			case <-t.C:
 			}
 		}
 	}()
-	return cancel
+	// Waiting for the goroutine means no heartbeat is sent once the
+	// activity has returned (the SDK would log each as an error).
+	return func() { cancel(); <-done }
 }
