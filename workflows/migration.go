@@ -31,6 +31,9 @@ type State struct {
 	TouchedHomeserver bool
 	// PastNoReturn: Synapse runs with MAS delegation; no automatic undo.
 	PastNoReturn bool
+	// Replicas are the workloads' replica counts the stop recorded
+	// (Kubernetes); the start and the compensation restore them.
+	Replicas map[string]int32
 	Import       ImportState
 	Paused       bool
 	// Blocked is set while a step waits for the operator's retry.
@@ -121,26 +124,30 @@ func (m *migration) runStep(ctx workflow.Context, step string) error {
 	case StepApprove:
 		return m.approve(ctx)
 	case StepBackup:
-		return m.homeserverStep(ctx, step, h.Backup)
+		return discard(m.homeserverStep(ctx, step, h.Backup))
 	case StepStop:
 		m.st.TouchedHomeserver = true
-		return m.homeserverStep(ctx, step, h.StopHomeserver)
+		res, err := m.homeserverStep(ctx, step, h.StopHomeserver)
+		if len(res.Replicas) > 0 {
+			m.st.Replicas = res.Replicas
+		}
+		return err
 	case StepSyncSchema:
-		return m.homeserverStep(ctx, step, h.SyncSchema)
+		return discard(m.homeserverStep(ctx, step, h.SyncSchema))
 	case StepImport:
 		return m.importAll(ctx)
 	case StepReconcile:
 		return m.reconcile(ctx)
 	case StepReconfigure:
-		return m.homeserverStep(ctx, step, h.Reconfigure)
+		return discard(m.homeserverStep(ctx, step, h.Reconfigure))
 	case StepStart:
-		if err := m.homeserverStep(ctx, step, h.StartHomeserver); err != nil {
+		if _, err := m.homeserverStep(ctx, step, h.StartHomeserver, activities.StartInput{Replicas: m.st.Replicas}); err != nil {
 			return err
 		}
 		m.st.PastNoReturn = true
 		return nil
 	case StepVerify:
-		return m.homeserverStep(ctx, step, h.Verify)
+		return discard(m.homeserverStep(ctx, step, h.Verify))
 	case StepFinish:
 		var a *activities.ImportActivities
 		var fin activities.FinishResult
@@ -207,10 +214,16 @@ func unacknowledged(warnings, acked []string) []string {
 	return out
 }
 
-// homeserverStep runs a Synapse-side activity.
-func (m *migration) homeserverStep(ctx workflow.Context, step string, fn any) error {
-	return workflow.ExecuteActivity(m.hostOptions(ctx, step), fn).Get(ctx, nil)
+// homeserverStep runs a Synapse-side activity; its result is in the
+// history for the audit trail.
+func (m *migration) homeserverStep(ctx workflow.Context, step string, fn any, args ...any) (activities.StepResult, error) {
+	var res activities.StepResult
+	err := workflow.ExecuteActivity(m.hostOptions(ctx, step), fn, args...).Get(ctx, &res)
+	return res, err
 }
+
+// discard keeps a step's error only.
+func discard(_ activities.StepResult, err error) error { return err }
 
 // reconcile checks the import exactly.
 func (m *migration) reconcile(ctx workflow.Context) error {
@@ -252,12 +265,14 @@ func (m *migration) compensate(ctx workflow.Context, cause error) {
 	defer cancel()
 	m.setPhase(dctx, "compensating")
 	var h *activities.HomeserverActivities
+	restart := activities.StartInput{Replicas: m.st.Replicas, Only: []string{"synapse"}}
 	for _, s := range []struct {
 		name string
 		fn   any
-	}{{"restore Synapse config", h.RestoreConfig}, {"restart Synapse the old way", h.StartHomeserver}} {
+		args []any
+	}{{"restore Synapse config", h.RestoreConfig, nil}, {"restart Synapse the old way", h.StartHomeserver, []any{restart}}} {
 		opts := m.hostOptions(dctx, s.name)
-		if err := workflow.ExecuteActivity(opts, s.fn).Get(dctx, nil); err != nil {
+		if err := workflow.ExecuteActivity(opts, s.fn, s.args...).Get(dctx, nil); err != nil {
 			logger.Error("compensation step failed: a human must restore the homeserver", "step", s.name, "error", err)
 			m.setPhase(dctx, "needs_human")
 			return

@@ -42,7 +42,9 @@ func (m *migration) shardOptions(ctx workflow.Context, shard string) workflow.Co
 
 // hostOptions: homeserver steps, on the host task queue when there is one.
 // They retry for up to a day: with the "none" controller the operator
-// performs the step and the activity verifies it.
+// performs the step and the activity verifies it. They heartbeat, so a
+// dead host worker is noticed; a backup of a large database runs for
+// hours, the other steps for minutes.
 func (m *migration) hostOptions(ctx workflow.Context, summary string) workflow.Context {
 	m.scheduled++
 	queue := m.in.HostTaskQueue
@@ -52,7 +54,8 @@ func (m *migration) hostOptions(ctx workflow.Context, summary string) workflow.C
 	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		TaskQueue:              queue,
 		Summary:                summary,
-		StartToCloseTimeout:    10 * time.Minute,
+		StartToCloseTimeout:    hostStepTimeout(summary),
+		HeartbeatTimeout:       time.Duration(m.in.Import.HeartbeatSeconds) * time.Second,
 		ScheduleToCloseTimeout: 24 * time.Hour,
 		RetryPolicy: &temporal.RetryPolicy{
 			InitialInterval:        5 * time.Second,
@@ -71,4 +74,12 @@ func (m *migration) restoreOptions(ctx workflow.Context) workflow.Context {
 	opts := workflow.GetActivityOptions(ctx)
 	opts.StartToCloseTimeout = 24 * time.Hour
 	return workflow.WithActivityOptions(ctx, opts)
+}
+
+// hostStepTimeout bounds one attempt of a homeserver step.
+func hostStepTimeout(step string) time.Duration {
+	if step == StepBackup {
+		return 24 * time.Hour
+	}
+	return time.Hour
 }

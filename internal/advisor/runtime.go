@@ -101,6 +101,9 @@ func Runtime(ctx context.Context, in Input) (RuntimeState, error) {
 // SynapseHealthURLs lists the /health URLs of Synapse's HTTP listeners.
 func SynapseHealthURLs(raw map[string]any) []string { return synapseHealthURLs(raw) }
 
+// MASHealthURLs lists the /health URLs of MAS's listeners that serve it.
+func MASHealthURLs(raw map[string]any) []string { return masHealthURLs(raw) }
+
 func synapseDBActivity(ctx context.Context, in Input) ([]string, error) {
 	var why []string
 	var sessions int64

@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -20,15 +21,91 @@ type Settings struct {
 	MAS        MASSettings        `mapstructure:"mas"`
 	Import     ImportSettings     `mapstructure:"import"`
 	Homeserver HomeserverSettings `mapstructure:"homeserver"`
+	Backup     BackupSettings     `mapstructure:"backup"`
+	Verify     VerifySettings     `mapstructure:"verify"`
 	Worker     WorkerSettings     `mapstructure:"worker"`
 }
 
-// HomeserverSettings choose how Synapse is controlled.
+// Controllers are the values of homeserver.controller.
+var Controllers = []string{"none", "command", "systemd", "compose", "kubernetes"}
+
+// HomeserverSettings choose how Synapse and MAS are stopped, reconfigured
+// and started (docs/homeserver.md).
 type HomeserverSettings struct {
-	// Controller is "none": masflow only verifies each step the operator
-	// performs (systemd, compose, Kubernetes and process controllers come
-	// in later releases).
+	// Controller drives the deployment: "none" only verifies each step
+	// the operator performs; "command", "systemd", "compose" and
+	// "kubernetes" perform them.
 	Controller string `mapstructure:"controller"`
+	// MASEndpoint is where Synapse reaches MAS (default MAS's
+	// http.public_base).
+	MASEndpoint string `mapstructure:"mas_endpoint"`
+	// MASSecretPath is the file Synapse reads MAS's shared secret from
+	// (matrix_authentication_service.secret_path). Default: MAS's
+	// matrix.secret_file when set, else mas_secret next to Synapse's
+	// first config file, written by reconfigure.
+	MASSecretPath string `mapstructure:"mas_secret_path"`
+	// SynapsePython, when set, is a Python with Synapse installed: its
+	// config parser validates the rewritten config before any restart.
+	SynapsePython string `mapstructure:"synapse_python"`
+	// StopTimeoutSeconds bounds the wait for a verified stop, and
+	// StartTimeoutSeconds the wait for /health after a start.
+	StopTimeoutSeconds  int                `mapstructure:"stop_timeout_seconds"`
+	StartTimeoutSeconds int                `mapstructure:"start_timeout_seconds"`
+	Command             CommandSettings    `mapstructure:"command"`
+	Systemd             SystemdSettings    `mapstructure:"systemd"`
+	Compose             ComposeSettings    `mapstructure:"compose"`
+	Kubernetes          KubernetesSettings `mapstructure:"kubernetes"`
+}
+
+// CommandSettings are the operator's shell commands (controller command).
+type CommandSettings struct {
+	Stop           string `mapstructure:"stop"`
+	Start          string `mapstructure:"start"`
+	MASStop        string `mapstructure:"mas_stop"`
+	MASStart       string `mapstructure:"mas_start"`
+	TimeoutSeconds int    `mapstructure:"timeout_seconds"`
+}
+
+// SystemdSettings name the units (controller systemd).
+type SystemdSettings struct {
+	SynapseUnits []string `mapstructure:"synapse_units"`
+	MASUnits     []string `mapstructure:"mas_units"`
+}
+
+// ComposeSettings name the compose project and services (controller compose).
+type ComposeSettings struct {
+	File            string   `mapstructure:"file"`
+	Project         string   `mapstructure:"project"`
+	SynapseServices []string `mapstructure:"synapse_services"`
+	MASServices     []string `mapstructure:"mas_services"`
+}
+
+// KubernetesSettings select the workloads (controller kubernetes).
+type KubernetesSettings struct {
+	Namespace       string `mapstructure:"namespace"`
+	SynapseSelector string `mapstructure:"synapse_selector"`
+	MASSelector     string `mapstructure:"mas_selector"`
+	// Kubeconfig, when empty, means in-cluster credentials.
+	Kubeconfig string `mapstructure:"kubeconfig"`
+}
+
+// BackupSettings say where the backup step writes.
+type BackupSettings struct {
+	// Dir receives pg_dump archives of both databases and copies of the
+	// Synapse config files (required unless the controller is none).
+	Dir       string `mapstructure:"dir"`
+	PgDump    string `mapstructure:"pg_dump"`
+	PgRestore string `mapstructure:"pg_restore"`
+}
+
+// VerifySettings tune the verification after the start.
+type VerifySettings struct {
+	// BaseURL is Synapse's client URL (default its public_baseurl).
+	BaseURL string `mapstructure:"base_url"`
+	// WellKnownURL default https://<server_name>/.well-known/matrix/client.
+	WellKnownURL string `mapstructure:"well_known_url"`
+	// SampleTokens is how many migrated access tokens are tried.
+	SampleTokens int `mapstructure:"sample_tokens"`
 }
 
 // WorkerSettings tune the worker process.
@@ -52,6 +129,8 @@ type SynapseSettings struct {
 // MASSettings say where MAS's configuration is.
 type MASSettings struct {
 	Config []string `mapstructure:"config"`
+	// CLI is the mas-cli executable the sync_schema step runs.
+	CLI string `mapstructure:"cli"`
 }
 
 // ImportSettings tune the import.
@@ -82,20 +161,47 @@ type ImportSettings struct {
 // defaults are every key with its default; viper needs each key known to
 // apply environment overrides when unmarshalling.
 var defaults = map[string]any{
-	"synapse.config":                  []string{"/etc/matrix-synapse/homeserver.yaml"},
-	"mas.config":                      []string{"/etc/mas/config.yaml"},
-	"import.batch_size":               5000,
-	"import.parallelism":              4,
-	"import.shards_per_entity":        0,
-	"import.strict":                   false,
-	"import.ignore_missing_providers": false,
-	"import.salt_file":                "",
-	"import.report_dir":               ".",
-	"import.heartbeat_seconds":        60,
-	"homeserver.controller":           "none",
-	"worker.host_task_queue":          "",
-	"worker.log_level":                "info",
-	"worker.metrics_address":          "",
+	"synapse.config":                         []string{"/etc/matrix-synapse/homeserver.yaml"},
+	"mas.config":                             []string{"/etc/mas/config.yaml"},
+	"import.batch_size":                      5000,
+	"import.parallelism":                     4,
+	"import.shards_per_entity":               0,
+	"import.strict":                          false,
+	"import.ignore_missing_providers":        false,
+	"import.salt_file":                       "",
+	"import.report_dir":                      ".",
+	"import.heartbeat_seconds":               60,
+	"mas.cli":                                "mas-cli",
+	"homeserver.controller":                  "none",
+	"homeserver.mas_endpoint":                "",
+	"homeserver.mas_secret_path":             "",
+	"homeserver.synapse_python":              "",
+	"homeserver.stop_timeout_seconds":        120,
+	"homeserver.start_timeout_seconds":       180,
+	"homeserver.command.stop":                "",
+	"homeserver.command.start":               "",
+	"homeserver.command.mas_stop":            "",
+	"homeserver.command.mas_start":           "",
+	"homeserver.command.timeout_seconds":     300,
+	"homeserver.systemd.synapse_units":       []string{"matrix-synapse.target"},
+	"homeserver.systemd.mas_units":           []string{},
+	"homeserver.compose.file":                "",
+	"homeserver.compose.project":             "",
+	"homeserver.compose.synapse_services":    []string{},
+	"homeserver.compose.mas_services":        []string{},
+	"homeserver.kubernetes.namespace":        "",
+	"homeserver.kubernetes.synapse_selector": "app.kubernetes.io/component=matrix-server",
+	"homeserver.kubernetes.mas_selector":     "",
+	"homeserver.kubernetes.kubeconfig":       "",
+	"backup.dir":                             "",
+	"backup.pg_dump":                         "pg_dump",
+	"backup.pg_restore":                      "pg_restore",
+	"verify.base_url":                        "",
+	"verify.well_known_url":                  "",
+	"verify.sample_tokens":                   20,
+	"worker.host_task_queue":                 "",
+	"worker.log_level":                       "info",
+	"worker.metrics_address":                 "",
 }
 
 // LoadSettings reads masflow's settings: defaults, then the file (if
@@ -178,8 +284,46 @@ func (s Settings) validate(where string) error {
 		s.Import.HeartbeatSeconds, "use 1 to 3600")
 	check(s.Import.ShardsPerEntity >= 1 && s.Import.ShardsPerEntity <= 1024, "import.shards_per_entity",
 		s.Import.ShardsPerEntity, "use 1 to 1024")
-	check(s.Homeserver.Controller == "none", "homeserver.controller", s.Homeserver.Controller, `use "none" (verify only)`)
+	errs = append(errs, s.Homeserver.validate(where, s.Backup)...)
+	check(s.Verify.SampleTokens >= 0 && s.Verify.SampleTokens <= 1000, "verify.sample_tokens", s.Verify.SampleTokens,
+		"use 0 to 1000")
 	check(map[string]bool{"debug": true, "info": true, "warn": true, "error": true}[s.Worker.LogLevel],
 		"worker.log_level", s.Worker.LogLevel, "use debug, info, warn or error")
 	return errors.Join(errs...)
+}
+
+// validate checks the chosen controller has what it needs.
+func (h HomeserverSettings) validate(where string, b BackupSettings) []error {
+	var errs []error
+	need := func(ok bool, key, want string) {
+		if !ok {
+			errs = append(errs, fmt.Errorf("%s: homeserver.controller is %s but %s; %s", where, h.Controller, key, want))
+		}
+	}
+	if !slices.Contains(Controllers, h.Controller) {
+		return []error{fmt.Errorf("%s: homeserver.controller is %q; use one of %s", where, h.Controller,
+			strings.Join(Controllers, ", "))}
+	}
+	switch h.Controller {
+	case "none":
+		return nil
+	case "command":
+		need(h.Command.Stop != "" && h.Command.Start != "", "homeserver.command.stop or .start is empty",
+			"give the shell commands that stop and start Synapse")
+		need(h.Command.TimeoutSeconds >= 1, "homeserver.command.timeout_seconds < 1", "use at least 1")
+	case "systemd":
+		need(len(h.Systemd.SynapseUnits) > 0, "homeserver.systemd.synapse_units is empty",
+			"name Synapse's units, e.g. matrix-synapse.target")
+	case "compose":
+		need(len(h.Compose.SynapseServices) > 0, "homeserver.compose.synapse_services is empty",
+			"name the compose services of Synapse and its workers")
+	case "kubernetes":
+		need(h.Kubernetes.Namespace != "", "homeserver.kubernetes.namespace is empty", "name Synapse's namespace")
+		need(h.Kubernetes.SynapseSelector != "", "homeserver.kubernetes.synapse_selector is empty",
+			"give the label selector of Synapse's workloads")
+	}
+	need(b.Dir != "", "backup.dir is empty", "give a directory with room for dumps of both databases")
+	need(h.StopTimeoutSeconds >= 1 && h.StartTimeoutSeconds >= 1, "a homeserver.*_timeout_seconds is below 1",
+		"use at least 1")
+	return errs
 }

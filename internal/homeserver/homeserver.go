@@ -20,21 +20,33 @@ import (
 
 // Controller performs (or verifies) the homeserver steps of a migration.
 // Every method is idempotent: calling it again after a crash is safe.
+// Reports carry no secret: they end up in the workflow history.
 type Controller interface {
-	// Backup records how the databases and configs can be restored.
-	Backup(ctx context.Context) (string, error)
+	// Backup saves both databases and the configs reconfigure edits;
+	// progress receives a line now and then (the activity heartbeats it).
+	Backup(ctx context.Context, progress func(string)) (Report, error)
 	// Stop makes Synapse and MAS stopped, verified.
-	Stop(ctx context.Context) error
+	Stop(ctx context.Context) (Report, error)
 	// SyncSchema makes the MAS schema and providers ready for the import.
-	SyncSchema(ctx context.Context) error
+	SyncSchema(ctx context.Context) (Report, error)
 	// Reconfigure points Synapse at MAS.
-	Reconfigure(ctx context.Context) error
+	Reconfigure(ctx context.Context) (Report, error)
 	// RestoreConfig undoes Reconfigure (compensation).
-	RestoreConfig(ctx context.Context) error
-	// Start starts Synapse (and MAS), verified.
-	Start(ctx context.Context) error
-	// Verify checks the migrated homeserver answers.
-	Verify(ctx context.Context) error
+	RestoreConfig(ctx context.Context) (Report, error)
+	// Start starts the services (MAS, then Synapse; only those listed
+	// when only is not empty) and waits until they answer. recorded is
+	// what Stop reported (replica counts).
+	Start(ctx context.Context, recorded map[string]int32, only []Service) (Report, error)
+	// Verify checks the migrated homeserver answers as clients need.
+	Verify(ctx context.Context) (Report, error)
+}
+
+// Report is what a step did, for the audit trail.
+type Report struct {
+	Note    string
+	Details []string
+	// Replicas are the workloads' replica counts before Stop (Kubernetes).
+	Replicas map[string]int32
 }
 
 // ErrNotYet marks a state the operator has not reached yet: retryable.
@@ -53,35 +65,56 @@ type None struct {
 func (n *None) synapse() (*config.Synapse, error) { return config.LoadSynapse(n.SynapsePaths...) }
 
 // Backup takes none: the operator is responsible for backups.
-func (n *None) Backup(context.Context) (string, error) {
-	return "no backup taken (homeserver.controller none): back up both databases and the configs yourself", nil
+func (n *None) Backup(context.Context, func(string)) (Report, error) {
+	return Report{Note: "no backup taken (homeserver.controller none): back up both databases and the configs yourself"}, nil
 }
 
 // Stop verifies Synapse and MAS are stopped.
-func (n *None) Stop(ctx context.Context) error { return n.VerifyStopped(ctx) }
+func (n *None) Stop(ctx context.Context) (Report, error) {
+	return noted("Synapse and MAS are stopped", n.VerifyStopped(ctx))
+}
+
+// noted is the Report of a verify-only step.
+func noted(note string, err error) (Report, error) {
+	if err != nil {
+		return Report{}, err
+	}
+	return Report{Note: note}, nil
+}
 
 // VerifyStopped fails (ErrNotYet) while Synapse or MAS is verifiably
 // running: a listener answers /health, Synapse's database role has other
 // sessions, or the source tables cannot be locked.
 func (n *None) VerifyStopped(ctx context.Context) error {
+	alive, err := n.alive(ctx)
+	if err != nil || len(alive) == 0 {
+		return err
+	}
+	return fmt.Errorf("stop Synapse and MAS yourself (controller none): %s: %w", strings.Join(alive, "; "), ErrNotYet)
+}
+
+// alive lists what shows Synapse or MAS running (empty: both stopped).
+func (n *None) alive(ctx context.Context) ([]string, error) {
 	syn, err := n.synapse()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	st, err := advisor.Runtime(ctx, advisor.Input{Synapse: syn, MAS: n.MAS, SynapseDB: n.SynapseDB, HTTP: n.HTTP})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	if len(st.Synapse)+len(st.MAS) > 0 {
-		return fmt.Errorf("stop Synapse and MAS yourself (controller none): %s: %w",
-			strings.Join(append(st.Synapse, st.MAS...), "; "), ErrNotYet)
-	}
-	return nil
+	return append(st.Synapse, st.MAS...), nil
 }
 
 // SyncSchema verifies the MAS schema is supported and that `mas-cli
 // config sync` created the configured upstream providers.
-func (n *None) SyncSchema(ctx context.Context) error {
+func (n *None) SyncSchema(ctx context.Context) (Report, error) {
+	return noted("the MAS schema is supported and its upstream providers exist", n.checkSchema(ctx))
+}
+
+// checkSchema: the MAS schema is supported and every provider mapped
+// from Synapse exists in MAS's database.
+func (n *None) checkSchema(ctx context.Context) error {
 	if _, err := mas.DetectSchema(ctx, n.MASDB); err != nil {
 		return err
 	}
@@ -99,25 +132,29 @@ func (n *None) SyncSchema(ctx context.Context) error {
 }
 
 // Reconfigure verifies Synapse's config enables MAS delegation.
-func (n *None) Reconfigure(context.Context) error {
-	syn, err := n.synapse()
-	if err != nil {
-		return err
-	}
-	if v, _ := syn.Raw["matrix_authentication_service"].(map[string]any); v == nil || v["enabled"] != true {
-		return fmt.Errorf("add matrix_authentication_service (enabled: true, endpoint, secret) to Synapse's config "+
-			"(controller none): %w", ErrNotYet)
-	}
-	return nil
+func (n *None) Reconfigure(context.Context) (Report, error) {
+	return noted("Synapse's config delegates authentication to MAS", n.delegating(true))
 }
 
 // RestoreConfig verifies Synapse's config no longer delegates to MAS.
-func (n *None) RestoreConfig(context.Context) error {
+func (n *None) RestoreConfig(context.Context) (Report, error) {
+	return noted("Synapse's config does not delegate to MAS", n.delegating(false))
+}
+
+// delegating fails (ErrNotYet) unless Synapse's config delegation is on
+// (want true) or off (want false).
+func (n *None) delegating(want bool) error {
 	syn, err := n.synapse()
 	if err != nil {
 		return err
 	}
-	if v, _ := syn.Raw["matrix_authentication_service"].(map[string]any); v != nil && v["enabled"] == true {
+	v, _ := syn.Raw["matrix_authentication_service"].(map[string]any)
+	on := v != nil && v["enabled"] == true
+	switch {
+	case want && !on:
+		return fmt.Errorf("add matrix_authentication_service (enabled: true, endpoint, secret) to Synapse's config "+
+			"(controller none): %w", ErrNotYet)
+	case !want && on:
 		return fmt.Errorf("restore Synapse's original config (remove matrix_authentication_service) "+
 			"(controller none): %w", ErrNotYet)
 	}
@@ -125,10 +162,17 @@ func (n *None) RestoreConfig(context.Context) error {
 }
 
 // Start verifies Synapse answers on a listener.
-func (n *None) Start(ctx context.Context) error { return n.Verify(ctx) }
+func (n *None) Start(ctx context.Context, _ map[string]int32, _ []Service) (Report, error) {
+	return noted("Synapse answers", n.answering(ctx))
+}
 
 // Verify checks Synapse answers /health.
-func (n *None) Verify(ctx context.Context) error {
+func (n *None) Verify(ctx context.Context) (Report, error) {
+	return noted("Synapse answers", n.answering(ctx))
+}
+
+// answering fails (ErrNotYet) until a Synapse listener answers /health.
+func (n *None) answering(ctx context.Context) error {
 	syn, err := n.synapse()
 	if err != nil {
 		return err

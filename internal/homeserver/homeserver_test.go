@@ -56,13 +56,13 @@ func TestNoneVerifiesEachStep(t *testing.T) {
 		name    string
 		port    func(*testing.T) int
 		extra   string
-		step    func(*None, context.Context) error
+		step    func(*None, context.Context) (Report, error)
 		wantErr bool
 	}{
 		{"stopped Synapse passes stop", closed, "", (*None).Stop, false},
 		{"running Synapse fails stop", listening, "", (*None).Stop, true},
-		{"running Synapse passes start", listening, "", (*None).Start, false},
-		{"stopped Synapse fails start", closed, "", (*None).Start, true},
+		{"running Synapse passes start", listening, "", startAll, false},
+		{"stopped Synapse fails start", closed, "", startAll, true},
 		{"MAS delegation configured passes reconfigure", closed, delegating, (*None).Reconfigure, false},
 		{"no delegation fails reconfigure", closed, "", (*None).Reconfigure, true},
 		{"delegation still on fails restore", closed, delegating, (*None).RestoreConfig, true},
@@ -70,7 +70,7 @@ func TestNoneVerifiesEachStep(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			err := c.step(none(t, c.port(t), c.extra), context.Background())
+			_, err := c.step(none(t, c.port(t), c.extra), context.Background())
 			if (err != nil) != c.wantErr {
 				t.Fatalf("err = %v, want error %v", err, c.wantErr)
 			}
@@ -80,6 +80,8 @@ func TestNoneVerifiesEachStep(t *testing.T) {
 		})
 	}
 }
+
+func startAll(n *None, ctx context.Context) (Report, error) { return n.Start(ctx, nil, nil) }
 
 func TestStopSeesSynapseDatabaseSessions(t *testing.T) {
 	dsn := pgtest.Database(t, pgtest.Synapse)

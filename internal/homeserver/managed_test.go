@@ -1,0 +1,141 @@
+package homeserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/masflow/masflow/internal/pgtest"
+)
+
+// fakeSynapseEnv makes the test binary play Synapse (TestMain): serve
+// /health on the address in it and hold a database session on
+// MASFLOW_FAKE_SYNAPSE_DSN until SIGTERM, the way Synapse does.
+const fakeSynapseEnv = "MASFLOW_FAKE_SYNAPSE_ADDR"
+
+func TestMain(m *testing.M) {
+	if addr := os.Getenv(fakeSynapseEnv); addr != "" {
+		os.Exit(playSynapse(addr, os.Getenv("MASFLOW_FAKE_SYNAPSE_DSN")))
+	}
+	os.Exit(m.Run())
+}
+
+func playSynapse(addr, dsn string) int {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+	defer stop()
+	if dsn != "" {
+		conn, err := pgx.Connect(ctx, dsn)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer conn.Close(context.Background())
+	}
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("OK")) })}
+	go func() { _ = srv.Serve(l) }()
+	<-ctx.Done()
+	_ = srv.Close()
+	return 0
+}
+
+// commandDeployment returns a Managed controller whose command controller
+// starts and stops a child process playing Synapse on port, connected to
+// the Synapse database dsn.
+func commandDeployment(t *testing.T, port int, dsn string) (*Managed, string) {
+	t.Helper()
+	n := none(t, port, "")
+	n.SynapseDB = pgtest.Pool(t, dsn)
+	dir := t.TempDir()
+	pidFile := filepath.Join(dir, "synapse.pid")
+	start := fmt.Sprintf("%s=127.0.0.1:%d MASFLOW_FAKE_SYNAPSE_DSN='%s' %s >%s 2>&1 & echo $! > %s",
+		fakeSynapseEnv, port, dsn, os.Args[0], filepath.Join(dir, "synapse.log"), pidFile)
+	stop := fmt.Sprintf("[ -f %[1]s ] && kill $(cat %[1]s) 2>/dev/null; rm -f %[1]s; echo stop sent", pidFile)
+	t.Cleanup(func() { _ = shell(stop) })
+	return &Managed{None: n, Processes: NewCommand(stop, start, "", "", time.Minute),
+		StopWait: 20 * time.Second, StartWait: 20 * time.Second, Poll: 100 * time.Millisecond}, pidFile
+}
+
+func shell(line string) error {
+	_, err := (runner{}).run(context.Background(), "test", "/bin/sh", "-c", line)
+	return err
+}
+
+func TestManagedStartsAndStopsARealProcessVerified(t *testing.T) {
+	ctx := context.Background()
+	dsn := pgtest.Database(t, pgtest.Synapse)
+	m, pidFile := commandDeployment(t, closed(t), dsn)
+
+	rep, err := m.Start(ctx, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Note != "started and answering /health: mas synapse" {
+		t.Fatalf("start note %q", rep.Note)
+	}
+	if _, err := os.Stat(pidFile); err != nil {
+		t.Fatalf("the start command did not run: %v", err)
+	}
+	if err := m.VerifyStopped(ctx); !errors.Is(err, ErrNotYet) {
+		t.Fatalf("a started Synapse looks stopped: %v", err)
+	}
+	rep, err = m.Stop(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(strings.Join(rep.Details, "\n"), "stop synapse: stop sent") {
+		t.Fatalf("stop output not recorded: %q", rep.Details)
+	}
+	if err := m.VerifyStopped(ctx); err != nil {
+		t.Fatalf("stopped, verified, yet: %v", err)
+	}
+	if _, err := m.Stop(ctx); err != nil {
+		t.Fatalf("stopping a stopped homeserver: %v", err)
+	}
+}
+
+func TestManagedStopFailsWhileSomethingStillRuns(t *testing.T) {
+	ctx := context.Background()
+	dsn := pgtest.Database(t, pgtest.Synapse)
+	port := closed(t)
+	m, _ := commandDeployment(t, port, dsn)
+	if _, err := m.Start(ctx, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	m.Processes = NewCommand("echo pretending to stop", "true", "", "", time.Minute) // forgets a worker
+	m.StopWait = 500 * time.Millisecond
+	_, err := m.Stop(ctx)
+	if !errors.Is(err, ErrNotYet) {
+		t.Fatalf("got %v, want ErrNotYet", err)
+	}
+	for _, want := range []string{fmt.Sprintf("127.0.0.1:%d/health answers", port), "other sessions of its database role",
+		"homeserver.command names every Synapse worker"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q lacks %q", err, want)
+		}
+	}
+}
+
+func TestManagedStartFailsWhenSynapseNeverAnswers(t *testing.T) {
+	m, _ := commandDeployment(t, closed(t), pgtest.Database(t, pgtest.Synapse))
+	m.Processes = NewCommand("true", "echo started nothing", "", "", time.Minute)
+	m.StartWait = 300 * time.Millisecond
+	_, err := m.Start(context.Background(), nil, []Service{Synapse})
+	if !errors.Is(err, ErrNotYet) || !strings.Contains(err.Error(), "synapse does not answer 200") {
+		t.Fatalf("got %v", err)
+	}
+}
