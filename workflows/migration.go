@@ -34,8 +34,8 @@ type State struct {
 	// Replicas are the workloads' replica counts the stop recorded
 	// (Kubernetes); the start and the compensation restore them.
 	Replicas map[string]int32
-	Import       ImportState
-	Paused       bool
+	Import   ImportState
+	Paused   bool
 	// Blocked is set while a step waits for the operator's retry.
 	Blocked *Blocked
 }

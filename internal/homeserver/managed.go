@@ -46,7 +46,9 @@ func (m *Managed) Backup(ctx context.Context, progress func(string)) (Report, er
 func (m *Managed) Reconfigure(ctx context.Context) (Report, error) { return m.Steps.Reconfigure(ctx) }
 
 // RestoreConfig puts Synapse's original config back.
-func (m *Managed) RestoreConfig(ctx context.Context) (Report, error) { return m.Steps.RestoreConfig(ctx) }
+func (m *Managed) RestoreConfig(ctx context.Context) (Report, error) {
+	return m.Steps.RestoreConfig(ctx)
+}
 
 // Verify probes the migrated homeserver as a client would.
 func (m *Managed) Verify(ctx context.Context) (Report, error) { return m.Steps.Verify(ctx) }
