@@ -70,7 +70,10 @@ func run(settingsFile string, hostOnly bool, flags *pflag.FlagSet) error {
 		return err
 	}
 	defer c.Close()
-	set := deps.Activities(log)
+	set, err := deps.Activities(log)
+	if err != nil {
+		return err
+	}
 	var workers []worker.Worker
 	if !hostOnly {
 		workers = append(workers, runner.NewWorker(c, set, 30*time.Second))

@@ -166,7 +166,11 @@ func (s *session) embed(ctx context.Context, f *temporalFlags) error {
 	if s.deps, err = runner.OpenDeps(ctx, s.settings); err != nil {
 		return err
 	}
-	s.worker = runner.NewWorker(s.client, s.deps.Activities(s.log), 30*time.Second)
+	set, err := s.deps.Activities(s.log)
+	if err != nil {
+		return err
+	}
+	s.worker = runner.NewWorker(s.client, set, 30*time.Second)
 	return s.worker.Start()
 }
 

@@ -219,3 +219,9 @@ func (m *Managed) SyncSchema(ctx context.Context) (Report, error) {
 	return Report{Note: "mas-cli config sync done; the MAS schema is supported and its upstream providers exist",
 		Details: []string{"mas-cli config sync: " + out}}, nil
 }
+
+// NewMASCLI runs path with these MAS config files, each call bounded by
+// timeout.
+func NewMASCLI(path string, configFiles []string, timeout time.Duration) MASCLI {
+	return MASCLI{Path: path, ConfigFiles: configFiles, Runner: runner{Timeout: timeout}}
+}

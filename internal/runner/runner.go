@@ -148,18 +148,23 @@ func (d *Deps) SynapseDB() *pgxpool.Pool {
 }
 
 // Activities builds every activity struct.
-func (d *Deps) Activities(log *zap.Logger) activities.Set {
-	controller := &homeserver.None{SynapsePaths: d.Settings.Synapse.Config, MAS: d.MAS, SynapseDB: d.SynapseDB(), MASDB: d.MASPool}
+func (d *Deps) Activities(log *zap.Logger) (activities.Set, error) {
+	controller, err := d.controller()
+	if err != nil {
+		return activities.Set{}, err
+	}
+	// The import verifies the stop the same way in every deployment.
+	verify := &homeserver.None{SynapsePaths: d.Settings.Synapse.Config, MAS: d.MAS, SynapseDB: d.SynapseDB(), MASDB: d.MASPool}
 	return activities.Set{
 		Advise: &activities.AdviseActivities{SynapsePaths: d.Settings.Synapse.Config, MAS: d.MAS,
 			SynapseDB: d.SynapseDB(), MASDB: d.MASPool, IgnoreMissingProviders: d.Settings.Import.IgnoreMissingProviders},
 		Import: &activities.ImportActivities{Reader: d.Reader, MAS: d.MASPool, Log: log, SaltFile: d.Settings.Import.SaltFile,
 			ReportDir:     d.Settings.Import.ReportDir,
-			VerifyStopped: controller.VerifyStopped, Config: engine.Config{
+			VerifyStopped: verify.VerifyStopped, Config: engine.Config{
 				ServerName: d.Synapse.ServerName, Providers: d.MAS.ProviderMap(),
 				Strict: d.Settings.Import.Strict, IgnoreMissingProviders: d.Settings.Import.IgnoreMissingProviders}},
 		Homeserver: &activities.HomeserverActivities{Controller: controller},
-	}
+	}, nil
 }
 
 // NewWorker returns a worker of the main task queue with the workflow and

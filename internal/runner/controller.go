@@ -1,0 +1,48 @@
+package runner
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/masflow/masflow/internal/config"
+	"github.com/masflow/masflow/internal/homeserver"
+)
+
+// controller builds the homeserver controller homeserver.controller
+// names: "none" verifies, the others perform each step.
+func (d *Deps) controller() (homeserver.Controller, error) {
+	s := d.Settings
+	none := &homeserver.None{SynapsePaths: s.Synapse.Config, MAS: d.MAS, SynapseDB: d.SynapseDB(), MASDB: d.MASPool}
+	if s.Homeserver.Controller == "none" {
+		return none, nil
+	}
+	procs, err := processes(s.Homeserver)
+	if err != nil {
+		return nil, err
+	}
+	return &homeserver.Managed{None: none, Processes: procs,
+		StopWait:  time.Duration(s.Homeserver.StopTimeoutSeconds) * time.Second,
+		StartWait: time.Duration(s.Homeserver.StartTimeoutSeconds) * time.Second,
+		MASCLI:    homeserver.NewMASCLI(s.MAS.CLI, d.MAS.Files, commandTimeout(s.Homeserver)),
+	}, nil
+}
+
+// processes builds what stops and starts the services.
+func processes(h config.HomeserverSettings) (homeserver.Processes, error) {
+	timeout := commandTimeout(h)
+	switch h.Controller {
+	case "command":
+		c := h.Command
+		return homeserver.NewCommand(c.Stop, c.Start, c.MASStop, c.MASStart, timeout), nil
+	case "systemd":
+		return homeserver.NewSystemd(h.Systemd.SynapseUnits, h.Systemd.MASUnits, timeout), nil
+	case "compose":
+		c := h.Compose
+		return homeserver.NewCompose(c.File, c.Project, c.SynapseServices, c.MASServices, timeout), nil
+	}
+	return nil, fmt.Errorf("homeserver.controller %q is not available in this build", h.Controller)
+}
+
+func commandTimeout(h config.HomeserverSettings) time.Duration {
+	return time.Duration(max(1, h.Command.TimeoutSeconds)) * time.Second
+}
