@@ -267,3 +267,60 @@ func TestLoadSettings(t *testing.T) {
 		}
 	}
 }
+
+func TestControllerSettings(t *testing.T) {
+	cases := []struct {
+		name string
+		yaml string
+		env  map[string]string
+		want []string // error fragments; none: valid
+	}{
+		{"none needs nothing", "homeserver: {controller: none}\n", nil, nil},
+		{"unknown controller lists the valid ones", "homeserver: {controller: ansible}\n", nil,
+			[]string{`homeserver.controller is "ansible"`, "none, command, systemd, compose, kubernetes"}},
+		{"command needs both commands and a backup dir", "homeserver: {controller: command, command: {stop: 'systemctl stop x'}}\n", nil,
+			[]string{"homeserver.command.stop or .start is empty", "backup.dir is empty"}},
+		{"command complete", "homeserver: {controller: command, command: {stop: a, start: b}}\nbackup: {dir: /var/backups}\n", nil, nil},
+		{"systemd defaults to matrix-synapse.target", "homeserver: {controller: systemd}\nbackup: {dir: /b}\n", nil, nil},
+		{"compose needs its services", "homeserver: {controller: compose}\nbackup: {dir: /b}\n", nil,
+			[]string{"homeserver.compose.synapse_services is empty"}},
+		{"kubernetes needs a namespace", "homeserver: {controller: kubernetes}\nbackup: {dir: /b}\n", nil,
+			[]string{"homeserver.kubernetes.namespace is empty"}},
+		{"environment overrides nested keys", "homeserver: {controller: kubernetes}\nbackup: {dir: /b}\n",
+			map[string]string{"MASFLOW_HOMESERVER_KUBERNETES_NAMESPACE": "matrix"}, nil},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			for k, v := range c.env {
+				t.Setenv(k, v)
+			}
+			dir := write(t, map[string]string{"m.yaml": c.yaml})
+			s, err := LoadSettings(filepath.Join(dir, "m.yaml"), nil)
+			if len(c.want) == 0 {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if s.Homeserver.Controller == "systemd" && strings.Join(s.Homeserver.Systemd.SynapseUnits, ",") != "matrix-synapse.target" {
+					t.Fatalf("units %v", s.Homeserver.Systemd.SynapseUnits)
+				}
+				return
+			}
+			for _, w := range c.want {
+				if err == nil || !strings.Contains(err.Error(), w) {
+					t.Errorf("error %v lacks %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestExampleSettingsLoad(t *testing.T) {
+	s, err := LoadSettings(filepath.Join("..", "..", "deployments", "masflow.example.yaml"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Homeserver.Controller != "none" || s.MAS.CLI != "mas-cli" || s.Verify.SampleTokens != 20 ||
+		s.Homeserver.Kubernetes.SynapseSelector != "app.kubernetes.io/component=matrix-server" {
+		t.Fatalf("example settings = %+v", s)
+	}
+}
