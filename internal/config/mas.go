@@ -17,8 +17,15 @@ type MAS struct {
 	Raw map[string]any
 
 	Homeserver string
-	Database   MASDatabase
-	Schemes    []PasswordScheme
+	// Secret or SecretFile is matrix.secret / matrix.secret_file: the
+	// secret Synapse shares with MAS under delegation.
+	Secret     secret.String
+	SecretFile string
+	// PublicBase and Issuer are http.public_base and http.issuer (the
+	// issuer defaults to the public base).
+	PublicBase, Issuer string
+	Database           MASDatabase
+	Schemes            []PasswordScheme
 	// PasswordsEnabled is MAS's passwords.enabled (default true).
 	PasswordsEnabled bool
 	Providers        []Provider
@@ -101,6 +108,33 @@ func (m *MAS) loadMatrix(file string) error {
 	}
 	if m.Homeserver == "" {
 		return fmt.Errorf("%s: matrix.homeserver is not set: set it to Synapse's server_name", file)
+	}
+	sec, err := str(mx, file, "matrix.secret")
+	if err != nil {
+		return err
+	}
+	m.Secret = secret.String(sec)
+	if m.SecretFile, err = str(mx, file, "matrix.secret_file"); err != nil {
+		return err
+	}
+	return m.loadHTTP(file)
+}
+
+// loadHTTP reads where MAS is reachable and the issuer it announces.
+func (m *MAS) loadHTTP(file string) error {
+	h, ok := m.Raw["http"].(map[string]any)
+	if !ok {
+		return nil
+	}
+	var err error
+	if m.PublicBase, err = str(h, file, "http.public_base"); err != nil {
+		return err
+	}
+	if m.Issuer, err = str(h, file, "http.issuer"); err != nil {
+		return err
+	}
+	if m.Issuer == "" {
+		m.Issuer = m.PublicBase
 	}
 	return nil
 }

@@ -27,7 +27,7 @@ func (h *HostSteps) Verify(ctx context.Context) (Report, error) {
 	if err != nil {
 		return Report{}, err
 	}
-	opts := verify.Options{BaseURL: h.BaseURL, WellKnownURL: h.WellKnownURL, Issuer: masIssuer(h.MAS.Raw), HTTP: h.HTTP}
+	opts := verify.Options{BaseURL: h.BaseURL, WellKnownURL: h.WellKnownURL, Issuer: h.MAS.Issuer, HTTP: h.HTTP}
 	if opts.BaseURL == "" {
 		opts.BaseURL, _ = syn.Raw["public_baseurl"].(string)
 	}
@@ -70,14 +70,4 @@ func probeLine(p verify.Probe) string {
 		state = "warn"
 	}
 	return fmt.Sprintf("%s: %s: %s", state, p.Name, p.Detail)
-}
-
-// masIssuer is MAS's issuer: http.issuer, else http.public_base.
-func masIssuer(raw map[string]any) string {
-	httpSection, _ := raw["http"].(map[string]any)
-	if s, _ := httpSection["issuer"].(string); s != "" {
-		return s
-	}
-	s, _ := httpSection["public_base"].(string)
-	return s
 }

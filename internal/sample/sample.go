@@ -153,6 +153,9 @@ listeners:
 `, ServerName, u.User.Username(), pw, strings.TrimPrefix(u.Path, "/"), u.Hostname(), u.Port(), closedPort()),
 		"mas.yaml": fmt.Sprintf(`matrix:
   homeserver: %s
+  secret: demo-shared-secret
+http:
+  public_base: https://auth.demo.example/
 database:
   uri: %s
 passwords:
