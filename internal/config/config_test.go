@@ -80,6 +80,31 @@ func TestLoadSynapseSplitConfig(t *testing.T) {
 	}
 }
 
+func TestExpandPathsListsFilesAsSynapseReadsThem(t *testing.T) {
+	dir := write(t, map[string]string{
+		"homeserver.yaml":           "server_name: a\n",
+		"conf.d/20-b.yaml":          "b: 1\n",
+		"conf.d/10-a.yaml":          "a: 1\n",
+		"conf.d/10-a.yaml.pre-mas":  "a: 0\n",
+		"conf.d/notes.txt":          "x\n",
+		"conf.d/sub/30-nested.yaml": "c: 1\n",
+	})
+	got, err := ExpandPaths([]string{filepath.Join(dir, "homeserver.yaml"), filepath.Join(dir, "conf.d")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range got {
+		got[i], _ = filepath.Rel(dir, got[i])
+	}
+	want := []string{"homeserver.yaml", "conf.d/10-a.yaml", "conf.d/20-b.yaml"}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("got %v, want %v (a directory gives its *.yaml files sorted, not backups, not subdirectories)", got, want)
+	}
+	if _, err := ExpandPaths([]string{filepath.Join(dir, "missing.yaml")}); err == nil || !strings.Contains(err.Error(), "missing.yaml") {
+		t.Errorf("a missing path must be named in the error, got %v", err)
+	}
+}
+
 func TestLoadSynapseErrorsNameFileAndKey(t *testing.T) {
 	cases := []struct {
 		name  string

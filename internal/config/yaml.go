@@ -23,6 +23,12 @@ type yamlFile struct {
 	doc  map[string]any
 }
 
+// ExpandPaths lists the files Synapse reads for the paths it is started
+// with (-c): a file stands for itself, a directory for its *.yaml files in
+// sorted order. Anything that edits Synapse's config uses it so that it
+// edits the same files Synapse reads, in the same order.
+func ExpandPaths(paths []string) ([]string, error) { return expandPaths(paths) }
+
 // expandPaths turns files and directories into the list of files Synapse
 // would read: a directory contributes its *.yaml files in sorted order.
 func expandPaths(paths []string) ([]string, error) {

@@ -1,0 +1,229 @@
+package synapseconf
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"github.com/masflow/masflow/internal/config"
+)
+
+// Restore puts back every config file Rewrite changed, byte for byte from
+// its <file>.pre-mas copy, and removes the copies. It returns the files
+// restored; none when nothing was rewritten, so running it again is safe.
+// paths are the same as given to Rewrite.
+func Restore(paths []string) ([]string, error) {
+	files, err := config.ExpandPaths(paths)
+	if err != nil {
+		return nil, err
+	}
+	type pending struct {
+		path string
+		orig []byte
+		info fs.FileInfo
+	}
+	var todo []pending
+	for _, f := range unique(files) {
+		orig, err := os.ReadFile(f + backupSuffix)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("reading %s%s, the original of %s: %w", f, backupSuffix, f, err)
+		}
+		info, err := os.Stat(f + backupSuffix)
+		if err == nil {
+			err = writable(f)
+		}
+		if err != nil {
+			return nil, err
+		}
+		todo = append(todo, pending{f, orig, info})
+	}
+	var restored []string
+	for _, t := range todo {
+		if err := putBack(t.path, t.orig, t.info); err != nil {
+			return restored, err
+		}
+		restored = append(restored, t.path)
+	}
+	return restored, nil
+}
+
+// putBack writes a file's original text, checks it reads back identical
+// and only then removes the copy.
+func putBack(path string, orig []byte, info fs.FileInfo) error {
+	if cur, err := os.ReadFile(path); err != nil || !bytes.Equal(cur, orig) {
+		if err := writeAtomic(path, orig, info); err != nil {
+			return err
+		}
+		if back, err := os.ReadFile(path); err != nil || !bytes.Equal(back, orig) {
+			return fmt.Errorf("%s does not read back as %s%s after restoring it; the copy is kept: copy it back by hand",
+				path, path, backupSuffix)
+		}
+	}
+	if err := os.Remove(path + backupSuffix); err != nil {
+		return fmt.Errorf("%s is restored but its copy could not be removed: %w; remove %s%s by hand", path, err, path, backupSuffix)
+	}
+	return nil
+}
+
+// staged is a file ready to be replaced: its new text in tmp, its
+// original in the backup (made now, or by an earlier run).
+type staged struct {
+	path, tmp string
+	newBackup bool
+}
+
+// commit writes the rewritten files. Every file is staged first (backup
+// made, new text written to a temporary file beside it and synced), then
+// all are renamed into place: a failure while staging leaves every file
+// as it was.
+func commit(out []rewritten) error {
+	var ready []staged
+	for _, r := range out {
+		s, err := stage(r)
+		if err != nil {
+			for _, s := range ready {
+				s.discard()
+			}
+			return err
+		}
+		ready = append(ready, s)
+	}
+	for i, s := range ready {
+		if err := os.Rename(s.tmp, s.path); err != nil {
+			for _, rest := range ready[i:] {
+				_ = os.Remove(rest.tmp)
+			}
+			return fmt.Errorf("replacing %s: %w; the files before it were rewritten (originals in *%s): "+
+				"run the restore, or fix the cause and rewrite again", s.path, err, backupSuffix)
+		}
+		syncDir(s.path)
+	}
+	return nil
+}
+
+// stage checks a file can be replaced, copies its original to
+// <file>.pre-mas unless an earlier run did (that copy is the true
+// original), and writes its new text beside it.
+func stage(r rewritten) (staged, error) {
+	s := staged{path: r.path}
+	if err := writable(r.path); err != nil {
+		return s, err
+	}
+	info, err := os.Stat(r.path)
+	if err != nil {
+		return s, fmt.Errorf("reading Synapse config %s: %w", r.path, err)
+	}
+	if cur, err := os.ReadFile(r.path); err != nil || !bytes.Equal(cur, r.old) {
+		return s, fmt.Errorf("%s changed while it was being rewritten: run again", r.path)
+	}
+	backup := r.path + backupSuffix
+	if _, err := os.Lstat(backup); errors.Is(err, fs.ErrNotExist) {
+		if err := writeAtomic(backup, r.old, info); err != nil {
+			return s, err
+		}
+		s.newBackup = true
+	} else if err != nil {
+		return s, fmt.Errorf("cannot make the backup copy %s (%v): fix the cause, or apply docs/reconfigure.md by hand", backup, err)
+	}
+	if s.tmp, err = writeTemp(r.path, r.new, info); err != nil {
+		s.discard()
+	}
+	return s, err
+}
+
+// discard undoes a stage: the temporary file, and the backup if this run
+// made it (the file itself is unchanged, so a later run makes it again).
+func (s staged) discard() {
+	if s.tmp != "" {
+		_ = os.Remove(s.tmp)
+	}
+	if s.newBackup {
+		_ = os.Remove(s.path + backupSuffix)
+	}
+}
+
+// writable checks the file can be opened for writing (it is not
+// truncated) so that a read-only config is reported, not replaced.
+func writable(path string) error {
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		return fmt.Errorf("%s is not writable (%v): run masflow as the user that owns Synapse's config, "+
+			"or apply docs/reconfigure.md by hand", path, err)
+	}
+	return f.Close()
+}
+
+// writeAtomic replaces path with data: temporary file, sync, rename.
+func writeAtomic(path string, data []byte, like fs.FileInfo) error {
+	tmp, err := writeTemp(path, data, like)
+	if err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		_ = os.Remove(tmp)
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	syncDir(path)
+	return nil
+}
+
+// writeTemp writes data to a synced temporary file beside path, with the
+// mode and owner of like. Its name does not end in .yaml, so Synapse
+// never reads it from a config directory.
+func writeTemp(path string, data []byte, like fs.FileInfo) (string, error) {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.masflow-tmp")
+	if err != nil {
+		return "", fmt.Errorf("cannot write beside %s (%v): give masflow write access to %s, "+
+			"or apply docs/reconfigure.md by hand", path, err, filepath.Dir(path))
+	}
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Chmod(like.Mode().Perm())
+	}
+	if err == nil {
+		err = keepOwner(f, like)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		_ = os.Remove(f.Name())
+		return "", fmt.Errorf("writing %s: %w", path, err)
+	}
+	return f.Name(), nil
+}
+
+// syncDir makes a rename durable; best effort, as some filesystems
+// refuse to sync a directory.
+func syncDir(path string) {
+	if d, err := os.Open(filepath.Dir(path)); err == nil {
+		_ = d.Sync()
+		_ = d.Close()
+	}
+}
+
+// unique drops files listed twice, keeping the first listing.
+func unique(files []string) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, f := range files {
+		abs, err := filepath.Abs(f)
+		if err != nil {
+			abs = f
+		}
+		if !seen[abs] {
+			seen[abs] = true
+			out = append(out, f)
+		}
+	}
+	return out
+}
