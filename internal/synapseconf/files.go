@@ -149,8 +149,14 @@ func (s staged) discard() {
 }
 
 // writable checks the file can be opened for writing (it is not
-// truncated) so that a read-only config is reported, not replaced.
+// truncated) so that a read-only config is reported, not replaced. A file
+// without any write permission bit is refused even for root: the operator
+// marked it read-only on purpose.
 func writable(path string) error {
+	if info, err := os.Stat(path); err == nil && info.Mode().Perm()&0o222 == 0 {
+		return fmt.Errorf("%s is not writable (mode %04o): make it writable for the rewrite, "+
+			"or apply docs/reconfigure.md by hand", path, info.Mode().Perm())
+	}
 	f, err := os.OpenFile(path, os.O_WRONLY, 0)
 	if err != nil {
 		return fmt.Errorf("%s is not writable (%v): run masflow as the user that owns Synapse's config, "+
