@@ -104,6 +104,10 @@ var ErrNoRoom = errors.New("not enough room for the backup")
 // the server: a setup problem no retry fixes.
 var ErrTool = errors.New("backup tool unusable")
 
+// ErrBusy marks a backup refused because another attempt at the same
+// files is still running: retryable.
+var ErrBusy = errors.New("backup already running")
+
 // marked is an error that errors.Is matches to kind without repeating
 // kind's text in its message.
 type marked struct {
@@ -132,8 +136,9 @@ type dumpJob struct {
 
 // Run backs up the databases and the config files into o.Dir, reusing
 // the files a previous attempt completed. It refuses before dumping when
-// the directory's filesystem lacks room (ErrNoRoom). Cancelling ctx
-// kills pg_dump and leaves a .partial file, removed by the next Run.
+// the directory's filesystem lacks room (ErrNoRoom), and while another
+// attempt at the same files still runs (ErrBusy). Cancelling ctx kills
+// pg_dump and leaves a .partial file, removed by the next Run.
 func Run(ctx context.Context, o Options, dbs ...Database) (Result, error) {
 	o, err := o.withDefaults()
 	if err != nil {
@@ -142,6 +147,11 @@ func Run(ctx context.Context, o Options, dbs ...Database) (Result, error) {
 	if err := os.MkdirAll(o.Dir, 0o700); err != nil {
 		return Result{}, fmt.Errorf("creating backup.dir: %w", err)
 	}
+	release, err := lock(filepath.Join(o.Dir, o.Prefix+".lock"))
+	if err != nil {
+		return Result{}, err
+	}
+	defer release()
 	jobs, err := o.planDumps(dbs)
 	if err != nil {
 		return Result{}, err

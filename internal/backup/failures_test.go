@@ -224,7 +224,7 @@ func TestCancellingKillsPgDumpAndTheNextRunStartsOver(t *testing.T) {
 		t.Errorf("Run returned %v after the cancellation: pg_dump was not killed", took)
 	}
 	partial := filepath.Join(dir, "masflow-example.org-synapse.dump"+partialSuffix)
-	if left, want := find(t, dir, "*"), []string{partial}; !slices.Equal(left, want) {
+	if left, want := find(t, dir, "*"), []string{partial, filepath.Join(dir, "masflow-example.org.lock")}; !slices.Equal(left, want) {
 		t.Errorf("cancelled run left %v, want only %v", left, want)
 	}
 	for _, e := range rec.cmds[0].Env {
@@ -245,5 +245,24 @@ func TestCancellingKillsPgDumpAndTheNextRunStartsOver(t *testing.T) {
 	assertFile(t, res.Artifacts[0])
 	if left := find(t, dir, "*"+partialSuffix); len(left) > 0 {
 		t.Errorf("partial files left: %v", left)
+	}
+}
+
+func TestASecondAttemptWaitsForTheFirst(t *testing.T) {
+	dir := t.TempDir()
+	var rec recorder
+	o := rec.options(dir)
+	held, err := lock(filepath.Join(dir, o.Prefix+".lock"))
+	must(t, err)
+	_, err = Run(context.Background(), o, Database{Label: "synapse", ConnString: secret.String(sourceDB(t))})
+	if !errors.Is(err, ErrBusy) || !strings.Contains(err.Error(), filepath.Join(dir, "masflow-example.org.lock")) {
+		t.Fatalf("error %v, want ErrBusy naming the lock", err)
+	}
+	if ran := rec.ran(); len(ran) > 0 {
+		t.Errorf("the second attempt ran %v", ran)
+	}
+	held()
+	if _, err := Run(context.Background(), o, Database{Label: "synapse", ConnString: secret.String(sourceDB(t))}); err != nil {
+		t.Errorf("once the first attempt stopped: %v", err)
 	}
 }
