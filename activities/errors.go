@@ -7,6 +7,7 @@ package activities
 import (
 	"errors"
 
+	"github.com/masflow/masflow/internal/backup"
 	"github.com/masflow/masflow/internal/engine"
 	"github.com/masflow/masflow/internal/homeserver"
 	"github.com/masflow/masflow/internal/mapping"
@@ -35,10 +36,14 @@ const (
 	// ErrTypeHomeserverRunning: the import was asked to start while
 	// Synapse or MAS runs.
 	ErrTypeHomeserverRunning = "MasflowHomeserverRunning"
+	// ErrTypeTool: a tool masflow runs is missing or too old for the
+	// server (pg_dump, pg_restore): install the right one.
+	ErrTypeTool = "MasflowTool"
 )
 
 // NonRetryable lists the error types no retry can fix, for retry policies.
-var NonRetryable = []string{ErrTypeUnsupportedSchema, ErrTypeRefused, ErrTypeBadRow, ErrTypeBadRequest, ErrTypeSQL}
+var NonRetryable = []string{ErrTypeUnsupportedSchema, ErrTypeRefused, ErrTypeBadRow, ErrTypeBadRequest, ErrTypeSQL,
+	ErrTypeTool}
 
 // classify wraps an error with its stable type; the message is kept (our
 // errors carry no secrets), the cause chain is not sent.
@@ -56,6 +61,8 @@ func classify(err error) error {
 		kind = ErrTypeBadRow
 	case errors.Is(err, engine.ErrBadRequest):
 		kind = ErrTypeBadRequest
+	case errors.Is(err, backup.ErrTool):
+		kind = ErrTypeTool
 	case errors.Is(err, homeserver.ErrNotYet):
 		return temporal.NewApplicationError(err.Error(), ErrTypeNotYet)
 	case errors.Is(err, mas.ErrLocked):

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/masflow/masflow/internal/backup"
 	"github.com/masflow/masflow/internal/engine"
 	"github.com/masflow/masflow/internal/homeserver"
 	"github.com/masflow/masflow/internal/mapping"
@@ -29,6 +30,8 @@ func TestClassify(t *testing.T) {
 		{"bad request is final", fmt.Errorf("x: %w", engine.ErrBadRequest), ErrTypeBadRequest, false},
 		{"homeserver not ready yet is retried", fmt.Errorf("x: %w", homeserver.ErrNotYet), ErrTypeNotYet, true},
 		{"lock held is retried", fmt.Errorf("x: %w", mas.ErrLocked), ErrTypeLocked, true},
+		{"a missing or old pg_dump is final", fmt.Errorf("backup.pg_dump: %w", backup.ErrTool), ErrTypeTool, false},
+		{"no room for the backup is retried", fmt.Errorf("backup.dir: %w", backup.ErrNoRoom), "", true},
 		{"connection errors are retried", errors.New("dial tcp: connection refused"), "", true},
 		{"a revoked privilege is final", fmt.Errorf("copying into users: %w", &pgconn.PgError{Code: "42501", Message: "permission denied for table users"}), ErrTypeSQL, false},
 		{"a bad password is final", fmt.Errorf("connecting: %w", &pgconn.PgError{Code: "28P01"}), ErrTypeSQL, false},

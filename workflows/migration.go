@@ -215,10 +215,12 @@ func unacknowledged(warnings, acked []string) []string {
 }
 
 // homeserverStep runs a Synapse-side activity; its result is in the
-// history for the audit trail.
+// history for the audit trail. When its retries are spent (the
+// operator's step not done, a command failing) the migration is blocked
+// and shows why until the operator's retry.
 func (m *migration) homeserverStep(ctx workflow.Context, step string, fn any, args ...any) (activities.StepResult, error) {
 	var res activities.StepResult
-	err := workflow.ExecuteActivity(m.hostOptions(ctx, step), fn, args...).Get(ctx, &res)
+	err := m.activity(ctx, m.hostOptions(ctx, step), step, fn, &res, args...)
 	return res, err
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -33,6 +34,8 @@ type harness struct {
 	// down makes a step's activity fail with an error a retry might fix
 	// (its database is down) until cleared.
 	down map[string]bool
+	// starts are the inputs of every StartHomeserver call.
+	starts []activities.StartInput
 	// mu guards the fields above: the test environment runs activities
 	// on goroutines of their own.
 	mu sync.Mutex
@@ -90,8 +93,8 @@ func newHarnessWith(t *testing.T, shardDelay time.Duration) *harness {
 			return activities.AdviseResult{Warnings: h.warnings}, h.fail[StepAdvise]
 		})
 	for name, fn := range map[string]any{
-		StepBackup: host.Backup, StepStop: host.StopHomeserver, StepSyncSchema: host.SyncSchema,
-		StepReconfigure: host.Reconfigure, "restore": host.RestoreConfig, StepStart: host.StartHomeserver, StepVerify: host.Verify,
+		StepBackup: host.Backup, StepSyncSchema: host.SyncSchema,
+		StepReconfigure: host.Reconfigure, "restore": host.RestoreConfig, StepVerify: host.Verify,
 	} {
 		name := name
 		h.env.OnActivity(fn, mock.Anything).Return(func(context.Context) (activities.StepResult, error) {
@@ -99,6 +102,18 @@ func newHarnessWith(t *testing.T, shardDelay time.Duration) *harness {
 			return activities.StepResult{}, h.fail[name]
 		})
 	}
+	h.env.OnActivity(host.StopHomeserver, mock.Anything).Return(func(context.Context) (activities.StepResult, error) {
+		h.record(StepStop)
+		return activities.StepResult{Replicas: stoppedReplicas}, h.fail[StepStop]
+	})
+	h.env.OnActivity(host.StartHomeserver, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in activities.StartInput) (activities.StepResult, error) {
+			h.record(StepStart)
+			h.mu.Lock()
+			h.starts = append(h.starts, in)
+			h.mu.Unlock()
+			return activities.StepResult{}, h.fail[StepStart]
+		})
 	h.env.OnActivity(imp.PrepareImport, mock.Anything, mock.Anything).Return(activities.PrepareResult{
 		Estimates: map[string]int64{"users": 10}}, nil)
 	h.env.OnActivity(imp.PauseSchema, mock.Anything, mock.Anything).Return(
@@ -202,6 +217,35 @@ func TestHappyPathRunsEveryStepInOrder(t *testing.T) {
 	if res.Rows != 6*2*10 || len(res.Steps) != 11 || res.Approval == nil || res.Approval.Approver != "ops" ||
 		res.Report != "/reports/findings.csv" {
 		t.Fatalf("result %+v", res)
+	}
+}
+
+// stoppedReplicas are what the harness's stop reports (Kubernetes).
+var stoppedReplicas = map[string]int32{"statefulset/synapse-main": 1, "deployment/synapse-worker": 3}
+
+// The replica counts the stop recorded reach the start; the compensation
+// restarts Synapse alone (MAS stays stopped) with the same counts.
+func TestStartRestoresWhatTheStopRecorded(t *testing.T) {
+	cases := []struct {
+		name   string
+		failAt string
+		want   activities.StartInput
+	}{
+		{"the start brings back every service", "", activities.StartInput{Replicas: stoppedReplicas}},
+		{"the compensation restarts Synapse alone", StepReconcile,
+			activities.StartInput{Replicas: stoppedReplicas, Only: []string{"synapse"}}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			h := newHarness(t)
+			if c.failAt != "" {
+				h.fail[c.failAt] = temporal.NewNonRetryableApplicationError("boom", "Test", nil)
+			}
+			h.env.ExecuteWorkflow(MigrationWorkflow, approved())
+			if len(h.starts) != 1 || !reflect.DeepEqual(h.starts[0], c.want) {
+				t.Fatalf("starts %+v, want one %+v", h.starts, c.want)
+			}
+		})
 	}
 }
 

@@ -41,10 +41,12 @@ func (m *migration) shardOptions(ctx workflow.Context, shard string) workflow.Co
 }
 
 // hostOptions: homeserver steps, on the host task queue when there is one.
-// They retry for up to a day: with the "none" controller the operator
-// performs the step and the activity verifies it. They heartbeat, so a
-// dead host worker is noticed; a backup of a large database runs for
-// hours, the other steps for minutes.
+// They retry for about half an hour (hostAttempts): with the "none"
+// controller the operator performs the step meanwhile and the activity
+// verifies it; a controller's failing command gets the same chances.
+// Then the migration is blocked and shows the step to a human. They
+// heartbeat, so a dead host worker is noticed; a backup of a large
+// database runs for hours, the other steps for minutes.
 func (m *migration) hostOptions(ctx workflow.Context, summary string) workflow.Context {
 	m.scheduled++
 	queue := m.in.HostTaskQueue
@@ -61,6 +63,7 @@ func (m *migration) hostOptions(ctx workflow.Context, summary string) workflow.C
 			InitialInterval:        5 * time.Second,
 			BackoffCoefficient:     2,
 			MaximumInterval:        time.Minute,
+			MaximumAttempts:        hostAttempts,
 			NonRetryableErrorTypes: activities.NonRetryable,
 		},
 	})
@@ -75,6 +78,9 @@ func (m *migration) restoreOptions(ctx workflow.Context) workflow.Context {
 	opts.StartToCloseTimeout = 24 * time.Hour
 	return workflow.WithActivityOptions(ctx, opts)
 }
+
+// hostAttempts: 5 s, 10 s, … then a minute apart: about 30 minutes.
+const hostAttempts = 35
 
 // hostStepTimeout bounds one attempt of a homeserver step.
 func hostStepTimeout(step string) time.Duration {

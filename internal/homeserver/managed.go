@@ -24,22 +24,14 @@ type Managed struct {
 	Poll time.Duration
 	// MASCLI runs `mas-cli config sync`.
 	MASCLI MASCLI
-	// Steps performs backup, reconfigure, restore and verify.
-	Steps Steps
-}
-
-// Steps are the parts of Managed that do not depend on how services
-// run: each is its own package (backup, synapseconf, verify).
-type Steps interface {
-	Backup(ctx context.Context, progress func(string)) (Report, error)
-	Reconfigure(ctx context.Context) (Report, error)
-	RestoreConfig(ctx context.Context) (Report, error)
-	Verify(ctx context.Context) (Report, error)
+	// Steps performs backup, reconfigure, restore and verify: the parts
+	// that do not depend on how the services run.
+	Steps *HostSteps
 }
 
 // Backup saves both databases and Synapse's configs.
 func (m *Managed) Backup(ctx context.Context, progress func(string)) (Report, error) {
-	return m.Steps.Backup(ctx, progress)
+	return m.Steps.TakeBackup(ctx, progress)
 }
 
 // Reconfigure rewrites Synapse's config for delegation.

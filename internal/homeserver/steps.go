@@ -1,10 +1,17 @@
 package homeserver
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 
+	"github.com/masflow/masflow/internal/backup"
+	"github.com/masflow/masflow/internal/config"
+	"github.com/masflow/masflow/internal/secret"
+	"github.com/masflow/masflow/internal/synapseconf"
 	"github.com/masflow/masflow/internal/verify"
 )
 
@@ -12,11 +19,147 @@ import (
 // controllers that act (Managed.Steps).
 type HostSteps struct {
 	*None
+	// Backup says where the backup goes; Prefix names its files.
+	Backup backup.Options
+	// MASEndpoint and MASSecretPath override where Synapse reaches MAS
+	// and the file it reads the shared secret from.
+	MASEndpoint, MASSecretPath string
+	// SynapsePython, when set, checks the rewritten config with
+	// Synapse's own parser before anything restarts.
+	SynapsePython string
 	// BaseURL and WellKnownURL override where clients reach Synapse and
 	// discover it (verify.base_url, verify.well_known_url).
 	BaseURL, WellKnownURL string
 	// SampleTokens is how many migrated access tokens verify tries.
 	SampleTokens int
+	// Runner runs Synapse's config check.
+	Runner runner
+}
+
+// TakeBackup dumps both databases and copies Synapse's config files.
+func (h *HostSteps) TakeBackup(ctx context.Context, progress func(string)) (Report, error) {
+	syn, err := h.synapse()
+	if err != nil {
+		return Report{}, err
+	}
+	dbs, err := h.databases(syn)
+	if err != nil {
+		return Report{}, err
+	}
+	o := h.Backup
+	o.ConfigFiles = syn.Files
+	o.Progress = func(p backup.Progress) { progress(fmt.Sprintf("dumping %s: %d bytes", p.Label, p.Bytes)) }
+	res, err := backup.Run(ctx, o, dbs...)
+	if err != nil {
+		return Report{}, err
+	}
+	rep := Report{Note: fmt.Sprintf("%d files in %s, each verified and hashed", len(res.Artifacts), o.Dir)}
+	for _, a := range res.Artifacts {
+		reused := ""
+		if a.Reused {
+			reused = " (reused)"
+		}
+		rep.Details = append(rep.Details, fmt.Sprintf("%s: %s, %d bytes, sha256 %s%s", a.Label, a.Path, a.Bytes, a.SHA256, reused))
+	}
+	return rep, nil
+}
+
+// databases are Synapse's and MAS's, as pg_dump reaches them.
+func (h *HostSteps) databases(syn *config.Synapse) ([]backup.Database, error) {
+	sc, err := syn.PoolConfig()
+	if err != nil {
+		return nil, err
+	}
+	mc, err := h.MAS.PoolConfig()
+	if err != nil {
+		return nil, err
+	}
+	return []backup.Database{{Label: "synapse", ConnString: secret.String(sc.ConnString())},
+		{Label: "mas", ConnString: secret.String(mc.ConnString())}}, nil
+}
+
+// Reconfigure writes the shared secret where Synapse will read it and
+// rewrites Synapse's config for delegation; with SynapsePython it checks
+// the result with Synapse's parser and puts the originals back when
+// Synapse would refuse it.
+func (h *HostSteps) Reconfigure(ctx context.Context) (Report, error) {
+	syn, err := h.synapse()
+	if err != nil {
+		return Report{}, err
+	}
+	endpoint := cmp.Or(h.MASEndpoint, h.MAS.PublicBase)
+	if endpoint == "" {
+		return Report{}, fmt.Errorf("%v: MAS has no http.public_base: set homeserver.mas_endpoint to where Synapse reaches MAS", h.MAS.Files)
+	}
+	secretPath, wrote, err := h.sharedSecret(syn)
+	if err != nil {
+		return Report{}, err
+	}
+	changes, err := synapseconf.Rewrite(h.SynapsePaths, synapseconf.Delegation{Endpoint: endpoint, SecretPath: secretPath})
+	if err != nil {
+		return Report{}, err
+	}
+	rep := Report{Note: fmt.Sprintf("Synapse delegates to MAS at %s (%d changes)", endpoint, len(changes))}
+	if wrote {
+		rep.Details = append(rep.Details, "wrote MAS's shared secret to "+secretPath)
+	}
+	for _, c := range changes {
+		rep.Details = append(rep.Details, c.String())
+	}
+	if err := h.checkConfig(ctx); err != nil {
+		if _, rerr := synapseconf.Restore(h.SynapsePaths); rerr != nil {
+			return Report{}, fmt.Errorf("%w; putting the original config back failed too: %v", err, rerr)
+		}
+		return Report{}, fmt.Errorf("%w (the original config is back in place)", err)
+	}
+	return rep, nil
+}
+
+// sharedSecret is the file secret_path names: homeserver.mas_secret_path
+// (written by masflow), else MAS's own matrix.secret_file, else
+// mas_secret beside Synapse's first config file (written by masflow).
+func (h *HostSteps) sharedSecret(syn *config.Synapse) (string, bool, error) {
+	path := h.MASSecretPath
+	if path == "" && h.MAS.SecretFile != "" {
+		return h.MAS.SecretFile, false, nil
+	}
+	value := h.MAS.Secret
+	if value.IsEmpty() && h.MAS.SecretFile != "" {
+		b, err := os.ReadFile(h.MAS.SecretFile)
+		if err != nil {
+			return "", false, fmt.Errorf("reading MAS's matrix.secret_file: %w", err)
+		}
+		value = secret.String(b)
+	}
+	if path == "" {
+		path = filepath.Join(filepath.Dir(syn.Files[0]), "mas_secret")
+	}
+	wrote, err := synapseconf.WriteSecret(path, value, syn.Files[0])
+	return path, wrote, err
+}
+
+// checkConfig runs Synapse's own config parser over the rewritten files.
+func (h *HostSteps) checkConfig(ctx context.Context) error {
+	if h.SynapsePython == "" {
+		return nil
+	}
+	argv := []string{h.SynapsePython, "-m", "synapse.config"}
+	for _, p := range h.SynapsePaths {
+		argv = append(argv, "-c", p)
+	}
+	if _, err := h.Runner.run(ctx, "homeserver.synapse_python", argv...); err != nil {
+		return fmt.Errorf("Synapse refuses the rewritten config: %w", err)
+	}
+	return nil
+}
+
+// RestoreConfig puts back every file Reconfigure changed, byte for byte.
+func (h *HostSteps) RestoreConfig(context.Context) (Report, error) {
+	files, err := synapseconf.Restore(h.SynapsePaths)
+	if err != nil {
+		return Report{}, err
+	}
+	return Report{Note: fmt.Sprintf("%d config files restored from their .pre-mas copies", len(files)), Details: files}, nil
 }
 
 // Verify probes Synapse as clients do; any failed probe fails the step

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/masflow/masflow/internal/backup"
 	"github.com/masflow/masflow/internal/config"
 	"github.com/masflow/masflow/internal/homeserver"
 )
@@ -20,10 +21,16 @@ func (d *Deps) controller() (homeserver.Controller, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &homeserver.Managed{None: none, Processes: procs,
-		StopWait:  time.Duration(s.Homeserver.StopTimeoutSeconds) * time.Second,
-		StartWait: time.Duration(s.Homeserver.StartTimeoutSeconds) * time.Second,
-		MASCLI:    homeserver.NewMASCLI(s.MAS.CLI, d.MAS.Files, commandTimeout(s.Homeserver)),
+	h := s.Homeserver
+	steps := &homeserver.HostSteps{None: none,
+		Backup: backup.Options{Dir: s.Backup.Dir, Prefix: "masflow-" + d.Synapse.ServerName,
+			PgDump: s.Backup.PgDump, PgRestore: s.Backup.PgRestore},
+		MASEndpoint: h.MASEndpoint, MASSecretPath: h.MASSecretPath, SynapsePython: h.SynapsePython,
+		BaseURL: s.Verify.BaseURL, WellKnownURL: s.Verify.WellKnownURL, SampleTokens: s.Verify.SampleTokens}
+	return &homeserver.Managed{None: none, Processes: procs, Steps: steps,
+		StopWait:  time.Duration(h.StopTimeoutSeconds) * time.Second,
+		StartWait: time.Duration(h.StartTimeoutSeconds) * time.Second,
+		MASCLI:    homeserver.NewMASCLI(s.MAS.CLI, d.MAS.Files, commandTimeout(h)),
 	}, nil
 }
 
