@@ -39,11 +39,14 @@ const (
 	// ErrTypeTool: a tool masflow runs is missing or too old for the
 	// server (pg_dump, pg_restore): install the right one.
 	ErrTypeTool = "MasflowTool"
+	// ErrTypeConfigRefused: Synapse's parser refuses the rewritten config
+	// (the original is put back at once).
+	ErrTypeConfigRefused = "MasflowConfigRefused"
 )
 
 // NonRetryable lists the error types no retry can fix, for retry policies.
 var NonRetryable = []string{ErrTypeUnsupportedSchema, ErrTypeRefused, ErrTypeBadRow, ErrTypeBadRequest, ErrTypeSQL,
-	ErrTypeTool}
+	ErrTypeTool, ErrTypeConfigRefused}
 
 // classify wraps an error with its stable type; the message is kept (our
 // errors carry no secrets), the cause chain is not sent.
@@ -61,8 +64,10 @@ func classify(err error) error {
 		kind = ErrTypeBadRow
 	case errors.Is(err, engine.ErrBadRequest):
 		kind = ErrTypeBadRequest
-	case errors.Is(err, backup.ErrTool):
+	case errors.Is(err, backup.ErrTool), errors.Is(err, homeserver.ErrMissingTool):
 		kind = ErrTypeTool
+	case errors.Is(err, homeserver.ErrConfigRefused):
+		kind = ErrTypeConfigRefused
 	case errors.Is(err, homeserver.ErrNotYet):
 		return temporal.NewApplicationError(err.Error(), ErrTypeNotYet)
 	case errors.Is(err, mas.ErrLocked):

@@ -31,6 +31,8 @@ func TestClassify(t *testing.T) {
 		{"homeserver not ready yet is retried", fmt.Errorf("x: %w", homeserver.ErrNotYet), ErrTypeNotYet, true},
 		{"lock held is retried", fmt.Errorf("x: %w", mas.ErrLocked), ErrTypeLocked, true},
 		{"a missing or old pg_dump is final", fmt.Errorf("backup.pg_dump: %w", backup.ErrTool), ErrTypeTool, false},
+		{"a missing mas-cli is final", fmt.Errorf("mas.cli: %w", homeserver.ErrMissingTool), ErrTypeTool, false},
+		{"a config Synapse refuses is final", fmt.Errorf("x: %w", homeserver.ErrConfigRefused), ErrTypeConfigRefused, false},
 		{"no room for the backup is retried", fmt.Errorf("backup.dir: %w", backup.ErrNoRoom), "", true},
 		{"connection errors are retried", errors.New("dial tcp: connection refused"), "", true},
 		{"a revoked privilege is final", fmt.Errorf("copying into users: %w", &pgconn.PgError{Code: "42501", Message: "permission denied for table users"}), ErrTypeSQL, false},

@@ -52,6 +52,14 @@ type Report struct {
 // ErrNotYet marks a state the operator has not reached yet: retryable.
 var ErrNotYet = errors.New("homeserver is not in the expected state yet")
 
+// ErrConfigRefused: Synapse's own parser refuses the rewritten config;
+// no retry changes that.
+var ErrConfigRefused = errors.New("Synapse refuses the rewritten config")
+
+// ErrMissingTool: a program a step runs is not installed where the
+// worker looks for it; no retry changes that.
+var ErrMissingTool = errors.New("program not found")
+
 // None verifies each step and changes nothing.
 type None struct {
 	SynapsePaths []string

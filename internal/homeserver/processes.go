@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"os/exec"
 	"strings"
 	"time"
@@ -79,6 +80,9 @@ func (r runner) run(ctx context.Context, setting string, argv ...string) (string
 		return tail, fmt.Errorf("%s: `%s` did not finish within %s; output:\n%s", setting, shown, timeout, tail)
 	case errors.As(err, &exit):
 		return tail, fmt.Errorf("%s: `%s` exited with status %d; output:\n%s", setting, shown, exit.ExitCode(), tail)
+	case errors.Is(err, exec.ErrNotFound), errors.Is(err, os.ErrNotExist):
+		return tail, fmt.Errorf("%s: running `%s`: %v (install it on the worker's host or fix the path): %w",
+			setting, shown, err, ErrMissingTool)
 	default:
 		return tail, fmt.Errorf("%s: running `%s`: %w (check that the program is installed and on the worker's PATH)",
 			setting, shown, err)

@@ -2,6 +2,7 @@ package homeserver
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -127,8 +128,8 @@ func TestCommandFailuresNameTheSettingAndShowOutput(t *testing.T) {
 func TestMissingToolIsNamed(t *testing.T) {
 	t.Setenv("PATH", t.TempDir())
 	_, err := NewSystemd([]string{"matrix-synapse.service"}, nil, time.Minute).Stop(context.Background(), Synapse)
-	if err == nil || !strings.Contains(err.Error(), "homeserver.systemd.synapse_units") ||
-		!strings.Contains(err.Error(), "installed and on the worker's PATH") {
+	if !errors.Is(err, ErrMissingTool) || !strings.Contains(err.Error(), "homeserver.systemd.synapse_units") ||
+		!strings.Contains(err.Error(), `"systemctl": executable file not found`) {
 		t.Fatalf("got %v", err)
 	}
 }

@@ -3,6 +3,7 @@ package homeserver
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -148,7 +149,10 @@ func (h *HostSteps) checkConfig(ctx context.Context) error {
 		argv = append(argv, "-c", p)
 	}
 	if _, err := h.Runner.run(ctx, "homeserver.synapse_python", argv...); err != nil {
-		return fmt.Errorf("Synapse refuses the rewritten config: %w", err)
+		if errors.Is(err, ErrMissingTool) {
+			return err
+		}
+		return fmt.Errorf("%w: %v", ErrConfigRefused, err)
 	}
 	return nil
 }
