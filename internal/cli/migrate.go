@@ -175,9 +175,11 @@ func follow(ctx context.Context, s *session, run client.WorkflowRun, stdout, std
 			return ExitFail
 		case outcomeCancelled:
 			fmt.Fprintln(stderr, "migration cancelled:", err)
+			fmt.Fprintln(stderr, homeserverAfter(ctx, s, run.GetID()))
 			return ExitCancelled
 		case outcomeFailed:
 			fmt.Fprintln(stderr, "migration failed:", err)
+			fmt.Fprintln(stderr, homeserverAfter(ctx, s, run.GetID()))
 			return ExitMigrationFailed
 		}
 		if lostSince.IsZero() {
@@ -275,4 +277,24 @@ func printResult(w io.Writer, r workflows.MigrationResult) {
 	if r.Report != "" {
 		fmt.Fprintf(w, "  findings report (skipped and noted rows): %s\n", r.Report)
 	}
+}
+
+// homeserverAfter says in what state a failed or cancelled migration left
+// the homeserver, from its last MasflowPhase.
+func homeserverAfter(ctx context.Context, s *session, id string) string {
+	desc, err := s.client.DescribeWorkflowExecution(ctx, id, "")
+	if err != nil {
+		return "homeserver state unknown (" + err.Error() + "): run `starter status`"
+	}
+	phase := ""
+	if p, ok := desc.GetWorkflowExecutionInfo().GetSearchAttributes().GetIndexedFields()[workflows.SAPhase.GetName()]; ok {
+		_ = converter.GetDefaultDataConverter().FromPayload(p, &phase)
+	}
+	switch phase {
+	case "rolled_back":
+		return "homeserver: rolled_back — Synapse's original config is restored and Synapse is running the old way"
+	case "needs_human":
+		return "homeserver: needs_human — a step could not be undone automatically; follow docs/runbook.md, \"needs_human\""
+	}
+	return "homeserver: untouched (phase " + phase + "): the migration failed before Synapse was stopped"
 }

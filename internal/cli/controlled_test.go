@@ -1,0 +1,195 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	osexec "os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/masflow/masflow/internal/advisor"
+	"github.com/masflow/masflow/internal/config"
+	"github.com/masflow/masflow/internal/fakesynapse"
+	"github.com/masflow/masflow/internal/sample"
+)
+
+// The test binary plays Synapse when started with this variable set (the
+// command controller's start command does so).
+const playSynapseEnv = "MASFLOW_TEST_PLAY_SYNAPSE"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(playSynapseEnv) != "" {
+		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+		defer stop()
+		err := fakesynapse.Serve(ctx, fakesynapse.Options{Addr: os.Getenv(playSynapseEnv),
+			SynapseConfig: []string{os.Getenv("FAKE_SYNAPSE_CONFIG")}, MASDSN: os.Getenv("FAKE_SYNAPSE_MAS_DSN"),
+			Issuer: os.Getenv("FAKE_SYNAPSE_ISSUER")})
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "fake synapse:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// controlled is a sample homeserver run by the command controller: its
+// "Synapse" is this test binary, started and stopped by shell commands.
+type controlled struct {
+	dir, hsFile, base string
+	original          []byte
+	start, stop       string
+	common            []string
+}
+
+func newControlled(t *testing.T) *controlled {
+	dir := t.TempDir()
+	h := sample.ForTest(t, dir, sample.Options{Users: 300})
+	c := &controlled{dir: dir, hsFile: filepath.Join(dir, "sample", "homeserver.yaml")}
+	syn, err := config.LoadSynapse(c.hsFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.original, err = os.ReadFile(c.hsFile); err != nil {
+		t.Fatal(err)
+	}
+	health, _ := url.Parse(advisor.SynapseHealthURLs(syn.Raw)[0])
+	c.base = "http://" + health.Host + "/"
+	pid := filepath.Join(dir, "synapse.pid")
+	c.start = fmt.Sprintf("%s=%s FAKE_SYNAPSE_CONFIG=%s FAKE_SYNAPSE_MAS_DSN='%s' FAKE_SYNAPSE_ISSUER=https://auth.demo.example/ "+
+		"%s >>%s 2>&1 & echo $! > %s", playSynapseEnv, health.Host, c.hsFile, h.MASDSN, os.Args[0],
+		filepath.Join(dir, "synapse.log"), pid)
+	c.stop = fmt.Sprintf("if [ -f %[1]s ]; then kill $(cat %[1]s) 2>/dev/null; rm -f %[1]s; fi; echo stopped", pid)
+	t.Cleanup(func() { _ = runShell(c.stop) })
+	masCLI := filepath.Join(dir, "mas-cli")
+	// MAS cannot run here: its CLI is a double that records its call; the
+	// sample's MAS database already holds what `config sync` would write.
+	if err := os.WriteFile(masCLI, []byte("#!/bin/sh\necho \"$*\" >> "+masCLI+".log\necho synced\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range map[string]string{
+		"MASFLOW_HOMESERVER_CONTROLLER":            "command",
+		"MASFLOW_HOMESERVER_COMMAND_START":         c.start,
+		"MASFLOW_HOMESERVER_COMMAND_STOP":          c.stop,
+		"MASFLOW_HOMESERVER_STOP_TIMEOUT_SECONDS":  "20",
+		"MASFLOW_HOMESERVER_START_TIMEOUT_SECONDS": "20",
+		"MASFLOW_BACKUP_DIR":                       filepath.Join(dir, "backups"),
+		"MASFLOW_MAS_CLI":                          masCLI,
+		"MASFLOW_VERIFY_BASE_URL":                  c.base,
+		"MASFLOW_VERIFY_WELL_KNOWN_URL":            c.base + ".well-known/matrix/client",
+		"MASFLOW_VERIFY_SAMPLE_TOKENS":             "5",
+	} {
+		t.Setenv(k, v)
+	}
+	_, here, _, _ := runtime.Caller(0)
+	c.common = []string{"--dev", "--dev-default-ports=false", "--state-dir", filepath.Join(dir, "state"),
+		"--temporal-cli", filepath.Join(filepath.Dir(here), "..", "..", "bin", "temporal"), "-c", h.Settings}
+	// Before the migration the homeserver runs.
+	if err := runShell(c.start); err != nil {
+		t.Fatal(err)
+	}
+	c.waitHealth(t)
+	return c
+}
+
+func runShell(line string) error {
+	return osexec.Command("/bin/sh", "-c", line).Run()
+}
+
+func (c *controlled) waitHealth(t *testing.T) {
+	t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if resp, err := http.Get(c.base + "health"); err == nil {
+			resp.Body.Close()
+			return
+		}
+	}
+	t.Fatal("the fake Synapse never answered")
+}
+
+func (c *controlled) migrate(t *testing.T, want int) string {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	args := append([]string{"migrate", "--yes", "--ack", "guests_in_database,non_email_threepids"}, c.common...)
+	if got := Main(context.Background(), args, &out, &errOut); got != want {
+		t.Fatalf("migrate: exit %d, want %d\n%s%s\nsynapse log:\n%s", got, want, out.String(), errOut.String(),
+			readFile(filepath.Join(c.dir, "synapse.log")))
+	}
+	return out.String() + errOut.String()
+}
+
+func readFile(p string) string {
+	b, _ := os.ReadFile(p)
+	return string(b)
+}
+
+// The whole guide, done by masflow: backup, stop, mas-cli config sync,
+// import, reconfigure, start, verify — and Synapse runs with delegation.
+func TestCommandControllerRunsTheWholeMigration(t *testing.T) {
+	c := newControlled(t)
+	out := c.migrate(t, ExitOK)
+	for _, step := range []string{"backup", "stop", "sync_schema", "import", "reconcile", "reconfigure", "start", "verify", "finish"} {
+		if !strings.Contains(out, step) {
+			t.Errorf("result lacks step %s:\n%s", step, out)
+		}
+	}
+	rewritten := readFile(c.hsFile)
+	if !strings.Contains(rewritten, "matrix_authentication_service:") || strings.Contains(rewritten, "oidc_providers") {
+		t.Fatalf("Synapse's config was not rewritten for delegation:\n%s", rewritten)
+	}
+	if readFile(c.hsFile+".pre-mas") != string(c.original) {
+		t.Fatal("the original config is not kept beside it")
+	}
+	if got := readFile(filepath.Join(filepath.Dir(c.hsFile), "mas_secret")); got != "demo-shared-secret" {
+		t.Fatalf("shared secret file holds %q", got)
+	}
+	if got := readFile(filepath.Join(c.dir, "mas-cli.log")); !strings.Contains(got, "config sync") ||
+		!strings.Contains(got, "--config "+filepath.Join(c.dir, "sample", "mas.yaml")) {
+		t.Fatalf("mas-cli calls: %q", got)
+	}
+	for _, dump := range []string{"masflow-demo.example-synapse.dump", "masflow-demo.example-mas.dump"} {
+		if info, err := os.Stat(filepath.Join(c.dir, "backups", dump)); err != nil || info.Size() == 0 {
+			t.Fatalf("backup %s: %v", dump, err)
+		}
+	}
+	resp, err := http.Get(c.base + "_matrix/client/v1/auth_metadata")
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("Synapse does not delegate after the migration: %v %v", resp, err)
+	}
+	resp.Body.Close()
+}
+
+// Synapse's own parser refuses the rewritten config: the original goes
+// back byte for byte and Synapse is started the old way.
+func TestRefusedConfigRollsBackAndRestartsSynapse(t *testing.T) {
+	c := newControlled(t)
+	python := filepath.Join(c.dir, "python")
+	if err := os.WriteFile(python, []byte("#!/bin/sh\necho 'Error in configuration at matrix_authentication_service' >&2\nexit 1\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("MASFLOW_HOMESERVER_SYNAPSE_PYTHON", python)
+	out := c.migrate(t, ExitMigrationFailed)
+	if !strings.Contains(out, "Error in configuration") || !strings.Contains(out, "rolled_back") {
+		t.Fatalf("the failure and the rollback are not shown:\n%s", out)
+	}
+	if readFile(c.hsFile) != string(c.original) {
+		t.Fatalf("config not restored byte for byte:\n%s", readFile(c.hsFile))
+	}
+	if _, err := os.Stat(c.hsFile + ".pre-mas"); !os.IsNotExist(err) {
+		t.Fatalf("the .pre-mas copy is left behind: %v", err)
+	}
+	resp, err := http.Get(c.base + "_matrix/client/v1/auth_metadata")
+	if err != nil || resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("Synapse must run again, without delegation: %v %v", resp, err)
+	}
+	resp.Body.Close()
+}
