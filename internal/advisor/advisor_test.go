@@ -40,7 +40,7 @@ const baseMAS = `matrix:
 passwords:
   schemes:
     - {version: 1, algorithm: bcrypt, unicode_normalization: true, secret: pep}
-    - {version: 2, algorithm: argon2id}
+    - {version: 2, algorithm: argon2id, unicode_normalization: true}
 upstream_oauth2:
   providers:
     - {id: 01H8PKNWKKRPCBW4YGH1RWV279, synapse_idp_id: oidc-google}
@@ -187,6 +187,9 @@ func checks() []check {
 			f.masExtra = "passwords: {schemes: [{version: 1, algorithm: bcrypt, unicode_normalization: true, secret_file: " + f.write("pepper", "pep") + "}]}"
 		}, "newline"},
 		{"no_unicode_normalization", Error, 0, masYAML("passwords: {schemes: [{version: 1, algorithm: bcrypt, secret: pep}]}"), nil, "unicode_normalization"},
+		{"newest_scheme_no_normalization", Warning, 0,
+			masYAML("passwords: {schemes: [{version: 1, algorithm: bcrypt, unicode_normalization: true, secret: pep}, {version: 2, algorithm: argon2id}]}"),
+			masYAML("passwords: {schemes: [{version: 1, algorithm: bcrypt, unicode_normalization: true, secret: pep}]}"), "exact form"},
 		{"guest_access_enabled", Error, 0, synYAML("allow_guest_access: true"), synYAML("allow_guest_access: false"), "guests"},
 		{"server_name_mismatch", Error, 0, masYAML("matrix: {homeserver: other.org}"), nil, "other.org"},
 		{"captcha_not_ported", Warning, 0, synYAML("enable_registration_captcha: true"),

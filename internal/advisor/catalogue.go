@@ -26,6 +26,7 @@ func Catalogue() []Check {
 		{"password_scheme_v1_not_bcrypt", "synapse vs MAS", Error, "scheme version 1 algorithm is not bcrypt"},
 		{"pepper_mismatch", "synapse vs MAS", Error, "scheme 1 secret / raw secret_file bytes differ from password_config.pepper"},
 		{"no_unicode_normalization", "synapse vs MAS", Error, "scheme 1 lacks unicode_normalization: true"},
+		{"newest_scheme_no_normalization", "synapse vs MAS", Warning, "the newest scheme (version > 1) lacks unicode_normalization: true"},
 		{"guest_access_enabled", "synapse vs MAS", Error, "allow_guest_access: true"},
 		{"server_name_mismatch", "synapse vs MAS", Error, "server_name differs from matrix.homeserver"},
 		{"captcha_not_ported", "synapse vs MAS", Warning, "registration captcha on, MAS captcha not configured"},

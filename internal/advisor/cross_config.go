@@ -66,6 +66,27 @@ func passwordChecks(in Input, add func(Finding)) {
 			"MAS password scheme version 1 lacks unicode_normalization: true: Synapse normalises passwords (NFKC), so non-ASCII passwords would stop working"))
 	}
 	pepperCheck(in, sc, add)
+	newestSchemeCheck(in.MAS.Schemes, add)
+}
+
+// newestSchemeCheck: users are re-hashed with MAS's newest scheme at their
+// first login; without unicode_normalization it hashes the exact string
+// typed, so a user who typed a non-NFKC form can then log in only with
+// that form, although Synapse accepted every equivalent spelling.
+func newestSchemeCheck(schemes []config.PasswordScheme, add func(Finding)) {
+	newest := schemes[0]
+	for _, sc := range schemes[1:] {
+		if sc.Version > newest.Version {
+			newest = sc
+		}
+	}
+	if newest.Version > 1 && !newest.UnicodeNormalization {
+		add(finding("newest_scheme_no_normalization", Warning,
+			fmt.Sprintf("set unicode_normalization: true on passwords.schemes version %d", newest.Version),
+			"MAS's newest password scheme (version %d) lacks unicode_normalization: true: after a re-hash at login, a "+
+				"user who typed a non-normalised form of their password (e.g. full-width letters) can only use that exact form",
+			newest.Version))
+	}
 }
 
 // pepperCheck compares the peppers without ever printing them.

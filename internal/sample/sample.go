@@ -161,7 +161,7 @@ database:
 passwords:
   schemes:
     - {version: 1, algorithm: bcrypt, unicode_normalization: true, secret: demo-pepper}
-    - {version: 2, algorithm: argon2id}
+    - {version: 2, algorithm: argon2id, unicode_normalization: true}
 upstream_oauth2:
   providers:
     - {id: %s, synapse_idp_id: oidc}
