@@ -1,9 +1,11 @@
 package kube
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"os"
 	"path/filepath"
@@ -23,6 +25,7 @@ import (
 	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/masflow/masflow/internal/homeserver"
+	"go.yaml.in/yaml/v3"
 )
 
 const (
@@ -539,6 +542,69 @@ func TestErrorsNameTheNamespaceWorkloadAndFix(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestTheRBACRoleGrantsExactlyWhatTheControllerUses(t *testing.T) {
+	b, err := os.ReadFile("../../../deployments/kubernetes/masflow-rbac.yaml")
+	must(t, err)
+	granted := map[string]bool{}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	for {
+		var doc struct {
+			Kind  string
+			Rules []struct {
+				APIGroups []string `yaml:"apiGroups"`
+				Resources []string
+				Verbs     []string
+			}
+		}
+		if err := dec.Decode(&doc); errors.Is(err, io.EOF) {
+			break
+		} else {
+			must(t, err)
+		}
+		for _, r := range doc.Rules {
+			for _, g := range r.APIGroups {
+				for _, res := range r.Resources {
+					for _, v := range r.Verbs {
+						granted[v+" "+g+"/"+res] = true
+					}
+				}
+			}
+		}
+	}
+
+	// A whole cycle of both services, with a conflict on the first patch
+	// of each kind so that the re-read happens too.
+	cs := fake.NewClientset(deploymentOfSynapse()...)
+	simulateControllers(t, cs)
+	conflicted := map[string]bool{}
+	cs.PrependReactor("patch", "*", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		if conflicted[a.GetResource().Resource] {
+			return false, nil, nil
+		}
+		conflicted[a.GetResource().Resource] = true
+		return true, nil, apierrors.NewConflict(a.GetResource().GroupResource(), "", errors.New("modified"))
+	})
+	ctrl, ctx := quick(cs, masSelector), within(t, 5*time.Second)
+	for _, svc := range []homeserver.Service{homeserver.Synapse, homeserver.MAS} {
+		out, err := ctrl.Stop(ctx, svc)
+		must(t, err)
+		_, err = ctrl.Start(ctx, svc, out.Replicas)
+		must(t, err)
+	}
+	used := map[string]bool{}
+	for _, a := range cs.Actions() {
+		res := a.GetResource().Resource
+		if a.GetSubresource() != "" {
+			res += "/" + a.GetSubresource()
+		}
+		used[a.GetVerb()+" "+a.GetResource().Group+"/"+res] = true
+	}
+	if !maps.Equal(used, granted) {
+		t.Fatalf("the controller uses %v\nmasflow-rbac.yaml grants %v", slices.Sorted(maps.Keys(used)),
+			slices.Sorted(maps.Keys(granted)))
 	}
 }
 
