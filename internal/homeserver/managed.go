@@ -22,6 +22,10 @@ type Managed struct {
 	StopWait, StartWait time.Duration
 	// Poll is the interval between probes (default one second).
 	Poll time.Duration
+	// CommandTimeout bounds one command; a controller's stop or start
+	// (which may wait itself, as Kubernetes' does for its pods) gets it
+	// plus StopWait or StartWait.
+	CommandTimeout time.Duration
 	// MASCLI runs `mas-cli config sync`.
 	MASCLI MASCLI
 	// Steps performs backup, reconfigure, restore and verify: the parts
@@ -50,8 +54,10 @@ func (m *Managed) Verify(ctx context.Context) (Report, error) { return m.Steps.V
 // no writer on the source tables.
 func (m *Managed) Stop(ctx context.Context) (Report, error) {
 	rep := Report{Note: "Synapse and MAS are stopped (verified: no listener answers, no Synapse database session, no writer)"}
+	pctx, cancel := context.WithTimeout(ctx, m.CommandTimeout+m.StopWait)
+	defer cancel()
 	for _, svc := range []Service{Synapse, MAS} {
-		out, err := m.Processes.Stop(ctx, svc)
+		out, err := m.Processes.Stop(pctx, svc)
 		if err != nil {
 			return Report{}, fmt.Errorf("stopping %s: %w", svc, err)
 		}
@@ -84,7 +90,9 @@ func (m *Managed) Start(ctx context.Context, recorded map[string]int32, only []S
 		if len(only) > 0 && !slices.Contains(only, svc) {
 			continue
 		}
-		out, err := m.Processes.Start(ctx, svc, recorded)
+		pctx, cancel := context.WithTimeout(ctx, m.CommandTimeout+m.StartWait)
+		out, err := m.Processes.Start(pctx, svc, recorded)
+		cancel()
 		if err != nil {
 			return Report{}, fmt.Errorf("starting %s: %w", svc, err)
 		}

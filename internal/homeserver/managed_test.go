@@ -67,7 +67,7 @@ func commandDeployment(t *testing.T, port int, dsn string) (*Managed, string) {
 	stop := fmt.Sprintf("[ -f %[1]s ] && kill $(cat %[1]s) 2>/dev/null; rm -f %[1]s; echo stop sent", pidFile)
 	t.Cleanup(func() { _ = shell(stop) })
 	return &Managed{None: n, Processes: NewCommand(stop, start, "", "", time.Minute),
-		StopWait: 20 * time.Second, StartWait: 20 * time.Second, Poll: 100 * time.Millisecond}, pidFile
+		StopWait: 20 * time.Second, StartWait: 20 * time.Second, Poll: 100 * time.Millisecond, CommandTimeout: time.Minute}, pidFile
 }
 
 func shell(line string) error {

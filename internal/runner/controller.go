@@ -7,6 +7,7 @@ import (
 	"github.com/masflow/masflow/internal/backup"
 	"github.com/masflow/masflow/internal/config"
 	"github.com/masflow/masflow/internal/homeserver"
+	"github.com/masflow/masflow/internal/homeserver/kube"
 )
 
 // controller builds the homeserver controller homeserver.controller
@@ -28,9 +29,10 @@ func (d *Deps) controller() (homeserver.Controller, error) {
 		MASEndpoint: h.MASEndpoint, MASSecretPath: h.MASSecretPath, SynapsePython: h.SynapsePython,
 		BaseURL: s.Verify.BaseURL, WellKnownURL: s.Verify.WellKnownURL, SampleTokens: s.Verify.SampleTokens}
 	return &homeserver.Managed{None: none, Processes: procs, Steps: steps,
-		StopWait:  time.Duration(h.StopTimeoutSeconds) * time.Second,
-		StartWait: time.Duration(h.StartTimeoutSeconds) * time.Second,
-		MASCLI:    homeserver.NewMASCLI(s.MAS.CLI, d.MAS.Files, commandTimeout(h)),
+		StopWait:       time.Duration(h.StopTimeoutSeconds) * time.Second,
+		StartWait:      time.Duration(h.StartTimeoutSeconds) * time.Second,
+		CommandTimeout: commandTimeout(h),
+		MASCLI:         homeserver.NewMASCLI(s.MAS.CLI, d.MAS.Files, commandTimeout(h)),
 	}, nil
 }
 
@@ -46,6 +48,13 @@ func processes(h config.HomeserverSettings) (homeserver.Processes, error) {
 	case "compose":
 		c := h.Compose
 		return homeserver.NewCompose(c.File, c.Project, c.SynapseServices, c.MASServices, timeout), nil
+	case "kubernetes":
+		k := h.Kubernetes
+		client, err := kube.Client(k.Kubeconfig)
+		if err != nil {
+			return nil, fmt.Errorf("homeserver.kubernetes.kubeconfig: %w", err)
+		}
+		return kube.New(client, k.Namespace, k.SynapseSelector, k.MASSelector), nil
 	}
 	return nil, fmt.Errorf("homeserver.controller %q is not available in this build", h.Controller)
 }
