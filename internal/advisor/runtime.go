@@ -144,17 +144,20 @@ func sourceWriters(ctx context.Context, in Input) ([]string, error) {
 }
 
 // answers reports whether anything answers HTTP at u.
-func answers(ctx context.Context, c *http.Client, u string) bool {
+func answers(ctx context.Context, c *http.Client, u string) bool { return HTTPStatus(ctx, c, u) != 0 }
+
+// HTTPStatus is the status of GET u, 0 when nothing answers.
+func HTTPStatus(ctx context.Context, c *http.Client, u string) int {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
-		return false
+		return 0
 	}
 	resp, err := c.Do(req)
 	if err != nil {
-		return false
+		return 0
 	}
 	resp.Body.Close()
-	return true
+	return resp.StatusCode
 }
 
 // synapseHealthURLs lists /health of every HTTP listener in

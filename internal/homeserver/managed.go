@@ -180,16 +180,7 @@ func (r *Report) add(svc Service, verb string, out Outcome) {
 
 // healthy reports whether u answers 200 OK.
 func healthy(ctx context.Context, c *http.Client, u string) bool {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return false
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		return false
-	}
-	resp.Body.Close()
-	return resp.StatusCode == http.StatusOK
+	return advisor.HTTPStatus(ctx, c, u) == http.StatusOK
 }
 
 // MASCLI runs MAS's command-line tool with MAS's config files.
