@@ -15,6 +15,8 @@ type AdviseActivities struct {
 	SynapseDB              *pgxpool.Pool
 	MASDB                  *pgxpool.Pool
 	IgnoreMissingProviders bool
+	// SynapsePython runs Synapse's own config parser (when set).
+	SynapsePython string
 }
 
 // AdviseInput selects the phase (runtime checks are errors only before
@@ -38,7 +40,7 @@ func (a *AdviseActivities) Advise(ctx context.Context, in AdviseInput) (AdviseRe
 		return AdviseResult{}, classify(err)
 	}
 	rep, err := advisor.Run(ctx, advisor.Input{Synapse: syn, MAS: a.MAS, SynapseDB: a.SynapseDB, MASDB: a.MASDB,
-		Phase: advisor.Phase(in.Phase), IgnoreMissingProviders: a.IgnoreMissingProviders})
+		Phase: advisor.Phase(in.Phase), IgnoreMissingProviders: a.IgnoreMissingProviders, SynapsePython: a.SynapsePython})
 	if err != nil {
 		return AdviseResult{}, classify(err)
 	}

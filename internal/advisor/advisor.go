@@ -64,6 +64,8 @@ type Input struct {
 	IgnoreMissingProviders bool
 	// HTTP probes listeners; nil uses a client with a short timeout.
 	HTTP *http.Client
+	// SynapsePython, when set, runs Synapse's own config parser.
+	SynapsePython string
 }
 
 // Report is the advisor's result.
@@ -123,7 +125,7 @@ func Run(ctx context.Context, in Input) (Report, error) {
 	}
 	rep := Report{Phase: in.Phase}
 	add := func(f Finding) { rep.Findings = append(rep.Findings, f) }
-	for _, g := range []group{synapseConfigChecks, crossConfigChecks, synapseDBChecks, masDBChecks, runtimeChecks} {
+	for _, g := range []group{synapseConfigChecks, parserCheck, crossConfigChecks, synapseDBChecks, masDBChecks, runtimeChecks} {
 		if err := g(ctx, in, add); err != nil {
 			return rep, err
 		}

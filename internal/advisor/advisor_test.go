@@ -33,6 +33,7 @@ type fixture struct {
 	synExtra, masExtra string
 	phase              Phase
 	ignoreProviders    bool
+	python             string
 }
 
 const baseMAS = `matrix:
@@ -128,7 +129,7 @@ func (f *fixture) run() Report {
 	}
 	defer reader.Close()
 	rep, err := Run(ctx, Input{Synapse: syn, MAS: m, SynapseDB: reader.Pool(), MASDB: pgtest.Pool(t, f.masDSN),
-		Phase: f.phase, IgnoreMissingProviders: f.ignoreProviders})
+		Phase: f.phase, IgnoreMissingProviders: f.ignoreProviders, SynapsePython: f.python})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,6 +161,16 @@ func masYAML(s string) func(*fixture) { return func(f *fixture) { f.masExtra = s
 func synSQL(s string) func(*fixture)  { return func(f *fixture) { pgtest.Exec(f.t, f.synDSN, s) } }
 func masSQL(s string) func(*fixture)  { return func(f *fixture) { pgtest.Exec(f.t, f.masDSN, s) } }
 
+// parser makes homeserver.synapse_python a script with this body.
+func parser(body string) func(*fixture) {
+	return func(f *fixture) {
+		f.python = f.write("python", "#!/bin/sh\n"+body+"\n")
+		if err := os.Chmod(f.python, 0o755); err != nil {
+			f.t.Fatal(err)
+		}
+	}
+}
+
 func both(a, b func(*fixture)) func(*fixture) { return func(f *fixture) { a(f); b(f) } }
 
 func checks() []check {
@@ -176,6 +187,8 @@ func checks() []check {
 		{"threepid_changes_enabled", Error, 0, synYAML("enable_3pid_changes: true"), synYAML("enable_3pid_changes: false"), "enable_3pid_changes"},
 		{"login_via_existing_session", Error, 0, synYAML("login_via_existing_session: {enabled: true}"), synYAML("login_via_existing_session: {enabled: false}"), "login_via_existing_session"},
 		{"msc3861_block", Error, 0, synYAML("experimental_features: {msc3861: {enabled: true}}"), synYAML("experimental_features: {msc3861: {}}"), "1.157"},
+		{"synapse_parser_failed", Error, 0, parser("echo 'Error in configuration at listeners' >&2; exit 1"),
+			parser(`[ "$1 $2 $3" = "-m synapse.config -c" ] || exit 2; echo 'Config parses OK!'`), "Error in configuration"},
 		{"database_not_postgres", Error, 0, synYAML("database: {name: sqlite3, args: {database: /data/homeserver.db}}"), nil, "synapse_port_db"},
 		// Synapse config against MAS config
 		{"no_password_scheme_v1", Error, 0, masYAML("passwords: {schemes: [{version: 2, algorithm: argon2id}]}"), nil, "argon2id"},

@@ -22,6 +22,7 @@ func Catalogue() []Check {
 		{"login_via_existing_session", "synapse config", Error, "login_via_existing_session.enabled: true"},
 		{"msc3861_block", "synapse config", Error, "experimental_features.msc3861 non-empty"},
 		{"database_not_postgres", "synapse config", Error, "database.name is not psycopg2"},
+		{"synapse_parser_failed", "synapse config", Error, "homeserver.synapse_python set and `python -m synapse.config` fails on the current config"},
 		{"no_password_scheme_v1", "synapse vs MAS", Error, "no MAS passwords.schemes entry with version 1"},
 		{"password_scheme_v1_not_bcrypt", "synapse vs MAS", Error, "scheme version 1 algorithm is not bcrypt"},
 		{"pepper_mismatch", "synapse vs MAS", Error, "scheme 1 secret / raw secret_file bytes differ from password_config.pepper"},
