@@ -23,6 +23,9 @@ type AdviseActivities struct {
 // the import).
 type AdviseInput struct {
 	Phase string
+	// Rules are the run's rules as the starter resolved them; nil (a
+	// workflow started before they were passed) uses the worker's.
+	Rules *Rules
 }
 
 // AdviseResult carries the findings (no secrets: codes, messages, counts).
@@ -39,8 +42,12 @@ func (a *AdviseActivities) Advise(ctx context.Context, in AdviseInput) (AdviseRe
 	if err != nil {
 		return AdviseResult{}, classify(err)
 	}
+	ignore := a.IgnoreMissingProviders
+	if in.Rules != nil {
+		ignore = in.Rules.IgnoreMissingProviders
+	}
 	rep, err := advisor.Run(ctx, advisor.Input{Synapse: syn, MAS: a.MAS, SynapseDB: a.SynapseDB, MASDB: a.MASDB,
-		Phase: advisor.Phase(in.Phase), IgnoreMissingProviders: a.IgnoreMissingProviders, SynapsePython: a.SynapsePython})
+		Phase: advisor.Phase(in.Phase), IgnoreMissingProviders: ignore, SynapsePython: a.SynapsePython})
 	if err != nil {
 		return AdviseResult{}, classify(err)
 	}

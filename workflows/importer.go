@@ -81,7 +81,7 @@ func (m *migration) importAll(ctx workflow.Context) error {
 		var prep activities.PrepareResult
 		in := m.runInput()
 		if workflow.GetVersion(ctx, "run-rules", workflow.DefaultVersion, 1) >= 1 {
-			in.Rules = &activities.Rules{Strict: m.in.Import.Strict, IgnoreMissingProviders: m.in.Import.IgnoreMissingProviders}
+			in.Rules = m.rules()
 		}
 		if err := m.activity(ctx, m.dbOptions(ctx, "check and record the run in MAS"), "PrepareImport", a.PrepareImport,
 			&prep, in); err != nil {

@@ -163,6 +163,11 @@ func (m *migration) runStep(ctx workflow.Context, step string) error {
 	return temporal.NewNonRetryableApplicationError("unknown step "+step, ErrTypeBadInput, nil)
 }
 
+// rules are the run's rules, resolved by the starter.
+func (m *migration) rules() *activities.Rules {
+	return &activities.Rules{Strict: m.in.Import.Strict, IgnoreMissingProviders: m.in.Import.IgnoreMissingProviders}
+}
+
 func (m *migration) runInput() activities.RunInput {
 	return activities.RunInput{RunStartedAt: m.st.RunStartedAt, DryRun: m.in.DryRun}
 }
@@ -172,7 +177,7 @@ func (m *migration) advise(ctx workflow.Context) error {
 	var a *activities.AdviseActivities
 	var res activities.AdviseResult
 	err := m.activity(ctx, m.dbOptions(ctx, "pre-flight checks"), "Advise", a.Advise, &res,
-		activities.AdviseInput{Phase: "before_downtime"})
+		activities.AdviseInput{Phase: "before_downtime", Rules: m.rules()})
 	if err != nil {
 		return err
 	}

@@ -36,6 +36,8 @@ type harness struct {
 	down map[string]bool
 	// starts are the inputs of every StartHomeserver call.
 	starts []activities.StartInput
+	// advised is the input of the last Advise call.
+	advised activities.AdviseInput
 	// mu guards the fields above: the test environment runs activities
 	// on goroutines of their own.
 	mu sync.Mutex
@@ -88,8 +90,11 @@ func newHarnessWith(t *testing.T, shardDelay time.Duration) *harness {
 	h.env.RegisterWorkflow(MigrationWorkflow)
 	activities.Register(h.env, activities.Set{Advise: adv, Import: imp, Homeserver: host})
 	h.env.OnActivity(adv.Advise, mock.Anything, mock.Anything).Return(
-		func(_ context.Context, _ activities.AdviseInput) (activities.AdviseResult, error) {
+		func(_ context.Context, in activities.AdviseInput) (activities.AdviseResult, error) {
 			h.record(StepAdvise)
+			h.mu.Lock()
+			h.advised = in
+			h.mu.Unlock()
 			return activities.AdviseResult{Warnings: h.warnings}, h.fail[StepAdvise]
 		})
 	for name, fn := range map[string]any{
@@ -217,6 +222,20 @@ func TestHappyPathRunsEveryStepInOrder(t *testing.T) {
 	if res.Rows != 6*2*10 || len(res.Steps) != 11 || res.Approval == nil || res.Approval.Approver != "ops" ||
 		res.Report != "/reports/findings.csv" {
 		t.Fatalf("result %+v", res)
+	}
+}
+
+// The advise step checks with the run's rules as the starter resolved
+// them, not with whatever the worker's settings say.
+func TestAdviseUsesTheRunsRules(t *testing.T) {
+	for _, ignore := range []bool{false, true} {
+		h := newHarness(t)
+		in := approved()
+		in.Import.IgnoreMissingProviders = ignore
+		h.env.ExecuteWorkflow(MigrationWorkflow, in)
+		if r := h.advised.Rules; r == nil || r.IgnoreMissingProviders != ignore {
+			t.Fatalf("ignore_missing_providers %v: advise got %+v", ignore, r)
+		}
 	}
 }
 
