@@ -47,6 +47,8 @@ type Range struct {
 // Reader reads the Synapse database.
 type Reader struct {
 	pool *pgxpool.Pool
+	// snapshot, when set, is the exported snapshot every read sees.
+	snapshot string
 }
 
 // Open connects to the Synapse database with read-only sessions.
@@ -152,8 +154,7 @@ func readFilled[T any](ctx context.Context, r *Reader, s spec[T], rng Range, lim
 	}
 	var out []T
 	var last Key
-	opts := pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}
-	err := pgx.BeginTxFunc(ctx, r.pool, opts, func(tx pgx.Tx) error {
+	err := r.inTx(ctx, func(tx pgx.Tx) error {
 		var err error
 		if out, last, err = readPage(ctx, tx, s, rng, limit); err != nil || fill == nil || len(out) == 0 {
 			return err

@@ -46,7 +46,9 @@ func (r *Reader) Count(ctx context.Context, e Entity) (int64, error) {
 		return 0, err
 	}
 	var n int64
-	err = r.pool.QueryRow(ctx, "SELECT count(*) FROM "+pgx.Identifier{s.table}.Sanitize()).Scan(&n)
+	err = r.inTx(ctx, func(tx pgx.Tx) error {
+		return tx.QueryRow(ctx, "SELECT count(*) FROM "+pgx.Identifier{s.table}.Sanitize()).Scan(&n)
+	})
 	if err != nil {
 		return 0, fmt.Errorf("counting %s: %w", s.table, err)
 	}

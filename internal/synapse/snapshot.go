@@ -1,0 +1,91 @@
+package synapse
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Snapshot is one moment of the Synapse database, exported by a
+// transaction that a dedicated session keeps open: every reader At it
+// sees exactly the rows of that moment, however busy the live homeserver
+// is meanwhile. A dry run reads through one, so that a registration or a
+// login during it cannot produce a token whose user was never read
+// (docs/architecture.md, "Dry runs"). It lives as long as its session:
+// when that dies, reads at it fail and the dry run starts again.
+type Snapshot struct {
+	// ID is what SET TRANSACTION SNAPSHOT takes (not a secret).
+	ID   string
+	conn *pgxpool.Conn
+	tx   pgx.Tx
+}
+
+// ExportSnapshot opens the session holding a snapshot of the database now.
+func (r *Reader) ExportSnapshot(ctx context.Context) (*Snapshot, error) {
+	conn, err := r.pool.Acquire(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("holding a snapshot of the Synapse database: %w", err)
+	}
+	tx, err := conn.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		conn.Release()
+		return nil, fmt.Errorf("holding a snapshot of the Synapse database: %w", err)
+	}
+	s := &Snapshot{conn: conn, tx: tx}
+	if err := tx.QueryRow(ctx, "SELECT pg_export_snapshot()").Scan(&s.ID); err != nil {
+		s.Release()
+		return nil, fmt.Errorf("exporting a snapshot of the Synapse database: %w", err)
+	}
+	return s, nil
+}
+
+// Release ends the snapshot (readers at it fail from now on).
+func (s *Snapshot) Release() {
+	_ = s.tx.Rollback(context.Background())
+	s.conn.Release()
+}
+
+// At returns a reader on the same connections whose every read sees the
+// snapshot id (exported by ExportSnapshot, possibly in another process).
+func (r *Reader) At(id string) *Reader { return &Reader{pool: r.pool, snapshot: id} }
+
+// begin starts a read-only repeatable-read transaction, at the reader's
+// snapshot when it has one.
+func (r *Reader) begin(ctx context.Context) (pgx.Tx, error) {
+	tx, err := r.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil || r.snapshot == "" {
+		return tx, err
+	}
+	if _, err := tx.Exec(ctx, "SET TRANSACTION SNAPSHOT "+quoteLiteral(r.snapshot)); err != nil {
+		_ = tx.Rollback(ctx)
+		return nil, fmt.Errorf("reading at snapshot %s (its holder is gone: the dry run starts again): %w", r.snapshot, err)
+	}
+	return tx, nil
+}
+
+// inTx runs fn in a transaction from begin, committing (a read-only one:
+// nothing to keep) when fn succeeds.
+func (r *Reader) inTx(ctx context.Context, fn func(pgx.Tx) error) error {
+	tx, err := r.begin(ctx)
+	if err != nil {
+		return err
+	}
+	if err := fn(tx); err != nil {
+		_ = tx.Rollback(ctx)
+		return err
+	}
+	return tx.Commit(ctx)
+}
+
+func quoteLiteral(s string) string {
+	out := []byte{'\''}
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\'' {
+			out = append(out, '\'')
+		}
+		out = append(out, s[i])
+	}
+	return string(append(out, '\''))
+}
