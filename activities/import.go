@@ -13,7 +13,6 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/masflow/masflow/internal/engine"
-	"github.com/masflow/masflow/internal/mapping"
 	"github.com/masflow/masflow/internal/mas"
 	"github.com/masflow/masflow/internal/synapse"
 	"go.temporal.io/sdk/activity"
@@ -181,16 +180,7 @@ func (a *ImportActivities) ImportShard(ctx context.Context, in ShardInput) (Shar
 		return ShardResult{}, classify(err)
 	}
 	cp := res.Checkpoint
-	out := ShardResult{Shard: cp.ID, Entity: cp.Entity, Done: cp.Done, Progress: progressOf(cp.Progress),
-		Written: mas.Total(cp.Progress.Written)}
-	for reason, n := range cp.Progress.Skipped {
-		if mapping.Elsewhere(reason) {
-			out.Elsewhere += n
-		} else {
-			out.Skipped += n
-		}
-	}
-	return out, nil
+	return shardResultOf(cp.ID, cp.Entity, cp.Done, cp.Progress), nil
 }
 
 // entityOf is the entity part of a shard ID ("users/003").

@@ -34,6 +34,9 @@ type ImportState struct {
 	// for the import; SchemaRestored: they were rebuilt.
 	SchemaPaused   bool
 	SchemaRestored bool
+	// SnapshotReconcile is a dry run's reconciliation, done by its
+	// snapshot import against the same snapshot (nil otherwise).
+	SnapshotReconcile *activities.ReconcileResult
 }
 
 // recordStages records the wave plan on first use (workflow code only:

@@ -135,8 +135,14 @@ func (m *migration) runStep(ctx workflow.Context, step string) error {
 	case StepSyncSchema:
 		return discard(m.homeserverStep(ctx, step, h.SyncSchema))
 	case StepImport:
+		if m.snapshotDryRun(ctx) {
+			return m.snapshotImport(ctx)
+		}
 		return m.importAll(ctx)
 	case StepReconcile:
+		if rec := m.st.Import.SnapshotReconcile; rec != nil {
+			return m.reconciled(*rec)
+		}
 		return m.reconcile(ctx)
 	case StepReconfigure:
 		return discard(m.homeserverStep(ctx, step, h.Reconfigure))
@@ -239,6 +245,11 @@ func (m *migration) reconcile(ctx workflow.Context) error {
 	if err := m.activity(ctx, m.dbOptions(ctx, "exact reconciliation"), "Reconcile", a.Reconcile, &rec, m.runInput()); err != nil {
 		return err
 	}
+	return m.reconciled(rec)
+}
+
+// reconciled records a reconciliation and fails the migration on problems.
+func (m *migration) reconciled(rec activities.ReconcileResult) error {
 	m.st.Import.Problems, m.st.Import.Drift = rec.Problems, rec.Drift
 	if !rec.OK {
 		return temporal.NewNonRetryableApplicationError("reconciliation failed: "+strings.Join(rec.Problems, "; "),

@@ -3,6 +3,7 @@ package workflows
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"reflect"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/masflow/masflow/activities"
+	"github.com/masflow/masflow/internal/synapse"
 	"github.com/stretchr/testify/mock"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/converter"
@@ -171,6 +173,20 @@ func newHarnessWith(t *testing.T, shardDelay time.Duration) *harness {
 		h.record(StepDiscard)
 		return nil
 	})
+	h.env.OnActivity(imp.SnapshotImport, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in activities.SnapshotImportInput) (activities.SnapshotImportResult, error) {
+			h.record("snapshot_import")
+			res := activities.SnapshotImportResult{Estimates: map[string]int64{"users": 10},
+				Reconcile: activities.ReconcileResult{OK: h.fail[StepReconcile] == nil, Problems: problems(h.fail[StepReconcile])}}
+			if !in.DryRun || in.Rules == nil || in.Parallelism != 2 {
+				return res, fmt.Errorf("snapshot import input %+v", in)
+			}
+			for _, e := range synapse.Entities {
+				res.Shards = append(res.Shards, activities.ShardResult{Shard: string(e) + "/all", Entity: string(e), Done: true,
+					Progress: activities.Progress{Read: 7}, Written: 7})
+			}
+			return res, h.fail["snapshot_import"]
+		})
 	return h
 }
 
@@ -447,17 +463,46 @@ func TestCancelDuringImportRestoresTheHomeserver(t *testing.T) {
 	}
 }
 
+// A dry run never touches the homeserver, imports and reconciles in one
+// call at one snapshot of Synapse (no shard calls, no separate
+// reconciliation against the live tables), shows its counts, and
+// discards; a failed snapshot import still rebuilds the MAS keys.
 func TestDryRunNeverTouchesTheHomeserver(t *testing.T) {
-	h := newHarness(t)
-	in := approved()
-	in.DryRun = true
-	h.env.ExecuteWorkflow(MigrationWorkflow, in)
-	if err := h.env.GetWorkflowError(); err != nil {
-		t.Fatal(err)
+	cases := []struct {
+		name    string
+		failAt  string
+		want    []string
+		wantErr bool
+	}{
+		{"a dry run", "", []string{StepAdvise, "snapshot_import", StepDiscard}, false},
+		{"a reconciliation problem at the snapshot fails it", StepReconcile, []string{StepAdvise, "snapshot_import"}, true},
+		{"a failed snapshot import rebuilds the MAS keys", "snapshot_import",
+			[]string{StepAdvise, "snapshot_import", "restore_schema"}, true},
 	}
-	want := []string{StepAdvise, "pause_schema", "restore_schema", StepReconcile, StepDiscard}
-	if got := withoutImports(h.calls); !slices.Equal(got, want) {
-		t.Fatalf("dry run ran %v, want %v", got, want)
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			h := newHarness(t)
+			if c.failAt != "" {
+				h.fail[c.failAt] = temporal.NewNonRetryableApplicationError("boom", "Test", nil)
+			}
+			in := approved()
+			in.DryRun = true
+			h.env.ExecuteWorkflow(MigrationWorkflow, in)
+			if err := h.env.GetWorkflowError(); (err != nil) != c.wantErr {
+				t.Fatalf("error %v, want error %v", err, c.wantErr)
+			}
+			if !slices.Equal(h.calls, c.want) {
+				t.Fatalf("dry run ran %v, want %v", h.calls, c.want)
+			}
+			if c.wantErr {
+				return
+			}
+			v, err := h.env.QueryWorkflow(QueryProgress)
+			var p Progress
+			if err != nil || v.Get(&p) != nil || p.Rows != 7*int64(len(synapse.Entities)) || !p.Entities[0].Complete {
+				t.Fatalf("progress %+v (%v)", p, err)
+			}
+		})
 	}
 }
 

@@ -73,7 +73,13 @@ func (m *migration) hostOptions(ctx workflow.Context, summary string) workflow.C
 // large homeserver) but heartbeats every few seconds, so a dead worker is
 // noticed after HeartbeatSeconds while a slow build is not cut.
 func (m *migration) restoreOptions(ctx workflow.Context) workflow.Context {
-	ctx = m.dbOptions(ctx, "rebuild the MAS tables' indexes and constraints")
+	return m.longOptions(ctx, "rebuild the MAS tables' indexes and constraints")
+}
+
+// longOptions: a database activity that heartbeats but may run for hours
+// (an index rebuild, a dry run's whole import).
+func (m *migration) longOptions(ctx workflow.Context, summary string) workflow.Context {
+	ctx = m.dbOptions(ctx, summary)
 	opts := workflow.GetActivityOptions(ctx)
 	opts.StartToCloseTimeout = 24 * time.Hour
 	return workflow.WithActivityOptions(ctx, opts)

@@ -173,7 +173,11 @@ func TestCommandControllerRunsTheWholeMigration(t *testing.T) {
 func TestRefusedConfigRollsBackAndRestartsSynapse(t *testing.T) {
 	c := newControlled(t)
 	python := filepath.Join(c.dir, "python")
-	if err := os.WriteFile(python, []byte("#!/bin/sh\necho 'Error in configuration at matrix_authentication_service' >&2\nexit 1\n"), 0o755); err != nil {
+	// It accepts the config as it is (the advise step checks that) and
+	// refuses it once it delegates to MAS.
+	refuse := "#!/bin/sh\nif grep -q matrix_authentication_service " + c.hsFile + "; then\n" +
+		"  echo 'Error in configuration at matrix_authentication_service' >&2; exit 1\nfi\necho 'Config parses OK!'\n"
+	if err := os.WriteFile(python, []byte(refuse), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	t.Setenv("MASFLOW_HOMESERVER_SYNAPSE_PYTHON", python)
