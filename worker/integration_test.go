@@ -118,7 +118,7 @@ func migrate(t *testing.T, ctx context.Context, admin, bin, salt string, kills, 
 		TaskQueue: workflows.TaskQueue}, workflows.MigrationWorkflow, workflows.MigrationInput{
 		Homeserver: sample.ServerName, Steps: []string{workflows.StepAdvise, workflows.StepImport, workflows.StepReconcile},
 		Import: workflows.ImportOptions{BatchSize: 50, Parallelism: 2, ShardsPerEntity: 2, ShardCallSeconds: 2,
-			HeartbeatSeconds: 3, ContinueAsNewEvents: 60}})
+			HeartbeatSeconds: 3, ContinueAsNewEvents: 60}.WithDefaults()}) // resolved, as the starter does
 	if err != nil {
 		t.Fatal(err)
 	}

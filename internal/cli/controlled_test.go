@@ -45,7 +45,7 @@ func TestMain(m *testing.M) {
 // controlled is a sample homeserver run by the command controller: its
 // "Synapse" is this test binary, started and stopped by shell commands.
 type controlled struct {
-	dir, hsFile, base string
+	dir, hsFile, base, state string
 	original          []byte
 	start, stop       string
 	common            []string
@@ -91,7 +91,8 @@ func newControlled(t *testing.T) *controlled {
 		t.Setenv(k, v)
 	}
 	_, here, _, _ := runtime.Caller(0)
-	c.common = []string{"--dev", "--dev-default-ports=false", "--state-dir", filepath.Join(dir, "state"),
+	c.state = filepath.Join(dir, "state")
+	c.common = []string{"--dev", "--dev-default-ports=false", "--state-dir", c.state,
 		"--temporal-cli", filepath.Join(filepath.Dir(here), "..", "..", "bin", "temporal"), "-c", h.Settings}
 	// Before the migration the homeserver runs.
 	if err := runShell(c.start); err != nil {
@@ -166,6 +167,7 @@ func TestCommandControllerRunsTheWholeMigration(t *testing.T) {
 		t.Fatalf("Synapse does not delegate after the migration: %v %v", resp, err)
 	}
 	resp.Body.Close()
+	recordGolden(t, c.state, "controlled_full")
 }
 
 // Synapse's own parser refuses the rewritten config: the original goes
@@ -196,4 +198,33 @@ func TestRefusedConfigRollsBackAndRestartsSynapse(t *testing.T) {
 		t.Fatalf("Synapse must run again, without delegation: %v %v", resp, err)
 	}
 	resp.Body.Close()
+	recordGolden(t, c.state, "controlled_rollback")
+}
+
+// A dry run on the live homeserver (it keeps running) imports at one
+// snapshot, reconciles, and leaves MAS empty; Synapse is never touched.
+func TestDryRunLeavesTheHomeserverAlone(t *testing.T) {
+	c := newControlled(t)
+	var out, errOut bytes.Buffer
+	args := append([]string{"migrate", "--dry-run", "--yes", "--ack", "guests_in_database,non_email_threepids"}, c.common...)
+	if got := Main(context.Background(), args, &out, &errOut); got != ExitOK {
+		t.Fatalf("dry run: exit %d\n%s%s", got, out.String(), errOut.String())
+	}
+	for _, want := range []string{"discard", "users"} {
+		if !strings.Contains(out.String()+errOut.String(), want) {
+			t.Errorf("dry run output lacks %q:\n%s", want, out.String())
+		}
+	}
+	if readFile(c.hsFile) != string(c.original) {
+		t.Fatal("a dry run changed Synapse's config")
+	}
+	resp, err := http.Get(c.base + "health")
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("Synapse must keep running through a dry run: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	if _, err := os.Stat(filepath.Join(c.dir, "backups")); !os.IsNotExist(err) {
+		t.Fatalf("a dry run took a backup: %v", err)
+	}
+	recordGolden(t, c.state, "controlled_dry_run")
 }

@@ -79,6 +79,7 @@ func TestEmbeddedMigrationWithApproval(t *testing.T) {
 	if again := run(ExitOK, "migrate", steps); !strings.Contains(again, "approved by alice") {
 		t.Fatalf("re-running a completed migration must print its result:\n%s", again)
 	}
+	recordGolden(t, filepath.Join(dir, "state"), "approval")
 }
 
 // On a server whose namespace lacks masflow's search attributes the
