@@ -228,3 +228,40 @@ func TestDryRunLeavesTheHomeserverAlone(t *testing.T) {
 	}
 	recordGolden(t, c.state, "controlled_dry_run")
 }
+
+// A denial at the approval gate ends the run before any downtime: the
+// follower exits 4 naming who denied and why, and Synapse still runs
+// with its own config; pause and resume before the gate are recorded.
+func TestDenialEndsTheRunBeforeAnyDowntime(t *testing.T) {
+	c := newControlled(t)
+	followed := make(chan string, 1)
+	go func() {
+		var out, errOut bytes.Buffer
+		code := Main(context.Background(), append([]string{"migrate"}, c.common...), &out, &errOut)
+		followed <- fmt.Sprintf("exit %d\n%s%s", code, out.String(), errOut.String())
+	}()
+	waitForPhase(t, c.common, "approve")
+	for _, cmd := range []string{"pause", "resume"} {
+		var out, errOut bytes.Buffer
+		if code := Main(context.Background(), append([]string{cmd}, c.common...), &out, &errOut); code != ExitOK {
+			t.Fatalf("%s: exit %d\n%s%s", cmd, code, out.String(), errOut.String())
+		}
+	}
+	var out, errOut bytes.Buffer
+	if code := Main(context.Background(), append([]string{"approve", "--deny", "--approver", "bob", "--reason", "not tonight"},
+		c.common...), &out, &errOut); code != ExitOK {
+		t.Fatalf("deny: exit %d\n%s%s", code, out.String(), errOut.String())
+	}
+	got := <-followed
+	if !strings.HasPrefix(got, fmt.Sprintf("exit %d", ExitMigrationFailed)) || !strings.Contains(got, "denied by bob: not tonight") ||
+		!strings.Contains(got, "untouched") {
+		t.Fatalf("follower after a denial:\n%s", got)
+	}
+	if readFile(c.hsFile) != string(c.original) {
+		t.Fatal("a denied migration changed Synapse's config")
+	}
+	if _, err := os.Stat(filepath.Join(c.dir, "backups")); !os.IsNotExist(err) {
+		t.Fatalf("a denied migration took a backup: %v", err)
+	}
+	recordGolden(t, c.state, "controlled_denied")
+}
