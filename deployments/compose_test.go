@@ -325,3 +325,12 @@ func checkDockerfile(t *testing.T, path string) {
 		t.Errorf("the image's entrypoint is %s, want masflow-worker", entrypoint)
 	}
 }
+
+// The worker and starter command lines use only flags the binaries have.
+func TestComposeCommands(t *testing.T) {
+	p := loadCompose(t)
+	if bad := workerFlags(t).check(service(t, p, "worker").Command); len(bad) > 0 {
+		t.Errorf("worker: flags %q are not the worker's", bad)
+	}
+	checkStarterArgs(t, "compose starter", service(t, p, "starter").Command)
+}
