@@ -1,18 +1,25 @@
 // Package docs holds no code: its test keeps the repository's pointers to
 // its documentation true. Code comments, messages and deployment files
 // name documents of this repository only (never specification notes kept
-// elsewhere), every document and section they name exists, and every
-// relative link between the Markdown files resolves.
+// elsewhere), every document and section they name exists, every
+// relative link between the Markdown files resolves, and checks.md and
+// mapping.md explain every finding code and row reason the code emits.
 package docs
 
 import (
+	"go/ast"
+	"go/parser"
+	"go/token"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"unicode"
+
+	"github.com/masflow/masflow/internal/advisor"
 )
 
 // root is the repository, seen from this package.
@@ -205,5 +212,61 @@ func TestSlug(t *testing.T) {
 		if got := slug(title); got != want {
 			t.Errorf("slug(%q) = %q, want %q", title, got, want)
 		}
+	}
+}
+
+// docText reads a document of docs/.
+func docText(t *testing.T, name string) string {
+	t.Helper()
+	b, err := os.ReadFile(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// Every check of the advisor's catalogue has its row in checks.md.
+func TestChecksDocumentsEveryCode(t *testing.T) {
+	text := docText(t, "checks.md")
+	for _, c := range advisor.Catalogue() {
+		if !strings.Contains(text, "| `"+c.Code+"`") && !strings.Contains(text, ", `"+c.Code+"`") {
+			t.Errorf("checks.md has no row for %s (%s)", c.Code, c.Condition)
+		}
+	}
+}
+
+// Every reason the mapping reports (internal/mapping/report.go) is
+// explained in mapping.md.
+func TestMappingDocumentsEveryReason(t *testing.T) {
+	f, err := parser.ParseFile(token.NewFileSet(), "../internal/mapping/report.go", nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := docText(t, "mapping.md")
+	n := 0
+	for _, decl := range f.Decls {
+		gen, ok := decl.(*ast.GenDecl)
+		if !ok || gen.Tok != token.CONST {
+			continue
+		}
+		for _, spec := range gen.Specs {
+			for _, v := range spec.(*ast.ValueSpec).Values {
+				lit, ok := v.(*ast.BasicLit)
+				if !ok || lit.Kind != token.STRING {
+					continue
+				}
+				reason, _ := strconv.Unquote(lit.Value)
+				n++
+				if reason == "migrated_with_refresh_token" {
+					continue // counted, never reported: described as "written with its refresh token"
+				}
+				if !strings.Contains(text, "`"+reason+"`") {
+					t.Errorf("mapping.md does not explain reason %s", reason)
+				}
+			}
+		}
+	}
+	if n < 15 {
+		t.Errorf("found %d reasons in report.go: is the parser out of date?", n)
 	}
 }
