@@ -11,7 +11,7 @@ import (
 const ErrTypeBadInput = "MasflowBadInput"
 
 // ValidateSteps checks a subset of steps (empty: all) against the kind of
-// run (docs/runbook.md, "Subset runs"): every step must exist in that kind
+// run (README.md, "Subset runs"): every step must exist in that kind
 // of run; a real run stops the homeserver only after advise and approve
 // in the same migration, so a downtime is always checked and approved;
 // discard

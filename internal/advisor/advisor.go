@@ -1,4 +1,4 @@
-// Package advisor runs every pre-flight check of checks.md before anyone
+// Package advisor runs every pre-flight check of docs/checks.md before anyone
 // stops the homeserver: Synapse's config alone, Synapse's config against
 // MAS's, the Synapse database, the MAS database, and what is running. Each
 // finding has a stable code, a severity, a message, a count where it is

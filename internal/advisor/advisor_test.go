@@ -145,7 +145,7 @@ func (r Report) find(code string) (Finding, bool) {
 	return Finding{}, false
 }
 
-// check is one row of checks.md: a setup that triggers it, what it must
+// check is one row of docs/checks.md: a setup that triggers it, what it must
 // report, and a near miss that must not.
 type check struct {
 	code     string

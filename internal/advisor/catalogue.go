@@ -1,6 +1,6 @@
 package advisor
 
-// Check describes one check of the catalogue (checks.md row by row).
+// Check describes one check of the catalogue (docs/checks.md, row by row).
 type Check struct {
 	Code      string
 	Area      string

@@ -10,8 +10,8 @@ import (
 	"github.com/masflow/masflow/internal/config"
 )
 
-// crossConfigChecks compare homeserver.yaml with MAS's config (checks.md,
-// "Synapse config against MAS config").
+// crossConfigChecks compare homeserver.yaml with MAS's config (docs/checks.md,
+// "Synapse's config against MAS's").
 func crossConfigChecks(ctx context.Context, in Input, add func(Finding)) error {
 	s, m := in.Synapse, in.MAS
 	passwordChecks(in, add)

@@ -7,7 +7,7 @@ import (
 	"github.com/masflow/masflow/internal/mas"
 )
 
-// masDBChecks look at the MAS database (checks.md, "MAS database").
+// masDBChecks look at the MAS database (docs/checks.md, "MAS's database").
 func masDBChecks(ctx context.Context, in Input, add func(Finding)) error {
 	db := in.MASDB
 	if db == nil {

@@ -41,7 +41,7 @@ const synapseSessionsSQL = `SELECT count(*) FROM pg_stat_activity
     AND application_name NOT LIKE 'masflow%'`
 
 // runtimeChecks: Synapse and MAS must be stopped before the import
-// (checks.md, "Runtime state"); before downtime they are reported as info.
+// (docs/checks.md, "Runtime state"); before downtime they are reported as info.
 func runtimeChecks(ctx context.Context, in Input, add func(Finding)) error {
 	sev := Info
 	if in.Phase == BeforeImport {

@@ -5,8 +5,8 @@ import (
 	"fmt"
 )
 
-// synapseConfigChecks look at homeserver.yaml alone (checks.md, "Synapse
-// config alone").
+// synapseConfigChecks look at homeserver.yaml alone (docs/checks.md,
+// "Synapse's config").
 func synapseConfigChecks(_ context.Context, in Input, add func(Finding)) error {
 	raw := in.Synapse.Raw
 	src := in.Synapse.Src

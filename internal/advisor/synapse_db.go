@@ -47,8 +47,8 @@ type userStats struct {
 	total, guests, deactivated, appservice, nullCreation, passwords int64
 }
 
-// synapseDBChecks look at the Synapse database (checks.md, "Synapse
-// database"). They run before downtime, so full scans are acceptable for
+// synapseDBChecks look at the Synapse database (docs/checks.md,
+// "Synapse's database"). They run before downtime, so full scans are acceptable for
 // conditions; mere sizes use estimates.
 func synapseDBChecks(ctx context.Context, in Input, add func(Finding)) error {
 	db := in.SynapseDB

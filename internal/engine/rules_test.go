@@ -9,7 +9,7 @@ import (
 	"github.com/masflow/masflow/internal/pgtest"
 )
 
-// rule is one line of data-mapping.md: the MAS row (or report line) a
+// rule is one rule of docs/mapping.md: the MAS row (or report line) a
 // Synapse row of testdata/rules.sql must produce.
 type rule struct {
 	name  string

@@ -14,8 +14,8 @@ import (
 // maxULIDMillis is the largest timestamp the 48-bit ULID time part holds.
 const maxULIDMillis = 1<<48 - 1
 
-// NewID returns the deterministic ULID of a MAS row (data-mapping.md,
-// "deliberate improvement"): the time part is the row's created_at, the
+// NewID returns the deterministic ULID of a MAS row (docs/mapping.md,
+// "Identifiers"): the time part is the row's created_at, the
 // 80-bit rest the first bytes of HMAC-SHA256(salt, kind ‖ key parts).
 // The same source row thus gets the same ID on every retry, and a
 // dependent row computes its parent's ID without any in-memory map.

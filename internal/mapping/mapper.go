@@ -1,4 +1,4 @@
-// Package mapping turns Synapse rows into MAS rows (data-mapping.md). It is
+// Package mapping turns Synapse rows into MAS rows (docs/mapping.md). It is
 // pure: the run's fixed "now", its salt and the provider map are inputs,
 // and nothing here reads a clock, a database or a random source.
 package mapping

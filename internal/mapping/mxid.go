@@ -9,8 +9,8 @@ import (
 // ErrInvalidMXID is returned for a string that is not @localpart:server.
 var ErrInvalidMXID = errors.New("not a Matrix user ID of the form @localpart:server")
 
-// ParseMXID splits a Matrix user ID at its FIRST colon (data-mapping.md,
-// conventions): the localpart can never hold a colon, while the server name
+// ParseMXID splits a Matrix user ID at its FIRST colon (docs/mapping.md,
+// "Conventions"): the localpart can never hold a colon, while the server name
 // may (a port). Both parts must be non-empty.
 func ParseMXID(mxid string) (localpart, server string, err error) {
 	rest, ok := strings.CutPrefix(mxid, "@")

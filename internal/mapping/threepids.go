@@ -8,7 +8,7 @@ import (
 )
 
 // Threepid maps an email to user_emails and any other medium to
-// user_unsupported_third_party_ids (data-mapping.md, "user_threepids").
+// user_unsupported_third_party_ids (docs/mapping.md, "Third-party IDs").
 func (m *Mapper) Threepid(b *Batch, t synapse.Threepid) error {
 	b.Read++
 	key := t.Medium + "/" + t.Address

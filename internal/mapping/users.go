@@ -6,7 +6,7 @@ import (
 )
 
 // User maps one Synapse user to a MAS user and, when it has a password
-// hash, a user_passwords row (data-mapping.md, "users").
+// hash, a user_passwords row (docs/mapping.md, "Users", "Passwords").
 func (m *Mapper) User(b *Batch, u synapse.User) error {
 	b.Read++
 	local, bad := m.localOf(u.Name)

@@ -14,7 +14,7 @@ type copyTable struct {
 }
 
 // tables lists the batch's tables in foreign-key order, with the columns
-// of the detected schema (mas-schema.md).
+// of the detected schema (docs/mapping.md, "MAS schema versions").
 func (w *Writer) tables(r *Rows) []copyTable {
 	emailCols := []string{"user_email_id", "user_id", "email", "created_at"}
 	if w.schema.EmailConfirmedAt {

@@ -8,8 +8,8 @@ import (
 	"github.com/masflow/masflow/internal/secret"
 )
 
-// ownerJoin resolves the user of a dependent row aliased "t" (data-mapping
-// "Bad rows"): the exact users.name, else the one user whose name matches
+// ownerJoin resolves the user of a dependent row aliased "t" (docs/mapping.md,
+// "Owners of dependent rows"): the exact users.name, else the one user whose name matches
 // case-insensitively. It is a LATERAL probe of users_name_key per row,
 // closed by LIMIT 1 so the planner cannot flatten it into a hash join over
 // the whole users table (which made every page cost O(users)); the
@@ -34,15 +34,15 @@ func ownerDest(o *Owner) []any {
 }
 
 // successorUsed is true for a refresh token "rt" whose successor's access
-// token has been used (data-mapping "Refreshable pairs": drop such pairs).
+// token has been used (docs/mapping.md, "Refresh tokens": such pairs are dropped).
 const successorUsed = `EXISTS (SELECT 1 FROM access_tokens nx
     WHERE nx.refresh_token_id = rt.next_token_id AND nx.used)`
 
 // sessionCreated is the created_at of the session of device "dv": the
 // minimum last_validated over the tokens the import migrates for it —
 // non-puppet, non-refreshable tokens, and the access tokens of refresh
-// pairs (same user and device) whose successor is unused (data-mapping
-// "Sessions"). One probe of access_tokens_device_id covers both kinds.
+// pairs (same user and device) whose successor is unused (docs/mapping.md,
+// "Devices and sessions"). One probe of access_tokens_device_id covers both kinds.
 const sessionCreated = `(SELECT min(a.last_validated) FROM access_tokens a
       LEFT JOIN refresh_tokens rt ON rt.id = a.refresh_token_id
      WHERE a.user_id = dv.user_id AND a.device_id = dv.device_id

@@ -1,6 +1,6 @@
 // Package synapse reads the Synapse database for the import: one
 // keyset-paginated, read-only query per entity, with owners, devices and
-// session times joined in SQL (data-mapping.md). It never writes: every
+// session times joined in SQL (docs/mapping.md). It never writes: every
 // connection is opened with default_transaction_read_only and every query
 // runs in a READ ONLY transaction.
 package synapse

@@ -31,7 +31,7 @@ const ownersInSpanSQL = `SELECT name, name, COALESCE(admin, 0) <> 0, COALESCE(is
   FROM users WHERE name >= $1 AND name <= $2`
 
 // ownersByCaseSQL finds the users matching each of $1 case-insensitively
-// (data-mapping "Bad rows"); only names without an exact match are asked.
+// (docs/mapping.md, "Owners of dependent rows"); only names without an exact match are asked.
 const ownersByCaseSQL = `SELECT k.raw, u.name, COALESCE(u.admin, 0) <> 0, COALESCE(u.is_guest, 0) <> 0,
     COALESCE(u.deactivated, 0) <> 0, u.appservice_id, u.creation_ts
   FROM unnest($1::text[]) AS k(raw) JOIN users u ON lower(u.name) = lower(k.raw)`
@@ -40,7 +40,7 @@ const ownersByCaseSQL = `SELECT k.raw, u.name, COALESCE(u.admin, 0) <> 0, COALES
 const devicesInSpanSQL = `SELECT user_id, device_id, hidden FROM devices WHERE user_id >= $1 AND user_id <= $2`
 
 // sessionTokensSQL lists the last_validated of the tokens a device's
-// session takes its created_at from (data-mapping "Sessions"): its
+// session takes its created_at from (docs/mapping.md, "Devices and sessions"): its
 // non-puppet, non-refreshable tokens, and the access tokens of its refresh
 // pairs (same user and device) whose successor is unused. The minimum per
 // device is taken in Go. Refresh lookups are LATERAL … LIMIT 1 probes:

@@ -44,7 +44,8 @@ func (c *client) unreachable(name string, err error) Probe {
 }
 
 // masUnreachable reports whether Synapse's status says it failed to talk
-// to MAS (homeserver.md: 500 for auth_metadata, 503 for whoami).
+// to MAS (docs/homeserver.md, "Verification after the start"): a
+// gateway error from auth_metadata or whoami.
 func masUnreachable(status int) bool {
 	return status == http.StatusInternalServerError || status == http.StatusBadGateway ||
 		status == http.StatusServiceUnavailable

@@ -13,7 +13,7 @@ import (
 // use, in an order spread over the whole import (the hash of the token's
 // ID, not its time) so a small sample is not all old or all new tokens:
 //   - compat_access_tokens joined to their compat_sessions and users: the
-//     shape the import writes (data-mapping.md, "Tokens");
+//     shape the import writes (docs/mapping.md, "Access tokens");
 //   - s.finished_at IS NULL: a finished session's tokens are dead;
 //   - locked_at, deactivated_at, is_guest: MAS refuses every token of such
 //     a user, although the import migrates locked users' sessions;
@@ -112,7 +112,7 @@ func candidates(ctx context.Context, masDB *pgxpool.Pool, serverName, after stri
 
 // confirm keeps the candidates Synapse had for the same user and device.
 // Users are compared as the import matches them: a case-only difference
-// of the Matrix ID is the same user (data-mapping.md, "Bad rows").
+// of the Matrix ID is the same user (docs/mapping.md, "Owners of dependent rows").
 func confirm(ctx context.Context, synapseDB *pgxpool.Pool, page []candidate) ([]Sample, error) {
 	tokens := make([]string, len(page))
 	for i, c := range page {

@@ -2,8 +2,8 @@
 // delegated to MAS, that clients still work: Synapse answers, advertises
 // MAS as its issuer, clients can discover it, Synapse rejects a junk
 // token, and a sample of migrated access tokens still identify the same
-// user and device as before the migration (homeserver.md, "Verifying
-// after start"). Every outcome is a Probe that is safe to show: no probe,
+// user and device as before the migration (docs/homeserver.md,
+// "Verification after the start"). Every outcome is a Probe that is safe to show: no probe,
 // error or log line carries a token.
 package verify
 

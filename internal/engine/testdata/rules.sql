@@ -1,4 +1,4 @@
--- One Synapse row per rule of data-mapping.md; engine_test.go asserts the
+-- One Synapse row per rule of docs/mapping.md; engine_test.go asserts the
 -- exact MAS rows each becomes. Server name: example.org.
 INSERT INTO users (name, password_hash, creation_ts, admin, is_guest, deactivated, locked, appservice_id) VALUES
   ('@alice:example.org',   '$2b$12$alicehash', 1600000000, 1, 0, 0, false, NULL),  -- regular admin

@@ -1,5 +1,5 @@
 -- The MAS tables masflow writes, as MAS v1.22 has them (written by
--- masflow from mas-schema.md; not MAS's migrations). Only the tables the
+-- masflow from docs/mapping.md, "The MAS tables"; not MAS's migrations). Only the tables the
 -- import touches or that reference them are created.
 --
 -- The eight target tables carry every column, key, foreign key and index

@@ -1,5 +1,5 @@
 -- The Synapse tables masflow reads, as Synapse 1.136+ has them on
--- PostgreSQL (written by masflow from the spec facts; not Synapse's file).
+-- PostgreSQL (written by masflow from the columns docs/mapping.md names; not Synapse's file).
 CREATE TABLE schema_version (
     lock char(1) NOT NULL DEFAULT 'X' UNIQUE,
     version integer NOT NULL,
