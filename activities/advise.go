@@ -17,6 +17,8 @@ type AdviseActivities struct {
 	IgnoreMissingProviders bool
 	// SynapsePython runs Synapse's own config parser (when set).
 	SynapsePython string
+	// Rewrites: the controller rewrites Synapse's config (not none).
+	Rewrites bool
 }
 
 // AdviseInput selects the phase (runtime checks are errors only before
@@ -47,7 +49,8 @@ func (a *AdviseActivities) Advise(ctx context.Context, in AdviseInput) (AdviseRe
 		ignore = in.Rules.IgnoreMissingProviders
 	}
 	rep, err := advisor.Run(ctx, advisor.Input{Synapse: syn, MAS: a.MAS, SynapseDB: a.SynapseDB, MASDB: a.MASDB,
-		Phase: advisor.Phase(in.Phase), IgnoreMissingProviders: ignore, SynapsePython: a.SynapsePython})
+		Phase: advisor.Phase(in.Phase), IgnoreMissingProviders: ignore, SynapsePython: a.SynapsePython,
+		Rewrites: a.Rewrites})
 	if err != nil {
 		return AdviseResult{}, classify(err)
 	}

@@ -78,7 +78,10 @@ func run(settingsFile string, hostOnly bool, flags *pflag.FlagSet) error {
 	if !hostOnly {
 		workers = append(workers, runner.NewWorker(c, set, 30*time.Second))
 	}
-	if q := s.Worker.HostTaskQueue; q != "" {
+	// Only the worker on the Synapse host serves the host queue: a
+	// database worker sharing the settings file must never stop,
+	// reconfigure or start Synapse from elsewhere.
+	if q := s.Worker.HostTaskQueue; q != "" && hostOnly {
 		hw := worker.New(c, q, worker.Options{})
 		activities.Register(hw, activities.Set{Homeserver: set.Homeserver})
 		workers = append(workers, hw)

@@ -66,6 +66,10 @@ type Input struct {
 	HTTP *http.Client
 	// SynapsePython, when set, runs Synapse's own config parser.
 	SynapsePython string
+	// Rewrites: the reconfigure step rewrites Synapse's config (a
+	// controller other than none), removing the keys Synapse refuses
+	// alongside MAS; they are warnings then, not errors.
+	Rewrites bool
 }
 
 // Report is the advisor's result.

@@ -34,6 +34,7 @@ type fixture struct {
 	phase              Phase
 	ignoreProviders    bool
 	python             string
+	rewrites           bool
 }
 
 const baseMAS = `matrix:
@@ -129,7 +130,7 @@ func (f *fixture) run() Report {
 	}
 	defer reader.Close()
 	rep, err := Run(ctx, Input{Synapse: syn, MAS: m, SynapseDB: reader.Pool(), MASDB: pgtest.Pool(t, f.masDSN),
-		Phase: f.phase, IgnoreMissingProviders: f.ignoreProviders, SynapsePython: f.python})
+		Phase: f.phase, IgnoreMissingProviders: f.ignoreProviders, SynapsePython: f.python, Rewrites: f.rewrites})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,6 +161,9 @@ func synYAML(s string) func(*fixture) { return func(f *fixture) { f.synExtra = s
 func masYAML(s string) func(*fixture) { return func(f *fixture) { f.masExtra = s } }
 func synSQL(s string) func(*fixture)  { return func(f *fixture) { pgtest.Exec(f.t, f.synDSN, s) } }
 func masSQL(s string) func(*fixture)  { return func(f *fixture) { pgtest.Exec(f.t, f.masDSN, s) } }
+
+// rewriting: a controller other than none rewrites Synapse's config.
+func rewriting(f *fixture) { f.rewrites = true }
 
 // parser makes homeserver.synapse_python a script with this body.
 func parser(body string) func(*fixture) {
@@ -204,6 +208,8 @@ func checks() []check {
 			masYAML("passwords: {schemes: [{version: 1, algorithm: bcrypt, unicode_normalization: true, secret: pep}, {version: 2, algorithm: argon2id}]}"),
 			masYAML("passwords: {schemes: [{version: 1, algorithm: bcrypt, unicode_normalization: true, secret: pep}]}"), "exact form"},
 		{"guest_access_enabled", Error, 0, synYAML("allow_guest_access: true"), synYAML("allow_guest_access: false"), "guests"},
+		{"guest_access_enabled", Warning, 0, both(synYAML("allow_guest_access: true"), rewriting), nil, "reconfigure step removes it"},
+		{"threepid_changes_enabled", Warning, 0, both(synYAML("enable_3pid_changes: true"), rewriting), nil, "reconfigure step removes it"},
 		{"server_name_mismatch", Error, 0, masYAML("matrix: {homeserver: other.org}"), nil, "other.org"},
 		{"captcha_not_ported", Warning, 0, synYAML("enable_registration_captcha: true"),
 			both(synYAML("enable_registration_captcha: true"), masYAML("captcha: {service: recaptcha_v2}")), "captcha"},

@@ -16,8 +16,8 @@ func crossConfigChecks(ctx context.Context, in Input, add func(Finding)) error {
 	s, m := in.Synapse, in.MAS
 	passwordChecks(in, add)
 	if isTrue(s.Raw, "allow_guest_access") {
-		add(finding("guest_access_enabled", Error, "MAS does not support guests: remove allow_guest_access",
-			"%s: allow_guest_access is true", s.Src("allow_guest_access")))
+		add(removable(in, finding("guest_access_enabled", Error, "MAS does not support guests: remove allow_guest_access",
+			"%s: allow_guest_access is true", s.Src("allow_guest_access"))))
 	}
 	if s.ServerName != m.Homeserver {
 		add(finding("server_name_mismatch", Error, "set matrix.homeserver in the MAS config to Synapse's server_name",

@@ -39,17 +39,17 @@ func synapseConfigChecks(_ context.Context, in Input, add func(Finding)) error {
 			"%s: passwords are checked by a password provider, not Synapse's database", src("password_config")))
 	}
 	if isTrue(raw, "enable_3pid_changes") {
-		add(finding("threepid_changes_enabled", Error, "MAS manages emails: remove enable_3pid_changes",
-			"%s: enable_3pid_changes is true (Synapse refuses to start with MAS)", src("enable_3pid_changes")))
+		add(removable(in, finding("threepid_changes_enabled", Error, "MAS manages emails: remove enable_3pid_changes",
+			"%s: enable_3pid_changes is true (Synapse refuses to start with MAS)", src("enable_3pid_changes"))))
 	}
 	if isTrue(raw, "login_via_existing_session.enabled") {
-		add(finding("login_via_existing_session", Error, "remove login_via_existing_session (MAS replaces it)",
-			"%s: login_via_existing_session.enabled is true (Synapse refuses to start with MAS)", src("login_via_existing_session")))
+		add(removable(in, finding("login_via_existing_session", Error, "remove login_via_existing_session (MAS replaces it)",
+			"%s: login_via_existing_session.enabled is true (Synapse refuses to start with MAS)", src("login_via_existing_session"))))
 	}
 	if present(raw, "experimental_features.msc3861") {
-		add(finding("msc3861_block", Error,
+		add(removable(in, finding("msc3861_block", Error,
 			"remove experimental_features.msc3861: it was removed in Synapse 1.157; masflow writes the matrix_authentication_service section instead",
-			"%s: experimental_features.msc3861 is set", src("experimental_features")))
+			"%s: experimental_features.msc3861 is set", src("experimental_features"))))
 	}
 	if in.Synapse.Database.Name != "psycopg2" {
 		add(finding("database_not_postgres", Error,
@@ -75,3 +75,13 @@ func passwordPlugin(in Input) bool {
 
 // quoteList renders names for messages.
 func quoteList(names []string) string { return fmt.Sprintf("%q", names) }
+
+// removable lowers a finding about a Synapse config key the reconfigure
+// step removes to a warning when that step rewrites the config.
+func removable(in Input, f Finding) Finding {
+	if in.Rewrites {
+		f.Severity = Warning
+		f.Hint = "the reconfigure step removes it (the original stays in <file>.pre-mas); acknowledge this warning"
+	}
+	return f
+}

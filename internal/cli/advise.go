@@ -49,7 +49,7 @@ func Advise(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	defer d.Close()
 	rep, err := advisor.Run(ctx, advisor.Input{Synapse: d.Synapse, MAS: d.MAS, SynapseDB: d.SynapseDB(), MASDB: d.MASPool,
 		Phase: advisor.Phase(*phase), IgnoreMissingProviders: d.Settings.Import.IgnoreMissingProviders,
-		SynapsePython: d.Settings.Homeserver.SynapsePython})
+		SynapsePython: d.Settings.Homeserver.SynapsePython, Rewrites: d.Settings.Homeserver.Controller != "none"})
 	if err != nil {
 		fmt.Fprintln(stderr, "advise:", err)
 		return ExitFail

@@ -46,9 +46,9 @@ func TestMain(m *testing.M) {
 // "Synapse" is this test binary, started and stopped by shell commands.
 type controlled struct {
 	dir, hsFile, base, state string
-	original          []byte
-	start, stop       string
-	common            []string
+	original                 []byte
+	start, stop              string
+	common                   []string
 }
 
 func newControlled(t *testing.T) *controlled {

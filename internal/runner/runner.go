@@ -158,7 +158,7 @@ func (d *Deps) Activities(log *zap.Logger) (activities.Set, error) {
 	return activities.Set{
 		Advise: &activities.AdviseActivities{SynapsePaths: d.Settings.Synapse.Config, MAS: d.MAS,
 			SynapseDB: d.SynapseDB(), MASDB: d.MASPool, IgnoreMissingProviders: d.Settings.Import.IgnoreMissingProviders,
-			SynapsePython: d.Settings.Homeserver.SynapsePython},
+			SynapsePython: d.Settings.Homeserver.SynapsePython, Rewrites: d.Settings.Homeserver.Controller != "none"},
 		Import: &activities.ImportActivities{Reader: d.Reader, MAS: d.MASPool, Log: log, SaltFile: d.Settings.Import.SaltFile,
 			ReportDir:     d.Settings.Import.ReportDir,
 			VerifyStopped: verify.VerifyStopped, Config: engine.Config{
