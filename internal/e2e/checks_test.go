@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -44,6 +45,32 @@ func checkRewrite(t *testing.T, hs *homeserver, original string) {
 	}
 }
 
+// checkVerifyProbes: the stand-in's log shows the verify step's whoami
+// probes reached MAS — the junk token, and every user and device that
+// holds a kept token (verify.sample_tokens exceeds their number).
+func checkVerifyProbes(t *testing.T, log string, p *population) {
+	got := map[string]bool{}
+	for _, line := range strings.Split(log, "\n") {
+		_, probe, ok := strings.Cut(line, "introspect: ")
+		if user, rest, found := strings.Cut(probe, " device "); ok && found && strings.HasSuffix(rest, ": active") {
+			device, _, _ := strings.Cut(rest, " admin ")
+			got[user+" "+device] = true
+		}
+	}
+	want := map[string]bool{}
+	for _, tok := range p.tokens {
+		if tok.fate == kept {
+			want[localpart(tok.UserID)+" "+tok.DeviceID] = true
+		}
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("the verify step's tokens reached MAS for %v, want %v", slices.Sorted(maps.Keys(got)), slices.Sorted(maps.Keys(want)))
+	}
+	if !strings.Contains(log, "introspect: unknown token: inactive") {
+		t.Errorf("the verify step's junk token never reached MAS:\n%s", log)
+	}
+}
+
 // checkIssuer: Synapse advertises the stand-in as its auth server.
 func checkIssuer(t *testing.T, hs *homeserver) {
 	r := hs.api.call(http.MethodGet, "/_matrix/client/v1/auth_metadata", "", nil)
@@ -56,7 +83,7 @@ func checkIssuer(t *testing.T, hs *homeserver) {
 // or dropped (401), as the mapping rules say.
 func checkFates(t *testing.T, hs *homeserver, p *population) {
 	for _, tok := range p.tokens {
-		t.Run(tok.rule, func(t *testing.T) {
+		t.Run(tok.name(), func(t *testing.T) {
 			r := hs.api.whoami(tok.AccessToken)
 			switch tok.fate {
 			case kept:

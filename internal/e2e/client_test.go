@@ -94,8 +94,9 @@ func userPath(userID string) string { return url.PathEscape(userID) }
 
 // registerWithSharedSecret creates a user as register_new_matrix_user
 // does: a nonce, then the HMAC-SHA1 of nonce, username, password and the
-// admin flag keyed with registration_shared_secret.
-func (m matrix) registerWithSharedSecret(sharedSecret, localpart, password string, admin bool) string {
+// admin flag keyed with registration_shared_secret. Synapse logs the new
+// user in on a new device.
+func (m matrix) registerWithSharedSecret(sharedSecret, localpart, password string, admin bool) session {
 	m.t.Helper()
 	nonce := m.must(http.MethodGet, "/_synapse/admin/v1/register", "", nil).str("nonce")
 	mac := hmac.New(sha1.New, []byte(sharedSecret))
@@ -108,7 +109,7 @@ func (m matrix) registerWithSharedSecret(sharedSecret, localpart, password strin
 		"nonce": nonce, "username": localpart, "password": password, "admin": admin,
 		"mac": hex.EncodeToString(mac.Sum(nil)),
 	})
-	return r.str("user_id")
+	return session{UserID: r.str("user_id"), DeviceID: r.str("device_id"), AccessToken: r.str("access_token")}
 }
 
 // session is what a login returns.

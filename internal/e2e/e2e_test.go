@@ -42,14 +42,19 @@ func TestMigrationOfARealSynapse(t *testing.T) {
 	original := readFile(hs.hsFile)
 	before := countRows(t, hs.db.AdminDSN)
 	out := hs.migrate(t, p.warnings, cli.ExitOK)
+	t.Log(out)
+	// Until the checks below, only the verify step asked the stand-in.
+	introspected := readFile(hs.mas.log)
 
 	t.Run("every step ran", func(t *testing.T) {
-		for _, step := range []string{"advise", "approve", "backup", "stop", "sync_schema", "import", "reconcile",
-			"reconfigure", "start", "verify", "finish"} {
-			if !strings.Contains(out, step) {
-				t.Errorf("the result does not mention step %s:\n%s", step, out)
-			}
+		const want = "completed: steps advise, approve, backup, stop, sync_schema, import, reconcile, reconfigure, " +
+			"start, verify, finish;"
+		if !strings.Contains(out, want) {
+			t.Errorf("the result lacks %q:\n%s", want, out)
 		}
+	})
+	t.Run("the verify step tried every migrated token through MAS", func(t *testing.T) {
+		checkVerifyProbes(t, introspected, p)
 	})
 	t.Run("Synapse runs with the rewritten config", func(t *testing.T) { checkRewrite(t, hs, original) })
 	t.Run("auth_metadata names the stand-in's issuer", func(t *testing.T) { checkIssuer(t, hs) })

@@ -244,9 +244,13 @@ func (hs *homeserver) migrate(t *testing.T, ack []string, want int) string {
 	if len(ack) > 0 {
 		args = append(args, "--ack", strings.Join(ack, ","))
 	}
+	// A step that keeps failing is retried for half an hour before the
+	// workflow asks for a human: give up sooner, with the logs.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
 	var out, errOut bytes.Buffer
 	start := time.Now()
-	code := cli.Main(context.Background(), args, &out, &errOut)
+	code := cli.Main(ctx, args, &out, &errOut)
 	t.Logf("starter migrate: exit %d after %s", code, time.Since(start).Round(time.Second))
 	printed := out.String() + errOut.String()
 	if code != want {

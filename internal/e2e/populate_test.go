@@ -19,9 +19,9 @@ const (
 )
 
 // token is an access token Synapse issued, named after the rule its fate
-// proves.
+// proves and where it came from.
 type token struct {
-	rule string
+	rule, origin string
 	session
 	fate fate
 	// before is Synapse's own whoami status before the migration; 0 when
@@ -56,13 +56,37 @@ type population struct {
 func (p *population) register(m matrix, sharedSecret, localpart, password string, admin bool) *account {
 	m.t.Helper()
 	a := &account{localpart: localpart, password: password, admin: admin}
-	a.userID = m.registerWithSharedSecret(sharedSecret, localpart, password, admin)
+	s := m.registerWithSharedSecret(sharedSecret, localpart, password, admin)
+	a.userID = s.UserID
 	p.accounts = append(p.accounts, a)
+	p.add("the token of a shared-secret registration is kept", localpart, s, kept, http.StatusOK)
 	return a
 }
 
-func (p *population) add(rule string, s session, f fate, before int) {
-	p.tokens = append(p.tokens, token{rule: rule, session: s, fate: f, before: before})
+// deactivate deactivates a through the admin API: Synapse deletes its
+// tokens, which were to be kept until now.
+func (p *population) deactivate(m matrix, a *account) {
+	m.t.Helper()
+	m.deactivate(p.admin.AccessToken, a.userID)
+	p.deactivated = append(p.deactivated, a.localpart)
+	for i, tok := range p.tokens {
+		if tok.UserID == a.userID {
+			p.tokens[i].fate, p.tokens[i].before = dropped, http.StatusUnauthorized
+			p.tokens[i].rule = "a deactivated user's token is dropped"
+		}
+	}
+}
+
+func (p *population) add(rule, origin string, s session, f fate, before int) {
+	p.tokens = append(p.tokens, token{rule: rule, origin: origin, session: s, fate: f, before: before})
+}
+
+// name names the token in test output.
+func (tok token) name() string {
+	if tok.origin == "" {
+		return tok.rule
+	}
+	return tok.rule + " (" + tok.origin + ")"
 }
 
 // passwordLogins logs a in once per device name, typing the password as
@@ -75,7 +99,7 @@ func (p *population) passwordLogins(m matrix, a *account, typed string, devices 
 	var last session
 	for _, d := range devices {
 		last = m.login(a.localpart, typed, d, false)
-		p.add("a password login's token is kept ("+a.localpart+", "+d+")", last, kept, http.StatusOK)
+		p.add("a password login's token is kept", a.localpart+", "+d, last, kept, http.StatusOK)
 	}
 	return last
 }
@@ -104,25 +128,23 @@ func populateFull(t *testing.T, hs *homeserver) *population {
 	// Refreshed once, the successor not used yet: both pairs survive.
 	first := m.login(alice.localpart, alice.password, "Alice's tablet", true)
 	next := m.refresh(first)
-	p.add("the first token of a pair refreshed once is kept while its successor is unused", first, kept, http.StatusOK)
-	p.add("the unused successor of a refreshed pair is kept", next, kept, 0)
+	p.add("the first token of a pair refreshed once is kept while its successor is unused", "", first, kept, http.StatusOK)
+	p.add("the unused successor of a refreshed pair is kept", "", next, kept, 0)
 	// Refreshed, and the successor used: the superseded pair is dropped.
 	old := m.login(dave.localpart, dave.password, "Dave's phone", true)
 	used := m.refresh(old)
 	if r := m.whoami(used.AccessToken); r.status != http.StatusOK {
 		t.Fatalf("using dave's refreshed token: %d %v", r.status, r.body)
 	}
-	p.add("a token whose refresh successor was used is dropped", old, dropped, http.StatusOK)
-	p.add("the used successor of a refreshed pair is kept", used, kept, http.StatusOK)
+	p.add("a token whose refresh successor was used is dropped", "", old, dropped, http.StatusOK)
+	p.add("the used successor of a refreshed pair is kept", "", used, kept, http.StatusOK)
 
-	p.add("a puppet token (admin login as user) is dropped", m.loginAs(p.admin.AccessToken, alice.userID), dropped, http.StatusOK)
+	p.add("a puppet token (admin login as user) is dropped", "", m.loginAs(p.admin.AccessToken, alice.userID), dropped, http.StatusOK)
 	p.guest = m.registerGuest()
-	p.add("a guest's token is dropped", p.guest, dropped, http.StatusOK)
+	p.add("a guest's token is dropped", "", p.guest, dropped, http.StatusOK)
 
-	leaving := m.login(erin.localpart, erin.password, "Erin's phone", false)
-	m.deactivate(p.admin.AccessToken, erin.userID)
-	p.deactivated = append(p.deactivated, erin.localpart)
-	p.add("a deactivated user's token is dropped", leaving, dropped, http.StatusUnauthorized)
+	p.passwordLogins(m, erin, "", "Erin's phone")
+	p.deactivate(m, erin)
 
 	m.updateUser(p.admin.AccessToken, alice.userID, map[string]any{
 		"threepids":    []map[string]string{{"medium": "email", "address": "alice@example.org"}},
@@ -151,10 +173,10 @@ func populateSmall(t *testing.T, hs *homeserver) *population {
 	if r := m.whoami(used.AccessToken); r.status != http.StatusOK {
 		t.Fatalf("using alice's refreshed token: %d %v", r.status, r.body)
 	}
-	p.add("a token whose refresh successor was used is dropped", old, dropped, http.StatusOK)
-	p.add("the used successor of a refreshed pair is kept", used, kept, http.StatusOK)
+	p.add("a token whose refresh successor was used is dropped", "", old, dropped, http.StatusOK)
+	p.add("the used successor of a refreshed pair is kept", "", used, kept, http.StatusOK)
 	p.guest = m.registerGuest()
-	p.add("a guest's token is dropped", p.guest, dropped, http.StatusOK)
+	p.add("a guest's token is dropped", "", p.guest, dropped, http.StatusOK)
 	return p
 }
 
@@ -170,11 +192,11 @@ func (p *population) checkSynapseAuth(t *testing.T, m matrix, when string) {
 		}
 		r := m.whoami(tok.AccessToken)
 		if r.status != tok.before {
-			t.Errorf("%s, %s: whoami answered %d, want %d (%v)", when, tok.rule, r.status, tok.before, r.body)
+			t.Errorf("%s, %s: whoami answered %d, want %d (%v)", when, tok.name(), r.status, tok.before, r.body)
 			continue
 		}
 		if r.status == http.StatusOK && (r.str("user_id") != tok.UserID || r.str("device_id") != tok.DeviceID) {
-			t.Errorf("%s, %s: whoami says %s device %q, want %s device %q", when, tok.rule,
+			t.Errorf("%s, %s: whoami says %s device %q, want %s device %q", when, tok.name(),
 				r.str("user_id"), r.str("device_id"), tok.UserID, tok.DeviceID)
 		}
 	}
