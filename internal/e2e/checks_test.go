@@ -17,26 +17,44 @@ import (
 	"golang.org/x/text/unicode/norm"
 )
 
-// checkRewrite: the config delegates to MAS with Synapse's conflicting
-// settings off, the original is kept beside it, Synapse's own parser
-// accepts it, and Synapse runs with it.
-func checkRewrite(t *testing.T, hs *homeserver, original string) {
-	rewritten := readFile(hs.hsFile)
-	for _, want := range []string{"matrix_authentication_service:", `endpoint: "` + hs.masURL + `"`, "enabled: false",
-		"pepper: \"" + hs.pepper + "\""} {
-		if !strings.Contains(rewritten, want) {
-			t.Errorf("the rewritten config lacks %q:\n%s", want, rewritten)
+// checkRewrite: the main file delegates to MAS with password login off,
+// conf.d's SSO file is emptied, the rate limits are untouched, each
+// edited file's original is kept beside it, Synapse's own parser accepts
+// the result, and Synapse runs with it.
+func checkRewrite(t *testing.T, hs *homeserver, original map[string]string) {
+	f := hs.synapseConf
+	for _, c := range []struct {
+		rule, file string
+		has, lacks []string
+	}{
+		{"homeserver.yaml delegates, keeps the pepper and drops guests", f.main,
+			[]string{"matrix_authentication_service:", `endpoint: "` + hs.masURL + `"`, "  enabled: false",
+				`pepper: "` + hs.pepper + `"`},
+			[]string{"allow_guest_access", "enable_registration"}},
+		{"conf.d's SSO file is emptied", f.sso, []string{"{}"}, []string{"oidc_providers"}},
+	} {
+		got := readFile(c.file)
+		for _, want := range c.has {
+			if !strings.Contains(got, want) {
+				t.Errorf("%s: %s lacks %q:\n%s", c.rule, c.file, want, got)
+			}
+		}
+		for _, gone := range c.lacks {
+			if strings.Contains(got, gone) {
+				t.Errorf("%s: %s still has %q:\n%s", c.rule, c.file, gone, got)
+			}
+		}
+		if kept := readFile(c.file + ".pre-mas"); kept != original[c.file] {
+			t.Errorf("%s.pre-mas is not the original:\n%s", c.file, kept)
 		}
 	}
-	for _, gone := range []string{"oidc_providers:", "allow_guest_access:"} {
-		if strings.Contains(rewritten, gone) {
-			t.Errorf("the rewritten config still has %q:\n%s", gone, rewritten)
-		}
+	if readFile(f.rateLimits) != original[f.rateLimits] {
+		t.Errorf("%s was changed", f.rateLimits)
 	}
-	if got := readFile(hs.hsFile + ".pre-mas"); got != original {
-		t.Errorf("homeserver.yaml.pre-mas is not the original:\n%s", got)
+	if _, err := os.Stat(f.rateLimits + ".pre-mas"); !os.IsNotExist(err) {
+		t.Errorf("an unchanged file got a .pre-mas copy: %v", err)
 	}
-	out, err := exec.Command(hs.python, "-m", "synapse.config", "-c", hs.hsFile).CombinedOutput()
+	out, err := exec.Command(hs.python, append([]string{"-m", "synapse.config"}, configArgs(f.args())...)...).CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "Config parses OK!") {
 		t.Errorf("Synapse's parser on the rewritten config: %v\n%s", err, out)
 	}

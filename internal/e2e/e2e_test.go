@@ -33,13 +33,14 @@ func TestMain(m *testing.M) {
 }
 
 // The whole migration of a live homeserver: backup, stop, mas-cli config
-// sync, import, reconcile, reconfigure (checked by Synapse's own parser),
+// sync, import, reconcile, reconfigure of homeserver.yaml and conf.d
+// (checked by Synapse's own parser),
 // start, verify, finish — and afterwards every session that should
 // survive works, as the same user and device, through MAS.
 func TestMigrationOfARealSynapse(t *testing.T) {
 	hs := newHomeserver(t, func(_ *testing.T, _, python string) string { return python })
 	p := prepare(t, hs, populateFull)
-	original := readFile(hs.hsFile)
+	original := readAll(hs.synapseConf.all())
 	before := countRows(t, hs.db.AdminDSN)
 	out := hs.migrate(t, p.warnings, cli.ExitOK)
 	t.Log(out)
@@ -79,7 +80,7 @@ func TestMigrationOfARealSynapse(t *testing.T) {
 func TestRefusedRewriteRollsBackARealSynapse(t *testing.T) {
 	hs := newHomeserver(t, refusingParser)
 	p := prepare(t, hs, populateSmall)
-	original := readFile(hs.hsFile)
+	original := readAll(hs.synapseConf.all())
 	out := hs.migrate(t, p.warnings, cli.ExitMigrationFailed)
 
 	for _, want := range []string{"rolled_back", "site policy refuses matrix_authentication_service"} {
@@ -87,11 +88,13 @@ func TestRefusedRewriteRollsBackARealSynapse(t *testing.T) {
 			t.Errorf("the starter's output lacks %q:\n%s", want, out)
 		}
 	}
-	if got := readFile(hs.hsFile); got != original {
-		t.Errorf("homeserver.yaml is not the original byte for byte:\n%s", got)
-	}
-	if _, err := os.Stat(hs.hsFile + ".pre-mas"); !os.IsNotExist(err) {
-		t.Errorf("the .pre-mas copy is left behind: %v", err)
+	for path, was := range original {
+		if got := readFile(path); got != was {
+			t.Errorf("%s is not the original byte for byte:\n%s", path, got)
+		}
+		if _, err := os.Stat(path + ".pre-mas"); !os.IsNotExist(err) {
+			t.Errorf("the .pre-mas copy of %s is left behind: %v", path, err)
+		}
 	}
 	if r := hs.api.call(http.MethodGet, "/_matrix/client/v1/auth_metadata", "", nil); r.status != http.StatusNotFound {
 		t.Errorf("auth_metadata answered %d, want 404: Synapse must run without delegation (%v)", r.status, r.body)
@@ -139,7 +142,7 @@ func prepare(t *testing.T, hs *homeserver, populate func(*testing.T, *homeserver
 		t.Fatalf("advise with allow_guest_access: true: exit %d, want %d with guest_access_enabled: %+v",
 			code, advisor.ExitErrors, rep.Findings)
 	}
-	disableGuests(t, hs.hsFile)
+	disableGuests(t, hs.synapseConf.main)
 	hs.restartSynapse(t)
 	waitNoPendingDeactivation(t, hs.db.AdminDSN)
 	code, rep := hs.advise(t)

@@ -31,7 +31,8 @@ const providerULID = "01JE2EPR0V1DER000000000000"
 // with the command controller.
 type homeserver struct {
 	dir, python                     string
-	hsFile, masFile, settings       string
+	synapseConf                     synapseFiles
+	masFile, settings               string
 	synapseURL, masURL, wellKnown   string
 	pepper, sharedSecret, masSecret string
 	db                              synapseDB
@@ -54,9 +55,9 @@ func newHomeserver(t *testing.T, parser func(t *testing.T, dir, python string) s
 	hs.db = createSynapseDB(t)
 	hs.masDSN = pgtest.Database(t, pgtest.MAS)
 	hs.createProvider(t)
-	hs.hsFile = writeHomeserverYAML(t, synapseConfig{Dir: hs.dir, BaseURL: hs.synapseURL, Port: synapsePort, DB: hs.db,
+	hs.synapseConf = writeSynapseConfig(t, synapseConfig{Dir: hs.dir, BaseURL: hs.synapseURL, Port: synapsePort, DB: hs.db,
 		Pepper: hs.pepper, SharedSecret: hs.sharedSecret, MacaroonKey: randomHex(t, 16), FormSecret: randomHex(t, 16)})
-	generateKeys(t, hs.python, hs.hsFile)
+	generateKeys(t, hs.python, hs.synapseConf)
 	hs.masFile = hs.writeFile(t, "mas.yaml", fmt.Sprintf(masYAML, hs.masURL, masPort, hs.masDSN, hs.masSecret,
 		hs.synapseURL, hs.pepper, providerULID))
 	hs.wellKnown = hs.serveWellKnown(t)
@@ -70,7 +71,7 @@ func newHomeserver(t *testing.T, parser func(t *testing.T, dir, python string) s
 		t.Fatal(err)
 	}
 	hs.synapse = newService(t, hs.dir, "synapse", hs.synapseURL+"health", nil,
-		hs.python, "-m", "synapse.app.homeserver", "-c", hs.hsFile)
+		append([]string{hs.python, "-m", "synapse.app.homeserver"}, configArgs(hs.synapseConf.args())...)...)
 	hs.mas = newService(t, hs.dir, "mas", hs.masURL+"health", []string{playMASEnv + "=" + hs.masFile}, self)
 	hs.settings = hs.writeSettings(t, masCLI, parser(t, hs.dir, hs.python))
 	hs.synapse.Start(t)
@@ -129,7 +130,7 @@ upstream_oauth2:
 // test's directory.
 const settingsYAML = `# masflow settings of the end-to-end test.
 synapse:
-  config: ["%[1]s"]
+  config: ["%[1]s", "%[8]s"]
 mas:
   cli: "%[2]s"
   config: ["%[3]s"]
@@ -163,8 +164,8 @@ func (hs *homeserver) writeSettings(t *testing.T, masCLI, python string) string 
 	if err := os.MkdirAll(filepath.Join(hs.dir, "report"), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	return hs.writeFile(t, "masflow.yaml", fmt.Sprintf(settingsYAML, hs.hsFile, masCLI, hs.masFile, hs.dir, python,
-		hs.synapseURL, hs.wellKnown))
+	return hs.writeFile(t, "masflow.yaml", fmt.Sprintf(settingsYAML, hs.synapseConf.main, masCLI, hs.masFile, hs.dir, python,
+		hs.synapseURL, hs.wellKnown, hs.synapseConf.confDir))
 }
 
 func (hs *homeserver) writeFile(t *testing.T, name, body string) string {

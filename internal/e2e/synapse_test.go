@@ -156,12 +156,12 @@ type synapseConfig struct {
 }
 
 // homeserverYAML is a realistic homeserver.yaml: comments, block style,
-// the settings an operator of a small homeserver with SSO has, and the
-// ones the migration rewrites (password_config.enabled, oidc_providers,
-// allow_guest_access).
+// and the settings the migration rewrites (password_config.enabled,
+// allow_guest_access). SSO and rate limits are in conf.d, as in split
+// deployments.
 var homeserverYAML = template.Must(template.New("homeserver.yaml").Parse(`# Synapse configuration of masflow's end-to-end test: a throwaway
 # homeserver on loopback, written by internal/e2e. Every path is in the
-# test's temporary directory.
+# test's temporary directory. Started with -c homeserver.yaml -c conf.d.
 
 server_name: "` + serverName + `"
 public_baseurl: "{{.BaseURL}}"
@@ -213,8 +213,12 @@ refreshable_access_token_lifetime: 1h
 
 # Guests may register (kind=guest) and read public rooms.
 allow_guest_access: true
+`))
 
-# Single sign-on through the company's identity provider.
+// ssoYAML is conf.d/10-sso.yaml: single sign-on through the company's
+// identity provider (configured, never used by the test). The migration
+// removes its only setting.
+const ssoYAML = `# Single sign-on through the company's identity provider.
 oidc_providers:
   - idp_id: corp
     idp_name: "Corporate SSO"
@@ -228,9 +232,12 @@ oidc_providers:
     scopes: ["openid", "profile"]
     user_mapping_provider:
       config:
-        localpart_template: "{{"{{"}} user.preferred_username {{"}}"}}"
+        localpart_template: "{{ user.preferred_username }}"
+`
 
-# Rate limits off: the test registers and logs in many times a second.
+// rateLimitsYAML is conf.d/20-ratelimits.yaml, which the migration leaves
+// alone.
+const rateLimitsYAML = `# Rate limits off: the test registers and logs in many times a second.
 rc_login:
   address:
     per_second: 1000
@@ -247,28 +254,64 @@ rc_registration:
 rc_message:
   per_second: 1000
   burst_count: 1000
-`))
+`
 
-// writeHomeserverYAML writes Synapse's config into c.Dir.
-func writeHomeserverYAML(t *testing.T, c synapseConfig) string {
+// synapseFiles are Synapse's config files: the -c arguments (the main
+// file and conf.d) and the files in conf.d.
+type synapseFiles struct {
+	main, confDir, sso, rateLimits string
+}
+
+// args are the paths Synapse is started with.
+func (f synapseFiles) args() []string { return []string{f.main, f.confDir} }
+
+// all are the config files themselves.
+func (f synapseFiles) all() []string { return []string{f.main, f.sso, f.rateLimits} }
+
+// writeSynapseConfig writes homeserver.yaml and conf.d into c.Dir.
+func writeSynapseConfig(t *testing.T, c synapseConfig) synapseFiles {
 	t.Helper()
 	var b bytes.Buffer
 	if err := homeserverYAML.Execute(&b, c); err != nil {
 		t.Fatal(err)
 	}
-	path := filepath.Join(c.Dir, "homeserver.yaml")
-	if err := os.WriteFile(path, b.Bytes(), 0o600); err != nil {
+	f := synapseFiles{main: filepath.Join(c.Dir, "homeserver.yaml"), confDir: filepath.Join(c.Dir, "conf.d")}
+	f.sso, f.rateLimits = filepath.Join(f.confDir, "10-sso.yaml"), filepath.Join(f.confDir, "20-ratelimits.yaml")
+	if err := os.Mkdir(f.confDir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	return path
+	for path, body := range map[string][]byte{f.main: b.Bytes(), f.sso: []byte(ssoYAML), f.rateLimits: []byte(rateLimitsYAML)} {
+		if err := os.WriteFile(path, body, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return f
+}
+
+// configArgs are -c flags for the paths.
+func configArgs(paths []string) []string {
+	var out []string
+	for _, p := range paths {
+		out = append(out, "-c", p)
+	}
+	return out
+}
+
+// readAll reads files into a map, for comparing them later.
+func readAll(paths []string) map[string]string {
+	out := map[string]string{}
+	for _, p := range paths {
+		out[p] = readFile(p)
+	}
+	return out
 }
 
 // generateKeys has Synapse create its signing key, which also checks the
 // config parses.
-func generateKeys(t *testing.T, python, hsFile string) {
+func generateKeys(t *testing.T, python string, f synapseFiles) {
 	t.Helper()
-	cmd := exec.Command(python, "-m", "synapse.app.homeserver", "--generate-keys", "-c", hsFile)
-	cmd.Dir = filepath.Dir(hsFile)
+	cmd := exec.Command(python, append([]string{"-m", "synapse.app.homeserver", "--generate-keys"}, configArgs(f.args())...)...)
+	cmd.Dir = filepath.Dir(f.main)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("synapse --generate-keys: %v\n%s", err, out)
 	}
