@@ -48,6 +48,7 @@ fuzz:
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "run gofmt -w"; exit 1; }
 	$(GO) vet $(PKGS)
+	$(GO) vet -tags e2e ./internal/e2e/
 	$(GO) run $(WORKFLOWCHECK) ./workflows/...
 
 # Benchmark: generates a synthetic homeserver (BENCH_USERS users) in the

@@ -198,19 +198,11 @@ func passwordCases(p *population, pepper string) []passwordCase {
 				masPasswordInput(a.password, pepper), true})
 		}
 	}
-	find := func(name string) *account {
-		for _, a := range p.accounts {
-			if a.localpart == name {
-				return a
-			}
-		}
-		return &account{localpart: name}
-	}
-	if a := find("alice"); a.password != "" {
+	if a := p.account("alice"); a != nil {
 		cases = append(cases, passwordCase{"without the pepper alice's password does not verify", "alice",
 			[]byte(a.password), false})
 	}
-	if a := find("fullwidth"); a.password != "" {
+	if a := p.account("fullwidth"); a != nil {
 		cases = append(cases, passwordCase{"without NFKC the full-width password does not verify", "fullwidth",
 			append([]byte(a.password), pepper...), false})
 	}

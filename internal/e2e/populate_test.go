@@ -77,6 +77,16 @@ func (p *population) deactivate(m matrix, a *account) {
 	}
 }
 
+// account finds a registered account (nil when there is none).
+func (p *population) account(localpart string) *account {
+	for _, a := range p.accounts {
+		if a.localpart == localpart {
+			return a
+		}
+	}
+	return nil
+}
+
 func (p *population) add(rule, origin string, s session, f fate, before int) {
 	p.tokens = append(p.tokens, token{rule: rule, origin: origin, session: s, fate: f, before: before})
 }
@@ -104,6 +114,37 @@ func (p *population) passwordLogins(m matrix, a *account, typed string, devices 
 	return last
 }
 
+// refreshOnce logs a in with a refresh token and refreshes it once,
+// leaving the successor unused: both pairs are kept. The successor must
+// not be used before the migration (that would supersede the first).
+func (p *population) refreshOnce(m matrix, a *account, device string) {
+	m.t.Helper()
+	first := m.login(a.localpart, a.password, device, true)
+	next := m.refresh(first)
+	p.add("the first token of a pair refreshed once is kept while its successor is unused", a.localpart, first, kept, http.StatusOK)
+	p.add("the unused successor of a refreshed pair is kept", a.localpart, next, kept, 0)
+}
+
+// supersede logs a in with a refresh token, refreshes it and uses the
+// successor: the first pair is dropped, the successor kept.
+func (p *population) supersede(m matrix, a *account, device string) {
+	m.t.Helper()
+	old := m.login(a.localpart, a.password, device, true)
+	used := m.refresh(old)
+	if r := m.whoami(used.AccessToken); r.status != http.StatusOK {
+		m.t.Fatalf("using %s's refreshed token: %d %v", a.localpart, r.status, r.body)
+	}
+	p.add("a token whose refresh successor was used is dropped", a.localpart, old, dropped, http.StatusOK)
+	p.add("the used successor of a refreshed pair is kept", a.localpart, used, kept, http.StatusOK)
+}
+
+// addGuest registers a guest, whose token is dropped.
+func (p *population) addGuest(m matrix) {
+	m.t.Helper()
+	p.guest = m.registerGuest()
+	p.add("a guest's token is dropped", "", p.guest, dropped, http.StatusOK)
+}
+
 // populateFull creates every case the migration distinguishes.
 func populateFull(t *testing.T, hs *homeserver) *population {
 	t.Helper()
@@ -125,23 +166,10 @@ func populateFull(t *testing.T, hs *homeserver) *population {
 	p.passwordLogins(m, wide, "", "typed full-width")
 	p.passwordLogins(m, wide, "Password1", "typed normalised")
 
-	// Refreshed once, the successor not used yet: both pairs survive.
-	first := m.login(alice.localpart, alice.password, "Alice's tablet", true)
-	next := m.refresh(first)
-	p.add("the first token of a pair refreshed once is kept while its successor is unused", "", first, kept, http.StatusOK)
-	p.add("the unused successor of a refreshed pair is kept", "", next, kept, 0)
-	// Refreshed, and the successor used: the superseded pair is dropped.
-	old := m.login(dave.localpart, dave.password, "Dave's phone", true)
-	used := m.refresh(old)
-	if r := m.whoami(used.AccessToken); r.status != http.StatusOK {
-		t.Fatalf("using dave's refreshed token: %d %v", r.status, r.body)
-	}
-	p.add("a token whose refresh successor was used is dropped", "", old, dropped, http.StatusOK)
-	p.add("the used successor of a refreshed pair is kept", "", used, kept, http.StatusOK)
-
+	p.refreshOnce(m, alice, "Alice's tablet")
+	p.supersede(m, dave, "Dave's phone")
 	p.add("a puppet token (admin login as user) is dropped", "", m.loginAs(p.admin.AccessToken, alice.userID), dropped, http.StatusOK)
-	p.guest = m.registerGuest()
-	p.add("a guest's token is dropped", "", p.guest, dropped, http.StatusOK)
+	p.addGuest(m)
 
 	p.passwordLogins(m, erin, "", "Erin's phone")
 	p.deactivate(m, erin)
@@ -168,15 +196,8 @@ func populateSmall(t *testing.T, hs *homeserver) *population {
 	alice := p.register(m, hs.sharedSecret, "alice", "correct horse battery staple", false)
 	p.admin = p.passwordLogins(m, root, "", "root's console")
 	p.user = p.passwordLogins(m, alice, "", "Alice's phone", "Alice's laptop")
-	old := m.login(alice.localpart, alice.password, "Alice's tablet", true)
-	used := m.refresh(old)
-	if r := m.whoami(used.AccessToken); r.status != http.StatusOK {
-		t.Fatalf("using alice's refreshed token: %d %v", r.status, r.body)
-	}
-	p.add("a token whose refresh successor was used is dropped", "", old, dropped, http.StatusOK)
-	p.add("the used successor of a refreshed pair is kept", "", used, kept, http.StatusOK)
-	p.guest = m.registerGuest()
-	p.add("a guest's token is dropped", "", p.guest, dropped, http.StatusOK)
+	p.supersede(m, alice, "Alice's tablet")
+	p.addGuest(m)
 	return p
 }
 
