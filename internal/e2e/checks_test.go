@@ -91,7 +91,7 @@ func checkVerifyProbes(t *testing.T, log string, p *population) {
 
 // checkIssuer: Synapse advertises the stand-in as its auth server.
 func checkIssuer(t *testing.T, hs *homeserver) {
-	r := hs.api.call(http.MethodGet, "/_matrix/client/v1/auth_metadata", "", nil)
+	r := hs.api.in(t).call(http.MethodGet, "/_matrix/client/v1/auth_metadata", "", nil)
 	if r.status != http.StatusOK || r.str("issuer") != hs.masURL {
 		t.Errorf("auth_metadata answered %d with issuer %q, want 200 with %q (%v)", r.status, r.str("issuer"), hs.masURL, r.body)
 	}
@@ -102,7 +102,7 @@ func checkIssuer(t *testing.T, hs *homeserver) {
 func checkFates(t *testing.T, hs *homeserver, p *population) {
 	for _, tok := range p.tokens {
 		t.Run(tok.name(), func(t *testing.T) {
-			r := hs.api.whoami(tok.AccessToken)
+			r := hs.api.in(t).whoami(tok.AccessToken)
 			switch tok.fate {
 			case kept:
 				if r.status != http.StatusOK || r.str("user_id") != tok.UserID || r.str("device_id") != tok.DeviceID {

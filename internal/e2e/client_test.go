@@ -27,6 +27,10 @@ type matrix struct {
 	base string // Synapse's base URL, without a trailing slash
 }
 
+// in is the same client failing t instead (a subtest must not fail
+// its parent).
+func (m matrix) in(t *testing.T) matrix { return matrix{t: t, base: m.base} }
+
 // reply is an answer: its status and JSON body.
 type reply struct {
 	status int

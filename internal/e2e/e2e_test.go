@@ -34,9 +34,9 @@ func TestMain(m *testing.M) {
 
 // The whole migration of a live homeserver: backup, stop, mas-cli config
 // sync, import, reconcile, reconfigure of homeserver.yaml and conf.d
-// (checked by Synapse's own parser),
-// start, verify, finish — and afterwards every session that should
-// survive works, as the same user and device, through MAS.
+// (checked by Synapse's own parser), start, verify, finish — and
+// afterwards every session that should survive works, as the same user
+// and device, through MAS.
 func TestMigrationOfARealSynapse(t *testing.T) {
 	hs := newHomeserver(t, func(_ *testing.T, _, python string) string { return python })
 	p := prepare(t, hs, populateFull)
@@ -60,7 +60,7 @@ func TestMigrationOfARealSynapse(t *testing.T) {
 	t.Run("Synapse runs with the rewritten config", func(t *testing.T) { checkRewrite(t, hs, original) })
 	t.Run("auth_metadata names the stand-in's issuer", func(t *testing.T) { checkIssuer(t, hs) })
 	t.Run("tokens", func(t *testing.T) { checkFates(t, hs, p) })
-	t.Run("admin rights", func(t *testing.T) { checkAdminAPI(t, hs.api, p, "after the migration") })
+	t.Run("admin rights", func(t *testing.T) { checkAdminAPI(t, hs.api.in(t), p, "after the migration") })
 	t.Run("passwords verify with MAS's rule", func(t *testing.T) { checkPasswords(t, hs, p) })
 	t.Run("every device of an active user is a compat session", func(t *testing.T) { checkSessions(t, hs) })
 	t.Run("emails, phone numbers, SSO links and user flags", func(t *testing.T) { checkAccounts(t, hs, p) })
