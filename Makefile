@@ -9,7 +9,13 @@ TEST_DB    = $${MASFLOW_TEST_DATABASE_URL:-$$(bash .ci/postgres)}
 TEMPORAL_CLI_VERSION := v1.5.1
 WORKFLOWCHECK        := go.temporal.io/sdk/contrib/tools/workflowcheck@v0.6.0
 
-.PHONY: build test fuzz lint bench demo clean
+# The Synapse the end-to-end test migrates: pinned, from PyPI, into a
+# virtualenv kept in build/ (reinstalled when the pin changes).
+SYNAPSE_VERSION := 1.163.2
+SYNAPSE_VENV    := build/synapse-venv
+PYTHON          ?= python3
+
+.PHONY: build test e2e fuzz lint bench demo clean
 
 build: bin/temporal
 	$(GO) build -o bin/ ./starter ./worker
@@ -21,6 +27,19 @@ bin/temporal:
 test: bin/temporal
 	MASFLOW_TEST_DATABASE_URL="$(TEST_DB)" $(GO) test -count=1 -timeout 30m $(PKGS)
 
+# End-to-end: the whole migration of a real Synapse on loopback, every
+# step done by masflow (command controller), MAS played by a stand-in
+# that answers Synapse's token introspection from the migrated database.
+e2e: bin/temporal $(SYNAPSE_VENV)/.installed-$(SYNAPSE_VERSION)
+	MASFLOW_TEST_DATABASE_URL="$(TEST_DB)" MASFLOW_E2E_SYNAPSE_VENV="$(CURDIR)/$(SYNAPSE_VENV)" \
+		$(GO) test -tags e2e -count=1 -timeout 20m -v ./internal/e2e/
+
+$(SYNAPSE_VENV)/.installed-$(SYNAPSE_VERSION):
+	rm -rf $(SYNAPSE_VENV)
+	$(PYTHON) -m venv $(SYNAPSE_VENV)
+	$(SYNAPSE_VENV)/bin/pip install --quiet --disable-pip-version-check 'matrix-synapse[postgres,oidc]==$(SYNAPSE_VERSION)'
+	touch $@
+
 # Longer fuzzing of the parsers (the seed corpus already runs in `make test`).
 fuzz:
 	$(GO) test -run XXX -fuzz FuzzParseMXID -fuzztime 30s ./internal/mapping
@@ -29,6 +48,7 @@ fuzz:
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "run gofmt -w"; exit 1; }
 	$(GO) vet $(PKGS)
+	$(GO) vet -tags e2e ./internal/e2e/
 	$(GO) run $(WORKFLOWCHECK) ./workflows/...
 
 # Benchmark: generates a synthetic homeserver (BENCH_USERS users) in the
@@ -52,4 +72,4 @@ demo: bin/temporal
 	$(GO) run ./starter migrate --dev -c $$settings --steps advise,import,reconcile
 
 clean:
-	rm -rf bin .masflow
+	rm -rf bin .masflow build

@@ -1,0 +1,219 @@
+//go:build e2e
+
+// Package e2e migrates a real Synapse — the pinned release `make e2e`
+// installs into build/synapse-venv — with the whole workflow, every step
+// performed by masflow through the command controller, and checks that
+// the sessions clients hold still work. MAS itself cannot be installed
+// here: a stand-in (masdouble_test.go) answers Synapse's token
+// introspection from the migrated MAS database.
+//
+// Only `go test -tags e2e` builds this package (`make e2e`).
+package e2e
+
+import (
+	"context"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/masflow/masflow/internal/advisor"
+	"github.com/masflow/masflow/internal/cli"
+)
+
+func TestMain(m *testing.M) {
+	if configFile := os.Getenv(playMASEnv); configFile != "" {
+		os.Exit(playMAS(configFile))
+	}
+	os.Exit(m.Run())
+}
+
+// The whole migration of a live homeserver: backup, stop, mas-cli config
+// sync, import, reconcile, reconfigure of homeserver.yaml and conf.d
+// (checked by Synapse's own parser), start, verify, finish — and
+// afterwards every session that should survive works, as the same user
+// and device, through MAS.
+func TestMigrationOfARealSynapse(t *testing.T) {
+	hs := newHomeserver(t, func(_ *testing.T, _, python string) string { return python })
+	p := prepare(t, hs, populateFull)
+	original := readAll(hs.synapseConf.all())
+	before := countRows(t, hs.db.AdminDSN)
+	out := hs.migrate(t, p.warnings, cli.ExitOK)
+	t.Log(out)
+	// Until the checks below, only the verify step asked the stand-in.
+	introspected := readFile(hs.mas.log)
+
+	t.Run("every step ran", func(t *testing.T) {
+		const want = "completed: steps advise, approve, backup, stop, sync_schema, import, reconcile, reconfigure, " +
+			"start, verify, finish;"
+		if !strings.Contains(out, want) {
+			t.Errorf("the result lacks %q:\n%s", want, out)
+		}
+	})
+	t.Run("the verify step tried every migrated token through MAS", func(t *testing.T) {
+		checkVerifyProbes(t, introspected, p)
+	})
+	t.Run("Synapse runs with the rewritten config", func(t *testing.T) { checkRewrite(t, hs, original) })
+	t.Run("auth_metadata names the stand-in's issuer", func(t *testing.T) { checkIssuer(t, hs) })
+	t.Run("tokens", func(t *testing.T) { checkFates(t, hs, p) })
+	t.Run("admin rights", func(t *testing.T) { checkAdminAPI(t, hs.api.in(t), p, "after the migration") })
+	t.Run("passwords verify with MAS's rule", func(t *testing.T) { checkPasswords(t, hs, p) })
+	t.Run("every device of an active user is a compat session", func(t *testing.T) { checkSessions(t, hs) })
+	t.Run("emails, phone numbers, SSO links and user flags", func(t *testing.T) { checkAccounts(t, hs, p) })
+	t.Run("the Synapse backup restores", func(t *testing.T) { checkBackup(t, hs, before) })
+	t.Run("mas-cli config sync ran", func(t *testing.T) {
+		got := readFile(filepath.Join(hs.dir, "mas-cli.log"))
+		if want := "--config " + hs.masFile + " config sync"; !strings.Contains(got, want) {
+			t.Errorf("mas-cli was called with %q, want %q", got, want)
+		}
+	})
+}
+
+// A failure after the stop — Synapse's parser (here wrapped with a site
+// policy) refuses the rewritten config — is compensated: the original
+// config byte for byte, Synapse started the old way, MAS left stopped,
+// and every old session works again on Synapse's own auth.
+func TestRefusedRewriteRollsBackARealSynapse(t *testing.T) {
+	hs := newHomeserver(t, refusingParser)
+	p := prepare(t, hs, populateSmall)
+	original := readAll(hs.synapseConf.all())
+	out := hs.migrate(t, p.warnings, cli.ExitMigrationFailed)
+
+	for _, want := range []string{"rolled_back", "site policy refuses matrix_authentication_service"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the starter's output lacks %q:\n%s", want, out)
+		}
+	}
+	for path, was := range original {
+		if got := readFile(path); got != was {
+			t.Errorf("%s is not the original byte for byte:\n%s", path, got)
+		}
+		if _, err := os.Stat(path + ".pre-mas"); !os.IsNotExist(err) {
+			t.Errorf("the .pre-mas copy of %s is left behind: %v", path, err)
+		}
+	}
+	if r := hs.api.call(http.MethodGet, "/_matrix/client/v1/auth_metadata", "", nil); r.status != http.StatusNotFound {
+		t.Errorf("auth_metadata answered %d, want 404: Synapse must run without delegation (%v)", r.status, r.body)
+	}
+	if answers(hs.mas.health) {
+		t.Error("the MAS stand-in answers: after a rollback MAS stays stopped")
+	}
+	p.checkSynapseAuth(t, hs.api, "after the rollback")
+	checkAdminAPI(t, hs.api, p, "after the rollback")
+}
+
+// refusingParser is homeserver.synapse_python for the rollback: Synapse's
+// own parser, then a site policy refusing delegation. The current config
+// passes (the advisor checks it before the downtime); the rewrite fails.
+func refusingParser(t *testing.T, dir, python string) string {
+	path := filepath.Join(dir, "synapse-config-check")
+	body := "#!/bin/sh\n# Synapse's own parser, then the site's policy.\n" + shellQuote(python) + ` "$@" || exit $?
+for arg in "$@"; do
+  case "$arg" in
+    *.yaml) if grep -q '^matrix_authentication_service:' "$arg"; then
+        echo "site policy refuses matrix_authentication_service in $arg" >&2
+        exit 1
+      fi ;;
+  esac
+done
+`
+	if err := os.WriteFile(path, []byte(body), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// prepare populates the homeserver through its APIs and does what the
+// operator does before migrating: the advisor refuses guest access, the
+// operator turns it off and restarts Synapse, the advisor then raises
+// only the population's warnings.
+func prepare(t *testing.T, hs *homeserver, populate func(*testing.T, *homeserver) *population) *population {
+	t.Helper()
+	start := time.Now()
+	p := populate(t, hs)
+	t.Logf("populated %d users, %d tokens in %s", len(p.accounts), len(p.tokens), time.Since(start).Round(time.Millisecond))
+	p.checkSynapseAuth(t, hs.api, "before the migration")
+	checkAdminAPI(t, hs.api, p, "before the migration")
+	if code, rep := hs.advise(t); code != advisor.ExitErrors || !hasFinding(rep, "guest_access_enabled", advisor.Error) {
+		t.Fatalf("advise with allow_guest_access: true: exit %d, want %d with guest_access_enabled: %+v",
+			code, advisor.ExitErrors, rep.Findings)
+	}
+	disableGuests(t, hs.synapseConf.main)
+	hs.restartSynapse(t)
+	waitNoPendingDeactivation(t, hs.db.AdminDSN)
+	code, rep := hs.advise(t)
+	if code != advisor.ExitOK || rep.Count(advisor.Error) != 0 {
+		t.Fatalf("advise after the operator's fix: exit %d: %+v", code, rep.Findings)
+	}
+	var warnings []string
+	for _, f := range rep.Findings {
+		if f.Severity == advisor.Warning {
+			warnings = append(warnings, f.Code)
+		}
+	}
+	slices.Sort(warnings)
+	if want := slices.Sorted(slices.Values(p.warnings)); !slices.Equal(warnings, want) {
+		t.Fatalf("advise warns %v, want %v: %+v", warnings, want, rep.Findings)
+	}
+	return p
+}
+
+func hasFinding(rep advisor.Report, code string, sev advisor.Severity) bool {
+	return slices.ContainsFunc(rep.Findings, func(f advisor.Finding) bool { return f.Code == code && f.Severity == sev })
+}
+
+// waitNoPendingDeactivation waits for Synapse's background job to finish
+// the deactivations (the advisor warns while rows are pending).
+func waitNoPendingDeactivation(t *testing.T, dsn string) {
+	t.Helper()
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(200 * time.Millisecond) {
+		var n int
+		queryRow(t, dsn, `SELECT count(*) FROM users_pending_deactivation`, nil, &n)
+		if n == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d deactivations still pending after a minute", n)
+		}
+	}
+}
+
+// queryRow runs a one-row query and scans it.
+func queryRow(t *testing.T, dsn, sql string, args []any, dest ...any) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	if err := conn.QueryRow(ctx, sql, args...).Scan(dest...); err != nil {
+		t.Fatalf("%s: %v", sql, err)
+	}
+}
+
+// queryStrings runs a query of one text column and returns its rows.
+func queryStrings(t *testing.T, dsn, sql string, args ...any) []string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	rows, err := conn.Query(ctx, sql, args...)
+	if err != nil {
+		t.Fatalf("%s: %v", sql, err)
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatalf("%s: %v", sql, err)
+	}
+	return out
+}
