@@ -215,13 +215,6 @@ func (hs *homeserver) serveWellKnown(t *testing.T) string {
 	return srv.URL + "/.well-known/matrix/client"
 }
 
-// restartSynapse is the operator restarting Synapse after a config edit.
-func (hs *homeserver) restartSynapse(t *testing.T) {
-	t.Helper()
-	hs.synapse.Stop(t)
-	hs.synapse.Start(t)
-}
-
 // advise runs `starter advise -o json` and returns its exit code and
 // report.
 func (hs *homeserver) advise(t *testing.T) (int, advisor.Report) {

@@ -14,7 +14,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"strings"
 	"testing"
 	"text/template"
 
@@ -314,22 +313,5 @@ func generateKeys(t *testing.T, python string, f synapseFiles) {
 	cmd.Dir = filepath.Dir(f.main)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("synapse --generate-keys: %v\n%s", err, out)
-	}
-}
-
-// disableGuests is the operator's fix of the advisor's guest_access_enabled
-// error: the one line changed, as with an editor.
-func disableGuests(t *testing.T, hsFile string) {
-	t.Helper()
-	b, err := os.ReadFile(hsFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fixed := strings.Replace(string(b), "allow_guest_access: true", "allow_guest_access: false", 1)
-	if fixed == string(b) {
-		t.Fatal("homeserver.yaml has no allow_guest_access: true to turn off")
-	}
-	if err := os.WriteFile(hsFile, []byte(fixed), 0o600); err != nil {
-		t.Fatal(err)
 	}
 }
