@@ -146,10 +146,6 @@ type ShardResult struct {
 	Elsewhere int64
 }
 
-// MetricRowsRead counts Synapse rows imported, tagged by entity (exposed
-// as masflow_rows_read).
-const MetricRowsRead = "masflow_rows_read"
-
 // ShardHeartbeat is what ImportShard heartbeats: cursor position and
 // counts only.
 type ShardHeartbeat struct {
@@ -166,15 +162,15 @@ func (a *ImportActivities) ImportShard(ctx context.Context, in ShardInput) (Shar
 	if err != nil {
 		return ShardResult{}, classify(err)
 	}
-	rows := activity.GetMetricsHandler(ctx).WithTags(map[string]string{"entity": entityOf(in.Shard)}).Counter(MetricRowsRead)
+	metrics := newBatchMetrics(ctx, entityOf(in.Shard))
 	res, err := e.ImportShard(ctx, engine.Request{
 		Shard:       in.Shard,
 		BatchSize:   in.BatchSize,
 		MaxDuration: time.Duration(in.MaxSeconds) * time.Second,
 		Stop:        activity.GetWorkerStopChannel(ctx),
-	}, func(cp mas.Checkpoint, n int) {
+	}, func(cp mas.Checkpoint, batch mas.Progress) {
 		activity.RecordHeartbeat(ctx, ShardHeartbeat{Shard: cp.ID, Batches: cp.Batches, Read: cp.Progress.Read})
-		rows.Inc(int64(n))
+		metrics.batch(batch)
 	})
 	if err != nil {
 		return ShardResult{}, classify(err)

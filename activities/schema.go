@@ -2,6 +2,7 @@ package activities
 
 import (
 	"context"
+	"go.temporal.io/sdk/activity"
 	"sync/atomic"
 	"time"
 
@@ -53,10 +54,23 @@ func (a *ImportActivities) RestoreSchema(ctx context.Context, in SchemaInput) (R
 	var done atomic.Int64
 	stop := heartbeatEvery(ctx, func() any { return SchemaHeartbeat{Restored: done.Load()} })
 	defer stop()
+	m := activity.GetMetricsHandler(ctx)
+	var restored atomic.Int64 // of all paused objects, this call's and earlier attempts'
+	if objs, err := mas.PausedObjects(ctx, a.MAS); err == nil {
+		m.Gauge(MetricRestoreTotal).Update(float64(len(objs)))
+		for _, o := range objs {
+			if o.Restored {
+				restored.Add(1)
+			}
+		}
+	}
 	n, err := mas.RestoreSchema(ctx, a.MAS, mas.RestoreOptions{
 		Parallel:           max(1, in.Parallel),
 		MaintenanceWorkMem: engine.RestoreWorkMem,
-		OnRestored:         func(mas.PausedObject) { done.Add(1) },
+		OnRestored: func(mas.PausedObject) {
+			done.Add(1)
+			m.Gauge(MetricRestoreDone).Update(float64(restored.Add(1)))
+		},
 	})
 	return RestoreSchemaResult{Restored: n}, classify(err)
 }

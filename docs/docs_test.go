@@ -26,7 +26,7 @@ import (
 const root = ".."
 
 // skipDirs are never documentation sources: VCS data, build output, state.
-var skipDirs = map[string]bool{".git": true, "bin": true, ".masflow": true, ".state": true, "node_modules": true}
+var skipDirs = map[string]bool{".git": true, "bin": true, "build": true, ".masflow": true, ".state": true, "node_modules": true}
 
 // sourceFile reports whether a file is code or configuration whose text
 // may name a document.

@@ -322,6 +322,11 @@ func (m *migration) setPhase(ctx workflow.Context, phase string) {
 		// remembered for the retry, the phase stays blocked.
 		b.Phase, phase = phase, PhaseBlocked
 	}
+	metrics := workflow.GetMetricsHandler(ctx)
+	if old := m.phase; old != "" && old != phase {
+		metrics.WithTags(map[string]string{"homeserver": m.in.Homeserver, "phase": old}).Gauge(activities.MetricPhase).Update(0)
+	}
+	metrics.WithTags(map[string]string{"homeserver": m.in.Homeserver, "phase": phase}).Gauge(activities.MetricPhase).Update(1)
 	m.phase = phase
 	_ = workflow.UpsertTypedSearchAttributes(ctx, SAPhase.ValueSet(phase))
 	workflow.SetCurrentDetails(ctx, m.progress().Markdown())

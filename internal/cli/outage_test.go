@@ -15,6 +15,7 @@ import (
 	"github.com/masflow/masflow/internal/runner"
 	"github.com/masflow/masflow/internal/sample"
 	"github.com/masflow/masflow/workflows"
+	"go.temporal.io/sdk/client"
 	"go.uber.org/zap"
 )
 
@@ -33,7 +34,7 @@ func TestFollowingSurvivesAServerOutage(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { srv.Stop() }()
-	stopWorker := startWorker(t, h.Settings, srv.HostPort)
+	stopWorker := startWorker(t, h.Settings, srv.HostPort, nil)
 	defer stopWorker()
 
 	common := []string{"--address", srv.HostPort, "-c", h.Settings}
@@ -66,8 +67,9 @@ func TestFollowingSurvivesAServerOutage(t *testing.T) {
 	}
 }
 
-// startWorker runs a masflow worker in-process against address.
-func startWorker(t *testing.T, settings, address string) func() {
+// startWorker runs a masflow worker in-process against address, with
+// the SDK's and masflow's metrics going to metrics (may be nil).
+func startWorker(t *testing.T, settings, address string, metrics client.MetricsHandler) func() {
 	t.Helper()
 	ctx := context.Background()
 	s, err := config.LoadSettings(settings, nil)
@@ -78,7 +80,7 @@ func startWorker(t *testing.T, settings, address string) func() {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := runner.Dial(ctx, address, zap.NewNop(), nil)
+	c, err := runner.Dial(ctx, address, zap.NewNop(), metrics)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -180,7 +180,7 @@ var ErrBadRequest = errors.New("invalid import request")
 // one commits. A page read ahead is only ever committed from the
 // checkpoint it was read after, so it is dropped when anything else moved
 // the checkpoint, and when the call ends.
-func (e *Engine) ImportShard(ctx context.Context, req Request, onBatch func(mas.Checkpoint, int)) (Result, error) {
+func (e *Engine) ImportShard(ctx context.Context, req Request, onBatch func(cp mas.Checkpoint, batch mas.Progress)) (Result, error) {
 	if req.BatchSize <= 0 {
 		return Result{}, fmt.Errorf("batch size %d must be positive: %w", req.BatchSize, ErrBadRequest)
 	}
@@ -204,7 +204,8 @@ func (e *Engine) ImportShard(ctx context.Context, req Request, onBatch func(mas.
 		// Commit returns the checkpoint as it now stands (also when
 		// another attempt had already committed this batch), so the next
 		// batch starts from it without reading it again.
-		cp, err := e.commit(ctx, res.Checkpoint, b, req.BatchSize)
+		batch := e.progressOf(b.batch)
+		cp, err := e.commit(ctx, res.Checkpoint, b, req.BatchSize, batch)
 		if errors.Is(err, mas.ErrStale) {
 			e.log.Info("batch already committed", zap.String("shard", req.Shard), zap.Strings("after", cp.After))
 			res.Checkpoint = cp
@@ -217,7 +218,7 @@ func (e *Engine) ImportShard(ctx context.Context, req Request, onBatch func(mas.
 		e.log.Debug("batch committed", zap.String("shard", req.Shard), zap.Strings("after", cp.After),
 			zap.Int("rows", b.batch.Read), zap.Int64("read_total", cp.Progress.Read), zap.Bool("done", cp.Done))
 		if onBatch != nil {
-			onBatch(cp, b.batch.Read)
+			onBatch(cp, batch)
 		}
 	}
 	if res.Batches > 0 {
@@ -239,7 +240,7 @@ func (e *Engine) spent(req Request, res Result, started time.Time) bool {
 }
 
 // commit writes a mapped page with the checkpoint move it stands for.
-func (e *Engine) commit(ctx context.Context, cp mas.Checkpoint, b mappedPage, size int) (mas.Checkpoint, error) {
+func (e *Engine) commit(ctx context.Context, cp mas.Checkpoint, b mappedPage, size int, p mas.Progress) (mas.Checkpoint, error) {
 	to := cp.After
 	if b.last != nil {
 		to = b.last
@@ -251,7 +252,7 @@ func (e *Engine) commit(ctx context.Context, cp mas.Checkpoint, b mappedPage, si
 		Done:     b.batch.Read < size,
 		Rows:     &b.batch.Rows,
 		Findings: b.batch.Findings,
-		Progress: e.progressOf(b.batch),
+		Progress: p,
 	})
 }
 
