@@ -163,6 +163,7 @@ func (a *ImportActivities) ImportShard(ctx context.Context, in ShardInput) (Shar
 		return ShardResult{}, classify(err)
 	}
 	metrics := newBatchMetrics(ctx, entityOf(in.Shard))
+	e = e.WithLogger(Logger(ctx).With(zap.String("entity", entityOf(in.Shard)), zap.String("shard", in.Shard)))
 	res, err := e.ImportShard(ctx, engine.Request{
 		Shard:       in.Shard,
 		BatchSize:   in.BatchSize,

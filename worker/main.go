@@ -76,13 +76,13 @@ func run(settingsFile string, hostOnly bool, flags *pflag.FlagSet) error {
 	}
 	var workers []worker.Worker
 	if !hostOnly {
-		workers = append(workers, runner.NewWorker(c, set, 30*time.Second))
+		workers = append(workers, runner.NewWorker(c, set, log, 30*time.Second))
 	}
 	// Only the worker on the Synapse host serves the host queue: a
 	// database worker sharing the settings file must never stop,
 	// reconfigure or start Synapse from elsewhere.
 	if q := s.Worker.HostTaskQueue; q != "" && hostOnly {
-		hw := worker.New(c, q, worker.Options{})
+		hw := worker.New(c, q, runner.WorkerOptions(log, 30*time.Second))
 		activities.Register(hw, activities.Set{Homeserver: set.Homeserver})
 		workers = append(workers, hw)
 	}

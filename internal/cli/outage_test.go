@@ -88,7 +88,7 @@ func startWorker(t *testing.T, settings, address string, metrics client.MetricsH
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := runner.NewWorker(c, set, 5*time.Second)
+	w := runner.NewWorker(c, set, zap.NewNop(), 5*time.Second)
 	if err := w.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -170,7 +170,7 @@ func (s *session) embed(ctx context.Context, f *temporalFlags) error {
 	if err != nil {
 		return err
 	}
-	s.worker = runner.NewWorker(s.client, set, 30*time.Second)
+	s.worker = runner.NewWorker(s.client, set, s.log, 30*time.Second)
 	return s.worker.Start()
 }
 

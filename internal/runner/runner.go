@@ -9,6 +9,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -20,6 +21,7 @@ import (
 	"github.com/masflow/masflow/workflows"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/contrib/envconfig"
+	"go.temporal.io/sdk/interceptor"
 	tlog "go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/worker"
 	"go.uber.org/zap"
@@ -27,15 +29,26 @@ import (
 	"go.uber.org/zap/zapcore"
 )
 
-// NewLogger returns a JSON zap logger at the level.
+// NewLogger returns a zap logger at the level: JSON lines, or
+// human-readable lines when stderr is a terminal.
 func NewLogger(level string) (*zap.Logger, error) {
 	lvl, err := zapcore.ParseLevel(level)
 	if err != nil {
 		return nil, fmt.Errorf("worker.log_level: %w", err)
 	}
 	cfg := zap.NewProductionConfig()
+	if terminal(os.Stderr) {
+		cfg.Encoding = "console"
+		cfg.EncoderConfig = zap.NewDevelopmentEncoderConfig()
+	}
 	cfg.Level = zap.NewAtomicLevelAt(lvl)
 	return cfg.Build()
+}
+
+// terminal reports whether f is a character device (a terminal).
+func terminal(f *os.File) bool {
+	info, err := f.Stat()
+	return err == nil && info.Mode()&os.ModeCharDevice != 0
 }
 
 // SDKLogger adapts zap to the Temporal SDK's logger.
@@ -171,11 +184,18 @@ func (d *Deps) Activities(log *zap.Logger) (activities.Set, error) {
 // NewWorker returns a worker of the main task queue with the workflow and
 // the activities registered; it stops gracefully (in-flight import calls
 // commit their batch and return) within stopTimeout.
-func NewWorker(c client.Client, set activities.Set, stopTimeout time.Duration) worker.Worker {
-	w := worker.New(c, workflows.TaskQueue, worker.Options{WorkerStopTimeout: stopTimeout})
+func NewWorker(c client.Client, set activities.Set, log *zap.Logger, stopTimeout time.Duration) worker.Worker {
+	w := worker.New(c, workflows.TaskQueue, WorkerOptions(log, stopTimeout))
 	workflows.Register(w)
 	activities.Register(w, set)
 	return w
+}
+
+// WorkerOptions are every masflow worker's: activity logs carry the
+// workflow, run, step and activity (activities.LogInterceptor).
+func WorkerOptions(log *zap.Logger, stopTimeout time.Duration) worker.Options {
+	return worker.Options{WorkerStopTimeout: stopTimeout,
+		Interceptors: []interceptor.WorkerInterceptor{&activities.LogInterceptor{Log: log}}}
 }
 
 // ImportOptions turns the settings into the workflow's import options.
