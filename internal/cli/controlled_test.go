@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -18,8 +19,13 @@ import (
 
 	"github.com/masflow/masflow/internal/advisor"
 	"github.com/masflow/masflow/internal/config"
+	"github.com/masflow/masflow/internal/devserver"
 	"github.com/masflow/masflow/internal/fakesynapse"
 	"github.com/masflow/masflow/internal/sample"
+	"github.com/masflow/masflow/workflows"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/worker"
 )
 
 // The test binary plays Synapse when started with this variable set (the
@@ -30,9 +36,10 @@ func TestMain(m *testing.M) {
 	if os.Getenv(playSynapseEnv) != "" {
 		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 		defer stop()
+		slow, _ := time.ParseDuration(os.Getenv("FAKE_SYNAPSE_SLOW_WHOAMI"))
 		err := fakesynapse.Serve(ctx, fakesynapse.Options{Addr: os.Getenv(playSynapseEnv),
 			SynapseConfig: []string{os.Getenv("FAKE_SYNAPSE_CONFIG")}, MASDSN: os.Getenv("FAKE_SYNAPSE_MAS_DSN"),
-			Issuer: os.Getenv("FAKE_SYNAPSE_ISSUER")})
+			Issuer: os.Getenv("FAKE_SYNAPSE_ISSUER"), SlowWhoami: slow})
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "fake synapse:", err)
 			os.Exit(1)
@@ -264,4 +271,70 @@ func TestDenialEndsTheRunBeforeAnyDowntime(t *testing.T) {
 		t.Fatalf("a denied migration took a backup: %v", err)
 	}
 	recordGolden(t, c.state, "controlled_denied")
+}
+
+// Cancelled after the start (Synapse already runs with MAS), a migration
+// is not undone automatically: it ends in needs_human, and Synapse keeps
+// delegating.
+func TestCancelAfterThePointOfNoReturnNeedsAHuman(t *testing.T) {
+	t.Setenv("FAKE_SYNAPSE_SLOW_WHOAMI", "2s") // the verify step lasts a while
+	c := newControlled(t)
+	followed := make(chan string, 1)
+	go func() {
+		var out, errOut bytes.Buffer
+		code := Main(context.Background(), append([]string{"migrate", "--yes", "--ack", "guests_in_database,non_email_threepids"},
+			c.common...), &out, &errOut)
+		followed <- fmt.Sprintf("exit %d\n%s%s", code, out.String(), errOut.String())
+	}()
+	waitForPhase(t, c.common, "verify")
+	var out, errOut bytes.Buffer
+	if code := Main(context.Background(), append([]string{"cancel"}, c.common...), &out, &errOut); code != ExitOK {
+		t.Fatalf("cancel: exit %d\n%s%s", code, out.String(), errOut.String())
+	}
+	got := <-followed
+	if !strings.HasPrefix(got, fmt.Sprintf("exit %d", ExitCancelled)) || !strings.Contains(got, "needs_human") {
+		t.Fatalf("follower after a cancel past the point of no return:\n%s", got)
+	}
+	if readFile(c.hsFile) == string(c.original) {
+		t.Fatal("the config was rolled back after the point of no return")
+	}
+	recordGolden(t, c.state, "controlled_needs_human")
+}
+
+// A workflow started by another client with steps the validator refuses
+// fails at once, before any activity.
+func TestWorkflowRefusesInvalidSteps(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	_, here, _, _ := runtime.Caller(0)
+	state := filepath.Join(dir, "server")
+	srv, err := devserver.Start(ctx, devserver.Options{Dir: state, CLI: filepath.Join(filepath.Dir(here), "..", "..", "bin", "temporal"),
+		SearchAttributes: workflows.SearchAttributeKeys()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Stop()
+	c, err := client.Dial(client.Options{HostPort: srv.HostPort})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	w := worker.New(c, workflows.TaskQueue, worker.Options{})
+	workflows.Register(w)
+	if err := w.Start(); err != nil {
+		t.Fatal(err)
+	}
+	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: "masflow-example.org", TaskQueue: workflows.TaskQueue},
+		workflows.MigrationWorkflow, workflows.MigrationInput{Homeserver: "example.org", Steps: []string{"import", "stop"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = run.Get(ctx, nil)
+	var app *temporal.ApplicationError
+	if !errors.As(err, &app) || app.Type() != workflows.ErrTypeBadInput || !strings.Contains(err.Error(), "stop") {
+		t.Fatalf("got %v, want a refusal of the steps", err)
+	}
+	w.Stop()
+	srv.Stop()
+	recordGolden(t, state, "client_invalid_steps")
 }

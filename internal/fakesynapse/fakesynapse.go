@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/masflow/masflow/internal/config"
@@ -29,6 +30,9 @@ type Options struct {
 	MASDSN string
 	// Issuer is MAS's issuer, advertised under delegation.
 	Issuer string
+	// SlowWhoami delays every whoami (a test holds a migration in its
+	// verify step).
+	SlowWhoami time.Duration
 }
 
 // Serve runs until ctx ends.
@@ -105,6 +109,7 @@ const (
 )
 
 func (s *server) whoami(w http.ResponseWriter, r *http.Request) {
+	time.Sleep(s.o.SlowWhoami)
 	token := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
 	var user string
 	var device *string
