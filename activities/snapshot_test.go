@@ -7,7 +7,10 @@ import (
 	"testing"
 	"time"
 
+	"strings"
+
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/masflow/masflow/internal/engine"
 	"github.com/masflow/masflow/internal/mas"
 	"github.com/masflow/masflow/internal/pgtest"
@@ -109,4 +112,47 @@ func TestSnapshotImportOfABusyHomeserver(t *testing.T) {
 	if full, err := mas.NonEmptyTables(ctx, a.MAS); err != nil || len(full) > 0 {
 		t.Fatalf("after discard: %v %v", full, err)
 	}
+	// Then the real migration (the homeserver stopped) on the same MAS
+	// database writes exactly what it writes into a fresh one.
+	after := realImport(t, a, reader)
+	fresh := &ImportActivities{Reader: reader, MAS: pgtest.Pool(t, pgtest.Database(t, pgtest.MAS)), Config: a.Config}
+	if err := sample.CreateProvider(ctx, masDSNOf(t, fresh.MAS)); err != nil {
+		t.Fatal(err)
+	}
+	if clean := realImport(t, fresh, reader); clean != after {
+		t.Fatalf("after a dry run:\n%s\na clean run:\n%s", after, clean)
+	}
+}
+
+// realImport runs a real migration's import in-process with a fixed salt
+// and "now", and returns a digest of every MAS table.
+func realImport(t *testing.T, a *ImportActivities, reader *synapse.Reader) string {
+	t.Helper()
+	ctx := context.Background()
+	cfg := a.Config
+	cfg.Now, cfg.Salt = time.Date(2026, 11, 28, 0, 0, 0, 0, time.UTC), []byte("a fixed salt of 32 bytes........")
+	e, err := engine.Start(ctx, reader, a.MAS, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.RunAll(ctx, engine.RunOptions{ShardsPerEntity: 2, Parallelism: 2, BatchSize: 300, RestoreParallel: 2}); err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	for _, table := range mas.TargetTables {
+		var n int64
+		var digest string
+		if err := a.MAS.QueryRow(ctx, fmt.Sprintf(`SELECT count(*), COALESCE(md5(string_agg(t::text, ',' ORDER BY t::text)), '')
+			FROM %s t`, pgx.Identifier{table}.Sanitize())).Scan(&n, &digest); err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(&b, "%s %d %s\n", table, n, digest)
+	}
+	return b.String()
+}
+
+// masDSNOf is the connection string of a pool's database.
+func masDSNOf(t *testing.T, p *pgxpool.Pool) string {
+	t.Helper()
+	return p.Config().ConnString()
 }
