@@ -76,7 +76,7 @@ func startCluster(t *testing.T, ctx context.Context, admin, dir string) *tempora
 	}
 	s := &temporalServer{t: t, bin: filepath.Join(bins, "server"), config: filepath.Join(dir, "temporal.yaml"),
 		log: filepath.Join(dir, "temporal.log")}
-	showLogsOnFailure(t, s.log)
+	showLogsOnFailure(t, s.log, s.log+".stdout")
 	s.HostPort = writeServerConfig(t, s.config, filepath.Join(dir, "dynamicconfig.yaml"), u, persistence, visibility)
 	s.start()
 	registerNamespace(t, s.HostPort)
@@ -286,7 +286,6 @@ func (s *temporalServer) start() {
 	started := time.Now()
 	s.proc = startProcess(s.t, "temporal server", s.log+".stdout", nil, s.bin,
 		"--config-file", s.config, "--allow-no-auth", "start")
-	showLogsOnFailure(s.t, s.log+".stdout")
 	c := waitForFrontend(s.t, s.HostPort, s.proc)
 	c.Close()
 	s.t.Logf("Temporal server (pid %d) answers at %s after %s", s.proc.pid(), s.HostPort, time.Since(started).Round(time.Millisecond))
