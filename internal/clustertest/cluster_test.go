@@ -142,7 +142,7 @@ func databaseName(dsn string) string {
 // server's restart: the SDK reconnects).
 func dial(t *testing.T, hostPort string) client.Client {
 	t.Helper()
-	c, err := client.Dial(client.Options{HostPort: hostPort, Namespace: namespace, Logger: quiet{}})
+	c, err := client.Dial(client.Options{HostPort: hostPort, Namespace: namespace, Logger: quiet()})
 	if err != nil {
 		t.Fatal(err)
 	}

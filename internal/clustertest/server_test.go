@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	mrand "math/rand/v2"
 	"net"
 	"net/url"
@@ -21,6 +22,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/masflow/masflow/workflows"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/log"
 )
 
 // Where `make cluster-test` says the pinned Temporal server is.
@@ -304,7 +306,7 @@ func waitForFrontend(t *testing.T, hostPort string, proc *process) client.Client
 			t.Fatalf("the Temporal server exited with %v", proc.cmd.ProcessState)
 		default:
 		}
-		c, err := client.Dial(client.Options{HostPort: hostPort, Logger: quiet{}})
+		c, err := client.Dial(client.Options{HostPort: hostPort, Logger: quiet()})
 		if err != nil {
 			continue
 		}
@@ -362,10 +364,5 @@ func temporalCLI(t *testing.T) string {
 	return p
 }
 
-// quiet drops the SDK's logs while the test polls for readiness.
-type quiet struct{}
-
-func (quiet) Debug(string, ...any) {}
-func (quiet) Info(string, ...any)  {}
-func (quiet) Warn(string, ...any)  {}
-func (quiet) Error(string, ...any) {}
+// quiet drops the SDK's logs: the test's own clients retry on purpose.
+func quiet() log.Logger { return log.NewStructuredLogger(slog.New(slog.DiscardHandler)) }
