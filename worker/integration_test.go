@@ -144,7 +144,7 @@ func migrate(t *testing.T, ctx context.Context, admin, bin, salt string, kills, 
 		t.Fatalf("migration (kills=%d): %v", kills, err)
 	}
 	runs := runEvents(t, ctx, c, run.GetID())
-	out := outcome{digests: digests(t, ctx, h.MASDSN), histories: historiesJSON(t, runs), secrets: sampleSecrets(t, ctx, h.SynapseDSN)}
+	out := outcome{digests: pgtest.Digests(t, h.MASDSN, mas.TargetTables), histories: historiesJSON(t, runs), secrets: sampleSecrets(t, ctx, h.SynapseDSN)}
 	out.shardsByStable, out.shardsByKilled = shardCallsBy(runs, fmt.Sprintf("%d@", stable))
 	return out
 }
@@ -226,28 +226,6 @@ func startWorker(t *testing.T, bin, settings, hostPort, dir string) *exec.Cmd {
 		t.Fatal(err)
 	}
 	return cmd
-}
-
-// digests fingerprints every MAS target table (row count and md5 of all
-// rows, IDs included).
-func digests(t *testing.T, ctx context.Context, dsn string) map[string]string {
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	out := map[string]string{}
-	for _, table := range mas.TargetTables {
-		var n int64
-		var sum string
-		err := conn.QueryRow(ctx, fmt.Sprintf(`SELECT count(*), md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), ''))
-			FROM %s t`, pgx.Identifier{table}.Sanitize())).Scan(&n, &sum)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out[table] = fmt.Sprint(n, " ", sum)
-	}
-	return out
 }
 
 // runEvents returns the history events of every run of the workflow

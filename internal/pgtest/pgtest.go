@@ -208,3 +208,25 @@ func QueryRow(t testing.TB, dsn, sql string, args []any, dest ...any) {
 		return conn.QueryRow(ctx, sql, args...).Scan(dest...)
 	})
 }
+
+// Digests fingerprints tables: for each, its row count and the md5 of
+// every row's text in order, IDs included, so that two databases agree
+// on a table only when they hold exactly the same rows.
+func Digests(t testing.TB, dsn string, tables []string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	withConn(t, dsn, func(ctx context.Context, conn *pgx.Conn) error {
+		for _, table := range tables {
+			var n int64
+			var sum string
+			err := conn.QueryRow(ctx, fmt.Sprintf(`SELECT count(*), md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), ''))
+				FROM %s t`, pgx.Identifier{table}.Sanitize())).Scan(&n, &sum)
+			if err != nil {
+				return fmt.Errorf("digest of %s: %w", table, err)
+			}
+			out[table] = fmt.Sprint(n, " ", sum)
+		}
+		return nil
+	})
+	return out
+}
