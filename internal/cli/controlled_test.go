@@ -19,9 +19,9 @@ import (
 
 	"github.com/masflow/masflow/internal/advisor"
 	"github.com/masflow/masflow/internal/config"
-	"github.com/masflow/masflow/internal/devserver"
 	"github.com/masflow/masflow/internal/fakesynapse"
 	"github.com/masflow/masflow/internal/sample"
+	"github.com/masflow/masflow/internal/temporaltest"
 	"github.com/masflow/masflow/workflows"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
@@ -305,20 +305,8 @@ func TestCancelAfterThePointOfNoReturnNeedsAHuman(t *testing.T) {
 // fails at once, before any activity.
 func TestWorkflowRefusesInvalidSteps(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
-	_, here, _, _ := runtime.Caller(0)
-	state := filepath.Join(dir, "server")
-	srv, err := devserver.Start(ctx, devserver.Options{Dir: state, CLI: filepath.Join(filepath.Dir(here), "..", "..", "bin", "temporal"),
-		SearchAttributes: workflows.SearchAttributeKeys()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Stop()
-	c, err := client.Dial(client.Options{HostPort: srv.HostPort})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	state := filepath.Join(t.TempDir(), "server")
+	srv, c := temporaltest.Server(t, state, workflows.SearchAttributeKeys())
 	w := worker.New(c, workflows.TaskQueue, worker.Options{})
 	workflows.Register(w)
 	if err := w.Start(); err != nil {

@@ -5,15 +5,13 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
 	"testing"
 
-	"github.com/masflow/masflow/internal/devserver"
+	"github.com/masflow/masflow/internal/temporaltest"
 	"github.com/masflow/masflow/workflows"
 	"go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/history/v1"
 	"go.temporal.io/api/workflowservice/v1"
-	"go.temporal.io/sdk/client"
 	"google.golang.org/protobuf/encoding/protojson"
 )
 
@@ -29,19 +27,8 @@ func recordGolden(t *testing.T, stateDir, name string) {
 		return
 	}
 	ctx := context.Background()
-	_, here, _, _ := runtime.Caller(0)
-	root := filepath.Join(filepath.Dir(here), "..", "..")
-	srv, err := devserver.Start(ctx, devserver.Options{Dir: stateDir, CLI: filepath.Join(root, "bin", "temporal"),
-		SearchAttributes: workflows.SearchAttributeKeys()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Stop()
-	c, err := client.Dial(client.Options{HostPort: srv.HostPort})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	root := filepath.Join(filepath.Dir(temporaltest.CLIPath()), "..")
+	_, c := temporaltest.Server(t, stateDir, workflows.SearchAttributeKeys())
 	resp, err := c.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{})
 	if err != nil {
 		t.Fatal(err)

@@ -9,14 +9,13 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"strconv"
 	"strings"
 	"testing"
 
-	"github.com/masflow/masflow/internal/devserver"
 	"github.com/masflow/masflow/internal/runner"
 	"github.com/masflow/masflow/internal/sample"
+	"github.com/masflow/masflow/internal/temporaltest"
 	"github.com/masflow/masflow/workflows"
 	"go.uber.org/zap"
 )
@@ -28,14 +27,8 @@ func TestWorkerMetricsAfterAMigration(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	h := sample.ForTest(t, dir, sample.Options{Users: 300})
-	_, here, _, _ := runtime.Caller(0)
-	root := filepath.Join(filepath.Dir(here), "..", "..")
-	srv, err := devserver.Start(ctx, devserver.Options{Dir: filepath.Join(dir, "server"), CLI: filepath.Join(root, "bin", "temporal"),
-		SearchAttributes: workflows.SearchAttributeKeys()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Stop()
+	root := filepath.Join(filepath.Dir(temporaltest.CLIPath()), "..")
+	srv, _ := temporaltest.Server(t, filepath.Join(dir, "server"), workflows.SearchAttributeKeys())
 	m, err := runner.StartMetrics("127.0.0.1:0", zap.NewNop())
 	if err != nil {
 		t.Fatal(err)

@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +13,7 @@ import (
 	"github.com/masflow/masflow/internal/devserver"
 	"github.com/masflow/masflow/internal/runner"
 	"github.com/masflow/masflow/internal/sample"
+	"github.com/masflow/masflow/internal/temporaltest"
 	"github.com/masflow/masflow/workflows"
 	"go.temporal.io/sdk/client"
 	"go.uber.org/zap"
@@ -27,8 +27,7 @@ func TestFollowingSurvivesAServerOutage(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	h := sample.ForTest(t, dir, sample.Options{Users: 200})
-	_, here, _, _ := runtime.Caller(0)
-	opts := devserver.Options{Dir: filepath.Join(dir, "server"), CLI: filepath.Join(filepath.Dir(here), "..", "..", "bin", "temporal"),
+	opts := devserver.Options{Dir: filepath.Join(dir, "server"), CLI: temporaltest.CLIPath(),
 		SearchAttributes: workflows.SearchAttributeKeys()}
 	srv, err := devserver.Start(ctx, opts)
 	if err != nil {

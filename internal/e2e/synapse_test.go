@@ -85,14 +85,7 @@ type synapseDB struct {
 // ends.
 func createSynapseDB(t *testing.T) synapseDB {
 	t.Helper()
-	admin, err := pgtest.AdminURL()
-	if err != nil {
-		t.Fatal(err)
-	}
-	u, err := url.Parse(admin)
-	if err != nil {
-		t.Fatal(err)
-	}
+	admin, u := adminURL(t)
 	suffix := randomHex(t, 5)
 	db := synapseDB{User: "synapse_e2e_" + suffix, Password: randomHex(t, 12), Name: "synapse_e2e_" + suffix,
 		Host: u.Hostname(), Port: u.Port()}
@@ -115,14 +108,7 @@ func createSynapseDB(t *testing.T) synapseDB {
 // the test ends, for restoring a backup into.
 func createScratchDB(t *testing.T) string {
 	t.Helper()
-	admin, err := pgtest.AdminURL()
-	if err != nil {
-		t.Fatal(err)
-	}
-	u, err := url.Parse(admin)
-	if err != nil {
-		t.Fatal(err)
-	}
+	admin, u := adminURL(t)
 	name := "synapse_restore_" + randomHex(t, 5)
 	adminExec(t, admin, "CREATE DATABASE "+name+" ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0")
 	t.Cleanup(func() { adminExec(t, admin, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)") })
@@ -314,4 +300,18 @@ func generateKeys(t *testing.T, python string, f synapseFiles) {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("synapse --generate-keys: %v\n%s", err, out)
 	}
+}
+
+// adminURL is the test server's admin URL, as text and parsed.
+func adminURL(t *testing.T) (string, *url.URL) {
+	t.Helper()
+	admin, err := pgtest.AdminURL()
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := url.Parse(admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return admin, u
 }
