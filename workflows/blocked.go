@@ -4,6 +4,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/masflow/masflow/activities"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 )
@@ -60,10 +61,25 @@ func (m *migration) activity(ctx workflow.Context, actx workflow.Context, what s
 	}
 }
 
-// blocks reports whether err blocks the migration (workflows started
-// before blocking existed fail as they did).
+// blocks reports whether err blocks the migration: retries spent, or a
+// PostgreSQL error no retry fixes but an operator can (a revoked
+// privilege, a bad password, a duplicate: fix it, then retry) — rather
+// than failing a migration whose homeserver may already be down.
+// Workflows started before either existed fail as they did.
 func (m *migration) blocks(ctx workflow.Context, err error) bool {
-	return retriesSpent(err) && workflow.GetVersion(ctx, "block-on-spent-retries", workflow.DefaultVersion, 1) == 1
+	switch {
+	case retriesSpent(err):
+		return workflow.GetVersion(ctx, "block-on-spent-retries", workflow.DefaultVersion, 1) == 1
+	case finalSQL(err):
+		return workflow.GetVersion(ctx, "block-on-sql-errors", workflow.DefaultVersion, 1) == 1
+	}
+	return false
+}
+
+// finalSQL reports whether err is a PostgreSQL error no retry can fix.
+func finalSQL(err error) bool {
+	var app *temporal.ApplicationError
+	return errors.As(err, &app) && app.Type() == activities.ErrTypeSQL
 }
 
 // block records the blocked step and shows it (phase, search attribute,

@@ -36,6 +36,9 @@ type harness struct {
 	// down makes a step's activity fail with an error a retry might fix
 	// (its database is down) until cleared.
 	down map[string]bool
+	// denied makes a step's activity fail with a PostgreSQL error no
+	// retry fixes (a revoked privilege) until cleared.
+	denied map[string]bool
 	// starts are the inputs of every StartHomeserver call.
 	starts []activities.StartInput
 	// advised is the input of the last Advise call.
@@ -53,10 +56,18 @@ func (h *harness) record(name string) {
 }
 
 // setDown marks a step's database down or up.
-func (h *harness) setDown(step string, down bool) {
+func (h *harness) setDown(step string, down bool) { h.setBroken(step, false, down) }
+
+// setBroken makes a step fail (or work again): retryably, or with an
+// error only an operator can fix (final).
+func (h *harness) setBroken(step string, final, broken bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.down[step] = down
+	if final {
+		h.denied[step] = broken
+	} else {
+		h.down[step] = broken
+	}
 }
 
 // ran returns a copy of the calls so far.
@@ -73,6 +84,10 @@ func (h *harness) transient(step string) error {
 	if h.down[step] {
 		return temporal.NewApplicationError("connection refused", "")
 	}
+	if h.denied[step] {
+		return temporal.NewNonRetryableApplicationError("copying into users: permission denied for table users (SQLSTATE 42501)",
+			activities.ErrTypeSQL, nil)
+	}
 	return nil
 }
 
@@ -88,7 +103,8 @@ func newHarness(t *testing.T) *harness { return newHarnessWith(t, 0) }
 func newHarnessWith(t *testing.T, shardDelay time.Duration) *harness {
 	var suite testsuite.WorkflowTestSuite
 	suite.SetLogger(log.NewStructuredLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
-	h := &harness{env: suite.NewTestWorkflowEnvironment(), fail: map[string]error{}, calls2: map[string]int{}, down: map[string]bool{}}
+	h := &harness{env: suite.NewTestWorkflowEnvironment(), fail: map[string]error{}, calls2: map[string]int{}, down: map[string]bool{},
+		denied: map[string]bool{}}
 	h.env.RegisterWorkflow(MigrationWorkflow)
 	activities.Register(h.env, activities.Set{Advise: adv, Import: imp, Homeserver: host})
 	h.env.OnActivity(adv.Advise, mock.Anything, mock.Anything).Return(
@@ -628,14 +644,26 @@ func TestInvalidStepsAreRefusedBeforeAnyActivity(t *testing.T) {
 	}
 }
 
-// A step whose bounded retries run out on an error a retry might fix
-// blocks the migration: phase blocked with the error, nothing dispatched,
-// until the operator's retry signal; then it completes.
+// A step whose bounded retries run out on an error a retry might fix,
+// or that fails on a PostgreSQL error only an operator can fix, blocks
+// the migration: phase blocked with the error, nothing dispatched, until
+// the operator's retry signal; then it completes.
 func TestSpentRetriesBlockUntilTheOperatorRetries(t *testing.T) {
-	for _, step := range []string{StepImport, StepReconcile} {
-		t.Run(step, func(t *testing.T) {
+	cases := []struct {
+		step  string
+		final bool
+		want  string
+	}{
+		{StepImport, false, "connection refused"},
+		{StepReconcile, false, "connection refused"},
+		{StepImport, true, "SQLSTATE 42501"},
+		{StepReconcile, true, "SQLSTATE 42501"},
+	}
+	for _, c := range cases {
+		step := c.step
+		t.Run(fmt.Sprintf("%s final %v", step, c.final), func(t *testing.T) {
 			h := newHarness(t)
-			h.setDown(step, true)
+			h.setBroken(step, c.final, true)
 			in := approved()
 			in.Steps = []string{StepImport, StepReconcile}
 			var seen Progress
@@ -647,7 +675,7 @@ func TestSpentRetriesBlockUntilTheOperatorRetries(t *testing.T) {
 				if err != nil {
 					t.Error(err)
 				}
-				h.setDown(step, false) // the operator fixed the cause
+				h.setBroken(step, c.final, false) // the operator fixed the cause
 				h.env.SignalWorkflow(SignalRetry, nil)
 			}, 2*time.Hour) // the retries take minutes; then it waits
 			h.env.ExecuteWorkflow(MigrationWorkflow, in)
@@ -655,7 +683,7 @@ func TestSpentRetriesBlockUntilTheOperatorRetries(t *testing.T) {
 				t.Fatal(err)
 			}
 			if seen.Phase != PhaseBlocked || seen.Blocked == nil || seen.Blocked.Phase != step ||
-				!strings.Contains(seen.Blocked.Error, "connection refused") {
+				!strings.Contains(seen.Blocked.Error, c.want) {
 				t.Fatalf("while blocked: phase %q, blocked %+v", seen.Phase, seen.Blocked)
 			}
 			var res MigrationResult
