@@ -3,6 +3,9 @@ package activities
 import (
 	"context"
 	"sync/atomic"
+	"time"
+
+	"go.temporal.io/sdk/activity"
 
 	"github.com/masflow/masflow/internal/homeserver"
 )
@@ -35,13 +38,25 @@ type StartInput struct {
 	Only []string
 }
 
-// Backup saves both databases and Synapse's configs.
-func (a *HomeserverActivities) Backup(ctx context.Context) (StepResult, error) {
+// BackupInput names the migration the backup belongs to.
+type BackupInput struct {
+	// RunStartedAt is the migration's fixed start; zero (a workflow
+	// started before it was passed) falls back to its workflow run.
+	RunStartedAt time.Time
+}
+
+// Backup saves both databases and Synapse's configs, under names of this
+// migration: its retries reuse complete dumps, a later migration never.
+func (a *HomeserverActivities) Backup(ctx context.Context, in BackupInput) (StepResult, error) {
 	var last atomic.Value
 	last.Store("")
 	stop := heartbeatEvery(ctx, func() any { return last.Load() })
 	defer stop()
-	return step(a.Controller.Backup(ctx, func(s string) { last.Store(s) }))
+	run := in.RunStartedAt.UTC().Format("20060102T150405Z")
+	if in.RunStartedAt.IsZero() && activity.IsActivity(ctx) {
+		run = activity.GetInfo(ctx).WorkflowExecution.RunID
+	}
+	return step(a.Controller.Backup(ctx, run, func(s string) { last.Store(s) }))
 }
 
 // StopHomeserver stops Synapse and MAS, verified.

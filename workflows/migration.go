@@ -124,7 +124,7 @@ func (m *migration) runStep(ctx workflow.Context, step string) error {
 	case StepApprove:
 		return m.approve(ctx)
 	case StepBackup:
-		return discard(m.homeserverStep(ctx, step, h.Backup))
+		return discard(m.homeserverStep(ctx, step, h.Backup, activities.BackupInput{RunStartedAt: m.st.RunStartedAt}))
 	case StepStop:
 		m.st.TouchedHomeserver = true
 		res, err := m.homeserverStep(ctx, step, h.StopHomeserver)

@@ -116,7 +116,7 @@ func newHarnessWith(t *testing.T, shardDelay time.Duration) *harness {
 			return activities.AdviseResult{Warnings: h.warnings}, h.fail[StepAdvise]
 		})
 	for name, fn := range map[string]any{
-		StepBackup: host.Backup, StepSyncSchema: host.SyncSchema,
+		StepSyncSchema: host.SyncSchema,
 		StepReconfigure: host.Reconfigure, "restore": host.RestoreConfig, StepVerify: host.Verify,
 	} {
 		name := name
@@ -125,6 +125,14 @@ func newHarnessWith(t *testing.T, shardDelay time.Duration) *harness {
 			return activities.StepResult{}, h.fail[name]
 		})
 	}
+	h.env.OnActivity(host.Backup, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in activities.BackupInput) (activities.StepResult, error) {
+			h.record(StepBackup)
+			if in.RunStartedAt.IsZero() {
+				return activities.StepResult{}, errors.New("the backup must be named after the run")
+			}
+			return activities.StepResult{}, h.fail[StepBackup]
+		})
 	h.env.OnActivity(host.StopHomeserver, mock.Anything).Return(func(context.Context) (activities.StepResult, error) {
 		h.record(StepStop)
 		return activities.StepResult{Replicas: stoppedReplicas}, h.fail[StepStop]

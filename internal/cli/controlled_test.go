@@ -164,9 +164,13 @@ func TestCommandControllerRunsTheWholeMigration(t *testing.T) {
 		!strings.Contains(got, "--config "+filepath.Join(c.dir, "sample", "mas.yaml")) {
 		t.Fatalf("mas-cli calls: %q", got)
 	}
-	for _, dump := range []string{"masflow-demo.example-synapse.dump", "masflow-demo.example-mas.dump"} {
-		if info, err := os.Stat(filepath.Join(c.dir, "backups", dump)); err != nil || info.Size() == 0 {
-			t.Fatalf("backup %s: %v", dump, err)
+	for _, dump := range []string{"synapse", "mas"} {
+		found, _ := filepath.Glob(filepath.Join(c.dir, "backups", "masflow-demo.example-*Z-"+dump+".dump"))
+		if len(found) != 1 {
+			t.Fatalf("backup of %s, named after the run: %v", dump, found)
+		}
+		if info, err := os.Stat(found[0]); err != nil || info.Size() == 0 {
+			t.Fatalf("backup %s: %v", found[0], err)
 		}
 	}
 	resp, err := http.Get(c.base + "_matrix/client/v1/auth_metadata")

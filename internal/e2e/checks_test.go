@@ -281,10 +281,11 @@ func countRows(t *testing.T, dsn string) rowCounts {
 // checkBackup: the Synapse dump the backup step took restores into a
 // scratch database with the rows Synapse had.
 func checkBackup(t *testing.T, hs *homeserver, want rowCounts) {
-	dump := filepath.Join(hs.dir, "backups", "masflow-"+serverName+"-synapse.dump")
-	if _, err := os.Stat(dump); err != nil {
-		t.Fatalf("no Synapse dump: %v", err)
+	found, _ := filepath.Glob(filepath.Join(hs.dir, "backups", "masflow-"+serverName+"-*Z-synapse.dump"))
+	if len(found) != 1 {
+		t.Fatalf("one Synapse dump named after the run, found %v", found)
 	}
+	dump := found[0]
 	scratch := createScratchDB(t)
 	out, err := exec.Command("pg_restore", "--no-owner", "--no-acl", "--exit-on-error", "-d", scratch, dump).CombinedOutput()
 	if err != nil {

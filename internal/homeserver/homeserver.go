@@ -22,9 +22,11 @@ import (
 // Every method is idempotent: calling it again after a crash is safe.
 // Reports carry no secret: they end up in the workflow history.
 type Controller interface {
-	// Backup saves both databases and the configs reconfigure edits;
+	// Backup saves both databases and the configs reconfigure edits,
+	// under names of this run (run: a stable tag of the migration, so a
+	// retry reuses its complete dumps and a later migration never does);
 	// progress receives a line now and then (the activity heartbeats it).
-	Backup(ctx context.Context, progress func(string)) (Report, error)
+	Backup(ctx context.Context, run string, progress func(string)) (Report, error)
 	// Stop makes Synapse and MAS stopped, verified.
 	Stop(ctx context.Context) (Report, error)
 	// SyncSchema makes the MAS schema and providers ready for the import.
@@ -73,7 +75,7 @@ type None struct {
 func (n *None) synapse() (*config.Synapse, error) { return config.LoadSynapse(n.SynapsePaths...) }
 
 // Backup takes none: the operator is responsible for backups.
-func (n *None) Backup(context.Context, func(string)) (Report, error) {
+func (n *None) Backup(context.Context, string, func(string)) (Report, error) {
 	return Report{Note: "no backup taken (homeserver.controller none): back up both databases and the configs yourself"}, nil
 }
 

@@ -34,8 +34,8 @@ type Managed struct {
 }
 
 // Backup saves both databases and Synapse's configs.
-func (m *Managed) Backup(ctx context.Context, progress func(string)) (Report, error) {
-	return m.Steps.TakeBackup(ctx, progress)
+func (m *Managed) Backup(ctx context.Context, run string, progress func(string)) (Report, error) {
+	return m.Steps.TakeBackup(ctx, run, progress)
 }
 
 // Reconfigure rewrites Synapse's config for delegation.

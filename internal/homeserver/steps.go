@@ -20,7 +20,8 @@ import (
 // controllers that act (Managed.Steps).
 type HostSteps struct {
 	*None
-	// Backup says where the backup goes; Prefix names its files.
+	// Backup says where the backup goes; its Prefix, with the run's tag,
+	// names the files.
 	Backup backup.Options
 	// MASEndpoint and MASSecretPath override where Synapse reaches MAS
 	// and the file it reads the shared secret from.
@@ -37,8 +38,9 @@ type HostSteps struct {
 	Runner runner
 }
 
-// TakeBackup dumps both databases and copies Synapse's config files.
-func (h *HostSteps) TakeBackup(ctx context.Context, progress func(string)) (Report, error) {
+// TakeBackup dumps both databases and copies Synapse's config files under
+// names of the run.
+func (h *HostSteps) TakeBackup(ctx context.Context, run string, progress func(string)) (Report, error) {
 	syn, err := h.synapse()
 	if err != nil {
 		return Report{}, err
@@ -48,6 +50,7 @@ func (h *HostSteps) TakeBackup(ctx context.Context, progress func(string)) (Repo
 		return Report{}, err
 	}
 	o := h.Backup
+	o.Prefix += "-" + run
 	o.ConfigFiles = syn.Files
 	o.Progress = func(p backup.Progress) { progress(fmt.Sprintf("dumping %s: %d bytes", p.Label, p.Bytes)) }
 	res, err := backup.Run(ctx, o, dbs...)
