@@ -3,6 +3,7 @@ package config
 import (
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"testing"
 
@@ -347,5 +348,25 @@ func TestExampleSettingsLoad(t *testing.T) {
 	if s.Homeserver.Controller != "none" || s.MAS.CLI != "mas-cli" || s.Verify.SampleTokens != 20 ||
 		s.Homeserver.Kubernetes.SynapseSelector != "app.kubernetes.io/component=matrix-server" {
 		t.Fatalf("example settings = %+v", s)
+	}
+}
+
+func TestSecretValuesFindEverySecretOfAConfig(t *testing.T) {
+	raw := map[string]any{
+		"server_name":                "example.org",
+		"registration_shared_secret": "reg-S3cret-value",
+		"database":                   map[string]any{"args": map[string]any{"password": "db-pa55word", "port": 5432, "host": "db.internal"}},
+		"oidc_providers":             []any{map[string]any{"idp_id": "google", "client_secret": "oidc-client-secret"}},
+		"matrix":                     map[string]any{"secret": "shared-matrix-secret", "homeserver": "example.org"},
+		"email":                      map[string]any{"smtp_pass": "mail-pass-1", "smtp_user": "postmaster"},
+		"short":                      map[string]any{"key": "abc"},
+		"password_config":            map[string]any{"pepper": "pepper-value", "enabled": true},
+	}
+	got := SecretValues(raw)
+	want := []string{"shared-matrix-secret", "oidc-client-secret", "reg-S3cret-value", "db-pa55word", "mail-pass-1", "pepper-value"}
+	sort.Strings(got)
+	sort.Strings(want)
+	if strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Fatalf("SecretValues = %v, want %v", got, want)
 	}
 }

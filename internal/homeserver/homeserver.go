@@ -69,6 +69,9 @@ type None struct {
 	SynapseDB    *pgxpool.Pool
 	MASDB        *pgxpool.Pool
 	HTTP         *http.Client
+	// Secrets are every secret value of the configs (config.SecretValues):
+	// hidden in the output of programs the steps run.
+	Secrets []string
 }
 
 // synapse re-reads Synapse's config: the operator may have changed it.

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"strings"
@@ -137,5 +138,37 @@ func TestManagedStartFailsWhenSynapseNeverAnswers(t *testing.T) {
 	_, err := m.Start(context.Background(), nil, []Service{Synapse})
 	if !errors.Is(err, ErrNotYet) || !strings.Contains(err.Error(), "synapse does not answer 200") {
 		t.Fatalf("got %v", err)
+	}
+}
+
+// A program's output can quote a config value it rejects: no secret of
+// the configs reaches a step's report or error, and the error still
+// classifies by its cause.
+func TestCommandOutputNeverCarriesASecret(t *testing.T) {
+	const secret = "hunter2-matrix-secret"
+	cases := []struct {
+		name    string
+		stop    string
+		wantErr bool
+	}{
+		{"in the report of a command that worked", "echo 'using secret " + secret + "'", false},
+		{"in the error of a command that failed", "echo 'bad value " + secret + "' >&2; exit 2", true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			n := none(t, closed(t), "")
+			n.Secrets = []string{secret}
+			m := &Managed{None: n, Processes: NewCommand(c.stop, "true", "", "", time.Minute), StopWait: time.Second,
+				CommandTimeout: time.Minute}
+			rep, err := m.Stop(context.Background())
+			text := fmt.Sprintf("%+v %v", rep, err)
+			if (err != nil) != c.wantErr || strings.Contains(text, secret) || !strings.Contains(text, "[redacted]") {
+				t.Fatalf("got %s", text)
+			}
+			var exit *exec.ExitError
+			if c.wantErr && !errors.As(err, &exit) {
+				t.Fatalf("the cause is lost: %v", err)
+			}
+		})
 	}
 }

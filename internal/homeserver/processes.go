@@ -76,10 +76,11 @@ func (r runner) run(ctx context.Context, setting string, argv ...string) (string
 	switch {
 	case err == nil:
 		return tail, nil
-	case ctx.Err() == context.DeadlineExceeded:
-		return tail, fmt.Errorf("%s: `%s` did not finish within %s; output:\n%s", setting, shown, timeout, tail)
+	case ctx.Err() != nil: // killed for the timeout or a cancelled attempt: no verdict
+		return tail, fmt.Errorf("%s: `%s` did not finish within %s (%v); output:\n%s", setting, shown, timeout, ctx.Err(), tail)
 	case errors.As(err, &exit):
-		return tail, fmt.Errorf("%s: `%s` exited with status %d; output:\n%s", setting, shown, exit.ExitCode(), tail)
+		return tail, &exitError{msg: fmt.Sprintf("%s: `%s` exited with status %d; output:\n%s", setting, shown,
+			exit.ExitCode(), tail), exit: exit}
 	case errors.Is(err, exec.ErrNotFound), errors.Is(err, os.ErrNotExist):
 		return tail, fmt.Errorf("%s: running `%s`: %v (install it on the worker's host or fix the path): %w",
 			setting, shown, err, ErrMissingTool)
@@ -88,6 +89,15 @@ func (r runner) run(ctx context.Context, setting string, argv ...string) (string
 			setting, shown, err)
 	}
 }
+
+// exitError is a command's non-zero exit, with its output tail.
+type exitError struct {
+	msg  string
+	exit *exec.ExitError
+}
+
+func (e *exitError) Error() string { return e.msg }
+func (e *exitError) Unwrap() error { return e.exit }
 
 // lastLines keeps the last n lines of s, trimmed.
 func lastLines(s string, n int) string {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 
@@ -111,6 +112,9 @@ func (h *HostSteps) Reconfigure(ctx context.Context) (Report, error) {
 		rep.Details = append(rep.Details, c.String())
 	}
 	if err := h.checkConfig(ctx); err != nil {
+		if !errors.Is(err, ErrConfigRefused) {
+			return Report{}, err // no verdict: the retry checks the rewrite again
+		}
 		if _, rerr := synapseconf.Restore(h.SynapsePaths); rerr != nil {
 			return Report{}, fmt.Errorf("%w; putting the original config back failed too: %v", err, rerr)
 		}
@@ -151,13 +155,17 @@ func (h *HostSteps) checkConfig(ctx context.Context) error {
 	for _, p := range h.SynapsePaths {
 		argv = append(argv, "-c", p)
 	}
-	if _, err := h.Runner.run(ctx, "homeserver.synapse_python", argv...); err != nil {
-		if errors.Is(err, ErrMissingTool) {
-			return err
-		}
-		return fmt.Errorf("%w: %v", ErrConfigRefused, err)
+	_, err := h.Runner.run(ctx, "homeserver.synapse_python", argv...)
+	var exit *exec.ExitError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &exit):
+		return h.redactErr(fmt.Errorf("%w: %w", ErrConfigRefused, err))
 	}
-	return nil
+	// Not a verdict on the config (a timeout, a cancelled attempt, a
+	// missing Python): the caller leaves the files as they are.
+	return h.redactErr(err)
 }
 
 // RestoreConfig puts back every file Reconfigure changed, byte for byte.

@@ -14,7 +14,8 @@ import (
 // names: "none" verifies, the others perform each step.
 func (d *Deps) controller() (homeserver.Controller, error) {
 	s := d.Settings
-	none := &homeserver.None{SynapsePaths: s.Synapse.Config, MAS: d.MAS, SynapseDB: d.SynapseDB(), MASDB: d.MASPool}
+	none := &homeserver.None{SynapsePaths: s.Synapse.Config, MAS: d.MAS, SynapseDB: d.SynapseDB(), MASDB: d.MASPool,
+		Secrets: append(config.SecretValues(d.Synapse.Raw), config.SecretValues(d.MAS.Raw)...)}
 	if s.Homeserver.Controller == "none" {
 		return none, nil
 	}
