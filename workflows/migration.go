@@ -31,6 +31,11 @@ type State struct {
 	TouchedHomeserver bool
 	// PastNoReturn: Synapse runs with MAS delegation; no automatic undo.
 	PastNoReturn bool
+	// Reconfiguring: the reconfigure step was dispatched in this
+	// migration; only then does the compensation restore Synapse's config
+	// (a .pre-mas copy left by an earlier, manual rollback is not this
+	// migration's to put back).
+	Reconfiguring bool
 	// Replicas are the workloads' replica counts the stop recorded
 	// (Kubernetes); the start and the compensation restore them.
 	Replicas map[string]int32
@@ -145,6 +150,7 @@ func (m *migration) runStep(ctx workflow.Context, step string) error {
 		}
 		return m.reconcile(ctx)
 	case StepReconfigure:
+		m.st.Reconfiguring = true
 		return discard(m.homeserverStep(ctx, step, h.Reconfigure))
 	case StepStart:
 		if _, err := m.homeserverStep(ctx, step, h.StartHomeserver, activities.StartInput{Replicas: m.st.Replicas}); err != nil {
@@ -284,11 +290,17 @@ func (m *migration) compensate(ctx workflow.Context, cause error) {
 	m.setPhase(dctx, "compensating")
 	var h *activities.HomeserverActivities
 	restart := activities.StartInput{Replicas: m.st.Replicas, Only: []string{"synapse"}}
-	for _, s := range []struct {
+	type undo struct {
 		name string
 		fn   any
 		args []any
-	}{{"restore Synapse config", h.RestoreConfig, nil}, {"restart Synapse the old way", h.StartHomeserver, []any{restart}}} {
+	}
+	steps := []undo{{"restore Synapse config", h.RestoreConfig, nil}, {"restart Synapse the old way", h.StartHomeserver, []any{restart}}}
+	reconfigured := m.st.Reconfiguring || slices.Contains(m.st.Done, StepReconfigure) // Done: also before Reconfiguring existed
+	if !reconfigured && workflow.GetVersion(dctx, "restore-config-if-reconfigured", workflow.DefaultVersion, 1) == 1 {
+		steps = steps[1:]
+	}
+	for _, s := range steps {
 		opts := m.hostOptions(dctx, s.name)
 		if err := workflow.ExecuteActivity(opts, s.fn, s.args...).Get(dctx, nil); err != nil {
 			logger.Error("compensation step failed: a human must restore the homeserver", "step", s.name, "error", err)
