@@ -116,7 +116,7 @@ func newHarnessWith(t *testing.T, shardDelay time.Duration) *harness {
 			return activities.AdviseResult{Warnings: h.warnings}, h.fail[StepAdvise]
 		})
 	for name, fn := range map[string]any{
-		StepSyncSchema: host.SyncSchema,
+		StepSyncSchema:  host.SyncSchema,
 		StepReconfigure: host.Reconfigure, "restore": host.RestoreConfig, StepVerify: host.Verify,
 	} {
 		name := name
