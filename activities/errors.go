@@ -12,6 +12,7 @@ import (
 	"github.com/masflow/masflow/internal/homeserver"
 	"github.com/masflow/masflow/internal/mapping"
 	"github.com/masflow/masflow/internal/mas"
+	"github.com/masflow/masflow/internal/synapse"
 	"go.temporal.io/sdk/temporal"
 )
 
@@ -36,6 +37,9 @@ const (
 	// ErrTypeHomeserverRunning: the import was asked to start while
 	// Synapse or MAS runs.
 	ErrTypeHomeserverRunning = "MasflowHomeserverRunning"
+	// ErrTypeSnapshotGone: a dry run's snapshot died with its holder
+	// (retryable: the dry run starts again from zero).
+	ErrTypeSnapshotGone = "MasflowSnapshotGone"
 	// ErrTypeTool: a tool masflow runs is missing or too old for the
 	// server (pg_dump, pg_restore): install the right one.
 	ErrTypeTool = "MasflowTool"
@@ -72,6 +76,9 @@ func classify(err error) error {
 		return temporal.NewApplicationError(err.Error(), ErrTypeNotYet)
 	case errors.Is(err, mas.ErrLocked):
 		return temporal.NewApplicationError(err.Error(), ErrTypeLocked)
+	case errors.Is(err, synapse.ErrSnapshotGone):
+		// Before the SQLSTATE: its 22023 would read as bad data.
+		return temporal.NewApplicationError(err.Error(), ErrTypeSnapshotGone)
 	default:
 		if final := classifySQL(err); final != nil {
 			return final

@@ -13,6 +13,7 @@ import (
 	"github.com/masflow/masflow/internal/homeserver"
 	"github.com/masflow/masflow/internal/mapping"
 	"github.com/masflow/masflow/internal/mas"
+	"github.com/masflow/masflow/internal/synapse"
 	"go.temporal.io/sdk/temporal"
 )
 
@@ -30,6 +31,8 @@ func TestClassify(t *testing.T) {
 		{"bad request is final", fmt.Errorf("x: %w", engine.ErrBadRequest), ErrTypeBadRequest, false},
 		{"homeserver not ready yet is retried", fmt.Errorf("x: %w", homeserver.ErrNotYet), ErrTypeNotYet, true},
 		{"lock held is retried", fmt.Errorf("x: %w", mas.ErrLocked), ErrTypeLocked, true},
+		{"a dry run's lost snapshot is retried, not bad data", fmt.Errorf("reading users: %w: %w", synapse.ErrSnapshotGone,
+			&pgconn.PgError{Code: "22023"}), ErrTypeSnapshotGone, true},
 		{"a missing or old pg_dump is final", fmt.Errorf("backup.pg_dump: %w", backup.ErrTool), ErrTypeTool, false},
 		{"a missing mas-cli is final", fmt.Errorf("mas.cli: %w", homeserver.ErrMissingTool), ErrTypeTool, false},
 		{"a config Synapse refuses is final", fmt.Errorf("x: %w", homeserver.ErrConfigRefused), ErrTypeConfigRefused, false},

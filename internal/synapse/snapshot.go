@@ -2,6 +2,7 @@ package synapse
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
@@ -22,6 +23,10 @@ type Snapshot struct {
 	tx   pgx.Tx
 }
 
+// ErrSnapshotGone: the session holding a reader's snapshot has ended (its
+// worker died or its connection broke); a new snapshot is needed.
+var ErrSnapshotGone = errors.New("the exported snapshot is gone")
+
 // ExportSnapshot opens the session holding a snapshot of the database now.
 func (r *Reader) ExportSnapshot(ctx context.Context) (*Snapshot, error) {
 	conn, err := r.pool.Acquire(ctx)
@@ -34,6 +39,12 @@ func (r *Reader) ExportSnapshot(ctx context.Context) (*Snapshot, error) {
 		return nil, fmt.Errorf("holding a snapshot of the Synapse database: %w", err)
 	}
 	s := &Snapshot{conn: conn, tx: tx}
+	// The holder sits idle in its transaction for the whole dry run: a
+	// server-wide idle_in_transaction_session_timeout must not end it.
+	if _, err := tx.Exec(ctx, "SET LOCAL idle_in_transaction_session_timeout = 0"); err != nil {
+		s.Release()
+		return nil, fmt.Errorf("holding a snapshot of the Synapse database: %w", err)
+	}
 	if err := tx.QueryRow(ctx, "SELECT pg_export_snapshot()").Scan(&s.ID); err != nil {
 		s.Release()
 		return nil, fmt.Errorf("exporting a snapshot of the Synapse database: %w", err)
@@ -60,7 +71,8 @@ func (r *Reader) begin(ctx context.Context) (pgx.Tx, error) {
 	}
 	if _, err := tx.Exec(ctx, "SET TRANSACTION SNAPSHOT "+quoteLiteral(r.snapshot)); err != nil {
 		_ = tx.Rollback(ctx)
-		return nil, fmt.Errorf("reading at snapshot %s (its holder is gone: the dry run starts again): %w", r.snapshot, err)
+		return nil, fmt.Errorf("reading at snapshot %s (its holder is gone: the dry run starts again): %w: %w",
+			r.snapshot, ErrSnapshotGone, err)
 	}
 	return tx, nil
 }

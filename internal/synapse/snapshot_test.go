@@ -2,6 +2,7 @@ package synapse
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 
@@ -49,7 +50,7 @@ func TestReaderAtSnapshotIgnoresLaterWrites(t *testing.T) {
 		})
 	}
 	snap.Release()
-	if _, err := at.Count(ctx, Users); err == nil || !strings.Contains(err.Error(), "holder is gone") {
+	if _, err := at.Count(ctx, Users); !errors.Is(err, ErrSnapshotGone) || !strings.Contains(err.Error(), "holder is gone") {
 		t.Fatalf("a read at a released snapshot: %v", err)
 	}
 }
