@@ -64,6 +64,7 @@ func (r runner) run(ctx context.Context, setting string, argv ...string) (string
 	defer cancel()
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	cmd.Env = append(cmd.Environ(), r.Env...)
+	ownGroup(cmd)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	// A command that leaves children holding its output open must not

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -122,6 +124,26 @@ func TestCommandFailuresNameTheSettingAndShowOutput(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A command that times out takes its children with it: none keeps
+// stopping or starting services beside the step's retry.
+func TestATimedOutCommandLeavesNoChildBehind(t *testing.T) {
+	pidFile := filepath.Join(t.TempDir(), "child.pid")
+	c := NewCommand("sleep 30 & echo $! > "+pidFile+"; wait", "true", "", "", 300*time.Millisecond)
+	if _, err := c.Stop(context.Background(), Synapse); err == nil || !strings.Contains(err.Error(), "did not finish") {
+		t.Fatalf("got %v", err)
+	}
+	b, err := os.ReadFile(pidFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	for deadline := time.Now().Add(5 * time.Second); syscall.Kill(pid, 0) == nil; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the child %d of the timed-out command still runs", pid)
+		}
 	}
 }
 
