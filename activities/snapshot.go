@@ -50,6 +50,11 @@ func (a *ImportActivities) SnapshotImport(ctx context.Context, in SnapshotImport
 	if !in.DryRun {
 		return res, nonRetryable("a snapshot import exists only in dry runs", ErrTypeBadRequest)
 	}
+	unlock, err := mas.HoldDryRunLock(ctx, a.MAS)
+	if err != nil {
+		return res, classify(err)
+	}
+	defer unlock()
 	// Start from zero: an earlier attempt's rows were read at a snapshot
 	// that died with its worker.
 	if err := a.DiscardDryRun(ctx, in.RunInput); err != nil {

@@ -243,20 +243,36 @@ func RestoreSchema(ctx context.Context, pool *pgxpool.Pool, o RestoreOptions) (i
 
 // holdLock takes the migrators' advisory lock for a session, until unlock.
 func holdLock(ctx context.Context, pool *pgxpool.Pool) (func(), error) {
+	return holdKey(ctx, pool, ReferenceLockKey, "a batch or another restore")
+}
+
+// DryRunLockKey serialises the attempts of a dry run's snapshot import: an
+// attempt whose worker lost contact but still runs must finish (or die)
+// before its retry empties the tables and starts again.
+const DryRunLockKey int64 = ReferenceLockKey + 1
+
+// HoldDryRunLock takes DryRunLockKey for a session, until unlock;
+// ErrLocked while another attempt holds it.
+func HoldDryRunLock(ctx context.Context, pool *pgxpool.Pool) (func(), error) {
+	return holdKey(ctx, pool, DryRunLockKey, "an earlier attempt of this dry run, still running")
+}
+
+// holdKey takes an advisory lock on a dedicated session until unlock.
+func holdKey(ctx context.Context, pool *pgxpool.Pool, key int64, holder string) (func(), error) {
 	conn, err := pool.Acquire(ctx)
 	if err != nil {
 		return nil, err
 	}
 	var ok bool
-	if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1)", ReferenceLockKey).Scan(&ok); err != nil || !ok {
+	if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1)", key).Scan(&ok); err != nil || !ok {
 		conn.Release()
 		if err == nil {
-			err = fmt.Errorf("advisory lock %d is held by another session (a batch or another restore): %w", ReferenceLockKey, ErrLocked)
+			err = fmt.Errorf("advisory lock %d is held by another session (%s): %w", key, holder, ErrLocked)
 		}
 		return nil, err
 	}
 	return func() {
-		_, _ = conn.Exec(context.Background(), "SELECT pg_advisory_unlock($1)", ReferenceLockKey)
+		_, _ = conn.Exec(context.Background(), "SELECT pg_advisory_unlock($1)", key)
 		conn.Release()
 	}, nil
 }

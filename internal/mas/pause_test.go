@@ -192,3 +192,23 @@ func diff(a, b string) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+// Two attempts of one dry run never run at once: the second waits
+// (ErrLocked, retried) until the first one ends.
+func TestDryRunLockKeepsAttemptsApart(t *testing.T) {
+	ctx := context.Background()
+	pool := pgtest.Pool(t, pgtest.Database(t, pgtest.MAS))
+	unlock, err := HoldDryRunLock(ctx, pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := HoldDryRunLock(ctx, pool); !errors.Is(err, ErrLocked) {
+		t.Fatalf("second attempt: %v, want ErrLocked", err)
+	}
+	unlock()
+	again, err := HoldDryRunLock(ctx, pool)
+	if err != nil {
+		t.Fatalf("after the first attempt ended: %v", err)
+	}
+	again()
+}
