@@ -198,15 +198,15 @@ func diff(a, b string) string {
 func TestDryRunLockKeepsAttemptsApart(t *testing.T) {
 	ctx := context.Background()
 	pool := pgtest.Pool(t, pgtest.Database(t, pgtest.MAS))
-	unlock, err := HoldDryRunLock(ctx, pool)
+	unlock, err := mas.HoldDryRunLock(ctx, pool)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := HoldDryRunLock(ctx, pool); !errors.Is(err, ErrLocked) {
+	if _, err := mas.HoldDryRunLock(ctx, pool); !errors.Is(err, mas.ErrLocked) {
 		t.Fatalf("second attempt: %v, want ErrLocked", err)
 	}
 	unlock()
-	again, err := HoldDryRunLock(ctx, pool)
+	again, err := mas.HoldDryRunLock(ctx, pool)
 	if err != nil {
 		t.Fatalf("after the first attempt ended: %v", err)
 	}
