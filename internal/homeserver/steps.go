@@ -129,6 +129,12 @@ func (h *HostSteps) Reconfigure(ctx context.Context) (Report, error) {
 func (h *HostSteps) sharedSecret(syn *config.Synapse) (string, bool, error) {
 	path := h.MASSecretPath
 	if path == "" && h.MAS.SecretFile != "" {
+		// Synapse must read it at start: a missing file would leave the
+		// homeserver down behind a retried start.
+		if _, err := os.Stat(h.MAS.SecretFile); err != nil {
+			return "", false, fmt.Errorf("MAS's matrix.secret_file %s, which Synapse would read: %w; make it readable here "+
+				"or set homeserver.mas_secret_path", h.MAS.SecretFile, err)
+		}
 		return h.MAS.SecretFile, false, nil
 	}
 	value := h.MAS.Secret

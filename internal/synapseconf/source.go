@@ -98,6 +98,9 @@ func (e shapeError) Error() string { return fmt.Sprintf("line %d: %s", e.line, e
 // yamlLine finds "line N: message" in the parser's error text.
 var yamlLine = regexp.MustCompile(`line (\d+): (.*)`)
 
+// backquoted is a value yaml.v3 quotes in an error.
+var backquoted = regexp.MustCompile("`[^`]*`")
+
 // yamlError names the file and line of a parse error and what to do.
 func yamlError(path string, err error) error {
 	const fix = "fix the file (Synapse cannot read it either) and run again"
@@ -105,7 +108,9 @@ func yamlError(path string, err error) error {
 	if errors.As(err, &shape) {
 		return fmt.Errorf("%s:%d: %s; %s", path, shape.line, shape.msg, fix)
 	}
-	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	// yaml.v3 quotes the value it cannot decode between backquotes: it
+	// may be a secret (macaroon_secret_key: !!int …).
+	msg := backquoted.ReplaceAllString(strings.TrimPrefix(err.Error(), "yaml: "), "`…`")
 	if m := yamlLine.FindStringSubmatch(msg); m != nil {
 		return fmt.Errorf("%s:%s: invalid YAML: %s; %s", path, m[1], m[2], fix)
 	}
