@@ -59,12 +59,17 @@ func SampleTokens(ctx context.Context, masDB, synapseDB *pgxpool.Pool, serverNam
 	return sampleTokens(ctx, masDB, synapseDB, serverName, n, pageSize(n))
 }
 
-// sampleTokens confirms candidates page by page until n are confirmed or
-// MAS has no more.
+// maxPages bounds the pages sampleTokens reads: each one sorts every MAS
+// access token by hash, so a homeserver whose tokens mostly fail to
+// confirm must not be scanned page after page.
+const maxPages = 10
+
+// sampleTokens confirms candidates page by page until n are confirmed,
+// MAS has no more, or maxPages were read.
 func sampleTokens(ctx context.Context, masDB, synapseDB *pgxpool.Pool, serverName string, n, size int) ([]Sample, error) {
 	var out []Sample
 	after := ""
-	for len(out) < n {
+	for pages := 0; len(out) < n && pages < maxPages; pages++ {
 		page, err := candidates(ctx, masDB, serverName, after, size)
 		if err != nil {
 			return nil, err
