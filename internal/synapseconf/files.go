@@ -2,11 +2,14 @@ package synapseconf
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/masflow/masflow/internal/config"
 )
@@ -38,6 +41,9 @@ func Restore(paths []string) ([]string, error) {
 		if err == nil {
 			err = writable(f)
 		}
+		if err == nil {
+			err = unchangedSinceRewrite(f, orig)
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -65,8 +71,44 @@ func putBack(path string, orig []byte, info fs.FileInfo) error {
 				path, path, backupSuffix)
 		}
 	}
+	_ = os.Remove(path + rewriteSuffix)
 	if err := os.Remove(path + backupSuffix); err != nil {
 		return fmt.Errorf("%s is restored but its copy could not be removed: %w; remove %s%s by hand", path, err, path, backupSuffix)
+	}
+	return nil
+}
+
+// rewriteSuffix names the file holding the SHA-256 of the text Rewrite
+// wrote: how Restore and a later Rewrite tell masflow's rewrite from a
+// file put back or edited since.
+const rewriteSuffix = ".pre-mas.sha256"
+
+func digest(text []byte) string {
+	sum := sha256.Sum256(text)
+	return hex.EncodeToString(sum[:])
+}
+
+// rewrittenBy reports whether path's recorded rewrite is text; known is
+// false when no rewrite was recorded (a copy made by an earlier masflow).
+func rewrittenBy(path string, text []byte) (ours, known bool) {
+	b, err := os.ReadFile(path + rewriteSuffix)
+	if err != nil {
+		return false, false
+	}
+	return strings.TrimSpace(string(b)) == digest(text), true
+}
+
+// unchangedSinceRewrite refuses to restore a file that is neither its
+// original nor masflow's rewrite: someone edited it since, and putting
+// the copy back would lose that.
+func unchangedSinceRewrite(path string, orig []byte) error {
+	cur, err := os.ReadFile(path)
+	if err != nil || bytes.Equal(cur, orig) {
+		return nil
+	}
+	if ours, known := rewrittenBy(path, cur); known && !ours {
+		return fmt.Errorf("%s changed since masflow rewrote it: compare it with %s%s and put back by hand what it should be",
+			path, path, backupSuffix)
 	}
 	return nil
 }
@@ -123,13 +165,22 @@ func stage(r rewritten) (staged, error) {
 		return s, fmt.Errorf("%s changed while it was being rewritten: run again", r.path)
 	}
 	backup := r.path + backupSuffix
-	if _, err := os.Lstat(backup); errors.Is(err, fs.ErrNotExist) {
+	_, err = os.Lstat(backup)
+	missing := errors.Is(err, fs.ErrNotExist)
+	if err != nil && !missing {
+		return s, fmt.Errorf("cannot make the backup copy %s (%v): fix the cause, or apply docs/reconfigure.md by hand", backup, err)
+	}
+	// A copy is the true original while the file is masflow's rewrite; a
+	// copy left beside a file put back or edited since is stale.
+	if ours, known := rewrittenBy(r.path, r.old); missing || (known && !ours) {
 		if err := writeAtomic(backup, r.old, info); err != nil {
 			return s, err
 		}
-		s.newBackup = true
-	} else if err != nil {
-		return s, fmt.Errorf("cannot make the backup copy %s (%v): fix the cause, or apply docs/reconfigure.md by hand", backup, err)
+		s.newBackup = missing
+	}
+	if err := writeAtomic(r.path+rewriteSuffix, []byte(digest(r.new)+"\n"), info); err != nil {
+		s.discard()
+		return s, err
 	}
 	if s.tmp, err = writeTemp(r.path, r.new, info); err != nil {
 		s.discard()

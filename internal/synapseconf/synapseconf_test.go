@@ -323,11 +323,13 @@ func relFiles(dir string, files []string) []string {
 }
 
 // readTree reads every file under dir, keyed by slash path.
+// readTree reads the files of dir, leaving out the rewrite digests (their
+// own test checks them: TestRewriteDigestsTellRewritesFromEdits).
 func readTree(t *testing.T, dir string) map[string][]byte {
 	t.Helper()
 	out := map[string][]byte{}
 	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
+		if err != nil || d.IsDir() || strings.HasSuffix(p, rewriteSuffix) {
 			return err
 		}
 		b, err := os.ReadFile(p)
@@ -373,4 +375,72 @@ func treeDiff(got, want map[string][]byte) string {
 	}
 	sort.Strings(diffs)
 	return strings.Join(diffs, "\n")
+}
+
+// The digest of the rewrite tells masflow's rewrite from a file put back
+// or edited since: a stale copy is refreshed by the next rewrite, and a
+// file edited after the rewrite is never overwritten by a restore.
+func TestRewriteDigestsTellRewritesFromEdits(t *testing.T) {
+	original := []byte("server_name: a\nenable_registration: true\n")
+	cases := []struct {
+		name string
+		run  func(t *testing.T, path string) error
+		want string // the file afterwards
+		err  string
+	}{
+		{"a stale copy beside a file put back and edited is refreshed", func(t *testing.T, path string) error {
+			if _, err := Rewrite([]string{path}, delegation); err != nil {
+				return err
+			}
+			// The operator moves nothing back but copies it, then edits.
+			edited := append(append([]byte{}, original...), "# edited\n"...)
+			if err := os.WriteFile(path, edited, 0o640); err != nil {
+				return err
+			}
+			if _, err := Rewrite([]string{path}, delegation); err != nil {
+				return err
+			}
+			_, err := Restore([]string{path})
+			return err
+		}, string(original) + "# edited\n", ""},
+		{"a file edited after the rewrite is not overwritten", func(t *testing.T, path string) error {
+			if _, err := Rewrite([]string{path}, delegation); err != nil {
+				return err
+			}
+			f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+			if err != nil {
+				return err
+			}
+			_, _ = f.WriteString("# the operator's edit\n")
+			f.Close()
+			_, err = Restore([]string{path})
+			return err
+		}, "", "changed since masflow rewrote it"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "homeserver.yaml")
+			if err := os.WriteFile(path, original, 0o640); err != nil {
+				t.Fatal(err)
+			}
+			err := c.run(t, path)
+			if c.err != "" {
+				if err == nil || !strings.Contains(err.Error(), c.err) {
+					t.Fatalf("got %v, want an error saying %q", err, c.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, _ := os.ReadFile(path); string(got) != c.want {
+				t.Fatalf("file is %q, want %q", got, c.want)
+			}
+			for _, leftover := range []string{backupSuffix, rewriteSuffix} {
+				if _, err := os.Stat(path + leftover); !os.IsNotExist(err) {
+					t.Errorf("%s left behind: %v", leftover, err)
+				}
+			}
+		})
+	}
 }
