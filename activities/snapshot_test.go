@@ -7,8 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"strings"
-
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/masflow/masflow/internal/engine"
@@ -138,17 +136,7 @@ func realImport(t *testing.T, a *ImportActivities, reader *synapse.Reader) strin
 	if err := e.RunAll(ctx, engine.RunOptions{ShardsPerEntity: 2, Parallelism: 2, BatchSize: 300, RestoreParallel: 2}); err != nil {
 		t.Fatal(err)
 	}
-	var b strings.Builder
-	for _, table := range mas.TargetTables {
-		var n int64
-		var digest string
-		if err := a.MAS.QueryRow(ctx, fmt.Sprintf(`SELECT count(*), COALESCE(md5(string_agg(t::text, ',' ORDER BY t::text)), '')
-			FROM %s t`, pgx.Identifier{table}.Sanitize())).Scan(&n, &digest); err != nil {
-			t.Fatal(err)
-		}
-		fmt.Fprintf(&b, "%s %d %s\n", table, n, digest)
-	}
-	return b.String()
+	return fmt.Sprint(pgtest.Digests(t, masDSNOf(t, a.MAS), mas.TargetTables))
 }
 
 // masDSNOf is the connection string of a pool's database.

@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"github.com/masflow/masflow/internal/pgtest"
 	"maps"
 	"net/http"
 	"os"
@@ -149,7 +150,7 @@ func masPasswordInput(password, pepper string) []byte {
 // as scheme 1, and verifies with MAS's rule against the password the
 // user registered; the controls show the rule's parts matter.
 func checkPasswords(t *testing.T, hs *homeserver, p *population) {
-	rows := queryStrings(t, hs.masDSN, `SELECT u.username || ' ' || p.version || ' ' || p.hashed_password
+	rows := pgtest.QueryStrings(t, hs.masDSN, `SELECT u.username || ' ' || p.version || ' ' || p.hashed_password
 		FROM user_passwords p JOIN users u ON u.user_id = p.user_id ORDER BY u.username`)
 	hashes := map[string]string{}
 	for _, row := range rows {
@@ -166,7 +167,7 @@ func checkPasswords(t *testing.T, hs *homeserver, p *population) {
 		}
 		want = append(want, a.localpart)
 		var synapseHash string
-		queryRow(t, hs.db.AdminDSN, `SELECT password_hash FROM users WHERE name = $1`, []any{a.userID}, &synapseHash)
+		pgtest.QueryRow(t, hs.db.AdminDSN, `SELECT password_hash FROM users WHERE name = $1`, []any{a.userID}, &synapseHash)
 		if hashes[a.localpart] != synapseHash {
 			t.Errorf("%s's MAS password is not Synapse's hash verbatim", a.localpart)
 		}
@@ -213,11 +214,11 @@ func passwordCases(p *population, pepper string) []passwordCase {
 // exactly MAS's open compat sessions (device ID, display name, admin
 // flag), the tokenless one included and cross-signing keys left out.
 func checkSessions(t *testing.T, hs *homeserver) {
-	devices := queryStrings(t, hs.db.AdminDSN, `SELECT d.user_id || ' ' || d.device_id || ' ' ||
+	devices := pgtest.QueryStrings(t, hs.db.AdminDSN, `SELECT d.user_id || ' ' || d.device_id || ' ' ||
 		COALESCE(d.display_name, '-') || ' admin=' || (u.admin <> 0)::text
 		FROM devices d JOIN users u ON u.name = d.user_id
 		WHERE NOT d.hidden AND u.deactivated = 0 AND u.is_guest = 0 ORDER BY 1`)
-	sessions := queryStrings(t, hs.masDSN, `SELECT '@' || u.username || ':' || $1 || ' ' || s.device_id || ' ' ||
+	sessions := pgtest.QueryStrings(t, hs.masDSN, `SELECT '@' || u.username || ':' || $1 || ' ' || s.device_id || ' ' ||
 		COALESCE(s.human_name, '-') || ' admin=' || s.is_synapse_admin::text
 		FROM compat_sessions s JOIN users u ON u.user_id = s.user_id
 		WHERE s.finished_at IS NULL ORDER BY 1`, serverName)
@@ -228,7 +229,7 @@ func checkSessions(t *testing.T, hs *homeserver) {
 		t.Error("the device created without a token is not a session")
 	}
 	var hidden int
-	queryRow(t, hs.db.AdminDSN, `SELECT count(*) FROM devices WHERE hidden`, nil, &hidden)
+	pgtest.QueryRow(t, hs.db.AdminDSN, `SELECT count(*) FROM devices WHERE hidden`, nil, &hidden)
 	if hidden < 3 {
 		t.Errorf("Synapse has %d hidden device rows, want the 3 cross-signing keys", hidden)
 	}
@@ -237,7 +238,7 @@ func checkSessions(t *testing.T, hs *homeserver) {
 // checkAccounts: emails, the phone number, the SSO link and the user
 // flags are in MAS as Synapse had them.
 func checkAccounts(t *testing.T, hs *homeserver, p *population) {
-	got := queryStrings(t, hs.masDSN, `
+	got := pgtest.QueryStrings(t, hs.masDSN, `
 		SELECT 'email ' || u.username || ' ' || e.email FROM user_emails e JOIN users u USING (user_id)
 		UNION ALL SELECT 'threepid ' || u.username || ' ' || x.medium || ' ' || x.address
 		  FROM user_unsupported_third_party_ids x JOIN users u USING (user_id)
@@ -273,7 +274,7 @@ type rowCounts struct{ users, devices, accessTokens int }
 func countRows(t *testing.T, dsn string) rowCounts {
 	t.Helper()
 	var c rowCounts
-	queryRow(t, dsn, `SELECT (SELECT count(*) FROM users), (SELECT count(*) FROM devices), (SELECT count(*) FROM access_tokens)`,
+	pgtest.QueryRow(t, dsn, `SELECT (SELECT count(*) FROM users), (SELECT count(*) FROM devices), (SELECT count(*) FROM access_tokens)`,
 		nil, &c.users, &c.devices, &c.accessTokens)
 	return c
 }

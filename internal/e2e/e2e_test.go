@@ -11,7 +11,7 @@
 package e2e
 
 import (
-	"context"
+	"github.com/masflow/masflow/internal/pgtest"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -20,7 +20,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/masflow/masflow/internal/advisor"
 	"github.com/masflow/masflow/internal/cli"
 )
@@ -167,7 +166,7 @@ func waitNoPendingDeactivation(t *testing.T, dsn string) {
 	t.Helper()
 	for deadline := time.Now().Add(time.Minute); ; time.Sleep(200 * time.Millisecond) {
 		var n int
-		queryRow(t, dsn, `SELECT count(*) FROM users_pending_deactivation`, nil, &n)
+		pgtest.QueryRow(t, dsn, `SELECT count(*) FROM users_pending_deactivation`, nil, &n)
 		if n == 0 {
 			return
 		}
@@ -175,40 +174,4 @@ func waitNoPendingDeactivation(t *testing.T, dsn string) {
 			t.Fatalf("%d deactivations still pending after a minute", n)
 		}
 	}
-}
-
-// queryRow runs a one-row query and scans it.
-func queryRow(t *testing.T, dsn, sql string, args []any, dest ...any) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(context.Background())
-	if err := conn.QueryRow(ctx, sql, args...).Scan(dest...); err != nil {
-		t.Fatalf("%s: %v", sql, err)
-	}
-}
-
-// queryStrings runs a query of one text column and returns its rows.
-func queryStrings(t *testing.T, dsn, sql string, args ...any) []string {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(context.Background())
-	rows, err := conn.Query(ctx, sql, args...)
-	if err != nil {
-		t.Fatalf("%s: %v", sql, err)
-	}
-	out, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		t.Fatalf("%s: %v", sql, err)
-	}
-	return out
 }

@@ -209,6 +209,20 @@ func QueryRow(t testing.TB, dsn, sql string, args []any, dest ...any) {
 	})
 }
 
+// QueryStrings runs a query of one text column and returns its rows.
+func QueryStrings(t testing.TB, dsn, sql string, args ...any) []string {
+	t.Helper()
+	var out []string
+	withConn(t, dsn, func(ctx context.Context, conn *pgx.Conn) error {
+		rows, err := conn.Query(ctx, sql, args...)
+		if err == nil {
+			out, err = pgx.CollectRows(rows, pgx.RowTo[string])
+		}
+		return err
+	})
+	return out
+}
+
 // Digests fingerprints tables: for each, its row count and the md5 of
 // every row's text in order, IDs included, so that two databases agree
 // on a table only when they hold exactly the same rows.
