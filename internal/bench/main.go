@@ -47,6 +47,8 @@ type options struct {
 	profileDir      string
 	binDir          string
 	engineOnly      bool
+	source          string
+	keepSource      bool
 }
 
 func parseFlags() options {
@@ -61,6 +63,10 @@ func parseFlags() options {
 	flag.StringVar(&o.profileDir, "profile", "", "write CPU and heap profiles of the in-process run b to this directory")
 	flag.BoolVar(&o.engineOnly, "engine-only", false,
 		"run only b and c (no Temporal): a quick figure while tuning the engine")
+	flag.StringVar(&o.source, "source", "",
+		"name of a Synapse database generated before with -keep-source: reused as is, never dropped")
+	flag.BoolVar(&o.keepSource, "keep-source", false,
+		"keep the generated Synapse database and print its name, for -source in later runs")
 	flag.StringVar(&o.binDir, "bin", "bin", "directory holding starter, worker and temporal (`make build`)")
 	flag.Parse()
 	return o
@@ -199,9 +205,20 @@ func (b *bench) freshMAS(ctx context.Context) (string, error) {
 
 // generate creates and fills the Synapse database every run reads.
 func (b *bench) generate(ctx context.Context, rep *Report) error {
-	dsn, err := b.createDatabase(ctx, pgtest.Synapse)
+	if b.o.source != "" {
+		dsn, err := pgtest.DatabaseURL(b.admin, b.o.source)
+		b.synapse = dsn
+		b.logf("reusing the Synapse database %s", b.o.source)
+		return err
+	}
+	dsn, drop, err := pgtest.CreateDatabase(ctx, b.admin, pgtest.Synapse)
 	if err != nil {
 		return err
+	}
+	if b.o.keepSource {
+		defer b.logf("kept the Synapse database for -source: %s", pgtest.DatabaseName(dsn))
+	} else {
+		b.cleanups = append(b.cleanups, drop)
 	}
 	b.logf("generating %d users", b.o.users)
 	t0 := time.Now()

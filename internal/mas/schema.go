@@ -97,7 +97,47 @@ func DetectSchema(ctx context.Context, q querier) (Schema, error) {
 			"(upgrade masflow, or use the MAS release it supports); supported: %s: %w",
 			s.Migration, SupportedVersions, ErrUnsupportedSchema)
 	}
+	if err := checkColumnTypes(ctx, q, batchTables(s, &Rows{})); err != nil {
+		return Schema{}, err
+	}
 	return s, nil
+}
+
+// columnTypesSQL returns the type of each (table, column) pair given, NULL
+// for a column that does not exist.
+const columnTypesSQL = `SELECT x.t, x.c, (SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a
+    WHERE a.attrelid = to_regclass(quote_ident(x.t)) AND a.attname = x.c AND NOT a.attisdropped)
+  FROM unnest($1::text[], $2::text[]) AS x(t, c)`
+
+// checkColumnTypes refuses a MAS schema whose columns are not of the types
+// the writer encodes: a binary COPY converts nothing.
+func checkColumnTypes(ctx context.Context, q querier, tables []copyTable) error {
+	var names, cols []string
+	want := map[[2]string]string{}
+	for _, t := range tables {
+		for _, c := range t.cols {
+			names, cols = append(names, t.name), append(cols, c.name)
+			want[[2]string{t.name, c.name}] = c.typ
+		}
+	}
+	rows, err := q.Query(ctx, columnTypesSQL, names, cols)
+	if err != nil {
+		return fmt.Errorf("inspecting the MAS column types: %w", err)
+	}
+	var table, col string
+	var typ *string
+	_, err = pgx.ForEachRow(rows, []any{&table, &col, &typ}, func() error {
+		w := want[[2]string{table, col}]
+		switch {
+		case typ == nil:
+			return fmt.Errorf("the MAS table %s lacks column %s; supported: %s: %w", table, col, SupportedVersions, ErrUnsupportedSchema)
+		case *typ != w:
+			return fmt.Errorf("the MAS column %s.%s is %s where masflow writes %s; supported: %s: %w",
+				table, col, *typ, w, SupportedVersions, ErrUnsupportedSchema)
+		}
+		return nil
+	})
+	return err
 }
 
 // collectStrings runs a query returning one text column.

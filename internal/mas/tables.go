@@ -1,73 +1,133 @@
 package mas
 
-// copyTable is one target table of a batch: its columns and how to turn
-// row i into COPY values. row fills v (len(cols) values) in place, with
-// pointers into the batch where a value is larger than a word: pgx
-// encodes each row before asking for the next, so one slice serves every
-// row and nothing is boxed (at a million users this saved gigabytes of
-// garbage).
+import (
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// column is a MAS column the writer fills, with the type it encodes.
+type column struct {
+	name string
+	typ  string
+}
+
+// copyTable is one target table of a batch: its columns and how to encode
+// row i into a binary COPY stream.
 type copyTable struct {
 	name string
-	cols []string
+	cols []column
 	n    int
-	row  func(i int, v []any)
+	row  func(i int, c *copyBuf)
+}
+
+func cols(pairs ...string) []column {
+	out := make([]column, 0, len(pairs)/2)
+	for i := 0; i+1 < len(pairs); i += 2 {
+		out = append(out, column{name: pairs[i], typ: pairs[i+1]})
+	}
+	return out
 }
 
 // tables lists the batch's tables in foreign-key order, with the columns
 // of the detected schema (docs/mapping.md, "MAS schema versions").
 func (w *Writer) tables(r *Rows) []copyTable {
-	emailCols := []string{"user_email_id", "user_id", "email", "created_at"}
-	if w.schema.EmailConfirmedAt {
+	return batchTables(w.schema, r)
+}
+
+func batchTables(schema Schema, r *Rows) []copyTable {
+	emailCols := cols("user_email_id", typeUUID, "user_id", typeUUID, "email", typeText, "created_at", typeTimestamptz)
+	if schema.EmailConfirmedAt {
 		// Before MAS v1.10 unconfirmed emails are deleted: Synapse's were
 		// validated, so confirm them at their creation time.
-		emailCols = append(emailCols, "confirmed_at")
+		emailCols = append(emailCols, column{"confirmed_at", typeTimestamptz})
 	}
 	return []copyTable{
-		{"users", []string{"user_id", "username", "created_at", "locked_at", "can_request_admin", "is_guest", "deactivated_at"},
-			len(r.Users), func(i int, v []any) {
+		{"users", cols("user_id", typeUUID, "username", typeText, "created_at", typeTimestamptz,
+			"locked_at", typeTimestamptz, "can_request_admin", typeBool, "is_guest", typeBool, "deactivated_at", typeTimestamptz),
+			len(r.Users), func(i int, c *copyBuf) {
 				u := &r.Users[i]
-				v[0], v[1], v[2], v[3], v[4], v[5], v[6] = (*[16]byte)(&u.ID), &u.Username, &u.CreatedAt, u.LockedAt,
-					u.CanRequestAdmin, u.IsGuest, u.DeactivatedAt
+				c.uuid(&u.ID)
+				c.text(u.Username)
+				c.timestamptz(u.CreatedAt)
+				c.timestamptzOrNull(u.LockedAt)
+				c.boolean(u.CanRequestAdmin)
+				c.boolean(u.IsGuest)
+				c.timestamptzOrNull(u.DeactivatedAt)
 			}},
-		{"user_passwords", []string{"user_password_id", "user_id", "hashed_password", "created_at", "version"},
-			len(r.Passwords), func(i int, v []any) {
+		{"user_passwords", cols("user_password_id", typeUUID, "user_id", typeUUID, "hashed_password", typeText,
+			"created_at", typeTimestamptz, "version", typeInt4),
+			len(r.Passwords), func(i int, c *copyBuf) {
 				p := &r.Passwords[i]
-				v[0], v[1], v[2], v[3], v[4] = (*[16]byte)(&p.ID), (*[16]byte)(&p.UserID), p.Hash.Reveal(), &p.CreatedAt, 1
+				c.uuid(&p.ID)
+				c.uuid(&p.UserID)
+				c.text(p.Hash.Reveal())
+				c.timestamptz(p.CreatedAt)
+				c.int4(1)
 			}},
-		{"user_emails", emailCols, len(r.Emails), func(i int, v []any) {
+		{"user_emails", emailCols, len(r.Emails), func(i int, c *copyBuf) {
 			e := &r.Emails[i]
-			v[0], v[1], v[2], v[3] = (*[16]byte)(&e.ID), (*[16]byte)(&e.UserID), &e.Email, &e.CreatedAt
-			if w.schema.EmailConfirmedAt {
-				v[4] = &e.CreatedAt
+			c.uuid(&e.ID)
+			c.uuid(&e.UserID)
+			c.text(e.Email)
+			c.timestamptz(e.CreatedAt)
+			if schema.EmailConfirmedAt {
+				c.timestamptz(e.CreatedAt)
 			}
 		}},
-		{"user_unsupported_third_party_ids", []string{"user_id", "medium", "address", "created_at"},
-			len(r.UnsupportedThreepids), func(i int, v []any) {
+		{"user_unsupported_third_party_ids", cols("user_id", typeUUID, "medium", typeText, "address", typeText,
+			"created_at", typeTimestamptz),
+			len(r.UnsupportedThreepids), func(i int, c *copyBuf) {
 				t := &r.UnsupportedThreepids[i]
-				v[0], v[1], v[2], v[3] = (*[16]byte)(&t.UserID), &t.Medium, &t.Address, &t.CreatedAt
+				c.uuid(&t.UserID)
+				c.text(t.Medium)
+				c.text(t.Address)
+				c.timestamptz(t.CreatedAt)
 			}},
-		{"upstream_oauth_links", []string{"upstream_oauth_link_id", "upstream_oauth_provider_id", "user_id", "subject", "created_at"},
-			len(r.Links), func(i int, v []any) {
+		{"upstream_oauth_links", cols("upstream_oauth_link_id", typeUUID, "upstream_oauth_provider_id", typeUUID,
+			"user_id", typeUUID, "subject", typeText, "created_at", typeTimestamptz),
+			len(r.Links), func(i int, c *copyBuf) {
 				l := &r.Links[i]
-				v[0], v[1], v[2], v[3], v[4] = (*[16]byte)(&l.ID), (*[16]byte)(&l.ProviderID), (*[16]byte)(&l.UserID), &l.Subject, &l.CreatedAt
+				c.uuid(&l.ID)
+				c.uuid(&l.ProviderID)
+				c.uuid(&l.UserID)
+				c.text(l.Subject)
+				c.timestamptz(l.CreatedAt)
 			}},
-		{"compat_sessions", []string{"compat_session_id", "user_id", "device_id", "human_name", "created_at",
-			"is_synapse_admin", "last_active_at", "last_active_ip", "user_agent"},
-			len(r.Sessions), func(i int, v []any) {
+		{"compat_sessions", cols("compat_session_id", typeUUID, "user_id", typeUUID, "device_id", typeText,
+			"human_name", typeText, "created_at", typeTimestamptz, "is_synapse_admin", typeBool,
+			"last_active_at", typeTimestamptz, "last_active_ip", typeInet, "user_agent", typeText),
+			len(r.Sessions), func(i int, c *copyBuf) {
 				s := &r.Sessions[i]
-				v[0], v[1], v[2], v[3], v[4] = (*[16]byte)(&s.ID), (*[16]byte)(&s.UserID), s.DeviceID, s.HumanName, &s.CreatedAt
-				v[5], v[6], v[7], v[8] = s.IsSynapseAdmin, s.LastActiveAt, nullAddr(s.LastActiveIP), s.UserAgent
+				c.uuid(&s.ID)
+				c.uuid(&s.UserID)
+				c.textOrNull(s.DeviceID)
+				c.textOrNull(s.HumanName)
+				c.timestamptz(s.CreatedAt)
+				c.boolean(s.IsSynapseAdmin)
+				c.timestamptzOrNull(s.LastActiveAt)
+				c.inetOrNull(s.LastActiveIP)
+				c.textOrNull(s.UserAgent)
 			}},
-		{"compat_access_tokens", []string{"compat_access_token_id", "compat_session_id", "access_token", "created_at", "expires_at"},
-			len(r.AccessTokens), func(i int, v []any) {
+		{"compat_access_tokens", cols("compat_access_token_id", typeUUID, "compat_session_id", typeUUID,
+			"access_token", typeText, "created_at", typeTimestamptz, "expires_at", typeTimestamptz),
+			len(r.AccessTokens), func(i int, c *copyBuf) {
 				t := &r.AccessTokens[i]
-				v[0], v[1], v[2], v[3], v[4] = (*[16]byte)(&t.ID), (*[16]byte)(&t.SessionID), t.Token.Reveal(), &t.CreatedAt, t.ExpiresAt
+				c.uuid(&t.ID)
+				c.uuid(&t.SessionID)
+				c.text(t.Token.Reveal())
+				c.timestamptz(t.CreatedAt)
+				c.timestamptzOrNull(t.ExpiresAt)
 			}},
-		{"compat_refresh_tokens", []string{"compat_refresh_token_id", "compat_session_id", "compat_access_token_id", "refresh_token", "created_at"},
-			len(r.RefreshTokens), func(i int, v []any) {
+		{"compat_refresh_tokens", cols("compat_refresh_token_id", typeUUID, "compat_session_id", typeUUID,
+			"compat_access_token_id", typeUUID, "refresh_token", typeText, "created_at", typeTimestamptz),
+			len(r.RefreshTokens), func(i int, c *copyBuf) {
 				t := &r.RefreshTokens[i]
-				v[0], v[1], v[2], v[3], v[4] = (*[16]byte)(&t.ID), (*[16]byte)(&t.SessionID), (*[16]byte)(&t.AccessTokenID),
-					t.Token.Reveal(), &t.CreatedAt
+				c.uuid(&t.ID)
+				c.uuid(&t.SessionID)
+				c.uuid(&t.AccessTokenID)
+				c.text(t.Token.Reveal())
+				c.timestamptz(t.CreatedAt)
 			}},
 	}
 }
@@ -83,22 +143,21 @@ func (w *Writer) Written(r *Rows) map[string]int64 {
 	return out
 }
 
-// rowSource feeds a copyTable to CopyFrom through one reused slice.
-type rowSource struct {
-	t copyTable
-	i int
-	v []any
+// encode writes the table's rows as one binary COPY stream into c.
+func (t copyTable) encode(c *copyBuf) {
+	c.reset()
+	for i := range t.n {
+		c.tuple(len(t.cols))
+		t.row(i, c)
+	}
+	c.end()
 }
 
-func newRowSource(t copyTable) *rowSource {
-	return &rowSource{t: t, i: -1, v: make([]any, len(t.cols))}
+// copySQL is the table's COPY statement.
+func (t copyTable) copySQL() string {
+	names := make([]string, len(t.cols))
+	for i, col := range t.cols {
+		names[i] = pgx.Identifier{col.name}.Sanitize()
+	}
+	return "COPY " + pgx.Identifier{t.name}.Sanitize() + " (" + strings.Join(names, ", ") + ") FROM STDIN (FORMAT binary)"
 }
-
-func (s *rowSource) Next() bool { s.i++; return s.i < s.t.n }
-
-func (s *rowSource) Values() ([]any, error) {
-	s.t.row(s.i, s.v)
-	return s.v, nil
-}
-
-func (s *rowSource) Err() error { return nil }

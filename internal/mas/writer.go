@@ -1,10 +1,11 @@
 package mas
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"net/netip"
+	"sync"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -15,6 +16,8 @@ import (
 type Writer struct {
 	pool   *pgxpool.Pool
 	schema Schema
+	// bufs holds the COPY buffers of batches in flight (*copyBuf).
+	bufs *sync.Pool
 	// fault, when set (tests only), runs before each step of a batch
 	// transaction and may fail it, simulating a crash mid-batch.
 	fault func(step string) error
@@ -22,7 +25,7 @@ type Writer struct {
 
 // NewWriter returns a writer for a database whose schema was detected.
 func NewWriter(pool *pgxpool.Pool, schema Schema) *Writer {
-	return &Writer{pool: pool, schema: schema}
+	return &Writer{pool: pool, schema: schema, bufs: &sync.Pool{New: func() any { return new(copyBuf) }}}
 }
 
 // WithFault returns a copy of the writer that calls fault before each step
@@ -121,8 +124,11 @@ func (w *Writer) step(name string) error {
 	return w.fault(name)
 }
 
-// copyRows COPYs each non-empty table of the batch, parents first.
+// copyRows COPYs each non-empty table of the batch, parents first, as
+// binary streams encoded here (see copyBuf).
 func (w *Writer) copyRows(ctx context.Context, tx pgx.Tx, r *Rows) error {
+	buf := w.bufs.Get().(*copyBuf)
+	defer w.bufs.Put(buf)
 	for _, t := range w.tables(r) {
 		if t.n == 0 {
 			continue
@@ -130,7 +136,8 @@ func (w *Writer) copyRows(ctx context.Context, tx pgx.Tx, r *Rows) error {
 		if err := w.step(t.name); err != nil {
 			return err
 		}
-		if _, err := tx.CopyFrom(ctx, pgx.Identifier{t.name}, t.cols, newRowSource(t)); err != nil {
+		t.encode(buf)
+		if _, err := tx.Conn().PgConn().CopyFrom(ctx, bytes.NewReader(buf.b), t.copySQL()); err != nil {
 			return fmt.Errorf("copying %d rows into %s: %w", t.n, t.name, err)
 		}
 	}
@@ -176,11 +183,3 @@ func (e *safeError) Error() string { return e.msg }
 
 // SQLState returns the PostgreSQL error code, for retry classification.
 func (e *safeError) SQLState() string { return e.code }
-
-// nullAddr turns an optional address into a COPY value for inet.
-func nullAddr(a netip.Addr) any {
-	if !a.IsValid() {
-		return nil
-	}
-	return netip.PrefixFrom(a, a.BitLen())
-}

@@ -14,6 +14,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net/url"
+	"strings"
 	"os"
 	"sync"
 	"testing"
@@ -113,18 +114,35 @@ func CreateDatabase(ctx context.Context, admin string, fx ...Fixture) (string, f
 		return "", nil, fmt.Errorf("creating test database: %w", err)
 	}
 	drop := func() { dropDatabase(admin, name) }
-	u, err := url.Parse(admin)
+	dsn, err := DatabaseURL(admin, name)
 	if err != nil {
 		drop()
-		return "", nil, fmt.Errorf("%s is not a URL: %w", EnvURL, err)
+		return "", nil, err
 	}
-	u.Path = "/" + name
-	dsn := u.String()
 	if err := applyFixtures(ctx, dsn, fx); err != nil {
 		drop()
 		return "", nil, err
 	}
 	return dsn, drop, nil
+}
+
+// DatabaseURL returns the URL of database name on the server behind admin.
+func DatabaseURL(admin, name string) (string, error) {
+	u, err := url.Parse(admin)
+	if err != nil {
+		return "", fmt.Errorf("%s is not a URL: %w", EnvURL, err)
+	}
+	u.Path = "/" + name
+	return u.String(), nil
+}
+
+// DatabaseName returns the database a URL names.
+func DatabaseName(dsn string) string {
+	u, err := url.Parse(dsn)
+	if err != nil {
+		return ""
+	}
+	return strings.TrimPrefix(u.Path, "/")
 }
 
 func applyFixtures(ctx context.Context, dsn string, fx []Fixture) error {
