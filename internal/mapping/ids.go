@@ -25,14 +25,26 @@ func NewID(createdAt time.Time, salt []byte, kind string, key ...string) mas.ID 
 
 // ids computes IDs for one salt. Keying an HMAC costs two SHA-256 blocks,
 // as much as hashing a key, and a new one allocates: the keyed states are
-// kept in a pool and reset (hmac restores its saved keyed state) instead.
+// kept in a pool and reset (hmac restores its saved keyed state) instead,
+// together with the buffers for the message and the sum, which would
+// otherwise escape to the heap through the hash.Hash interface on every
+// ID.
 type ids struct {
 	pool sync.Pool
 }
 
+// hasher is one pooled keyed HMAC with its buffers.
+type hasher struct {
+	mac hash.Hash
+	msg []byte
+	sum []byte
+}
+
 func newIDs(salt []byte) *ids {
 	key := append([]byte(nil), salt...)
-	return &ids{pool: sync.Pool{New: func() any { return hmac.New(sha256.New, key) }}}
+	return &ids{pool: sync.Pool{New: func() any {
+		return &hasher{mac: hmac.New(sha256.New, key), msg: make([]byte, 0, 256), sum: make([]byte, 0, sha256.Size)}
+	}}}
 }
 
 // id is NewID with this salt.
@@ -51,18 +63,16 @@ func (g *ids) id(createdAt time.Time, kind string, key ...string) mas.ID {
 
 	// The message: every part length-prefixed, so ("ab","c") and
 	// ("a","bc") differ. Built in one buffer, written once.
-	var buf [256]byte
-	msg := appendPart(buf[:0], kind)
+	h := g.pool.Get().(*hasher)
+	h.msg = appendPart(h.msg[:0], kind)
 	for _, k := range key {
-		msg = appendPart(msg, k)
+		h.msg = appendPart(h.msg, k)
 	}
-	mac := g.pool.Get().(hash.Hash)
-	mac.Reset()
-	_, _ = mac.Write(msg)
-	var sum [sha256.Size]byte
-	mac.Sum(sum[:0])
-	g.pool.Put(mac)
-	copy(id[6:], sum[:])
+	h.mac.Reset()
+	_, _ = h.mac.Write(h.msg)
+	h.sum = h.mac.Sum(h.sum[:0])
+	copy(id[6:], h.sum)
+	g.pool.Put(h)
 	return id
 }
 
