@@ -4,7 +4,6 @@ import (
 	"context"
 	"strconv"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/masflow/masflow/internal/secret"
 )
 
@@ -69,16 +68,10 @@ var usersSpec = spec[User]{
     COALESCE(t.locked, false), t.creation_ts, t.appservice_id`,
 	keyCols: []string{"name"},
 	keyType: []string{"text"},
-	scan: func(rows pgx.Rows) (User, Key, error) {
-		var u User
-		var hash *string
-		err := rows.Scan(&u.Name, &hash, &u.Admin, &u.Guest, &u.Deactivated, &u.Locked, &u.CreationTS, &u.AppserviceID)
-		if hash != nil {
-			h := secret.String(*hash)
-			u.PasswordHash = &h
-		}
-		return u, Key{u.Name}, err
+	bind: func(u *User) ([]any, func()) {
+		return []any{&u.Name, &u.PasswordHash, &u.Admin, &u.Guest, &u.Deactivated, &u.Locked, &u.CreationTS, &u.AppserviceID}, nil
 	},
+	key: func(u *User) Key { return Key{u.Name} },
 }
 
 // threepidsSpec reads a page of threepids in user order (by
@@ -89,11 +82,10 @@ var threepidsSpec = spec[Threepid]{
 	cols:    `t.user_id, t.medium, t.address, t.added_at`,
 	keyCols: []string{"user_id", "medium", "address"},
 	keyType: []string{"text", "text", "text"},
-	scan: func(rows pgx.Rows) (Threepid, Key, error) {
-		var t Threepid
-		err := rows.Scan(&t.RawUserID, &t.Medium, &t.Address, &t.AddedAt)
-		return t, Key{t.RawUserID, t.Medium, t.Address}, err
+	bind: func(t *Threepid) ([]any, func()) {
+		return []any{&t.RawUserID, &t.Medium, &t.Address, &t.AddedAt}, nil
 	},
+	key: func(t *Threepid) Key { return Key{t.RawUserID, t.Medium, t.Address} },
 }
 
 // externalIDsSpec reads a page of SSO links in user order (by
@@ -103,11 +95,10 @@ var externalIDsSpec = spec[ExternalID]{
 	cols:    `t.user_id, t.auth_provider, t.external_id`,
 	keyCols: []string{"user_id", "auth_provider", "external_id"},
 	keyType: []string{"text", "text", "text"},
-	scan: func(rows pgx.Rows) (ExternalID, Key, error) {
-		var e ExternalID
-		err := rows.Scan(&e.RawUserID, &e.AuthProvider, &e.ExternalID)
-		return e, Key{e.RawUserID, e.AuthProvider, e.ExternalID}, err
+	bind: func(e *ExternalID) ([]any, func()) {
+		return []any{&e.RawUserID, &e.AuthProvider, &e.ExternalID}, nil
 	},
+	key: func(e *ExternalID) Key { return Key{e.RawUserID, e.AuthProvider, e.ExternalID} },
 }
 
 // threepidsByKeySpec and externalIDsByKeySpec are the reads of masflow
@@ -119,11 +110,10 @@ var threepidsByKeySpec = spec[Threepid]{
 	joins:   ownerJoin,
 	keyCols: []string{"medium", "address"},
 	keyType: []string{"text", "text"},
-	scan: func(rows pgx.Rows) (Threepid, Key, error) {
-		var t Threepid
-		err := rows.Scan(append(ownerDest(&t.Owner), &t.Medium, &t.Address, &t.AddedAt)...)
-		return t, Key{t.Medium, t.Address}, err
+	bind: func(t *Threepid) ([]any, func()) {
+		return append(ownerDest(&t.Owner), &t.Medium, &t.Address, &t.AddedAt), nil
 	},
+	key: func(t *Threepid) Key { return Key{t.Medium, t.Address} },
 }
 
 var externalIDsByKeySpec = spec[ExternalID]{
@@ -132,11 +122,10 @@ var externalIDsByKeySpec = spec[ExternalID]{
 	joins:   ownerJoin,
 	keyCols: []string{"auth_provider", "external_id"},
 	keyType: []string{"text", "text"},
-	scan: func(rows pgx.Rows) (ExternalID, Key, error) {
-		var e ExternalID
-		err := rows.Scan(append(ownerDest(&e.Owner), &e.AuthProvider, &e.ExternalID)...)
-		return e, Key{e.AuthProvider, e.ExternalID}, err
+	bind: func(e *ExternalID) ([]any, func()) {
+		return append(ownerDest(&e.Owner), &e.AuthProvider, &e.ExternalID), nil
 	},
+	key: func(e *ExternalID) Key { return Key{e.AuthProvider, e.ExternalID} },
 }
 
 // devicesSpec reads a page of devices alone; fillDevices adds owners and
@@ -146,11 +135,10 @@ var devicesSpec = spec[Device]{
 	cols:    `t.user_id, t.device_id, t.display_name, t.last_seen, t.ip, t.user_agent, t.hidden`,
 	keyCols: []string{"user_id", "device_id"},
 	keyType: []string{"text", "text"},
-	scan: func(rows pgx.Rows) (Device, Key, error) {
-		var d Device
-		err := rows.Scan(&d.RawUserID, &d.DeviceID, &d.DisplayName, &d.LastSeen, &d.IP, &d.UserAgent, &d.Hidden)
-		return d, Key{d.RawUserID, d.DeviceID}, err
+	bind: func(d *Device) ([]any, func()) {
+		return []any{&d.RawUserID, &d.DeviceID, &d.DisplayName, &d.LastSeen, &d.IP, &d.UserAgent, &d.Hidden}, nil
 	},
+	key: func(d *Device) Key { return Key{d.RawUserID, d.DeviceID} },
 }
 
 // accessTokensSpec reads a page of access tokens in (user_id, id) order
@@ -164,14 +152,11 @@ var accessTokensSpec = spec[AccessToken]{
 	joins:   refreshLookups("t"),
 	keyCols: []string{"user_id", "id"},
 	keyType: []string{"text", "bigint"},
-	scan: func(rows pgx.Rows) (AccessToken, Key, error) {
-		var a AccessToken
-		var token string
-		err := rows.Scan(&a.RawUserID, &a.Device.DeviceID, &a.ID, &token, &a.ValidUntilMS, &a.LastValidated,
-			&a.PuppetsUserID, &a.RefreshTokenID, &a.countsForSession)
-		a.Token = secret.String(token)
-		return a, Key{a.RawUserID, strconv.FormatInt(a.ID, 10)}, err
+	bind: func(a *AccessToken) ([]any, func()) {
+		return []any{&a.RawUserID, &a.Device.DeviceID, &a.ID, &a.Token, &a.ValidUntilMS, &a.LastValidated,
+			&a.PuppetsUserID, &a.RefreshTokenID, &a.countsForSession}, nil
 	},
+	key: func(a *AccessToken) Key { return Key{a.RawUserID, strconv.FormatInt(a.ID, 10)} },
 }
 
 // accessTokensByIDSpec is the id-ordered access-token read of masflow
@@ -184,15 +169,11 @@ var accessTokensByIDSpec = spec[AccessToken]{
 	joins:   ownerJoin + deviceJoin,
 	keyCols: []string{"id"},
 	keyType: []string{"bigint"},
-	scan: func(rows pgx.Rows) (AccessToken, Key, error) {
-		var a AccessToken
-		var token string
+	bind: func(a *AccessToken) ([]any, func()) {
 		dest := append(ownerDest(&a.Owner), deviceDest(&a.Device)...)
-		err := rows.Scan(append(dest, &a.ID, &token, &a.ValidUntilMS, &a.LastValidated,
-			&a.PuppetsUserID, &a.RefreshTokenID)...)
-		a.Token = secret.String(token)
-		return a, Key{strconv.FormatInt(a.ID, 10)}, err
+		return append(dest, &a.ID, &a.Token, &a.ValidUntilMS, &a.LastValidated, &a.PuppetsUserID, &a.RefreshTokenID), nil
 	},
+	key: func(a *AccessToken) Key { return Key{strconv.FormatInt(a.ID, 10)} },
 }
 
 // refreshPairsSpec reads refresh tokens with the (first) access token
@@ -208,19 +189,18 @@ var refreshPairsSpec = spec[RefreshPair]{
       ORDER BY a.id LIMIT 1) at ON true`,
 	keyCols: []string{"id"},
 	keyType: []string{"bigint"},
-	scan: func(rows pgx.Rows) (RefreshPair, Key, error) {
-		var p RefreshPair
-		var token string
-		var atToken *string
+	bind: func(p *RefreshPair) ([]any, func()) {
+		// The paired access token is NULL when there is none.
+		var atToken *secret.String
 		dest := append(ownerDest(&p.Owner), deviceDest(&p.Device)...)
-		err := rows.Scan(append(dest, &p.ID, &token, &p.AccessTokenID, &atToken,
-			&p.ValidUntilMS, &p.LastValidated, &p.SuccessorUsed)...)
-		p.Token = secret.String(token)
-		if atToken != nil {
-			p.AccessToken = secret.String(*atToken)
-		}
-		return p, Key{strconv.FormatInt(p.ID, 10)}, err
+		return append(dest, &p.ID, &p.Token, &p.AccessTokenID, &atToken, &p.ValidUntilMS, &p.LastValidated, &p.SuccessorUsed),
+			func() {
+				if atToken != nil {
+					p.AccessToken = *atToken
+				}
+			}
 	},
+	key: func(p *RefreshPair) Key { return Key{strconv.FormatInt(p.ID, 10)} },
 }
 
 // Users reads a page of users.

@@ -93,7 +93,13 @@ type spec[T any] struct {
 	joins   string   // joins after the page subquery
 	keyCols []string // key columns of table, in order
 	keyType []string // their SQL types
-	scan    func(pgx.Rows) (T, Key, error)
+	// bind returns the scan targets of one row in *T and, optionally, a
+	// function completing the row after each scan. readPage binds one
+	// row variable per page and copies it into the page after each scan,
+	// so a row costs no allocation beyond its strings.
+	bind func(*T) ([]any, func())
+	// key is a row's position in the keyset order.
+	key func(*T) Key
 }
 
 // boundedSQL builds a spec's page query, numbering parameters from 1; it
@@ -179,18 +185,30 @@ func readPage[T any](ctx context.Context, tx pgx.Tx, s spec[T], rng Range, limit
 	}
 	defer rows.Close()
 	out := make([]T, 0, limit)
-	var last Key
+	var row, zero T
+	dest, fix := s.bind(&row)
 	for rows.Next() {
-		row, key, err := s.scan(rows)
-		if err != nil {
-			return nil, nil, fmt.Errorf("reading %s after %v: %w", s.table, last, err)
+		row = zero
+		if err := rows.Scan(dest...); err != nil {
+			return nil, nil, fmt.Errorf("reading %s after %v: %w", s.table, lastKey(s, out), err)
 		}
-		out, last = append(out, row), key
+		if fix != nil {
+			fix()
+		}
+		out = append(out, row)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, nil, fmt.Errorf("reading %s after %v: %w", s.table, last, err)
+		return nil, nil, fmt.Errorf("reading %s after %v: %w", s.table, lastKey(s, out), err)
 	}
-	return out, last, nil
+	return out, lastKey(s, out), nil
+}
+
+// lastKey is the key of a page's last row, nil for an empty page.
+func lastKey[T any](s spec[T], page []T) Key {
+	if len(page) == 0 {
+		return nil
+	}
+	return s.key(&page[len(page)-1])
 }
 
 // ErrBadKey is returned for a cursor whose arity does not fit the entity.

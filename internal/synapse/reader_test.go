@@ -249,3 +249,47 @@ func describePage[T interface{ owner() Owner }](page []T, last Key, key func(T) 
 func (a AccessToken) owner() Owner { return a.Owner }
 func (p Threepid) owner() Owner    { return p.Owner }
 func (e ExternalID) owner() Owner  { return e.Owner }
+
+// Secrets and nullable columns scan into their fields row by row: a NULL
+// after a value reads as NULL, never as the row before's value.
+func TestPagesScanNullsAndSecretsPerRow(t *testing.T) {
+	seed := `INSERT INTO users (name, password_hash, creation_ts) VALUES
+		('@a:example.org', '$2b$12$aaa', 1), ('@b:example.org', NULL, 2), ('@c:example.org', '$2b$12$ccc', 3);
+	INSERT INTO devices (user_id, device_id) VALUES ('@a:example.org', 'D');
+	INSERT INTO refresh_tokens (id, user_id, device_id, token) VALUES
+		(1, '@a:example.org', 'D', 'syr_1'), (2, '@a:example.org', 'D', 'syr_2'), (3, '@a:example.org', 'D', 'syr_3');
+	INSERT INTO access_tokens (id, user_id, device_id, token, refresh_token_id, last_validated) VALUES
+		(10, '@a:example.org', 'D', 'syt_10', 1, 5), (30, '@a:example.org', 'D', 'syt_30', 3, 6)`
+	r, _ := openTest(t, seed)
+	ctx := context.Background()
+	users, last, err := r.Users(ctx, Range{}, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var hashes []string
+	for _, u := range users {
+		h := "NULL"
+		if u.PasswordHash != nil {
+			h = u.PasswordHash.Reveal()
+		}
+		hashes = append(hashes, h)
+	}
+	if got := fmt.Sprint(hashes, last); got != "[$2b$12$aaa NULL $2b$12$ccc] [@c:example.org]" {
+		t.Errorf("users: hashes and last key %s", got)
+	}
+	pairs, last, err := r.RefreshPairs(ctx, Range{}, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, p := range pairs {
+		at := "none"
+		if p.AccessTokenID != nil {
+			at = fmt.Sprintf("%d:%s", *p.AccessTokenID, p.AccessToken.Reveal())
+		}
+		got = append(got, fmt.Sprintf("%d:%s/%s", p.ID, p.Token.Reveal(), at))
+	}
+	if s := fmt.Sprint(got, last); s != "[1:syr_1/10:syt_10 2:syr_2/none 3:syr_3/30:syt_30] [3]" {
+		t.Errorf("refresh pairs: %s", s)
+	}
+}
