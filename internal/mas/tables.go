@@ -15,7 +15,7 @@ type column struct {
 // copyTable is one target table of a batch: its columns and how to encode
 // row i into a binary COPY stream.
 type copyTable struct {
-	name string
+	name string // "schema.table" outside the search path
 	cols []column
 	n    int
 	row  func(i int, c *copyBuf)
@@ -159,5 +159,5 @@ func (t copyTable) copySQL() string {
 	for i, col := range t.cols {
 		names[i] = pgx.Identifier{col.name}.Sanitize()
 	}
-	return "COPY " + pgx.Identifier{t.name}.Sanitize() + " (" + strings.Join(names, ", ") + ") FROM STDIN (FORMAT binary)"
+	return "COPY " + pgx.Identifier(strings.Split(t.name, ".")).Sanitize() + " (" + strings.Join(names, ", ") + ") FROM STDIN (FORMAT binary)"
 }

@@ -86,7 +86,7 @@ func (w *Writer) Commit(ctx context.Context, c Commit) (Checkpoint, error) {
 		if err := w.step("findings"); err != nil {
 			return err
 		}
-		if err := copyFindings(ctx, tx, c.Shard, c.Findings); err != nil {
+		if err := w.copyFindings(ctx, tx, c.Shard, c.Findings); err != nil {
 			return err
 		}
 		cp.Progress.Add(c.Progress)
@@ -127,8 +127,6 @@ func (w *Writer) step(name string) error {
 // copyRows COPYs each non-empty table of the batch, parents first, as
 // binary streams encoded here (see copyBuf).
 func (w *Writer) copyRows(ctx context.Context, tx pgx.Tx, r *Rows) error {
-	buf := w.bufs.Get().(*copyBuf)
-	defer w.bufs.Put(buf)
 	for _, t := range w.tables(r) {
 		if t.n == 0 {
 			continue
@@ -136,8 +134,7 @@ func (w *Writer) copyRows(ctx context.Context, tx pgx.Tx, r *Rows) error {
 		if err := w.step(t.name); err != nil {
 			return err
 		}
-		t.encode(buf)
-		if _, err := tx.Conn().PgConn().CopyFrom(ctx, bytes.NewReader(buf.b), t.copySQL()); err != nil {
+		if err := w.copyTable(ctx, tx, t); err != nil {
 			return fmt.Errorf("copying %d rows into %s: %w", t.n, t.name, err)
 		}
 	}
@@ -145,20 +142,33 @@ func (w *Writer) copyRows(ctx context.Context, tx pgx.Tx, r *Rows) error {
 }
 
 // copyFindings stores the batch's report lines with the batch.
-func copyFindings(ctx context.Context, tx pgx.Tx, shard string, fs []Finding) error {
-	if len(fs) == 0 {
-		return nil
-	}
-	_, err := tx.CopyFrom(ctx, pgx.Identifier{bookkeepingSchema, "findings"},
-		[]string{"shard", "source_table", "natural_key", "reason", "skipped"},
-		pgx.CopyFromSlice(len(fs), func(i int) ([]any, error) {
-			f := fs[i]
-			return []any{shard, f.SourceTable, f.Key, f.Reason, f.Skipped}, nil
-		}))
-	if err != nil {
+func (w *Writer) copyFindings(ctx context.Context, tx pgx.Tx, shard string, fs []Finding) error {
+	t := copyTable{name: bookkeepingSchema + ".findings",
+		cols: cols("shard", typeText, "source_table", typeText, "natural_key", typeText, "reason", typeText, "skipped", typeBool),
+		n:    len(fs),
+		row: func(i int, c *copyBuf) {
+			c.text(shard)
+			c.text(fs[i].SourceTable)
+			c.text(fs[i].Key)
+			c.text(fs[i].Reason)
+			c.boolean(fs[i].Skipped)
+		}}
+	if err := w.copyTable(ctx, tx, t); err != nil {
 		return fmt.Errorf("recording %d findings: %w", len(fs), err)
 	}
 	return nil
+}
+
+// copyTable COPYs a table's rows, if it has any, through a pooled buffer.
+func (w *Writer) copyTable(ctx context.Context, tx pgx.Tx, t copyTable) error {
+	if t.n == 0 {
+		return nil
+	}
+	buf := w.bufs.Get().(*copyBuf)
+	defer w.bufs.Put(buf)
+	t.encode(buf)
+	_, err := tx.Conn().PgConn().CopyFrom(ctx, bytes.NewReader(buf.b), t.copySQL())
+	return err
 }
 
 // Sanitize strips what PostgreSQL puts in an error's detail — for a
