@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -155,8 +156,11 @@ type ShardHeartbeat struct {
 }
 
 // ImportShard imports batches of a shard from its durable checkpoint. It
-// heartbeats after every batch; on worker shutdown it returns after the
-// batch in flight, and a crash loses at most that batch's work.
+// heartbeats every second with the position of its last batch, also while
+// a slow batch is in flight, so that a short import.heartbeat_seconds
+// notices a dead worker quickly without failing a live one. On worker
+// shutdown it returns after the batch in flight, and a crash loses at
+// most that batch's work.
 func (a *ImportActivities) ImportShard(ctx context.Context, in ShardInput) (ShardResult, error) {
 	e, err := a.engine(ctx, in.RunStartedAt)
 	if err != nil {
@@ -164,13 +168,16 @@ func (a *ImportActivities) ImportShard(ctx context.Context, in ShardInput) (Shar
 	}
 	metrics := newBatchMetrics(ctx, entityOf(in.Shard))
 	e = e.WithLogger(Logger(ctx).With(zap.String("entity", entityOf(in.Shard)), zap.String("shard", in.Shard)))
+	var last atomic.Pointer[ShardHeartbeat]
+	last.Store(&ShardHeartbeat{Shard: in.Shard})
+	defer heartbeatEvery(ctx, func() any { return *last.Load() })()
 	res, err := e.ImportShard(ctx, engine.Request{
 		Shard:       in.Shard,
 		BatchSize:   in.BatchSize,
 		MaxDuration: time.Duration(in.MaxSeconds) * time.Second,
 		Stop:        activity.GetWorkerStopChannel(ctx),
 	}, func(cp mas.Checkpoint, batch mas.Progress) {
-		activity.RecordHeartbeat(ctx, ShardHeartbeat{Shard: cp.ID, Batches: cp.Batches, Read: cp.Progress.Read})
+		last.Store(&ShardHeartbeat{Shard: cp.ID, Batches: cp.Batches, Read: cp.Progress.Read})
 		metrics.batch(batch)
 	})
 	if err != nil {

@@ -141,7 +141,7 @@ func (o ImportOptions) WithDefaults() ImportOptions {
 	def(&o.Parallelism, 4)
 	def(&o.ShardsPerEntity, o.Parallelism)
 	def(&o.ShardCallSeconds, 20)
-	def(&o.HeartbeatSeconds, 60)
+	def(&o.HeartbeatSeconds, 10)
 	def(&o.ContinueAsNewEvents, 4000)
 	def(&o.RestoreParallelism, 2)
 	return o

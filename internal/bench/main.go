@@ -49,6 +49,7 @@ type options struct {
 	engineOnly      bool
 	source          string
 	keepSource      bool
+	killAt          time.Duration
 }
 
 func parseFlags() options {
@@ -63,6 +64,8 @@ func parseFlags() options {
 	flag.StringVar(&o.profileDir, "profile", "", "write CPU and heap profiles of the in-process run b to this directory")
 	flag.BoolVar(&o.engineOnly, "engine-only", false,
 		"run only b and c (no Temporal): a quick figure while tuning the engine")
+	flag.DurationVar(&o.killAt, "kill-at", 0,
+		"also run a3: a2 with its worker SIGKILLed this long into the run (e.g. 15s) and restarted at once")
 	flag.StringVar(&o.source, "source", "",
 		"name of a Synapse database generated before with -keep-source: reused as is, never dropped")
 	flag.BoolVar(&o.keepSource, "keep-source", false,
@@ -131,6 +134,13 @@ func (b *bench) measure(ctx context.Context, rep *Report) error {
 			return fmt.Errorf("a2 (dev server + worker + starter): %w", err)
 		}
 		production = []Run{a1, a2}
+		if b.o.killAt > 0 {
+			a3, err := b.productionKilled(ctx, rep)
+			if err != nil {
+				return fmt.Errorf("a3 (a2 with a SIGKILLed worker): %w", err)
+			}
+			production = append(production, a3)
+		}
 	}
 	eng, masDSN, err := b.engineRun(ctx, rep)
 	if err != nil {

@@ -66,24 +66,35 @@ func (b *bench) productionDev(ctx context.Context, rep *Report) (Run, error) {
 // time is the starter's, with server and worker already up. The phases
 // come from the workflow history, read while the server still runs.
 func (b *bench) productionSeparate(ctx context.Context, rep *Report) (Run, error) {
-	dir, masDSN, settings, err := b.prepareRun(ctx, "a2")
+	return b.separate(ctx, rep, "a2", 0)
+}
+
+// productionKilled is run a3 (-kill-at): a2 with its worker SIGKILLed
+// killAt into the run and started again at once. Its extra time over a2 is
+// what a dead worker costs: the heartbeat timeout, the restart and the
+// batches in flight.
+func (b *bench) productionKilled(ctx context.Context, rep *Report) (Run, error) {
+	return b.separate(ctx, rep, "a3", b.o.killAt)
+}
+
+func (b *bench) separate(ctx context.Context, rep *Report, id string, killAt time.Duration) (Run, error) {
+	dir, masDSN, settings, err := b.prepareRun(ctx, id)
 	if err != nil {
 		return Run{}, err
 	}
-	b.logf("a2: dev server, worker, starter migrate --steps import")
+	b.logf("%s: dev server, worker, starter migrate --steps import", id)
 	srv, took, err := b.startServer(ctx, filepath.Join(dir, "temporal"))
 	if err != nil {
 		return Run{}, err
 	}
 	defer srv.Stop()
-	rep.ServerStartSeconds = took.Seconds()
 	c, err := client.Dial(client.Options{HostPort: srv.HostPort, Logger: log.NewStructuredLogger(slog.New(slog.DiscardHandler))})
 	if err != nil {
 		return Run{}, fmt.Errorf("connecting to the dev server: %w", err)
 	}
 	defer c.Close()
 	env := []string{"TEMPORAL_ADDRESS=" + srv.HostPort}
-	w, err := b.startWorker(ctx, c, env, settings, rep)
+	w, ready, err := b.startWorker(ctx, c, id+"-worker", env, settings)
 	if err != nil {
 		return Run{}, err
 	}
@@ -93,23 +104,56 @@ func (b *bench) productionSeparate(ctx context.Context, rep *Report) (Run, error
 		}
 	}()
 	args := append([]string{"migrate", "--address", srv.HostPort, "-c", settings, "--steps", "import"}, b.importFlags()...)
-	s, err := b.start(ctx, "a2-starter", env, nil, b.bin.starter, args...)
+	s, err := b.start(ctx, id+"-starter", env, nil, b.bin.starter, args...)
 	if err != nil {
 		return Run{}, err
+	}
+	if killAt > 0 {
+		if w, err = b.killWorker(ctx, c, s, w, killAt, env, settings); err != nil {
+			return Run{}, err
+		}
 	}
 	out, err := s.wait()
 	if err != nil {
 		return Run{}, err
 	}
-	if rep.Phases, err = workflowPhases(ctx, c, workflows.WorkflowID(sample.ServerName)); err != nil {
-		return Run{}, err
+	if killAt == 0 {
+		rep.ServerStartSeconds, rep.WorkerReadySeconds = took.Seconds(), ready.Seconds()
+		if rep.Phases, err = workflowPhases(ctx, c, workflows.WorkflowID(sample.ServerName)); err != nil {
+			return Run{}, err
+		}
 	}
 	wout, err := w.terminate()
 	if err != nil {
 		return Run{}, err
 	}
-	rep.WorkerPeakRSSKiB = wout.MaxRSSKiB
-	return b.newRun(ctx, "a2", "dev server + worker + starter", masDSN, out.Wall, wout.MaxRSSKiB, "worker process")
+	if killAt == 0 {
+		rep.WorkerPeakRSSKiB = wout.MaxRSSKiB
+		return b.newRun(ctx, id, "dev server + worker + starter", masDSN, out.Wall, wout.MaxRSSKiB, "worker process")
+	}
+	name := fmt.Sprintf("as a2, worker SIGKILLed at %.0fs", killAt.Seconds())
+	return b.newRun(ctx, id, name, masDSN, out.Wall, wout.MaxRSSKiB, "restarted worker")
+}
+
+// killWorker SIGKILLs the worker killAt after the starter started (unless
+// the run ended before) and starts a new one at once; it returns the
+// worker now running.
+func (b *bench) killWorker(ctx context.Context, c client.Client, s, w *process, killAt time.Duration,
+	env []string, settings string) (*process, error) {
+	select {
+	case <-s.done:
+		return w, nil
+	case <-time.After(time.Until(s.started.Add(killAt))):
+	case <-ctx.Done():
+		return w, ctx.Err()
+	}
+	if err := w.cmd.Process.Kill(); err != nil {
+		return w, fmt.Errorf("killing the worker: %w", err)
+	}
+	<-w.done
+	b.logf("worker SIGKILLed %.1fs into the run; starting another", time.Since(s.started).Seconds())
+	next, _, err := b.startWorker(ctx, c, w.name+"-2", env, settings)
+	return next, err
 }
 
 // startServer starts a dev server on free ports with masflow's search
@@ -125,26 +169,25 @@ func (b *bench) startServer(ctx context.Context, dir string) (*devserver.Server,
 }
 
 // startWorker starts the worker process and waits until it polls the
-// masflow task queue.
-func (b *bench) startWorker(ctx context.Context, c client.Client, env []string, settings string, rep *Report) (*process, error) {
-	w, err := b.start(ctx, "a2-worker", env, nil, b.bin.worker, "-c", settings)
+// masflow task queue; it returns the process and how long that took.
+func (b *bench) startWorker(ctx context.Context, c client.Client, name string, env []string, settings string) (*process, time.Duration, error) {
+	w, err := b.start(ctx, name, env, nil, b.bin.worker, "-c", settings)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	deadline := time.Now().Add(2 * time.Minute)
 	for time.Now().Before(deadline) && !w.exited() {
 		resp, err := c.DescribeTaskQueue(ctx, workflows.TaskQueue, enums.TASK_QUEUE_TYPE_ACTIVITY)
 		if err == nil && len(resp.GetPollers()) > 0 {
-			rep.WorkerReadySeconds = time.Since(w.started).Seconds()
-			return w, nil
+			return w, time.Since(w.started), nil
 		}
 		select {
 		case <-ctx.Done():
 			_, _ = w.terminate()
-			return nil, ctx.Err()
+			return nil, 0, ctx.Err()
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
 	_, err = w.terminate()
-	return nil, fmt.Errorf("the worker did not poll the %q task queue within 2 minutes (%v); see %s", workflows.TaskQueue, err, w.log)
+	return nil, 0, fmt.Errorf("the worker did not poll the %q task queue within 2 minutes (%v); see %s", workflows.TaskQueue, err, w.log)
 }

@@ -168,6 +168,20 @@ func (r *Report) writeRuns(w io.Writer) {
 		}
 		fmt.Fprintln(w)
 	}
+	if a2, a3 := r.run("a2"), r.run("a3"); a2 != nil && a3 != nil {
+		fmt.Fprintf(w, "a SIGKILLed worker cost a3 − a2 = %.2fs (the heartbeat timeout, the restart, the batches in flight)\n",
+			a3.Seconds-a2.Seconds)
+	}
+}
+
+// run returns the run with that ID, nil when it was not measured.
+func (r *Report) run(id string) *Run {
+	for i := range r.Runs {
+		if r.Runs[i].ID == id {
+			return &r.Runs[i]
+		}
+	}
+	return nil
 }
 
 func writePhases(w io.Writer, header string, phases []Phase) {

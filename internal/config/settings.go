@@ -170,7 +170,7 @@ var defaults = map[string]any{
 	"import.ignore_missing_providers":        false,
 	"import.salt_file":                       "",
 	"import.report_dir":                      ".",
-	"import.heartbeat_seconds":               60,
+	"import.heartbeat_seconds":               10,
 	"mas.cli":                                "mas-cli",
 	"homeserver.controller":                  "none",
 	"homeserver.mas_endpoint":                "",

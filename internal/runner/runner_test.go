@@ -15,7 +15,7 @@ func TestImportOptionsAreResolved(t *testing.T) {
 	s.Import.BatchSize, s.Import.Parallelism = 1000, 3
 	got := ImportOptions(s)
 	want := workflows.ImportOptions{BatchSize: 1000, Parallelism: 3, ShardsPerEntity: 3, ShardCallSeconds: 20,
-		HeartbeatSeconds: 60, ContinueAsNewEvents: 4000, RestoreParallelism: 2}
+		HeartbeatSeconds: 10, ContinueAsNewEvents: 4000, RestoreParallelism: 2}
 	if got != want {
 		t.Fatalf("ImportOptions = %+v, want %+v", got, want)
 	}

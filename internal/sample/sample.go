@@ -39,7 +39,7 @@ type Options struct {
 	Users     int
 	BatchSize int    // import.batch_size (default 2000)
 	SaltFile  string // import.salt_file (default: none, random salt)
-	// HeartbeatSeconds is import.heartbeat_seconds (default 60).
+	// HeartbeatSeconds is import.heartbeat_seconds (default 10).
 	HeartbeatSeconds int
 }
 
@@ -171,7 +171,7 @@ upstream_oauth2:
 		o.BatchSize = 2000
 	}
 	if o.HeartbeatSeconds == 0 {
-		o.HeartbeatSeconds = 60
+		o.HeartbeatSeconds = 10
 	}
 	files["masflow.yaml"] = fmt.Sprintf("synapse:\n  config: [%s]\nmas:\n  config: [%s]\n"+
 		"import:\n  batch_size: %d\n  parallelism: 2\n  salt_file: %q\n  heartbeat_seconds: %d\n  report_dir: %q\n"+
