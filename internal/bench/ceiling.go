@@ -119,8 +119,13 @@ func copyTable(ctx context.Context, src, dst *pgx.Conn, table string) error {
 
 // countRows counts the rows of the eight MAS tables in a schema.
 func countRows(ctx context.Context, conn *pgx.Conn, schema string) (map[string]int64, error) {
+	return countTables(ctx, conn, schema, mas.TargetTables)
+}
+
+// countTables counts the rows of each table of schema.
+func countTables(ctx context.Context, conn *pgx.Conn, schema string, tables []string) (map[string]int64, error) {
 	counts := map[string]int64{}
-	for _, table := range mas.TargetTables {
+	for _, table := range tables {
 		var n int64
 		q := "SELECT count(*) FROM " + pgx.Identifier{schema, table}.Sanitize()
 		if err := conn.QueryRow(ctx, q).Scan(&n); err != nil {

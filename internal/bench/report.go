@@ -58,6 +58,8 @@ type Report struct {
 	Parallel        int             `json:"parallelism"`
 	RestoreParallel int             `json:"restore_parallelism_b"`
 	GenerateSeconds float64         `json:"generate_seconds"`
+	// Reused names the database given with -source (nothing generated).
+	Reused string `json:"reused_source,omitempty"`
 	SourceRows      synthetic.Stats `json:"source_rows"`
 	Runs            []Run           `json:"runs"`
 	// Ratios divide the runs' seconds: "a1/c" is how many times the raw
@@ -115,8 +117,12 @@ func (r *Report) writeJSON(w io.Writer) error {
 }
 
 func (r *Report) writeTables(w io.Writer) {
-	fmt.Fprintf(w, "source: %d users generated in %.1fs; batch %d, %d shards per entity, parallelism %d\n",
-		r.Users, r.GenerateSeconds, r.Batch, r.Shards, r.Parallel)
+	origin := fmt.Sprintf("generated in %.1fs", r.GenerateSeconds)
+	if r.Reused != "" {
+		origin = "reused from database " + r.Reused
+	}
+	fmt.Fprintf(w, "source: %d users %s; batch %d, %d shards per entity, parallelism %d\n",
+		r.Users, origin, r.Batch, r.Shards, r.Parallel)
 	table(w, "\nsynapse table\trows\t", func(tw io.Writer) {
 		for _, t := range slices.Sorted(maps.Keys(r.SourceRows)) {
 			fmt.Fprintf(tw, "%s\t%d\t\n", t, r.SourceRows[t])
