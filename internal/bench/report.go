@@ -52,16 +52,16 @@ func (b *bench) newRun(ctx context.Context, id, name, masDSN string, wall time.D
 
 // Report is every figure of a benchmark session.
 type Report struct {
-	Users           int             `json:"users"`
-	Batch           int             `json:"batch_size"`
-	Shards          int             `json:"shards_per_entity"`
-	Parallel        int             `json:"parallelism"`
-	RestoreParallel int             `json:"restore_parallelism_b"`
-	GenerateSeconds float64         `json:"generate_seconds"`
+	Users           int     `json:"users"`
+	Batch           int     `json:"batch_size"`
+	Shards          int     `json:"shards_per_entity"`
+	Parallel        int     `json:"parallelism"`
+	RestoreParallel int     `json:"restore_parallelism_b"`
+	GenerateSeconds float64 `json:"generate_seconds"`
 	// Reused names the database given with -source (nothing generated).
-	Reused string `json:"reused_source,omitempty"`
-	SourceRows      synthetic.Stats `json:"source_rows"`
-	Runs            []Run           `json:"runs"`
+	Reused     string          `json:"reused_source,omitempty"`
+	SourceRows synthetic.Stats `json:"source_rows"`
+	Runs       []Run           `json:"runs"`
 	// Ratios divide the runs' seconds: "a1/c" is how many times the raw
 	// COPY's time a1 took.
 	Ratios map[string]float64 `json:"ratios"`
