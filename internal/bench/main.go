@@ -136,7 +136,7 @@ func (b *bench) measure(ctx context.Context, rep *Report) error {
 		}
 		production = []Run{a1, a2}
 		if b.o.killAt > 0 {
-			a3, err := b.productionKilled(ctx, rep)
+			a3, err := b.productionKilled(ctx)
 			if err != nil {
 				return fmt.Errorf("a3 (a2 with a SIGKILLed worker): %w", err)
 			}

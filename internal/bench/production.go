@@ -66,38 +66,61 @@ func (b *bench) productionDev(ctx context.Context, rep *Report) (Run, error) {
 // time is the starter's, with server and worker already up. The phases
 // come from the workflow history, read while the server still runs.
 func (b *bench) productionSeparate(ctx context.Context, rep *Report) (Run, error) {
-	return b.separate(ctx, rep, "a2", 0)
+	run, f, err := b.separate(ctx, "a2", 0)
+	if err != nil {
+		return Run{}, err
+	}
+	run.Name, run.PeakRSSOf = "dev server + worker + starter", "worker process"
+	rep.ServerStartSeconds, rep.WorkerReadySeconds = f.serverStart.Seconds(), f.workerReady.Seconds()
+	rep.Phases, rep.WorkerPeakRSSKiB = f.phases, run.PeakRSSKiB
+	return run, nil
 }
 
 // productionKilled is run a3 (-kill-at): a2 with its worker SIGKILLed
 // killAt into the run and started again at once. Its extra time over a2 is
 // what a dead worker costs: the heartbeat timeout, the restart and the
 // batches in flight.
-func (b *bench) productionKilled(ctx context.Context, rep *Report) (Run, error) {
-	return b.separate(ctx, rep, "a3", b.o.killAt)
+func (b *bench) productionKilled(ctx context.Context) (Run, error) {
+	run, _, err := b.separate(ctx, "a3", b.o.killAt)
+	run.Name = fmt.Sprintf("as a2, worker SIGKILLed at %.0fs", b.o.killAt.Seconds())
+	run.PeakRSSOf = "restarted worker"
+	return run, err
 }
 
-func (b *bench) separate(ctx context.Context, rep *Report, id string, killAt time.Duration) (Run, error) {
+// separateFigures are what a separate-process run measures besides its
+// wall time.
+type separateFigures struct {
+	serverStart, workerReady time.Duration
+	phases                   []Phase
+}
+
+// separate runs the starter against its own dev server and worker
+// process, SIGKILLing and restarting the worker killAt into the run
+// (never when 0).
+func (b *bench) separate(ctx context.Context, id string, killAt time.Duration) (Run, separateFigures, error) {
+	var f separateFigures
 	dir, masDSN, settings, err := b.prepareRun(ctx, id)
 	if err != nil {
-		return Run{}, err
+		return Run{}, f, err
 	}
 	b.logf("%s: dev server, worker, starter migrate --steps import", id)
 	srv, took, err := b.startServer(ctx, filepath.Join(dir, "temporal"))
 	if err != nil {
-		return Run{}, err
+		return Run{}, f, err
 	}
 	defer srv.Stop()
+	f.serverStart = took
 	c, err := client.Dial(client.Options{HostPort: srv.HostPort, Logger: log.NewStructuredLogger(slog.New(slog.DiscardHandler))})
 	if err != nil {
-		return Run{}, fmt.Errorf("connecting to the dev server: %w", err)
+		return Run{}, f, fmt.Errorf("connecting to the dev server: %w", err)
 	}
 	defer c.Close()
 	env := []string{"TEMPORAL_ADDRESS=" + srv.HostPort}
 	w, ready, err := b.startWorker(ctx, c, id+"-worker", env, settings)
 	if err != nil {
-		return Run{}, err
+		return Run{}, f, err
 	}
+	f.workerReady = ready
 	defer func() {
 		if !w.exited() {
 			_, _ = w.terminate()
@@ -106,33 +129,26 @@ func (b *bench) separate(ctx context.Context, rep *Report, id string, killAt tim
 	args := append([]string{"migrate", "--address", srv.HostPort, "-c", settings, "--steps", "import"}, b.importFlags()...)
 	s, err := b.start(ctx, id+"-starter", env, nil, b.bin.starter, args...)
 	if err != nil {
-		return Run{}, err
+		return Run{}, f, err
 	}
 	if killAt > 0 {
 		if w, err = b.killWorker(ctx, c, s, w, killAt, env, settings); err != nil {
-			return Run{}, err
+			return Run{}, f, err
 		}
 	}
 	out, err := s.wait()
 	if err != nil {
-		return Run{}, err
+		return Run{}, f, err
 	}
-	if killAt == 0 {
-		rep.ServerStartSeconds, rep.WorkerReadySeconds = took.Seconds(), ready.Seconds()
-		if rep.Phases, err = workflowPhases(ctx, c, workflows.WorkflowID(sample.ServerName)); err != nil {
-			return Run{}, err
-		}
+	if f.phases, err = workflowPhases(ctx, c, workflows.WorkflowID(sample.ServerName)); err != nil {
+		return Run{}, f, err
 	}
 	wout, err := w.terminate()
 	if err != nil {
-		return Run{}, err
+		return Run{}, f, err
 	}
-	if killAt == 0 {
-		rep.WorkerPeakRSSKiB = wout.MaxRSSKiB
-		return b.newRun(ctx, id, "dev server + worker + starter", masDSN, out.Wall, wout.MaxRSSKiB, "worker process")
-	}
-	name := fmt.Sprintf("as a2, worker SIGKILLed at %.0fs", killAt.Seconds())
-	return b.newRun(ctx, id, name, masDSN, out.Wall, wout.MaxRSSKiB, "restarted worker")
+	run, err := b.newRun(ctx, id, "", masDSN, out.Wall, wout.MaxRSSKiB, "")
+	return run, f, err
 }
 
 // killWorker SIGKILLs the worker killAt after the starter started (unless
