@@ -10,6 +10,7 @@ import (
 	"github.com/masflow/masflow/internal/engine"
 	"github.com/masflow/masflow/internal/pgtest"
 	"github.com/masflow/masflow/internal/synapse"
+	"github.com/masflow/masflow/workflows/contract"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 )
@@ -26,12 +27,12 @@ func newImportActivities(t *testing.T) *ImportActivities {
 		t.Fatal(err)
 	}
 	t.Cleanup(reader.Close)
-	return &ImportActivities{Reader: reader, MAS: pgtest.Pool(t, pgtest.Database(t, pgtest.MAS)),
-		Config: engine.Config{ServerName: "example.org"}}
+	return &ImportActivities{Runs: &engine.Runs{Reader: reader, MAS: pgtest.Pool(t, pgtest.Database(t, pgtest.MAS)),
+		ServerName: "example.org"}}
 }
 
 // call runs an activity in a test activity environment (heartbeats work).
-func call(t *testing.T, fn any, in RunInput) error {
+func call[I any](t *testing.T, fn any, in I) error {
 	t.Helper()
 	var s testsuite.WorkflowTestSuite
 	env := s.NewTestActivityEnvironment()
@@ -53,18 +54,21 @@ func refused(t *testing.T, err error, want string) {
 // discard never empties what a real migration wrote.
 func TestDryRunLeftoversAndRealRunsNeverMix(t *testing.T) {
 	ctx := context.Background()
-	dry := RunInput{RunStartedAt: time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC), DryRun: true}
-	real := RunInput{RunStartedAt: time.Date(2026, 11, 2, 0, 0, 0, 0, time.UTC)}
+	dry := contract.PrepareInput{RunInput: contract.RunInput{RunStartedAt: time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC), DryRun: true}}
+	real := contract.PrepareInput{RunInput: contract.RunInput{RunStartedAt: time.Date(2026, 11, 2, 0, 0, 0, 0, time.UTC)}}
+	discard := func(in contract.PrepareInput) contract.SchemaInput {
+		return contract.SchemaInput{RunInput: in.RunInput}
+	}
 
 	t.Run("a real run refuses a dry run's leftovers until they are discarded", func(t *testing.T) {
 		a := newImportActivities(t)
 		if _, err := a.PrepareImport(ctx, dry); err != nil {
 			t.Fatal(err)
 		}
-		fresh := &ImportActivities{Reader: a.Reader, MAS: a.MAS, Config: a.Config} // another worker
+		fresh := &ImportActivities{Runs: a.Runs} // another worker
 		_, err := fresh.PrepareImport(ctx, real)
 		refused(t, err, "starter migrate --dry-run --steps discard")
-		if err := call(t, fresh.DiscardDryRun, RunInput{RunStartedAt: time.Now(), DryRun: true}); err != nil {
+		if err := call(t, fresh.DiscardDryRun, contract.SchemaInput{RunInput: contract.RunInput{RunStartedAt: time.Now(), DryRun: true}}); err != nil {
 			t.Fatal(err)
 		}
 		if res, err := fresh.PrepareImport(ctx, real); err != nil || res.Resumed {
@@ -76,7 +80,7 @@ func TestDryRunLeftoversAndRealRunsNeverMix(t *testing.T) {
 		if _, err := a.PrepareImport(ctx, real); err != nil {
 			t.Fatal(err)
 		}
-		_, err := (&ImportActivities{Reader: a.Reader, MAS: a.MAS, Config: a.Config}).PrepareImport(ctx, dry)
+		_, err := (&ImportActivities{Runs: a.Runs}).PrepareImport(ctx, dry)
 		refused(t, err, "unfinished migration")
 	})
 	t.Run("discard refuses a real migration's rows", func(t *testing.T) {
@@ -84,14 +88,14 @@ func TestDryRunLeftoversAndRealRunsNeverMix(t *testing.T) {
 		if _, err := a.PrepareImport(ctx, real); err != nil {
 			t.Fatal(err)
 		}
-		refused(t, call(t, a.DiscardDryRun, real), "only in dry runs")
-		refused(t, call(t, a.DiscardDryRun, dry), "unfinished migration")
+		refused(t, call(t, a.DiscardDryRun, discard(real)), "only in dry runs")
+		refused(t, call(t, a.DiscardDryRun, discard(dry)), "unfinished migration")
 	})
 	t.Run("discard refuses rows no dry run recorded", func(t *testing.T) {
 		a := newImportActivities(t)
-		if _, err := a.MAS.Exec(ctx, `INSERT INTO users (user_id, username, created_at) VALUES (gen_random_uuid(), 'x', now())`); err != nil {
+		if _, err := a.Runs.MAS.Exec(ctx, `INSERT INTO users (user_id, username, created_at) VALUES (gen_random_uuid(), 'x', now())`); err != nil {
 			t.Fatal(err)
 		}
-		refused(t, call(t, a.DiscardDryRun, dry), "no masflow dry run recorded")
+		refused(t, call(t, a.DiscardDryRun, discard(dry)), "no masflow dry run recorded")
 	})
 }

@@ -13,44 +13,9 @@ import (
 	"github.com/masflow/masflow/internal/mapping"
 	"github.com/masflow/masflow/internal/mas"
 	"github.com/masflow/masflow/internal/synapse"
+	"github.com/masflow/masflow/workflows/contract"
 	"go.temporal.io/sdk/temporal"
 )
-
-// Error types of masflow's activity failures, as seen in the Temporal UI
-// and by retry policies.
-const (
-	// ErrTypeUnsupportedSchema: the MAS schema is outside the supported range.
-	ErrTypeUnsupportedSchema = "MasflowUnsupportedSchema"
-	// ErrTypeRefused: the MAS database is not ours to write (not empty,
-	// half-finished reference run).
-	ErrTypeRefused = "MasflowRefused"
-	// ErrTypeBadRow: an inconsistent Synapse row in strict mode, or an
-	// unmapped SSO provider.
-	ErrTypeBadRow = "MasflowBadRow"
-	// ErrTypeBadRequest: an input that can never succeed.
-	ErrTypeBadRequest = "MasflowBadRequest"
-	// ErrTypeNotYet: the homeserver is not in the expected state yet
-	// (retryable: the operator may still act).
-	ErrTypeNotYet = "MasflowNotYet"
-	// ErrTypeLocked: another migrator holds the lock (retryable).
-	ErrTypeLocked = "MasflowLocked"
-	// ErrTypeHomeserverRunning: the import was asked to start while
-	// Synapse or MAS runs.
-	ErrTypeHomeserverRunning = "MasflowHomeserverRunning"
-	// ErrTypeSnapshotGone: a dry run's snapshot died with its holder
-	// (retryable: the dry run starts again from zero).
-	ErrTypeSnapshotGone = "MasflowSnapshotGone"
-	// ErrTypeTool: a tool masflow runs is missing or too old for the
-	// server (pg_dump, pg_restore): install the right one.
-	ErrTypeTool = "MasflowTool"
-	// ErrTypeConfigRefused: Synapse's parser refuses the rewritten config
-	// (the original is put back at once).
-	ErrTypeConfigRefused = "MasflowConfigRefused"
-)
-
-// NonRetryable lists the error types no retry can fix, for retry policies.
-var NonRetryable = []string{ErrTypeUnsupportedSchema, ErrTypeRefused, ErrTypeBadRow, ErrTypeBadRequest, ErrTypeSQL,
-	ErrTypeTool, ErrTypeConfigRefused}
 
 // classify wraps an error with its stable type; the message is kept (our
 // errors carry no secrets), the cause chain is not sent.
@@ -61,24 +26,28 @@ func classify(err error) error {
 	kind := ""
 	switch {
 	case errors.Is(err, mas.ErrUnsupportedSchema):
-		kind = ErrTypeUnsupportedSchema
-	case errors.Is(err, mas.ErrNotEmpty), errors.Is(err, mas.ErrReferenceRun):
-		kind = ErrTypeRefused
+		kind = contract.ErrTypeUnsupportedSchema
+	case errors.Is(err, mas.ErrNotEmpty), errors.Is(err, mas.ErrReferenceRun), errors.Is(err, mas.ErrNoRun),
+		errors.Is(err, engine.ErrOtherKind), errors.Is(err, engine.ErrNotDiscardable):
+		kind = contract.ErrTypeRefused
+	case errors.Is(err, engine.ErrHomeserverRunning):
+		kind = contract.ErrTypeHomeserverRunning
 	case errors.Is(err, mapping.ErrBadRow):
-		kind = ErrTypeBadRow
+		kind = contract.ErrTypeBadRow
 	case errors.Is(err, engine.ErrBadRequest):
-		kind = ErrTypeBadRequest
+		kind = contract.ErrTypeBadRequest
 	case errors.Is(err, backup.ErrTool), errors.Is(err, homeserver.ErrMissingTool):
-		kind = ErrTypeTool
+		kind = contract.ErrTypeTool
 	case errors.Is(err, homeserver.ErrConfigRefused):
-		kind = ErrTypeConfigRefused
+		kind = contract.ErrTypeConfigRefused
 	case errors.Is(err, homeserver.ErrNotYet):
-		return temporal.NewApplicationError(err.Error(), ErrTypeNotYet)
+		return temporal.NewApplicationError(err.Error(), contract.ErrTypeNotYet)
 	case errors.Is(err, mas.ErrLocked):
-		return temporal.NewApplicationError(err.Error(), ErrTypeLocked)
-	case errors.Is(err, synapse.ErrSnapshotGone):
-		// Before the SQLSTATE: its 22023 would read as bad data.
-		return temporal.NewApplicationError(err.Error(), ErrTypeSnapshotGone)
+		return temporal.NewApplicationError(err.Error(), contract.ErrTypeLocked)
+	case errors.Is(err, synapse.ErrSnapshotGone), errors.Is(err, mas.ErrSnapshotMoved):
+		// Before the SQLSTATE: its 22023 would read as bad data. No retry
+		// at the same snapshot can pass: the workflow starts again.
+		kind = contract.ErrTypeSnapshotGone
 	default:
 		if final := classifySQL(err); final != nil {
 			return final

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/masflow/masflow/workflows/contract"
 	"strings"
 	"testing"
 
@@ -24,25 +25,28 @@ func TestClassify(t *testing.T) {
 		kind      string
 		retryable bool
 	}{
-		{"unsupported MAS schema is final", fmt.Errorf("x: %w", mas.ErrUnsupportedSchema), ErrTypeUnsupportedSchema, false},
-		{"non-empty MAS is final", fmt.Errorf("x: %w", mas.ErrNotEmpty), ErrTypeRefused, false},
-		{"half-finished reference run is final", fmt.Errorf("x: %w", mas.ErrReferenceRun), ErrTypeRefused, false},
-		{"bad row in strict mode is final", fmt.Errorf("x: %w", mapping.ErrBadRow), ErrTypeBadRow, false},
-		{"bad request is final", fmt.Errorf("x: %w", engine.ErrBadRequest), ErrTypeBadRequest, false},
-		{"homeserver not ready yet is retried", fmt.Errorf("x: %w", homeserver.ErrNotYet), ErrTypeNotYet, true},
-		{"lock held is retried", fmt.Errorf("x: %w", mas.ErrLocked), ErrTypeLocked, true},
-		{"a dry run's lost snapshot is retried, not bad data", fmt.Errorf("reading users: %w: %w", synapse.ErrSnapshotGone,
-			&pgconn.PgError{Code: "22023"}), ErrTypeSnapshotGone, true},
-		{"a missing or old pg_dump is final", fmt.Errorf("backup.pg_dump: %w", backup.ErrTool), ErrTypeTool, false},
-		{"a missing mas-cli is final", fmt.Errorf("mas.cli: %w", homeserver.ErrMissingTool), ErrTypeTool, false},
-		{"a config Synapse refuses is final", fmt.Errorf("x: %w", homeserver.ErrConfigRefused), ErrTypeConfigRefused, false},
+		{"unsupported MAS schema is final", fmt.Errorf("x: %w", mas.ErrUnsupportedSchema), contract.ErrTypeUnsupportedSchema, false},
+		{"non-empty MAS is final", fmt.Errorf("x: %w", mas.ErrNotEmpty), contract.ErrTypeRefused, false},
+		{"half-finished reference run is final", fmt.Errorf("x: %w", mas.ErrReferenceRun), contract.ErrTypeRefused, false},
+		{"bad row in strict mode is final", fmt.Errorf("x: %w", mapping.ErrBadRow), contract.ErrTypeBadRow, false},
+		{"bad request is final", fmt.Errorf("x: %w", engine.ErrBadRequest), contract.ErrTypeBadRequest, false},
+		{"homeserver not ready yet is retried", fmt.Errorf("x: %w", homeserver.ErrNotYet), contract.ErrTypeNotYet, true},
+		{"lock held is retried", fmt.Errorf("x: %w", mas.ErrLocked), contract.ErrTypeLocked, true},
+		{"a dry run's lost snapshot is not bad data; the workflow starts again", fmt.Errorf("reading users: %w: %w",
+			synapse.ErrSnapshotGone, &pgconn.PgError{Code: "22023"}), contract.ErrTypeSnapshotGone, false},
+		{"a batch of an older snapshot is refused the same way", fmt.Errorf("x: %w", mas.ErrSnapshotMoved),
+			contract.ErrTypeSnapshotGone, false},
+		{"a step with no run to open is refused", fmt.Errorf("x: %w", mas.ErrNoRun), contract.ErrTypeRefused, false},
+		{"a missing or old pg_dump is final", fmt.Errorf("backup.pg_dump: %w", backup.ErrTool), contract.ErrTypeTool, false},
+		{"a missing mas-cli is final", fmt.Errorf("mas.cli: %w", homeserver.ErrMissingTool), contract.ErrTypeTool, false},
+		{"a config Synapse refuses is final", fmt.Errorf("x: %w", homeserver.ErrConfigRefused), contract.ErrTypeConfigRefused, false},
 		{"no room for the backup is retried", fmt.Errorf("backup.dir: %w", backup.ErrNoRoom), "", true},
 		{"connection errors are retried", errors.New("dial tcp: connection refused"), "", true},
-		{"a revoked privilege is final", fmt.Errorf("copying into users: %w", &pgconn.PgError{Code: "42501", Message: "permission denied for table users"}), ErrTypeSQL, false},
-		{"a bad password is final", fmt.Errorf("connecting: %w", &pgconn.PgError{Code: "28P01"}), ErrTypeSQL, false},
-		{"an undefined column is final", &pgconn.PgError{Code: "42703"}, ErrTypeSQL, false},
-		{"a duplicate, sanitized, is final", mas.Sanitize(&pgconn.PgError{Code: "23505", Detail: "Key (access_token)=(syt_secret)"}), ErrTypeSQL, false},
-		{"a missing database is final", &pgconn.PgError{Code: "3D000"}, ErrTypeSQL, false},
+		{"a revoked privilege is final", fmt.Errorf("copying into users: %w", &pgconn.PgError{Code: "42501", Message: "permission denied for table users"}), contract.ErrTypeSQL, false},
+		{"a bad password is final", fmt.Errorf("connecting: %w", &pgconn.PgError{Code: "28P01"}), contract.ErrTypeSQL, false},
+		{"an undefined column is final", &pgconn.PgError{Code: "42703"}, contract.ErrTypeSQL, false},
+		{"a duplicate, sanitized, is final", mas.Sanitize(&pgconn.PgError{Code: "23505", Detail: "Key (access_token)=(syt_secret)"}), contract.ErrTypeSQL, false},
+		{"a missing database is final", &pgconn.PgError{Code: "3D000"}, contract.ErrTypeSQL, false},
 		{"a serialization failure is retried", &pgconn.PgError{Code: "40001"}, "", true},
 		{"a deadlock is retried", &pgconn.PgError{Code: "40P01"}, "", true},
 		{"a server shutting down is retried", &pgconn.PgError{Code: "57P01"}, "", true},
@@ -65,12 +69,12 @@ func TestClassify(t *testing.T) {
 }
 
 func TestImportRefusesWhileTheHomeserverRuns(t *testing.T) {
-	a := &ImportActivities{VerifyStopped: func(context.Context) error {
+	a := &ImportActivities{Runs: &engine.Runs{VerifyStopped: func(context.Context) error {
 		return fmt.Errorf("http://127.0.0.1:8008/health answers: %w", homeserver.ErrNotYet)
-	}}
-	_, err := a.PrepareImport(context.Background(), RunInput{})
+	}}}
+	_, err := a.PrepareImport(context.Background(), contract.PrepareInput{})
 	var app *temporal.ApplicationError
-	if !errors.As(err, &app) || app.Type() != ErrTypeHomeserverRunning || !app.NonRetryable() ||
+	if !errors.As(err, &app) || app.Type() != contract.ErrTypeHomeserverRunning || !app.NonRetryable() ||
 		!strings.Contains(app.Error(), "8008/health answers") {
 		t.Fatalf("got %v", err)
 	}

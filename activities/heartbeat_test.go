@@ -2,6 +2,7 @@ package activities
 
 import (
 	"context"
+	"github.com/masflow/masflow/workflows/contract"
 	"sync"
 	"testing"
 	"time"
@@ -18,17 +19,17 @@ import (
 func TestImportShardHeartbeatsDuringASlowBatch(t *testing.T) {
 	ctx := context.Background()
 	a := newImportActivities(t)
-	run := RunInput{RunStartedAt: time.Date(2026, 11, 3, 0, 0, 0, 0, time.UTC)}
-	if _, err := a.PrepareImport(ctx, run); err != nil {
+	run := contract.RunInput{RunStartedAt: time.Date(2026, 11, 3, 0, 0, 0, 0, time.UTC)}
+	if _, err := a.PrepareImport(ctx, contract.PrepareInput{RunInput: run}); err != nil {
 		t.Fatal(err)
 	}
-	plan, err := a.PlanEntity(ctx, PlanInput{RunStartedAt: run.RunStartedAt, Entity: string(synapse.Users), Shards: 1})
+	plan, err := a.PlanEntity(ctx, contract.PlanInput{RunInput: run, Entity: string(synapse.Users), Shards: 1})
 	if err != nil || len(plan.Shards) != 1 {
 		t.Fatalf("PlanEntity = %+v, %v", plan, err)
 	}
 	// Another session holds the checkpoints for 2.5 s: the batch's
 	// commit waits on it.
-	blocker, err := a.MAS.Begin(ctx)
+	blocker, err := a.Runs.MAS.Begin(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,11 +43,11 @@ func TestImportShardHeartbeatsDuringASlowBatch(t *testing.T) {
 	env := s.NewTestActivityEnvironment()
 	env.SetWorkerOptions(worker.Options{Interceptors: []interceptor.WorkerInterceptor{rec}})
 	env.RegisterActivity(a.ImportShard)
-	val, err := env.ExecuteActivity(a.ImportShard, ShardInput{RunStartedAt: run.RunStartedAt, Shard: plan.Shards[0], BatchSize: 100})
+	val, err := env.ExecuteActivity(a.ImportShard, contract.ShardInput{RunInput: run, Shard: plan.Shards[0], BatchSize: 100})
 	if err != nil {
 		t.Fatal(err)
 	}
-	var res ShardResult
+	var res contract.ShardResult
 	if err := val.Get(&res); err != nil || !res.Done {
 		t.Fatalf("ImportShard = %+v, %v; want the shard done", res, err)
 	}
@@ -73,13 +74,13 @@ func (r *beatRecorder) InterceptActivity(_ context.Context, next interceptor.Act
 	return &beatInbound{ActivityInboundInterceptorBase: interceptor.ActivityInboundInterceptorBase{Next: next}, rec: r}
 }
 
-// shardBeats are the ShardHeartbeat details recorded so far.
-func (r *beatRecorder) shardBeats() []ShardHeartbeat {
+// shardBeats are the contract.ShardHeartbeat details recorded so far.
+func (r *beatRecorder) shardBeats() []contract.ShardHeartbeat {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	var out []ShardHeartbeat
+	var out []contract.ShardHeartbeat
 	for _, b := range r.beats {
-		if hb, ok := b.(ShardHeartbeat); ok {
+		if hb, ok := b.(contract.ShardHeartbeat); ok {
 			out = append(out, hb)
 		}
 	}

@@ -3,20 +3,11 @@ package activities
 import (
 	"context"
 
+	"github.com/masflow/masflow/workflows/contract"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/interceptor"
 	"go.uber.org/zap"
 )
-
-// stepOf names the migration step an activity type belongs to, for the
-// logs (the names of workflows' steps; activities cannot import them).
-var stepOf = map[string]string{
-	"Advise": "advise", "Backup": "backup", "StopHomeserver": "stop", "SyncSchema": "sync_schema",
-	"PrepareImport": "import", "PlanEntity": "import", "PauseSchema": "import", "ImportShard": "import",
-	"RestoreSchema": "import", "SnapshotImport": "import", "Reconcile": "reconcile", "Reconfigure": "reconfigure",
-	"StartHomeserver": "start", "Verify": "verify", "FinishImport": "finish", "DiscardDryRun": "discard",
-	"RestoreConfig": "compensation",
-}
 
 // LogInterceptor gives every activity a logger carrying the workflow ID,
 // run ID, step, activity and attempt (Logger); the import adds the
@@ -45,7 +36,7 @@ type loggerKey struct{}
 func (a *activityLog) ExecuteActivity(ctx context.Context, in *interceptor.ExecuteActivityInput) (any, error) {
 	info := activity.GetInfo(ctx)
 	log := a.log.With(zap.String("workflow_id", info.WorkflowExecution.ID), zap.String("run_id", info.WorkflowExecution.RunID),
-		zap.String("step", stepOf[info.ActivityType.Name]), zap.String("activity", info.ActivityType.Name),
+		zap.String("step", contract.StepOf(info.ActivityType.Name)), zap.String("activity", info.ActivityType.Name),
 		zap.Int32("attempt", info.Attempt))
 	res, err := a.Next.ExecuteActivity(context.WithValue(ctx, loggerKey{}, log), in)
 	if err != nil {

@@ -3,6 +3,7 @@ package activities
 import (
 	"context"
 	"errors"
+	"github.com/masflow/masflow/workflows/contract"
 	"testing"
 
 	"go.temporal.io/sdk/activity"
@@ -20,12 +21,12 @@ func TestActivityLogsCarryTheirWorkflowAndStep(t *testing.T) {
 	var s testsuite.WorkflowTestSuite
 	env := s.NewTestActivityEnvironment()
 	env.SetWorkerOptions(worker.Options{Interceptors: []interceptor.WorkerInterceptor{&LogInterceptor{Log: zap.New(core)}}})
-	reconcile := func(ctx context.Context, _ RunInput) (ReconcileResult, error) {
+	reconcile := func(ctx context.Context, _ contract.RunInput) (contract.ReconcileResult, error) {
 		Logger(ctx).Info("counting")
-		return ReconcileResult{}, errors.New("users: read 1 rows, source has 2")
+		return contract.ReconcileResult{}, errors.New("users: read 1 rows, source has 2")
 	}
 	env.RegisterActivityWithOptions(reconcile, activity.RegisterOptions{Name: "Reconcile"})
-	if _, err := env.ExecuteActivity("Reconcile", RunInput{}); err == nil {
+	if _, err := env.ExecuteActivity("Reconcile", contract.RunInput{}); err == nil {
 		t.Fatal("the activity's error was lost")
 	}
 	cases := []struct{ msg, level string }{{"counting", "info"}, {"activity failed", "warn"}}

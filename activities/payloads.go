@@ -3,71 +3,49 @@ package activities
 import (
 	"github.com/masflow/masflow/internal/advisor"
 	"github.com/masflow/masflow/internal/engine"
+	"github.com/masflow/masflow/internal/mapping"
 	"github.com/masflow/masflow/internal/mas"
+	"github.com/masflow/masflow/workflows/contract"
 )
 
-// The types below are what activities send to the workflow. They belong
-// to this package, not to internal ones, so that reshaping an internal
-// type cannot silently change what running workflows decode; their JSON
-// is that of the internal types they were before (histories replay).
+// The functions below turn internal results into the contract's types,
+// which are what running workflows decode.
 
-// Progress counts what a shard did so far: rows read, MAS rows written
-// per table, source rows skipped and noted per reason.
-type Progress struct {
-	Read    int64            `json:"read"`
-	Written map[string]int64 `json:"written,omitempty"`
-	Skipped map[string]int64 `json:"skipped,omitempty"`
-	Notices map[string]int64 `json:"notices,omitempty"`
+func progressOf(p mas.Progress) contract.Progress {
+	return contract.Progress{Read: p.Read, Written: p.Written, Skipped: p.Skipped, Notices: p.Notices}
 }
 
-func progressOf(p mas.Progress) Progress {
-	return Progress{Read: p.Read, Written: p.Written, Skipped: p.Skipped, Notices: p.Notices}
-}
-
-// Finding is one result of a pre-flight check.
-type Finding struct {
-	Code      string `json:"code"`
-	Severity  string `json:"severity"`
-	Message   string `json:"message"`
-	Count     *int64 `json:"count,omitempty"`
-	Estimated bool   `json:"estimated,omitempty"`
-	Hint      string `json:"hint,omitempty"`
-}
-
-func findingsOf(fs []advisor.Finding) []Finding {
-	out := make([]Finding, 0, len(fs))
+func findingsOf(fs []advisor.Finding) []contract.Finding {
+	out := make([]contract.Finding, 0, len(fs))
 	for _, f := range fs {
-		out = append(out, Finding{Code: f.Code, Severity: string(f.Severity), Message: f.Message, Count: f.Count,
-			Estimated: f.Estimated, Hint: f.Hint})
+		out = append(out, contract.Finding{Code: f.Code, Severity: string(f.Severity), Message: f.Message,
+			Count: f.Count, Estimated: f.Estimated, Hint: f.Hint})
 	}
 	return out
 }
 
-// TableTally compares a MAS table's rows with what the batches wrote.
-type TableTally struct {
-	Table    string `json:"table"`
-	Expected int64  `json:"expected"`
-	Actual   int64  `json:"actual"`
-}
-
-// EntityTally is an entity's reconciliation.
-type EntityTally struct {
-	Entity     string   `json:"entity"`
-	SourceRows int64    `json:"source_rows"`
-	Shards     int      `json:"shards"`
-	Done       bool     `json:"done"`
-	Progress   Progress `json:"progress"`
-}
-
-func talliesOf(rec engine.Reconciliation) ([]TableTally, []EntityTally) {
-	tables := make([]TableTally, 0, len(rec.Tables))
+func reconcileResultOf(rec engine.Reconciliation) contract.ReconcileResult {
+	out := contract.ReconcileResult{OK: rec.OK(), Problems: rec.Problems,
+		Tables: make([]contract.TableTally, 0, len(rec.Tables)), Entities: make([]contract.EntityTally, 0, len(rec.Entities))}
 	for _, t := range rec.Tables {
-		tables = append(tables, TableTally{Table: t.Table, Expected: t.Expected, Actual: t.Actual})
+		out.Tables = append(out.Tables, contract.TableTally{Table: t.Table, Expected: t.Expected, Actual: t.Actual})
 	}
-	entities := make([]EntityTally, 0, len(rec.Entities))
 	for _, e := range rec.Entities {
-		entities = append(entities, EntityTally{Entity: e.Entity, SourceRows: e.SourceRows, Shards: e.Shards,
-			Done: e.Done, Progress: progressOf(e.Progress)})
+		out.Entities = append(out.Entities, contract.EntityTally{Entity: e.Entity, SourceRows: e.SourceRows,
+			Shards: e.Shards, Done: e.Done, Progress: progressOf(e.Progress)})
 	}
-	return tables, entities
+	return out
+}
+
+// shardResultOf totals a shard's progress for the workflow.
+func shardResultOf(id, entity string, done bool, p mas.Progress) contract.ShardResult {
+	out := contract.ShardResult{Shard: id, Entity: entity, Done: done, Progress: progressOf(p), Written: mas.Total(p.Written)}
+	for reason, n := range p.Skipped {
+		if mapping.Elsewhere(reason) {
+			out.Elsewhere += n
+		} else {
+			out.Skipped += n
+		}
+	}
+	return out
 }

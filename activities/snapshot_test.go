@@ -1,4 +1,4 @@
-package activities
+package activities_test
 
 import (
 	"context"
@@ -8,13 +8,14 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/masflow/masflow/internal/engine"
+	"github.com/masflow/masflow/internal/localrun"
 	"github.com/masflow/masflow/internal/mas"
 	"github.com/masflow/masflow/internal/pgtest"
 	"github.com/masflow/masflow/internal/sample"
 	"github.com/masflow/masflow/internal/synapse"
-	"go.temporal.io/sdk/testsuite"
+	"github.com/masflow/masflow/workflows"
+	"github.com/masflow/masflow/workflows/contract"
 )
 
 // liveWrites plays a busy homeserver on the Synapse database until ctx
@@ -52,9 +53,13 @@ func liveWrites(ctx context.Context, t *testing.T, dsn string) *atomic.Int64 {
 	return rounds
 }
 
-// A dry run against a homeserver that keeps writing completes, reconciles
-// exactly against its snapshot, and its discard leaves MAS empty.
-func TestSnapshotImportOfABusyHomeserver(t *testing.T) {
+// A dry run against a homeserver that keeps writing runs through the
+// workflow's shard activities (localrun: the real scheduler), every
+// shard reading the snapshot one holder activity keeps; it reconciles
+// exactly against that snapshot, and its discard leaves MAS empty. Then a
+// real import on the same MAS database writes exactly what it writes
+// into a fresh one.
+func TestDryRunOfABusyHomeserver(t *testing.T) {
 	ctx := context.Background()
 	synDSN := pgtest.Database(t, pgtest.Synapse)
 	masDSN := pgtest.Database(t, pgtest.MAS)
@@ -66,81 +71,59 @@ func TestSnapshotImportOfABusyHomeserver(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(reader.Close)
-	a := &ImportActivities{Reader: reader, MAS: pgtest.Pool(t, masDSN), Config: engine.Config{ServerName: sample.ServerName,
-		Providers: map[string]mas.ID{"oidc": sample.ProviderID()}}}
-	in := SnapshotImportInput{RunInput: RunInput{RunStartedAt: time.Date(2026, 11, 27, 0, 0, 0, 0, time.UTC), DryRun: true},
-		BatchSize: 200, ShardsPerEntity: 2, Parallelism: 2, RestoreParallel: 2}
+	runs := &engine.Runs{Reader: reader, MAS: pgtest.Pool(t, masDSN), ServerName: sample.ServerName,
+		Providers: map[string]mas.ID{"oidc": sample.ProviderID()}}
+	opts := workflows.ImportOptions{BatchSize: 200, Parallelism: 2, ShardsPerEntity: 2}
 
 	writing, stop := context.WithCancel(ctx)
 	rounds := liveWrites(writing, t, synDSN)
-	var s testsuite.WorkflowTestSuite
-	env := s.NewTestActivityEnvironment()
-	env.RegisterActivity(a.SnapshotImport)
-	val, err := env.ExecuteActivity(a.SnapshotImport, in)
+	res, err := localrun.Import(localrun.Options{Runs: runs, DryRun: true, Import: opts,
+		Now: time.Date(2026, 11, 27, 0, 0, 0, 0, time.UTC)})
 	stop()
 	if err != nil {
-		t.Fatal(err)
-	}
-	var res SnapshotImportResult
-	if err := val.Get(&res); err != nil {
 		t.Fatal(err)
 	}
 	if rounds.Load() < 3 {
 		t.Fatalf("only %d rounds of live writes overlapped the dry run: the test proves nothing", rounds.Load())
 	}
-	if !res.Reconcile.OK || len(res.Shards) != len(synapse.Entities) {
-		t.Fatalf("reconciliation %+v, %d entities", res.Reconcile, len(res.Shards))
-	}
 	var users int64
-	for _, sh := range res.Shards {
-		if sh.Entity == string(synapse.Users) {
-			users = sh.Progress.Read
+	for _, e := range res.Entities {
+		if e.Entity == string(synapse.Users) {
+			users = e.Read
 		}
 	}
 	var live int64
-	if err := a.Reader.Pool().QueryRow(ctx, "SELECT count(*) FROM users").Scan(&live); err != nil {
+	if err := reader.Pool().QueryRow(ctx, "SELECT count(*) FROM users").Scan(&live); err != nil {
 		t.Fatal(err)
 	}
 	if users < 3000 || users >= live {
 		t.Fatalf("read %d users, %d exist now: the dry run must read one moment between the start and the end", users, live)
 	}
-	if err := call(t, a.DiscardDryRun, in.RunInput); err != nil {
+	if _, err := localrun.Import(localrun.Options{Runs: runs, DryRun: true, Steps: []string{contract.StepDiscard}}); err != nil {
 		t.Fatal(err)
 	}
-	if full, err := mas.NonEmptyTables(ctx, a.MAS); err != nil || len(full) > 0 {
+	if full, err := mas.NonEmptyTables(ctx, runs.MAS); err != nil || len(full) > 0 {
 		t.Fatalf("after discard: %v %v", full, err)
 	}
-	// Then the real migration (the homeserver stopped) on the same MAS
-	// database writes exactly what it writes into a fresh one.
-	after := realImport(t, a, reader)
-	fresh := &ImportActivities{Reader: reader, MAS: pgtest.Pool(t, pgtest.Database(t, pgtest.MAS)), Config: a.Config}
-	if err := sample.CreateProvider(ctx, masDSNOf(t, fresh.MAS)); err != nil {
+	after := realImport(t, runs, opts)
+	fresh := *runs
+	fresh.MAS = pgtest.Pool(t, pgtest.Database(t, pgtest.MAS))
+	if err := sample.CreateProvider(ctx, fresh.MAS.Config().ConnString()); err != nil {
 		t.Fatal(err)
 	}
-	if clean := realImport(t, fresh, reader); clean != after {
+	if clean := realImport(t, &fresh, opts); clean != after {
 		t.Fatalf("after a dry run:\n%s\na clean run:\n%s", after, clean)
 	}
 }
 
-// realImport runs a real migration's import in-process with a fixed salt
-// and "now", and returns a digest of every MAS table.
-func realImport(t *testing.T, a *ImportActivities, reader *synapse.Reader) string {
+// realImport runs a real migration's import and reconciliation with a
+// fixed salt and "now", and returns a digest of every MAS table.
+func realImport(t *testing.T, runs *engine.Runs, opts workflows.ImportOptions) string {
 	t.Helper()
-	ctx := context.Background()
-	cfg := a.Config
-	cfg.Now, cfg.Salt = time.Date(2026, 11, 28, 0, 0, 0, 0, time.UTC), []byte("a fixed salt of 32 bytes........")
-	e, err := engine.Start(ctx, reader, a.MAS, cfg)
-	if err != nil {
+	r := *runs
+	r.Salt = []byte("a fixed salt of 32 bytes........")
+	if _, err := localrun.Import(localrun.Options{Runs: &r, Import: opts, Now: time.Date(2026, 11, 28, 0, 0, 0, 0, time.UTC)}); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.RunAll(ctx, engine.RunOptions{ShardsPerEntity: 2, Parallelism: 2, BatchSize: 300, RestoreParallel: 2}); err != nil {
-		t.Fatal(err)
-	}
-	return fmt.Sprint(pgtest.Digests(t, masDSNOf(t, a.MAS), mas.TargetTables))
-}
-
-// masDSNOf is the connection string of a pool's database.
-func masDSNOf(t *testing.T, p *pgxpool.Pool) string {
-	t.Helper()
-	return p.Config().ConnString()
+	return fmt.Sprint(pgtest.Digests(t, r.MAS.Config().ConnString(), mas.TargetTables))
 }

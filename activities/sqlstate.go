@@ -6,11 +6,8 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/masflow/masflow/workflows/contract"
 )
-
-// ErrTypeSQL is the type of a PostgreSQL error no retry can fix; the
-// message names the SQLSTATE, what it means and the fix.
-const ErrTypeSQL = "MasflowSQL"
 
 // sqlStateOf returns the SQLSTATE of a PostgreSQL error in err's chain
 // (mas.Sanitize keeps it when it strips the detail), or "".
@@ -52,7 +49,7 @@ func classifySQL(err error) error {
 	}
 	for _, s := range finalSQLStates {
 		if strings.HasPrefix(code, s.prefix) {
-			return nonRetryable(fmt.Sprintf("%s (SQLSTATE %s: %s; fix: %s)", err.Error(), code, s.meaning, s.fix), ErrTypeSQL)
+			return nonRetryable(fmt.Sprintf("%s (SQLSTATE %s: %s; fix: %s)", err.Error(), code, s.meaning, s.fix), contract.ErrTypeSQL)
 		}
 	}
 	return nil

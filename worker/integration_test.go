@@ -21,6 +21,7 @@ import (
 	"github.com/masflow/masflow/internal/pgtest"
 	"github.com/masflow/masflow/internal/sample"
 	"github.com/masflow/masflow/workflows"
+	"github.com/masflow/masflow/workflows/contract"
 	"go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/history/v1"
 	"go.temporal.io/api/workflowservice/v1"
@@ -116,7 +117,7 @@ func migrate(t *testing.T, ctx context.Context, admin, bin, salt string, kills, 
 
 	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: workflows.WorkflowID(sample.ServerName),
 		TaskQueue: workflows.TaskQueue}, workflows.MigrationWorkflow, workflows.MigrationInput{
-		Homeserver: sample.ServerName, Steps: []string{workflows.StepAdvise, workflows.StepImport, workflows.StepReconcile},
+		Homeserver: sample.ServerName, Steps: []string{contract.StepAdvise, contract.StepImport, contract.StepReconcile},
 		Import: workflows.ImportOptions{BatchSize: 50, Parallelism: 2, ShardsPerEntity: 2, ShardCallSeconds: 2,
 			HeartbeatSeconds: 3, ContinueAsNewEvents: 60}.WithDefaults()}) // resolved, as the starter does
 	if err != nil {
@@ -198,10 +199,10 @@ func waitForImport(t *testing.T, ctx context.Context, c client.Client, id string
 		if v.Get(&p) != nil {
 			continue
 		}
-		if slices.Contains(p.Done, workflows.StepImport) {
+		if slices.Contains(p.Done, contract.StepImport) {
 			t.Fatalf("the import finished before kill %d: make it slower", kill+1)
 		}
-		if p.Phase != workflows.StepImport {
+		if p.Phase != contract.StepImport {
 			continue
 		}
 		if first < 0 {

@@ -1,7 +1,9 @@
 // Package workflows holds masflow's deterministic workflow code and the
-// types that cross the Temporal boundary: inputs, results, progress,
-// message payloads and the names of the queries, updates and signals.
-// Both the worker and the starter import it.
+// workflow's own boundary: its input, result, progress, message payloads
+// and the names of its queries, updates and signals. What crosses between
+// the workflow and its activities is in the contract package, the only
+// masflow package this one imports. Both the worker and the starter
+// import it.
 package workflows
 
 import (
@@ -19,10 +21,11 @@ const (
 	WorkflowIDPrefix = "masflow-"
 	// UpdateApprove approves (or denies) the downtime: ApproveRequest.
 	UpdateApprove = "approve"
-	// SignalPause and SignalResume pause and resume the import between
-	// batches.
-	SignalPause  = "pause"
-	SignalResume = "resume"
+	// UpdatePause and UpdateResume pause and resume the import between
+	// batches (updates, not signals: they apply in the order sent, and
+	// the sender learns the state they left).
+	UpdatePause  = "pause"
+	UpdateResume = "resume"
 	// QueryProgress returns Progress.
 	QueryProgress = "progress"
 )
@@ -51,33 +54,6 @@ var (
 func SearchAttributeKeys() temporal.SearchAttributes {
 	return temporal.NewSearchAttributes(SAPhase.ValueSet(""), SAHomeserver.ValueSet(""),
 		SADryRun.ValueSet(false), SARowsImported.ValueSet(0))
-}
-
-// The steps of a migration, in order.
-const (
-	StepAdvise      = "advise"
-	StepApprove     = "approve"
-	StepBackup      = "backup"
-	StepStop        = "stop"
-	StepSyncSchema  = "sync_schema"
-	StepImport      = "import"
-	StepReconcile   = "reconcile"
-	StepReconfigure = "reconfigure"
-	StepStart       = "start"
-	StepVerify      = "verify"
-	StepFinish      = "finish"
-	StepDiscard     = "discard" // dry runs: empty the MAS tables again
-)
-
-// AllSteps is the full sequence of a real migration.
-func AllSteps() []string {
-	return []string{StepAdvise, StepApprove, StepBackup, StepStop, StepSyncSchema, StepImport,
-		StepReconcile, StepReconfigure, StepStart, StepVerify, StepFinish}
-}
-
-// DryRunSteps is the sequence of a dry run: the homeserver is never touched.
-func DryRunSteps() []string {
-	return []string{StepAdvise, StepApprove, StepImport, StepReconcile, StepDiscard}
 }
 
 // MigrationInput starts a migration. It holds no secret: the worker reads
@@ -128,9 +104,9 @@ type ImportOptions struct {
 
 // WithDefaults fills unset options. The starter resolves them before it
 // starts a workflow, so the input records every value the run uses; the
-// workflow applies them again only to inputs recorded before that.
-// Running workflows depend on these values: never change one without a
-// GetVersion guard.
+// workflow applies them again for clients that start it without the
+// starter (temporal workflow start). Running workflows depend on these
+// values: never change one without a GetVersion guard.
 func (o ImportOptions) WithDefaults() ImportOptions {
 	def := func(v *int, d int) {
 		if *v <= 0 {
@@ -209,6 +185,7 @@ type MigrationResult struct {
 	Approval   *Approval
 	// Report is the findings report (CSV on the worker that finished).
 	Report string
-	// Drift lists source counts that changed during a dry run.
-	Drift []string
+	// DryRunRestarts counts the times a dry run started again because
+	// its snapshot's holder died.
+	DryRunRestarts int `json:",omitempty"`
 }

@@ -4,7 +4,7 @@ import (
 	"errors"
 	"time"
 
-	"github.com/masflow/masflow/activities"
+	"github.com/masflow/masflow/workflows/contract"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 )
@@ -46,40 +46,33 @@ func retriesSpent(err error) bool {
 	return errors.As(err, &timeout)
 }
 
-// activity runs an activity and waits for its result; when its retries
-// are spent, the migration is blocked until the operator retries it.
-func (m *migration) activity(ctx workflow.Context, actx workflow.Context, what string, fn any, out any, args ...any) error {
-	for {
-		err := workflow.ExecuteActivity(actx, fn, args...).Get(ctx, out)
-		if !m.blocks(ctx, err) {
-			return err
-		}
-		m.block(ctx, what, err)
-		if err := m.awaitUnblocked(ctx); err != nil {
-			return err
-		}
-	}
+// blocks reports whether err blocks the migration: retries spent, or an
+// error no retry fixes but an operator can — a PostgreSQL error (a
+// revoked privilege, a bad password, a duplicate: fix it, then retry), or
+// Synapse's tables written during the import (stop what runs Synapse,
+// then cancel) — rather than failing a migration whose homeserver may
+// already be down.
+func blocks(err error) bool {
+	return retriesSpent(err) || errorType(err) == contract.ErrTypeSQL || errorType(err) == contract.ErrTypeSourceWritten
 }
 
-// blocks reports whether err blocks the migration: retries spent, or a
-// PostgreSQL error no retry fixes but an operator can (a revoked
-// privilege, a bad password, a duplicate: fix it, then retry) — rather
-// than failing a migration whose homeserver may already be down.
-// Workflows started before either existed fail as they did.
-func (m *migration) blocks(ctx workflow.Context, err error) bool {
-	switch {
-	case retriesSpent(err):
-		return workflow.GetVersion(ctx, "block-on-spent-retries", workflow.DefaultVersion, 1) == 1
-	case finalSQL(err):
-		return workflow.GetVersion(ctx, "block-on-sql-errors", workflow.DefaultVersion, 1) == 1
-	}
-	return false
-}
-
-// finalSQL reports whether err is a PostgreSQL error no retry can fix.
-func finalSQL(err error) bool {
+// errorType is the application error type in err's chain ("" if none).
+func errorType(err error) string {
 	var app *temporal.ApplicationError
-	return errors.As(err, &app) && app.Type() == activities.ErrTypeSQL
+	if errors.As(err, &app) {
+		return app.Type()
+	}
+	return ""
+}
+
+// blockOn blocks the migration on err when it blocks (see blocks), and
+// says so.
+func (m *migration) blockOn(ctx workflow.Context, what string, err error) bool {
+	if !blocks(err) {
+		return false
+	}
+	m.block(ctx, what, err)
+	return true
 }
 
 // block records the blocked step and shows it (phase, search attribute,

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 
+	"github.com/masflow/masflow/workflows/contract"
 	"go.temporal.io/sdk/workflow"
 )
 
@@ -24,15 +25,22 @@ func (m *migration) registerHandlers(ctx workflow.Context) error {
 	if err != nil {
 		return err
 	}
+	for _, u := range []struct {
+		name   string
+		paused bool
+	}{{UpdatePause, true}, {UpdateResume, false}} {
+		if err := workflow.SetUpdateHandler(ctx, u.name, func(ctx workflow.Context) (bool, error) {
+			m.setPaused(ctx, u.paused)
+			return m.st.Paused, nil
+		}); err != nil {
+			return err
+		}
+	}
 	workflow.Go(ctx, func(ctx workflow.Context) {
-		pause, resume := workflow.GetSignalChannel(ctx, SignalPause), workflow.GetSignalChannel(ctx, SignalResume)
 		retry := workflow.GetSignalChannel(ctx, SignalRetry)
 		for {
-			sel := workflow.NewSelector(ctx)
-			sel.AddReceive(pause, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, nil); m.setPaused(ctx, true) })
-			sel.AddReceive(resume, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, nil); m.setPaused(ctx, false) })
-			sel.AddReceive(retry, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, nil); m.unblock(ctx) })
-			sel.Select(ctx)
+			retry.Receive(ctx, nil)
+			m.unblock(ctx)
 		}
 	})
 	return nil
@@ -48,7 +56,7 @@ func (m *migration) validateApproval(req ApproveRequest) error {
 		return errors.New("a denial needs a reason")
 	case m.st.Approval != nil:
 		return errors.New("already decided by " + m.st.Approval.Approver)
-	case m.phase != StepApprove:
+	case m.phase != contract.StepApprove:
 		// Before the advise step is done its warnings are unknown, so
 		// nothing could be acknowledged.
 		return errors.New("this migration is not waiting for approval (phase " + m.phase + ")")
@@ -64,17 +72,10 @@ func (m *migration) setPaused(ctx workflow.Context, paused bool) {
 	workflow.SetCurrentDetails(ctx, m.progress().Markdown())
 }
 
-// drainSignals applies signals that arrived but were not yet handled, so
-// none is lost at continue-as-new.
+// drainSignals applies retry signals that arrived but were not yet
+// handled, so none is lost at continue-as-new. (Pause and resume are
+// updates: continue-as-new waits for their handlers, in the order sent.)
 func (m *migration) drainSignals(ctx workflow.Context) {
-	for _, sig := range []struct {
-		name   string
-		paused bool
-	}{{SignalPause, true}, {SignalResume, false}} {
-		for workflow.GetSignalChannel(ctx, sig.name).ReceiveAsync(nil) {
-			m.st.Paused = sig.paused
-		}
-	}
 	for workflow.GetSignalChannel(ctx, SignalRetry).ReceiveAsync(nil) {
 		m.st.Blocked = nil
 	}

@@ -3,9 +3,7 @@ package workflows
 import (
 	"time"
 
-	"github.com/masflow/masflow/activities"
-	"github.com/masflow/masflow/internal/engine"
-	"github.com/masflow/masflow/internal/synapse"
+	"github.com/masflow/masflow/workflows/contract"
 	"go.temporal.io/sdk/workflow"
 )
 
@@ -13,103 +11,85 @@ import (
 type ImportState struct {
 	Prepared  bool
 	Estimates map[string]int64
-	// Stages is the wave plan, recorded on the first run: a later worker
-	// with another plan (engine.Stages) replays and continues this one.
-	// Empty in workflows started before it was recorded.
-	Stages [][]string
-	// StagesDone counts completed waves of Stages.
-	StagesDone int
+	// Waves is the entities' dependency order the run was prepared with:
+	// a later worker with another order replays and continues this one.
+	Waves [][]string
+	// WavesDone counts completed waves.
+	WavesDone int
 	// Shards holds the latest result of every shard seen.
-	Shards []activities.ShardResult
+	Shards []contract.ShardResult
 	// Started records when each entity's first shard was dispatched.
 	Started  map[string]time.Time
 	Finished map[string]time.Time
 	// LastUpdate is when the latest shard result arrived.
 	LastUpdate time.Time
 	Problems   []string
-	Drift      []string
 	// Report is the findings report file the finish step wrote.
 	Report string
 	// SchemaPaused: the MAS tables' indexes and constraints were dropped
 	// for the import; SchemaRestored: they were rebuilt.
 	SchemaPaused   bool
 	SchemaRestored bool
-	// SnapshotReconcile is a dry run's reconciliation, done by its
-	// snapshot import against the same snapshot (nil otherwise).
-	SnapshotReconcile *activities.ReconcileResult
+	// Snapshot is the exported snapshot of Synapse a dry run reads (held
+	// by the HoldSnapshot activity); "" in a real run.
+	Snapshot string
+	// Restarts counts the dry run's restarts after its snapshot was lost.
+	Restarts int
 }
 
-// recordStages records the wave plan on first use (workflow code only:
-// queries must not change state).
-func (m *migration) recordStages() {
-	st := &m.st.Import
-	if len(st.Stages) > 0 {
-		return
-	}
-	for _, wave := range engine.Stages() {
-		var names []string
-		for _, e := range wave {
-			names = append(names, string(e))
-		}
-		st.Stages = append(st.Stages, names)
-	}
-}
+// maxDryRunRestarts bounds the restarts of a dry run whose snapshot keeps
+// dying: then the dry run fails with the holder's error.
+const maxDryRunRestarts = 5
 
-// stages is the recorded wave plan (this code's plan before one is).
-func (m *migration) stages() [][]synapse.Entity {
-	if len(m.st.Import.Stages) == 0 {
-		return engine.Stages()
-	}
-	out := make([][]synapse.Entity, len(m.st.Import.Stages))
-	for i, wave := range m.st.Import.Stages {
-		for _, e := range wave {
-			out[i] = append(out[i], synapse.Entity(e))
-		}
-	}
-	return out
-}
-
-// schemaPauseVersion guards the schema pause: workflows started before it
-// existed keep importing into the indexed tables.
-const schemaPauseVersion = "schema-pause"
-
-// importAll imports every entity, wave by wave: users first, then what
-// points at users, then tokens (which point at device sessions). Each
-// shard runs as repeated ImportShard activities resuming from the
-// engine's durable checkpoint.
+// importAll imports every entity. A dry run that loses its snapshot (its
+// holder's worker died) empties what it wrote and starts again.
 func (m *migration) importAll(ctx workflow.Context) error {
-	var a *activities.ImportActivities
-	st := &m.st.Import
-	if !st.Prepared {
-		var prep activities.PrepareResult
-		in := m.runInput()
-		if workflow.GetVersion(ctx, "run-rules", workflow.DefaultVersion, 1) >= 1 {
-			in.Rules = m.rules()
-		}
-		if err := m.activity(ctx, m.dbOptions(ctx, "check and record the run in MAS"), "PrepareImport", a.PrepareImport,
-			&prep, in); err != nil {
+	for {
+		err := m.importRun(ctx)
+		if !m.snapshotLost(ctx, err) || m.st.Import.Restarts >= maxDryRunRestarts {
 			return err
 		}
-		st.Prepared, st.Estimates = true, prep.Estimates
+		workflow.GetLogger(ctx).Warn("the dry run's snapshot of Synapse is gone: starting the dry run again", "error", err)
+		if err := m.restartDryRun(ctx); err != nil {
+			return err
+		}
 	}
-	pause := workflow.GetVersion(ctx, schemaPauseVersion, workflow.DefaultVersion, 1) >= 1
-	if pause && !st.SchemaPaused {
-		if err := m.activity(ctx, m.dbOptions(ctx, "pause the MAS tables' indexes and constraints"), "PauseSchema", a.PauseSchema,
-			nil, m.schemaInput()); err != nil {
+}
+
+// importRun prepares the run, pauses the MAS schema, imports wave by
+// wave (users first, then what points at users, then tokens, which point
+// at device sessions) and rebuilds the schema. Each shard runs as
+// repeated ImportShard activities resuming from the engine's durable
+// checkpoint, on any database worker.
+func (m *migration) importRun(ctx workflow.Context) error {
+	st := &m.st.Import
+	if !st.Prepared {
+		prep, err := call(ctx, m, contract.PrepareImport, "check and record the run in MAS",
+			contract.PrepareInput{RunInput: m.runInput(), Rules: m.rules()})
+		if err != nil {
+			return err
+		}
+		st.Prepared, st.Estimates, st.Waves = true, prep.Estimates, prep.Waves
+	}
+	if m.in.DryRun {
+		if err := m.holdSnapshot(ctx); err != nil {
+			return err
+		}
+	}
+	if !st.SchemaPaused {
+		if _, err := call(ctx, m, contract.PauseSchema, "pause the MAS tables' indexes and constraints", m.runInput()); err != nil {
 			return err
 		}
 		st.SchemaPaused = true
 	}
-	m.recordStages()
-	stages := m.stages()
-	for st.StagesDone < len(stages) {
-		done, err := m.importStage(ctx, stages[st.StagesDone])
+	for st.WavesDone < len(st.Waves) {
+		done, err := m.importWave(ctx, st.Waves[st.WavesDone])
 		if err != nil || !done {
 			return err
 		}
-		st.StagesDone++
+		st.WavesDone++
 		_ = workflow.UpsertTypedSearchAttributes(ctx, SARowsImported.ValueSet(m.progress().Rows))
-		if st.StagesDone < len(stages) && m.continueAsNewDue(ctx) {
+		if st.WavesDone < len(st.Waves) && m.continueAsNewDue(ctx) {
 			return m.continueAsNew(ctx)
 		}
 	}
@@ -124,23 +104,20 @@ func (m *migration) restoreSchema(ctx workflow.Context) error {
 	if !st.SchemaPaused || st.SchemaRestored {
 		return nil
 	}
-	var a *activities.ImportActivities
-	if err := m.activity(ctx, m.restoreOptions(ctx), "RestoreSchema", a.RestoreSchema, nil, m.schemaInput()); err != nil {
+	if _, err := call(ctx, m, contract.RestoreSchema, "rebuild the MAS tables' indexes and constraints", m.schemaInput()); err != nil {
 		return err
 	}
 	st.SchemaRestored = true
 	return nil
 }
 
-func (m *migration) schemaInput() activities.SchemaInput {
-	return activities.SchemaInput{RunStartedAt: m.st.RunStartedAt, Parallel: m.in.Import.RestoreParallelism}
-}
-
-// importStage runs one wave's shards to completion with bounded
-// parallelism; it stops dispatching when paused, and continues-as-new
-// (after in-flight calls return) when history grows large.
-func (m *migration) importStage(ctx workflow.Context, wave []synapse.Entity) (bool, error) {
-	var a *activities.ImportActivities
+// importWave runs one wave's shards to completion with bounded
+// parallelism. It stops dispatching when paused, blocked, after a
+// failure (the first failure is the one returned: the calls in flight end
+// on their own, so a later cancellation never hides the cause), when a
+// dry run's snapshot is lost, and to continue-as-new (after in-flight
+// calls return) when history grows large.
+func (m *migration) importWave(ctx workflow.Context, wave []string) (bool, error) {
 	pending, err := m.planWave(ctx, wave)
 	if err != nil {
 		return false, err
@@ -149,36 +126,37 @@ func (m *migration) importStage(ctx workflow.Context, wave []synapse.Entity) (bo
 	running := 0
 	var firstErr error
 	for len(pending) > 0 || running > 0 {
-		draining := firstErr != nil || m.continueAsNewDue(ctx)
+		draining := firstErr != nil || m.holderLost() || m.continueAsNewDue(ctx)
 		for !draining && !m.st.Paused && m.st.Blocked == nil && running < m.in.Import.Parallelism && len(pending) > 0 {
 			shard := pending[0]
 			pending = pending[1:]
 			running++
-			f := workflow.ExecuteActivity(m.shardOptions(ctx, shard), a.ImportShard, activities.ShardInput{
-				RunStartedAt: m.st.RunStartedAt, Shard: shard, BatchSize: m.in.Import.BatchSize,
-				MaxSeconds: m.in.Import.ShardCallSeconds})
-			sel.AddFuture(f, func(f workflow.Future) {
+			f := execute(ctx, m, contract.ImportShard, "import "+shard, contract.ShardInput{RunInput: m.runInput(),
+				Shard: shard, BatchSize: m.in.Import.BatchSize, MaxSeconds: m.in.Import.ShardCallSeconds})
+			sel.AddFuture(f.f, func(workflow.Future) {
 				running--
-				var res activities.ShardResult
-				if err := f.Get(ctx, &res); m.blocks(ctx, err) {
-					m.block(ctx, "ImportShard "+shard, err)
+				res, err := f.get(ctx)
+				switch {
+				case m.blockOn(ctx, "import "+shard, err):
 					pending = append(pending, shard) // called again after the retry
-					return
-				} else if err != nil {
+				case err != nil:
 					if firstErr == nil {
 						firstErr = err
 					}
-					return
-				}
-				m.recordShard(ctx, res)
-				if !res.Done {
-					pending = append(pending, res.Shard)
+				default:
+					m.recordShard(ctx, res)
+					if !res.Done {
+						pending = append(pending, res.Shard)
+					}
 				}
 			})
 		}
 		if running == 0 {
 			if firstErr != nil {
 				return false, firstErr
+			}
+			if m.holderLost() {
+				return false, m.holder.err
 			}
 			if draining {
 				return false, m.continueAsNew(ctx)
@@ -196,14 +174,12 @@ func (m *migration) importStage(ctx workflow.Context, wave []synapse.Entity) (bo
 }
 
 // planWave plans the wave's entities and returns the shards not yet done.
-func (m *migration) planWave(ctx workflow.Context, wave []synapse.Entity) ([]string, error) {
-	var a *activities.ImportActivities
+func (m *migration) planWave(ctx workflow.Context, wave []string) ([]string, error) {
 	var pending []string
-	for _, e := range wave {
-		entity := string(e)
-		var plan activities.PlanResult
-		in := activities.PlanInput{RunStartedAt: m.st.RunStartedAt, Entity: entity, Shards: m.in.Import.ShardsPerEntity}
-		if err := m.activity(ctx, m.dbOptions(ctx, "plan shards of "+entity), "PlanEntity", a.PlanEntity, &plan, in); err != nil {
+	for _, entity := range wave {
+		plan, err := call(ctx, m, contract.PlanEntity, "plan shards of "+entity,
+			contract.PlanInput{RunInput: m.runInput(), Entity: entity, Shards: m.in.Import.ShardsPerEntity})
+		if err != nil {
 			return nil, err
 		}
 		for _, s := range plan.Shards {
@@ -228,7 +204,7 @@ func (m *migration) shardDone(id string) bool {
 }
 
 // recordShard keeps the latest result of a shard and refreshes progress.
-func (m *migration) recordShard(ctx workflow.Context, res activities.ShardResult) {
+func (m *migration) recordShard(ctx workflow.Context, res contract.ShardResult) {
 	st := &m.st.Import
 	replaced := false
 	for i := range st.Shards {

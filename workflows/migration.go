@@ -7,7 +7,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/masflow/masflow/activities"
+	"github.com/masflow/masflow/workflows/contract"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 )
@@ -32,9 +32,7 @@ type State struct {
 	// PastNoReturn: Synapse runs with MAS delegation; no automatic undo.
 	PastNoReturn bool
 	// Reconfiguring: the reconfigure step was dispatched in this
-	// migration; only then does the compensation restore Synapse's config
-	// (a .pre-mas copy left by an earlier, manual rollback is not this
-	// migration's to put back).
+	// migration; only then does the compensation restore Synapse's config.
 	Reconfiguring bool
 	// Replicas are the workloads' replica counts the stop recorded
 	// (Kubernetes); the start and the compensation restore them.
@@ -54,6 +52,8 @@ type migration struct {
 	// events each, it bounds history where the server does not report
 	// its length (the test environment).
 	scheduled int
+	// holder is a dry run's snapshot holder (snapshot.go), nil otherwise.
+	holder *holder
 }
 
 // MigrationWorkflow moves a Synapse homeserver to MAS: advise → approve →
@@ -64,15 +64,13 @@ func MigrationWorkflow(ctx workflow.Context, in MigrationInput) (MigrationResult
 	m := &migration{in: in, st: in.State}
 	in.Import = in.Import.WithDefaults()
 	m.in = in
+	// Validated again here: a workflow may be started by other clients
+	// than the starter (temporal workflow start).
+	if err := ValidateSteps(in.DryRun, in.Steps); err != nil {
+		return MigrationResult{}, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeBadInput, nil)
+	}
 	if m.st == nil {
 		m.st = &State{RunStartedAt: workflow.Now(ctx).UTC()}
-		// Validated again here: a workflow may be started by other
-		// clients than the starter (temporal workflow start).
-		if workflow.GetVersion(ctx, "validate-steps", workflow.DefaultVersion, 1) == 1 {
-			if err := ValidateSteps(in.DryRun, in.Steps); err != nil {
-				return MigrationResult{}, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeBadInput, nil)
-			}
-		}
 	}
 	if err := m.registerHandlers(ctx); err != nil {
 		return MigrationResult{}, err
@@ -88,14 +86,14 @@ func MigrationWorkflow(ctx workflow.Context, in MigrationInput) (MigrationResult
 
 // plan lists the steps this migration runs.
 func (m *migration) plan() []string {
-	steps := AllSteps()
+	steps := contract.AllSteps()
 	if m.in.DryRun {
-		steps = DryRunSteps()
+		steps = contract.DryRunSteps()
 	}
 	if len(m.in.Steps) == 0 {
 		return steps
 	}
-	return slices.DeleteFunc(append(steps, StepFinish, StepDiscard), func(s string) bool {
+	return slices.DeleteFunc(append(steps, contract.StepFinish, contract.StepDiscard), func(s string) bool {
 		return !slices.Contains(m.in.Steps, s)
 	})
 }
@@ -117,79 +115,83 @@ func (m *migration) run(ctx workflow.Context) (MigrationResult, error) {
 			return m.result(), m.continueAsNew(ctx)
 		}
 	}
+	if err := m.releaseSnapshot(ctx); err != nil {
+		return m.result(), err
+	}
 	m.setPhase(ctx, "completed")
 	return m.result(), nil
 }
 
 func (m *migration) runStep(ctx workflow.Context, step string) error {
-	var h *activities.HomeserverActivities
 	switch step {
-	case StepAdvise:
+	case contract.StepAdvise:
 		return m.advise(ctx)
-	case StepApprove:
+	case contract.StepApprove:
 		return m.approve(ctx)
-	case StepBackup:
-		return discard(m.homeserverStep(ctx, step, h.Backup, activities.BackupInput{RunStartedAt: m.st.RunStartedAt}))
-	case StepStop:
+	case contract.StepBackup:
+		return hostStep(ctx, m, contract.Backup, "back up both databases and Synapse's config",
+			contract.BackupInput{RunStartedAt: m.st.RunStartedAt})
+	case contract.StepStop:
 		m.st.TouchedHomeserver = true
-		res, err := m.homeserverStep(ctx, step, h.StopHomeserver)
+		res, err := call(ctx, m, contract.StopHomeserver, "stop Synapse and MAS, verified", contract.None{})
 		if len(res.Replicas) > 0 {
 			m.st.Replicas = res.Replicas
 		}
 		return err
-	case StepSyncSchema:
-		return discard(m.homeserverStep(ctx, step, h.SyncSchema))
-	case StepImport:
-		if m.snapshotDryRun(ctx) {
-			return m.snapshotImport(ctx)
-		}
+	case contract.StepSyncSchema:
+		return hostStep(ctx, m, contract.SyncSchema, "mas-cli config sync", contract.None{})
+	case contract.StepImport:
 		return m.importAll(ctx)
-	case StepReconcile:
-		if rec := m.st.Import.SnapshotReconcile; rec != nil {
-			return m.reconciled(*rec)
-		}
+	case contract.StepReconcile:
 		return m.reconcile(ctx)
-	case StepReconfigure:
+	case contract.StepReconfigure:
 		m.st.Reconfiguring = true
-		return discard(m.homeserverStep(ctx, step, h.Reconfigure))
-	case StepStart:
-		if _, err := m.homeserverStep(ctx, step, h.StartHomeserver, activities.StartInput{Replicas: m.st.Replicas}); err != nil {
+		return hostStep(ctx, m, contract.Reconfigure, "point Synapse at MAS", contract.None{})
+	case contract.StepStart:
+		if err := hostStep(ctx, m, contract.StartHomeserver, "start MAS and Synapse, verified",
+			contract.StartInput{Replicas: m.st.Replicas}); err != nil {
 			return err
 		}
 		m.st.PastNoReturn = true
 		return nil
-	case StepVerify:
-		return discard(m.homeserverStep(ctx, step, h.Verify))
-	case StepFinish:
-		var a *activities.ImportActivities
-		var fin activities.FinishResult
-		err := m.activity(ctx, m.dbOptions(ctx, "write the findings report, drop masflow bookkeeping"),
-			"FinishImport", a.FinishImport, &fin, m.runInput())
+	case contract.StepVerify:
+		return hostStep(ctx, m, contract.Verify, "verify the homeserver as clients use it", contract.None{})
+	case contract.StepFinish:
+		fin, err := call(ctx, m, contract.FinishImport, "write the findings report, drop masflow bookkeeping", m.schemaInput())
 		m.st.Import.Report = fin.Report
 		return err
-	case StepDiscard:
-		var a *activities.ImportActivities
-		return m.activity(ctx, m.dbOptions(ctx, "empty the MAS tables after the dry run"), "DiscardDryRun", a.DiscardDryRun,
-			nil, m.runInput())
+	case contract.StepDiscard:
+		_, err := call(ctx, m, contract.DiscardDryRun, "empty the MAS tables after the dry run", m.schemaInput())
+		return err
 	}
 	return temporal.NewNonRetryableApplicationError("unknown step "+step, ErrTypeBadInput, nil)
 }
 
-// rules are the run's rules, resolved by the starter.
-func (m *migration) rules() *activities.Rules {
-	return &activities.Rules{Strict: m.in.Import.Strict, IgnoreMissingProviders: m.in.Import.IgnoreMissingProviders}
+// hostStep runs a homeserver step; its result is in the history for the
+// audit trail.
+func hostStep[I any](ctx workflow.Context, m *migration, act contract.Activity[I, contract.StepResult], summary string, in I) error {
+	_, err := call(ctx, m, act, summary, in)
+	return err
 }
 
-func (m *migration) runInput() activities.RunInput {
-	return activities.RunInput{RunStartedAt: m.st.RunStartedAt, DryRun: m.in.DryRun}
+// rules are the run's rules, resolved by the starter.
+func (m *migration) rules() contract.Rules {
+	return contract.Rules{Strict: m.in.Import.Strict, IgnoreMissingProviders: m.in.Import.IgnoreMissingProviders}
+}
+
+// runInput identifies the import run (and a dry run's snapshot).
+func (m *migration) runInput() contract.RunInput {
+	return contract.RunInput{RunStartedAt: m.st.RunStartedAt, DryRun: m.in.DryRun, Snapshot: m.st.Import.Snapshot}
+}
+
+func (m *migration) schemaInput() contract.SchemaInput {
+	return contract.SchemaInput{RunInput: m.runInput(), RestoreParallelism: m.in.Import.RestoreParallelism}
 }
 
 // advise runs the checks; errors stop the migration before any downtime.
 func (m *migration) advise(ctx workflow.Context) error {
-	var a *activities.AdviseActivities
-	var res activities.AdviseResult
-	err := m.activity(ctx, m.dbOptions(ctx, "pre-flight checks"), "Advise", a.Advise, &res,
-		activities.AdviseInput{Phase: "before_downtime", Rules: m.rules()})
+	res, err := call(ctx, m, contract.Advise, "pre-flight checks",
+		contract.AdviseInput{Phase: "before_downtime", Rules: m.rules()})
 	if err != nil {
 		return err
 	}
@@ -231,43 +233,28 @@ func unacknowledged(warnings, acked []string) []string {
 	return out
 }
 
-// homeserverStep runs a Synapse-side activity; its result is in the
-// history for the audit trail. When its retries are spent (the
-// operator's step not done, a command failing) the migration is blocked
-// and shows why until the operator's retry.
-func (m *migration) homeserverStep(ctx workflow.Context, step string, fn any, args ...any) (activities.StepResult, error) {
-	var res activities.StepResult
-	err := m.activity(ctx, m.hostOptions(ctx, step), step, fn, &res, args...)
-	return res, err
-}
-
-// discard keeps a step's error only.
-func discard(_ activities.StepResult, err error) error { return err }
-
 // reconcile checks the import exactly.
 func (m *migration) reconcile(ctx workflow.Context) error {
-	var a *activities.ImportActivities
-	var rec activities.ReconcileResult
-	if err := m.activity(ctx, m.dbOptions(ctx, "exact reconciliation"), "Reconcile", a.Reconcile, &rec, m.runInput()); err != nil {
+	rec, err := call(ctx, m, contract.Reconcile, "exact reconciliation", m.runInput())
+	if err != nil {
 		return err
 	}
-	return m.reconciled(rec)
-}
-
-// reconciled records a reconciliation and fails the migration on problems.
-func (m *migration) reconciled(rec activities.ReconcileResult) error {
-	m.st.Import.Problems, m.st.Import.Drift = rec.Problems, rec.Drift
+	m.st.Import.Problems = rec.Problems
 	if !rec.OK {
 		return temporal.NewNonRetryableApplicationError("reconciliation failed: "+strings.Join(rec.Problems, "; "),
 			ErrTypeReconcile, nil)
 	}
-	return nil
+	return m.releaseSnapshot(ctx)
 }
 
 // compensate restores the homeserver after a failure or cancellation,
 // unless nothing was touched or Synapse already runs with MAS.
 func (m *migration) compensate(ctx workflow.Context, cause error) {
 	logger := workflow.GetLogger(ctx)
+	// A block ends with the migration: the phases from here on (rolled
+	// back, needs a human) must show, not the block they follow.
+	m.st.Blocked = nil
+	m.releaseSnapshotDisconnected(ctx)
 	if !m.compensateSchema(ctx) {
 		// Whatever the homeserver steps below report, a human must act.
 		defer func() {
@@ -288,27 +275,26 @@ func (m *migration) compensate(ctx workflow.Context, cause error) {
 	dctx, cancel := workflow.NewDisconnectedContext(ctx)
 	defer cancel()
 	m.setPhase(dctx, "compensating")
-	var h *activities.HomeserverActivities
-	restart := activities.StartInput{Replicas: m.st.Replicas, Only: []string{"synapse"}}
-	type undo struct {
-		name string
-		fn   any
-		args []any
-	}
-	steps := []undo{{"restore Synapse config", h.RestoreConfig, nil}, {"restart Synapse the old way", h.StartHomeserver, []any{restart}}}
-	reconfigured := m.st.Reconfiguring || slices.Contains(m.st.Done, StepReconfigure) // Done: also before Reconfiguring existed
-	if !reconfigured && workflow.GetVersion(dctx, "restore-config-if-reconfigured", workflow.DefaultVersion, 1) == 1 {
-		steps = steps[1:]
-	}
-	for _, s := range steps {
-		opts := m.hostOptions(dctx, s.name)
-		if err := workflow.ExecuteActivity(opts, s.fn, s.args...).Get(dctx, nil); err != nil {
-			logger.Error("compensation step failed: a human must restore the homeserver", "step", s.name, "error", err)
-			m.setPhase(dctx, "needs_human")
+	// The config is put back only if this migration rewrote it: a
+	// .pre-mas copy left by an earlier, manual rollback is not ours.
+	if m.st.Reconfiguring {
+		if _, err := execute(dctx, m, contract.RestoreConfig, "restore Synapse config", contract.None{}).get(dctx); err != nil {
+			m.compensationFailed(dctx, "restore Synapse config", err)
 			return
 		}
 	}
+	restart := contract.StartInput{Replicas: m.st.Replicas, Only: []string{"synapse"}}
+	if _, err := execute(dctx, m, contract.StartHomeserver, "restart Synapse the old way", restart).get(dctx); err != nil {
+		m.compensationFailed(dctx, "restart Synapse the old way", err)
+		return
+	}
 	m.setPhase(dctx, "rolled_back")
+}
+
+// compensationFailed leaves the homeserver to a human.
+func (m *migration) compensationFailed(ctx workflow.Context, step string, err error) {
+	workflow.GetLogger(ctx).Error("compensation step failed: a human must restore the homeserver", "step", step, "error", err)
+	m.setPhase(ctx, "needs_human")
 }
 
 // compensateSchema rebuilds the MAS tables' indexes and constraints when
@@ -336,9 +322,9 @@ func (m *migration) setPhase(ctx workflow.Context, phase string) {
 	}
 	metrics := workflow.GetMetricsHandler(ctx)
 	if old := m.phase; old != "" && old != phase {
-		metrics.WithTags(map[string]string{"homeserver": m.in.Homeserver, "phase": old}).Gauge(activities.MetricPhase).Update(0)
+		metrics.WithTags(map[string]string{"homeserver": m.in.Homeserver, "phase": old}).Gauge(contract.MetricPhase).Update(0)
 	}
-	metrics.WithTags(map[string]string{"homeserver": m.in.Homeserver, "phase": phase}).Gauge(activities.MetricPhase).Update(1)
+	metrics.WithTags(map[string]string{"homeserver": m.in.Homeserver, "phase": phase}).Gauge(contract.MetricPhase).Update(1)
 	m.phase = phase
 	_ = workflow.UpsertTypedSearchAttributes(ctx, SAPhase.ValueSet(phase))
 	workflow.SetCurrentDetails(ctx, m.progress().Markdown())
@@ -348,11 +334,16 @@ func (m *migration) result() MigrationResult {
 	p := m.progress()
 	return MigrationResult{Homeserver: m.in.Homeserver, DryRun: m.in.DryRun, Steps: m.st.Done, Rows: p.Rows,
 		Entities: p.Entities, Problems: m.st.Import.Problems, Approval: m.st.Approval, Report: m.st.Import.Report,
-		Drift: m.st.Import.Drift}
+		DryRunRestarts: m.st.Import.Restarts}
 }
 
-// continueAsNewDue: the server suggests it, or history passed our threshold.
+// continueAsNewDue: the server suggests it, or history passed our
+// threshold; never while a dry run holds its snapshot (the holder would
+// end with this run).
 func (m *migration) continueAsNewDue(ctx workflow.Context) bool {
+	if m.holder != nil && !m.holder.done {
+		return false
+	}
 	info := workflow.GetInfo(ctx)
 	length := max(info.GetCurrentHistoryLength(), 6*m.scheduled)
 	return info.GetContinueAsNewSuggested() || length > m.in.Import.ContinueAsNewEvents

@@ -13,8 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/masflow/masflow/activities"
-	"github.com/masflow/masflow/internal/synapse"
+	"github.com/masflow/masflow/workflows/contract"
 	"github.com/stretchr/testify/mock"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/converter"
@@ -40,9 +39,11 @@ type harness struct {
 	// retry fixes (a revoked privilege) until cleared.
 	denied map[string]bool
 	// starts are the inputs of every StartHomeserver call.
-	starts []activities.StartInput
+	starts []contract.StartInput
+	// holdFails is how many HoldSnapshot calls lose their snapshot.
+	holdFails int
 	// advised is the input of the last Advise call.
-	advised activities.AdviseInput
+	advised contract.AdviseInput
 	// mu guards the fields above: the test environment runs activities
 	// on goroutines of their own.
 	mu sync.Mutex
@@ -86,16 +87,19 @@ func (h *harness) transient(step string) error {
 	}
 	if h.denied[step] {
 		return temporal.NewNonRetryableApplicationError("copying into users: permission denied for table users (SQLSTATE 42501)",
-			activities.ErrTypeSQL, nil)
+			contract.ErrTypeSQL, nil)
 	}
 	return nil
 }
 
-var (
-	imp  *activities.ImportActivities
-	adv  *activities.AdviseActivities
-	host *activities.HomeserverActivities
-)
+// stub registers fn as the activity act: the workflow only knows the
+// contract, so its tests provide the activities as plain functions.
+func stub[I, O any](env *testsuite.TestWorkflowEnvironment, act contract.Activity[I, O], fn func(context.Context, I) (O, error)) {
+	env.RegisterActivityWithOptions(fn, activity.RegisterOptions{Name: act.Name})
+}
+
+// testWaves is the wave plan PrepareImport reports.
+var testWaves = [][]string{{"users"}, {"threepids", "external_ids", "devices"}, {"access_tokens", "refresh_pairs"}}
 
 func newHarness(t *testing.T) *harness { return newHarnessWith(t, 0) }
 
@@ -106,112 +110,127 @@ func newHarnessWith(t *testing.T, shardDelay time.Duration) *harness {
 	h := &harness{env: suite.NewTestWorkflowEnvironment(), fail: map[string]error{}, calls2: map[string]int{}, down: map[string]bool{},
 		denied: map[string]bool{}}
 	h.env.RegisterWorkflow(MigrationWorkflow)
-	activities.Register(h.env, activities.Set{Advise: adv, Import: imp, Homeserver: host})
-	h.env.OnActivity(adv.Advise, mock.Anything, mock.Anything).Return(
-		func(_ context.Context, in activities.AdviseInput) (activities.AdviseResult, error) {
-			h.record(StepAdvise)
-			h.mu.Lock()
-			h.advised = in
-			h.mu.Unlock()
-			return activities.AdviseResult{Warnings: h.warnings}, h.fail[StepAdvise]
-		})
-	for name, fn := range map[string]any{
-		StepSyncSchema:  host.SyncSchema,
-		StepReconfigure: host.Reconfigure, "restore": host.RestoreConfig, StepVerify: host.Verify,
+	stub(h.env, contract.Advise, func(_ context.Context, in contract.AdviseInput) (contract.AdviseResult, error) {
+		h.record(contract.StepAdvise)
+		h.mu.Lock()
+		h.advised = in
+		h.mu.Unlock()
+		return contract.AdviseResult{Warnings: h.warnings}, h.fail[contract.StepAdvise]
+	})
+	for name, act := range map[string]contract.Activity[contract.None, contract.StepResult]{
+		contract.StepSyncSchema: contract.SyncSchema, contract.StepReconfigure: contract.Reconfigure,
+		"restore": contract.RestoreConfig, contract.StepVerify: contract.Verify,
 	} {
-		name := name
-		h.env.OnActivity(fn, mock.Anything).Return(func(context.Context) (activities.StepResult, error) {
+		stub(h.env, act, func(context.Context, contract.None) (contract.StepResult, error) {
 			h.record(name)
-			return activities.StepResult{}, h.fail[name]
+			return contract.StepResult{}, h.fail[name]
 		})
 	}
-	h.env.OnActivity(host.Backup, mock.Anything, mock.Anything).Return(
-		func(_ context.Context, in activities.BackupInput) (activities.StepResult, error) {
-			h.record(StepBackup)
-			if in.RunStartedAt.IsZero() {
-				return activities.StepResult{}, errors.New("the backup must be named after the run")
-			}
-			return activities.StepResult{}, h.fail[StepBackup]
-		})
-	h.env.OnActivity(host.StopHomeserver, mock.Anything).Return(func(context.Context) (activities.StepResult, error) {
-		h.record(StepStop)
-		return activities.StepResult{Replicas: stoppedReplicas}, h.fail[StepStop]
+	stub(h.env, contract.Backup, func(_ context.Context, in contract.BackupInput) (contract.StepResult, error) {
+		h.record(contract.StepBackup)
+		if in.RunStartedAt.IsZero() {
+			return contract.StepResult{}, errors.New("the backup must be named after the run")
+		}
+		return contract.StepResult{}, h.fail[contract.StepBackup]
 	})
-	h.env.OnActivity(host.StartHomeserver, mock.Anything, mock.Anything).Return(
-		func(_ context.Context, in activities.StartInput) (activities.StepResult, error) {
-			h.record(StepStart)
-			h.mu.Lock()
-			h.starts = append(h.starts, in)
-			h.mu.Unlock()
-			return activities.StepResult{}, h.fail[StepStart]
-		})
-	h.env.OnActivity(imp.PrepareImport, mock.Anything, mock.Anything).Return(activities.PrepareResult{
-		Estimates: map[string]int64{"users": 10}}, nil)
-	h.env.OnActivity(imp.PauseSchema, mock.Anything, mock.Anything).Return(
-		func(context.Context, activities.SchemaInput) (activities.PauseSchemaResult, error) {
-			h.record("pause_schema")
-			return activities.PauseSchemaResult{Dropped: 51, Paused: 51}, h.fail["pause_schema"]
-		})
-	h.env.OnActivity(imp.RestoreSchema, mock.Anything, mock.Anything).Return(
-		func(context.Context, activities.SchemaInput) (activities.RestoreSchemaResult, error) {
-			h.record("restore_schema")
-			return activities.RestoreSchemaResult{Restored: 51}, h.fail["restore_schema"]
-		})
-	h.env.OnActivity(imp.PlanEntity, mock.Anything, mock.Anything).Return(
-		func(_ context.Context, in activities.PlanInput) (activities.PlanResult, error) {
-			return activities.PlanResult{Shards: []string{in.Entity + "/000", in.Entity + "/001"}}, nil
-		})
-	h.env.OnActivity(imp.ImportShard, mock.Anything, mock.Anything).After(shardDelay).Return(
-		func(_ context.Context, in activities.ShardInput) (activities.ShardResult, error) {
-			if err := h.fail[StepImport]; err != nil {
-				return activities.ShardResult{}, err
-			}
-			if err := h.transient(StepImport); err != nil {
-				return activities.ShardResult{}, err
-			}
-			h.mu.Lock()
-			h.calls2[in.Shard]++
-			n := int64(h.calls2[in.Shard])
-			h.mu.Unlock()
-			entity := in.Shard[:len(in.Shard)-4]
-			if n == 1 {
-				h.record("import:" + entity)
-			}
-			return activities.ShardResult{Shard: in.Shard, Entity: entity, Done: n >= 2,
-				Progress: activities.Progress{Read: 5 * n, Written: map[string]int64{"users": 5 * n}}, Written: 5 * n}, nil
-		})
-	h.env.OnActivity(imp.Reconcile, mock.Anything, mock.Anything).Return(
-		func(context.Context, activities.RunInput) (activities.ReconcileResult, error) {
-			if err := h.transient(StepReconcile); err != nil {
-				return activities.ReconcileResult{}, err
-			}
-			h.record(StepReconcile)
-			return activities.ReconcileResult{OK: h.fail[StepReconcile] == nil, Problems: problems(h.fail[StepReconcile])}, nil
-		})
-	h.env.OnActivity(imp.FinishImport, mock.Anything, mock.Anything).Return(
-		func(context.Context, activities.RunInput) (activities.FinishResult, error) {
-			h.record(StepFinish)
-			return activities.FinishResult{Report: "/reports/findings.csv"}, h.fail[StepFinish]
-		})
-	h.env.OnActivity(imp.DiscardDryRun, mock.Anything, mock.Anything).Return(func(context.Context, activities.RunInput) error {
-		h.record(StepDiscard)
-		return nil
+	stub(h.env, contract.StopHomeserver, func(context.Context, contract.None) (contract.StepResult, error) {
+		h.record(contract.StepStop)
+		return contract.StepResult{Replicas: stoppedReplicas}, h.fail[contract.StepStop]
 	})
-	h.env.OnActivity(imp.SnapshotImport, mock.Anything, mock.Anything).Return(
-		func(_ context.Context, in activities.SnapshotImportInput) (activities.SnapshotImportResult, error) {
-			h.record("snapshot_import")
-			res := activities.SnapshotImportResult{Estimates: map[string]int64{"users": 10},
-				Reconcile: activities.ReconcileResult{OK: h.fail[StepReconcile] == nil, Problems: problems(h.fail[StepReconcile])}}
-			if !in.DryRun || in.Rules == nil || in.Parallelism != 2 {
-				return res, fmt.Errorf("snapshot import input %+v", in)
-			}
-			for _, e := range synapse.Entities {
-				res.Shards = append(res.Shards, activities.ShardResult{Shard: string(e) + "/all", Entity: string(e), Done: true,
-					Progress: activities.Progress{Read: 7}, Written: 7})
-			}
-			return res, h.fail["snapshot_import"]
-		})
+	stub(h.env, contract.StartHomeserver, func(_ context.Context, in contract.StartInput) (contract.StepResult, error) {
+		h.record(contract.StepStart)
+		h.mu.Lock()
+		h.starts = append(h.starts, in)
+		h.mu.Unlock()
+		return contract.StepResult{}, h.fail[contract.StepStart]
+	})
+	h.stubImport()
+	if shardDelay > 0 {
+		// Delayed on the environment's clock, which skips ahead (mocks
+		// come after every registration).
+		h.env.OnActivity(contract.ImportShard.Name, mock.Anything, mock.Anything).After(shardDelay).Return(
+			func(_ context.Context, in contract.ShardInput) (contract.ShardResult, error) { return h.importShard(in) })
+	}
 	return h
+}
+
+// stubImport provides the import activities: shards finish after two
+// calls each; a dry run's snapshot holder holds until cancelled.
+func (h *harness) stubImport() {
+	stub(h.env, contract.PrepareImport, func(_ context.Context, in contract.PrepareInput) (contract.PrepareResult, error) {
+		h.record("prepare")
+		if err := h.transient("prepare"); err != nil {
+			return contract.PrepareResult{}, err
+		}
+		return contract.PrepareResult{Estimates: map[string]int64{"users": 10}, Waves: testWaves}, nil
+	})
+	stub(h.env, contract.HoldSnapshot, func(ctx context.Context, in contract.RunInput) (contract.None, error) {
+		h.record("hold_snapshot")
+		h.mu.Lock()
+		lose := h.holdFails > 0
+		h.holdFails--
+		h.mu.Unlock()
+		if lose {
+			return contract.None{}, temporal.NewNonRetryableApplicationError("snapshot gone", contract.ErrTypeSnapshotGone, nil)
+		}
+		for ctx.Err() == nil {
+			activity.RecordHeartbeat(ctx)
+			time.Sleep(10 * time.Millisecond)
+		}
+		return contract.None{}, ctx.Err()
+	})
+	stub(h.env, contract.AwaitSnapshot, func(context.Context, contract.RunInput) (contract.SnapshotResult, error) {
+		time.Sleep(50 * time.Millisecond) // a holder that fails at once has failed by then
+		return contract.SnapshotResult{Snapshot: "00000003-00000002-1"}, nil
+	})
+	stub(h.env, contract.PauseSchema, func(context.Context, contract.RunInput) (contract.PauseSchemaResult, error) {
+		h.record("pause_schema")
+		return contract.PauseSchemaResult{Dropped: 51, Paused: 51}, h.fail["pause_schema"]
+	})
+	stub(h.env, contract.RestoreSchema, func(context.Context, contract.SchemaInput) (contract.RestoreSchemaResult, error) {
+		h.record("restore_schema")
+		return contract.RestoreSchemaResult{Restored: 51}, h.fail["restore_schema"]
+	})
+	stub(h.env, contract.PlanEntity, func(_ context.Context, in contract.PlanInput) (contract.PlanResult, error) {
+		return contract.PlanResult{Shards: []string{in.Entity + "/000", in.Entity + "/001"}}, nil
+	})
+	shard := func(_ context.Context, in contract.ShardInput) (contract.ShardResult, error) { return h.importShard(in) }
+	stub(h.env, contract.ImportShard, shard)
+	stub(h.env, contract.Reconcile, func(_ context.Context, in contract.RunInput) (contract.ReconcileResult, error) {
+		if err := h.transient(contract.StepReconcile); err != nil {
+			return contract.ReconcileResult{}, err
+		}
+		h.record(contract.StepReconcile)
+		return contract.ReconcileResult{OK: h.fail[contract.StepReconcile] == nil, Problems: problems(h.fail[contract.StepReconcile])}, nil
+	})
+	stub(h.env, contract.FinishImport, func(context.Context, contract.SchemaInput) (contract.FinishResult, error) {
+		h.record(contract.StepFinish)
+		return contract.FinishResult{Report: "/reports/findings.csv"}, h.fail[contract.StepFinish]
+	})
+	stub(h.env, contract.DiscardDryRun, func(context.Context, contract.SchemaInput) (contract.None, error) {
+		h.record(contract.StepDiscard)
+		return contract.None{}, nil
+	})
+}
+
+// importShard is ImportShard's double: two calls per shard.
+func (h *harness) importShard(in contract.ShardInput) (contract.ShardResult, error) {
+	if err := h.fail[contract.StepImport]; err != nil {
+		return contract.ShardResult{}, err
+	}
+	if err := h.transient(contract.StepImport); err != nil {
+		return contract.ShardResult{}, err
+	}
+	h.mu.Lock()
+	h.calls2[in.Shard]++
+	n := int64(h.calls2[in.Shard])
+	h.mu.Unlock()
+	entity := in.Shard[:len(in.Shard)-4]
+	if n == 1 {
+		h.record("import:" + entity)
+	}
+	return contract.ShardResult{Shard: in.Shard, Entity: entity, Done: n >= 2,
+		Progress: contract.Progress{Read: 5 * n, Written: map[string]int64{"users": 5 * n}}, Written: 5 * n}, nil
 }
 
 func problems(err error) []string {
@@ -247,8 +266,8 @@ func TestHappyPathRunsEveryStepInOrder(t *testing.T) {
 	if err := h.env.GetWorkflowError(); err != nil {
 		t.Fatal(err)
 	}
-	want := []string{StepAdvise, StepBackup, StepStop, StepSyncSchema, "pause_schema", "restore_schema",
-		StepReconcile, StepReconfigure, StepStart, StepVerify, StepFinish}
+	want := []string{contract.StepAdvise, contract.StepBackup, contract.StepStop, contract.StepSyncSchema, "prepare", "pause_schema", "restore_schema",
+		contract.StepReconcile, contract.StepReconfigure, contract.StepStart, contract.StepVerify, contract.StepFinish}
 	if got := withoutImports(h.calls); !slices.Equal(got, want) {
 		t.Fatalf("steps %v, want %v", got, want)
 	}
@@ -273,7 +292,7 @@ func TestAdviseUsesTheRunsRules(t *testing.T) {
 		in := approved()
 		in.Import.IgnoreMissingProviders = ignore
 		h.env.ExecuteWorkflow(MigrationWorkflow, in)
-		if r := h.advised.Rules; r == nil || r.IgnoreMissingProviders != ignore {
+		if r := h.advised.Rules; r.IgnoreMissingProviders != ignore {
 			t.Fatalf("ignore_missing_providers %v: advise got %+v", ignore, r)
 		}
 	}
@@ -288,11 +307,11 @@ func TestStartRestoresWhatTheStopRecorded(t *testing.T) {
 	cases := []struct {
 		name   string
 		failAt string
-		want   activities.StartInput
+		want   contract.StartInput
 	}{
-		{"the start brings back every service", "", activities.StartInput{Replicas: stoppedReplicas}},
-		{"the compensation restarts Synapse alone", StepReconcile,
-			activities.StartInput{Replicas: stoppedReplicas, Only: []string{"synapse"}}},
+		{"the start brings back every service", "", contract.StartInput{Replicas: stoppedReplicas}},
+		{"the compensation restarts Synapse alone", contract.StepReconcile,
+			contract.StartInput{Replicas: stoppedReplicas, Only: []string{"synapse"}}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -316,27 +335,27 @@ func TestFailuresCompensateBeforeThePointOfNoReturn(t *testing.T) {
 		wantTail  []string // the calls after the failing one
 		wantPhase string
 	}{
-		{"advise failure touches nothing", StepAdvise, nil, StepAdvise},
-		{"backup failure touches nothing", StepBackup, nil, StepBackup},
+		{"advise failure touches nothing", contract.StepAdvise, nil, contract.StepAdvise},
+		{"backup failure touches nothing", contract.StepBackup, nil, contract.StepBackup},
 		// Before the reconfigure step the config is Synapse's own: only
 		// the restart is undone.
-		{"stop failure restarts", StepStop, []string{StepStart}, "rolled_back"},
-		{"schema sync failure restarts", StepSyncSchema, []string{StepStart}, "rolled_back"},
-		{"import failure rebuilds the MAS keys and restarts", StepImport,
-			[]string{"pause_schema", "restore_schema", StepStart}, "rolled_back"},
+		{"stop failure restarts", contract.StepStop, []string{contract.StepStart}, "rolled_back"},
+		{"schema sync failure restarts", contract.StepSyncSchema, []string{contract.StepStart}, "rolled_back"},
+		{"import failure rebuilds the MAS keys and restarts", contract.StepImport,
+			[]string{"prepare", "pause_schema", "restore_schema", contract.StepStart}, "rolled_back"},
 		{"a MAS key rebuild that keeps failing still restarts Synapse but asks for a human", "restore_schema",
-			[]string{"restore_schema", StepStart}, "needs_human"},
-		{"reconcile failure restarts", StepReconcile, []string{StepStart}, "rolled_back"},
-		{"reconfigure failure restores and restarts", StepReconfigure, []string{"restore", StepStart}, "rolled_back"},
-		{"start failure restores the config and retries the old start", StepStart, []string{"restore", StepStart}, "needs_human"},
-		{"verify failure after start asks for a human", StepVerify, nil, "needs_human"},
-		{"finish failure after start asks for a human", StepFinish, nil, "needs_human"},
+			[]string{"restore_schema", contract.StepStart}, "needs_human"},
+		{"reconcile failure restarts", contract.StepReconcile, []string{contract.StepStart}, "rolled_back"},
+		{"reconfigure failure restores and restarts", contract.StepReconfigure, []string{"restore", contract.StepStart}, "rolled_back"},
+		{"start failure restores the config and retries the old start", contract.StepStart, []string{"restore", contract.StepStart}, "needs_human"},
+		{"verify failure after start asks for a human", contract.StepVerify, nil, "needs_human"},
+		{"finish failure after start asks for a human", contract.StepFinish, nil, "needs_human"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			h := newHarness(t)
 			h.fail[c.failAt] = boom
-			if c.failAt == StepReconcile {
+			if c.failAt == contract.StepReconcile {
 				h.fail[c.failAt] = errors.New("users: read 1 rows, source has 2")
 			}
 			h.env.ExecuteWorkflow(MigrationWorkflow, approved())
@@ -344,8 +363,8 @@ func TestFailuresCompensateBeforeThePointOfNoReturn(t *testing.T) {
 				t.Fatal("workflow succeeded")
 			}
 			i := slices.Index(h.calls, c.failAt)
-			if c.failAt == StepImport {
-				i = slices.Index(h.calls, StepSyncSchema)
+			if c.failAt == contract.StepImport {
+				i = slices.Index(h.calls, contract.StepSyncSchema)
 			}
 			if i < 0 {
 				t.Fatalf("%s never ran: %v", c.failAt, h.calls)
@@ -397,14 +416,14 @@ func TestApprovalGate(t *testing.T) {
 			err := h.env.GetWorkflowError()
 			switch {
 			case c.reject:
-				if slices.Contains(h.calls, StepStop) {
+				if slices.Contains(h.calls, contract.StepStop) {
 					t.Fatal("downtime started without a valid approval")
 				}
 			case c.wantErr == "" && err != nil:
 				t.Fatal(err)
 			case c.wantErr != "" && (err == nil || !strings.Contains(err.Error(), c.wantErr)):
 				t.Fatalf("error %v, want %q", err, c.wantErr)
-			case c.wantErr != "" && slices.Contains(h.calls, StepStop):
+			case c.wantErr != "" && slices.Contains(h.calls, contract.StepStop):
 				t.Fatal("denied migration stopped Synapse")
 			}
 		})
@@ -421,7 +440,7 @@ func TestPreApprovalNeedsEveryWarningAcknowledged(t *testing.T) {
 		if err != nil || v.Get(&p) != nil {
 			t.Errorf("query: %v", err)
 		}
-		waited = p.Phase == StepApprove && slices.Equal(p.Warnings, []string{"registration_enabled"})
+		waited = p.Phase == contract.StepApprove && slices.Equal(p.Warnings, []string{"registration_enabled"})
 		h.env.CancelWorkflow()
 	}, time.Hour)
 	h.env.ExecuteWorkflow(MigrationWorkflow, approved()) // --yes without --ack
@@ -431,7 +450,7 @@ func TestPreApprovalNeedsEveryWarningAcknowledged(t *testing.T) {
 		t.Fatal("the run did not wait at the approval gate showing the warning")
 	case !errors.As(err, &cancelled):
 		t.Fatalf("ended with %v, want the cancellation", err)
-	case slices.Contains(h.calls, StepBackup):
+	case slices.Contains(h.calls, contract.StepBackup):
 		t.Fatal("an unacknowledged warning did not stop the pre-approval")
 	}
 }
@@ -454,14 +473,14 @@ func TestPauseStopsDispatchingUntilResume(t *testing.T) {
 	var seenPaused bool
 	h.env.RegisterDelayedCallback(func() {
 		atPause = startedBy()
-		h.env.SignalWorkflow(SignalPause, nil)
+		h.env.UpdateWorkflow(UpdatePause, "pause", &testsuite.TestUpdateCallback{})
 	}, 90*time.Second) // calls are in flight
 	h.env.RegisterDelayedCallback(func() {
 		v, _ := h.env.QueryWorkflow(QueryProgress)
 		var p Progress
 		_ = v.Get(&p)
 		seenPaused, atResume = p.Paused, startedBy()
-		h.env.SignalWorkflow(SignalResume, nil)
+		h.env.UpdateWorkflow(UpdateResume, "resume", &testsuite.TestUpdateCallback{})
 	}, time.Hour)
 	h.env.ExecuteWorkflow(MigrationWorkflow, approved())
 	if err := h.env.GetWorkflowError(); err != nil {
@@ -484,27 +503,34 @@ func TestCancelDuringImportRestoresTheHomeserver(t *testing.T) {
 	if err := h.env.GetWorkflowError(); err == nil || !temporal.IsCanceledError(err) {
 		t.Fatalf("got %v, want canceled", err)
 	}
-	if tail := h.calls[len(h.calls)-2:]; !slices.Equal(tail, []string{"restore_schema", StepStart}) {
+	if tail := h.calls[len(h.calls)-2:]; !slices.Equal(tail, []string{"restore_schema", contract.StepStart}) {
 		t.Fatalf("calls %v: cancellation during the import must rebuild the MAS keys and restart Synapse "+
 			"(its config was never rewritten)", h.calls)
 	}
 }
 
-// A dry run never touches the homeserver, imports and reconciles in one
-// call at one snapshot of Synapse (no shard calls, no separate
-// reconciliation against the live tables), shows its counts, and
-// discards; a failed snapshot import still rebuilds the MAS keys.
+// A dry run never touches the homeserver: it imports through the same
+// shard activities as a real run, at one snapshot of Synapse that a
+// holder activity keeps until the reconciliation is done, shows its
+// counts, and discards; a failed dry run still rebuilds the MAS keys; a
+// lost snapshot empties what was written and starts again.
 func TestDryRunNeverTouchesTheHomeserver(t *testing.T) {
+	base := []string{contract.StepAdvise, "prepare", "hold_snapshot", "pause_schema", "restore_schema"}
 	cases := []struct {
-		name    string
-		failAt  string
-		want    []string
-		wantErr bool
+		name      string
+		failAt    string
+		holdFails int
+		want      []string
+		wantErr   bool
 	}{
-		{"a dry run", "", []string{StepAdvise, "snapshot_import", StepDiscard}, false},
-		{"a reconciliation problem at the snapshot fails it", StepReconcile, []string{StepAdvise, "snapshot_import"}, true},
-		{"a failed snapshot import rebuilds the MAS keys", "snapshot_import",
-			[]string{StepAdvise, "snapshot_import", "restore_schema"}, true},
+		{"a dry run", "", 0, append(slices.Clone(base), contract.StepReconcile, contract.StepDiscard), false},
+		{"a reconciliation problem fails it", contract.StepReconcile, 0,
+			append(slices.Clone(base), contract.StepReconcile), true},
+		{"a failed shard rebuilds the MAS keys", contract.StepImport, 0,
+			[]string{contract.StepAdvise, "prepare", "hold_snapshot", "pause_schema", "restore_schema"}, true},
+		{"a lost snapshot starts the dry run again", "", 1,
+			[]string{contract.StepAdvise, "prepare", "hold_snapshot", contract.StepDiscard, "prepare", "hold_snapshot",
+				"pause_schema", "restore_schema", contract.StepReconcile, contract.StepDiscard}, false},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -512,36 +538,60 @@ func TestDryRunNeverTouchesTheHomeserver(t *testing.T) {
 			if c.failAt != "" {
 				h.fail[c.failAt] = temporal.NewNonRetryableApplicationError("boom", "Test", nil)
 			}
+			h.holdFails = c.holdFails
 			in := approved()
 			in.DryRun = true
 			h.env.ExecuteWorkflow(MigrationWorkflow, in)
 			if err := h.env.GetWorkflowError(); (err != nil) != c.wantErr {
 				t.Fatalf("error %v, want error %v", err, c.wantErr)
 			}
-			if !slices.Equal(h.calls, c.want) {
-				t.Fatalf("dry run ran %v, want %v", h.calls, c.want)
+			if got := withoutImports(h.calls); !slices.Equal(got, c.want) {
+				t.Fatalf("dry run ran %v, want %v", got, c.want)
 			}
 			if c.wantErr {
 				return
 			}
 			v, err := h.env.QueryWorkflow(QueryProgress)
 			var p Progress
-			if err != nil || v.Get(&p) != nil || p.Rows != 7*int64(len(synapse.Entities)) || !p.Entities[0].Complete {
+			if err != nil || v.Get(&p) != nil || p.Rows != 20*int64(len(p.Entities)) || len(p.Entities) != 6 || !p.Entities[0].Complete {
 				t.Fatalf("progress %+v (%v)", p, err)
 			}
 		})
 	}
 }
 
+// Cancelling a blocked migration ends it as rolled back (or needing a
+// human), not as blocked: the block ends with the migration.
+func TestCancellingABlockedMigrationShowsTheCompensation(t *testing.T) {
+	h := newHarness(t)
+	h.setBroken("prepare", true, true) // blocked after the stop
+	h.env.RegisterDelayedCallback(func() { h.env.CancelWorkflow() }, time.Hour)
+	h.env.ExecuteWorkflow(MigrationWorkflow, approved())
+	if err := h.env.GetWorkflowError(); !temporal.IsCanceledError(err) {
+		t.Fatalf("got %v, want canceled", err)
+	}
+	v, err := h.env.QueryWorkflow(QueryProgress)
+	var p Progress
+	if err != nil || v.Get(&p) != nil {
+		t.Fatal(err)
+	}
+	if p.Phase != "rolled_back" || p.Blocked != nil {
+		t.Fatalf("phase %q blocked %+v after cancelling a blocked migration; want rolled_back", p.Phase, p.Blocked)
+	}
+	if !slices.Contains(h.calls, contract.StepStart) {
+		t.Fatalf("calls %v: Synapse was not restarted", h.calls)
+	}
+}
+
 func TestStepsSubset(t *testing.T) {
 	h := newHarness(t)
 	in := approved()
-	in.Steps = []string{StepImport, StepAdvise}
+	in.Steps = []string{contract.StepImport, contract.StepAdvise}
 	h.env.ExecuteWorkflow(MigrationWorkflow, in)
 	if err := h.env.GetWorkflowError(); err != nil {
 		t.Fatal(err)
 	}
-	if got := withoutImports(h.calls); !slices.Equal(got, []string{StepAdvise, "pause_schema", "restore_schema"}) ||
+	if got := withoutImports(h.calls); !slices.Equal(got, []string{contract.StepAdvise, "prepare", "pause_schema", "restore_schema"}) ||
 		len(importCalls(h.calls)) != 6 {
 		t.Fatalf("ran %v", h.calls)
 	}
@@ -561,7 +611,7 @@ func TestContinueAsNewCarriesState(t *testing.T) {
 	if err := converterDecode(can, &next); err != nil {
 		t.Fatal(err)
 	}
-	if next.State == nil || !slices.Equal(next.State.Done, []string{StepAdvise}) || next.State.RunStartedAt.IsZero() {
+	if next.State == nil || !slices.Equal(next.State.Done, []string{contract.StepAdvise}) || next.State.RunStartedAt.IsZero() {
 		t.Fatalf("carried state %+v", next.State)
 	}
 	// The next run skips what is done and keeps the run's fixed "now".
@@ -571,7 +621,7 @@ func TestContinueAsNewCarriesState(t *testing.T) {
 	if err := h2.env.GetWorkflowError(); err != nil {
 		t.Fatal(err)
 	}
-	if slices.Contains(h2.calls, StepAdvise) {
+	if slices.Contains(h2.calls, contract.StepAdvise) {
 		t.Fatal("advise ran again after continue-as-new")
 	}
 }
@@ -606,7 +656,7 @@ func TestContinueAsNewDuringImportResumes(t *testing.T) {
 					done = append(done, s.Shard)
 				}
 			}
-			if !st.Prepared || len(st.Shards) != 2 || len(done) != c.doneShards || slices.Contains(next.State.Done, StepImport) {
+			if !st.Prepared || len(st.Shards) != 2 || len(done) != c.doneShards || slices.Contains(next.State.Done, contract.StepImport) {
 				t.Fatalf("carried import state %+v (done %v)", st, next.State.Done)
 			}
 			h2 := newHarness(t)
@@ -620,7 +670,7 @@ func TestContinueAsNewDuringImportResumes(t *testing.T) {
 					t.Errorf("shard %s was done before continue-as-new but ran again", s)
 				}
 			}
-			if slices.Contains(h2.calls, StepStop) || !slices.Contains(h2.calls, StepFinish) {
+			if slices.Contains(h2.calls, contract.StepStop) || !slices.Contains(h2.calls, contract.StepFinish) {
 				t.Fatalf("next run: %v", withoutImports(h2.calls))
 			}
 		})
@@ -635,8 +685,8 @@ func TestInvalidStepsAreRefusedBeforeAnyActivity(t *testing.T) {
 		dryRun bool
 		steps  []string
 	}{
-		{"stop without approval", false, []string{StepAdvise, StepStop, StepImport}},
-		{"discard in a real run", false, []string{StepImport, StepDiscard}},
+		{"stop without approval", false, []string{contract.StepAdvise, contract.StepStop, contract.StepImport}},
+		{"discard in a real run", false, []string{contract.StepImport, contract.StepDiscard}},
 		{"unknown step", true, []string{"imprt"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -665,10 +715,10 @@ func TestSpentRetriesBlockUntilTheOperatorRetries(t *testing.T) {
 		final bool
 		want  string
 	}{
-		{StepImport, false, "connection refused"},
-		{StepReconcile, false, "connection refused"},
-		{StepImport, true, "SQLSTATE 42501"},
-		{StepReconcile, true, "SQLSTATE 42501"},
+		{contract.StepImport, false, "connection refused"},
+		{contract.StepReconcile, false, "connection refused"},
+		{contract.StepImport, true, "SQLSTATE 42501"},
+		{contract.StepReconcile, true, "SQLSTATE 42501"},
 	}
 	for _, c := range cases {
 		step := c.step
@@ -676,7 +726,7 @@ func TestSpentRetriesBlockUntilTheOperatorRetries(t *testing.T) {
 			h := newHarness(t)
 			h.setBroken(step, c.final, true)
 			in := approved()
-			in.Steps = []string{StepImport, StepReconcile}
+			in.Steps = []string{contract.StepImport, contract.StepReconcile}
 			var seen Progress
 			h.env.RegisterDelayedCallback(func() {
 				v, err := h.env.QueryWorkflow(QueryProgress)
@@ -710,9 +760,9 @@ func TestSpentRetriesBlockUntilTheOperatorRetries(t *testing.T) {
 func TestRecordedWavePlanWins(t *testing.T) {
 	h := newHarness(t)
 	in := approved()
-	in.Steps = []string{StepImport}
+	in.Steps = []string{contract.StepImport}
 	in.State = &State{RunStartedAt: time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC),
-		Import: ImportState{Stages: [][]string{{"users"}, {"devices"}}}}
+		Import: ImportState{Prepared: true, Waves: [][]string{{"users"}, {"devices"}}}}
 	h.env.ExecuteWorkflow(MigrationWorkflow, in)
 	if err := h.env.GetWorkflowError(); err != nil {
 		t.Fatal(err)

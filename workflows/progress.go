@@ -1,11 +1,8 @@
 package workflows
 
 import (
-	"slices"
 	"strconv"
 	"strings"
-
-	"github.com/masflow/masflow/internal/synapse"
 )
 
 // progress computes what the query and the UI show (read-only).
@@ -13,45 +10,45 @@ func (m *migration) progress() Progress {
 	st := &m.st.Import
 	p := Progress{Homeserver: m.in.Homeserver, Phase: m.phase, Paused: m.st.Paused, DryRun: m.in.DryRun,
 		Warnings: m.st.Warnings, Done: m.st.Done, Blocked: m.st.Blocked}
-	for _, e := range synapse.Entities {
-		entity := string(e)
-		ep := EntityProgress{Entity: entity, Estimated: st.Estimates[entity]}
-		seen, done := false, true
-		for _, s := range st.Shards {
-			if s.Entity != entity {
-				continue
-			}
-			seen, done = true, done && s.Done
-			ep.Read += s.Progress.Read
-			ep.Written += s.Written
-			ep.Skipped += s.Skipped
-			ep.Elsewhere += s.Elsewhere
+	for wave, entities := range st.Waves {
+		for _, entity := range entities {
+			p.Entities = append(p.Entities, m.entityProgress(entity, wave < st.WavesDone))
 		}
-		ep.Migrated = ep.Read - ep.Skipped - ep.Elsewhere
-		ep.Complete = seen && done && m.stageOf(e) < st.StagesDone
-		if start, ok := st.Started[entity]; ok {
-			end, ok := st.Finished[entity]
-			if !ok || !ep.Complete {
-				end = st.LastUpdate
-			}
-			if secs := end.Sub(start).Seconds(); secs > 0 {
-				ep.RowsPerSecond = float64(ep.Read) / secs
-			}
-		}
+	}
+	for _, ep := range p.Entities {
 		p.Rows += ep.Written
-		p.Entities = append(p.Entities, ep)
 	}
 	return p
 }
 
-// stageOf returns the wave index of an entity.
-func (m *migration) stageOf(e synapse.Entity) int {
-	for i, wave := range m.stages() {
-		if slices.Contains(wave, e) {
-			return i
+// entityProgress sums an entity's shards; complete is its wave's being
+// done.
+func (m *migration) entityProgress(entity string, complete bool) EntityProgress {
+	st := &m.st.Import
+	ep := EntityProgress{Entity: entity, Estimated: st.Estimates[entity]}
+	seen, done := false, true
+	for _, s := range st.Shards {
+		if s.Entity != entity {
+			continue
+		}
+		seen, done = true, done && s.Done
+		ep.Read += s.Progress.Read
+		ep.Written += s.Written
+		ep.Skipped += s.Skipped
+		ep.Elsewhere += s.Elsewhere
+	}
+	ep.Migrated = ep.Read - ep.Skipped - ep.Elsewhere
+	ep.Complete = seen && done && complete
+	if start, ok := st.Started[entity]; ok {
+		end, ok := st.Finished[entity]
+		if !ok || !ep.Complete {
+			end = st.LastUpdate
+		}
+		if secs := end.Sub(start).Seconds(); secs > 0 {
+			ep.RowsPerSecond = float64(ep.Read) / secs
 		}
 	}
-	return -1
+	return ep
 }
 
 // Markdown renders progress as the table shown in the Temporal UI (built

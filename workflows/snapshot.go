@@ -1,38 +1,95 @@
 package workflows
 
 import (
-	"github.com/masflow/masflow/activities"
+	"github.com/masflow/masflow/workflows/contract"
 	"go.temporal.io/sdk/workflow"
 )
 
-// snapshotDryRun reports whether this dry run imports at one snapshot of
-// Synapse (SnapshotImport); dry runs started before run shard by shard
-// against the live tables, as they did.
-func (m *migration) snapshotDryRun(ctx workflow.Context) bool {
-	return m.in.DryRun && workflow.GetVersion(ctx, "dry-run-snapshot", workflow.DefaultVersion, 1) == 1
+// holder is a dry run's running HoldSnapshot activity.
+type holder struct {
+	cancel   workflow.CancelFunc
+	done     bool  // the activity ended
+	released bool  // the workflow cancelled it on purpose
+	err      error // why it ended on its own (the snapshot is lost)
 }
 
-// snapshotImport runs a dry run's import and reconciliation in one call
-// that holds a snapshot of Synapse (activities.SnapshotImport), and
-// records what it did as the shard-by-shard import would.
-func (m *migration) snapshotImport(ctx workflow.Context) error {
-	var a *activities.ImportActivities
-	st := &m.st.Import
-	m.recordStages()
-	// The call pauses the MAS keys; if it fails, compensation rebuilds them.
-	st.SchemaPaused = true
-	in := activities.SnapshotImportInput{RunInput: m.runInput(), BatchSize: m.in.Import.BatchSize,
-		ShardsPerEntity: m.in.Import.ShardsPerEntity, Parallelism: m.in.Import.Parallelism,
-		RestoreParallel: m.in.Import.RestoreParallelism}
-	in.Rules = m.rules()
-	var res activities.SnapshotImportResult
-	if err := m.activity(ctx, m.longOptions(ctx, "dry run: import and reconcile at one snapshot of Synapse"),
-		"SnapshotImport", a.SnapshotImport, &res, in); err != nil {
+// holdSnapshot starts the activity that exports and holds the dry run's
+// snapshot of Synapse, and waits until it is recorded: every shard
+// activity, on any worker, then reads at it. The holder runs until the
+// reconciliation is done (releaseSnapshot). A dry run does not
+// continue-as-new while it holds one (the activity would end with the
+// run that started it).
+func (m *migration) holdSnapshot(ctx workflow.Context) error {
+	if m.holder != nil && !m.holder.done {
+		return nil
+	}
+	hctx, cancel := workflow.WithCancel(ctx)
+	h := &holder{cancel: cancel}
+	m.holder = h
+	f := execute(hctx, m, contract.HoldSnapshot, "hold the dry run's snapshot of Synapse", m.runInput())
+	workflow.Go(ctx, func(gctx workflow.Context) {
+		_, err := f.get(gctx)
+		h.done = true
+		if !h.released {
+			h.err = err
+		}
+	})
+	var snap contract.SnapshotResult
+	var err error
+	sel := workflow.NewSelector(ctx)
+	await := execute(ctx, m, contract.AwaitSnapshot, "wait for the dry run's snapshot", m.runInput())
+	sel.AddFuture(await.f, func(workflow.Future) { snap, err = await.get(ctx) })
+	sel.AddFuture(f.f, func(workflow.Future) { _, err = f.get(ctx) })
+	sel.Select(ctx)
+	if err != nil {
 		return err
 	}
-	st.Prepared, st.Estimates, st.Shards = true, res.Estimates, res.Shards
-	st.Started, st.Finished, st.LastUpdate = res.Started, res.Finished, workflow.Now(ctx)
-	st.StagesDone, st.SchemaRestored = len(st.Stages), true
-	st.SnapshotReconcile = &res.Reconcile
+	m.st.Import.Snapshot = snap.Snapshot
+	return nil
+}
+
+// holderLost reports whether the dry run's snapshot holder ended on its
+// own: its snapshot is gone.
+func (m *migration) holderLost() bool {
+	return m.holder != nil && m.holder.done && !m.holder.released
+}
+
+// snapshotLost reports whether err (or the holder's end) means the dry
+// run's snapshot is gone, so that the dry run must start again.
+func (m *migration) snapshotLost(ctx workflow.Context, err error) bool {
+	return m.in.DryRun && err != nil && ctx.Err() == nil &&
+		(errorType(err) == contract.ErrTypeSnapshotGone || m.holderLost())
+}
+
+// releaseSnapshot ends the holder (the reconciliation is done).
+func (m *migration) releaseSnapshot(ctx workflow.Context) error {
+	if h := m.holder; h != nil && !h.done {
+		h.released = true
+		h.cancel()
+		return workflow.Await(ctx, func() bool { return h.done })
+	}
+	return nil
+}
+
+// releaseSnapshotDisconnected releases the holder from a failed or
+// cancelled migration.
+func (m *migration) releaseSnapshotDisconnected(ctx workflow.Context) {
+	dctx, cancel := workflow.NewDisconnectedContext(ctx)
+	defer cancel()
+	_ = m.releaseSnapshot(dctx)
+}
+
+// restartDryRun empties what the dry run wrote at its lost snapshot and
+// starts its import from zero.
+func (m *migration) restartDryRun(ctx workflow.Context) error {
+	if err := m.releaseSnapshot(ctx); err != nil {
+		return err
+	}
+	m.holder = nil
+	if _, err := call(ctx, m, contract.DiscardDryRun, "empty the MAS tables before the dry run starts again",
+		m.schemaInput()); err != nil {
+		return err
+	}
+	m.st.Import = ImportState{Restarts: m.st.Import.Restarts + 1}
 	return nil
 }

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+
+	"github.com/masflow/masflow/workflows/contract"
 )
 
 // ErrTypeBadInput is the error type of a migration input that can never
@@ -18,16 +20,16 @@ const ErrTypeBadInput = "MasflowBadInput"
 // (which empties the MAS tables) exists only in dry runs. The starter
 // calls it before starting, and the workflow again on its first task.
 func ValidateSteps(dryRun bool, steps []string) error {
-	valid := AllSteps()
+	valid := contract.AllSteps()
 	kind := "a migration"
 	if dryRun {
-		valid, kind = DryRunSteps(), "a dry run"
+		valid, kind = contract.DryRunSteps(), "a dry run"
 	}
 	for _, s := range steps {
 		if slices.Contains(valid, s) {
 			continue
 		}
-		if s == StepDiscard {
+		if s == contract.StepDiscard {
 			return fmt.Errorf("step %q exists only in dry runs (it empties the MAS tables); use --dry-run", s)
 		}
 		return fmt.Errorf("unknown step %q for %s; the steps are, in order: %s", s, kind, strings.Join(valid, ", "))
@@ -35,13 +37,13 @@ func ValidateSteps(dryRun bool, steps []string) error {
 	if dryRun || len(steps) == 0 {
 		return nil
 	}
-	if !slices.Contains(steps, StepStop) {
+	if !slices.Contains(steps, contract.StepStop) {
 		return nil
 	}
-	for _, gate := range []string{StepAdvise, StepApprove} {
+	for _, gate := range []string{contract.StepAdvise, contract.StepApprove} {
 		if !slices.Contains(steps, gate) {
 			return fmt.Errorf("steps %s stop the homeserver without %q: add %s,%s (a downtime is checked and approved in the migration that takes it)",
-				strings.Join(steps, ","), gate, StepAdvise, StepApprove)
+				strings.Join(steps, ","), gate, contract.StepAdvise, contract.StepApprove)
 		}
 	}
 	return nil

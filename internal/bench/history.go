@@ -59,7 +59,7 @@ func workflowPhases(ctx context.Context, c client.Client, workflowID string) ([]
 			break
 		}
 	}
-	out := phases(calls, engine.Stages())
+	out := phases(calls, engine.Waves())
 	whole := last.Sub(first).Seconds()
 	between := whole
 	for _, p := range out {

@@ -8,14 +8,15 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/masflow/masflow/internal/engine"
+	"github.com/masflow/masflow/internal/localrun"
 	"github.com/masflow/masflow/internal/mas"
 	"github.com/masflow/masflow/internal/sample"
 	"github.com/masflow/masflow/internal/synapse"
+	"github.com/masflow/masflow/workflows"
 )
 
 // Entity is one entity's figures in the in-process run b.
@@ -32,36 +33,34 @@ type Entity struct {
 // benchSalt fixes run b's IDs (any 16 bytes or more).
 var benchSalt = []byte("masflow-bench-salt")
 
-// engineRun is run b: engine.RunAll in this process (schema pause, every
-// wave, rebuild) on a fresh MAS database, then an exact reconciliation.
-// It returns the run and its MAS database, which the ceiling copies.
+// engineRun is run b: the workflow's import and reconcile steps in this
+// process (localrun: the same scheduler of shard activities, on the SDK's
+// in-memory test environment, no server) on a fresh MAS database. It
+// returns the run and its MAS database, which the ceiling copies.
 func (b *bench) engineRun(ctx context.Context, rep *Report) (Run, string, error) {
 	masDSN, err := b.freshMAS(ctx)
 	if err != nil {
 		return Run{}, "", err
 	}
-	eng, closeEngine, err := b.startEngine(ctx, masDSN)
+	runs, closeRuns, err := b.runs(ctx, masDSN)
 	if err != nil {
 		return Run{}, "", err
 	}
-	defer closeEngine()
-	b.logf("b: engine.RunAll in-process")
-	took, err := b.runAll(ctx, eng, rep)
+	defer closeRuns()
+	b.logf("b: the workflow's import in-process (localrun)")
+	took, err := b.importLocally(runs, rep)
 	if err != nil {
 		return Run{}, "", err
 	}
 	peak := vmHWM("self")
 	rep.EnginePhases = enginePhases(rep.Entities, took)
-	if err := reconcile(ctx, eng); err != nil {
-		return Run{}, "", err
-	}
-	run, err := b.newRun(ctx, "b", "engine.RunAll in-process", masDSN, took, peak, "this process (engine)")
+	run, err := b.newRun(ctx, "b", "workflow import in-process (localrun)", masDSN, took, peak, "this process (engine)")
 	return run, masDSN, err
 }
 
-// startEngine opens the generated Synapse database and the MAS database
-// and starts a run with a fixed salt.
-func (b *bench) startEngine(ctx context.Context, masDSN string) (*engine.Engine, func(), error) {
+// runs opens the generated Synapse database and the MAS database for runs
+// with a fixed salt.
+func (b *bench) runs(ctx context.Context, masDSN string) (*engine.Runs, func(), error) {
 	cfg, err := pgxpool.ParseConfig(b.synapse)
 	if err != nil {
 		return nil, nil, err
@@ -75,24 +74,13 @@ func (b *bench) startEngine(ctx context.Context, masDSN string) (*engine.Engine,
 		reader.Close()
 		return nil, nil, fmt.Errorf("opening the MAS database: %w", err)
 	}
-	closeAll := func() { pool.Close(); reader.Close() }
-	eng, err := engine.Start(ctx, reader, pool, engine.Config{ServerName: sample.ServerName, Salt: benchSalt,
-		Now: time.Now(), Providers: map[string]mas.ID{"oidc": sample.ProviderID()}})
-	if err != nil {
-		closeAll()
-		return nil, nil, fmt.Errorf("starting the engine: %w", err)
-	}
-	return eng, closeAll, nil
+	return &engine.Runs{Reader: reader, MAS: pool, ServerName: sample.ServerName, Salt: benchSalt,
+		Providers: map[string]mas.ID{"oidc": sample.ProviderID()}}, func() { pool.Close(); reader.Close() }, nil
 }
 
-// runAll times RunAll, profiled with -profile, from a reset peak RSS.
-func (b *bench) runAll(ctx context.Context, eng *engine.Engine, rep *Report) (time.Duration, error) {
-	opts := engine.RunOptions{ShardsPerEntity: b.o.shards, Parallelism: b.o.parallel, BatchSize: b.o.batch,
-		RestoreParallel: b.o.restoreParallel,
-		OnEntity: func(e synapse.Entity, p mas.Progress, took time.Duration) {
-			rep.Entities = append(rep.Entities, Entity{Entity: string(e), Read: p.Read, Written: mas.Total(p.Written),
-				Skipped: mas.Total(p.Skipped), Seconds: took.Seconds(), RowsPerSecond: perSecond(p.Read, took.Seconds())})
-		}}
+// importLocally times the import and its exact reconciliation, profiled
+// with -profile, from a reset peak RSS.
+func (b *bench) importLocally(runs *engine.Runs, rep *Report) (time.Duration, error) {
 	runtime.GC()
 	resetPeakRSS()
 	stopProfile, err := startProfile(b.o.profileDir)
@@ -100,25 +88,21 @@ func (b *bench) runAll(ctx context.Context, eng *engine.Engine, rep *Report) (ti
 		return 0, err
 	}
 	t0 := time.Now()
-	err = eng.RunAll(ctx, opts)
+	res, err := localrun.Import(localrun.Options{Runs: runs, Import: workflows.ImportOptions{BatchSize: b.o.batch,
+		Parallelism: b.o.parallel, ShardsPerEntity: b.o.shards, RestoreParallelism: b.o.restoreParallel}})
 	took := time.Since(t0)
 	if perr := stopProfile(); err == nil {
 		err = perr
 	}
+	for _, e := range res.Entities {
+		secs := 0.0
+		if e.RowsPerSecond > 0 {
+			secs = float64(e.Read) / e.RowsPerSecond
+		}
+		rep.Entities = append(rep.Entities, Entity{Entity: e.Entity, Read: e.Read, Written: e.Written,
+			Skipped: e.Skipped, Seconds: secs, RowsPerSecond: e.RowsPerSecond})
+	}
 	return took, err
-}
-
-// reconcile fails unless every source row was read once and written or
-// skipped, and the MAS tables hold exactly what the batches wrote.
-func reconcile(ctx context.Context, eng *engine.Engine) error {
-	rec, err := eng.Reconcile(ctx, false)
-	if err != nil {
-		return fmt.Errorf("reconciling: %w", err)
-	}
-	if !rec.OK() {
-		return fmt.Errorf("reconciliation FAILED: %s", strings.Join(rec.Problems, "; "))
-	}
-	return nil
 }
 
 // enginePhases times run b's waves (the longest entity of each) and what
@@ -127,7 +111,7 @@ func reconcile(ctx context.Context, eng *engine.Engine) error {
 func enginePhases(entities []Entity, total time.Duration) []Phase {
 	var out []Phase
 	rest := total.Seconds()
-	for i, wave := range engine.Stages() {
+	for i, wave := range engine.Waves() {
 		p := Phase{Name: waveName(i, wave)}
 		for _, e := range entities {
 			if slices.Contains(wave, synapse.Entity(e.Entity)) {

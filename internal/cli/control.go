@@ -132,7 +132,7 @@ func Approve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	})
 }
 
-// signalCommand builds pause and resume.
+// signalCommand builds retry.
 func signalCommand(name, signal string) func(context.Context, []string, io.Writer, io.Writer) int {
 	return func(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fs := pflag.NewFlagSet(name, pflag.ContinueOnError)
@@ -146,6 +146,32 @@ func signalCommand(name, signal string) func(context.Context, []string, io.Write
 				return err
 			}
 			fmt.Fprintf(stdout, "%s sent\n", signal)
+			return nil
+		})
+	}
+}
+
+// pauseCommand builds pause and resume: updates, applied in the order
+// sent; each prints the state it left.
+func pauseCommand(name, update string) func(context.Context, []string, io.Writer, io.Writer) int {
+	return func(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+		fs := pflag.NewFlagSet(name, pflag.ContinueOnError)
+		fs.SetOutput(stderr)
+		tf := addTemporalFlags(fs)
+		if err := fs.Parse(args); err != nil {
+			return ExitUsage
+		}
+		return withClient(ctx, tf, stderr, func(s *session) error {
+			h, err := s.client.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{WorkflowID: s.workflowID(),
+				UpdateName: update, WaitForStage: client.WorkflowUpdateStageCompleted})
+			if err != nil {
+				return err
+			}
+			var paused bool
+			if err := h.Get(ctx, &paused); err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "%s: the import is %s\n", name, map[bool]string{true: "paused (between batches)", false: "running"}[paused])
 			return nil
 		})
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/masflow/masflow/internal/runner"
 	"github.com/masflow/masflow/workflows"
+	"github.com/masflow/masflow/workflows/contract"
 	"github.com/spf13/pflag"
 	"go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
@@ -247,7 +248,7 @@ func watch(ctx context.Context, s *session, run client.WorkflowRun, res *workflo
 			if p, err := queryProgress(ctx, s.client, run.GetID()); err == nil {
 				if line := progressLine(p); line != last {
 					fmt.Fprintln(stdout, line)
-					if p.Phase == workflows.StepApprove {
+					if p.Phase == contract.StepApprove {
 						fmt.Fprintf(stdout, "waiting for approval: starter approve --approver NAME --reason WHY --ack %s (or --deny)\n",
 							strings.Join(p.Warnings, ","))
 					}

@@ -6,16 +6,17 @@ import (
 	"bytes"
 	"context"
 	"os"
-	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/masflow/masflow/internal/config"
 	"github.com/masflow/masflow/internal/engine"
+	"github.com/masflow/masflow/internal/localrun"
 	"github.com/masflow/masflow/internal/mas"
 	"github.com/masflow/masflow/internal/pgtest"
 	"github.com/masflow/masflow/internal/sample"
 	"github.com/masflow/masflow/internal/synapse"
+	"github.com/masflow/masflow/workflows"
 )
 
 // cleanRun imports the sample's Synapse database into a fresh MAS
@@ -51,18 +52,11 @@ func cleanRun(t *testing.T, ctx context.Context, h sample.Homeserver) string {
 		t.Fatal(err)
 	}
 	defer reader.Close()
-	pool := pgtest.Pool(t, masDSN)
-	eng, err := engine.Start(ctx, reader, pool, engine.Config{ServerName: sample.ServerName, Salt: run.Salt, Now: run.Now,
-		Providers: map[string]mas.ID{"oidc": sample.ProviderID()}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := eng.RunAll(ctx, engine.RunOptions{ShardsPerEntity: 2, Parallelism: 2, BatchSize: batchSize, RestoreParallel: 2}); err != nil {
-		t.Fatalf("the clean run: %v", err)
-	}
-	rec, err := eng.Reconcile(ctx, false)
-	if err != nil || !rec.OK() {
-		t.Fatalf("the clean run does not reconcile: %v %s", err, strings.Join(rec.Problems, "; "))
+	runs := &engine.Runs{Reader: reader, MAS: pgtest.Pool(t, masDSN), ServerName: sample.ServerName, Salt: run.Salt,
+		Providers: map[string]mas.ID{"oidc": sample.ProviderID()}}
+	if _, err := localrun.Import(localrun.Options{Runs: runs, Now: run.Now,
+		Import: workflows.ImportOptions{ShardsPerEntity: 2, Parallelism: 2, BatchSize: batchSize}}); err != nil {
+		t.Fatalf("the clean run (import and reconcile): %v", err)
 	}
 	return masDSN
 }

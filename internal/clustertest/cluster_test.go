@@ -26,6 +26,7 @@ import (
 	"github.com/masflow/masflow/internal/pgtest"
 	"github.com/masflow/masflow/internal/sample"
 	"github.com/masflow/masflow/workflows"
+	"github.com/masflow/masflow/workflows/contract"
 	"go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/history/v1"
 	"go.temporal.io/api/workflowservice/v1"
@@ -242,10 +243,10 @@ func waitForImportBeyond(t *testing.T, ctx context.Context, c client.Client, id 
 	t.Helper()
 	for deadline := time.Now().Add(2 * time.Minute); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
 		p := progress(t, ctx, c, id)
-		if slices.Contains(p.Done, workflows.StepImport) {
+		if slices.Contains(p.Done, contract.StepImport) {
 			t.Fatalf("the import ended (phase %s) before it passed %d rows: make it longer", p.Phase, rows)
 		}
-		if p.Phase == workflows.StepImport && p.Rows > rows {
+		if p.Phase == contract.StepImport && p.Rows > rows {
 			return p.Rows
 		}
 	}

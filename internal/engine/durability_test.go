@@ -7,11 +7,9 @@ import (
 	"maps"
 	"slices"
 	"testing"
-	"time"
 
 	"github.com/masflow/masflow/internal/mas"
 	"github.com/masflow/masflow/internal/pgtest"
-	"github.com/masflow/masflow/internal/synapse"
 )
 
 // idDumpQueries add the raw IDs, so determinism covers them too.
@@ -130,28 +128,10 @@ func mustSchema(t *testing.T, e *env) mas.Schema {
 	return s
 }
 
-func TestRunAllInParallelProducesTheCleanRunsRows(t *testing.T) {
+func TestWavesRespectDependencies(t *testing.T) {
 	t.Parallel()
-	want := cleanRun(t)
-	e := newEnv(t, pgtest.MAS, rulesSQL)
-	seen := map[string]int64{}
-	err := e.start(t, testConfig()).RunAll(context.Background(), RunOptions{
-		ShardsPerEntity: 3, Parallelism: 4, BatchSize: 2,
-		OnEntity: func(entity synapse.Entity, p mas.Progress, _ time.Duration) { seen[string(entity)] = p.Read },
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	assertSameDump(t, want, fullDump(t, e))
-	if seen["users"] != 10 || seen["access_tokens"] != 16 || seen["refresh_pairs"] != 5 {
-		t.Fatalf("per-entity reads = %v", seen)
-	}
-}
-
-func TestStagesRespectDependencies(t *testing.T) {
-	t.Parallel()
-	got := fmt.Sprint(Stages())
+	got := fmt.Sprint(Waves())
 	if want := "[[users] [threepids external_ids devices] [access_tokens refresh_pairs]]"; got != want {
-		t.Fatalf("Stages() = %s, want %s", got, want)
+		t.Fatalf("Waves() = %s, want %s", got, want)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -31,21 +32,9 @@ type Config struct {
 	DryRun bool
 	// Providers maps Synapse auth_provider → MAS upstream provider ID.
 	Providers map[string]mas.ID
-	// IgnoreMissingProviders and Strict: see mapping.Run. They are
-	// recorded with a new run (when Record is set) and every later start
-	// applies the recorded ones, whatever this worker's settings say.
-	IgnoreMissingProviders bool
-	Strict                 bool
-	// Record records Strict and IgnoreMissingProviders with a new run.
-	Record bool
-}
-
-// rules are the rules a new run records (nil unless Record).
-func (c Config) rules() *mas.Rules {
-	if !c.Record {
-		return nil
-	}
-	return &mas.Rules{Strict: c.Strict, IgnoreMissingProviders: c.IgnoreMissingProviders}
+	// Rules are recorded with a new run; every later start applies the
+	// recorded ones, whatever this worker's settings say.
+	Rules mas.Rules
 }
 
 // Engine runs the import of one migration run.
@@ -56,27 +45,57 @@ type Engine struct {
 	run    mas.RunInfo
 	clock  func() time.Time
 	log    *zap.Logger
+	// snapshot is the exported Synapse snapshot a dry run reads at ("":
+	// the live tables); its batches commit only while it is the run's.
+	snapshot string
 }
 
 // Start prepares the MAS database (mas.Prepare: schema, guards, run
 // record) and returns an engine for the run. It is idempotent: on our own
-// unfinished run it returns an engine with that run's salt and "now".
+// unfinished run it returns an engine with that run's salt and "now". It
+// is the only way a run is created.
 func Start(ctx context.Context, reader *synapse.Reader, masPool *pgxpool.Pool, cfg Config) (*Engine, error) {
-	run, schema, err := mas.Prepare(ctx, masPool, mas.RunInfo{ServerName: cfg.ServerName, Salt: cfg.Salt, Now: cfg.Now.UTC(), DryRun: cfg.DryRun,
-		Rules: cfg.rules()})
+	run, schema, err := mas.Prepare(ctx, masPool, mas.RunInfo{ServerName: cfg.ServerName, Salt: cfg.Salt,
+		Now: cfg.Now.UTC(), DryRun: cfg.DryRun, Rules: cfg.Rules})
 	if err != nil {
 		return nil, err
 	}
-	if run.Rules != nil {
-		cfg.Strict, cfg.IgnoreMissingProviders = run.Rules.Strict, run.Rules.IgnoreMissingProviders
+	return newEngine(reader, masPool, run, schema, cfg.Providers)
+}
+
+// Open returns an engine for the run the MAS database already holds,
+// which must be the one started at now; it never creates a run, so a
+// step that needs one (plan, import, reconcile) cannot leave a stray run
+// behind when it is run on its own (ErrNoRun).
+func Open(ctx context.Context, reader *synapse.Reader, masPool *pgxpool.Pool, cfg Config) (*Engine, error) {
+	run, err := mas.OwnRun(ctx, masPool)
+	if err != nil {
+		return nil, err
 	}
+	if !run.Resumed {
+		return nil, fmt.Errorf("%w: run the import step first (in the same migration)", mas.ErrNoRun)
+	}
+	if !run.Now.Equal(cfg.Now.UTC()) || run.ServerName != cfg.ServerName {
+		return nil, fmt.Errorf("the MAS database holds the run of %s started %s, not this migration's (%s, started %s): "+
+			"finish or cancel that migration first: %w", run.ServerName, run.Now.Format(time.RFC3339), cfg.ServerName,
+			cfg.Now.UTC().Format(time.RFC3339), mas.ErrNotEmpty)
+	}
+	schema, err := mas.DetectSchema(ctx, masPool)
+	if err != nil {
+		return nil, err
+	}
+	return newEngine(reader, masPool, run, schema, cfg.Providers)
+}
+
+func newEngine(reader *synapse.Reader, masPool *pgxpool.Pool, run mas.RunInfo, schema mas.Schema,
+	providers map[string]mas.ID) (*Engine, error) {
 	mapper, err := mapping.New(mapping.Run{
 		ServerName:             run.ServerName,
 		Now:                    run.Now,
 		Salt:                   run.Salt,
-		Providers:              cfg.Providers,
-		IgnoreMissingProviders: cfg.IgnoreMissingProviders,
-		Strict:                 cfg.Strict,
+		Providers:              providers,
+		IgnoreMissingProviders: run.Rules.IgnoreMissingProviders,
+		Strict:                 run.Rules.Strict,
 	})
 	if err != nil {
 		return nil, err
@@ -87,6 +106,15 @@ func Start(ctx context.Context, reader *synapse.Reader, masPool *pgxpool.Pool, c
 
 // Run returns the run's constants (as stored in the MAS database).
 func (e *Engine) Run() mas.RunInfo { return e.run }
+
+// At returns a copy of the engine that reads Synapse at an exported
+// snapshot (a dry run's, held by synapse.Snapshot) and commits only
+// while that snapshot is still the run's.
+func (e *Engine) At(snapshot string) *Engine {
+	c := *e
+	c.reader, c.snapshot = e.reader.At(snapshot), snapshot
+	return &c
+}
 
 // WithWriter swaps the writer (tests use it to inject faults).
 func (e *Engine) WithWriter(w *mas.Writer) *Engine {
@@ -108,6 +136,32 @@ func (e *Engine) WithClock(clock func() time.Time) *Engine {
 	c.clock = clock
 	return &c
 }
+
+// Waves groups the entities in dependency order: every entity of a wave
+// depends only on entities of earlier waves, so a wave's shards may run
+// together.
+func Waves() [][]synapse.Entity {
+	done := map[synapse.Entity]bool{}
+	var waves [][]synapse.Entity
+	for len(done) < len(synapse.Entities) {
+		var wave []synapse.Entity
+		for _, e := range synapse.Entities {
+			if !done[e] && !slices.ContainsFunc(Dependencies(e), func(d synapse.Entity) bool { return !done[d] }) {
+				wave = append(wave, e)
+			}
+		}
+		for _, e := range wave {
+			done[e] = true
+		}
+		waves = append(waves, wave)
+	}
+	return waves
+}
+
+// RestoreWorkMem is the maintenance_work_mem of the sessions that rebuild
+// indexes: enough to sort a large homeserver's index keys in memory, on
+// masflow's own sessions only.
+const RestoreWorkMem = "256MB"
 
 // Dependencies says which entities must be complete before an entity may
 // start: every row points at a user; tokens point at device sessions.
@@ -207,7 +261,7 @@ func (e *Engine) ImportShard(ctx context.Context, req Request, onBatch func(cp m
 		batch := e.progressOf(b.batch)
 		cp, err := e.commit(ctx, res.Checkpoint, b, req.BatchSize, batch)
 		if errors.Is(err, mas.ErrStale) {
-			e.log.Info("batch already committed", zap.String("shard", req.Shard), zap.Strings("after", cp.After))
+			e.log.Debug("batch already committed", zap.String("shard", req.Shard))
 			res.Checkpoint = cp
 			continue
 		}
@@ -215,7 +269,7 @@ func (e *Engine) ImportShard(ctx context.Context, req Request, onBatch func(cp m
 			return res, err
 		}
 		res.Checkpoint, res.Batches, res.Read = cp, res.Batches+1, res.Read+int64(b.batch.Read)
-		e.log.Debug("batch committed", zap.String("shard", req.Shard), zap.Strings("after", cp.After),
+		e.log.Debug("batch committed", zap.String("shard", req.Shard),
 			zap.Int("rows", b.batch.Read), zap.Int64("read_total", cp.Progress.Read), zap.Bool("done", cp.Done))
 		if onBatch != nil {
 			onBatch(cp, batch)
@@ -253,6 +307,7 @@ func (e *Engine) commit(ctx context.Context, cp mas.Checkpoint, b mappedPage, si
 		Rows:     &b.batch.Rows,
 		Findings: b.batch.Findings,
 		Progress: p,
+		Snapshot: e.snapshot,
 	})
 }
 

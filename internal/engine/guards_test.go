@@ -90,11 +90,11 @@ func TestReconcileMatchesSourceAndTarget(t *testing.T) {
 	e := newEnv(t, pgtest.MAS, rulesSQL)
 	eng := e.start(t, testConfig())
 	ctx := context.Background()
-	if rec, err := eng.Reconcile(ctx, false); err != nil || rec.OK() {
+	if rec, err := eng.Reconcile(ctx); err != nil || rec.OK() {
 		t.Fatalf("before the import: ok=%v err=%v, want problems", rec.OK(), err)
 	}
 	importAll(t, eng, 2, 3, 1)
-	rec, err := eng.Reconcile(ctx, false)
+	rec, err := eng.Reconcile(ctx)
 	if err != nil || !rec.OK() {
 		t.Fatalf("after the import: %v %v", rec.Problems, err)
 	}
@@ -105,24 +105,21 @@ func TestReconcileMatchesSourceAndTarget(t *testing.T) {
 			t.Errorf("%s: expected %d actual %d, want %d", tt.Table, tt.Expected, tt.Actual, want[tt.Table])
 		}
 	}
-	// A user added while a dry run read Synapse is drift, not a failure.
+	// A user added behind the import's back fails it.
 	pgtest.Exec(t, e.synDSN, `INSERT INTO users (name, creation_ts) VALUES ('@late:example.org', 1)`)
-	if rec, _ := eng.Reconcile(ctx, false); rec.OK() {
-		t.Fatal("a source row never read must fail the reconciliation")
-	}
-	if rec, _ := eng.Reconcile(ctx, true); !rec.OK() || len(rec.Drift) != 1 || !strings.Contains(rec.Drift[0], "users: read 10 rows, source has 11") {
-		t.Fatalf("dry-run reconciliation: ok=%v drift=%v problems=%v", rec.OK(), rec.Drift, rec.Problems)
+	if rec, _ := eng.Reconcile(ctx); rec.OK() || !strings.Contains(strings.Join(rec.Problems, ";"), "users: read 10 rows, source has 11") {
+		t.Fatalf("a source row never read must fail the reconciliation: %v", rec.Problems)
 	}
 	// A row counted as read but neither written nor skipped is caught.
 	pgtest.Exec(t, e.masDSN, `UPDATE masflow_import.checkpoints SET progress = jsonb_set(progress, '{skipped}', '{}')
 		WHERE entity = 'refresh_pairs'`)
-	if rec, _ := eng.Reconcile(ctx, true); rec.OK() || !strings.Contains(strings.Join(rec.Problems, ";"),
+	if rec, _ := eng.Reconcile(ctx); rec.OK() || !strings.Contains(strings.Join(rec.Problems, ";"),
 		"refresh_pairs: 5 rows read but 3 written or skipped") {
 		t.Fatalf("unaccounted rows not caught: %v", rec.Problems)
 	}
 	// A row removed behind the engine's back is caught.
 	pgtest.Exec(t, e.masDSN, `DELETE FROM user_unsupported_third_party_ids`)
-	if rec, _ := eng.Reconcile(ctx, false); rec.OK() || !strings.Contains(strings.Join(rec.Problems, ";"), "user_unsupported_third_party_ids has 0 rows") {
+	if rec, _ := eng.Reconcile(ctx); rec.OK() || !strings.Contains(strings.Join(rec.Problems, ";"), "user_unsupported_third_party_ids has 0 rows") {
 		t.Fatalf("deleted row not caught: %v", rec.Problems)
 	}
 }
@@ -160,10 +157,10 @@ func TestBadRowsAbortOnlyWhenAsked(t *testing.T) {
 		entity string
 		want   string // "" = no error
 	}{
-		{"unmapped provider aborts by default", func(c *Config) { c.IgnoreMissingProviders = false }, "external_ids", "synapse_idp_id \"saml\""},
-		{"unmapped provider skipped when ignored, even strict", func(c *Config) { c.Strict = true }, "external_ids", ""},
-		{"strict mode aborts on a foreign-server user", func(c *Config) { c.Strict = true }, "users", "@dave:other.org: foreign_server"},
-		{"strict mode aborts on a token of a hidden device", func(c *Config) { c.Strict = true }, "access_tokens", "id=6: token_on_hidden_device"},
+		{"unmapped provider aborts by default", func(c *Config) { c.Rules.IgnoreMissingProviders = false }, "external_ids", "synapse_idp_id \"saml\""},
+		{"unmapped provider skipped when ignored, even strict", func(c *Config) { c.Rules.Strict = true }, "external_ids", ""},
+		{"strict mode aborts on a foreign-server user", func(c *Config) { c.Rules.Strict = true }, "users", "@dave:other.org: foreign_server"},
+		{"strict mode aborts on a token of a hidden device", func(c *Config) { c.Rules.Strict = true }, "access_tokens", "id=6: token_on_hidden_device"},
 		{"default mode skips bad tokens", func(c *Config) {}, "access_tokens", ""},
 	}
 	for _, c := range cases {
@@ -196,7 +193,7 @@ func TestBadRowsAbortOnlyWhenAsked(t *testing.T) {
 // withMapper returns the engine with another mapping configuration.
 func (e *Engine) withMapper(t *testing.T, cfg Config) *Engine {
 	m, err := mapping.New(mapping.Run{ServerName: e.run.ServerName, Now: e.run.Now, Salt: e.run.Salt,
-		Providers: cfg.Providers, IgnoreMissingProviders: cfg.IgnoreMissingProviders, Strict: cfg.Strict})
+		Providers: cfg.Providers, IgnoreMissingProviders: cfg.Rules.IgnoreMissingProviders, Strict: cfg.Rules.Strict})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -242,13 +239,11 @@ func TestFindingsReportIsExportedThenDroppedWithTheBookkeeping(t *testing.T) {
 func TestRecordedRulesWinOverAWorkersSettings(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, pgtest.MAS, rulesSQL)
-	first := testConfig()
-	first.Record = true // strict off, recorded
-	e.start(t, first)
+	e.start(t, testConfig()) // strict off, recorded
 	strictWorker := testConfig()
-	strictWorker.Strict = true
+	strictWorker.Rules.Strict = true
 	eng := e.start(t, strictWorker)
-	if r := eng.Run().Rules; r == nil || r.Strict || !r.IgnoreMissingProviders {
+	if r := eng.Run().Rules; r.Strict || !r.IgnoreMissingProviders {
 		t.Fatalf("recorded rules %+v", r)
 	}
 	if err := importEntity(context.Background(), eng, "users"); err != nil {

@@ -52,11 +52,11 @@ func newEnv(t *testing.T, masFixture pgtest.Fixture, seed string) *env {
 
 func testConfig() Config {
 	return Config{
-		ServerName:             "example.org",
-		Salt:                   testSalt,
-		Now:                    testNow,
-		Providers:              map[string]mas.ID{"oidc-google": googleID, "oidc": legacyOIDC},
-		IgnoreMissingProviders: true,
+		ServerName: "example.org",
+		Salt:       testSalt,
+		Now:        testNow,
+		Providers:  map[string]mas.ID{"oidc-google": googleID, "oidc": legacyOIDC},
+		Rules:      mas.Rules{IgnoreMissingProviders: true},
 	}
 }
 

@@ -40,7 +40,7 @@ func TestNoSecretReachesLogsErrorsOrBookkeeping(t *testing.T) {
 	// Errors: a strict-mode abort, and a duplicate token rejected by MAS
 	// (PostgreSQL puts the duplicate value in the error's detail).
 	strict := testConfig()
-	strict.Strict = true
+	strict.Rules.Strict = true
 	pgtest.Exec(t, e.masDSN, `UPDATE masflow_import.checkpoints SET done = false, after_key = '{}' WHERE entity = 'access_tokens'`)
 	err := importEntity(ctx, eng.withMapper(t, strict), "access_tokens")
 	if err == nil {

@@ -30,7 +30,8 @@ CREATE TABLE IF NOT EXISTS masflow_import.run (
   now         timestamptz NOT NULL,
   started_at  timestamptz NOT NULL DEFAULT now(),
   dry_run     boolean NOT NULL DEFAULT false,
-  rules       jsonb
+  rules       jsonb NOT NULL,
+  snapshot    text
 );
 CREATE TABLE IF NOT EXISTS masflow_import.checkpoints (
   shard      text PRIMARY KEY,
@@ -61,12 +62,12 @@ type RunInfo struct {
 	// leftovers must never become a real migration's progress. Recorded
 	// when the run is created.
 	DryRun bool
-	// KindRecorded is false for a run recorded by a masflow before
-	// 2026-11, which did not record DryRun.
-	KindRecorded bool
 	// Rules shape which rows are written; recorded with the run so every
-	// worker applies the same (nil: not recorded, each worker's settings).
-	Rules *Rules
+	// worker applies the same.
+	Rules Rules
+	// Snapshot is the exported Synapse snapshot a dry run reads ("" until
+	// its holder records one; always "" in a real run).
+	Snapshot string
 	// Resumed is true when the run already existed (our own unfinished run).
 	Resumed bool
 }
@@ -187,11 +188,9 @@ func OwnRun(ctx context.Context, q querier) (RunInfo, error) {
 		return RunInfo{}, err
 	}
 	var info RunInfo
-	// dry_run is read through to_jsonb: a run recorded by a masflow
-	// before 2026-11 has no such column (and was then a real run).
-	var dryRun *bool
-	err := q.QueryRow(ctx, `SELECT server_name, salt, now, (to_jsonb(r) ->> 'dry_run')::boolean, to_jsonb(r) -> 'rules'
-		FROM masflow_import.run r`).Scan(&info.ServerName, &info.Salt, &info.Now, &dryRun, &info.Rules)
+	var snapshot *string
+	err := q.QueryRow(ctx, `SELECT server_name, salt, now, dry_run, rules, snapshot FROM masflow_import.run`).
+		Scan(&info.ServerName, &info.Salt, &info.Now, &info.DryRun, &info.Rules, &snapshot)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return RunInfo{}, nil
 	}
@@ -200,11 +199,28 @@ func OwnRun(ctx context.Context, q querier) (RunInfo, error) {
 	}
 	info.Resumed = true
 	info.Now = info.Now.UTC()
-	if dryRun != nil {
-		info.DryRun, info.KindRecorded = *dryRun, true
+	if snapshot != nil {
+		info.Snapshot = *snapshot
 	}
 	return info, nil
 }
+
+// RecordSnapshot records the Synapse snapshot a dry run reads from now
+// on; batches read at another one are refused (Commit.Snapshot).
+func RecordSnapshot(ctx context.Context, pool *pgxpool.Pool, id string) error {
+	tag, err := pool.Exec(ctx, `UPDATE masflow_import.run SET snapshot = $1`, id)
+	if err == nil && tag.RowsAffected() != 1 {
+		err = ErrNoRun
+	}
+	if err != nil {
+		return fmt.Errorf("recording the dry run's snapshot: %w", err)
+	}
+	return nil
+}
+
+// ErrNoRun: the MAS database holds no masflow run where one must exist
+// (a step that needs the import's run, run before the import).
+var ErrNoRun = errors.New("the MAS database holds no masflow import run")
 
 // NonEmptyTables lists the target tables that hold rows.
 func NonEmptyTables(ctx context.Context, q querier) ([]string, error) {

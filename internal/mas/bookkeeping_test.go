@@ -14,19 +14,17 @@ func TestRunKindIsRecorded(t *testing.T) {
 	for _, c := range []struct {
 		name                 string
 		setup                string
-		dryRun, kindRecorded bool
+		dryRun bool
 	}{
-		{"dry run", `INSERT INTO masflow_import.run (server_name, salt, now, dry_run) VALUES ('x', '\x00', now(), true)`, true, true},
-		{"real run", `INSERT INTO masflow_import.run (server_name, salt, now) VALUES ('x', '\x00', now())`, false, true},
-		{"recorded before dry runs were", `ALTER TABLE masflow_import.run DROP COLUMN dry_run;
-			INSERT INTO masflow_import.run (server_name, salt, now) VALUES ('x', '\x00', now())`, false, false},
+		{"dry run", `INSERT INTO masflow_import.run (server_name, salt, now, dry_run, rules) VALUES ('x', '\x00', now(), true, '{}')`, true},
+		{"real run", `INSERT INTO masflow_import.run (server_name, salt, now, rules) VALUES ('x', '\x00', now(), '{}')`, false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			dsn := pgtest.Database(t, pgtest.MAS)
 			pgtest.Exec(t, dsn, createBookkeepingSQL)
 			pgtest.Exec(t, dsn, c.setup)
 			run, err := OwnRun(ctx, pgtest.Pool(t, dsn))
-			if err != nil || !run.Resumed || run.DryRun != c.dryRun || run.KindRecorded != c.kindRecorded {
+			if err != nil || !run.Resumed || run.DryRun != c.dryRun {
 				t.Fatalf("OwnRun = %+v, %v", run, err)
 			}
 		})

@@ -185,9 +185,9 @@ func PausedObjects(ctx context.Context, q querier) ([]PausedObject, error) {
 
 // RestoreOptions tune RestoreSchema.
 type RestoreOptions struct {
-	// Parallel is how many connections build indexes and validate foreign
+	// Parallelism is how many connections build indexes and validate foreign
 	// keys at once (at least 1).
-	Parallel int
+	Parallelism int
 	// MaintenanceWorkMem, when set, is the maintenance_work_mem of the
 	// restoring sessions (e.g. "256MB"): index builds sort in memory.
 	MaintenanceWorkMem string
@@ -304,7 +304,7 @@ func (r restorer) run(ctx context.Context, objs []PausedObject, parallel bool, s
 	}
 	n := 1
 	if parallel {
-		n = max(1, r.opts.Parallel)
+		n = max(1, r.opts.Parallelism)
 	}
 	queue := make(chan PausedObject)
 	g, gctx := errgroup.WithContext(ctx)

@@ -73,14 +73,14 @@ func TestPauseAndRestoreGiveBackTheSchema(t *testing.T) {
 		t.Fatalf("second pause while paused: %+v, %v; want nothing dropped, %d paused", again, err, all)
 	}
 	pgtest.Exec(t, dsn, fillSome)
-	n, err := mas.RestoreSchema(ctx, pool, mas.RestoreOptions{Parallel: 3, MaintenanceWorkMem: "64MB"})
+	n, err := mas.RestoreSchema(ctx, pool, mas.RestoreOptions{Parallelism: 3, MaintenanceWorkMem: "64MB"})
 	if err != nil || n != all {
 		t.Fatalf("restore: %d objects, %v; want %d", n, err, all)
 	}
 	if after := schemaDump(t, dsn); after != before {
 		t.Fatalf("schema after restore differs from before the pause:\n%s", diff(before, after))
 	}
-	if n, err := mas.RestoreSchema(ctx, pool, mas.RestoreOptions{Parallel: 2}); err != nil || n != 0 {
+	if n, err := mas.RestoreSchema(ctx, pool, mas.RestoreOptions{Parallelism: 2}); err != nil || n != 0 {
 		t.Fatalf("second restore: %d, %v; want nothing to do", n, err)
 	}
 	// After a complete restore, a new pause (a resumed import) works again.
@@ -102,7 +102,7 @@ func TestRestoreCutAtAnyPointResumes(t *testing.T) {
 			pgtest.Exec(t, dsn, fillSome)
 			cctx, cancel := context.WithCancel(ctx)
 			restored := make(chan struct{}, 100)
-			_, err := mas.RestoreSchema(cctx, pool, mas.RestoreOptions{Parallel: 2, OnRestored: func(mas.PausedObject) {
+			_, err := mas.RestoreSchema(cctx, pool, mas.RestoreOptions{Parallelism: 2, OnRestored: func(mas.PausedObject) {
 				restored <- struct{}{}
 				if len(restored) >= cut {
 					cancel()
@@ -112,7 +112,7 @@ func TestRestoreCutAtAnyPointResumes(t *testing.T) {
 			if err == nil {
 				t.Fatalf("restore cut after %d objects reported success", cut)
 			}
-			if _, err := mas.RestoreSchema(ctx, pool, mas.RestoreOptions{Parallel: 2}); err != nil {
+			if _, err := mas.RestoreSchema(ctx, pool, mas.RestoreOptions{Parallelism: 2}); err != nil {
 				t.Fatalf("resumed restore: %v", err)
 			}
 			if after := schemaDump(t, dsn); after != before {
@@ -164,7 +164,7 @@ func TestRestoreNamesTheConstraintDuplicatesBreak(t *testing.T) {
 	}
 	pgtest.Exec(t, dsn, `INSERT INTO users (user_id, username, created_at) VALUES
 	  ('01890000-0000-0000-0000-000000000001', 'alice', now()), ('01890000-0000-0000-0000-000000000002', 'alice', now())`)
-	_, err := mas.RestoreSchema(ctx, pool, mas.RestoreOptions{Parallel: 2})
+	_, err := mas.RestoreSchema(ctx, pool, mas.RestoreOptions{Parallelism: 2})
 	if err == nil || !strings.Contains(err.Error(), "users_username_unique") || strings.Contains(err.Error(), "(username)=(alice)") {
 		t.Fatalf("restore over duplicate usernames: %v; want an error naming users_username_unique without the value", err)
 	}

@@ -49,6 +49,10 @@ type Commit struct {
 	Rows     *Rows
 	Findings []Finding
 	Progress Progress
+	// Snapshot, in a dry run, is the Synapse snapshot the batch was read
+	// at: the commit is refused unless it is still the run's (a batch of
+	// a dead holder's snapshot never lands beside its successor's).
+	Snapshot string
 }
 
 // ErrStale reports that the shard's checkpoint is no longer at From: the
@@ -70,6 +74,9 @@ func (w *Writer) Commit(ctx context.Context, c Commit) (Checkpoint, error) {
 			return err
 		}
 		if err := tryLock(ctx, tx, "pg_try_advisory_xact_lock_shared"); err != nil {
+			return err
+		}
+		if err := sameSnapshot(ctx, tx, c.Snapshot); err != nil {
 			return err
 		}
 		cp, err := scanCheckpoint(tx.QueryRow(ctx, checkpointSQL+` WHERE shard = $1 FOR UPDATE`, c.Shard), c.Shard)
@@ -104,6 +111,27 @@ func (w *Writer) Commit(ctx context.Context, c Commit) (Checkpoint, error) {
 		return Checkpoint{}, fmt.Errorf("committing a batch of shard %s: %w", c.Shard, Sanitize(err))
 	}
 	return out, err
+}
+
+// ErrSnapshotMoved: a batch read at a snapshot that is no longer the
+// run's (its holder died and the dry run started again).
+var ErrSnapshotMoved = errors.New("the dry run's snapshot changed: batch read at an older one")
+
+// sameSnapshot refuses a dry run's batch read at another snapshot than
+// the run's; the run row stays locked (shared) until the commit, so the
+// snapshot cannot change under it.
+func sameSnapshot(ctx context.Context, tx pgx.Tx, snapshot string) error {
+	if snapshot == "" {
+		return nil
+	}
+	var current *string
+	if err := tx.QueryRow(ctx, `SELECT snapshot FROM masflow_import.run FOR SHARE`).Scan(&current); err != nil {
+		return fmt.Errorf("reading the run's snapshot: %w", err)
+	}
+	if current == nil || *current != snapshot {
+		return ErrSnapshotMoved
+	}
+	return nil
 }
 
 // Flush waits until every batch committed so far is on disk: a write

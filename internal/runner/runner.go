@@ -19,6 +19,7 @@ import (
 	"github.com/masflow/masflow/internal/homeserver"
 	"github.com/masflow/masflow/internal/synapse"
 	"github.com/masflow/masflow/workflows"
+	"github.com/masflow/masflow/workflows/contract"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/contrib/envconfig"
 	"go.temporal.io/sdk/interceptor"
@@ -57,7 +58,7 @@ func SDKLogger(z *zap.Logger) tlog.Logger {
 }
 
 // MetricRowsRead counts Synapse rows imported, tagged by entity.
-const MetricRowsRead = activities.MetricRowsRead
+const MetricRowsRead = contract.MetricRowsRead
 
 // Dial connects to Temporal with the standard client settings
 // (TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TLS, API key, profiles);
@@ -170,13 +171,11 @@ func (d *Deps) Activities(log *zap.Logger) (activities.Set, error) {
 	verify := &homeserver.None{SynapsePaths: d.Settings.Synapse.Config, MAS: d.MAS, SynapseDB: d.SynapseDB(), MASDB: d.MASPool}
 	return activities.Set{
 		Advise: &activities.AdviseActivities{SynapsePaths: d.Settings.Synapse.Config, MAS: d.MAS,
-			SynapseDB: d.SynapseDB(), MASDB: d.MASPool, IgnoreMissingProviders: d.Settings.Import.IgnoreMissingProviders,
+			SynapseDB: d.SynapseDB(), MASDB: d.MASPool,
 			SynapsePython: d.Settings.Homeserver.SynapsePython, Rewrites: d.Settings.Homeserver.Controller != "none"},
-		Import: &activities.ImportActivities{Reader: d.Reader, MAS: d.MASPool, Log: log, SaltFile: d.Settings.Import.SaltFile,
-			ReportDir:     d.Settings.Import.ReportDir,
-			VerifyStopped: verify.VerifyStopped, Config: engine.Config{
-				ServerName: d.Synapse.ServerName, Providers: d.MAS.ProviderMap(),
-				Strict: d.Settings.Import.Strict, IgnoreMissingProviders: d.Settings.Import.IgnoreMissingProviders}},
+		Import: &activities.ImportActivities{Runs: &engine.Runs{Reader: d.Reader, MAS: d.MASPool,
+			ServerName: d.Synapse.ServerName, Providers: d.MAS.ProviderMap(), SaltFile: d.Settings.Import.SaltFile,
+			ReportDir: d.Settings.Import.ReportDir, VerifyStopped: verify.VerifyStopped}},
 		Homeserver: &activities.HomeserverActivities{Controller: controller},
 	}, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -50,6 +51,30 @@ func (r *Reader) ExportSnapshot(ctx context.Context) (*Snapshot, error) {
 		return nil, fmt.Errorf("exporting a snapshot of the Synapse database: %w", err)
 	}
 	return s, nil
+}
+
+// holdPing is how often Hold checks that the holding session lives.
+const holdPing = 2 * time.Second
+
+// Hold keeps the snapshot until ctx ends (then it returns ctx's error),
+// checking the session on a ticker: if the session dies first (its
+// connection broke, the server ended it), it returns ErrSnapshotGone.
+func (s *Snapshot) Hold(ctx context.Context) error {
+	t := time.NewTicker(holdPing)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+		if _, err := s.tx.Exec(ctx, "SELECT 1"); err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return fmt.Errorf("holding snapshot %s: %w: %w", s.ID, ErrSnapshotGone, err)
+		}
+	}
 }
 
 // Release ends the snapshot (readers at it fail from now on).

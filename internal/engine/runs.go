@@ -1,0 +1,272 @@
+package engine
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/masflow/masflow/internal/mas"
+	"github.com/masflow/masflow/internal/synapse"
+)
+
+// Runs owns the lifecycle of the import runs in one MAS database, for a
+// worker: prepare a new run (or find it again), open the run for a step,
+// hold a dry run's snapshot, restore the schema, finish, discard. The
+// activities only adapt it to Temporal. It keeps no state between calls:
+// every call reads the run from the MAS database, so any worker can
+// serve any call.
+type Runs struct {
+	Reader *synapse.Reader
+	MAS    *pgxpool.Pool
+	// ServerName is Synapse's server_name; Providers maps Synapse
+	// auth_provider → MAS upstream provider ID.
+	ServerName string
+	Providers  map[string]mas.ID
+	// Salt, else SaltFile, supplies the salt of a new run (else random).
+	Salt     []byte
+	SaltFile string
+	// ReportDir, when set, receives the findings report at the finish.
+	ReportDir string
+	// VerifyStopped fails while Synapse or MAS is verifiably running; a
+	// real run is never prepared then.
+	VerifyStopped func(ctx context.Context) error
+}
+
+// NewRun is what a new run records.
+type NewRun struct {
+	Now    time.Time
+	DryRun bool
+	Rules  mas.Rules
+}
+
+// ErrHomeserverRunning: a real import was asked to start while Synapse or
+// MAS runs.
+var ErrHomeserverRunning = errors.New("refusing to import while the homeserver runs")
+
+// ErrOtherKind: the MAS database holds a run of the other kind (a dry
+// run's leftovers where a migration starts, or the reverse).
+var ErrOtherKind = errors.New("the MAS database holds a run of another kind")
+
+// Prepare creates the run, or finds it again on a retry: the only call
+// that may create one. A real run requires the homeserver stopped.
+func (r *Runs) Prepare(ctx context.Context, want NewRun) (*Engine, error) {
+	if !want.DryRun && r.VerifyStopped != nil {
+		if err := r.VerifyStopped(ctx); err != nil {
+			return nil, fmt.Errorf("%w (stop it, include the stop step, or use --dry-run): %w", ErrHomeserverRunning, err)
+		}
+	}
+	salt, err := r.salt()
+	if err != nil {
+		return nil, err
+	}
+	e, err := Start(ctx, r.Reader, r.MAS, Config{ServerName: r.ServerName, Salt: salt, Now: want.Now, DryRun: want.DryRun,
+		Providers: r.Providers, Rules: want.Rules})
+	if err != nil {
+		return nil, err
+	}
+	return e, sameKind(e.Run(), want.DryRun)
+}
+
+// Open returns the engine of the run started at now, reading at the
+// given snapshot ("" for the live tables); it never creates a run.
+func (r *Runs) Open(ctx context.Context, now time.Time, snapshot string) (*Engine, error) {
+	e, err := Open(ctx, r.Reader, r.MAS, Config{ServerName: r.ServerName, Now: now, Providers: r.Providers})
+	if err != nil || snapshot == "" {
+		return e, err
+	}
+	return e.At(snapshot), nil
+}
+
+// Estimates are the planner's row estimates per entity (not exact).
+func (r *Runs) Estimates(ctx context.Context) (map[string]int64, error) {
+	out := map[string]int64{}
+	for _, entity := range synapse.Entities {
+		n, err := r.Reader.Estimate(ctx, entity)
+		if err != nil {
+			return nil, err
+		}
+		out[string(entity)] = n
+	}
+	return out, nil
+}
+
+// HoldSnapshot exports a snapshot of Synapse for the dry run started at
+// now, records it with the run (its batches commit only while it is the
+// run's) and holds it until ctx ends. If the session dies first, it
+// returns synapse.ErrSnapshotGone: the dry run must start again.
+func (r *Runs) HoldSnapshot(ctx context.Context, now time.Time) error {
+	e, err := r.Open(ctx, now, "")
+	if err != nil {
+		return err
+	}
+	if !e.Run().DryRun {
+		return fmt.Errorf("%w: a snapshot is held for dry runs only", ErrOtherKind)
+	}
+	snap, err := r.Reader.ExportSnapshot(ctx)
+	if err != nil {
+		return err
+	}
+	defer snap.Release()
+	if err := mas.RecordSnapshot(ctx, r.MAS, snap.ID); err != nil {
+		return err
+	}
+	return snap.Hold(ctx)
+}
+
+// RecordedSnapshot returns the snapshot the dry run started at now reads
+// ("" while its holder has not recorded one yet).
+func (r *Runs) RecordedSnapshot(ctx context.Context, now time.Time) (string, error) {
+	e, err := r.Open(ctx, now, "")
+	if err != nil {
+		return "", err
+	}
+	return e.Run().Snapshot, nil
+}
+
+// RestoreSchema rebuilds the paused indexes and constraints on
+// parallelism sessions; onRestored (may be nil) is told of each.
+func (r *Runs) RestoreSchema(ctx context.Context, parallelism int, onRestored func(mas.PausedObject)) (int, error) {
+	return mas.RestoreSchema(ctx, r.MAS, mas.RestoreOptions{Parallelism: max(1, parallelism),
+		MaintenanceWorkMem: RestoreWorkMem, OnRestored: onRestored})
+}
+
+// Finished is what the finish left: the findings report ("" when
+// ReportDir is unset or an earlier attempt wrote it) and its lines.
+type Finished struct {
+	Report   string
+	Findings int64
+}
+
+// Finish ends the run started at now: rebuilds whatever is still paused,
+// writes the findings report to ReportDir, and drops the bookkeeping. A
+// retry after the drop finds nothing to export and succeeds.
+func (r *Runs) Finish(ctx context.Context, now time.Time, restoreParallelism int) (Finished, error) {
+	// The bookkeeping holds the definitions of paused indexes and
+	// constraints: never drop it before they are back.
+	if _, err := r.RestoreSchema(ctx, restoreParallelism, nil); err != nil {
+		return Finished{}, err
+	}
+	var res Finished
+	if r.ReportDir != "" {
+		path := filepath.Join(r.ReportDir, "masflow-findings-"+r.ServerName+"-"+now.UTC().Format("20060102T150405Z")+".csv")
+		n, err := writeReport(ctx, r.MAS, path)
+		if err != nil {
+			return res, err
+		}
+		if n >= 0 {
+			res = Finished{Report: path, Findings: n}
+		}
+	}
+	return res, mas.Finish(ctx, r.MAS)
+}
+
+// Discard empties the MAS tables a dry run filled (children first, with
+// DELETE: TRUNCATE would refuse or cascade into MAS's other tables),
+// rebuilds whatever is still paused (on empty tables now), and drops the
+// bookkeeping. It refuses rows no dry run recorded.
+func (r *Runs) Discard(ctx context.Context, restoreParallelism int) error {
+	if err := r.refuseDiscard(ctx); err != nil {
+		return err
+	}
+	err := pgx.BeginFunc(ctx, r.MAS, func(tx pgx.Tx) error {
+		for i := len(mas.TargetTables) - 1; i >= 0; i-- {
+			if _, err := tx.Exec(ctx, "DELETE FROM "+pgx.Identifier{mas.TargetTables[i]}.Sanitize()); err != nil {
+				return fmt.Errorf("emptying %s after the dry run: %w", mas.TargetTables[i], err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return mas.Sanitize(err)
+	}
+	if _, err := r.RestoreSchema(ctx, restoreParallelism, nil); err != nil {
+		return err
+	}
+	return mas.Finish(ctx, r.MAS)
+}
+
+// ErrNotDiscardable: the MAS tables hold rows no dry run recorded.
+var ErrNotDiscardable = errors.New("refusing to discard rows no masflow dry run recorded")
+
+// refuseDiscard lets Discard empty the MAS tables only when what they
+// hold is a dry run's (or nothing): never the rows of a real migration,
+// finished or not.
+func (r *Runs) refuseDiscard(ctx context.Context) error {
+	run, err := mas.OwnRun(ctx, r.MAS)
+	if err != nil {
+		return err
+	}
+	if run.Resumed {
+		return sameKind(run, true)
+	}
+	full, err := mas.NonEmptyTables(ctx, r.MAS)
+	if err != nil {
+		return err
+	}
+	if len(full) > 0 {
+		return fmt.Errorf("MAS tables %v hold rows (a finished migration, or another tool's): %w", full, ErrNotDiscardable)
+	}
+	return nil
+}
+
+// sameKind refuses to continue a dry run's leftovers as a real
+// migration, or a real migration as a dry run.
+func sameKind(run mas.RunInfo, dryRun bool) error {
+	switch {
+	case run.DryRun == dryRun:
+		return nil
+	case run.DryRun:
+		return fmt.Errorf("the MAS database holds what a dry run of %s (started %s) left behind: discard it with "+
+			"`starter migrate --dry-run --steps discard`, then start again: %w",
+			run.ServerName, run.Now.Format(time.RFC3339), ErrOtherKind)
+	default:
+		return fmt.Errorf("the MAS database holds an unfinished migration of %s (started %s): a dry run needs an "+
+			"empty MAS database; finish or cancel that migration first: %w",
+			run.ServerName, run.Now.Format(time.RFC3339), ErrOtherKind)
+	}
+}
+
+// salt reads the configured salt, or draws a random one.
+func (r *Runs) salt() ([]byte, error) {
+	if r.Salt != nil {
+		return r.Salt, nil
+	}
+	if r.SaltFile != "" {
+		b, err := os.ReadFile(r.SaltFile)
+		if err != nil {
+			return nil, fmt.Errorf("reading import.salt_file: %w", err)
+		}
+		return b, nil
+	}
+	b := make([]byte, 32)
+	_, err := rand.Read(b)
+	return b, err
+}
+
+// writeReport exports the findings to path through a temporary file, so
+// a crash never leaves half a report under the final name; -1 when the
+// bookkeeping is already gone.
+func writeReport(ctx context.Context, pool *pgxpool.Pool, path string) (int64, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+		return 0, fmt.Errorf("import.report_dir: %w", err)
+	}
+	f, err := os.CreateTemp(filepath.Dir(path), ".findings-*.csv")
+	if err != nil {
+		return 0, fmt.Errorf("import.report_dir: %w", err)
+	}
+	defer os.Remove(f.Name())
+	n, err := mas.ExportFindings(ctx, pool, f)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil || n < 0 {
+		return n, err
+	}
+	return n, os.Rename(f.Name(), path)
+}

@@ -1,0 +1,97 @@
+package contract
+
+// Kind says where an activity runs and how long one attempt may take;
+// the workflow derives its activity options from it (one table).
+type Kind int
+
+const (
+	// Database activities run on the database workers (task queue
+	// TaskQueue) and take minutes at most between heartbeats.
+	Database Kind = iota
+	// Long database activities heartbeat but may run for hours (an
+	// index rebuild over a large homeserver).
+	Long
+	// Shard is one bounded call of a shard's import.
+	Shard
+	// Holder holds a Synapse session (a snapshot, a lock) until the
+	// workflow cancels it; it is never retried in place: its loss is the
+	// workflow's to handle.
+	Holder
+	// Host activities run the homeserver steps, on the host task queue
+	// when there is one.
+	Host
+)
+
+// Activity names an activity and the types of its input and result, so
+// the workflow's calls and the worker's registrations are both checked
+// by the compiler against one declaration.
+type Activity[I, O any] struct {
+	// Name is the activity type's name in the history and the UI.
+	Name string
+	// Step is the migration step it belongs to, for logs.
+	Step string
+	Kind Kind
+}
+
+// None is the input or result of an activity that needs none; a field
+// added later decodes from older histories as its zero value.
+type None struct{}
+
+// The activities, by step. Their names are part of recorded histories:
+// never rename one.
+var (
+	Advise = Activity[AdviseInput, AdviseResult]{"Advise", StepAdvise, Database}
+
+	Backup          = Activity[BackupInput, StepResult]{"Backup", StepBackup, Host}
+	StopHomeserver  = Activity[None, StepResult]{"StopHomeserver", StepStop, Host}
+	SyncSchema      = Activity[None, StepResult]{"SyncSchema", StepSyncSchema, Host}
+	Reconfigure     = Activity[None, StepResult]{"Reconfigure", StepReconfigure, Host}
+	StartHomeserver = Activity[StartInput, StepResult]{"StartHomeserver", StepStart, Host}
+	Verify          = Activity[None, StepResult]{"Verify", StepVerify, Host}
+	RestoreConfig   = Activity[None, StepResult]{"RestoreConfig", StepCompensation, Host}
+
+	PrepareImport = Activity[PrepareInput, PrepareResult]{"PrepareImport", StepImport, Database}
+	HoldSnapshot  = Activity[RunInput, None]{"HoldSnapshot", StepImport, Holder}
+	AwaitSnapshot = Activity[RunInput, SnapshotResult]{"AwaitSnapshot", StepImport, Database}
+	PauseSchema   = Activity[RunInput, PauseSchemaResult]{"PauseSchema", StepImport, Database}
+	PlanEntity    = Activity[PlanInput, PlanResult]{"PlanEntity", StepImport, Database}
+	ImportShard   = Activity[ShardInput, ShardResult]{"ImportShard", StepImport, Shard}
+	RestoreSchema = Activity[SchemaInput, RestoreSchemaResult]{"RestoreSchema", StepImport, Long}
+	Reconcile     = Activity[RunInput, ReconcileResult]{"Reconcile", StepReconcile, Database}
+	FinishImport  = Activity[SchemaInput, FinishResult]{"FinishImport", StepFinish, Database}
+	DiscardDryRun = Activity[SchemaInput, None]{"DiscardDryRun", StepDiscard, Database}
+)
+
+// Named is what every Activity tells of itself, whatever its types.
+type Named interface {
+	ActivityName() string
+	StepName() string
+	ActivityKind() Kind
+}
+
+// ActivityName is the activity type's name.
+func (a Activity[I, O]) ActivityName() string { return a.Name }
+
+// ActivityKind is where and how long the activity runs.
+func (a Activity[I, O]) ActivityKind() Kind { return a.Kind }
+
+// StepName is the step the activity belongs to.
+func (a Activity[I, O]) StepName() string { return a.Step }
+
+// All lists every activity, for the worker's registration check and the
+// logs.
+func All() []Named {
+	return []Named{Advise, Backup, StopHomeserver, SyncSchema, Reconfigure, StartHomeserver, Verify, RestoreConfig,
+		PrepareImport, HoldSnapshot, AwaitSnapshot, PauseSchema, PlanEntity, ImportShard, RestoreSchema, Reconcile,
+		FinishImport, DiscardDryRun}
+}
+
+// StepOf names the step an activity type belongs to ("" if unknown).
+func StepOf(activity string) string {
+	for _, a := range All() {
+		if a.ActivityName() == activity {
+			return a.StepName()
+		}
+	}
+	return ""
+}

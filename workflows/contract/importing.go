@@ -1,0 +1,153 @@
+package contract
+
+import "time"
+
+// RunInput identifies the import run: its fixed "now", recorded by the
+// workflow, and for a dry run the exported snapshot of Synapse that
+// every read of the run imports.
+type RunInput struct {
+	RunStartedAt time.Time
+	// DryRun imports while Synapse runs (the tables are emptied after).
+	DryRun bool
+	// Snapshot is the ID of the snapshot HoldSnapshot exported (dry runs;
+	// "" reads the live tables, which a real run has stopped).
+	Snapshot string
+}
+
+// Rules are the import settings that change which rows are written:
+// resolved by the starter, recorded with a new run, applied by every
+// worker whatever its own settings.
+type Rules struct {
+	Strict                 bool
+	IgnoreMissingProviders bool
+}
+
+// PrepareInput creates (or finds, on a retry) the run in the MAS
+// database: the only activity that may create one.
+type PrepareInput struct {
+	RunInput
+	Rules Rules
+}
+
+// PrepareResult says whether the run is resumed and how big it is.
+type PrepareResult struct {
+	Resumed bool
+	// Estimates are planner row estimates per entity (not exact).
+	Estimates map[string]int64
+	// Waves are the entities in dependency order: every entity of a wave
+	// depends only on entities of earlier ones. The workflow records
+	// them once and imports wave by wave.
+	Waves [][]string
+}
+
+// SnapshotResult names the snapshot HoldSnapshot holds.
+type SnapshotResult struct {
+	Snapshot string
+}
+
+// PlanInput asks for an entity's shards.
+type PlanInput struct {
+	RunInput
+	Entity string
+	Shards int
+}
+
+// PlanResult lists the shard IDs.
+type PlanResult struct {
+	Shards []string
+}
+
+// ShardInput bounds one ImportShard call.
+type ShardInput struct {
+	RunInput
+	Shard     string
+	BatchSize int
+	// MaxSeconds ends the call early so the workflow sees progress and can
+	// pause or continue-as-new between calls.
+	MaxSeconds int
+}
+
+// ShardResult is where the shard stands (cumulative over all calls).
+type ShardResult struct {
+	Shard    string
+	Entity   string
+	Done     bool
+	Progress Progress
+	// Written, Skipped and Elsewhere total Progress's maps, so the
+	// workflow need not iterate maps. Skipped counts rows not migrated
+	// (with a reason); Elsewhere rows another entity's pass migrates.
+	Written   int64
+	Skipped   int64
+	Elsewhere int64
+}
+
+// ShardHeartbeat is what ImportShard heartbeats: position counts only.
+type ShardHeartbeat struct {
+	Shard   string
+	Batches int64
+	Read    int64
+}
+
+// Progress counts what a shard did so far: rows read, MAS rows written
+// per table, source rows skipped and noted per reason.
+type Progress struct {
+	Read    int64            `json:"read"`
+	Written map[string]int64 `json:"written,omitempty"`
+	Skipped map[string]int64 `json:"skipped,omitempty"`
+	Notices map[string]int64 `json:"notices,omitempty"`
+}
+
+// SchemaInput identifies the run and sizes the index rebuild.
+type SchemaInput struct {
+	RunInput
+	// RestoreParallelism is how many database sessions rebuild at once.
+	RestoreParallelism int
+}
+
+// PauseSchemaResult says how many indexes and constraints are paused.
+type PauseSchemaResult struct {
+	Dropped int
+	Paused  int
+}
+
+// RestoreSchemaResult counts what this call rebuilt.
+type RestoreSchemaResult struct {
+	Restored int
+}
+
+// SchemaHeartbeat is RestoreSchema's heartbeat: objects rebuilt so far.
+type SchemaHeartbeat struct {
+	Restored int64
+}
+
+// ReconcileResult is the exact end-of-import check.
+type ReconcileResult struct {
+	OK       bool
+	Problems []string
+	Tables   []TableTally
+	Entities []EntityTally
+}
+
+// TableTally compares a MAS table's rows with what the batches wrote.
+type TableTally struct {
+	Table    string `json:"table"`
+	Expected int64  `json:"expected"`
+	Actual   int64  `json:"actual"`
+}
+
+// EntityTally is an entity's reconciliation.
+type EntityTally struct {
+	Entity     string   `json:"entity"`
+	SourceRows int64    `json:"source_rows"`
+	Shards     int      `json:"shards"`
+	Done       bool     `json:"done"`
+	Progress   Progress `json:"progress"`
+}
+
+// FinishResult says where the findings report went.
+type FinishResult struct {
+	// Report is the CSV file of skipped and noted rows ("" when
+	// import.report_dir is not set or an earlier attempt wrote it).
+	Report   string
+	Findings int64
+}
