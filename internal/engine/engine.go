@@ -75,7 +75,8 @@ func Open(ctx context.Context, reader *synapse.Reader, masPool *pgxpool.Pool, cf
 	if !run.Resumed {
 		return nil, fmt.Errorf("%w: run the import step first (in the same migration)", mas.ErrNoRun)
 	}
-	if !run.Now.Equal(cfg.Now.UTC()) || run.ServerName != cfg.ServerName {
+	// PostgreSQL keeps microseconds; the workflow's clock has more.
+	if !run.Now.Equal(cfg.Now.UTC().Truncate(time.Microsecond)) || run.ServerName != cfg.ServerName {
 		return nil, fmt.Errorf("the MAS database holds the run of %s started %s, not this migration's (%s, started %s): "+
 			"finish or cancel that migration first: %w", run.ServerName, run.Now.Format(time.RFC3339), cfg.ServerName,
 			cfg.Now.UTC().Format(time.RFC3339), mas.ErrNotEmpty)
