@@ -16,6 +16,7 @@ import (
 	"github.com/masflow/masflow/internal/advisor"
 	"github.com/masflow/masflow/internal/config"
 	"github.com/masflow/masflow/internal/mas"
+	"github.com/masflow/masflow/internal/secret"
 )
 
 // Controller performs (or verifies) the homeserver steps of a migration.
@@ -71,7 +72,7 @@ type None struct {
 	HTTP         *http.Client
 	// Secrets are every secret value of the configs (config.SecretValues):
 	// hidden in the output of programs the steps run.
-	Secrets []string
+	Secrets secret.Known
 }
 
 // synapse re-reads Synapse's config: the operator may have changed it.

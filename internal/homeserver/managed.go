@@ -59,9 +59,9 @@ func (m *Managed) Stop(ctx context.Context) (Report, error) {
 	for _, svc := range []Service{Synapse, MAS} {
 		out, err := m.Processes.Stop(pctx, svc)
 		if err != nil {
-			return Report{}, m.redactErr(fmt.Errorf("stopping %s: %w", svc, err))
+			return Report{}, m.Secrets.RedactErr(fmt.Errorf("stopping %s: %w", svc, err))
 		}
-		out.Output = m.redact(out.Output)
+		out.Output = m.Secrets.Redact(out.Output)
 		rep.add(svc, "stop", out)
 	}
 	var alive []string
@@ -95,9 +95,9 @@ func (m *Managed) Start(ctx context.Context, recorded map[string]int32, only []S
 		out, err := m.Processes.Start(pctx, svc, recorded)
 		cancel()
 		if err != nil {
-			return Report{}, m.redactErr(fmt.Errorf("starting %s: %w", svc, err))
+			return Report{}, m.Secrets.RedactErr(fmt.Errorf("starting %s: %w", svc, err))
 		}
-		out.Output = m.redact(out.Output)
+		out.Output = m.Secrets.Redact(out.Output)
 		rep.add(svc, "start", out)
 		if err := m.waitHealthy(ctx, svc, health[svc]); err != nil {
 			return Report{}, err
@@ -204,9 +204,9 @@ func (m *Managed) SyncSchema(ctx context.Context) (Report, error) {
 	}
 	out, err := m.MASCLI.Runner.run(ctx, "mas.cli", append(argv, "config", "sync")...)
 	if err != nil {
-		return Report{}, m.redactErr(fmt.Errorf("syncing MAS's database with its config: %w", err))
+		return Report{}, m.Secrets.RedactErr(fmt.Errorf("syncing MAS's database with its config: %w", err))
 	}
-	out = m.redact(out)
+	out = m.Secrets.Redact(out)
 	if err := m.checkSchema(ctx); err != nil {
 		return Report{}, err
 	}

@@ -167,11 +167,11 @@ func (h *HostSteps) checkConfig(ctx context.Context) error {
 	case err == nil:
 		return nil
 	case errors.As(err, &exit):
-		return h.redactErr(fmt.Errorf("%w: %w", ErrConfigRefused, err))
+		return h.Secrets.RedactErr(fmt.Errorf("%w: %w", ErrConfigRefused, err))
 	}
 	// Not a verdict on the config (a timeout, a cancelled attempt, a
 	// missing Python): the caller leaves the files as they are.
-	return h.redactErr(err)
+	return h.Secrets.RedactErr(err)
 }
 
 // RestoreConfig puts back every file Reconfigure changed, byte for byte.

@@ -15,7 +15,7 @@ import (
 func (d *Deps) controller() (homeserver.Controller, error) {
 	s := d.Settings
 	none := &homeserver.None{SynapsePaths: s.Synapse.Config, MAS: d.MAS, SynapseDB: d.SynapseDB(), MASDB: d.MASPool,
-		Secrets: append(config.SecretValues(d.Synapse.Raw), config.SecretValues(d.MAS.Raw)...)}
+		Secrets: config.SecretValues(d.Synapse.Raw, d.MAS.Raw)}
 	if s.Homeserver.Controller == "none" {
 		return none, nil
 	}
