@@ -3,20 +3,24 @@ package homeserver
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"slices"
 	"strings"
 	"time"
 
-	"github.com/masflow/masflow/internal/advisor"
+	"github.com/masflow/masflow/internal/liveness"
+	"github.com/masflow/masflow/internal/secret"
 )
 
 // Managed performs the homeserver steps itself: it stops and starts the
 // services through Processes and verifies every outcome with the same
-// probes as None (docs/homeserver.md).
+// Probes as None (docs/homeserver.md).
 type Managed struct {
-	*None
+	// Probes verify each step's outcome.
+	Probes    *Probes
 	Processes Processes
+	// Secrets are every secret value of the configs: hidden in every
+	// report and error of a step (the programs it runs may quote them).
+	Secrets secret.Known
 	// StopWait bounds the wait for a verified stop after the stop
 	// commands; StartWait the wait for /health after each start.
 	StopWait, StartWait time.Duration
@@ -33,41 +37,56 @@ type Managed struct {
 	Steps *HostSteps
 }
 
+var _ Controller = (*Managed)(nil)
+
 // Backup saves both databases and Synapse's configs.
 func (m *Managed) Backup(ctx context.Context, run string, progress func(string)) (Report, error) {
-	return m.Steps.TakeBackup(ctx, run, progress)
+	return m.redacted(m.Steps.TakeBackup(ctx, run, progress))
 }
 
 // Reconfigure rewrites Synapse's config for delegation.
-func (m *Managed) Reconfigure(ctx context.Context) (Report, error) { return m.Steps.Reconfigure(ctx) }
+func (m *Managed) Reconfigure(ctx context.Context) (Report, error) {
+	return m.redacted(m.Steps.Reconfigure(ctx))
+}
 
 // RestoreConfig puts Synapse's original config back.
 func (m *Managed) RestoreConfig(ctx context.Context) (Report, error) {
-	return m.Steps.RestoreConfig(ctx)
+	return m.redacted(m.Steps.RestoreConfig(ctx))
 }
 
 // Verify probes the migrated homeserver as a client would.
-func (m *Managed) Verify(ctx context.Context) (Report, error) { return m.Steps.Verify(ctx) }
+func (m *Managed) Verify(ctx context.Context) (Report, error) { return m.redacted(m.Steps.Verify(ctx)) }
+
+// redacted hides every secret of the configs in a step's report and
+// error: the one place a step's outcome passes before the activity.
+func (m *Managed) redacted(r Report, err error) (Report, error) {
+	r.Note = m.Secrets.Redact(r.Note)
+	for i, d := range r.Details {
+		r.Details[i] = m.Secrets.Redact(d)
+	}
+	return r, m.Secrets.RedactErr(err)
+}
 
 // Stop stops Synapse, then MAS, and waits until neither shows any sign
 // of life: no listener answers, no session of Synapse's database role,
 // no writer on the source tables.
-func (m *Managed) Stop(ctx context.Context) (Report, error) {
+func (m *Managed) Stop(ctx context.Context) (Report, error) { return m.redacted(m.stop(ctx)) }
+
+func (m *Managed) stop(ctx context.Context) (Report, error) {
 	rep := Report{Note: "Synapse and MAS are stopped (verified: no listener answers, no Synapse database session, no writer)"}
 	pctx, cancel := context.WithTimeout(ctx, m.CommandTimeout+m.StopWait)
 	defer cancel()
 	for _, svc := range []Service{Synapse, MAS} {
 		out, err := m.Processes.Stop(pctx, svc)
 		if err != nil {
-			return Report{}, m.Secrets.RedactErr(fmt.Errorf("stopping %s: %w", svc, err))
+			return Report{}, fmt.Errorf("stopping %s: %w", svc, err)
 		}
-		out.Output = m.Secrets.Redact(out.Output)
 		rep.add(svc, "stop", out)
 	}
 	var alive []string
 	err := m.wait(ctx, m.StopWait, func() (bool, error) {
 		var err error
-		alive, err = m.alive(ctx)
+		alive, err = m.Probes.alive(ctx)
 		return len(alive) == 0, err
 	})
 	if err != nil {
@@ -81,11 +100,14 @@ func (m *Managed) Stop(ctx context.Context) (Report, error) {
 // Start starts MAS, waits for its /health, then Synapse and waits for
 // its /health (only the services listed, when only is not empty).
 func (m *Managed) Start(ctx context.Context, recorded map[string]int32, only []Service) (Report, error) {
-	syn, err := m.synapse()
+	return m.redacted(m.start(ctx, recorded, only))
+}
+
+func (m *Managed) start(ctx context.Context, recorded map[string]int32, only []Service) (Report, error) {
+	health, err := m.Probes.healthURLs()
 	if err != nil {
 		return Report{}, err
 	}
-	health := map[Service][]string{MAS: advisor.MASHealthURLs(m.MAS.Raw), Synapse: advisor.SynapseHealthURLs(syn.Raw)}
 	rep := Report{Note: "started and answering /health:"}
 	for _, svc := range []Service{MAS, Synapse} {
 		if len(only) > 0 && !slices.Contains(only, svc) {
@@ -95,9 +117,8 @@ func (m *Managed) Start(ctx context.Context, recorded map[string]int32, only []S
 		out, err := m.Processes.Start(pctx, svc, recorded)
 		cancel()
 		if err != nil {
-			return Report{}, m.Secrets.RedactErr(fmt.Errorf("starting %s: %w", svc, err))
+			return Report{}, fmt.Errorf("starting %s: %w", svc, err)
 		}
-		out.Output = m.Secrets.Redact(out.Output)
 		rep.add(svc, "start", out)
 		if err := m.waitHealthy(ctx, svc, health[svc]); err != nil {
 			return Report{}, err
@@ -113,9 +134,7 @@ func (m *Managed) waitHealthy(ctx context.Context, svc Service, urls []string) e
 	if len(urls) == 0 {
 		return nil
 	}
-	err := m.wait(ctx, m.StartWait, func() (bool, error) {
-		return slices.ContainsFunc(urls, func(u string) bool { return healthy(ctx, m.httpClient(), u) }), nil
-	})
+	err := m.wait(ctx, m.StartWait, func() (bool, error) { return liveness.Healthy(ctx, m.Probes.HTTP, urls), nil })
 	if err != nil {
 		return fmt.Errorf("%s does not answer 200 on %s after %s: look at its logs (a config it refuses?): %w",
 			svc, strings.Join(urls, ", "), m.StartWait, err)
@@ -147,13 +166,6 @@ func (m *Managed) wait(ctx context.Context, limit time.Duration, done func() (bo
 	}
 }
 
-func (m *Managed) httpClient() *http.Client {
-	if m.HTTP != nil {
-		return m.HTTP
-	}
-	return &http.Client{Timeout: 3 * time.Second}
-}
-
 // controllerKey names the settings section of the controller in use.
 func (m *Managed) controllerKey() string {
 	switch m.Processes.(type) {
@@ -180,11 +192,6 @@ func (r *Report) add(svc Service, verb string, out Outcome) {
 	}
 }
 
-// healthy reports whether u answers 200 OK.
-func healthy(ctx context.Context, c *http.Client, u string) bool {
-	return advisor.HTTPStatus(ctx, c, u) == http.StatusOK
-}
-
 // MASCLI runs MAS's command-line tool with MAS's config files.
 type MASCLI struct {
 	// Path is the executable (setting mas.cli).
@@ -198,16 +205,19 @@ type MASCLI struct {
 // checks the schema is one masflow supports and every provider mapped
 // from Synapse exists.
 func (m *Managed) SyncSchema(ctx context.Context) (Report, error) {
+	return m.redacted(m.syncSchema(ctx))
+}
+
+func (m *Managed) syncSchema(ctx context.Context) (Report, error) {
 	argv := []string{m.MASCLI.Path}
 	for _, f := range m.MASCLI.ConfigFiles {
 		argv = append(argv, "--config", f)
 	}
 	out, err := m.MASCLI.Runner.run(ctx, "mas.cli", append(argv, "config", "sync")...)
 	if err != nil {
-		return Report{}, m.Secrets.RedactErr(fmt.Errorf("syncing MAS's database with its config: %w", err))
+		return Report{}, fmt.Errorf("syncing MAS's database with its config: %w", err)
 	}
-	out = m.Secrets.Redact(out)
-	if err := m.checkSchema(ctx); err != nil {
+	if err := m.Probes.checkSchema(ctx); err != nil {
 		return Report{}, err
 	}
 	return Report{Note: "mas-cli config sync done; the MAS schema is supported and its upstream providers exist",

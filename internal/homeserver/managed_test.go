@@ -17,6 +17,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/masflow/masflow/internal/pgtest"
+	"github.com/masflow/masflow/internal/secret"
 )
 
 // fakeSynapseEnv makes the test binary play Synapse (TestMain): serve
@@ -59,15 +60,15 @@ func playSynapse(addr, dsn string) int {
 // the Synapse database dsn.
 func commandDeployment(t *testing.T, port int, dsn string) (*Managed, string) {
 	t.Helper()
-	n := none(t, port, "")
-	n.SynapseDB = pgtest.Pool(t, dsn)
+	p := probes(t, port, "")
+	p.SynapseDB = pgtest.Pool(t, dsn)
 	dir := t.TempDir()
 	pidFile := filepath.Join(dir, "synapse.pid")
 	start := fmt.Sprintf("%s=127.0.0.1:%d MASFLOW_FAKE_SYNAPSE_DSN='%s' %s >%s 2>&1 & echo $! > %s",
 		fakeSynapseEnv, port, dsn, os.Args[0], filepath.Join(dir, "synapse.log"), pidFile)
 	stop := fmt.Sprintf("[ -f %[1]s ] && kill $(cat %[1]s) 2>/dev/null; rm -f %[1]s; echo stop sent", pidFile)
 	t.Cleanup(func() { _ = shell(stop) })
-	return &Managed{None: n, Processes: NewCommand(stop, start, "", "", time.Minute),
+	return &Managed{Probes: p, Processes: NewCommand(stop, start, "", "", time.Minute),
 		StopWait: 20 * time.Second, StartWait: 20 * time.Second, Poll: 100 * time.Millisecond, CommandTimeout: time.Minute}, pidFile
 }
 
@@ -91,7 +92,7 @@ func TestManagedStartsAndStopsARealProcessVerified(t *testing.T) {
 	if _, err := os.Stat(pidFile); err != nil {
 		t.Fatalf("the start command did not run: %v", err)
 	}
-	if err := m.VerifyStopped(ctx); !errors.Is(err, ErrNotYet) {
+	if err := m.Probes.VerifyStopped(ctx); !errors.Is(err, ErrNotYet) {
 		t.Fatalf("a started Synapse looks stopped: %v", err)
 	}
 	rep, err = m.Stop(ctx)
@@ -101,7 +102,7 @@ func TestManagedStartsAndStopsARealProcessVerified(t *testing.T) {
 	if !strings.Contains(strings.Join(rep.Details, "\n"), "stop synapse: stop sent") {
 		t.Fatalf("stop output not recorded: %q", rep.Details)
 	}
-	if err := m.VerifyStopped(ctx); err != nil {
+	if err := m.Probes.VerifyStopped(ctx); err != nil {
 		t.Fatalf("stopped, verified, yet: %v", err)
 	}
 	if _, err := m.Stop(ctx); err != nil {
@@ -145,24 +146,22 @@ func TestManagedStartFailsWhenSynapseNeverAnswers(t *testing.T) {
 // the configs reaches a step's report or error, and the error still
 // classifies by its cause.
 func TestCommandOutputNeverCarriesASecret(t *testing.T) {
-	const secret = "hunter2-matrix-secret"
+	const planted = "hunter2-matrix-secret"
 	cases := []struct {
 		name    string
 		stop    string
 		wantErr bool
 	}{
-		{"in the report of a command that worked", "echo 'using secret " + secret + "'", false},
-		{"in the error of a command that failed", "echo 'bad value " + secret + "' >&2; exit 2", true},
+		{"in the report of a command that worked", "echo 'using secret " + planted + "'", false},
+		{"in the error of a command that failed", "echo 'bad value " + planted + "' >&2; exit 2", true},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			n := none(t, closed(t), "")
-			n.Secrets = []string{secret}
-			m := &Managed{None: n, Processes: NewCommand(c.stop, "true", "", "", time.Minute), StopWait: time.Second,
+			m := &Managed{Probes: probes(t, closed(t), ""), Secrets: secret.Known{planted}, Processes: NewCommand(c.stop, "true", "", "", time.Minute), StopWait: time.Second,
 				CommandTimeout: time.Minute}
 			rep, err := m.Stop(context.Background())
 			text := fmt.Sprintf("%+v %v", rep, err)
-			if (err != nil) != c.wantErr || strings.Contains(text, secret) || !strings.Contains(text, "[redacted]") {
+			if (err != nil) != c.wantErr || strings.Contains(text, planted) || !strings.Contains(text, "[redacted]") {
 				t.Fatalf("got %s", text)
 			}
 			var exit *exec.ExitError
