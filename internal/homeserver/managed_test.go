@@ -145,29 +145,54 @@ func TestManagedStartFailsWhenSynapseNeverAnswers(t *testing.T) {
 // A program's output can quote a config value it rejects: no secret of
 // the configs reaches a step's report or error, and the error still
 // classifies by its cause.
-func TestCommandOutputNeverCarriesASecret(t *testing.T) {
+func TestProgramOutputNeverCarriesASecret(t *testing.T) {
 	const planted = "hunter2-matrix-secret"
 	cases := []struct {
 		name    string
-		stop    string
-		wantErr bool
+		step    func(context.Context, *Managed) (Report, error)
+		wantErr error // nil: the step succeeds
 	}{
-		{"in the report of a command that worked", "echo 'using secret " + planted + "'", false},
-		{"in the error of a command that failed", "echo 'bad value " + planted + "' >&2; exit 2", true},
+		{"in the report of a stop command that worked", stopWith("echo 'using secret " + planted + "'"), nil},
+		{"in the error of a stop command that failed", stopWith("echo 'bad value " + planted + "' >&2; exit 2"), &exec.ExitError{}},
+		{"in the error of Synapse's parser refusing the rewrite", reconfigureWith("echo 'bad value " + planted + "' >&2; exit 1"),
+			ErrConfigRefused},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			m := &Managed{Probes: probes(t, closed(t), ""), Secrets: secret.Known{planted}, Processes: NewCommand(c.stop, "true", "", "", time.Minute), StopWait: time.Second,
-				CommandTimeout: time.Minute}
-			rep, err := m.Stop(context.Background())
+			p := probes(t, closed(t), "")
+			m := &Managed{Probes: p, Secrets: secret.Known{planted}, StopWait: time.Second, CommandTimeout: time.Minute,
+				Steps: &HostSteps{Probes: p}}
+			rep, err := c.step(context.Background(), m)
 			text := fmt.Sprintf("%+v %v", rep, err)
-			if (err != nil) != c.wantErr || strings.Contains(text, planted) || !strings.Contains(text, "[redacted]") {
+			if (err != nil) != (c.wantErr != nil) || strings.Contains(text, planted) || !strings.Contains(text, "[redacted]") {
 				t.Fatalf("got %s", text)
 			}
 			var exit *exec.ExitError
-			if c.wantErr && !errors.As(err, &exit) {
+			if c.wantErr != nil && !errors.As(err, &exit) || errors.Is(c.wantErr, ErrConfigRefused) && !errors.Is(err, ErrConfigRefused) {
 				t.Fatalf("the cause is lost: %v", err)
 			}
 		})
+	}
+}
+
+// stopWith stops with this shell command.
+func stopWith(stop string) func(context.Context, *Managed) (Report, error) {
+	return func(ctx context.Context, m *Managed) (Report, error) {
+		m.Processes = NewCommand(stop, "true", "", "", time.Minute)
+		return m.Stop(ctx)
+	}
+}
+
+// reconfigureWith rewrites the config and checks it with a Synapse
+// parser running this shell script.
+func reconfigureWith(parser string) func(context.Context, *Managed) (Report, error) {
+	return func(ctx context.Context, m *Managed) (Report, error) {
+		dir := filepath.Dir(m.Probes.SynapsePaths[0])
+		m.Steps.SynapsePython = filepath.Join(dir, "python")
+		if err := os.WriteFile(m.Steps.SynapsePython, []byte("#!/bin/sh\n"+parser+"\n"), 0o755); err != nil {
+			return Report{}, err
+		}
+		m.Steps.MASEndpoint, m.Probes.MAS.Secret = "http://mas:8080/", "shared-secret-of-the-test"
+		return m.Reconfigure(ctx)
 	}
 }
