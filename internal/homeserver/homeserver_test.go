@@ -24,15 +24,20 @@ func probes(t *testing.T, port int, extra string) *Probes {
 	if err := os.WriteFile(hs, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	return &Probes{SynapsePaths: []string{hs}, MAS: writeMAS(t, dir, "")}
+}
+
+// writeMAS writes and loads dir/mas.yaml with the given extra lines.
+func writeMAS(t *testing.T, dir, extra string) *config.MAS {
 	masFile := filepath.Join(dir, "mas.yaml")
-	if err := os.WriteFile(masFile, []byte("matrix: {homeserver: example.org}\n"), 0o600); err != nil {
+	if err := os.WriteFile(masFile, []byte("matrix: {homeserver: example.org}\n"+extra+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	m, err := config.LoadMAS(masFile)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &Probes{SynapsePaths: []string{hs}, MAS: m}
+	return m
 }
 
 func listening(t *testing.T) int {

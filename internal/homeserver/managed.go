@@ -76,12 +76,12 @@ func (m *Managed) stop(ctx context.Context) (Report, error) {
 	rep := Report{Note: "Synapse and MAS are stopped (verified: no listener answers, no Synapse database session, no writer)"}
 	pctx, cancel := context.WithTimeout(ctx, m.CommandTimeout+m.StopWait)
 	defer cancel()
-	for _, svc := range []Service{Synapse, MAS} {
-		out, err := m.Processes.Stop(pctx, svc)
+	for _, t := range m.turns(StopAction, []Service{Synapse, MAS}) {
+		out, err := m.Processes.Stop(pctx, t.run)
 		if err != nil {
-			return Report{}, fmt.Errorf("stopping %s: %w", svc, err)
+			return Report{}, fmt.Errorf("stopping %s: %w", t, err)
 		}
-		rep.add(svc, "stop", out)
+		rep.add(t, StopAction, out)
 	}
 	var alive []string
 	err := m.wait(ctx, m.StopWait, func() (bool, error) {
@@ -98,7 +98,8 @@ func (m *Managed) stop(ctx context.Context) (Report, error) {
 }
 
 // Start starts MAS, waits for its /health, then Synapse and waits for
-// its /health (only the services listed, when only is not empty).
+// its /health (only the services listed, when only is not empty). A
+// command that starts both runs once, then both are waited for.
 func (m *Managed) Start(ctx context.Context, recorded map[string]int32, only []Service) (Report, error) {
 	return m.redacted(m.start(ctx, recorded, only))
 }
@@ -109,23 +110,55 @@ func (m *Managed) start(ctx context.Context, recorded map[string]int32, only []S
 		return Report{}, err
 	}
 	rep := Report{Note: "started and answering /health:"}
-	for _, svc := range []Service{MAS, Synapse} {
-		if len(only) > 0 && !slices.Contains(only, svc) {
-			continue
-		}
+	services := slices.DeleteFunc([]Service{MAS, Synapse}, func(s Service) bool { return len(only) > 0 && !slices.Contains(only, s) })
+	for _, t := range m.turns(StartAction, services) {
 		pctx, cancel := context.WithTimeout(ctx, m.CommandTimeout+m.StartWait)
-		out, err := m.Processes.Start(pctx, svc, recorded)
+		out, err := m.Processes.Start(pctx, t.run, recorded)
 		cancel()
 		if err != nil {
-			return Report{}, fmt.Errorf("starting %s: %w", svc, err)
+			return Report{}, fmt.Errorf("starting %s: %w", t, err)
 		}
-		rep.add(svc, "start", out)
-		if err := m.waitHealthy(ctx, svc, health[svc]); err != nil {
-			return Report{}, err
+		rep.add(t, StartAction, out)
+		for _, svc := range t.covers {
+			if err := m.waitHealthy(ctx, svc, health[svc]); err != nil {
+				return Report{}, err
+			}
+			rep.Note += " " + string(svc)
 		}
-		rep.Note += " " + string(svc)
 	}
 	return rep, nil
+}
+
+// turn is one Stop or Start call of Processes: the service it is run
+// for, and every service it acts on.
+type turn struct {
+	run    Service
+	covers []Service
+}
+
+// String names the services the turn acts on ("synapse, mas").
+func (t turn) String() string {
+	names := make([]string, len(t.covers))
+	for i, s := range t.covers {
+		names[i] = string(s)
+	}
+	return strings.Join(names, ", ")
+}
+
+// turns are the calls that perform a on services, in their order: one
+// per command, at the first service it acts on (docs/homeserver.md: the
+// command controller's start without mas_start starts MAS too).
+func (m *Managed) turns(a Action, services []Service) []turn {
+	var out []turn
+	for _, svc := range services {
+		run := m.Processes.RunBy(a, svc)
+		i := slices.IndexFunc(out, func(t turn) bool { return t.run == run })
+		if i < 0 {
+			out, i = append(out, turn{run: run}), len(out)
+		}
+		out[i].covers = append(out[i].covers, svc)
+	}
+	return out
 }
 
 // waitHealthy waits until one of urls answers 200 (none configured: MAS
@@ -179,10 +212,10 @@ func (m *Managed) controllerKey() string {
 	return "kubernetes"
 }
 
-// add records one service's command outcome in the report.
-func (r *Report) add(svc Service, verb string, out Outcome) {
+// add records one turn's outcome in the report.
+func (r *Report) add(t turn, a Action, out Outcome) {
 	if out.Output != "" {
-		r.Details = append(r.Details, fmt.Sprintf("%s %s: %s", verb, svc, out.Output))
+		r.Details = append(r.Details, fmt.Sprintf("%s %s: %s", a, t, out.Output))
 	}
 	for k, v := range out.Replicas {
 		if r.Replicas == nil {
