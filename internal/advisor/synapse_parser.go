@@ -34,7 +34,8 @@ func parserCheck(ctx context.Context, in Input, add func(Finding)) error {
 		lines := strings.Split(strings.TrimSpace(out.String()), "\n")
 		// The parser quotes the values it rejects: the finding reaches
 		// Advise's result and the workflow history.
-		tail := config.SecretValues(in.Synapse.Raw, in.MAS.Raw).Redact(strings.Join(lines[max(0, len(lines)-5):], " | "))
+		secrets := config.SecretValues(in.Synapse.Raw, in.MAS.Raw)
+		tail := secrets.Redact(strings.Join(lines[max(0, len(lines)-5):], " | "))
 		add(finding("synapse_parser_failed", Error,
 			"point homeserver.synapse_python at the Python of Synapse's own install (e.g. /opt/venvs/matrix-synapse/bin/python), or unset it",
 			"%s -m synapse.config cannot check the current config (%v): %s", in.SynapsePython, err, tail))
