@@ -62,7 +62,7 @@ type Input struct {
 	// IgnoreMissingProviders lowers "provider missing in Synapse" to a
 	// warning, as the import will skip such links.
 	IgnoreMissingProviders bool
-	// HTTP probes listeners; nil uses a client with a short timeout.
+	// HTTP probes listeners; nil uses liveness.Client(nil).
 	HTTP *http.Client
 	// SynapsePython, when set, runs Synapse's own config parser.
 	SynapsePython string
@@ -123,9 +123,6 @@ type group func(ctx context.Context, in Input, add func(Finding)) error
 func Run(ctx context.Context, in Input) (Report, error) {
 	if in.Phase == "" {
 		in.Phase = BeforeDowntime
-	}
-	if in.HTTP == nil {
-		in.HTTP = defaultHTTPClient()
 	}
 	rep := Report{Phase: in.Phase}
 	add := func(f Finding) { rep.Findings = append(rep.Findings, f) }

@@ -6,6 +6,8 @@ import (
 	"os/exec"
 	"strings"
 	"time"
+
+	"github.com/masflow/masflow/internal/config"
 )
 
 // parserTimeout bounds Synapse's config parser (it imports Synapse).
@@ -30,7 +32,10 @@ func parserCheck(ctx context.Context, in Input, add func(Finding)) error {
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Run(); err != nil {
 		lines := strings.Split(strings.TrimSpace(out.String()), "\n")
-		tail := strings.Join(lines[max(0, len(lines)-5):], " | ")
+		// The parser quotes the values it rejects: the finding reaches
+		// Advise's result and the workflow history.
+		secrets := config.SecretValues(in.Synapse.Raw, in.MAS.Raw)
+		tail := secrets.Redact(strings.Join(lines[max(0, len(lines)-5):], " | "))
 		add(finding("synapse_parser_failed", Error,
 			"point homeserver.synapse_python at the Python of Synapse's own install (e.g. /opt/venvs/matrix-synapse/bin/python), or unset it",
 			"%s -m synapse.config cannot check the current config (%v): %s", in.SynapsePython, err, tail))

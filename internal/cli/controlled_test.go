@@ -17,9 +17,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/masflow/masflow/internal/advisor"
 	"github.com/masflow/masflow/internal/config"
 	"github.com/masflow/masflow/internal/fakesynapse"
+	"github.com/masflow/masflow/internal/liveness"
 	"github.com/masflow/masflow/internal/sample"
 	"github.com/masflow/masflow/internal/temporaltest"
 	"github.com/masflow/masflow/workflows"
@@ -69,7 +69,7 @@ func newControlled(t *testing.T) *controlled {
 	if c.original, err = os.ReadFile(c.hsFile); err != nil {
 		t.Fatal(err)
 	}
-	health, _ := url.Parse(advisor.SynapseHealthURLs(syn.Raw)[0])
+	health, _ := url.Parse(liveness.SynapseHealthURLs(syn.Raw)[0])
 	c.base = "http://" + health.Host + "/"
 	pid := filepath.Join(dir, "synapse.pid")
 	c.start = fmt.Sprintf("%s=%s FAKE_SYNAPSE_CONFIG=%s FAKE_SYNAPSE_MAS_DSN='%s' FAKE_SYNAPSE_ISSUER=https://auth.demo.example/ "+

@@ -3,6 +3,8 @@ package config
 import (
 	"sort"
 	"strings"
+
+	"github.com/masflow/masflow/internal/secret"
 )
 
 // secretKeyWords mark a config key whose value is (or embeds) a secret:
@@ -15,11 +17,11 @@ var secretKeyWords = []string{"secret", "password", "pass", "pepper", "salt", "t
 // out: replacing them would garble harmless text.
 const minSecretLen = 6
 
-// SecretValues lists every string value of a config (Synapse's or MAS's
-// merged document) under a key that names a secret, longest first, for
-// hiding them in the output of programs masflow runs.
-func SecretValues(raw map[string]any) []string {
-	var out []string
+// SecretValues lists every string value of the configs (Synapse's and
+// MAS's merged documents) under a key that names a secret, longest first,
+// for hiding them in the output of programs masflow runs.
+func SecretValues(raws ...map[string]any) secret.Known {
+	var out secret.Known
 	var walk func(key string, v any)
 	walk = func(key string, v any) {
 		switch x := v.(type) {
@@ -37,7 +39,9 @@ func SecretValues(raw map[string]any) []string {
 			}
 		}
 	}
-	walk("", raw)
+	for _, raw := range raws {
+		walk("", raw)
+	}
 	sort.Slice(out, func(i, j int) bool { return len(out[i]) > len(out[j]) })
 	return out
 }

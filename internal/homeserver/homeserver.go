@@ -1,8 +1,9 @@
 // Package homeserver controls the Synapse side of a migration: backup,
-// stop, MAS schema sync, config rewrite, start and verification. Each
-// deployment style (systemd, compose, Kubernetes, a process) is a
-// Controller; "none" only verifies that the operator did each step, and
-// fails with what is still missing.
+// stop, MAS schema sync, config rewrite, start and verification. Two
+// Controllers perform the steps: None only verifies that the operator did
+// each, and fails with what is still missing; Managed acts through the
+// deployment's Processes (systemd, compose, Kubernetes, the operator's
+// commands), then verifies. Both verify with the same Probes.
 package homeserver
 
 import (
@@ -13,8 +14,8 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/masflow/masflow/internal/advisor"
 	"github.com/masflow/masflow/internal/config"
+	"github.com/masflow/masflow/internal/liveness"
 	"github.com/masflow/masflow/internal/mas"
 )
 
@@ -62,78 +63,59 @@ var ErrConfigRefused = errors.New("Synapse refuses the rewritten config")
 // worker looks for it; no retry changes that.
 var ErrMissingTool = errors.New("program not found")
 
-// None verifies each step and changes nothing.
-type None struct {
+// Probes look at the deployment without changing it: is it stopped, does
+// Synapse answer, does its config delegate to MAS, is MAS's schema ready.
+// Every controller verifies its steps with them: None only that, Managed
+// after acting.
+type Probes struct {
+	// SynapsePaths are Synapse's -c paths, read again by every probe: the
+	// operator or the reconfigure step may have changed the config.
 	SynapsePaths []string
 	MAS          *config.MAS
 	SynapseDB    *pgxpool.Pool
 	MASDB        *pgxpool.Pool
-	HTTP         *http.Client
-	// Secrets are every secret value of the configs (config.SecretValues):
-	// hidden in the output of programs the steps run.
-	Secrets []string
+	// HTTP probes the listeners; nil uses liveness.Client(nil).
+	HTTP *http.Client
 }
 
-// synapse re-reads Synapse's config: the operator may have changed it.
-func (n *None) synapse() (*config.Synapse, error) { return config.LoadSynapse(n.SynapsePaths...) }
-
-// Backup takes none: the operator is responsible for backups.
-func (n *None) Backup(context.Context, string, func(string)) (Report, error) {
-	return Report{Note: "no backup taken (homeserver.controller none): back up both databases and the configs yourself"}, nil
-}
-
-// Stop verifies Synapse and MAS are stopped.
-func (n *None) Stop(ctx context.Context) (Report, error) {
-	return noted("Synapse and MAS are stopped", n.VerifyStopped(ctx))
-}
-
-// noted is the Report of a verify-only step.
-func noted(note string, err error) (Report, error) {
-	if err != nil {
-		return Report{}, err
-	}
-	return Report{Note: note}, nil
-}
+// synapse reads Synapse's config as it is now.
+func (p *Probes) synapse() (*config.Synapse, error) { return config.LoadSynapse(p.SynapsePaths...) }
 
 // VerifyStopped fails (ErrNotYet) while Synapse or MAS is verifiably
 // running: a listener answers /health, Synapse's database role has other
-// sessions, or the source tables cannot be locked.
-func (n *None) VerifyStopped(ctx context.Context) error {
-	alive, err := n.alive(ctx)
+// sessions, or the source tables cannot be locked. The import calls it
+// before every slice, whatever the controller.
+func (p *Probes) VerifyStopped(ctx context.Context) error {
+	alive, err := p.alive(ctx)
 	if err != nil || len(alive) == 0 {
 		return err
 	}
-	return fmt.Errorf("stop Synapse and MAS yourself (controller none): %s: %w", strings.Join(alive, "; "), ErrNotYet)
+	return fmt.Errorf("Synapse or MAS still runs: %s; stop them (the stop step does, or do it yourself with "+
+		"homeserver.controller none): %w", strings.Join(alive, "; "), ErrNotYet)
 }
 
 // alive lists what shows Synapse or MAS running (empty: both stopped).
-func (n *None) alive(ctx context.Context) ([]string, error) {
-	syn, err := n.synapse()
+func (p *Probes) alive(ctx context.Context) ([]string, error) {
+	syn, err := p.synapse()
 	if err != nil {
 		return nil, err
 	}
-	st, err := advisor.Runtime(ctx, advisor.Input{Synapse: syn, MAS: n.MAS, SynapseDB: n.SynapseDB, HTTP: n.HTTP})
+	st, err := liveness.Probe(ctx, liveness.Target{Synapse: syn, MAS: p.MAS, SynapseDB: p.SynapseDB, HTTP: p.HTTP})
 	if err != nil {
 		return nil, err
 	}
 	return append(st.Synapse, st.MAS...), nil
 }
 
-// SyncSchema verifies the MAS schema is supported and that `mas-cli
-// config sync` created the configured upstream providers.
-func (n *None) SyncSchema(ctx context.Context) (Report, error) {
-	return noted("the MAS schema is supported and its upstream providers exist", n.checkSchema(ctx))
-}
-
 // checkSchema: the MAS schema is supported and every provider mapped
 // from Synapse exists in MAS's database.
-func (n *None) checkSchema(ctx context.Context) error {
-	if _, err := mas.DetectSchema(ctx, n.MASDB); err != nil {
+func (p *Probes) checkSchema(ctx context.Context) error {
+	if _, err := mas.DetectSchema(ctx, p.MASDB); err != nil {
 		return err
 	}
-	for idp, id := range n.MAS.ProviderMap() {
+	for idp, id := range p.MAS.ProviderMap() {
 		var ok bool
-		if err := n.MASDB.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM upstream_oauth_providers
+		if err := p.MASDB.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM upstream_oauth_providers
 			WHERE upstream_oauth_provider_id = $1)`, [16]byte(id)).Scan(&ok); err != nil {
 			return fmt.Errorf("looking up MAS provider for %s: %w", idp, err)
 		}
@@ -144,20 +126,10 @@ func (n *None) checkSchema(ctx context.Context) error {
 	return nil
 }
 
-// Reconfigure verifies Synapse's config enables MAS delegation.
-func (n *None) Reconfigure(context.Context) (Report, error) {
-	return noted("Synapse's config delegates authentication to MAS", n.delegating(true))
-}
-
-// RestoreConfig verifies Synapse's config no longer delegates to MAS.
-func (n *None) RestoreConfig(context.Context) (Report, error) {
-	return noted("Synapse's config does not delegate to MAS", n.delegating(false))
-}
-
 // delegating fails (ErrNotYet) unless Synapse's config delegation is on
 // (want true) or off (want false).
-func (n *None) delegating(want bool) error {
-	syn, err := n.synapse()
+func (p *Probes) delegating(want bool) error {
+	syn, err := p.synapse()
 	if err != nil {
 		return err
 	}
@@ -165,38 +137,36 @@ func (n *None) delegating(want bool) error {
 	on := v != nil && v["enabled"] == true
 	switch {
 	case want && !on:
-		return fmt.Errorf("add matrix_authentication_service (enabled: true, endpoint, secret) to Synapse's config "+
-			"(controller none): %w", ErrNotYet)
+		return fmt.Errorf("%v: add matrix_authentication_service (enabled: true, endpoint, secret) to Synapse's config: %w",
+			syn.Files, ErrNotYet)
 	case !want && on:
-		return fmt.Errorf("restore Synapse's original config (remove matrix_authentication_service) "+
-			"(controller none): %w", ErrNotYet)
+		return fmt.Errorf("%v: restore Synapse's original config (remove matrix_authentication_service): %w",
+			syn.Files, ErrNotYet)
 	}
 	return nil
 }
 
-// Start verifies Synapse answers on a listener.
-func (n *None) Start(ctx context.Context, _ map[string]int32, _ []Service) (Report, error) {
-	return noted("Synapse answers", n.answering(ctx))
-}
-
-// Verify checks Synapse answers /health.
-func (n *None) Verify(ctx context.Context) (Report, error) {
-	return noted("Synapse answers", n.answering(ctx))
-}
-
 // answering fails (ErrNotYet) until a Synapse listener answers /health.
-func (n *None) answering(ctx context.Context) error {
-	syn, err := n.synapse()
+func (p *Probes) answering(ctx context.Context) error {
+	syn, err := p.synapse()
 	if err != nil {
 		return err
 	}
-	st, err := advisor.Runtime(ctx, advisor.Input{Synapse: syn, HTTP: n.HTTP})
+	st, err := liveness.Probe(ctx, liveness.Target{Synapse: syn, HTTP: p.HTTP})
 	if err != nil {
 		return err
 	}
 	if len(st.Synapse) == 0 {
-		return fmt.Errorf("no Synapse listener answers %v: start Synapse (controller none): %w",
-			advisor.SynapseHealthURLs(syn.Raw), ErrNotYet)
+		return fmt.Errorf("no Synapse listener answers %v: start Synapse: %w", liveness.SynapseHealthURLs(syn.Raw), ErrNotYet)
 	}
 	return nil
+}
+
+// healthURLs are where each service answers /health once started.
+func (p *Probes) healthURLs() (map[Service][]string, error) {
+	syn, err := p.synapse()
+	if err != nil {
+		return nil, err
+	}
+	return map[Service][]string{MAS: liveness.MASHealthURLs(p.MAS.Raw), Synapse: liveness.SynapseHealthURLs(syn.Raw)}, nil
 }

@@ -15,24 +15,29 @@ import (
 	"github.com/masflow/masflow/internal/pgtest"
 )
 
-// none returns a controller over a homeserver.yaml with the given extra
-// lines and one HTTP listener on port.
-func none(t *testing.T, port int, extra string) *None {
+// probes look at a homeserver.yaml with the given extra lines and one
+// HTTP listener on port.
+func probes(t *testing.T, port int, extra string) *Probes {
 	dir := t.TempDir()
 	hs := filepath.Join(dir, "homeserver.yaml")
 	body := fmt.Sprintf("server_name: example.org\ndatabase: {name: psycopg2}\nlisteners:\n  - {port: %d, type: http, bind_addresses: ['127.0.0.1']}\n%s\n", port, extra)
 	if err := os.WriteFile(hs, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	return &Probes{SynapsePaths: []string{hs}, MAS: writeMAS(t, dir, "")}
+}
+
+// writeMAS writes and loads dir/mas.yaml with the given extra lines.
+func writeMAS(t *testing.T, dir, extra string) *config.MAS {
 	masFile := filepath.Join(dir, "mas.yaml")
-	if err := os.WriteFile(masFile, []byte("matrix: {homeserver: example.org}\n"), 0o600); err != nil {
+	if err := os.WriteFile(masFile, []byte("matrix: {homeserver: example.org}\n"+extra+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	m, err := config.LoadMAS(masFile)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &None{SynapsePaths: []string{hs}, MAS: m}
+	return m
 }
 
 func listening(t *testing.T) int {
@@ -70,7 +75,7 @@ func TestNoneVerifiesEachStep(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			_, err := c.step(none(t, c.port(t), c.extra), context.Background())
+			_, err := c.step(&None{Probes: probes(t, c.port(t), c.extra)}, context.Background())
 			if (err != nil) != c.wantErr {
 				t.Fatalf("err = %v, want error %v", err, c.wantErr)
 			}
@@ -85,16 +90,16 @@ func startAll(n *None, ctx context.Context) (Report, error) { return n.Start(ctx
 
 func TestStopSeesSynapseDatabaseSessions(t *testing.T) {
 	dsn := pgtest.Database(t, pgtest.Synapse)
-	n := none(t, closed(t), "")
-	n.SynapseDB = pgtest.Pool(t, dsn) // a pool without masflow's application_name: looks like Synapse
-	if _, err := n.SynapseDB.Exec(context.Background(), "SELECT 1"); err != nil {
+	p := probes(t, closed(t), "")
+	p.SynapseDB = pgtest.Pool(t, dsn) // a pool without masflow's application_name: looks like Synapse
+	if _, err := p.SynapseDB.Exec(context.Background(), "SELECT 1"); err != nil {
 		t.Fatal(err)
 	}
 	other := pgtest.Pool(t, dsn)
 	if _, err := other.Exec(context.Background(), "SELECT 1"); err != nil {
 		t.Fatal(err)
 	}
-	if err := n.VerifyStopped(context.Background()); !errors.Is(err, ErrNotYet) {
+	if err := p.VerifyStopped(context.Background()); !errors.Is(err, ErrNotYet) {
 		t.Fatalf("another session of the role is connected: got %v", err)
 	}
 }

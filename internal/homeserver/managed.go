@@ -3,20 +3,24 @@ package homeserver
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"slices"
 	"strings"
 	"time"
 
-	"github.com/masflow/masflow/internal/advisor"
+	"github.com/masflow/masflow/internal/liveness"
+	"github.com/masflow/masflow/internal/secret"
 )
 
 // Managed performs the homeserver steps itself: it stops and starts the
 // services through Processes and verifies every outcome with the same
-// probes as None (docs/homeserver.md).
+// Probes as None (docs/homeserver.md).
 type Managed struct {
-	*None
+	// Probes verify each step's outcome.
+	Probes    *Probes
 	Processes Processes
+	// Secrets are every secret value of the configs: hidden in every
+	// report and error of a step (the programs it runs may quote them).
+	Secrets secret.Known
 	// StopWait bounds the wait for a verified stop after the stop
 	// commands; StartWait the wait for /health after each start.
 	StopWait, StartWait time.Duration
@@ -33,41 +37,56 @@ type Managed struct {
 	Steps *HostSteps
 }
 
+var _ Controller = (*Managed)(nil)
+
 // Backup saves both databases and Synapse's configs.
 func (m *Managed) Backup(ctx context.Context, run string, progress func(string)) (Report, error) {
-	return m.Steps.TakeBackup(ctx, run, progress)
+	return m.redacted(m.Steps.TakeBackup(ctx, run, progress))
 }
 
 // Reconfigure rewrites Synapse's config for delegation.
-func (m *Managed) Reconfigure(ctx context.Context) (Report, error) { return m.Steps.Reconfigure(ctx) }
+func (m *Managed) Reconfigure(ctx context.Context) (Report, error) {
+	return m.redacted(m.Steps.Reconfigure(ctx))
+}
 
 // RestoreConfig puts Synapse's original config back.
 func (m *Managed) RestoreConfig(ctx context.Context) (Report, error) {
-	return m.Steps.RestoreConfig(ctx)
+	return m.redacted(m.Steps.RestoreConfig(ctx))
 }
 
 // Verify probes the migrated homeserver as a client would.
-func (m *Managed) Verify(ctx context.Context) (Report, error) { return m.Steps.Verify(ctx) }
+func (m *Managed) Verify(ctx context.Context) (Report, error) { return m.redacted(m.Steps.Verify(ctx)) }
+
+// redacted hides every secret of the configs in a step's report and
+// error: the one place a step's outcome passes before the activity.
+func (m *Managed) redacted(r Report, err error) (Report, error) {
+	r.Note = m.Secrets.Redact(r.Note)
+	for i, d := range r.Details {
+		r.Details[i] = m.Secrets.Redact(d)
+	}
+	return r, m.Secrets.RedactErr(err)
+}
 
 // Stop stops Synapse, then MAS, and waits until neither shows any sign
 // of life: no listener answers, no session of Synapse's database role,
 // no writer on the source tables.
-func (m *Managed) Stop(ctx context.Context) (Report, error) {
+func (m *Managed) Stop(ctx context.Context) (Report, error) { return m.redacted(m.stop(ctx)) }
+
+func (m *Managed) stop(ctx context.Context) (Report, error) {
 	rep := Report{Note: "Synapse and MAS are stopped (verified: no listener answers, no Synapse database session, no writer)"}
 	pctx, cancel := context.WithTimeout(ctx, m.CommandTimeout+m.StopWait)
 	defer cancel()
-	for _, svc := range []Service{Synapse, MAS} {
-		out, err := m.Processes.Stop(pctx, svc)
+	for _, t := range m.turns(StopAction, []Service{Synapse, MAS}) {
+		out, err := m.Processes.Stop(pctx, t.run)
 		if err != nil {
-			return Report{}, m.redactErr(fmt.Errorf("stopping %s: %w", svc, err))
+			return Report{}, fmt.Errorf("stopping %s: %w", t, err)
 		}
-		out.Output = m.redact(out.Output)
-		rep.add(svc, "stop", out)
+		rep.add(t, StopAction, out)
 	}
 	var alive []string
 	err := m.wait(ctx, m.StopWait, func() (bool, error) {
 		var err error
-		alive, err = m.alive(ctx)
+		alive, err = m.Probes.alive(ctx)
 		return len(alive) == 0, err
 	})
 	if err != nil {
@@ -79,32 +98,67 @@ func (m *Managed) Stop(ctx context.Context) (Report, error) {
 }
 
 // Start starts MAS, waits for its /health, then Synapse and waits for
-// its /health (only the services listed, when only is not empty).
+// its /health (only the services listed, when only is not empty). A
+// command that starts both runs once, then both are waited for.
 func (m *Managed) Start(ctx context.Context, recorded map[string]int32, only []Service) (Report, error) {
-	syn, err := m.synapse()
+	return m.redacted(m.start(ctx, recorded, only))
+}
+
+func (m *Managed) start(ctx context.Context, recorded map[string]int32, only []Service) (Report, error) {
+	health, err := m.Probes.healthURLs()
 	if err != nil {
 		return Report{}, err
 	}
-	health := map[Service][]string{MAS: advisor.MASHealthURLs(m.MAS.Raw), Synapse: advisor.SynapseHealthURLs(syn.Raw)}
 	rep := Report{Note: "started and answering /health:"}
-	for _, svc := range []Service{MAS, Synapse} {
-		if len(only) > 0 && !slices.Contains(only, svc) {
-			continue
-		}
+	services := slices.DeleteFunc([]Service{MAS, Synapse}, func(s Service) bool { return len(only) > 0 && !slices.Contains(only, s) })
+	for _, t := range m.turns(StartAction, services) {
 		pctx, cancel := context.WithTimeout(ctx, m.CommandTimeout+m.StartWait)
-		out, err := m.Processes.Start(pctx, svc, recorded)
+		out, err := m.Processes.Start(pctx, t.run, recorded)
 		cancel()
 		if err != nil {
-			return Report{}, m.redactErr(fmt.Errorf("starting %s: %w", svc, err))
+			return Report{}, fmt.Errorf("starting %s: %w", t, err)
 		}
-		out.Output = m.redact(out.Output)
-		rep.add(svc, "start", out)
-		if err := m.waitHealthy(ctx, svc, health[svc]); err != nil {
-			return Report{}, err
+		rep.add(t, StartAction, out)
+		for _, svc := range t.covers {
+			if err := m.waitHealthy(ctx, svc, health[svc]); err != nil {
+				return Report{}, err
+			}
+			rep.Note += " " + string(svc)
 		}
-		rep.Note += " " + string(svc)
 	}
 	return rep, nil
+}
+
+// turn is one Stop or Start call of Processes: the service it is run
+// for, and every service it acts on.
+type turn struct {
+	run    Service
+	covers []Service
+}
+
+// String names the services the turn acts on ("synapse, mas").
+func (t turn) String() string {
+	names := make([]string, len(t.covers))
+	for i, s := range t.covers {
+		names[i] = string(s)
+	}
+	return strings.Join(names, ", ")
+}
+
+// turns are the calls that perform a on services, in their order: one
+// per command, at the first service it acts on (docs/homeserver.md: the
+// command controller's start without mas_start starts MAS too).
+func (m *Managed) turns(a Action, services []Service) []turn {
+	var out []turn
+	for _, svc := range services {
+		run := m.Processes.RunBy(a, svc)
+		i := slices.IndexFunc(out, func(t turn) bool { return t.run == run })
+		if i < 0 {
+			out, i = append(out, turn{run: run}), len(out)
+		}
+		out[i].covers = append(out[i].covers, svc)
+	}
+	return out
 }
 
 // waitHealthy waits until one of urls answers 200 (none configured: MAS
@@ -113,9 +167,7 @@ func (m *Managed) waitHealthy(ctx context.Context, svc Service, urls []string) e
 	if len(urls) == 0 {
 		return nil
 	}
-	err := m.wait(ctx, m.StartWait, func() (bool, error) {
-		return slices.ContainsFunc(urls, func(u string) bool { return healthy(ctx, m.httpClient(), u) }), nil
-	})
+	err := m.wait(ctx, m.StartWait, func() (bool, error) { return liveness.Healthy(ctx, m.Probes.HTTP, urls), nil })
 	if err != nil {
 		return fmt.Errorf("%s does not answer 200 on %s after %s: look at its logs (a config it refuses?): %w",
 			svc, strings.Join(urls, ", "), m.StartWait, err)
@@ -147,13 +199,6 @@ func (m *Managed) wait(ctx context.Context, limit time.Duration, done func() (bo
 	}
 }
 
-func (m *Managed) httpClient() *http.Client {
-	if m.HTTP != nil {
-		return m.HTTP
-	}
-	return &http.Client{Timeout: 3 * time.Second}
-}
-
 // controllerKey names the settings section of the controller in use.
 func (m *Managed) controllerKey() string {
 	switch m.Processes.(type) {
@@ -167,10 +212,10 @@ func (m *Managed) controllerKey() string {
 	return "kubernetes"
 }
 
-// add records one service's command outcome in the report.
-func (r *Report) add(svc Service, verb string, out Outcome) {
+// add records one turn's outcome in the report.
+func (r *Report) add(t turn, a Action, out Outcome) {
 	if out.Output != "" {
-		r.Details = append(r.Details, fmt.Sprintf("%s %s: %s", verb, svc, out.Output))
+		r.Details = append(r.Details, fmt.Sprintf("%s %s: %s", a, t, out.Output))
 	}
 	for k, v := range out.Replicas {
 		if r.Replicas == nil {
@@ -178,11 +223,6 @@ func (r *Report) add(svc Service, verb string, out Outcome) {
 		}
 		r.Replicas[k] = v
 	}
-}
-
-// healthy reports whether u answers 200 OK.
-func healthy(ctx context.Context, c *http.Client, u string) bool {
-	return advisor.HTTPStatus(ctx, c, u) == http.StatusOK
 }
 
 // MASCLI runs MAS's command-line tool with MAS's config files.
@@ -198,16 +238,19 @@ type MASCLI struct {
 // checks the schema is one masflow supports and every provider mapped
 // from Synapse exists.
 func (m *Managed) SyncSchema(ctx context.Context) (Report, error) {
+	return m.redacted(m.syncSchema(ctx))
+}
+
+func (m *Managed) syncSchema(ctx context.Context) (Report, error) {
 	argv := []string{m.MASCLI.Path}
 	for _, f := range m.MASCLI.ConfigFiles {
 		argv = append(argv, "--config", f)
 	}
 	out, err := m.MASCLI.Runner.run(ctx, "mas.cli", append(argv, "config", "sync")...)
 	if err != nil {
-		return Report{}, m.redactErr(fmt.Errorf("syncing MAS's database with its config: %w", err))
+		return Report{}, fmt.Errorf("syncing MAS's database with its config: %w", err)
 	}
-	out = m.redact(out)
-	if err := m.checkSchema(ctx); err != nil {
+	if err := m.Probes.checkSchema(ctx); err != nil {
 		return Report{}, err
 	}
 	return Report{Note: "mas-cli config sync done; the MAS schema is supported and its upstream providers exist",

@@ -20,6 +20,15 @@ const (
 	MAS     Service = "mas"
 )
 
+// Action is what a controller does to the services.
+type Action string
+
+// The two actions of Processes.
+const (
+	StopAction  Action = "stop"
+	StartAction Action = "start"
+)
+
 // Processes stops and starts the deployment's services: systemd units,
 // compose services, Kubernetes workloads or the operator's commands.
 // Both methods are idempotent: stopping a stopped service succeeds, and
@@ -31,7 +40,17 @@ type Processes interface {
 	// Start starts svc again; recorded is what Stop returned (replica
 	// counts), nil when the run never stopped it.
 	Start(ctx context.Context, svc Service, recorded map[string]int32) (Outcome, error)
+	// RunBy names the service whose Stop or Start (a) acts on svc: svc
+	// itself, or another when one command drives both (the command
+	// controller's start without mas_start). Managed calls each once.
+	RunBy(a Action, svc Service) Service
 }
+
+var (
+	_ Processes = (*Command)(nil)
+	_ Processes = (*Systemd)(nil)
+	_ Processes = (*Compose)(nil)
+)
 
 // Outcome is what a stop or start did, for the step's audit trail.
 type Outcome struct {
@@ -111,8 +130,8 @@ func lastLines(s string, n int) string {
 
 // Command runs the operator's shell commands (homeserver.command.*).
 type Command struct {
-	// StopCmd and StartCmd stop and start Synapse (and, unless MASStop
-	// and MASStart are set, everything else of the deployment).
+	// StopCmd stops Synapse and, unless MASStop is set, MAS too; StartCmd
+	// starts Synapse and, unless MASStart is set, MAS too.
 	StopCmd, StartCmd string
 	// MASStop and MASStart, when set, stop and start MAS separately.
 	MASStop, MASStart string
@@ -133,6 +152,19 @@ func (c *Command) Stop(ctx context.Context, svc Service) (Outcome, error) {
 // Start runs the start command of svc.
 func (c *Command) Start(ctx context.Context, svc Service, _ map[string]int32) (Outcome, error) {
 	return c.shell(ctx, svc, "start", c.StartCmd, c.MASStart)
+}
+
+// RunBy is Synapse's command for MAS when MAS has no command of its own
+// for a.
+func (c *Command) RunBy(a Action, svc Service) Service {
+	own := c.MASStart
+	if a == StopAction {
+		own = c.MASStop
+	}
+	if svc == MAS && own == "" {
+		return Synapse
+	}
+	return svc
 }
 
 func (c *Command) shell(ctx context.Context, svc Service, verb, synapseCmd, masCmd string) (Outcome, error) {
@@ -170,6 +202,9 @@ func (s *Systemd) Start(ctx context.Context, svc Service, _ map[string]int32) (O
 	return s.systemctl(ctx, "start", svc)
 }
 
+// RunBy is svc: each service has its own units.
+func (s *Systemd) RunBy(_ Action, svc Service) Service { return svc }
+
 func (s *Systemd) systemctl(ctx context.Context, verb string, svc Service) (Outcome, error) {
 	units, key := s.SynapseUnits, "homeserver.systemd.synapse_units"
 	if svc == MAS {
@@ -204,6 +239,9 @@ func (c *Compose) Stop(ctx context.Context, svc Service) (Outcome, error) {
 func (c *Compose) Start(ctx context.Context, svc Service, _ map[string]int32) (Outcome, error) {
 	return c.compose(ctx, svc, "up", "-d")
 }
+
+// RunBy is svc: each service has its own compose services.
+func (c *Compose) RunBy(_ Action, svc Service) Service { return svc }
 
 func (c *Compose) compose(ctx context.Context, svc Service, verb ...string) (Outcome, error) {
 	services, key := c.SynapseServices, "homeserver.compose.synapse_services"

@@ -18,9 +18,12 @@ import (
 )
 
 // HostSteps performs backup, reconfigure, restore and verify for the
-// controllers that act (Managed.Steps).
+// controllers that act (Managed.Steps). Its reports and errors can quote
+// a program's output: they leave through Managed, which hides the
+// configs' secrets in them.
 type HostSteps struct {
-	*None
+	// Probes read the configs as they are now and reach the databases.
+	Probes *Probes
 	// Backup says where the backup goes; its Prefix, with the run's tag,
 	// names the files.
 	Backup backup.Options
@@ -42,7 +45,7 @@ type HostSteps struct {
 // TakeBackup dumps both databases and copies Synapse's config files under
 // names of the run.
 func (h *HostSteps) TakeBackup(ctx context.Context, run string, progress func(string)) (Report, error) {
-	syn, err := h.synapse()
+	syn, err := h.Probes.synapse()
 	if err != nil {
 		return Report{}, err
 	}
@@ -75,7 +78,7 @@ func (h *HostSteps) databases(syn *config.Synapse) ([]backup.Database, error) {
 	if err != nil {
 		return nil, err
 	}
-	mc, err := h.MAS.PoolConfig()
+	mc, err := h.Probes.MAS.PoolConfig()
 	if err != nil {
 		return nil, err
 	}
@@ -88,19 +91,19 @@ func (h *HostSteps) databases(syn *config.Synapse) ([]backup.Database, error) {
 // the result with Synapse's parser and puts the originals back when
 // Synapse would refuse it.
 func (h *HostSteps) Reconfigure(ctx context.Context) (Report, error) {
-	syn, err := h.synapse()
+	syn, err := h.Probes.synapse()
 	if err != nil {
 		return Report{}, err
 	}
-	endpoint := cmp.Or(h.MASEndpoint, h.MAS.PublicBase)
+	endpoint := cmp.Or(h.MASEndpoint, h.Probes.MAS.PublicBase)
 	if endpoint == "" {
-		return Report{}, fmt.Errorf("%v: MAS has no http.public_base: set homeserver.mas_endpoint to where Synapse reaches MAS", h.MAS.Files)
+		return Report{}, fmt.Errorf("%v: MAS has no http.public_base: set homeserver.mas_endpoint to where Synapse reaches MAS", h.Probes.MAS.Files)
 	}
 	secretPath, wrote, err := h.sharedSecret(syn)
 	if err != nil {
 		return Report{}, err
 	}
-	changes, err := synapseconf.Rewrite(h.SynapsePaths, synapseconf.Delegation{Endpoint: endpoint, SecretPath: secretPath})
+	changes, err := synapseconf.Rewrite(h.Probes.SynapsePaths, synapseconf.Delegation{Endpoint: endpoint, SecretPath: secretPath})
 	if err != nil {
 		return Report{}, err
 	}
@@ -115,7 +118,7 @@ func (h *HostSteps) Reconfigure(ctx context.Context) (Report, error) {
 		if !errors.Is(err, ErrConfigRefused) {
 			return Report{}, err // no verdict: the retry checks the rewrite again
 		}
-		if _, rerr := synapseconf.Restore(h.SynapsePaths); rerr != nil {
+		if _, rerr := synapseconf.Restore(h.Probes.SynapsePaths); rerr != nil {
 			return Report{}, fmt.Errorf("%w; putting the original config back failed too: %v", err, rerr)
 		}
 		return Report{}, fmt.Errorf("%w (the original config is back in place)", err)
@@ -128,18 +131,18 @@ func (h *HostSteps) Reconfigure(ctx context.Context) (Report, error) {
 // mas_secret beside Synapse's first config file (written by masflow).
 func (h *HostSteps) sharedSecret(syn *config.Synapse) (string, bool, error) {
 	path := h.MASSecretPath
-	if path == "" && h.MAS.SecretFile != "" {
+	if path == "" && h.Probes.MAS.SecretFile != "" {
 		// Synapse must read it at start: a missing file would leave the
 		// homeserver down behind a retried start.
-		if _, err := os.Stat(h.MAS.SecretFile); err != nil {
+		if _, err := os.Stat(h.Probes.MAS.SecretFile); err != nil {
 			return "", false, fmt.Errorf("MAS's matrix.secret_file %s, which Synapse would read: %w; make it readable here "+
-				"or set homeserver.mas_secret_path", h.MAS.SecretFile, err)
+				"or set homeserver.mas_secret_path", h.Probes.MAS.SecretFile, err)
 		}
-		return h.MAS.SecretFile, false, nil
+		return h.Probes.MAS.SecretFile, false, nil
 	}
-	value := h.MAS.Secret
-	if value.IsEmpty() && h.MAS.SecretFile != "" {
-		b, err := os.ReadFile(h.MAS.SecretFile)
+	value := h.Probes.MAS.Secret
+	if value.IsEmpty() && h.Probes.MAS.SecretFile != "" {
+		b, err := os.ReadFile(h.Probes.MAS.SecretFile)
 		if err != nil {
 			return "", false, fmt.Errorf("reading MAS's matrix.secret_file: %w", err)
 		}
@@ -158,7 +161,7 @@ func (h *HostSteps) checkConfig(ctx context.Context) error {
 		return nil
 	}
 	argv := []string{h.SynapsePython, "-m", "synapse.config"}
-	for _, p := range h.SynapsePaths {
+	for _, p := range h.Probes.SynapsePaths {
 		argv = append(argv, "-c", p)
 	}
 	_, err := h.Runner.run(ctx, "homeserver.synapse_python", argv...)
@@ -167,16 +170,16 @@ func (h *HostSteps) checkConfig(ctx context.Context) error {
 	case err == nil:
 		return nil
 	case errors.As(err, &exit):
-		return h.redactErr(fmt.Errorf("%w: %w", ErrConfigRefused, err))
+		return fmt.Errorf("%w: %w", ErrConfigRefused, err)
 	}
 	// Not a verdict on the config (a timeout, a cancelled attempt, a
 	// missing Python): the caller leaves the files as they are.
-	return h.redactErr(err)
+	return err
 }
 
 // RestoreConfig puts back every file Reconfigure changed, byte for byte.
 func (h *HostSteps) RestoreConfig(context.Context) (Report, error) {
-	files, err := synapseconf.Restore(h.SynapsePaths)
+	files, err := synapseconf.Restore(h.Probes.SynapsePaths)
 	if err != nil {
 		return Report{}, err
 	}
@@ -187,11 +190,11 @@ func (h *HostSteps) RestoreConfig(context.Context) (Report, error) {
 // (ErrNotYet: it is retried, a just-started Synapse may still warm up)
 // with every probe's outcome.
 func (h *HostSteps) Verify(ctx context.Context) (Report, error) {
-	syn, err := h.synapse()
+	syn, err := h.Probes.synapse()
 	if err != nil {
 		return Report{}, err
 	}
-	opts := verify.Options{BaseURL: h.BaseURL, WellKnownURL: h.WellKnownURL, Issuer: h.MAS.Issuer, HTTP: h.HTTP}
+	opts := verify.Options{BaseURL: h.BaseURL, WellKnownURL: h.WellKnownURL, Issuer: h.Probes.MAS.Issuer, HTTP: h.Probes.HTTP}
 	if opts.BaseURL == "" {
 		opts.BaseURL, _ = syn.Raw["public_baseurl"].(string)
 	}
@@ -201,7 +204,7 @@ func (h *HostSteps) Verify(ctx context.Context) (Report, error) {
 	if opts.BaseURL == "" {
 		return Report{}, fmt.Errorf("%s has no public_baseurl: set verify.base_url to Synapse's client URL", syn.Src("server_name"))
 	}
-	samples, err := verify.SampleTokens(ctx, h.MASDB, h.SynapseDB, syn.ServerName, h.SampleTokens)
+	samples, err := verify.SampleTokens(ctx, h.Probes.MASDB, h.Probes.SynapseDB, syn.ServerName, h.SampleTokens)
 	if err != nil {
 		return Report{}, err
 	}

@@ -10,26 +10,32 @@ import (
 	"github.com/masflow/masflow/internal/homeserver/kube"
 )
 
+// probes are what every controller, and the import, verify the
+// homeserver's state with.
+func (d *Deps) probes() *homeserver.Probes {
+	return &homeserver.Probes{SynapsePaths: d.Settings.Synapse.Config, MAS: d.MAS, SynapseDB: d.SynapseDB(), MASDB: d.MASPool}
+}
+
 // controller builds the homeserver controller homeserver.controller
-// names: "none" verifies, the others perform each step.
-func (d *Deps) controller() (homeserver.Controller, error) {
+// names: "none" verifies, the others perform each step; all verify with
+// probes.
+func (d *Deps) controller(probes *homeserver.Probes) (homeserver.Controller, error) {
 	s := d.Settings
-	none := &homeserver.None{SynapsePaths: s.Synapse.Config, MAS: d.MAS, SynapseDB: d.SynapseDB(), MASDB: d.MASPool,
-		Secrets: append(config.SecretValues(d.Synapse.Raw), config.SecretValues(d.MAS.Raw)...)}
 	if s.Homeserver.Controller == "none" {
-		return none, nil
+		return &homeserver.None{Probes: probes}, nil
 	}
 	procs, err := processes(s.Homeserver)
 	if err != nil {
 		return nil, err
 	}
 	h := s.Homeserver
-	steps := &homeserver.HostSteps{None: none,
+	steps := &homeserver.HostSteps{Probes: probes,
 		Backup: backup.Options{Dir: s.Backup.Dir, Prefix: "masflow-" + d.Synapse.ServerName,
 			PgDump: s.Backup.PgDump, PgRestore: s.Backup.PgRestore},
 		MASEndpoint: h.MASEndpoint, MASSecretPath: h.MASSecretPath, SynapsePython: h.SynapsePython,
 		BaseURL: s.Verify.BaseURL, WellKnownURL: s.Verify.WellKnownURL, SampleTokens: s.Verify.SampleTokens}
-	return &homeserver.Managed{None: none, Processes: procs, Steps: steps,
+	return &homeserver.Managed{Probes: probes, Processes: procs, Steps: steps,
+		Secrets:        config.SecretValues(d.Synapse.Raw, d.MAS.Raw),
 		StopWait:       time.Duration(h.StopTimeoutSeconds) * time.Second,
 		StartWait:      time.Duration(h.StartTimeoutSeconds) * time.Second,
 		CommandTimeout: commandTimeout(h),

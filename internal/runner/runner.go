@@ -16,7 +16,6 @@ import (
 	"github.com/masflow/masflow/activities"
 	"github.com/masflow/masflow/internal/config"
 	"github.com/masflow/masflow/internal/engine"
-	"github.com/masflow/masflow/internal/homeserver"
 	"github.com/masflow/masflow/internal/synapse"
 	"github.com/masflow/masflow/workflows"
 	"github.com/masflow/masflow/workflows/contract"
@@ -163,19 +162,19 @@ func (d *Deps) SynapseDB() *pgxpool.Pool {
 
 // Activities builds every activity struct.
 func (d *Deps) Activities(log *zap.Logger) (activities.Set, error) {
-	controller, err := d.controller()
+	// The import verifies the stop with the controller's own probes.
+	probes := d.probes()
+	controller, err := d.controller(probes)
 	if err != nil {
 		return activities.Set{}, err
 	}
-	// The import verifies the stop the same way in every deployment.
-	verify := &homeserver.None{SynapsePaths: d.Settings.Synapse.Config, MAS: d.MAS, SynapseDB: d.SynapseDB(), MASDB: d.MASPool}
 	return activities.Set{
 		Advise: &activities.AdviseActivities{SynapsePaths: d.Settings.Synapse.Config, MAS: d.MAS,
 			SynapseDB: d.SynapseDB(), MASDB: d.MASPool,
 			SynapsePython: d.Settings.Homeserver.SynapsePython, Rewrites: d.Settings.Homeserver.Controller != "none"},
 		Import: &activities.ImportActivities{Runs: &engine.Runs{Reader: d.Reader, MAS: d.MASPool,
 			ServerName: d.Synapse.ServerName, Providers: d.MAS.ProviderMap(), SaltFile: d.Settings.Import.SaltFile,
-			ReportDir: d.Settings.Import.ReportDir, VerifyStopped: verify.VerifyStopped}},
+			ReportDir: d.Settings.Import.ReportDir, VerifyStopped: probes.VerifyStopped}},
 		Homeserver: &activities.HomeserverActivities{Controller: controller},
 	}, nil
 }

@@ -2,6 +2,7 @@ package secret
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -42,5 +43,31 @@ func TestNoFormattingRevealsTheSecret(t *testing.T) {
 	}
 	if s.Reveal() != "syt_c2VjcmV0_abcdef" {
 		t.Fatalf("Reveal changed the value")
+	}
+}
+
+func TestKnownSecretsAreRedacted(t *testing.T) {
+	cause := errors.New("cause")
+	known := Known{"pa55", "pa55word-long"}
+	cases := []struct {
+		name, text, want string
+	}{
+		{"a value is hidden everywhere", "pa55 and pa55", "[redacted] and [redacted]"},
+		{"a value containing another is hidden whole", "x pa55word-long y", "x [redacted] y"},
+		{"text without a secret is kept", "Config parses OK!", "Config parses OK!"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if got := known.Redact(c.text); got != c.want {
+				t.Fatalf("Redact = %q, want %q", got, c.want)
+			}
+			err := known.RedactErr(fmt.Errorf("%s: %w", c.text, cause))
+			if err.Error() != c.want+": cause" || !errors.Is(err, cause) {
+				t.Fatalf("RedactErr = %q (cause kept: %v)", err, errors.Is(err, cause))
+			}
+		})
+	}
+	if Known(nil).RedactErr(nil) != nil || (Known{""}).Redact("abc") != "abc" {
+		t.Fatal("nothing to redact must change nothing")
 	}
 }

@@ -63,6 +63,11 @@ func New(client kubernetes.Interface, namespace, synapseSelector, masSelector st
 	}
 }
 
+// RunBy is svc: each service has its own selector.
+func (c *Controller) RunBy(_ homeserver.Action, svc homeserver.Service) homeserver.Service {
+	return svc
+}
+
 // Client builds a clientset from a kubeconfig path, or in-cluster
 // credentials when path is "".
 func Client(kubeconfig string) (kubernetes.Interface, error) {
