@@ -27,7 +27,8 @@ INSERT INTO user_external_ids (auth_provider, external_id, user_id) VALUES
   ('oidc',        'sub-carol', '@carol:example.org'),
   ('saml',        'sub-bob',   '@bob:example.org'),       -- no MAS provider
   ('oidc',        'sub-guest', '@guest1:example.org'),
-  ('oidc',        'sub-x',     '@bridge_x:example.org');
+  ('oidc',        'sub-x',     '@bridge_x:example.org'),
+  ('oidc',        'sub-eve',   '@eve:example.org');        -- user is @Eve: not attached
 
 INSERT INTO devices (user_id, device_id, display_name, last_seen, ip, user_agent, hidden) VALUES
   ('@alice:example.org',    'ADEV1',        'Alice phone', 1700000000000, '1.2.3.4',          'Element', false),
