@@ -110,7 +110,7 @@ func TestReconcileMatchesSourceAndTarget(t *testing.T) {
 	if rec, _ := eng.Reconcile(ctx, false); rec.OK() {
 		t.Fatal("a source row never read must fail the reconciliation")
 	}
-	if rec, _ := eng.Reconcile(ctx, true); !rec.OK() || len(rec.Drift) != 1 || !strings.Contains(rec.Drift[0], "users: read 10 rows, source has 11") {
+	if rec, _ := eng.Reconcile(ctx, true); !rec.OK() || len(rec.Drift) != 1 || !strings.Contains(rec.Drift[0], "users: read 11 rows, source has 12") {
 		t.Fatalf("dry-run reconciliation: ok=%v drift=%v problems=%v", rec.OK(), rec.Drift, rec.Problems)
 	}
 	// A row counted as read but neither written nor skipped is caught.

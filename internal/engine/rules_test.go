@@ -36,6 +36,7 @@ func mappingRules() []rule {
 		{"NULL creation_ts password at now", "user_passwords", "nullts $2b$12$nullhash 1 " + now + " -"},
 		{"case-mismatched user password", "user_passwords", "Eve $2b$12$evehash 1 " + ts(1600000600) + " -"},
 		{"appservice user skipped", "findings", "users @bridge_x:example.org appservice_user true"},
+		{"appservice user with a colon in its localpart skipped", "findings", "users @irc_a:b:example.org appservice_user true"},
 		{"foreign server user skipped", "findings", "users @dave:other.org foreign_server true"},
 		{"invalid MXID skipped", "findings", "users bogus invalid_mxid true"},
 		{"NULL creation_ts reported", "findings", "users @nullts:example.org null_creation_ts false"},
@@ -69,6 +70,7 @@ func mappingRules() []rule {
 		{"guest devices skipped", "findings", "devices @guest1:example.org/GDEV owner_is_guest true"},
 		{"deactivated devices skipped", "findings", "devices @carol:example.org/CDEV owner_is_deactivated true"},
 		{"appservice devices skipped", "findings", "devices @bridge_x:example.org/XDEV owner_is_appservice true"},
+		{"appservice user's rows skipped as its own, not as another server's", "findings", "devices @irc_a:b:example.org/IDEV owner_is_appservice true"},
 		{"case-mismatched device is a bad row", "findings", "devices @eve:example.org/EDEV owner_case_mismatch true"},
 		// access tokens
 		{"token verbatim at last_validated", "compat_access_tokens", "alice ADEV1 syt_alice_1 " + ms(1700000000100) + " -"},

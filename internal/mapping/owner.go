@@ -59,12 +59,14 @@ func (m *Mapper) resolveOwner(b *Batch, table, key string, o synapse.Owner, rule
 	local, bad := m.localOf(*o.Name)
 	var reason Reason
 	switch {
+	// An appservice user is skipped whatever its name (User does the
+	// same), so its rows are too, by design: never as bad rows.
+	case o.AppserviceID != nil:
+		reason = ReasonOwnerAppservice
 	case caseOnly && !rule.caseResolves:
 		reason = ReasonOwnerCaseMismatch
 	case bad != "":
 		reason = bad
-	case o.AppserviceID != nil:
-		reason = ReasonOwnerAppservice
 	case rule.activeOnly && o.Guest:
 		reason = ReasonOwnerGuest
 	case rule.activeOnly && o.Deactivated:

@@ -116,3 +116,34 @@ func TestCaseMismatchedOwnersResolveForThreepidsOnly(t *testing.T) {
 		})
 	}
 }
+
+// Every dependent row of an appservice user is skipped by design as
+// owner_is_appservice, also when the user's name is not a valid user ID
+// of this server (such a user is skipped as appservice_user itself), and
+// strict mode does not abort on it.
+func TestAppserviceUsersRowsAreSkippedAsTheirs(t *testing.T) {
+	irc := "irc"
+	cases := []struct {
+		name, raw, user string
+	}{
+		{"appservice user of this server", "@bridge_x:example.org", "@bridge_x:example.org"},
+		{"appservice user whose localpart holds a colon", "@irc_a:b:example.org", "@irc_a:b:example.org"},
+		{"appservice user that is not a user ID", "irc_bogus", "irc_bogus"},
+		{"appservice user matched by letter case", "@Bridge_x:example.org", "@bridge_x:example.org"},
+	}
+	for _, c := range cases {
+		for _, row := range dependentRows() {
+			t.Run(c.name+"/"+row.kind, func(t *testing.T) {
+				o := ownerNamed(c.raw, c.user)
+				o.AppserviceID = &irc
+				b := &Batch{}
+				if err := row.mapRow(testMapper(t, true), b, o); err != nil {
+					t.Fatalf("strict mode aborted: %v", err)
+				}
+				if row.written(b) != 0 || len(b.Findings) != 1 || b.Findings[0].Reason != string(ReasonOwnerAppservice) || !b.Findings[0].Skipped {
+					t.Fatalf("written %d, findings %+v; want one owner_is_appservice", row.written(b), b.Findings)
+				}
+			})
+		}
+	}
+}

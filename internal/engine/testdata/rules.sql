@@ -6,6 +6,7 @@ INSERT INTO users (name, password_hash, creation_ts, admin, is_guest, deactivate
   ('@guest1:example.org',  '$2b$12$guesthash', 1600000200, 0, 1, 0, false, NULL),  -- guest
   ('@carol:example.org',   '$2b$12$carolhash', 1600000300, 0, 0, 1, false, NULL),  -- deactivated
   ('@bridge_x:example.org', NULL,              1600000400, 0, 0, 0, false, 'irc'), -- appservice
+  ('@irc_a:b:example.org',  NULL,              1600000450, 0, 0, 0, false, 'irc'), -- appservice, colon in localpart
   ('@dave:other.org',      '$2b$12$davehash',  1600000500, 0, 0, 0, false, NULL),  -- foreign server
   ('@nullts:example.org',  '$2b$12$nullhash',  NULL,       0, 0, 0, false, NULL),  -- NULL creation_ts
   ('@Eve:example.org',     '$2b$12$evehash',   1600000600, 0, 0, 0, false, NULL),  -- dependants use @eve
@@ -40,6 +41,7 @@ INSERT INTO devices (user_id, device_id, display_name, last_seen, ip, user_agent
   ('@guest1:example.org',   'GDEV',         NULL,          NULL,          NULL,               NULL,      false),
   ('@carol:example.org',    'CDEV',         NULL,          NULL,          NULL,               NULL,      false),
   ('@bridge_x:example.org', 'XDEV',         NULL,          NULL,          NULL,               NULL,      false),
+  ('@irc_a:b:example.org',  'IDEV',         NULL,          NULL,          NULL,               NULL,      false),
   ('@eve:example.org',      'EDEV',         'Eve tablet',  1700000600000, '2001:db8::1',      'Element', false);
 
 INSERT INTO refresh_tokens (id, user_id, device_id, token, next_token_id) VALUES
