@@ -105,6 +105,17 @@ func TestReconcileMatchesSourceAndTarget(t *testing.T) {
 			t.Errorf("%s: expected %d actual %d, want %d", tt.Table, tt.Expected, tt.Actual, want[tt.Table])
 		}
 	}
+	// Every access token counted as written by its refresh token is one
+	// the refresh pairs wrote: a second token of one refresh token is
+	// skipped with its own reason.
+	for _, et := range rec.Entities {
+		if et.Entity != "access_tokens" {
+			continue
+		}
+		if got := et.Progress.Skipped; got["migrated_with_refresh_token"] != 4 || got["unpaired_refreshable_token"] != 1 {
+			t.Errorf("access tokens skipped %v, want 4 migrated with their refresh token and 1 unpaired", got)
+		}
+	}
 	// A user added while a dry run read Synapse is drift, not a failure.
 	pgtest.Exec(t, e.synDSN, `INSERT INTO users (name, creation_ts) VALUES ('@late:example.org', 1)`)
 	if rec, _ := eng.Reconcile(ctx, false); rec.OK() {

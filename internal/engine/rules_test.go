@@ -94,6 +94,7 @@ func mappingRules() []rule {
 		{"end of used chain migrated", "compat_refresh_tokens", "alice ADEV3 syr_alice_103 syt_alice_14 " + ms(1710000002000) + " -"},
 		{"pair with used successor dropped", "findings", "refresh_tokens id=102 refresh_successor_used true"},
 		{"refresh token without access token skipped", "findings", "refresh_tokens id=104 refresh_token_without_access_token true"},
+		{"second access token of one refresh token skipped, not counted as migrated", "findings", "access_tokens id=17 unpaired_refreshable_token true"},
 	}
 }
 

@@ -25,6 +25,10 @@ const (
 	// ReasonRefreshable: the access token is migrated with its refresh token
 	// by the refresh_pairs entity, not by access_tokens.
 	ReasonRefreshable Reason = "migrated_with_refresh_token"
+	// ReasonUnpairedRefreshable: an access token issued with a refresh
+	// token whose pair is another access token (a lower id, or the
+	// refresh token's own user and device): only one is written with it.
+	ReasonUnpairedRefreshable Reason = "unpaired_refreshable_token"
 	// ReasonNoAccessToken: a refresh token no access token was issued with.
 	ReasonNoAccessToken Reason = "refresh_token_without_access_token"
 	// ReasonSuccessorUsed: the client already rotated to the next pair.

@@ -88,8 +88,10 @@ func (m *Mapper) AccessToken(b *Batch, t synapse.AccessToken) error {
 	switch {
 	case t.PuppetsUserID != nil:
 		return m.skip(b, TableAccessTokens, key, ReasonPuppet)
-	case t.RefreshTokenID != nil:
+	case t.RefreshTokenID != nil && t.PairedWithRefresh:
 		return b.elsewhere(ReasonRefreshable)
+	case t.RefreshTokenID != nil:
+		return m.skip(b, TableAccessTokens, key, ReasonUnpairedRefreshable)
 	}
 	created := millis(t.LastValidated, m.run.Now)
 	var sessionID mas.ID

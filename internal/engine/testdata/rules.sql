@@ -67,4 +67,5 @@ INSERT INTO access_tokens (id, user_id, device_id, token, valid_until_ms, puppet
   (13, '@alice:example.org',    'ADEV3',        'syt_alice_13', 1705000300000, NULL,                 1705000000000, 102,  true),
   (14, '@alice:example.org',    'ADEV3',        'syt_alice_14', 1710000302000, NULL,                 1710000002000, 103,  true),
   (15, '@eve:example.org',      'EDEV',         'syt_eve_15',   NULL,          NULL,                 1700000600100, NULL, NULL),
-  (16, '@bridge_x:example.org', 'XDEV',         'syt_bridge_16',NULL,          NULL,                 1650000000006, NULL, NULL);
+  (16, '@bridge_x:example.org', 'XDEV',         'syt_bridge_16',NULL,          NULL,                 1650000000006, NULL, NULL),
+  (17, '@alice:example.org',    'ADEV3',        'syt_alice_17', NULL,          NULL,                 1710000009000, 101,  false); -- 101's second token
