@@ -260,6 +260,8 @@ func checks() []check {
 		}, nil, "sessions"},
 		{"synapse_running", Error, 0, holdingTx("masflow-test-writer", `UPDATE devices SET last_seen = 1`),
 			holdingTx("masflow-test-reader", `SELECT count(*) FROM devices`), "locked for writing by pid"},
+		{"synapse_running", Error, 0, holdingTx("masflow-test-writer", `LOCK TABLE users IN SHARE MODE`),
+			holdingTx(synapse.WriterLockApplication, `LOCK TABLE users IN SHARE MODE`), "locked for writing by pid"},
 		{"mas_running", Error, 0, func(f *fixture) { f.phase, f.masPort = BeforeImport, f.listen() }, func(f *fixture) { f.phase = BeforeImport }, "MAS answers"},
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/masflow/masflow/internal/synapse"
 )
 
 func defaultHTTPClient() *http.Client {
@@ -20,7 +21,8 @@ func defaultHTTPClient() *http.Client {
 // plain read on the six source tables: a writer (or a DDL, a manual
 // VACUUM, a SELECT … FOR UPDATE). Autovacuum workers are left out: they
 // are the server's own housekeeping, not Synapse, and commonly busy on a
-// freshly restored or generated database.
+// freshly restored or generated database. So are the SHARE locks of
+// masflow's own writer lock (synapse.LockWriters), held while it imports.
 const sourceWritersSQL = `SELECT DISTINCT l.pid, COALESCE(NULLIF(a.application_name, ''), '-')
   FROM pg_locks l
   JOIN pg_class c ON c.oid = l.relation
@@ -31,6 +33,7 @@ const sourceWritersSQL = `SELECT DISTINCT l.pid, COALESCE(NULLIF(a.application_n
    AND pg_table_is_visible(c.oid)
    AND l.mode <> 'AccessShareLock'
    AND a.backend_type <> 'autovacuum worker'
+   AND NOT (a.application_name = '` + synapse.WriterLockApplication + `' AND l.mode = 'ShareLock')
  ORDER BY l.pid`
 
 // synapseSessionsSQL counts other sessions of Synapse's role on its
