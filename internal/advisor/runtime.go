@@ -36,13 +36,6 @@ const sourceWritersSQL = `SELECT DISTINCT l.pid, COALESCE(NULLIF(a.application_n
    AND NOT (a.application_name = '` + synapse.WriterLockApplication + `' AND l.mode = 'ShareLock')
  ORDER BY l.pid`
 
-// synapseSessionsSQL counts other sessions of Synapse's role on its
-// database (Synapse leaves application_name empty; masflow's own are
-// named masflow-*).
-const synapseSessionsSQL = `SELECT count(*) FROM pg_stat_activity
-  WHERE usename = current_user AND datname = current_database() AND pid <> pg_backend_pid()
-    AND application_name NOT LIKE 'masflow%'`
-
 // runtimeChecks: Synapse and MAS must be stopped before the import
 // (docs/checks.md, "Runtime state"); before downtime they are reported as info.
 func runtimeChecks(ctx context.Context, in Input, add func(Finding)) error {
@@ -109,9 +102,9 @@ func MASHealthURLs(raw map[string]any) []string { return masHealthURLs(raw) }
 
 func synapseDBActivity(ctx context.Context, in Input) ([]string, error) {
 	var why []string
-	var sessions int64
-	if err := in.SynapseDB.QueryRow(ctx, synapseSessionsSQL).Scan(&sessions); err != nil {
-		return nil, fmt.Errorf("advisor: listing Synapse database sessions: %w", err)
+	sessions, err := synapse.CountOtherSessions(ctx, in.SynapseDB)
+	if err != nil {
+		return nil, fmt.Errorf("advisor: %w", err)
 	}
 	if sessions > 0 {
 		why = append(why, fmt.Sprintf("%d other sessions of its database role are connected", sessions))
