@@ -229,7 +229,8 @@ func checks() []check {
 		{"foreign_server_users", Warning, 2, synSQL(`INSERT INTO users (name, creation_ts) VALUES ('@bob:other.org', 1);
 			INSERT INTO devices (user_id, device_id) VALUES ('@bob:other.org', 'B')`), nil, `"other.org" 2 rows (e.g. @bob:other.org)`},
 		{"case_mismatched_dependants", Warning, 2, synSQL(`INSERT INTO user_threepids VALUES ('@ALICE:example.org', 'email', 'b@example.org', 1, 1);
-			INSERT INTO access_tokens (id, user_id, token) VALUES (1, '@Alice:example.org', 't')`), nil, "case"},
+			INSERT INTO access_tokens (id, user_id, token) VALUES (1, '@Alice:example.org', 't')`), nil,
+			"1 third-party IDs, written for the one user that matches case-insensitively, and 1 devices, tokens or SSO links, which are bad rows"},
 		{"null_creation_ts", Warning, 1, synSQL(`INSERT INTO users (name) VALUES ('@old:example.org')`), nil, "creation"},
 		{"pending_deactivations", Warning, 1, synSQL(`INSERT INTO users_pending_deactivation VALUES ('@alice:example.org')`), nil, "deactivations"},
 		// MAS database
@@ -259,6 +260,8 @@ func checks() []check {
 		}, nil, "sessions"},
 		{"synapse_running", Error, 0, holdingTx("masflow-test-writer", `UPDATE devices SET last_seen = 1`),
 			holdingTx("masflow-test-reader", `SELECT count(*) FROM devices`), "locked for writing by pid"},
+		{"synapse_running", Error, 0, holdingTx("masflow-test-writer", `LOCK TABLE users IN SHARE MODE`),
+			holdingTx(synapse.WriterLockApplication, `LOCK TABLE users IN SHARE MODE`), "locked for writing by pid"},
 		{"mas_running", Error, 0, func(f *fixture) { f.phase, f.masPort = BeforeImport, f.listen() }, func(f *fixture) { f.phase = BeforeImport }, "MAS answers"},
 	}
 }

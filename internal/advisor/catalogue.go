@@ -39,7 +39,7 @@ func Catalogue() []Check {
 		{"non_email_threepids", "synapse database", Warning, "user_threepids with medium <> 'email'"},
 		{"oauth_delegated_links", "synapse database", Error, "user_external_ids with auth_provider 'oauth-delegated'"},
 		{"foreign_server_users", "synapse database", Warning, "rows whose MXID server part is not server_name"},
-		{"case_mismatched_dependants", "synapse database", Warning, "dependent rows matching their user only case-insensitively"},
+		{"case_mismatched_dependants", "synapse database", Warning, "dependent rows matching their user only case-insensitively (bad rows except threepids)"},
 		{"null_creation_ts", "synapse database", Warning, "users.creation_ts IS NULL"},
 		{"pending_deactivations", "synapse database", Warning, "users_pending_deactivation not empty"},
 		{"users", "synapse database", Info, "users by kind (exact)"},

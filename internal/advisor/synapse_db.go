@@ -34,7 +34,9 @@ const foreignSQL = `SELECT substr(%[2]s, strpos(%[2]s, ':') + 1) AS server, coun
   FROM %[1]s WHERE substr(%[2]s, strpos(%[2]s, ':') + 1) <> $1 GROUP BY 1`
 
 // caseMismatchSQL counts a dependant table's rows with no exact user but
-// a case-insensitive one (the import resolves those, and reports them).
+// a case-insensitive one: the import writes such a threepid for that
+// user, and skips any other such row as a bad row (docs/mapping.md,
+// "Owners of dependent rows").
 const caseMismatchSQL = `SELECT count(*) FROM %s t
   WHERE NOT EXISTS (SELECT 1 FROM users u WHERE u.name = t.user_id)
     AND EXISTS (SELECT 1 FROM users u WHERE lower(u.name) = lower(t.user_id))`
@@ -125,7 +127,7 @@ func dependantChecks(ctx context.Context, in Input, add func(Finding)) error {
 	if err := foreign.count(ctx, in, "users", "name"); err != nil {
 		return err
 	}
-	var mismatched int64
+	var threepids, others int64
 	for _, t := range dependantTables {
 		if err := foreign.count(ctx, in, t, "user_id"); err != nil {
 			return err
@@ -134,15 +136,22 @@ func dependantChecks(ctx context.Context, in Input, add func(Finding)) error {
 		if err := in.SynapseDB.QueryRow(ctx, fmt.Sprintf(caseMismatchSQL, pgx.Identifier{t}.Sanitize())).Scan(&m); err != nil {
 			return fmt.Errorf("advisor: case-mismatched rows of %s: %w", t, err)
 		}
-		mismatched += m
+		if t == "user_threepids" {
+			threepids += m
+		} else {
+			others += m
+		}
 	}
 	addCount(add, "foreign_server_users", Warning, foreign.total(),
 		fmt.Sprintf("rows name users of another server than %q (the reference tool aborts on them): %s",
 			in.Synapse.ServerName, foreign.describe(3)),
 		"masflow skips and reports them (import.strict aborts instead); check server_name is right")
-	addCount(add, "case_mismatched_dependants", Warning, mismatched,
-		"rows name their user with different letter case than users.name",
-		"masflow attaches them to the one user that matches case-insensitively and reports them")
+	addCount(add, "case_mismatched_dependants", Warning, threepids+others,
+		fmt.Sprintf("rows name their user with different letter case than users.name: %d third-party IDs, "+
+			"written for the one user that matches case-insensitively, and %d devices, tokens or SSO links, "+
+			"which are bad rows (owner_case_mismatch): not migrated, so those sessions log in again", threepids, others),
+		"masflow skips and reports the devices, tokens and SSO links (import.strict aborts on them): "+
+			"acknowledge it, or, with Synapse stopped and after a backup, correct their user_id if they really are that user's")
 	return nil
 }
 

@@ -124,7 +124,9 @@ func (e *Engine) WithWriter(w *mas.Writer) *Engine {
 	return &c
 }
 
-// WithLogger makes the engine log each batch (cursors and counts only).
+// WithLogger makes the engine log each batch: shard IDs and counts at
+// info; cursors, which hold MXIDs, email addresses and phone numbers,
+// only at debug.
 func (e *Engine) WithLogger(l *zap.Logger) *Engine {
 	c := *e
 	c.log = l
@@ -262,7 +264,9 @@ func (e *Engine) ImportShard(ctx context.Context, req Request, onBatch func(cp m
 		batch := e.progressOf(b.batch)
 		cp, err := e.commit(ctx, res.Checkpoint, b, req.BatchSize, batch)
 		if errors.Is(err, mas.ErrStale) {
-			e.log.Debug("batch already committed", zap.String("shard", req.Shard))
+			// Counts only at info: a cursor holds MXIDs, emails, phone numbers.
+			e.log.Info("batch already committed", zap.String("shard", req.Shard), zap.Int64("batches", cp.Batches),
+				zap.Int64("read_total", cp.Progress.Read))
 			res.Checkpoint = cp
 			continue
 		}

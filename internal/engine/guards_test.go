@@ -99,15 +99,26 @@ func TestReconcileMatchesSourceAndTarget(t *testing.T) {
 		t.Fatalf("after the import: %v %v", rec.Problems, err)
 	}
 	want := map[string]int64{"users": 7, "user_passwords": 5, "user_emails": 4, "user_unsupported_third_party_ids": 1,
-		"upstream_oauth_links": 3, "compat_sessions": 6, "compat_access_tokens": 8, "compat_refresh_tokens": 3}
+		"upstream_oauth_links": 3, "compat_sessions": 5, "compat_access_tokens": 7, "compat_refresh_tokens": 3}
 	for _, tt := range rec.Tables {
 		if tt.Actual != want[tt.Table] || tt.Expected != want[tt.Table] {
 			t.Errorf("%s: expected %d actual %d, want %d", tt.Table, tt.Expected, tt.Actual, want[tt.Table])
 		}
 	}
+	// Every access token counted as written by its refresh token is one
+	// the refresh pairs wrote: a second token of one refresh token is
+	// skipped with its own reason.
+	for _, et := range rec.Entities {
+		if et.Entity != "access_tokens" {
+			continue
+		}
+		if got := et.Progress.Skipped; got["migrated_with_refresh_token"] != 4 || got["unpaired_refreshable_token"] != 1 {
+			t.Errorf("access tokens skipped %v, want 4 migrated with their refresh token and 1 unpaired", got)
+		}
+	}
 	// A user added behind the import's back fails it.
 	pgtest.Exec(t, e.synDSN, `INSERT INTO users (name, creation_ts) VALUES ('@late:example.org', 1)`)
-	if rec, _ := eng.Reconcile(ctx); rec.OK() || !strings.Contains(strings.Join(rec.Problems, ";"), "users: read 10 rows, source has 11") {
+	if rec, _ := eng.Reconcile(ctx); rec.OK() || !strings.Contains(strings.Join(rec.Problems, ";"), "users: read 11 rows, source has 12") {
 		t.Fatalf("a source row never read must fail the reconciliation: %v", rec.Problems)
 	}
 	// A row counted as read but neither written nor skipped is caught.
@@ -158,9 +169,13 @@ func TestBadRowsAbortOnlyWhenAsked(t *testing.T) {
 		want   string // "" = no error
 	}{
 		{"unmapped provider aborts by default", func(c *Config) { c.Rules.IgnoreMissingProviders = false }, "external_ids", "synapse_idp_id \"saml\""},
-		{"unmapped provider skipped when ignored, even strict", func(c *Config) { c.Rules.Strict = true }, "external_ids", ""},
+		// saml/sub-bob comes before @eve's link, whose case mismatch aborts.
+		{"unmapped provider skipped when ignored, even strict", func(c *Config) { c.Rules.Strict = true }, "external_ids", "oidc/sub-eve: owner_case_mismatch"},
 		{"strict mode aborts on a foreign-server user", func(c *Config) { c.Rules.Strict = true }, "users", "@dave:other.org: foreign_server"},
 		{"strict mode aborts on a token of a hidden device", func(c *Config) { c.Rules.Strict = true }, "access_tokens", "id=6: token_on_hidden_device"},
+		{"strict mode aborts on a case-mismatched device", func(c *Config) { c.Rules.Strict = true }, "devices", "@eve:example.org/EDEV: owner_case_mismatch"},
+		// @eve's email comes before @ghost's, whose missing owner aborts.
+		{"strict mode keeps a case-mismatched threepid", func(c *Config) { c.Rules.Strict = true }, "threepids", "email/ghost@example.org: owner_missing"},
 		{"default mode skips bad tokens", func(c *Config) {}, "access_tokens", ""},
 	}
 	for _, c := range cases {
@@ -171,11 +186,8 @@ func TestBadRowsAbortOnlyWhenAsked(t *testing.T) {
 			c.cfg(&cfg)
 			eng := e.start(t, cfg)
 			ctx := context.Background()
-			if c.entity != "users" {
-				if err := importEntity(ctx, eng.withMapper(t, testConfig()), "users"); err != nil {
-					t.Fatal(err)
-				}
-				if err := importEntity(ctx, eng.withMapper(t, testConfig()), "devices"); err != nil {
+			for _, dep := range Dependencies(entityOf(c.entity)) {
+				if err := importEntity(ctx, eng.withMapper(t, testConfig()), string(dep)); err != nil {
 					t.Fatal(err)
 				}
 			}

@@ -34,6 +34,12 @@ type Reconciliation struct {
 	Entities []EntityTally `json:"entities"`
 	Tables   []TableTally  `json:"tables"`
 	Problems []string      `json:"problems,omitempty"`
+	// Source says whether Synapse's tables were written since the import
+	// started (nil in a dry run). Writes, or a session still connected,
+	// are the first problem; tables whose writes cannot be known are
+	// listed in Unverified.
+	Source     *synapse.SourceCheck `json:"source,omitempty"`
+	Unverified []string             `json:"unverified,omitempty"`
 }
 
 // OK reports whether the reconciliation found nothing wrong.
@@ -48,6 +54,9 @@ func (e *Engine) Reconcile(ctx context.Context) (Reconciliation, error) {
 		return Reconciliation{}, err
 	}
 	var rec Reconciliation
+	if err := e.checkSource(ctx, &rec); err != nil {
+		return Reconciliation{}, err
+	}
 	written := map[string]int64{}
 	for _, entity := range synapse.Entities {
 		t := EntityTally{Entity: string(entity), Done: true}
@@ -83,6 +92,24 @@ func (e *Engine) Reconcile(ctx context.Context) (Reconciliation, error) {
 		rec.check(n == written[table], "MAS %s has %d rows, batches wrote %d", table, n, written[table])
 	}
 	return rec, nil
+}
+
+// checkSource puts first among the problems that Synapse was written
+// during a real import (a dry run reads a running Synapse on purpose): the counts that follow are then no proof of
+// anything (and a restore may have failed on a duplicate it caused).
+func (e *Engine) checkSource(ctx context.Context, rec *Reconciliation) error {
+	if e.run.DryRun {
+		return nil
+	}
+	check, err := e.CheckSource(ctx)
+	if err != nil {
+		return err
+	}
+	rec.Source, rec.Unverified = &check, check.Unknown()
+	if err := check.Err(); err != nil {
+		rec.Problems = append(rec.Problems, err.Error())
+	}
+	return nil
 }
 
 // primaryTables are the MAS tables that get exactly one row per written

@@ -70,7 +70,12 @@ func (r *Runs) Prepare(ctx context.Context, want NewRun) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	return e, sameKind(e.Run(), want.DryRun)
+	if err := sameKind(e.Run(), want.DryRun); err != nil {
+		return nil, err
+	}
+	// Synapse's write counters now (the first recording wins): the
+	// reconciliation proves nothing was written since (a dry run skips it).
+	return e, e.RecordSourceWrites(ctx)
 }
 
 // Open returns the engine of the run started at now, reading at the

@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/masflow/masflow/internal/config"
+	"github.com/masflow/masflow/internal/synapse"
 )
 
 // Target is what the probes look at.
@@ -92,18 +93,12 @@ func Status(ctx context.Context, c *http.Client, u string) int {
 	return resp.StatusCode
 }
 
-// synapseSessionsSQL counts other sessions of Synapse's role on its
-// database (Synapse leaves application_name empty; masflow's own are
-// named masflow-*).
-const synapseSessionsSQL = `SELECT count(*) FROM pg_stat_activity
-  WHERE usename = current_user AND datname = current_database() AND pid <> pg_backend_pid()
-    AND application_name NOT LIKE 'masflow%'`
-
 // sourceWritersSQL lists the sessions holding a lock stronger than a
 // plain read on the six source tables: a writer (or a DDL, a manual
 // VACUUM, a SELECT … FOR UPDATE). Autovacuum workers are left out: they
 // are the server's own housekeeping, not Synapse, and commonly busy on a
-// freshly restored or generated database.
+// freshly restored or generated database. So are the SHARE locks of
+// masflow's own writer lock (synapse.LockWriters), held while it imports.
 const sourceWritersSQL = `SELECT DISTINCT l.pid, COALESCE(NULLIF(a.application_name, ''), '-')
   FROM pg_locks l
   JOIN pg_class c ON c.oid = l.relation
@@ -114,14 +109,15 @@ const sourceWritersSQL = `SELECT DISTINCT l.pid, COALESCE(NULLIF(a.application_n
    AND pg_table_is_visible(c.oid)
    AND l.mode <> 'AccessShareLock'
    AND a.backend_type <> 'autovacuum worker'
+   AND NOT (a.application_name = '` + synapse.WriterLockApplication + `' AND l.mode = 'ShareLock')
  ORDER BY l.pid`
 
 // synapseDBActivity says what in Synapse's database shows Synapse alive.
 func synapseDBActivity(ctx context.Context, db *pgxpool.Pool) ([]string, error) {
 	var why []string
-	var sessions int64
-	if err := db.QueryRow(ctx, synapseSessionsSQL).Scan(&sessions); err != nil {
-		return nil, fmt.Errorf("liveness: listing Synapse database sessions: %w", err)
+	sessions, err := synapse.CountOtherSessions(ctx, db)
+	if err != nil {
+		return nil, fmt.Errorf("liveness: %w", err)
 	}
 	if sessions > 0 {
 		why = append(why, fmt.Sprintf("%d other sessions of its database role are connected", sessions))

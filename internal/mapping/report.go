@@ -25,6 +25,10 @@ const (
 	// ReasonRefreshable: the access token is migrated with its refresh token
 	// by the refresh_pairs entity, not by access_tokens.
 	ReasonRefreshable Reason = "migrated_with_refresh_token"
+	// ReasonUnpairedRefreshable: an access token issued with a refresh
+	// token whose pair is another access token (a lower id, or the
+	// refresh token's own user and device): only one is written with it.
+	ReasonUnpairedRefreshable Reason = "unpaired_refreshable_token"
 	// ReasonNoAccessToken: a refresh token no access token was issued with.
 	ReasonNoAccessToken Reason = "refresh_token_without_access_token"
 	// ReasonSuccessorUsed: the client already rotated to the next pair.
@@ -40,6 +44,11 @@ const (
 	ReasonForeignServer Reason = "foreign_server"
 	// ReasonOwnerMissing: no user (or several, case-insensitively) matches.
 	ReasonOwnerMissing Reason = "owner_missing"
+	// ReasonOwnerCaseMismatch: a device, token or SSO link names its user
+	// with other letter case than users.name. Attached to that user, a
+	// client of @eve would be served as @Eve and an SSO subject could
+	// reach another account, so the row is not written.
+	ReasonOwnerCaseMismatch Reason = "owner_case_mismatch"
 	// ReasonTokenOnHiddenDevice: a token of a hidden device has no session
 	// to belong to (the reference writes it anyway and fails at the end).
 	ReasonTokenOnHiddenDevice Reason = "token_on_hidden_device"
@@ -55,7 +64,8 @@ const ReasonUnmappedProvider Reason = "unmapped_provider"
 
 // Notices: the row was written, with a fallback worth reporting.
 const (
-	// NoticeCaseMismatch: the row's MXID matched its user only case-insensitively.
+	// NoticeCaseMismatch: a threepid's MXID matched its user only
+	// case-insensitively; it is written for that user.
 	NoticeCaseMismatch Reason = "case_mismatch_resolved"
 	// NoticeNullCreationTS: users.creation_ts was NULL; the run's "now" was used.
 	NoticeNullCreationTS Reason = "null_creation_ts"
@@ -70,7 +80,7 @@ const (
 // opposed to a row skipped by design).
 func (r Reason) Bad() bool {
 	switch r {
-	case ReasonInvalidMXID, ReasonForeignServer, ReasonOwnerMissing,
+	case ReasonInvalidMXID, ReasonForeignServer, ReasonOwnerMissing, ReasonOwnerCaseMismatch,
 		ReasonTokenOnHiddenDevice, ReasonTokenOnGuestDevice:
 		return true
 	}

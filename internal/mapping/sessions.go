@@ -16,7 +16,7 @@ import (
 func (m *Mapper) Device(b *Batch, d synapse.Device) error {
 	b.Read++
 	key := d.RawUserID + "/" + d.DeviceID
-	own, ok, err := m.resolveOwner(b, TableDevices, key, d.Owner, activeAccount)
+	own, ok, err := m.resolveOwner(b, TableDevices, key, d.Owner, sessionOwner)
 	if !ok {
 		return err
 	}
@@ -81,15 +81,17 @@ func (m *Mapper) deviceSession(b *Batch, table, key, rawUserID string, d synapse
 func (m *Mapper) AccessToken(b *Batch, t synapse.AccessToken) error {
 	b.Read++
 	key := "id=" + strconv.FormatInt(t.ID, 10)
-	own, ok, err := m.resolveOwner(b, TableAccessTokens, key, t.Owner, activeAccount)
+	own, ok, err := m.resolveOwner(b, TableAccessTokens, key, t.Owner, sessionOwner)
 	if !ok {
 		return err
 	}
 	switch {
 	case t.PuppetsUserID != nil:
 		return m.skip(b, TableAccessTokens, key, ReasonPuppet)
-	case t.RefreshTokenID != nil:
+	case t.RefreshTokenID != nil && t.PairedWithRefresh:
 		return b.elsewhere(ReasonRefreshable)
+	case t.RefreshTokenID != nil:
+		return m.skip(b, TableAccessTokens, key, ReasonUnpairedRefreshable)
 	}
 	created := millis(t.LastValidated, m.run.Now)
 	var sessionID mas.ID
@@ -109,7 +111,7 @@ func (m *Mapper) AccessToken(b *Batch, t synapse.AccessToken) error {
 func (m *Mapper) RefreshPair(b *Batch, p synapse.RefreshPair) error {
 	b.Read++
 	key := "id=" + strconv.FormatInt(p.ID, 10)
-	_, ok, err := m.resolveOwner(b, TableRefreshTokens, key, p.Owner, activeAccount)
+	_, ok, err := m.resolveOwner(b, TableRefreshTokens, key, p.Owner, sessionOwner)
 	if !ok {
 		return err
 	}

@@ -12,7 +12,7 @@ import (
 func (m *Mapper) Threepid(b *Batch, t synapse.Threepid) error {
 	b.Read++
 	key := t.Medium + "/" + t.Address
-	own, ok, err := m.resolveOwner(b, TableThreepids, key, t.Owner, anyAccount)
+	own, ok, err := m.resolveOwner(b, TableThreepids, key, t.Owner, threepidOwner)
 	if !ok {
 		return err
 	}
@@ -37,7 +37,7 @@ func (m *Mapper) Threepid(b *Batch, t synapse.Threepid) error {
 func (m *Mapper) ExternalID(b *Batch, e synapse.ExternalID) error {
 	b.Read++
 	key := e.AuthProvider + "/" + e.ExternalID
-	own, ok, err := m.resolveOwner(b, TableExternalIDs, key, e.Owner, anyAccount)
+	own, ok, err := m.resolveOwner(b, TableExternalIDs, key, e.Owner, linkOwner)
 	if !ok {
 		return err
 	}

@@ -19,8 +19,8 @@ const ReferenceLockKey int64 = 6584285998412104315
 // from MAS's: dropping it (Finish) leaves the MAS schema untouched.
 const bookkeepingSchema = "masflow_import"
 
-// createBookkeepingSQL creates the run row, the per-shard checkpoints and
-// the findings report.
+// createBookkeepingSQL creates the run row, the per-shard checkpoints,
+// the findings report and the source's write counters.
 const createBookkeepingSQL = `
 CREATE SCHEMA IF NOT EXISTS masflow_import;
 CREATE TABLE IF NOT EXISTS masflow_import.run (
@@ -50,7 +50,7 @@ CREATE TABLE IF NOT EXISTS masflow_import.findings (
   natural_key  text NOT NULL,
   reason       text NOT NULL,
   skipped      boolean NOT NULL
-);`
+);` + createSourceWritesSQL
 
 // RunInfo is what stays fixed for a whole migration run, stored in the MAS
 // database so every batch of every attempt uses the same values.

@@ -148,13 +148,14 @@ var devicesSpec = spec[Device]{
 var accessTokensSpec = spec[AccessToken]{
 	table: "access_tokens",
 	cols: `t.user_id, t.device_id, t.id, t.token, t.valid_until_ms, t.last_validated,
-    t.puppets_user_id, t.refresh_token_id, COALESCE(` + sessionTokenCond("t") + `, false)`,
+    t.puppets_user_id, t.refresh_token_id, COALESCE(` + pairedCond("t") + `, false),
+    COALESCE(` + sessionTokenCond("t") + `, false)`,
 	joins:   refreshLookups("t"),
 	keyCols: []string{"user_id", "id"},
 	keyType: []string{"text", "bigint"},
 	bind: func(a *AccessToken) ([]any, func()) {
 		return []any{&a.RawUserID, &a.Device.DeviceID, &a.ID, &a.Token, &a.ValidUntilMS, &a.LastValidated,
-			&a.PuppetsUserID, &a.RefreshTokenID, &a.countsForSession}, nil
+			&a.PuppetsUserID, &a.RefreshTokenID, &a.PairedWithRefresh, &a.countsForSession}, nil
 	},
 	key: func(a *AccessToken) Key { return Key{a.RawUserID, strconv.FormatInt(a.ID, 10)} },
 }
@@ -165,13 +166,14 @@ var accessTokensSpec = spec[AccessToken]{
 var accessTokensByIDSpec = spec[AccessToken]{
 	table: "access_tokens",
 	cols: ownerCols + `, ` + deviceCols + `, t.id, t.token, t.valid_until_ms, t.last_validated,
-    t.puppets_user_id, t.refresh_token_id`,
-	joins:   ownerJoin + deviceJoin,
+    t.puppets_user_id, t.refresh_token_id, COALESCE(` + pairedCond("t") + `, false)`,
+	joins:   ownerJoin + deviceJoin + refreshLookups("t"),
 	keyCols: []string{"id"},
 	keyType: []string{"bigint"},
 	bind: func(a *AccessToken) ([]any, func()) {
 		dest := append(ownerDest(&a.Owner), deviceDest(&a.Device)...)
-		return append(dest, &a.ID, &a.Token, &a.ValidUntilMS, &a.LastValidated, &a.PuppetsUserID, &a.RefreshTokenID), nil
+		return append(dest, &a.ID, &a.Token, &a.ValidUntilMS, &a.LastValidated, &a.PuppetsUserID, &a.RefreshTokenID,
+			&a.PairedWithRefresh), nil
 	},
 	key: func(a *AccessToken) Key { return Key{strconv.FormatInt(a.ID, 10)} },
 }

@@ -83,6 +83,10 @@ type AccessToken struct {
 	LastValidated  *int64 // milliseconds
 	PuppetsUserID  *string
 	RefreshTokenID *int64
+	// PairedWithRefresh is true for the access token the refresh pair
+	// pass writes with its refresh token (the lowest id of that refresh
+	// token's user and device); false for any other token carrying it.
+	PairedWithRefresh bool
 	// countsForSession: the token's last_validated counts towards its
 	// device's session created_at (see Device.TokensCreatedAt).
 	countsForSession bool

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // Snapshot is one moment of the Synapse database, exported by a
@@ -20,9 +19,12 @@ import (
 type Snapshot struct {
 	// ID is what SET TRANSACTION SNAPSHOT takes (not a secret).
 	ID   string
-	conn *pgxpool.Conn
-	tx   pgx.Tx
+	held *heldTx
 }
+
+// SnapshotApplication is the application_name of the session holding a
+// dry run's snapshot.
+const SnapshotApplication = "masflow-snapshot"
 
 // ErrSnapshotGone: the session holding a reader's snapshot has ended (its
 // worker died or its connection broke); a new snapshot is needed.
@@ -30,23 +32,12 @@ var ErrSnapshotGone = errors.New("the exported snapshot is gone")
 
 // ExportSnapshot opens the session holding a snapshot of the database now.
 func (r *Reader) ExportSnapshot(ctx context.Context) (*Snapshot, error) {
-	conn, err := r.pool.Acquire(ctx)
+	held, err := r.holdTx(ctx, SnapshotApplication, pgx.RepeatableRead)
 	if err != nil {
 		return nil, fmt.Errorf("holding a snapshot of the Synapse database: %w", err)
 	}
-	tx, err := conn.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
-	if err != nil {
-		conn.Release()
-		return nil, fmt.Errorf("holding a snapshot of the Synapse database: %w", err)
-	}
-	s := &Snapshot{conn: conn, tx: tx}
-	// The holder sits idle in its transaction for the whole dry run: a
-	// server-wide idle_in_transaction_session_timeout must not end it.
-	if _, err := tx.Exec(ctx, "SET LOCAL idle_in_transaction_session_timeout = 0"); err != nil {
-		s.Release()
-		return nil, fmt.Errorf("holding a snapshot of the Synapse database: %w", err)
-	}
-	if err := tx.QueryRow(ctx, "SELECT pg_export_snapshot()").Scan(&s.ID); err != nil {
+	s := &Snapshot{held: held}
+	if err := held.tx.QueryRow(ctx, "SELECT pg_export_snapshot()").Scan(&s.ID); err != nil {
 		s.Release()
 		return nil, fmt.Errorf("exporting a snapshot of the Synapse database: %w", err)
 	}
@@ -68,7 +59,7 @@ func (s *Snapshot) Hold(ctx context.Context) error {
 			return ctx.Err()
 		case <-t.C:
 		}
-		if _, err := s.tx.Exec(ctx, "SELECT 1"); err != nil {
+		if _, err := s.held.tx.Exec(ctx, "SELECT 1"); err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
@@ -78,10 +69,7 @@ func (s *Snapshot) Hold(ctx context.Context) error {
 }
 
 // Release ends the snapshot (readers at it fail from now on).
-func (s *Snapshot) Release() {
-	_ = s.tx.Rollback(context.Background())
-	s.conn.Release()
-}
+func (s *Snapshot) Release() { s.held.release() }
 
 // At returns a reader on the same connections whose every read sees the
 // snapshot id (exported by ExportSnapshot, possibly in another process).

@@ -70,6 +70,18 @@ func sessionTokenCond(a string) string {
      OR (rt.user_id = %[1]s.user_id AND rt.device_id = %[1]s.device_id AND su.used IS NULL))`, a)
 }
 
+// pairedCond is true for the access token aliased a (after
+// refreshLookups) when it is the one the refresh pair pass writes with
+// its refresh token (refreshPairsSpec): the lowest id among the tokens
+// issued with that refresh token for the refresh token's own user and
+// device (docs/mapping.md, "Refresh tokens"). Another token carrying the
+// same refresh token is never written.
+func pairedCond(a string) string {
+	return fmt.Sprintf(`(rt.user_id = %[1]s.user_id AND rt.device_id = %[1]s.device_id
+     AND NOT EXISTS (SELECT 1 FROM access_tokens o WHERE o.refresh_token_id = %[1]s.refresh_token_id
+       AND o.user_id = %[1]s.user_id AND o.device_id = %[1]s.device_id AND o.id < %[1]s.id))`, a)
+}
+
 // sessionTokensInSpanSQL reads them for the users of a span ($1, $2).
 var sessionTokensInSpanSQL = sessionTokensSQL + `a.user_id >= $1 AND a.user_id <= $2`
 

@@ -6,6 +6,7 @@ INSERT INTO users (name, password_hash, creation_ts, admin, is_guest, deactivate
   ('@guest1:example.org',  '$2b$12$guesthash', 1600000200, 0, 1, 0, false, NULL),  -- guest
   ('@carol:example.org',   '$2b$12$carolhash', 1600000300, 0, 0, 1, false, NULL),  -- deactivated
   ('@bridge_x:example.org', NULL,              1600000400, 0, 0, 0, false, 'irc'), -- appservice
+  ('@irc_a:b:example.org',  NULL,              1600000450, 0, 0, 0, false, 'irc'), -- appservice, colon in localpart
   ('@dave:other.org',      '$2b$12$davehash',  1600000500, 0, 0, 0, false, NULL),  -- foreign server
   ('@nullts:example.org',  '$2b$12$nullhash',  NULL,       0, 0, 0, false, NULL),  -- NULL creation_ts
   ('@Eve:example.org',     '$2b$12$evehash',   1600000600, 0, 0, 0, false, NULL),  -- dependants use @eve
@@ -27,7 +28,8 @@ INSERT INTO user_external_ids (auth_provider, external_id, user_id) VALUES
   ('oidc',        'sub-carol', '@carol:example.org'),
   ('saml',        'sub-bob',   '@bob:example.org'),       -- no MAS provider
   ('oidc',        'sub-guest', '@guest1:example.org'),
-  ('oidc',        'sub-x',     '@bridge_x:example.org');
+  ('oidc',        'sub-x',     '@bridge_x:example.org'),
+  ('oidc',        'sub-eve',   '@eve:example.org');        -- user is @Eve: not attached
 
 INSERT INTO devices (user_id, device_id, display_name, last_seen, ip, user_agent, hidden) VALUES
   ('@alice:example.org',    'ADEV1',        'Alice phone', 1700000000000, '1.2.3.4',          'Element', false),
@@ -39,6 +41,7 @@ INSERT INTO devices (user_id, device_id, display_name, last_seen, ip, user_agent
   ('@guest1:example.org',   'GDEV',         NULL,          NULL,          NULL,               NULL,      false),
   ('@carol:example.org',    'CDEV',         NULL,          NULL,          NULL,               NULL,      false),
   ('@bridge_x:example.org', 'XDEV',         NULL,          NULL,          NULL,               NULL,      false),
+  ('@irc_a:b:example.org',  'IDEV',         NULL,          NULL,          NULL,               NULL,      false),
   ('@eve:example.org',      'EDEV',         'Eve tablet',  1700000600000, '2001:db8::1',      'Element', false);
 
 INSERT INTO refresh_tokens (id, user_id, device_id, token, next_token_id) VALUES
@@ -64,4 +67,5 @@ INSERT INTO access_tokens (id, user_id, device_id, token, valid_until_ms, puppet
   (13, '@alice:example.org',    'ADEV3',        'syt_alice_13', 1705000300000, NULL,                 1705000000000, 102,  true),
   (14, '@alice:example.org',    'ADEV3',        'syt_alice_14', 1710000302000, NULL,                 1710000002000, 103,  true),
   (15, '@eve:example.org',      'EDEV',         'syt_eve_15',   NULL,          NULL,                 1700000600100, NULL, NULL),
-  (16, '@bridge_x:example.org', 'XDEV',         'syt_bridge_16',NULL,          NULL,                 1650000000006, NULL, NULL);
+  (16, '@bridge_x:example.org', 'XDEV',         'syt_bridge_16',NULL,          NULL,                 1650000000006, NULL, NULL),
+  (17, '@alice:example.org',    'ADEV3',        'syt_alice_17', NULL,          NULL,                 1710000009000, 101,  false); -- 101's second token
