@@ -14,8 +14,8 @@ import (
 func TestRunKindIsRecorded(t *testing.T) {
 	ctx := context.Background()
 	for _, c := range []struct {
-		name                 string
-		setup                string
+		name   string
+		setup  string
 		dryRun bool
 	}{
 		{"dry run", `INSERT INTO masflow_import.run (server_name, salt, now, dry_run, rules) VALUES ('x', '\x00', now(), true, '{}')`, true},
@@ -48,7 +48,7 @@ func TestSourceWritesAreRecordedOnce(t *testing.T) {
 		t.Fatalf("nothing recorded: %+v, %v", got, err)
 	}
 	pgtest.Exec(t, dsn, createBookkeepingSQL+`; DROP TABLE masflow_import.source_writes;
-		INSERT INTO masflow_import.run (server_name, salt, now) VALUES ('x', '\x00', now())`) // a run of an earlier masflow
+		INSERT INTO masflow_import.run (server_name, salt, now, rules) VALUES ('x', '\x00', now(), '{}')`) // a run of an earlier masflow
 	for _, c := range []struct {
 		name   string
 		record synapse.WriteCounters

@@ -87,9 +87,21 @@ func CountOtherSessions(ctx context.Context, db interface {
 	return n, nil
 }
 
-// OtherSessions is CountOtherSessions on the reader's database.
+// OtherSessions is CountOtherSessions on the reader's database. A session
+// whose client just disconnected stays listed for a moment while its
+// backend exits: a count above zero is taken again, up to three times
+// half a second apart, before it stands.
 func (r *Reader) OtherSessions(ctx context.Context) (int64, error) {
-	return CountOtherSessions(ctx, r.pool)
+	n, err := CountOtherSessions(ctx, r.pool)
+	for try := 0; err == nil && n > 0 && try < 3; try++ {
+		select {
+		case <-ctx.Done():
+			return n, ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+		n, err = CountOtherSessions(ctx, r.pool)
+	}
+	return n, err
 }
 
 // TableChange is what was written to one source table since the counters
