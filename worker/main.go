@@ -17,6 +17,7 @@ import (
 	"github.com/masflow/masflow/activities"
 	"github.com/masflow/masflow/internal/config"
 	"github.com/masflow/masflow/internal/runner"
+	"github.com/masflow/masflow/internal/version"
 	"github.com/spf13/pflag"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/worker"
@@ -27,8 +28,13 @@ func main() {
 	runner.TuneGC()
 	settingsFile := pflag.StringP("config", "c", "", "masflow settings file")
 	hostOnly := pflag.Bool("host-only", false, "serve only worker.host_task_queue (a worker on the Synapse host)")
+	printVersion := pflag.Bool("version", false, "print masflow's release and commit, and exit")
 	config.AddSettingsFlags(pflag.CommandLine)
 	pflag.Parse()
+	if *printVersion {
+		fmt.Println("masflow-worker " + version.String())
+		return
+	}
 	if err := run(*settingsFile, *hostOnly, pflag.CommandLine); err != nil {
 		fmt.Fprintln(os.Stderr, "worker:", err)
 		os.Exit(1)

@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/masflow/masflow/internal/config"
+	"github.com/masflow/masflow/internal/version"
 	"github.com/masflow/masflow/workflows"
 	"github.com/spf13/pflag"
 )
@@ -47,6 +48,10 @@ func Commands() []Command {
 		{"retry", "run a blocked step again, once its cause is fixed", signalCommand("retry", workflows.SignalRetry)},
 		{"cancel", "cancel the migration (restores Synapse before the point of no return)", Cancel},
 		{"serve", "keep the embedded Temporal (--dev) and its Web UI running", Serve},
+		{"version", "print masflow's release and commit", func(_ context.Context, _ []string, stdout, _ io.Writer) int {
+			fmt.Fprintln(stdout, "masflow "+version.String())
+			return 0
+		}},
 	}
 }
 
