@@ -149,7 +149,9 @@ func newHarnessWith(t *testing.T, shardDelay time.Duration) *harness {
 		// Delayed on the environment's clock, which skips ahead (mocks
 		// come after every registration).
 		h.env.OnActivity(contract.ImportShard.Name, mock.Anything, mock.Anything).After(shardDelay).Return(
-			func(_ context.Context, in contract.ShardInput) (contract.ShardResult, error) { return h.importShard(in) })
+			func(_ context.Context, in contract.ShardInput) (contract.ShardResult, error) {
+				return h.importShard(in)
+			})
 	}
 	return h
 }
@@ -194,7 +196,9 @@ func (h *harness) stubImport() {
 	stub(h.env, contract.PlanEntity, func(_ context.Context, in contract.PlanInput) (contract.PlanResult, error) {
 		return contract.PlanResult{Shards: []string{in.Entity + "/000", in.Entity + "/001"}}, nil
 	})
-	shard := func(_ context.Context, in contract.ShardInput) (contract.ShardResult, error) { return h.importShard(in) }
+	shard := func(_ context.Context, in contract.ShardInput) (contract.ShardResult, error) {
+		return h.importShard(in)
+	}
 	stub(h.env, contract.ImportShard, shard)
 	stub(h.env, contract.Reconcile, func(_ context.Context, in contract.RunInput) (contract.ReconcileResult, error) {
 		if err := h.transient(contract.StepReconcile); err != nil {
