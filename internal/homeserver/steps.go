@@ -137,13 +137,9 @@ func (h *HostSteps) sharedSecret(syn *config.Synapse) (string, bool, error) {
 		}
 		return h.MAS.SecretFile, false, nil
 	}
-	value := h.MAS.Secret
-	if value.IsEmpty() && h.MAS.SecretFile != "" {
-		b, err := os.ReadFile(h.MAS.SecretFile)
-		if err != nil {
-			return "", false, fmt.Errorf("reading MAS's matrix.secret_file: %w", err)
-		}
-		value = secret.String(b)
+	value, err := h.MAS.SharedSecret()
+	if err != nil {
+		return "", false, err
 	}
 	if path == "" {
 		path = filepath.Join(filepath.Dir(syn.Files[0]), "mas_secret")
