@@ -46,17 +46,24 @@ const (
 	// ErrTypeConfigRefused: Synapse's parser refuses the rewritten config
 	// (the original is put back at once).
 	ErrTypeConfigRefused = "MasflowConfigRefused"
+	// ErrTypeVerifyFailed: probes still fail once the homeserver had time
+	// to settle; the error's details are every probe ([]verify.Probe).
+	ErrTypeVerifyFailed = "MasflowVerifyFailed"
 )
 
 // NonRetryable lists the error types no retry can fix, for retry policies.
 var NonRetryable = []string{ErrTypeUnsupportedSchema, ErrTypeRefused, ErrTypeBadRow, ErrTypeBadRequest, ErrTypeSQL,
-	ErrTypeTool, ErrTypeConfigRefused}
+	ErrTypeTool, ErrTypeConfigRefused, ErrTypeVerifyFailed}
 
 // classify wraps an error with its stable type; the message is kept (our
 // errors carry no secrets), the cause chain is not sent.
 func classify(err error) error {
 	if err == nil {
 		return nil
+	}
+	var failed *homeserver.VerifyFailed
+	if errors.As(err, &failed) {
+		return temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeVerifyFailed, nil, failed.Report.Probes)
 	}
 	kind := ""
 	switch {

@@ -8,6 +8,7 @@ import (
 	"go.temporal.io/sdk/activity"
 
 	"github.com/masflow/masflow/internal/homeserver"
+	"github.com/masflow/masflow/internal/verify"
 )
 
 // HomeserverActivities run the Synapse-side steps through the configured
@@ -27,6 +28,9 @@ type StepResult struct {
 	// Replicas are the workloads' replica counts before the stop
 	// (Kubernetes), which the start restores.
 	Replicas map[string]int32
+	// Probes are the verify step's outcomes (a failed verification
+	// carries them as its error's details instead).
+	Probes []verify.Probe `json:",omitempty"`
 }
 
 // StartInput says what the start brings back.
@@ -104,5 +108,5 @@ func step(r homeserver.Report, err error) (StepResult, error) {
 	if err != nil {
 		return StepResult{}, classify(err)
 	}
-	return StepResult{Note: r.Note, Details: r.Details, Replicas: r.Replicas}, nil
+	return StepResult{Note: r.Note, Details: r.Details, Replicas: r.Replicas, Probes: r.Probes}, nil
 }

@@ -7,6 +7,8 @@ package workflows
 import (
 	"time"
 
+	"github.com/masflow/masflow/internal/verify"
+
 	"go.temporal.io/sdk/temporal"
 )
 
@@ -178,6 +180,9 @@ type Progress struct {
 	Done       []string
 	// Blocked is set while a step waits for the operator's retry.
 	Blocked *Blocked
+	// Verification is the verify step's probes, once it ran (failed
+	// ones name what answered and the fix).
+	Verification []verify.Probe `json:",omitempty"`
 }
 
 // EntityProgress is one entity's import progress. Every source row read
@@ -211,4 +216,6 @@ type MigrationResult struct {
 	Report string
 	// Drift lists source counts that changed during a dry run.
 	Drift []string
+	// Verification is the verify step's probes.
+	Verification []verify.Probe `json:",omitempty"`
 }

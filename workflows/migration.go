@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/masflow/masflow/activities"
+	"github.com/masflow/masflow/internal/verify"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 )
@@ -43,6 +44,9 @@ type State struct {
 	Paused   bool
 	// Blocked is set while a step waits for the operator's retry.
 	Blocked *Blocked
+	// Verification is the verify step's probes (also those of a failed
+	// verification, from its error's details).
+	Verification []verify.Probe `json:",omitempty"`
 }
 
 // migration is one run of the workflow function.
@@ -159,7 +163,9 @@ func (m *migration) runStep(ctx workflow.Context, step string) error {
 		m.st.PastNoReturn = true
 		return nil
 	case StepVerify:
-		return discard(m.homeserverStep(ctx, step, h.Verify))
+		res, err := m.homeserverStep(ctx, step, h.Verify)
+		m.st.Verification = probesOf(res, err)
+		return err
 	case StepFinish:
 		var a *activities.ImportActivities
 		var fin activities.FinishResult
@@ -239,6 +245,20 @@ func (m *migration) homeserverStep(ctx workflow.Context, step string, fn any, ar
 	var res activities.StepResult
 	err := m.activity(ctx, m.hostOptions(ctx, step), step, fn, &res, args...)
 	return res, err
+}
+
+// probesOf is the verify step's probes: its result's, or the details of
+// its failure (activities.ErrTypeVerifyFailed).
+func probesOf(res activities.StepResult, err error) []verify.Probe {
+	var app *temporal.ApplicationError
+	if err == nil || !errors.As(err, &app) || app.Type() != activities.ErrTypeVerifyFailed || !app.HasDetails() {
+		return res.Probes
+	}
+	var probes []verify.Probe
+	if app.Details(&probes) != nil {
+		return nil
+	}
+	return probes
 }
 
 // discard keeps a step's error only.
@@ -348,7 +368,7 @@ func (m *migration) result() MigrationResult {
 	p := m.progress()
 	return MigrationResult{Homeserver: m.in.Homeserver, DryRun: m.in.DryRun, Steps: m.st.Done, Rows: p.Rows,
 		Entities: p.Entities, Problems: m.st.Import.Problems, Approval: m.st.Approval, Report: m.st.Import.Report,
-		Drift: m.st.Import.Drift}
+		Drift: m.st.Import.Drift, Verification: m.st.Verification}
 }
 
 // continueAsNewDue: the server suggests it, or history passed our threshold.

@@ -15,6 +15,7 @@ import (
 
 	"github.com/masflow/masflow/activities"
 	"github.com/masflow/masflow/internal/synapse"
+	"github.com/masflow/masflow/internal/verify"
 	"github.com/stretchr/testify/mock"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/converter"
@@ -43,6 +44,8 @@ type harness struct {
 	starts []activities.StartInput
 	// advised is the input of the last Advise call.
 	advised activities.AdviseInput
+	// verified are the probes a passing verify step reports.
+	verified []verify.Probe
 	// mu guards the fields above: the test environment runs activities
 	// on goroutines of their own.
 	mu sync.Mutex
@@ -122,6 +125,9 @@ func newHarnessWith(t *testing.T, shardDelay time.Duration) *harness {
 		name := name
 		h.env.OnActivity(fn, mock.Anything).Return(func(context.Context) (activities.StepResult, error) {
 			h.record(name)
+			if name == StepVerify {
+				return activities.StepResult{Probes: h.verified}, h.fail[name]
+			}
 			return activities.StepResult{}, h.fail[name]
 		})
 	}
@@ -720,4 +726,50 @@ func TestRecordedWavePlanWins(t *testing.T) {
 	if got := importCalls(h.calls); !slices.Equal(got, []string{"users", "devices"}) {
 		t.Fatalf("imported %v; want the recorded waves users, devices", got)
 	}
+}
+
+// A verification that still fails after its settle time ends a migration
+// past the point of no return as needs_human, with no automatic undo, and
+// its probes (what answered, the fix) in the progress and the UI's table;
+// a passing one records its probes in the result.
+func TestVerifyProbesReachTheResult(t *testing.T) {
+	probes := []verify.Probe{{Name: "health", OK: true, Detail: "200"},
+		{Name: "login v3", Answered: "Synapse", Detail: "answered 404 M_UNRECOGNIZED", Fix: "route /_matrix/client/*/login to MAS"}}
+	t.Run("a failed verification needs a human and shows its probes", func(t *testing.T) {
+		h := newHarness(t)
+		h.fail[StepVerify] = temporal.NewNonRetryableApplicationError("1 of 2 verification probes failed",
+			activities.ErrTypeVerifyFailed, nil, probes)
+		h.env.ExecuteWorkflow(MigrationWorkflow, approved())
+		err := h.env.GetWorkflowError()
+		if err == nil || !strings.Contains(err.Error(), "verification probes failed") {
+			t.Fatalf("workflow error %v, want the verification's", err)
+		}
+		if tail := h.calls[slices.Index(h.calls, StepVerify)+1:]; len(tail) != 0 {
+			t.Fatalf("after the failed verification: %v, want nothing undone automatically", tail)
+		}
+		v, err := h.env.QueryWorkflow(QueryProgress)
+		var p Progress
+		if err != nil || v.Get(&p) != nil {
+			t.Fatal(err)
+		}
+		if p.Phase != "needs_human" || !reflect.DeepEqual(p.Verification, probes) {
+			t.Fatalf("phase %q, probes %+v; want needs_human with %+v", p.Phase, p.Verification, probes)
+		}
+		if md := p.Markdown(); !strings.Contains(md, "verification: 1 of 2 probes passed") ||
+			!strings.Contains(md, "| login v3 | **failed** | Synapse | answered 404 M_UNRECOGNIZED | route /_matrix/client/*/login to MAS |") {
+			t.Fatalf("the UI's table lacks the failed probe:\n%s", md)
+		}
+	})
+	t.Run("a passing verification records its probes", func(t *testing.T) {
+		h := newHarness(t)
+		h.verified = probes[:1]
+		h.env.ExecuteWorkflow(MigrationWorkflow, approved())
+		var res MigrationResult
+		if err := h.env.GetWorkflowResult(&res); err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(res.Verification, probes[:1]) {
+			t.Fatalf("result probes %+v, want %+v", res.Verification, probes[:1])
+		}
+	})
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/masflow/masflow/internal/advisor"
 	"github.com/masflow/masflow/internal/config"
 	"github.com/masflow/masflow/internal/mas"
+	"github.com/masflow/masflow/internal/verify"
 )
 
 // Controller performs (or verifies) the homeserver steps of a migration.
@@ -49,6 +50,8 @@ type Report struct {
 	Details []string
 	// Replicas are the workloads' replica counts before Stop (Kubernetes).
 	Replicas map[string]int32
+	// Probes are the verify step's outcomes, for the workflow's result.
+	Probes []verify.Probe
 }
 
 // ErrNotYet marks a state the operator has not reached yet: retryable.
@@ -72,6 +75,8 @@ type None struct {
 	// Secrets are every secret value of the configs (config.SecretValues):
 	// hidden in the output of programs the steps run.
 	Secrets []string
+	// Verification says how the verify step probes (verification.go).
+	Verification Verification
 }
 
 // synapse re-reads Synapse's config: the operator may have changed it.
@@ -176,11 +181,6 @@ func (n *None) delegating(want bool) error {
 
 // Start verifies Synapse answers on a listener.
 func (n *None) Start(ctx context.Context, _ map[string]int32, _ []Service) (Report, error) {
-	return noted("Synapse answers", n.answering(ctx))
-}
-
-// Verify checks Synapse answers /health.
-func (n *None) Verify(ctx context.Context) (Report, error) {
 	return noted("Synapse answers", n.answering(ctx))
 }
 

@@ -28,7 +28,7 @@ type Managed struct {
 	CommandTimeout time.Duration
 	// MASCLI runs `mas-cli config sync`.
 	MASCLI MASCLI
-	// Steps performs backup, reconfigure, restore and verify: the parts
+	// Steps performs backup, reconfigure and restore: the parts
 	// that do not depend on how the services run.
 	Steps *HostSteps
 }
@@ -45,9 +45,6 @@ func (m *Managed) Reconfigure(ctx context.Context) (Report, error) { return m.St
 func (m *Managed) RestoreConfig(ctx context.Context) (Report, error) {
 	return m.Steps.RestoreConfig(ctx)
 }
-
-// Verify probes the migrated homeserver as a client would.
-func (m *Managed) Verify(ctx context.Context) (Report, error) { return m.Steps.Verify(ctx) }
 
 // Stop stops Synapse, then MAS, and waits until neither shows any sign
 // of life: no listener answers, no session of Synapse's database role,

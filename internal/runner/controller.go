@@ -15,7 +15,8 @@ import (
 func (d *Deps) controller() (homeserver.Controller, error) {
 	s := d.Settings
 	none := &homeserver.None{SynapsePaths: s.Synapse.Config, MAS: d.MAS, SynapseDB: d.SynapseDB(), MASDB: d.MASPool,
-		Secrets: append(config.SecretValues(d.Synapse.Raw), config.SecretValues(d.MAS.Raw)...)}
+		Secrets:      append(config.SecretValues(d.Synapse.Raw), config.SecretValues(d.MAS.Raw)...),
+		Verification: Verification(s)}
 	if s.Homeserver.Controller == "none" {
 		return none, nil
 	}
@@ -27,8 +28,7 @@ func (d *Deps) controller() (homeserver.Controller, error) {
 	steps := &homeserver.HostSteps{None: none,
 		Backup: backup.Options{Dir: s.Backup.Dir, Prefix: "masflow-" + d.Synapse.ServerName,
 			PgDump: s.Backup.PgDump, PgRestore: s.Backup.PgRestore},
-		MASEndpoint: h.MASEndpoint, MASSecretPath: h.MASSecretPath, SynapsePython: h.SynapsePython,
-		BaseURL: s.Verify.BaseURL, WellKnownURL: s.Verify.WellKnownURL, SampleTokens: s.Verify.SampleTokens}
+		MASEndpoint: h.MASEndpoint, MASSecretPath: h.MASSecretPath, SynapsePython: h.SynapsePython}
 	return &homeserver.Managed{None: none, Processes: procs, Steps: steps,
 		StopWait:       time.Duration(h.StopTimeoutSeconds) * time.Second,
 		StartWait:      time.Duration(h.StartTimeoutSeconds) * time.Second,
@@ -62,4 +62,12 @@ func processes(h config.HomeserverSettings) (homeserver.Processes, error) {
 
 func commandTimeout(h config.HomeserverSettings) time.Duration {
 	return time.Duration(max(1, h.Command.TimeoutSeconds)) * time.Second
+}
+
+// Verification is how the verify step probes, from the verify.* settings.
+func Verification(s config.Settings) homeserver.Verification {
+	v := s.Verify
+	return homeserver.Verification{BaseURL: v.BaseURL, WellKnownURL: v.WellKnownURL, SampleTokens: v.SampleTokens,
+		CanaryUser: v.CanaryUser, CanaryPasswordFile: v.CanaryPasswordFile,
+		Settle: time.Duration(v.SettleSeconds) * time.Second}
 }
