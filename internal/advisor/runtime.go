@@ -3,13 +3,12 @@ package advisor
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/masflow/masflow/internal/config"
 )
 
 func defaultHTTPClient() *http.Client {
@@ -163,69 +162,18 @@ func HTTPStatus(ctx context.Context, c *http.Client, u string) int {
 // synapseHealthURLs lists /health of every HTTP listener in
 // homeserver.yaml; wildcard binds are probed on loopback.
 func synapseHealthURLs(raw map[string]any) []string {
-	var out []string
-	list, _ := raw["listeners"].([]any)
-	for _, item := range list {
-		l, _ := item.(map[string]any)
-		if t, _ := l["type"].(string); t != "http" {
-			continue
-		}
-		port, ok := l["port"].(int)
-		if !ok {
-			continue
-		}
-		scheme := "http"
-		if isTrue(l, "tls") {
-			scheme = "https"
-		}
-		binds, _ := l["bind_addresses"].([]any)
-		if len(binds) == 0 {
-			binds = []any{"127.0.0.1"}
-		}
-		for _, b := range binds {
-			host, _ := b.(string)
-			out = append(out, scheme+"://"+net.JoinHostPort(loopbackFor(host), strconv.Itoa(port))+"/health")
-		}
-	}
-	return dedupe(out)
+	return healthURLs(config.SynapseListeners(raw))
 }
 
 // masHealthURLs lists /health of every MAS http.listeners bind.
-func masHealthURLs(raw map[string]any) []string {
-	var out []string
-	listeners, _ := get(raw, "http.listeners")
-	list, _ := listeners.([]any)
-	for _, item := range list {
-		l, _ := item.(map[string]any)
-		binds, _ := l["binds"].([]any)
-		for _, b := range binds {
-			bind, _ := b.(map[string]any)
-			addr, _ := bind["address"].(string)
-			if addr == "" {
-				host, _ := bind["host"].(string)
-				port, ok := bind["port"].(int)
-				if !ok {
-					continue
-				}
-				addr = net.JoinHostPort(host, strconv.Itoa(port))
-			}
-			host, port, err := net.SplitHostPort(addr)
-			if err != nil {
-				continue
-			}
-			out = append(out, "http://"+net.JoinHostPort(loopbackFor(host), port)+"/health")
-		}
+func masHealthURLs(raw map[string]any) []string { return healthURLs(config.MASListeners(raw)) }
+
+func healthURLs(ls []config.Listener) []string {
+	out := make([]string, 0, len(ls))
+	for _, l := range ls {
+		out = append(out, l.URL()+"/health")
 	}
 	return dedupe(out)
-}
-
-// loopbackFor probes wildcard binds on loopback.
-func loopbackFor(host string) string {
-	switch strings.Trim(host, "[]") {
-	case "", "0.0.0.0", "::":
-		return "127.0.0.1"
-	}
-	return strings.Trim(host, "[]")
 }
 
 func dedupe(in []string) []string {
