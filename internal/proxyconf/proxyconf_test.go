@@ -164,7 +164,10 @@ var validators = map[string]func(t *testing.T, dir, conf string){
 	"traefik": checkTraefik,
 }
 
-func run(t *testing.T, name string, args ...string) { t.Helper(); runCmd(t, exec.Command(name, args...)) }
+func run(t *testing.T, name string, args ...string) {
+	t.Helper()
+	runCmd(t, exec.Command(name, args...))
+}
 
 func runCmd(t *testing.T, cmd *exec.Cmd) {
 	t.Helper()
@@ -265,8 +268,8 @@ func selfSigned(t *testing.T, dir string, hosts ...string) (cert, key, combined 
 // Every format's output for https hosts, checked by the tool itself.
 func TestEveryFormatValidatesWithTheRealTool(t *testing.T) {
 	shapes := map[string]string{
-		"own hosts":         "https://auth.example.org/",
-		"MAS under a path":  "https://matrix.example.org/auth/",
+		"own hosts":           "https://auth.example.org/",
+		"MAS under a path":    "https://matrix.example.org/auth/",
 		"MAS on its own port": "https://matrix.example.org:8443/",
 	}
 	for _, format := range Formats {
