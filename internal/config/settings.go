@@ -47,6 +47,10 @@ type HomeserverSettings struct {
 	// SynapsePython, when set, is a Python with Synapse installed: its
 	// config parser validates the rewritten config before any restart.
 	SynapsePython string `mapstructure:"synapse_python"`
+	// WellKnownFile, when set, is the client discovery document the web
+	// server serves: the reconfigure step rewrites it for MAS (the
+	// original kept as <file>.pre-mas, put back by a rollback).
+	WellKnownFile string `mapstructure:"well_known_file"`
 	// StopTimeoutSeconds bounds the wait for a verified stop, and
 	// StartTimeoutSeconds the wait for /health after a start.
 	StopTimeoutSeconds  int                `mapstructure:"stop_timeout_seconds"`
@@ -184,6 +188,7 @@ var defaults = map[string]any{
 	"homeserver.mas_endpoint":                "",
 	"homeserver.mas_secret_path":             "",
 	"homeserver.synapse_python":              "",
+	"homeserver.well_known_file":             "",
 	"homeserver.stop_timeout_seconds":        120,
 	"homeserver.start_timeout_seconds":       180,
 	"homeserver.command.stop":                "",

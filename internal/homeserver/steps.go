@@ -13,6 +13,7 @@ import (
 	"github.com/masflow/masflow/internal/config"
 	"github.com/masflow/masflow/internal/secret"
 	"github.com/masflow/masflow/internal/synapseconf"
+	"github.com/masflow/masflow/internal/wellknown"
 )
 
 // HostSteps performs backup, reconfigure and restore for the
@@ -28,6 +29,10 @@ type HostSteps struct {
 	// SynapsePython, when set, checks the rewritten config with
 	// Synapse's own parser before anything restarts.
 	SynapsePython string
+	// WellKnownFile, when set, is the client discovery document the web
+	// server serves (homeserver.well_known_file): the reconfigure step
+	// rewrites it, the restore puts it back.
+	WellKnownFile string
 	// Runner runs Synapse's config check.
 	Runner runner
 }
@@ -89,6 +94,11 @@ func (h *HostSteps) Reconfigure(ctx context.Context) (Report, error) {
 	if endpoint == "" {
 		return Report{}, fmt.Errorf("%v: MAS has no http.public_base: set homeserver.mas_endpoint to where Synapse reaches MAS", h.MAS.Files)
 	}
+	// The discovery document is checked before anything is written.
+	doc, err := h.wellKnownDoc(syn)
+	if err != nil {
+		return Report{}, err
+	}
 	secretPath, wrote, err := h.sharedSecret(syn)
 	if err != nil {
 		return Report{}, err
@@ -103,6 +113,9 @@ func (h *HostSteps) Reconfigure(ctx context.Context) (Report, error) {
 	}
 	for _, c := range changes {
 		rep.Details = append(rep.Details, c.String())
+	}
+	if err := h.writeWellKnown(doc, &rep); err != nil {
+		return Report{}, err
 	}
 	if err := h.checkConfig(ctx); err != nil {
 		if !errors.Is(err, ErrConfigRefused) {
@@ -163,9 +176,46 @@ func (h *HostSteps) checkConfig(ctx context.Context) error {
 	return h.redactErr(err)
 }
 
+// wellKnownDoc is the discovery document for MAS, from the file served
+// today (nil without homeserver.well_known_file).
+func (h *HostSteps) wellKnownDoc(syn *config.Synapse) ([]byte, error) {
+	if h.WellKnownFile == "" {
+		return nil, nil
+	}
+	old, err := os.ReadFile(h.WellKnownFile)
+	if err != nil {
+		return nil, fmt.Errorf("homeserver.well_known_file: %w; create it (the file served at "+
+			"https://<server_name>/.well-known/matrix/client), or unset the key", err)
+	}
+	doc, err := wellknown.Client(old, wellknown.BaseURL(syn))
+	if err != nil {
+		return nil, fmt.Errorf("homeserver.well_known_file %s: %w", h.WellKnownFile, err)
+	}
+	return doc, nil
+}
+
+// writeWellKnown writes the discovery document, keeping its original as
+// <file>.pre-mas like Synapse's config.
+func (h *HostSteps) writeWellKnown(doc []byte, rep *Report) error {
+	if h.WellKnownFile == "" {
+		return nil
+	}
+	changed, err := synapseconf.Replace(h.WellKnownFile, doc)
+	if changed {
+		rep.Details = append(rep.Details, h.WellKnownFile+": the client discovery document for MAS (original in "+
+			h.WellKnownFile+".pre-mas)")
+	}
+	return err
+}
+
 // RestoreConfig puts back every file Reconfigure changed, byte for byte.
 func (h *HostSteps) RestoreConfig(context.Context) (Report, error) {
 	files, err := synapseconf.Restore(h.SynapsePaths)
+	if err == nil && h.WellKnownFile != "" {
+		var wk []string
+		wk, err = synapseconf.Restore([]string{h.WellKnownFile})
+		files = append(files, wk...)
+	}
 	if err != nil {
 		return Report{}, err
 	}

@@ -28,7 +28,8 @@ func (d *Deps) controller() (homeserver.Controller, error) {
 	steps := &homeserver.HostSteps{None: none,
 		Backup: backup.Options{Dir: s.Backup.Dir, Prefix: "masflow-" + d.Synapse.ServerName,
 			PgDump: s.Backup.PgDump, PgRestore: s.Backup.PgRestore},
-		MASEndpoint: h.MASEndpoint, MASSecretPath: h.MASSecretPath, SynapsePython: h.SynapsePython}
+		MASEndpoint: h.MASEndpoint, MASSecretPath: h.MASSecretPath, SynapsePython: h.SynapsePython,
+		WellKnownFile: h.WellKnownFile}
 	return &homeserver.Managed{None: none, Processes: procs, Steps: steps,
 		StopWait:       time.Duration(h.StopTimeoutSeconds) * time.Second,
 		StartWait:      time.Duration(h.StartTimeoutSeconds) * time.Second,
