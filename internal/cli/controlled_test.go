@@ -71,9 +71,10 @@ func newControlled(t *testing.T) *controlled {
 	}
 	health, _ := url.Parse(advisor.SynapseHealthURLs(syn.Raw)[0])
 	c.base = "http://" + health.Host + "/"
+	servedByTheDouble(t, filepath.Join(dir, "sample", "mas.yaml"), c.base)
 	pid := filepath.Join(dir, "synapse.pid")
-	c.start = fmt.Sprintf("%s=%s FAKE_SYNAPSE_CONFIG=%s FAKE_SYNAPSE_MAS_DSN='%s' FAKE_SYNAPSE_ISSUER=https://auth.demo.example/ "+
-		"%s >>%s 2>&1 & echo $! > %s", playSynapseEnv, health.Host, c.hsFile, h.MASDSN, os.Args[0],
+	c.start = fmt.Sprintf("%s=%s FAKE_SYNAPSE_CONFIG=%s FAKE_SYNAPSE_MAS_DSN='%s' FAKE_SYNAPSE_ISSUER=%s "+
+		"%s >>%s 2>&1 & echo $! > %s", playSynapseEnv, health.Host, c.hsFile, h.MASDSN, c.base, os.Args[0],
 		filepath.Join(dir, "synapse.log"), pid)
 	c.stop = fmt.Sprintf("if [ -f %[1]s ]; then kill $(cat %[1]s) 2>/dev/null; rm -f %[1]s; fi; echo stopped", pid)
 	t.Cleanup(func() { _ = runShell(c.stop) })
@@ -109,6 +110,29 @@ func newControlled(t *testing.T) *controlled {
 	return c
 }
 
+// controlledAcks are the warnings of the controlled homeserver: the
+// sample's, and MAS's plain-http public base on loopback.
+const controlledAcks = "guests_in_database,non_email_threepids,mas_public_base_not_https"
+
+// servedByTheDouble points MAS's public base and matrix.endpoint at the
+// double, which plays Synapse, MAS's public side and a correctly routed
+// reverse proxy at once, so the verify step's probes all reach it.
+func servedByTheDouble(t *testing.T, masFile, base string) {
+	t.Helper()
+	b, err := os.ReadFile(masFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := strings.Replace(string(b), "public_base: https://auth.demo.example/", "public_base: "+base, 1)
+	text = strings.Replace(text, "  secret: demo-shared-secret\n", "  secret: demo-shared-secret\n  endpoint: "+base+"\n", 1)
+	if text == string(b) || !strings.Contains(text, "endpoint: ") {
+		t.Fatalf("the sample's MAS config changed shape:\n%s", b)
+	}
+	if err := os.WriteFile(masFile, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func runShell(line string) error {
 	return osexec.Command("/bin/sh", "-c", line).Run()
 }
@@ -127,7 +151,7 @@ func (c *controlled) waitHealth(t *testing.T) {
 func (c *controlled) migrate(t *testing.T, want int) string {
 	t.Helper()
 	var out, errOut bytes.Buffer
-	args := append([]string{"migrate", "--yes", "--ack", "guests_in_database,non_email_threepids"}, c.common...)
+	args := append([]string{"migrate", "--yes", "--ack", controlledAcks}, c.common...)
 	if got := Main(context.Background(), args, &out, &errOut); got != want {
 		t.Fatalf("migrate: exit %d, want %d\n%s%s\nsynapse log:\n%s", got, want, out.String(), errOut.String(),
 			readFile(filepath.Join(c.dir, "synapse.log")))
@@ -217,7 +241,7 @@ func TestRefusedConfigRollsBackAndRestartsSynapse(t *testing.T) {
 func TestDryRunLeavesTheHomeserverAlone(t *testing.T) {
 	c := newControlled(t)
 	var out, errOut bytes.Buffer
-	args := append([]string{"migrate", "--dry-run", "--yes", "--ack", "guests_in_database,non_email_threepids"}, c.common...)
+	args := append([]string{"migrate", "--dry-run", "--yes", "--ack", controlledAcks}, c.common...)
 	if got := Main(context.Background(), args, &out, &errOut); got != ExitOK {
 		t.Fatalf("dry run: exit %d\n%s%s", got, out.String(), errOut.String())
 	}
@@ -286,7 +310,7 @@ func TestCancelAfterThePointOfNoReturnNeedsAHuman(t *testing.T) {
 	followed := make(chan string, 1)
 	go func() {
 		var out, errOut bytes.Buffer
-		code := Main(context.Background(), append([]string{"migrate", "--yes", "--ack", "guests_in_database,non_email_threepids"},
+		code := Main(context.Background(), append([]string{"migrate", "--yes", "--ack", controlledAcks},
 			c.common...), &out, &errOut)
 		followed <- fmt.Sprintf("exit %d\n%s%s", code, out.String(), errOut.String())
 	}()

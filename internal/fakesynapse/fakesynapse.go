@@ -3,7 +3,8 @@
 // runs, answers /health, and — like Synapse — reads its config at start:
 // with matrix_authentication_service enabled it advertises MAS's issuer
 // and answers whoami from MAS's tables, otherwise from its own
-// access_tokens. It stops on SIGTERM. The end-to-end test uses a real
+// access_tokens; behind the routes a correctly configured reverse proxy
+// sends to MAS, it answers as MAS (compat.go). It stops on SIGTERM. The end-to-end test uses a real
 // Synapse; this double keeps the workflow tests fast.
 package fakesynapse
 
@@ -96,6 +97,7 @@ func (s *server) routes() http.Handler {
 		reply(w, http.StatusOK, map[string]any{"m.homeserver": map[string]string{"base_url": "http://" + r.Host + "/"}})
 	})
 	mux.HandleFunc("/_matrix/client/v3/account/whoami", s.whoami)
+	s.compatRoutes(mux)
 	return mux
 }
 
