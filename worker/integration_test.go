@@ -20,6 +20,7 @@ import (
 	"github.com/masflow/masflow/internal/mas"
 	"github.com/masflow/masflow/internal/pgtest"
 	"github.com/masflow/masflow/internal/sample"
+	"github.com/masflow/masflow/internal/temporaltest"
 	"github.com/masflow/masflow/workflows"
 	"go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/history/v1"
@@ -62,9 +63,10 @@ func TestMigrationSurvivesWorkerKills(t *testing.T) {
 	if tag := os.Getenv("MASFLOW_WRITE_GOLDEN"); tag != "" {
 		writeGolden(t, tag, clean.histories)
 	}
-	secrets := append(killed.secrets, rolePassword, "demo-pepper")
+	secrets := append(killed.secrets, rolePassword, "demo-pepper", "demo-shared-secret")
 	for _, run := range [][]string{clean.histories, killed.histories} {
-		all := strings.Join(run, "\n")
+		// Payloads are base64 in the JSON: scan them decoded too.
+		all := temporaltest.HistoryText(strings.Join(run, "\n"))
 		for _, s := range secrets {
 			if strings.Contains(all, s) {
 				t.Fatalf("a secret (%s…) appears in the workflow history", s[:min(6, len(s))])

@@ -11,6 +11,7 @@ import (
 	osexec "os/exec"
 	"os/signal"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strings"
 	"syscall"
@@ -20,6 +21,7 @@ import (
 	"github.com/masflow/masflow/internal/advisor"
 	"github.com/masflow/masflow/internal/config"
 	"github.com/masflow/masflow/internal/fakesynapse"
+	"github.com/masflow/masflow/internal/pgtest"
 	"github.com/masflow/masflow/internal/sample"
 	"github.com/masflow/masflow/internal/temporaltest"
 	"github.com/masflow/masflow/workflows"
@@ -39,7 +41,7 @@ func TestMain(m *testing.M) {
 		slow, _ := time.ParseDuration(os.Getenv("FAKE_SYNAPSE_SLOW_WHOAMI"))
 		err := fakesynapse.Serve(ctx, fakesynapse.Options{Addr: os.Getenv(playSynapseEnv),
 			SynapseConfig: []string{os.Getenv("FAKE_SYNAPSE_CONFIG")}, MASDSN: os.Getenv("FAKE_SYNAPSE_MAS_DSN"),
-			Issuer: os.Getenv("FAKE_SYNAPSE_ISSUER"), SlowWhoami: slow})
+			Issuer: os.Getenv("FAKE_SYNAPSE_ISSUER"), SlowWhoami: slow, CanaryPassword: os.Getenv("FAKE_SYNAPSE_CANARY_PASSWORD")})
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "fake synapse:", err)
 			os.Exit(1)
@@ -53,6 +55,7 @@ func TestMain(m *testing.M) {
 // "Synapse" is this test binary, started and stopped by shell commands.
 type controlled struct {
 	dir, hsFile, base, state string
+	synapseDSN               string
 	original                 []byte
 	start, stop              string
 	common                   []string
@@ -61,7 +64,7 @@ type controlled struct {
 func newControlled(t *testing.T) *controlled {
 	dir := t.TempDir()
 	h := sample.ForTest(t, dir, sample.Options{Users: 300})
-	c := &controlled{dir: dir, hsFile: filepath.Join(dir, "sample", "homeserver.yaml")}
+	c := &controlled{dir: dir, hsFile: filepath.Join(dir, "sample", "homeserver.yaml"), synapseDSN: h.SynapseDSN}
 	syn, err := config.LoadSynapse(c.hsFile)
 	if err != nil {
 		t.Fatal(err)
@@ -74,7 +77,8 @@ func newControlled(t *testing.T) *controlled {
 	servedByTheDouble(t, filepath.Join(dir, "sample", "mas.yaml"), c.base)
 	pid := filepath.Join(dir, "synapse.pid")
 	c.start = fmt.Sprintf("%s=%s FAKE_SYNAPSE_CONFIG=%s FAKE_SYNAPSE_MAS_DSN='%s' FAKE_SYNAPSE_ISSUER=%s "+
-		"%s >>%s 2>&1 & echo $! > %s", playSynapseEnv, health.Host, c.hsFile, h.MASDSN, c.base, os.Args[0],
+		"FAKE_SYNAPSE_CANARY_PASSWORD=%s %s >>%s 2>&1 & echo $! > %s", playSynapseEnv, health.Host, c.hsFile, h.MASDSN, c.base,
+		canaryPassword, os.Args[0],
 		filepath.Join(dir, "synapse.log"), pid)
 	c.stop = fmt.Sprintf("if [ -f %[1]s ]; then kill $(cat %[1]s) 2>/dev/null; rm -f %[1]s; fi; echo stopped", pid)
 	t.Cleanup(func() { _ = runShell(c.stop) })
@@ -95,6 +99,8 @@ func newControlled(t *testing.T) *controlled {
 		"MASFLOW_VERIFY_BASE_URL":                  c.base,
 		"MASFLOW_VERIFY_WELL_KNOWN_URL":            c.base + ".well-known/matrix/client",
 		"MASFLOW_VERIFY_SAMPLE_TOKENS":             "5",
+		"MASFLOW_VERIFY_CANARY_USER":               "canary",
+		"MASFLOW_VERIFY_CANARY_PASSWORD_FILE":      writeCanaryPassword(t, dir),
 	} {
 		t.Setenv(k, v)
 	}
@@ -108,6 +114,18 @@ func newControlled(t *testing.T) *controlled {
 	}
 	c.waitHealth(t)
 	return c
+}
+
+// canaryPassword is the controlled homeserver's canary's: the verify
+// step logs in with it through the double's compatibility layer.
+const canaryPassword = "canary-SECRET-0f9e8d"
+
+func writeCanaryPassword(t *testing.T, dir string) string {
+	p := filepath.Join(dir, "canary-password")
+	if err := os.WriteFile(p, []byte(canaryPassword+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
 
 // controlledAcks are the warnings of the controlled homeserver: the
@@ -202,7 +220,43 @@ func TestCommandControllerRunsTheWholeMigration(t *testing.T) {
 		t.Fatalf("Synapse does not delegate after the migration: %v %v", resp, err)
 	}
 	resp.Body.Close()
+	checkHistoriesKeepSecrets(t, c)
 	recordGolden(t, c.state, "controlled_full")
+}
+
+// compatToken matches a token MAS's compatibility layer issues.
+var compatToken = regexp.MustCompile(`mc[tr]_[A-Za-z0-9]{8,}`)
+
+// checkHistoriesKeepSecrets: the verify step's probes are in the history,
+// and neither the canary's password, nor the tokens its login got, nor
+// MAS's shared secret, nor any migrated token is.
+func checkHistoriesKeepSecrets(t *testing.T, c *controlled) {
+	t.Helper()
+	all := temporaltest.HistoryText(strings.Join(stateHistories(t, c.state), "\n"))
+	for _, probe := range []string{"canary login", "canary refresh", "canary logout", "shared secret", "login r0"} {
+		if !strings.Contains(all, probe) {
+			t.Errorf("the history lacks the probe %q: the scan below would be vacuous", probe)
+		}
+	}
+	secrets := append(syntokens(t, c), canaryPassword, "demo-shared-secret")
+	for _, s := range secrets {
+		if strings.Contains(all, s) {
+			t.Fatalf("a secret (%s…) appears in the workflow history", s[:min(6, len(s))])
+		}
+	}
+	if m := compatToken.FindString(all); m != "" {
+		t.Fatalf("a token MAS issued (%s…) appears in the workflow history", m[:6])
+	}
+}
+
+// syntokens are every access token of the sample's Synapse.
+func syntokens(t *testing.T, c *controlled) []string {
+	t.Helper()
+	out := pgtest.QueryStrings(t, c.synapseDSN, `SELECT token FROM access_tokens`)
+	if len(out) == 0 {
+		t.Fatal("the sample has no access tokens: the scan would be vacuous")
+	}
+	return out
 }
 
 // Synapse's own parser refuses the rewritten config: the original goes
