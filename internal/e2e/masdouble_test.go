@@ -44,7 +44,12 @@ import (
 //
 // The stand-in answers from the migrated MAS database: a compat access
 // token, its compat session and its user. It does not log in, refresh,
-// or tell Synapse which devices exist (MAS's device sync).
+// or tell Synapse which devices exist (MAS's device sync). Behind the
+// reverse proxy it answers the compatibility layer as MAS does for
+// requests that carry no valid session (docs/homeserver.md, "The
+// compatibility layer"): GET …/login lists MAS's flows, a junk refresh
+// token or access token gets 401 M_UNKNOWN_TOKEN, and the SSO redirect
+// leads below http.public_base.
 const playMASEnv = "MASFLOW_E2E_PLAY_MAS"
 
 // Scopes MAS grants a compatibility session.
@@ -124,6 +129,19 @@ func (d *masDouble) routes() http.Handler {
 	mux.HandleFunc("GET /health", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
 	mux.HandleFunc("GET /.well-known/openid-configuration", d.discovery)
 	mux.HandleFunc("POST /oauth2/introspect", d.introspect)
+	mux.HandleFunc("GET /_matrix/client/{version}/login", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]any{"flows": []map[string]any{{"type": "m.login.password"},
+			{"type": "m.login.sso", "oauth_aware_preferred": true, "org.matrix.msc3824.delegated_oidc_compatibility": true},
+			{"type": "m.login.token"}}})
+	})
+	refuse := func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusUnauthorized, map[string]string{"errcode": "M_UNKNOWN_TOKEN", "error": "Invalid token"})
+	}
+	mux.HandleFunc("POST /_matrix/client/{version}/refresh", refuse)
+	mux.HandleFunc("POST /_matrix/client/{version}/logout", refuse)
+	mux.HandleFunc("GET /_matrix/client/{version}/login/sso/redirect", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, strings.TrimRight(d.mas.PublicBase, "/")+"/complete-compat-sso/01JE2EC0MPAT0000000000000", http.StatusSeeOther)
+	})
 	return mux
 }
 
