@@ -277,6 +277,12 @@ func printResult(w io.Writer, r workflows.MigrationResult) {
 	if r.Report != "" {
 		fmt.Fprintf(w, "  findings report (skipped and noted rows): %s\n", r.Report)
 	}
+	if len(r.Verification) > 0 {
+		fmt.Fprintf(w, "  verification (%d probes, docs/homeserver.md):\n", len(r.Verification))
+		for _, p := range r.Verification {
+			fmt.Fprintf(w, "    %s\n", p.Line())
+		}
+	}
 }
 
 // homeserverAfter says in what state a failed or cancelled migration left

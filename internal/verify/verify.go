@@ -1,10 +1,15 @@
 // Package verify proves, once Synapse runs again with authentication
-// delegated to MAS, that clients still work: Synapse answers, advertises
-// MAS as its issuer, clients can discover it, Synapse rejects a junk
-// token, and a sample of migrated access tokens still identify the same
-// user and device as before the migration (docs/homeserver.md,
-// "Verification after the start"). Every outcome is a Probe that is safe to show: no probe,
-// error or log line carries a token.
+// delegated to MAS, that clients still work, probing as they do through
+// the public URL behind the reverse proxy: Synapse answers and advertises
+// MAS's issuer, MAS's discovery document spells it the same, the
+// discovery file leads to Synapse, the compatibility layer (login, SSO
+// redirect, refresh, logout) reaches MAS, Synapse accepts MAS's shared
+// secret, rejects a junk token, accepts a canary's new MAS token, and a
+// sample of migrated access tokens still identify the same user and
+// device as before (docs/homeserver.md, "Verification after the start").
+// Every outcome is a Probe that names what answered and the fix, and is
+// safe to show: no probe, error or log line carries a token, a password
+// or the shared secret.
 package verify
 
 import (
