@@ -77,29 +77,19 @@ func Verify(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 // layer: `starter proxy-config -c … --format nginx|caddy|traefik|haproxy`.
 func ProxyConfig(_ context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := pflag.NewFlagSet("proxy-config", pflag.ContinueOnError)
-	fs.SetOutput(stderr)
-	file := settingsFlags(fs)
 	format := fs.String("format", "nginx", strings.Join(proxyconf.Formats, ", "))
 	var o proxyconf.Options
 	fs.StringVar(&o.SynapseUpstream, "synapse-upstream", "", "host:port the proxy reaches Synapse at (default: its listener with the client resource)")
 	fs.StringVar(&o.MASUpstream, "mas-upstream", "", "host:port the proxy reaches MAS at (default: its listener with the compat resource)")
 	fs.StringVar(&o.CertFile, "tls-cert", "", "TLS certificate of the https sites (HAProxy: one PEM with the key)")
 	fs.StringVar(&o.KeyFile, "tls-key", "", "TLS key of the https sites")
-	if err := fs.Parse(args); err != nil {
-		return ExitUsage
-	}
-	d, err := loadConfigs(*file, fs)
-	if err == nil {
-		var p proxyconf.Plan
-		if p, err = proxyconf.FromConfigs(d.Synapse, d.MAS, o); err == nil {
-			err = proxyconf.Render(stdout, *format, p)
+	return printFromConfigs(fs, args, stdout, stderr, func(d *runner.Deps, w io.Writer) error {
+		p, err := proxyconf.FromConfigs(d.Synapse, d.MAS, o)
+		if err != nil {
+			return err
 		}
-	}
-	if err != nil {
-		fmt.Fprintln(stderr, "proxy-config:", err)
-		return ExitFail
-	}
-	return ExitOK
+		return proxyconf.Render(w, *format, p)
+	})
 }
 
 // WellKnown prints the client discovery document to publish before the
@@ -107,27 +97,36 @@ func ProxyConfig(_ context.Context, args []string, stdout, stderr io.Writer) int
 // set, that file's other keys are kept.
 func WellKnown(_ context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := pflag.NewFlagSet("well-known", pflag.ContinueOnError)
+	return printFromConfigs(fs, args, stdout, stderr, func(d *runner.Deps, w io.Writer) error {
+		var existing []byte
+		if path := d.Settings.Homeserver.WellKnownFile; path != "" {
+			var err error
+			if existing, err = os.ReadFile(path); err != nil {
+				return fmt.Errorf("homeserver.well_known_file: %w", err)
+			}
+		}
+		doc, err := wellknown.Client(existing, wellknown.BaseURL(d.Synapse))
+		if err == nil {
+			_, err = w.Write(doc)
+		}
+		return err
+	})
+}
+
+// printFromConfigs runs a command that prints what it derives from the
+// settings and both configs (no database).
+func printFromConfigs(fs *pflag.FlagSet, args []string, stdout, stderr io.Writer, emit func(*runner.Deps, io.Writer) error) int {
 	fs.SetOutput(stderr)
 	file := settingsFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return ExitUsage
 	}
 	d, err := loadConfigs(*file, fs)
-	var doc []byte
 	if err == nil {
-		var existing []byte
-		if path := d.Settings.Homeserver.WellKnownFile; path != "" {
-			existing, err = os.ReadFile(path)
-		}
-		if err == nil {
-			doc, err = wellknown.Client(existing, wellknown.BaseURL(d.Synapse))
-		}
-	}
-	if err == nil {
-		_, err = stdout.Write(doc)
+		err = emit(d, stdout)
 	}
 	if err != nil {
-		fmt.Fprintln(stderr, "well-known:", err)
+		fmt.Fprintf(stderr, "%s: %v\n", fs.Name(), err)
 		return ExitFail
 	}
 	return ExitOK

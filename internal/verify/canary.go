@@ -138,13 +138,10 @@ func (c *client) canaryRefresh(ctx context.Context, s session) (session, Probe) 
 func (c *client) canaryLogout(ctx context.Context, s session) Probe {
 	const name = "canary logout"
 	a, err := c.post(ctx, c.base+"/_matrix/client/v3/logout", s.access, struct{}{})
-	if err != nil {
-		return c.unreachable(name, err)
-	}
-	if a.status != http.StatusOK {
-		p := misrouted(a, routeLogout, "200")
-		p.Name = name
-		return p
-	}
-	return Probe{Name: name, OK: true, Answered: byMAS, Detail: "MAS ended the canary's session"}
+	return c.judge(name, a, err, func(a answer) Probe {
+		if a.status != http.StatusOK {
+			return misrouted(a, routeLogout, "200")
+		}
+		return Probe{OK: true, Answered: byMAS, Detail: "MAS ended the canary's session"}
+	})
 }

@@ -71,12 +71,17 @@ type loginFlows struct {
 // login: GET /login of one client API version reaches MAS, which offers
 // its SSO flow (and passwords when they are enabled).
 func (c *client) login(ctx context.Context, version string) Probe {
-	name := "login " + version
 	a, err := c.get(ctx, c.base+"/_matrix/client/"+version+"/login", "")
+	return c.judge("login "+version, a, err, func(a answer) Probe { return classifyLogin(a, c.o.PasswordsEnabled) })
+}
+
+// judge names the probe of a request sent through the base URL: the
+// classification of its answer, or what no answer means.
+func (c *client) judge(name string, a answer, err error, classify func(answer) Probe) Probe {
 	if err != nil {
 		return c.unreachable(name, err)
 	}
-	p := classifyLogin(a, c.o.PasswordsEnabled)
+	p := classify(a)
 	p.Name = name
 	return p
 }
@@ -115,15 +120,9 @@ func classifyLogin(a answer, passwords bool) Probe {
 
 // ssoRedirect: the legacy SSO login starts at MAS.
 func (c *client) ssoRedirect(ctx context.Context) Probe {
-	const name = "sso redirect"
 	u := c.base + "/_matrix/client/v3/login/sso/redirect?redirectUrl=" + url.QueryEscape(c.base+"/")
 	a, err := c.get(ctx, u, "")
-	if err != nil {
-		return c.unreachable(name, err)
-	}
-	p := classifySSORedirect(a, c.o.MASPublicBase)
-	p.Name = name
-	return p
+	return c.judge("sso redirect", a, err, func(a answer) Probe { return classifySSORedirect(a, c.o.MASPublicBase) })
 }
 
 // classifySSORedirect judges GET /login/sso/redirect: a redirect below
@@ -187,12 +186,7 @@ func (c *client) refresh(ctx context.Context) Probe {
 		return failed(name, "%v", err)
 	}
 	a, err := c.post(ctx, c.base+"/_matrix/client/v3/refresh", "", map[string]string{"refresh_token": junk.Reveal()})
-	if err != nil {
-		return c.unreachable(name, err)
-	}
-	p := classifyRefresh(a)
-	p.Name = name
-	return p
+	return c.judge(name, a, err, classifyRefresh)
 }
 
 // classifyRefresh judges POST /refresh with a junk refresh token.
@@ -216,12 +210,7 @@ func (c *client) logout(ctx context.Context) Probe {
 		return failed(name, "%v", err)
 	}
 	a, err := c.post(ctx, c.base+"/_matrix/client/v3/logout", junk, struct{}{})
-	if err != nil {
-		return c.unreachable(name, err)
-	}
-	p := classifyLogout(a)
-	p.Name = name
-	return p
+	return c.judge(name, a, err, classifyLogout)
 }
 
 // classifyLogout judges POST /logout with a junk access token.
