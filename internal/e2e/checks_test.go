@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -302,12 +303,17 @@ func checkBackup(t *testing.T, hs *homeserver, want rowCounts) {
 	}
 }
 
+// issuedToken matches a token of MAS's compatibility layer.
+var issuedToken = regexp.MustCompile(`mc[tr]_[A-Za-z0-9]{8,}`)
+
 // checkEveryProbePasses: the verify step's probes are in the result, all
 // passed, each compatibility probe answered by MAS through nginx; and
 // `starter verify` passes them again on demand.
 func checkEveryProbePasses(t *testing.T, hs *homeserver, out string) {
 	for _, want := range []string{"ok: login v3: [MAS]", "ok: login r0: [MAS]", "ok: sso redirect: [MAS]", "ok: refresh: [MAS]",
-		"ok: logout: [MAS]", "ok: issuer: [MAS]", "ok: shared secret: [Synapse]", "ok: well-known:"} {
+		"ok: logout: [MAS]", "ok: issuer: [MAS]", "ok: shared secret: [Synapse]", "ok: well-known:",
+		"ok: canary login: [MAS] MAS logged @" + canaryUser + ":" + serverName + " in with a compatibility token",
+		"ok: canary whoami: whoami with MAS's new token answered @" + canaryUser, "ok: canary refresh: [MAS]", "ok: canary logout: [MAS]"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("the result lacks %q:\n%s", want, out)
 		}
@@ -315,6 +321,9 @@ func checkEveryProbePasses(t *testing.T, hs *homeserver, out string) {
 	code, printed := hs.verify(t)
 	if code != cli.ExitOK || strings.Contains(printed, "FAILED") {
 		t.Errorf("starter verify: exit %d, want 0:\n%s", code, printed)
+	}
+	if strings.Contains(out+printed, canaryPassword) || issuedToken.MatchString(out+printed) || strings.Contains(out+printed, hs.masSecret) {
+		t.Error("the starter printed the canary's password, a token MAS issued or the shared secret")
 	}
 }
 

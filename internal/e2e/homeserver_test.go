@@ -167,6 +167,8 @@ verify:
   sample_tokens: 50
   # A misrouted proxy fails the probes for good after this.
   settle_seconds: 10
+  canary_user: "%[9]s"
+  canary_password_file: "%[10]s"
 worker:
   log_level: warn
 `
@@ -177,7 +179,7 @@ func (hs *homeserver) writeSettings(t *testing.T, masCLI, python string) string 
 		t.Fatal(err)
 	}
 	return hs.writeFile(t, "masflow.yaml", fmt.Sprintf(settingsYAML, hs.synapseConf.main, masCLI, hs.masFile, hs.dir, python,
-		hs.publicURL, hs.wellKnown, hs.synapseConf.confDir))
+		hs.publicURL, hs.wellKnown, hs.synapseConf.confDir, canaryUser, hs.writeFile(t, "canary-password", canaryPassword+"\n")))
 }
 
 func (hs *homeserver) writeFile(t *testing.T, name, body string) string {

@@ -93,7 +93,7 @@ func classifyCanaryLogin(a answer, user string) (session, Probe) {
 			"(no %s prefix): a Synapse with its own password login answered", a.url, t.UserID, compatTokenPrefix),
 			Fix: fixRoute(routeLogin)}
 	}
-	return s, Probe{OK: true, Answered: byMAS, Detail: fmt.Sprintf("MAS logged %s in with a compatibility token (%s…)", t.UserID, compatTokenPrefix)}
+	return s, Probe{OK: true, Answered: byMAS, Detail: fmt.Sprintf("MAS logged %s in with a compatibility token (MAS's prefix)", t.UserID)}
 }
 
 // canaryWhoami: Synapse accepts MAS's new token as the same user.
