@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/masflow/masflow/internal/verify"
-
 	"go.temporal.io/sdk/temporal"
 )
 
