@@ -23,6 +23,10 @@ func classify(err error) error {
 	if err == nil {
 		return nil
 	}
+	var failed *homeserver.VerifyFailed
+	if errors.As(err, &failed) {
+		return temporal.NewNonRetryableApplicationError(err.Error(), contract.ErrTypeVerifyFailed, nil, probesOf(failed.Report.Probes))
+	}
 	kind := ""
 	switch {
 	case errors.Is(err, mas.ErrUnsupportedSchema):

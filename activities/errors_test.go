@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/masflow/masflow/workflows/contract"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -15,6 +16,7 @@ import (
 	"github.com/masflow/masflow/internal/mapping"
 	"github.com/masflow/masflow/internal/mas"
 	"github.com/masflow/masflow/internal/synapse"
+	"github.com/masflow/masflow/internal/verify"
 	"go.temporal.io/sdk/temporal"
 )
 
@@ -40,6 +42,7 @@ func TestClassify(t *testing.T) {
 		{"a missing or old pg_dump is final", fmt.Errorf("backup.pg_dump: %w", backup.ErrTool), contract.ErrTypeTool, false},
 		{"a missing mas-cli is final", fmt.Errorf("mas.cli: %w", homeserver.ErrMissingTool), contract.ErrTypeTool, false},
 		{"a config Synapse refuses is final", fmt.Errorf("x: %w", homeserver.ErrConfigRefused), contract.ErrTypeConfigRefused, false},
+		{"a verification still failing after the settle is final", &homeserver.VerifyFailed{}, contract.ErrTypeVerifyFailed, false},
 		{"no room for the backup is retried", fmt.Errorf("backup.dir: %w", backup.ErrNoRoom), "", true},
 		{"connection errors are retried", errors.New("dial tcp: connection refused"), "", true},
 		{"a revoked privilege is final", fmt.Errorf("copying into users: %w", &pgconn.PgError{Code: "42501", Message: "permission denied for table users"}), contract.ErrTypeSQL, false},
@@ -77,5 +80,19 @@ func TestImportRefusesWhileTheHomeserverRuns(t *testing.T) {
 	if !errors.As(err, &app) || app.Type() != contract.ErrTypeHomeserverRunning || !app.NonRetryable() ||
 		!strings.Contains(app.Error(), "8008/health answers") {
 		t.Fatalf("got %v", err)
+	}
+}
+
+// A failed verification carries every probe as its details, for the
+// workflow's result.
+func TestClassifyCarriesTheProbes(t *testing.T) {
+	probes := []verify.Probe{{Name: "login v3", Answered: "Synapse", Detail: "404", Fix: "route /login to MAS"}, {Name: "health", OK: true}}
+	var app *temporal.ApplicationError
+	if !errors.As(classify(fmt.Errorf("verify: %w", &homeserver.VerifyFailed{Report: verify.Report{Probes: probes}})), &app) {
+		t.Fatal("not an application error")
+	}
+	var got []contract.Probe
+	if err := app.Details(&got); err != nil || !reflect.DeepEqual(got, probesOf(probes)) || len(got) != 2 || got[0].Fix != probes[0].Fix {
+		t.Fatalf("details %+v (%v), want %+v", got, err, probes)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"sync/atomic"
 
 	"github.com/masflow/masflow/internal/homeserver"
+	"github.com/masflow/masflow/internal/verify"
 	"github.com/masflow/masflow/workflows/contract"
 )
 
@@ -74,5 +75,14 @@ func step(r homeserver.Report, err error) (contract.StepResult, error) {
 	if err != nil {
 		return contract.StepResult{}, classify(err)
 	}
-	return contract.StepResult{Note: r.Note, Details: r.Details, Replicas: r.Replicas}, nil
+	return contract.StepResult{Note: r.Note, Details: r.Details, Replicas: r.Replicas, Probes: probesOf(r.Probes)}, nil
+}
+
+// probesOf turns the verification's probes into the contract's.
+func probesOf(ps []verify.Probe) []contract.Probe {
+	var out []contract.Probe
+	for _, p := range ps {
+		out = append(out, contract.Probe(p))
+	}
+	return out
 }

@@ -63,7 +63,7 @@ func TestMigrationSurvivesWorkerKills(t *testing.T) {
 	if tag := os.Getenv("MASFLOW_WRITE_GOLDEN"); tag != "" {
 		writeGolden(t, tag, clean.histories)
 	}
-	secrets := append(killed.secrets, rolePassword, "demo-pepper")
+	secrets := append(killed.secrets, rolePassword, "demo-pepper", "demo-shared-secret")
 	for _, run := range []string{clean.scanned, killed.scanned} {
 		for _, s := range secrets {
 			if strings.Contains(run, s) {

@@ -9,6 +9,7 @@ package workflows
 import (
 	"time"
 
+	"github.com/masflow/masflow/workflows/contract"
 	"go.temporal.io/sdk/temporal"
 )
 
@@ -154,6 +155,9 @@ type Progress struct {
 	Done       []string
 	// Blocked is set while a step waits for the operator's retry.
 	Blocked *Blocked
+	// Verification is the verify step's probes, once it ran (failed
+	// ones name what answered and the fix).
+	Verification []contract.Probe `json:",omitempty"`
 }
 
 // EntityProgress is one entity's import progress. Every source row read
@@ -188,4 +192,6 @@ type MigrationResult struct {
 	// DryRunRestarts counts the times a dry run started again because
 	// its snapshot's holder died.
 	DryRunRestarts int `json:",omitempty"`
+	// Verification is the verify step's probes.
+	Verification []contract.Probe `json:",omitempty"`
 }

@@ -41,6 +41,9 @@ type State struct {
 	Paused   bool
 	// Blocked is set while a step waits for the operator's retry.
 	Blocked *Blocked
+	// Verification is the verify step's probes (also those of a failed
+	// verification, from its error's details).
+	Verification []contract.Probe `json:",omitempty"`
 }
 
 // migration is one run of the workflow function.
@@ -155,7 +158,9 @@ func (m *migration) runStep(ctx workflow.Context, step string) error {
 		m.st.PastNoReturn = true
 		return nil
 	case contract.StepVerify:
-		return hostStep(ctx, m, contract.Verify, "verify the homeserver as clients use it", contract.None{})
+		res, err := call(ctx, m, contract.Verify, "verify the homeserver as clients use it", contract.None{})
+		m.st.Verification = probesOf(res, err)
+		return err
 	case contract.StepFinish:
 		fin, err := call(ctx, m, contract.FinishImport, "write the findings report, drop masflow bookkeeping", m.schemaInput())
 		m.st.Import.Report = fin.Report
@@ -231,6 +236,20 @@ func unacknowledged(warnings, acked []string) []string {
 		}
 	}
 	return out
+}
+
+// probesOf is the verify step's probes: its result's, or the details of
+// its failure (contract.ErrTypeVerifyFailed).
+func probesOf(res contract.StepResult, err error) []contract.Probe {
+	var app *temporal.ApplicationError
+	if err == nil || !errors.As(err, &app) || app.Type() != contract.ErrTypeVerifyFailed || !app.HasDetails() {
+		return res.Probes
+	}
+	var probes []contract.Probe
+	if app.Details(&probes) != nil {
+		return nil
+	}
+	return probes
 }
 
 // reconcile checks the import exactly.
@@ -334,7 +353,7 @@ func (m *migration) result() MigrationResult {
 	p := m.progress()
 	return MigrationResult{Homeserver: m.in.Homeserver, DryRun: m.in.DryRun, Steps: m.st.Done, Rows: p.Rows,
 		Entities: p.Entities, Problems: m.st.Import.Problems, Approval: m.st.Approval, Report: m.st.Import.Report,
-		DryRunRestarts: m.st.Import.Restarts}
+		DryRunRestarts: m.st.Import.Restarts, Verification: m.st.Verification}
 }
 
 // continueAsNewDue: the server suggests it, or history passed our

@@ -40,6 +40,8 @@ type harness struct {
 	denied map[string]bool
 	// starts are the inputs of every StartHomeserver call.
 	starts []contract.StartInput
+	// verified are the probes a passing verify step reports.
+	verified []contract.Probe
 	// holdFails is how many HoldSnapshot calls lose their snapshot.
 	holdFails int
 	// advised is the input of the last Advise call.
@@ -123,7 +125,7 @@ func newHarnessWith(t *testing.T, shardDelay time.Duration) *harness {
 	} {
 		stub(h.env, act, func(context.Context, contract.None) (contract.StepResult, error) {
 			h.record(name)
-			return contract.StepResult{}, h.fail[name]
+			return contract.StepResult{Probes: h.verified}, h.fail[name]
 		})
 	}
 	stub(h.env, contract.Backup, func(_ context.Context, in contract.BackupInput) (contract.StepResult, error) {
@@ -774,4 +776,49 @@ func TestRecordedWavePlanWins(t *testing.T) {
 	if got := importCalls(h.calls); !slices.Equal(got, []string{"users", "devices"}) {
 		t.Fatalf("imported %v; want the recorded waves users, devices", got)
 	}
+}
+
+// A verification that still fails after the start needs a human (nothing
+// is undone past the point of no return) and shows every probe in the
+// progress, the UI's table and the result.
+func TestVerifyProbesReachTheResult(t *testing.T) {
+	probes := []contract.Probe{{Name: "health", OK: true, Detail: "200"},
+		{Name: "login v3", Answered: "Synapse", Detail: "answered 404 M_UNRECOGNIZED", Fix: "route /_matrix/client/*/login to MAS"}}
+	t.Run("a failed verification needs a human and shows its probes", func(t *testing.T) {
+		h := newHarness(t)
+		h.fail[contract.StepVerify] = temporal.NewNonRetryableApplicationError("1 of 2 verification probes failed",
+			contract.ErrTypeVerifyFailed, nil, probes)
+		h.env.ExecuteWorkflow(MigrationWorkflow, approved())
+		err := h.env.GetWorkflowError()
+		if err == nil || !strings.Contains(err.Error(), "verification probes failed") {
+			t.Fatalf("workflow error %v, want the verification's", err)
+		}
+		if tail := h.calls[slices.Index(h.calls, contract.StepVerify)+1:]; len(tail) != 0 {
+			t.Fatalf("after the failed verification: %v, want nothing undone automatically", tail)
+		}
+		v, err := h.env.QueryWorkflow(QueryProgress)
+		var p Progress
+		if err != nil || v.Get(&p) != nil {
+			t.Fatal(err)
+		}
+		if p.Phase != "needs_human" || !reflect.DeepEqual(p.Verification, probes) {
+			t.Fatalf("phase %q, probes %+v; want needs_human with %+v", p.Phase, p.Verification, probes)
+		}
+		if md := p.Markdown(); !strings.Contains(md, "verification: 1 of 2 probes passed") ||
+			!strings.Contains(md, "| login v3 | **failed** | Synapse | answered 404 M_UNRECOGNIZED | route /_matrix/client/*/login to MAS |") {
+			t.Fatalf("the UI's table lacks the failed probe:\n%s", md)
+		}
+	})
+	t.Run("a passing verification records its probes", func(t *testing.T) {
+		h := newHarness(t)
+		h.verified = probes[:1]
+		h.env.ExecuteWorkflow(MigrationWorkflow, approved())
+		var res MigrationResult
+		if err := h.env.GetWorkflowResult(&res); err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(res.Verification, probes[:1]) {
+			t.Fatalf("result probes %+v, want %+v", res.Verification, probes[:1])
+		}
+	})
 }

@@ -3,13 +3,15 @@ package workflows
 import (
 	"strconv"
 	"strings"
+
+	"github.com/masflow/masflow/workflows/contract"
 )
 
 // progress computes what the query and the UI show (read-only).
 func (m *migration) progress() Progress {
 	st := &m.st.Import
 	p := Progress{Homeserver: m.in.Homeserver, Phase: m.phase, Paused: m.st.Paused, DryRun: m.in.DryRun,
-		Warnings: m.st.Warnings, Done: m.st.Done, Blocked: m.st.Blocked}
+		Warnings: m.st.Warnings, Done: m.st.Done, Blocked: m.st.Blocked, Verification: m.st.Verification}
 	for wave, entities := range st.Waves {
 		for _, entity := range entities {
 			p.Entities = append(p.Entities, m.entityProgress(entity, wave < st.WavesDone))
@@ -76,6 +78,7 @@ func (p Progress) Markdown() string {
 	if len(p.Warnings) > 0 {
 		b.WriteString("\nwarnings: " + strings.Join(p.Warnings, ", ") + "\n")
 	}
+	writeProbes(&b, p.Verification)
 	if bl := p.Blocked; bl != nil {
 		b.WriteString("\n**blocked** in " + bl.Phase + " (" + bl.Activity + ") since " + bl.At.Format("2006-01-02 15:04:05Z07:00") +
 			": " + bl.Error + "\n\nFix the cause, then `starter retry`; or `starter cancel`.\n")
@@ -84,3 +87,33 @@ func (p Progress) Markdown() string {
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// writeProbes renders the verify step's probes: every failed or warning
+// one with what answered and the fix, and how many passed.
+func writeProbes(b *strings.Builder, probes []contract.Probe) {
+	if len(probes) == 0 {
+		return
+	}
+	passed := 0
+	var rows strings.Builder
+	for _, p := range probes {
+		if p.OK && !p.Warning {
+			passed++
+			continue
+		}
+		state := "**failed**"
+		if p.OK {
+			state = "warning"
+		}
+		rows.WriteString("| " + p.Name + " | " + state + " | " + cell(p.Answered) + " | " + cell(p.Detail) + " | " + cell(p.Fix) + " |\n")
+	}
+	b.WriteString("\nverification: " + strconv.Itoa(passed) + " of " + strconv.Itoa(len(probes)) + " probes passed\n")
+	if rows.Len() > 0 {
+		b.WriteString("\n| probe | state | answered | seen | fix |\n|---|---|---|---|---|\n" + rows.String())
+	}
+}
+
+// cell keeps a Markdown table cell on one line.
+func cell(s string) string {
+	return strings.NewReplacer("|", "\\|", "\n", " ").Replace(s)
+}

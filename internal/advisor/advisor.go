@@ -126,7 +126,7 @@ func Run(ctx context.Context, in Input) (Report, error) {
 	}
 	rep := Report{Phase: in.Phase}
 	add := func(f Finding) { rep.Findings = append(rep.Findings, f) }
-	for _, g := range []group{synapseConfigChecks, parserCheck, crossConfigChecks, synapseDBChecks, masDBChecks, runtimeChecks} {
+	for _, g := range []group{synapseConfigChecks, parserCheck, crossConfigChecks, cutoverChecks, synapseDBChecks, masDBChecks, runtimeChecks} {
 		if err := g(ctx, in, add); err != nil {
 			return rep, err
 		}

@@ -116,7 +116,8 @@ func (f *fixture) run() Report {
 	if err != nil {
 		t.Fatal(err)
 	}
-	masFiles := []string{f.write("mas.yaml", baseMAS+fmt.Sprintf("http:\n  listeners:\n    - binds: [{address: '127.0.0.1:%d'}]\n", f.masPort))}
+	masFiles := []string{f.write("mas.yaml", baseMAS+fmt.Sprintf("http:\n  public_base: https://auth.example.org/\n"+
+		"  listeners:\n    - binds: [{address: '127.0.0.1:%d'}]\n", f.masPort))}
 	if f.masExtra != "" {
 		masFiles = append(masFiles, f.write("mas-case.yaml", f.masExtra))
 	}
@@ -220,6 +221,17 @@ func checks() []check {
 		{"provider_missing_in_synapse", Error, 1, synSQL(`INSERT INTO user_external_ids VALUES ('oidc-gone', 's1', '@alice:example.org')`), nil, "oidc-gone"},
 		{"provider_missing_in_synapse", Warning, 1, both(synSQL(`INSERT INTO user_external_ids VALUES ('oidc-gone', 's1', '@alice:example.org')`),
 			func(f *fixture) { f.ignoreProviders = true }), nil, "skipped"},
+		// After the cut-over
+		{"appservice_login", Warning, 2, func(f *fixture) {
+			f.synExtra = "app_service_config_files: [" + f.write("bridge.yaml", "id: whatsapp\nio.element.msc4190: true\n") + ", " +
+				f.write("irc.yaml", "id: irc\n") + "]"
+		}, synYAML("app_service_config_files: []"), `"irc", without io.element.msc4190: true`},
+		{"mas_public_base_unset", Error, 0, masYAML("http: {public_base: ''}"), nil, "http://[::]:8080/"},
+		{"mas_public_base_bind_address", Error, 0, masYAML("http: {public_base: 'http://[::]:8080/'}"),
+			masYAML("http: {public_base: 'https://matrix.example.org/auth/'}"), "bind address"},
+		{"mas_public_base_not_https", Warning, 0, masYAML("http: {public_base: 'http://auth.example.org/'}"), nil, "https"},
+		{"mas_issuer", Info, 0, masYAML("http: {issuer: 'https://id.example.org'}"), masYAML("http: {public_base: ''}"),
+			`MAS will advertise issuer "https://id.example.org/" (from http.issuer)`},
 		// Synapse database
 		{"synapse_schema_unsupported", Error, 0, synSQL(`UPDATE schema_version SET version = 80`), nil, "1.136"},
 		{"synapse_schema_unsupported", Error, 0, synSQL(`DROP TABLE schema_version`), nil, "Synapse's database"},

@@ -38,6 +38,7 @@ password_config: {pepper: pep}
 %s
 `, u.User.Username(), pw, strings.TrimPrefix(u.Path, "/"), u.Hostname(), u.Port(), extraSynapse))
 	mas := write("mas.yaml", fmt.Sprintf(`matrix: {homeserver: example.org}
+http: {public_base: 'https://auth.example.org/'}
 database: {uri: '%s'}
 passwords:
   schemes: [{version: 1, algorithm: bcrypt, unicode_normalization: true, secret: pep}]

@@ -52,6 +52,9 @@ func Commands() []Command {
 			fmt.Fprintln(stdout, "masflow "+version.String())
 			return 0
 		}},
+		{"verify", "probe the migrated homeserver as clients do, now (exit 0 when every probe passes)", Verify},
+		{"proxy-config", "print the reverse proxy routes MAS needs (--format nginx|caddy|traefik|haproxy)", ProxyConfig},
+		{"well-known", "print the client discovery document to publish", WellKnown},
 	}
 }
 
@@ -69,7 +72,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var b strings.Builder
 	b.WriteString("usage: starter <command> [flags]\n\ncommands:\n")
 	for _, c := range cmds {
-		fmt.Fprintf(&b, "  %-10s %s\n", c.Name, c.Summary)
+		fmt.Fprintf(&b, "  %-12s %s\n", c.Name, c.Summary)
 	}
 	b.WriteString("\nRun `starter <command> --help` for its flags.\n")
 	fmt.Fprint(stderr, b.String())

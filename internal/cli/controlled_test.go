@@ -11,6 +11,7 @@ import (
 	osexec "os/exec"
 	"os/signal"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strings"
 	"syscall"
@@ -20,6 +21,7 @@ import (
 	"github.com/masflow/masflow/internal/config"
 	"github.com/masflow/masflow/internal/fakesynapse"
 	"github.com/masflow/masflow/internal/liveness"
+	"github.com/masflow/masflow/internal/pgtest"
 	"github.com/masflow/masflow/internal/sample"
 	"github.com/masflow/masflow/internal/temporaltest"
 	"github.com/masflow/masflow/workflows"
@@ -39,7 +41,7 @@ func TestMain(m *testing.M) {
 		slow, _ := time.ParseDuration(os.Getenv("FAKE_SYNAPSE_SLOW_WHOAMI"))
 		err := fakesynapse.Serve(ctx, fakesynapse.Options{Addr: os.Getenv(playSynapseEnv),
 			SynapseConfig: []string{os.Getenv("FAKE_SYNAPSE_CONFIG")}, MASDSN: os.Getenv("FAKE_SYNAPSE_MAS_DSN"),
-			Issuer: os.Getenv("FAKE_SYNAPSE_ISSUER"), SlowWhoami: slow})
+			Issuer: os.Getenv("FAKE_SYNAPSE_ISSUER"), SlowWhoami: slow, CanaryPassword: os.Getenv("FAKE_SYNAPSE_CANARY_PASSWORD")})
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "fake synapse:", err)
 			os.Exit(1)
@@ -53,6 +55,7 @@ func TestMain(m *testing.M) {
 // "Synapse" is this test binary, started and stopped by shell commands.
 type controlled struct {
 	dir, hsFile, base, state string
+	synapseDSN               string
 	original                 []byte
 	start, stop              string
 	common                   []string
@@ -61,7 +64,7 @@ type controlled struct {
 func newControlled(t *testing.T) *controlled {
 	dir := t.TempDir()
 	h := sample.ForTest(t, dir, sample.Options{Users: 300})
-	c := &controlled{dir: dir, hsFile: filepath.Join(dir, "sample", "homeserver.yaml")}
+	c := &controlled{dir: dir, hsFile: filepath.Join(dir, "sample", "homeserver.yaml"), synapseDSN: h.SynapseDSN}
 	syn, err := config.LoadSynapse(c.hsFile)
 	if err != nil {
 		t.Fatal(err)
@@ -71,9 +74,11 @@ func newControlled(t *testing.T) *controlled {
 	}
 	health, _ := url.Parse(liveness.SynapseHealthURLs(syn.Raw)[0])
 	c.base = "http://" + health.Host + "/"
+	servedByTheDouble(t, filepath.Join(dir, "sample", "mas.yaml"), c.base)
 	pid := filepath.Join(dir, "synapse.pid")
-	c.start = fmt.Sprintf("%s=%s FAKE_SYNAPSE_CONFIG=%s FAKE_SYNAPSE_MAS_DSN='%s' FAKE_SYNAPSE_ISSUER=https://auth.demo.example/ "+
-		"%s >>%s 2>&1 & echo $! > %s", playSynapseEnv, health.Host, c.hsFile, h.MASDSN, os.Args[0],
+	c.start = fmt.Sprintf("%s=%s FAKE_SYNAPSE_CONFIG=%s FAKE_SYNAPSE_MAS_DSN='%s' FAKE_SYNAPSE_ISSUER=%s "+
+		"FAKE_SYNAPSE_CANARY_PASSWORD=%s %s >>%s 2>&1 & echo $! > %s", playSynapseEnv, health.Host, c.hsFile, h.MASDSN, c.base,
+		canaryPassword, os.Args[0],
 		filepath.Join(dir, "synapse.log"), pid)
 	c.stop = fmt.Sprintf("if [ -f %[1]s ]; then kill $(cat %[1]s) 2>/dev/null; rm -f %[1]s; fi; echo stopped", pid)
 	t.Cleanup(func() { _ = runShell(c.stop) })
@@ -94,6 +99,8 @@ func newControlled(t *testing.T) *controlled {
 		"MASFLOW_VERIFY_BASE_URL":                  c.base,
 		"MASFLOW_VERIFY_WELL_KNOWN_URL":            c.base + ".well-known/matrix/client",
 		"MASFLOW_VERIFY_SAMPLE_TOKENS":             "5",
+		"MASFLOW_VERIFY_CANARY_USER":               "canary",
+		"MASFLOW_VERIFY_CANARY_PASSWORD_FILE":      writeCanaryPassword(t, dir),
 	} {
 		t.Setenv(k, v)
 	}
@@ -107,6 +114,41 @@ func newControlled(t *testing.T) *controlled {
 	}
 	c.waitHealth(t)
 	return c
+}
+
+// canaryPassword is the controlled homeserver's canary's: the verify
+// step logs in with it through the double's compatibility layer.
+const canaryPassword = "canary-SECRET-0f9e8d"
+
+func writeCanaryPassword(t *testing.T, dir string) string {
+	p := filepath.Join(dir, "canary-password")
+	if err := os.WriteFile(p, []byte(canaryPassword+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// controlledAcks are the warnings of the controlled homeserver: the
+// sample's, and MAS's plain-http public base on loopback.
+const controlledAcks = "guests_in_database,non_email_threepids,mas_public_base_not_https"
+
+// servedByTheDouble points MAS's public base and matrix.endpoint at the
+// double, which plays Synapse, MAS's public side and a correctly routed
+// reverse proxy at once, so the verify step's probes all reach it.
+func servedByTheDouble(t *testing.T, masFile, base string) {
+	t.Helper()
+	b, err := os.ReadFile(masFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := strings.Replace(string(b), "public_base: https://auth.demo.example/", "public_base: "+base, 1)
+	text = strings.Replace(text, "  secret: demo-shared-secret\n", "  secret: demo-shared-secret\n  endpoint: "+base+"\n", 1)
+	if text == string(b) || !strings.Contains(text, "endpoint: ") {
+		t.Fatalf("the sample's MAS config changed shape:\n%s", b)
+	}
+	if err := os.WriteFile(masFile, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func runShell(line string) error {
@@ -127,7 +169,7 @@ func (c *controlled) waitHealth(t *testing.T) {
 func (c *controlled) migrate(t *testing.T, want int) string {
 	t.Helper()
 	var out, errOut bytes.Buffer
-	args := append([]string{"migrate", "--yes", "--ack", "guests_in_database,non_email_threepids"}, c.common...)
+	args := append([]string{"migrate", "--yes", "--ack", controlledAcks}, c.common...)
 	if got := Main(context.Background(), args, &out, &errOut); got != want {
 		t.Fatalf("migrate: exit %d, want %d\n%s%s\nsynapse log:\n%s", got, want, out.String(), errOut.String(),
 			readFile(filepath.Join(c.dir, "synapse.log")))
@@ -178,7 +220,43 @@ func TestCommandControllerRunsTheWholeMigration(t *testing.T) {
 		t.Fatalf("Synapse does not delegate after the migration: %v %v", resp, err)
 	}
 	resp.Body.Close()
+	checkHistoriesKeepSecrets(t, c)
 	recordGolden(t, c.state, "controlled_full")
+}
+
+// compatToken matches a token MAS's compatibility layer issues.
+var compatToken = regexp.MustCompile(`mc[tr]_[A-Za-z0-9]{8,}`)
+
+// checkHistoriesKeepSecrets: the verify step's probes are in the history,
+// and neither the canary's password, nor the tokens its login got, nor
+// MAS's shared secret, nor any migrated token is.
+func checkHistoriesKeepSecrets(t *testing.T, c *controlled) {
+	t.Helper()
+	all := temporaltest.HistoryText(strings.Join(stateHistories(t, c.state), "\n"))
+	for _, probe := range []string{"canary login", "canary refresh", "canary logout", "shared secret", "login r0"} {
+		if !strings.Contains(all, probe) {
+			t.Errorf("the history lacks the probe %q: the scan below would be vacuous", probe)
+		}
+	}
+	secrets := append(syntokens(t, c), canaryPassword, "demo-shared-secret")
+	for _, s := range secrets {
+		if strings.Contains(all, s) {
+			t.Fatalf("a secret (%s…) appears in the workflow history", s[:min(6, len(s))])
+		}
+	}
+	if m := compatToken.FindString(all); m != "" {
+		t.Fatalf("a token MAS issued (%s…) appears in the workflow history", m[:6])
+	}
+}
+
+// syntokens are every access token of the sample's Synapse.
+func syntokens(t *testing.T, c *controlled) []string {
+	t.Helper()
+	out := pgtest.QueryStrings(t, c.synapseDSN, `SELECT token FROM access_tokens`)
+	if len(out) == 0 {
+		t.Fatal("the sample has no access tokens: the scan would be vacuous")
+	}
+	return out
 }
 
 // Synapse's own parser refuses the rewritten config: the original goes
@@ -217,7 +295,7 @@ func TestRefusedConfigRollsBackAndRestartsSynapse(t *testing.T) {
 func TestDryRunLeavesTheHomeserverAlone(t *testing.T) {
 	c := newControlled(t)
 	var out, errOut bytes.Buffer
-	args := append([]string{"migrate", "--dry-run", "--yes", "--ack", "guests_in_database,non_email_threepids"}, c.common...)
+	args := append([]string{"migrate", "--dry-run", "--yes", "--ack", controlledAcks}, c.common...)
 	if got := Main(context.Background(), args, &out, &errOut); got != ExitOK {
 		t.Fatalf("dry run: exit %d\n%s%s", got, out.String(), errOut.String())
 	}
@@ -286,7 +364,7 @@ func TestCancelAfterThePointOfNoReturnNeedsAHuman(t *testing.T) {
 	followed := make(chan string, 1)
 	go func() {
 		var out, errOut bytes.Buffer
-		code := Main(context.Background(), append([]string{"migrate", "--yes", "--ack", "guests_in_database,non_email_threepids"},
+		code := Main(context.Background(), append([]string{"migrate", "--yes", "--ack", controlledAcks},
 			c.common...), &out, &errOut)
 		followed <- fmt.Sprintf("exit %d\n%s%s", code, out.String(), errOut.String())
 	}()

@@ -26,14 +26,28 @@ func recordGolden(t *testing.T, stateDir, name string) {
 	if tag == "" {
 		return
 	}
-	ctx := context.Background()
 	root := filepath.Join(filepath.Dir(temporaltest.CLIPath()), "..")
+	for i, h := range stateHistories(t, stateDir) {
+		file := filepath.Join(root, "workflows", "testdata", "histories", fmt.Sprintf("%s_%s_%d.json", name, tag, i))
+		if err := os.WriteFile(file, []byte(h), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// stateHistories restarts the embedded Temporal of stateDir (the starter
+// stopped it) and returns the history of every run of every workflow
+// there, as JSON.
+func stateHistories(t *testing.T, stateDir string) []string {
+	t.Helper()
+	ctx := context.Background()
 	_, c := temporaltest.Server(t, stateDir, workflows.SearchAttributeKeys())
 	resp, err := c.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	for i, ex := range resp.GetExecutions() {
+	var out []string
+	for _, ex := range resp.GetExecutions() {
 		var events []*history.HistoryEvent
 		it := c.GetWorkflowHistory(ctx, ex.GetExecution().GetWorkflowId(), ex.GetExecution().GetRunId(), false,
 			enums.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
@@ -48,9 +62,7 @@ func recordGolden(t *testing.T, stateDir, name string) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		file := filepath.Join(root, "workflows", "testdata", "histories", fmt.Sprintf("%s_%s_%d.json", name, tag, i))
-		if err := os.WriteFile(file, b, 0o644); err != nil {
-			t.Fatal(err)
-		}
+		out = append(out, string(b))
 	}
+	return out
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/masflow/masflow/internal/runner"
+	"github.com/masflow/masflow/internal/verify"
 	"github.com/masflow/masflow/workflows"
 	"github.com/masflow/masflow/workflows/contract"
 	"github.com/spf13/pflag"
@@ -277,6 +278,12 @@ func printResult(w io.Writer, r workflows.MigrationResult) {
 	}
 	if r.Report != "" {
 		fmt.Fprintf(w, "  findings report (skipped and noted rows): %s\n", r.Report)
+	}
+	if len(r.Verification) > 0 {
+		fmt.Fprintf(w, "  verification (%d probes, docs/homeserver.md):\n", len(r.Verification))
+		for _, p := range r.Verification {
+			fmt.Fprintf(w, "    %s\n", verify.Probe(p).Line())
+		}
 	}
 }
 

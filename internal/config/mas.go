@@ -21,6 +21,9 @@ type MAS struct {
 	// secret Synapse shares with MAS under delegation.
 	Secret     secret.String
 	SecretFile string
+	// Endpoint is matrix.endpoint: where MAS reaches Synapse (MAS's
+	// default when unset, DefaultMatrixEndpoint).
+	Endpoint string
 	// PublicBase and Issuer are http.public_base and http.issuer (the
 	// issuer defaults to the public base).
 	PublicBase, Issuer string
@@ -51,6 +54,23 @@ type PasswordScheme struct {
 type Provider struct {
 	ID           string
 	SynapseIDPID string
+}
+
+// DefaultMatrixEndpoint is where MAS reaches Synapse when matrix.endpoint
+// is not set.
+const DefaultMatrixEndpoint = "http://localhost:8008/"
+
+// SharedSecret is the secret MAS sends Synapse: matrix.secret, else the
+// raw bytes of matrix.secret_file.
+func (m *MAS) SharedSecret() (secret.String, error) {
+	if !m.Secret.IsEmpty() || m.SecretFile == "" {
+		return m.Secret, nil
+	}
+	b, err := os.ReadFile(m.SecretFile)
+	if err != nil {
+		return "", fmt.Errorf("reading MAS's matrix.secret_file: %w", err)
+	}
+	return secret.String(b), nil
 }
 
 // masDatabaseFields maps MAS database keys to libpq keywords.
@@ -116,6 +136,12 @@ func (m *MAS) loadMatrix(file string) error {
 	m.Secret = secret.String(sec)
 	if m.SecretFile, err = str(mx, file, "matrix.secret_file"); err != nil {
 		return err
+	}
+	if m.Endpoint, err = str(mx, file, "matrix.endpoint"); err != nil {
+		return err
+	}
+	if m.Endpoint == "" {
+		m.Endpoint = DefaultMatrixEndpoint
 	}
 	return m.loadHTTP(file)
 }

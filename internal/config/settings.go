@@ -47,6 +47,10 @@ type HomeserverSettings struct {
 	// SynapsePython, when set, is a Python with Synapse installed: its
 	// config parser validates the rewritten config before any restart.
 	SynapsePython string `mapstructure:"synapse_python"`
+	// WellKnownFile, when set, is the client discovery document the web
+	// server serves: the reconfigure step rewrites it for MAS (the
+	// original kept as <file>.pre-mas, put back by a rollback).
+	WellKnownFile string `mapstructure:"well_known_file"`
 	// StopTimeoutSeconds bounds the wait for a verified stop, and
 	// StartTimeoutSeconds the wait for /health after a start.
 	StopTimeoutSeconds  int                `mapstructure:"stop_timeout_seconds"`
@@ -106,6 +110,14 @@ type VerifySettings struct {
 	WellKnownURL string `mapstructure:"well_known_url"`
 	// SampleTokens is how many migrated access tokens are tried.
 	SampleTokens int `mapstructure:"sample_tokens"`
+	// CanaryUser and CanaryPasswordFile name a user prepared before the
+	// migration and the file with its password: the verify step logs it in
+	// through the compatibility layer (empty: no canary).
+	CanaryUser         string `mapstructure:"canary_user"`
+	CanaryPasswordFile string `mapstructure:"canary_password_file"`
+	// SettleSeconds is how long the verify step sends failing probes again
+	// before the migration needs a human.
+	SettleSeconds int `mapstructure:"settle_seconds"`
 }
 
 // WorkerSettings tune the worker process.
@@ -176,6 +188,7 @@ var defaults = map[string]any{
 	"homeserver.mas_endpoint":                "",
 	"homeserver.mas_secret_path":             "",
 	"homeserver.synapse_python":              "",
+	"homeserver.well_known_file":             "",
 	"homeserver.stop_timeout_seconds":        120,
 	"homeserver.start_timeout_seconds":       180,
 	"homeserver.command.stop":                "",
@@ -199,6 +212,9 @@ var defaults = map[string]any{
 	"verify.base_url":                        "",
 	"verify.well_known_url":                  "",
 	"verify.sample_tokens":                   20,
+	"verify.canary_user":                     "",
+	"verify.canary_password_file":            "",
+	"verify.settle_seconds":                  60,
 	"worker.host_task_queue":                 "",
 	"worker.log_level":                       "info",
 	"worker.metrics_address":                 "",
@@ -287,6 +303,11 @@ func (s Settings) validate(where string) error {
 	errs = append(errs, s.Homeserver.validate(where, s.Backup)...)
 	check(s.Verify.SampleTokens >= 0 && s.Verify.SampleTokens <= 1000, "verify.sample_tokens", s.Verify.SampleTokens,
 		"use 0 to 1000")
+	check(s.Verify.SettleSeconds >= 0 && s.Verify.SettleSeconds <= 3600, "verify.settle_seconds", s.Verify.SettleSeconds,
+		"use 0 to 3600")
+	check((s.Verify.CanaryUser == "") == (s.Verify.CanaryPasswordFile == ""), "verify.canary_user",
+		fmt.Sprintf("%q with canary_password_file %q", s.Verify.CanaryUser, s.Verify.CanaryPasswordFile),
+		"set both verify.canary_user and verify.canary_password_file, or neither")
 	check(map[string]bool{"debug": true, "info": true, "warn": true, "error": true}[s.Worker.LogLevel],
 		"worker.log_level", s.Worker.LogLevel, "use debug, info, warn or error")
 	return errors.Join(errs...)

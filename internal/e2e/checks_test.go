@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"fmt"
 	"github.com/masflow/masflow/internal/pgtest"
 	"maps"
 	"net/http"
@@ -10,10 +11,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
 
+	"github.com/masflow/masflow/internal/cli"
 	"golang.org/x/crypto/bcrypt"
 	"golang.org/x/text/unicode/norm"
 )
@@ -297,5 +300,49 @@ func checkBackup(t *testing.T, hs *homeserver, want rowCounts) {
 	}
 	if want.users == 0 || want.accessTokens == 0 {
 		t.Errorf("nothing to compare: Synapse had %+v rows", want)
+	}
+}
+
+// issuedToken matches a token of MAS's compatibility layer.
+var issuedToken = regexp.MustCompile(`mc[tr]_[A-Za-z0-9]{8,}`)
+
+// checkEveryProbePasses: the verify step's probes are in the result, all
+// passed, each compatibility probe answered by MAS through nginx; and
+// `starter verify` passes them again on demand.
+func checkEveryProbePasses(t *testing.T, hs *homeserver, out string) {
+	for _, want := range []string{"ok: login v3: [MAS]", "ok: login r0: [MAS]", "ok: sso redirect: [MAS]", "ok: refresh: [MAS]",
+		"ok: logout: [MAS]", "ok: issuer: [MAS]", "ok: shared secret: [Synapse]", "ok: well-known:",
+		"ok: canary login: [MAS] MAS logged @" + canaryUser + ":" + serverName + " in with a compatibility token",
+		"ok: canary whoami: whoami with MAS's new token answered @" + canaryUser, "ok: canary refresh: [MAS]", "ok: canary logout: [MAS]"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the result lacks %q:\n%s", want, out)
+		}
+	}
+	code, printed := hs.verify(t)
+	if code != cli.ExitOK || strings.Contains(printed, "FAILED") {
+		t.Errorf("starter verify: exit %d, want 0:\n%s", code, printed)
+	}
+	if strings.Contains(out+printed, canaryPassword) || issuedToken.MatchString(out+printed) || strings.Contains(out+printed, hs.masSecret) {
+		t.Error("the starter printed the canary's password, a token MAS issued or the shared secret")
+	}
+}
+
+// checkIssuerRespelled: MAS restarted with its issuer spelled without the
+// trailing slash while Synapse keeps the metadata it cached: the issuer
+// probe names both spellings, and `starter verify` exits non-zero.
+func checkIssuerRespelled(t *testing.T, hs *homeserver) {
+	bare := strings.TrimRight(hs.masURL, "/")
+	cfg := readFile(hs.masFile)
+	respelled := strings.Replace(cfg, "http:\n", "http:\n  issuer: \""+bare+"\"\n", 1)
+	if err := os.WriteFile(hs.masFile, []byte(respelled), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	hs.mas.Stop(t)
+	hs.mas.Start(t)
+	code, printed := hs.verify(t)
+	want := fmt.Sprintf(`FAILED: issuer: [MAS] Synapse advertises issuer %q but MAS's discovery document %s.well-known/openid-configuration says %q`,
+		hs.masURL, hs.masURL, bare)
+	if code != cli.ExitProbesFailed || !strings.Contains(printed, want) {
+		t.Errorf("starter verify: exit %d, want %d with %q:\n%s", code, cli.ExitProbesFailed, want, printed)
 	}
 }

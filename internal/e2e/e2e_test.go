@@ -37,7 +37,7 @@ func TestMain(m *testing.M) {
 // afterwards every session that should survive works, as the same user
 // and device, through MAS.
 func TestMigrationOfARealSynapse(t *testing.T) {
-	hs := newHomeserver(t, func(_ *testing.T, _, python string) string { return python })
+	hs := newHomeserver(t, synapseParser, asGenerated)
 	p := prepare(t, hs, populateFull)
 	original := readAll(hs.synapseConf.all())
 	before := countRows(t, hs.db.AdminDSN)
@@ -56,6 +56,9 @@ func TestMigrationOfARealSynapse(t *testing.T) {
 	t.Run("the verify step tried every migrated token through MAS", func(t *testing.T) {
 		checkVerifyProbes(t, introspected, p)
 	})
+	t.Run("through the generated routes every probe passes, in the result and on demand", func(t *testing.T) {
+		checkEveryProbePasses(t, hs, out)
+	})
 	t.Run("Synapse runs with the rewritten config", func(t *testing.T) { checkRewrite(t, hs, original) })
 	t.Run("auth_metadata names the stand-in's issuer", func(t *testing.T) { checkIssuer(t, hs) })
 	t.Run("tokens", func(t *testing.T) { checkFates(t, hs, p) })
@@ -70,6 +73,34 @@ func TestMigrationOfARealSynapse(t *testing.T) {
 			t.Errorf("mas-cli was called with %q, want %q", got, want)
 		}
 	})
+	// Last: it changes MAS's config.
+	t.Run("an issuer respelled without its trailing slash fails the issuer probe with both spellings", func(t *testing.T) {
+		checkIssuerRespelled(t, hs)
+	})
+}
+
+// synapseParser is homeserver.synapse_python: the venv's Python.
+func synapseParser(_ *testing.T, _, python string) string { return python }
+
+// The most frequent mistake of a cut-over: the reverse proxy still sends
+// the compatibility layer to Synapse. Past the point of no return the
+// migration never reports success: it ends needs_human, and the result
+// names the /login route and the fix.
+func TestMisroutedProxyNeedsAHuman(t *testing.T) {
+	hs := newHomeserver(t, synapseParser, everythingToSynapse)
+	p := prepare(t, hs, populateSmall)
+	out := hs.migrate(t, p.warnings, cli.ExitMigrationFailed)
+	for _, want := range []string{"needs_human", "verification probes failed",
+		"FAILED: login v3: [Synapse] " + hs.publicURL + "_matrix/client/v3/login answered 404 M_UNRECOGNIZED",
+		"FAILED: login r0: [Synapse]", "fix: route /_matrix/client/*/login (every version, v3 and r0",
+		"FAILED: refresh: [Synapse]", "fix: route /_matrix/client/*/refresh"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the starter's output lacks %q:\n%s", want, out)
+		}
+	}
+	if r := hs.api.call(http.MethodGet, "/_matrix/client/v1/auth_metadata", "", nil); r.status != http.StatusOK {
+		t.Errorf("auth_metadata answered %d: past the point of no return Synapse keeps delegating (%v)", r.status, r.body)
+	}
 }
 
 // A failure after the stop — Synapse's parser (here wrapped with a site
@@ -77,7 +108,7 @@ func TestMigrationOfARealSynapse(t *testing.T) {
 // config byte for byte, Synapse started the old way, MAS left stopped,
 // and every old session works again on Synapse's own auth.
 func TestRefusedRewriteRollsBackARealSynapse(t *testing.T) {
-	hs := newHomeserver(t, refusingParser)
+	hs := newHomeserver(t, refusingParser, asGenerated)
 	p := prepare(t, hs, populateSmall)
 	original := readAll(hs.synapseConf.all())
 	out := hs.migrate(t, p.warnings, cli.ExitMigrationFailed)
@@ -142,7 +173,8 @@ func prepare(t *testing.T, hs *homeserver, populate func(*testing.T, *homeserver
 	if code != advisor.ExitOK || rep.Count(advisor.Error) != 0 || !hasFinding(rep, "guest_access_enabled", advisor.Warning) {
 		t.Fatalf("advise: exit %d, want %d with guest_access_enabled a warning and no error: %+v", code, advisor.ExitOK, rep.Findings)
 	}
-	p.warnings = append(p.warnings, "guest_access_enabled")
+	// MAS's public base is plain http on loopback here.
+	p.warnings = append(p.warnings, "guest_access_enabled", "mas_public_base_not_https")
 	var warnings []string
 	for _, f := range rep.Findings {
 		if f.Severity == advisor.Warning {

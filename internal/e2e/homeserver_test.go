@@ -30,32 +30,41 @@ const providerULID = "01JE2EPR0V1DER000000000000"
 // schema), a .well-known server, and masflow's settings driving both
 // with the command controller.
 type homeserver struct {
-	dir, python                     string
-	synapseConf                     synapseFiles
-	masFile, settings               string
-	synapseURL, masURL, wellKnown   string
-	pepper, sharedSecret, masSecret string
-	db                              synapseDB
-	masDSN                          string
-	synapse, mas                    *service
-	api                             matrix
+	dir, python       string
+	synapseConf       synapseFiles
+	masFile, settings string
+	// synapseURL and masDirect are where Synapse and the MAS stand-in
+	// listen; publicURL (Synapse's public_baseurl) and masURL (MAS's
+	// http.public_base and issuer) are nginx in front of them, with the
+	// routes `starter proxy-config` prints.
+	synapseURL, masDirect, publicURL, masURL string
+	wellKnown, proxyConf                     string
+	pepper, sharedSecret, masSecret          string
+	db                                       synapseDB
+	masDSN                                   string
+	synapse, mas                             *service
+	api                                      matrix
 }
 
-// newHomeserver creates the deployment and starts Synapse and the MAS
-// stand-in; parser is homeserver.synapse_python (given the directory and
-// the venv's Python). Everything stops and goes when the test ends.
-func newHomeserver(t *testing.T, parser func(t *testing.T, dir, python string) string) *homeserver {
+// newHomeserver creates the deployment and starts Synapse, the MAS
+// stand-in and nginx in front of them with the routes r makes of
+// `starter proxy-config`'s; parser is homeserver.synapse_python (given
+// the directory and the venv's Python). Everything stops and goes when
+// the test ends.
+func newHomeserver(t *testing.T, parser func(t *testing.T, dir, python string) string, r routes) *homeserver {
 	t.Helper()
 	hs := &homeserver{dir: t.TempDir(), python: synapsePython(t), pepper: randomHex(t, 16),
 		sharedSecret: randomHex(t, 16), masSecret: randomHex(t, 16)}
 	synapsePort, masPort := freePort(t), freePort(t)
 	hs.synapseURL = fmt.Sprintf("http://127.0.0.1:%d/", synapsePort)
-	hs.masURL = fmt.Sprintf("http://127.0.0.1:%d/", masPort)
+	hs.masDirect = fmt.Sprintf("http://127.0.0.1:%d/", masPort)
+	hs.publicURL = fmt.Sprintf("http://127.0.0.1:%d/", freePort(t))
+	hs.masURL = fmt.Sprintf("http://127.0.0.1:%d/", freePort(t))
 	hs.api = matrix{t: t, base: strings.TrimRight(hs.synapseURL, "/")}
 	hs.db = createSynapseDB(t)
 	hs.masDSN = pgtest.Database(t, pgtest.MAS)
 	hs.createProvider(t)
-	hs.synapseConf = writeSynapseConfig(t, synapseConfig{Dir: hs.dir, BaseURL: hs.synapseURL, Port: synapsePort, DB: hs.db,
+	hs.synapseConf = writeSynapseConfig(t, synapseConfig{Dir: hs.dir, BaseURL: hs.publicURL, Port: synapsePort, DB: hs.db,
 		Pepper: hs.pepper, SharedSecret: hs.sharedSecret, MacaroonKey: randomHex(t, 16), FormSecret: randomHex(t, 16)})
 	generateKeys(t, hs.python, hs.synapseConf)
 	hs.masFile = hs.writeFile(t, "mas.yaml", fmt.Sprintf(masYAML, hs.masURL, masPort, hs.masDSN, hs.masSecret,
@@ -72,10 +81,11 @@ func newHomeserver(t *testing.T, parser func(t *testing.T, dir, python string) s
 	}
 	hs.synapse = newService(t, hs.dir, "synapse", hs.synapseURL+"health", nil,
 		append([]string{hs.python, "-m", "synapse.app.homeserver"}, configArgs(hs.synapseConf.args())...)...)
-	hs.mas = newService(t, hs.dir, "mas", hs.masURL+"health", []string{playMASEnv + "=" + hs.masFile}, self)
+	hs.mas = newService(t, hs.dir, "mas", hs.masDirect+"health", []string{playMASEnv + "=" + hs.masFile}, self)
 	hs.settings = hs.writeSettings(t, masCLI, parser(t, hs.dir, hs.python))
 	hs.synapse.Start(t)
 	hs.mas.Start(t)
+	hs.startProxy(t, r)
 	return hs
 }
 
@@ -155,6 +165,10 @@ verify:
   base_url: "%[6]s"
   well_known_url: "%[7]s"
   sample_tokens: 50
+  # A misrouted proxy fails the probes for good after this.
+  settle_seconds: 10
+  canary_user: "%[9]s"
+  canary_password_file: "%[10]s"
 worker:
   log_level: warn
 `
@@ -165,7 +179,7 @@ func (hs *homeserver) writeSettings(t *testing.T, masCLI, python string) string 
 		t.Fatal(err)
 	}
 	return hs.writeFile(t, "masflow.yaml", fmt.Sprintf(settingsYAML, hs.synapseConf.main, masCLI, hs.masFile, hs.dir, python,
-		hs.synapseURL, hs.wellKnown, hs.synapseConf.confDir))
+		hs.publicURL, hs.wellKnown, hs.synapseConf.confDir, canaryUser, hs.writeFile(t, "canary-password", canaryPassword+"\n")))
 }
 
 func (hs *homeserver) writeFile(t *testing.T, name, body string) string {
@@ -196,13 +210,11 @@ func providerUUID(t *testing.T) [16]byte {
 }
 
 // serveWellKnown serves the client discovery file a reverse proxy would
-// serve on https://<server_name>/, and returns its URL.
+// serve on https://<server_name>/ (as `starter well-known` prints it),
+// and returns its URL.
 func (hs *homeserver) serveWellKnown(t *testing.T) string {
 	t.Helper()
-	body, _ := json.Marshal(map[string]any{
-		"m.homeserver":                      map[string]string{"base_url": hs.synapseURL},
-		"org.matrix.msc2965.authentication": map[string]string{"issuer": hs.masURL, "account": hs.masURL + "account/"},
-	})
+	body, _ := json.Marshal(map[string]any{"m.homeserver": map[string]string{"base_url": hs.publicURL}})
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/.well-known/matrix/client" {
 			http.NotFound(w, r)
@@ -252,4 +264,12 @@ func (hs *homeserver) migrate(t *testing.T, ack []string, want int) string {
 			tail(readFile(hs.synapse.log), 60), tail(readFile(hs.mas.log), 30))
 	}
 	return printed
+}
+
+// verify runs `starter verify` and returns its exit code and output.
+func (hs *homeserver) verify(t *testing.T) (int, string) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	code := cli.Main(context.Background(), []string{"verify", "-c", hs.settings}, &out, &errOut)
+	return code, out.String() + errOut.String()
 }

@@ -43,8 +43,15 @@ import (
 //     Synapse caches an answer for two minutes.
 //
 // The stand-in answers from the migrated MAS database: a compat access
-// token, its compat session and its user. It does not log in, refresh,
-// or tell Synapse which devices exist (MAS's device sync).
+// token, its compat session and its user. It does not tell Synapse which
+// devices exist (MAS's device sync). Behind the reverse proxy it answers
+// the compatibility layer as MAS does (docs/homeserver.md, "The
+// compatibility layer"): GET …/login lists MAS's flows, a password login
+// checks the migrated hash with MAS's rule and starts a deviceless
+// session of its own (compatlogin_test.go: in memory, never in the
+// database), which refreshes and logs out; a junk refresh or access
+// token gets 401 M_UNKNOWN_TOKEN; the SSO redirect leads below
+// http.public_base.
 const playMASEnv = "MASFLOW_E2E_PLAY_MAS"
 
 // Scopes MAS grants a compatibility session.
@@ -67,9 +74,10 @@ func playMAS(configFile string) int {
 
 // masDouble answers Synapse from MAS's config and database.
 type masDouble struct {
-	mas *config.MAS
-	db  *pgxpool.Pool
-	log *log.Logger
+	mas    *config.MAS
+	db     *pgxpool.Pool
+	log    *log.Logger
+	compat compatSessions
 }
 
 func serveMAS(ctx context.Context, configFile string) error {
@@ -124,6 +132,17 @@ func (d *masDouble) routes() http.Handler {
 	mux.HandleFunc("GET /health", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
 	mux.HandleFunc("GET /.well-known/openid-configuration", d.discovery)
 	mux.HandleFunc("POST /oauth2/introspect", d.introspect)
+	mux.HandleFunc("GET /_matrix/client/{version}/login", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]any{"flows": []map[string]any{{"type": "m.login.password"},
+			{"type": "m.login.sso", "oauth_aware_preferred": true, "org.matrix.msc3824.delegated_oidc_compatibility": true},
+			{"type": "m.login.token"}}})
+	})
+	mux.HandleFunc("POST /_matrix/client/{version}/login", d.compatLogin)
+	mux.HandleFunc("POST /_matrix/client/{version}/refresh", d.compatRefresh)
+	mux.HandleFunc("POST /_matrix/client/{version}/logout", d.compatLogout)
+	mux.HandleFunc("GET /_matrix/client/{version}/login/sso/redirect", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, strings.TrimRight(d.mas.PublicBase, "/")+"/complete-compat-sso/01JE2EC0MPAT0000000000000", http.StatusSeeOther)
+	})
 	return mux
 }
 
@@ -165,6 +184,11 @@ func (d *masDouble) introspect(w http.ResponseWriter, r *http.Request) {
 	}
 	if err := r.ParseForm(); err != nil {
 		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "invalid_request"})
+		return
+	}
+	if user := d.compat.user(r.PostForm.Get("token")); strings.HasPrefix(r.PostForm.Get("token"), "mct_") && user != "" {
+		d.log.Printf("introspect: a compat login of %s: active", user)
+		writeJSON(w, http.StatusOK, map[string]any{"active": true, "token_type": "access_token", "username": user, "scope": scopeClientAPI})
 		return
 	}
 	var username string

@@ -139,18 +139,24 @@ func (s *service) alive() bool {
 
 // answers says whether url answers 200.
 func answers(url string) bool {
+	code, ok := status(url)
+	return ok && code == http.StatusOK
+}
+
+// status is the status of GET url; false when nothing answered.
+func status(url string) (int, bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
-		return false
+		return 0, false
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return false
+		return 0, false
 	}
 	resp.Body.Close()
-	return resp.StatusCode == http.StatusOK
+	return resp.StatusCode, true
 }
 
 func readFile(p string) string {

@@ -3,7 +3,8 @@
 // runs, answers /health, and — like Synapse — reads its config at start:
 // with matrix_authentication_service enabled it advertises MAS's issuer
 // and answers whoami from MAS's tables, otherwise from its own
-// access_tokens. It stops on SIGTERM. The end-to-end test uses a real
+// access_tokens; behind the routes a correctly configured reverse proxy
+// sends to MAS, it answers as MAS (compat.go). It stops on SIGTERM. The end-to-end test uses a real
 // Synapse; this double keeps the workflow tests fast.
 package fakesynapse
 
@@ -33,6 +34,9 @@ type Options struct {
 	// SlowWhoami delays every whoami (a test holds a migration in its
 	// verify step).
 	SlowWhoami time.Duration
+	// CanaryPassword, when set, is the password a compat login accepts
+	// under delegation (the verify step's canary).
+	CanaryPassword string
 }
 
 // Serve runs until ctx ends.
@@ -70,11 +74,13 @@ func Serve(ctx context.Context, o Options) error {
 }
 
 type server struct {
-	mu  sync.Mutex // one query at a time on each connection
+	mu  sync.Mutex // one query at a time on each connection; issued
 	syn *config.Synapse
 	db  *pgx.Conn
 	mas *pgx.Conn
 	o   Options
+	// issued maps the tokens of compat logins to their users.
+	issued map[string]string
 }
 
 func (s *server) delegating() bool {
@@ -96,6 +102,7 @@ func (s *server) routes() http.Handler {
 		reply(w, http.StatusOK, map[string]any{"m.homeserver": map[string]string{"base_url": "http://" + r.Host + "/"}})
 	})
 	mux.HandleFunc("/_matrix/client/v3/account/whoami", s.whoami)
+	s.compatRoutes(mux)
 	return mux
 }
 
@@ -111,6 +118,10 @@ const (
 func (s *server) whoami(w http.ResponseWriter, r *http.Request) {
 	time.Sleep(s.o.SlowWhoami)
 	token := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if user := s.issuedTo(token); user != "" && s.delegating() {
+		reply(w, http.StatusOK, map[string]any{"user_id": user})
+		return
+	}
 	var user string
 	var device *string
 	var err error

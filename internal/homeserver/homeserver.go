@@ -17,6 +17,7 @@ import (
 	"github.com/masflow/masflow/internal/config"
 	"github.com/masflow/masflow/internal/liveness"
 	"github.com/masflow/masflow/internal/mas"
+	"github.com/masflow/masflow/internal/verify"
 )
 
 // Controller performs (or verifies) the homeserver steps of a migration.
@@ -50,6 +51,8 @@ type Report struct {
 	Details []string
 	// Replicas are the workloads' replica counts before Stop (Kubernetes).
 	Replicas map[string]int32
+	// Probes are the verify step's outcomes, for the workflow's result.
+	Probes []verify.Probe
 }
 
 // ErrNotYet marks a state the operator has not reached yet: retryable.
@@ -76,6 +79,8 @@ type Probes struct {
 	MASDB        *pgxpool.Pool
 	// HTTP probes the listeners; nil uses liveness.Client(nil).
 	HTTP *http.Client
+	// Verification says how the verify step probes (verification.go).
+	Verification Verification
 }
 
 // synapse reads Synapse's config as it is now.

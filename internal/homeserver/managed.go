@@ -32,7 +32,7 @@ type Managed struct {
 	CommandTimeout time.Duration
 	// MASCLI runs `mas-cli config sync`.
 	MASCLI MASCLI
-	// Steps performs backup, reconfigure, restore and verify: the parts
+	// Steps performs backup, reconfigure and restore: the parts
 	// that do not depend on how the services run.
 	Steps *HostSteps
 }
@@ -55,7 +55,9 @@ func (m *Managed) RestoreConfig(ctx context.Context) (Report, error) {
 }
 
 // Verify probes the migrated homeserver as a client would.
-func (m *Managed) Verify(ctx context.Context) (Report, error) { return m.redacted(m.Steps.Verify(ctx)) }
+func (m *Managed) Verify(ctx context.Context) (Report, error) {
+	return m.redacted(m.Probes.Verify(ctx))
+}
 
 // redacted hides every secret of the configs in a step's report and
 // error: the one place a step's outcome passes before the activity.
@@ -63,6 +65,9 @@ func (m *Managed) redacted(r Report, err error) (Report, error) {
 	r.Note = m.Secrets.Redact(r.Note)
 	for i, d := range r.Details {
 		r.Details[i] = m.Secrets.Redact(d)
+	}
+	for i := range r.Probes {
+		r.Probes[i].Detail, r.Probes[i].Fix = m.Secrets.Redact(r.Probes[i].Detail), m.Secrets.Redact(r.Probes[i].Fix)
 	}
 	return r, m.Secrets.RedactErr(err)
 }

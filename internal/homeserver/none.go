@@ -44,10 +44,8 @@ func (n *None) Start(ctx context.Context, _ map[string]int32, _ []Service) (Repo
 	return noted("Synapse answers", n.Probes.answering(ctx))
 }
 
-// Verify checks Synapse answers /health.
-func (n *None) Verify(ctx context.Context) (Report, error) {
-	return noted("Synapse answers", n.Probes.answering(ctx))
-}
+// Verify probes the homeserver as clients do (verification.go).
+func (n *None) Verify(ctx context.Context) (Report, error) { return n.Probes.Verify(ctx) }
 
 // noted is the Report of a verify-only step; its failure says the
 // operator performs the step (controller none).

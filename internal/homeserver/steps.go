@@ -8,19 +8,18 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 
 	"github.com/masflow/masflow/internal/backup"
 	"github.com/masflow/masflow/internal/config"
 	"github.com/masflow/masflow/internal/secret"
 	"github.com/masflow/masflow/internal/synapseconf"
-	"github.com/masflow/masflow/internal/verify"
+	"github.com/masflow/masflow/internal/wellknown"
 )
 
-// HostSteps performs backup, reconfigure, restore and verify for the
-// controllers that act (Managed.Steps). Its reports and errors can quote
-// a program's output: they leave through Managed, which hides the
-// configs' secrets in them.
+// HostSteps performs backup, reconfigure and restore for the controllers
+// that act (Managed.Steps). Its reports and errors can quote a program's
+// output: they leave through Managed, which hides the configs' secrets in
+// them.
 type HostSteps struct {
 	// Probes read the configs as they are now and reach the databases.
 	Probes *Probes
@@ -33,11 +32,10 @@ type HostSteps struct {
 	// SynapsePython, when set, checks the rewritten config with
 	// Synapse's own parser before anything restarts.
 	SynapsePython string
-	// BaseURL and WellKnownURL override where clients reach Synapse and
-	// discover it (verify.base_url, verify.well_known_url).
-	BaseURL, WellKnownURL string
-	// SampleTokens is how many migrated access tokens verify tries.
-	SampleTokens int
+	// WellKnownFile, when set, is the client discovery document the web
+	// server serves (homeserver.well_known_file): the reconfigure step
+	// rewrites it, the restore puts it back.
+	WellKnownFile string
 	// Runner runs Synapse's config check.
 	Runner runner
 }
@@ -99,6 +97,11 @@ func (h *HostSteps) Reconfigure(ctx context.Context) (Report, error) {
 	if endpoint == "" {
 		return Report{}, fmt.Errorf("%v: MAS has no http.public_base: set homeserver.mas_endpoint to where Synapse reaches MAS", h.Probes.MAS.Files)
 	}
+	// The discovery document is checked before anything is written.
+	doc, err := h.wellKnownDoc(syn)
+	if err != nil {
+		return Report{}, err
+	}
 	secretPath, wrote, err := h.sharedSecret(syn)
 	if err != nil {
 		return Report{}, err
@@ -113,6 +116,9 @@ func (h *HostSteps) Reconfigure(ctx context.Context) (Report, error) {
 	}
 	for _, c := range changes {
 		rep.Details = append(rep.Details, c.String())
+	}
+	if err := h.writeWellKnown(doc, &rep); err != nil {
+		return Report{}, err
 	}
 	if err := h.checkConfig(ctx); err != nil {
 		if !errors.Is(err, ErrConfigRefused) {
@@ -140,13 +146,9 @@ func (h *HostSteps) sharedSecret(syn *config.Synapse) (string, bool, error) {
 		}
 		return h.Probes.MAS.SecretFile, false, nil
 	}
-	value := h.Probes.MAS.Secret
-	if value.IsEmpty() && h.Probes.MAS.SecretFile != "" {
-		b, err := os.ReadFile(h.Probes.MAS.SecretFile)
-		if err != nil {
-			return "", false, fmt.Errorf("reading MAS's matrix.secret_file: %w", err)
-		}
-		value = secret.String(b)
+	value, err := h.Probes.MAS.SharedSecret()
+	if err != nil {
+		return "", false, err
 	}
 	if path == "" {
 		path = filepath.Join(filepath.Dir(syn.Files[0]), "mas_secret")
@@ -177,64 +179,48 @@ func (h *HostSteps) checkConfig(ctx context.Context) error {
 	return err
 }
 
+// wellKnownDoc is the discovery document for MAS, from the file served
+// today (nil without homeserver.well_known_file).
+func (h *HostSteps) wellKnownDoc(syn *config.Synapse) ([]byte, error) {
+	if h.WellKnownFile == "" {
+		return nil, nil
+	}
+	old, err := os.ReadFile(h.WellKnownFile)
+	if err != nil {
+		return nil, fmt.Errorf("homeserver.well_known_file: %w; create it (the file served at "+
+			"https://<server_name>/.well-known/matrix/client), or unset the key", err)
+	}
+	doc, err := wellknown.Client(old, wellknown.BaseURL(syn))
+	if err != nil {
+		return nil, fmt.Errorf("homeserver.well_known_file %s: %w", h.WellKnownFile, err)
+	}
+	return doc, nil
+}
+
+// writeWellKnown writes the discovery document, keeping its original as
+// <file>.pre-mas like Synapse's config.
+func (h *HostSteps) writeWellKnown(doc []byte, rep *Report) error {
+	if h.WellKnownFile == "" {
+		return nil
+	}
+	changed, err := synapseconf.Replace(h.WellKnownFile, doc)
+	if changed {
+		rep.Details = append(rep.Details, h.WellKnownFile+": the client discovery document for MAS (original in "+
+			h.WellKnownFile+".pre-mas)")
+	}
+	return err
+}
+
 // RestoreConfig puts back every file Reconfigure changed, byte for byte.
 func (h *HostSteps) RestoreConfig(context.Context) (Report, error) {
 	files, err := synapseconf.Restore(h.Probes.SynapsePaths)
+	if err == nil && h.WellKnownFile != "" {
+		var wk []string
+		wk, err = synapseconf.Restore([]string{h.WellKnownFile})
+		files = append(files, wk...)
+	}
 	if err != nil {
 		return Report{}, err
 	}
 	return Report{Note: fmt.Sprintf("%d config files restored from their .pre-mas copies", len(files)), Details: files}, nil
-}
-
-// Verify probes Synapse as clients do; any failed probe fails the step
-// (ErrNotYet: it is retried, a just-started Synapse may still warm up)
-// with every probe's outcome.
-func (h *HostSteps) Verify(ctx context.Context) (Report, error) {
-	syn, err := h.Probes.synapse()
-	if err != nil {
-		return Report{}, err
-	}
-	opts := verify.Options{BaseURL: h.BaseURL, WellKnownURL: h.WellKnownURL, Issuer: h.Probes.MAS.Issuer, HTTP: h.Probes.HTTP}
-	if opts.BaseURL == "" {
-		opts.BaseURL, _ = syn.Raw["public_baseurl"].(string)
-	}
-	if opts.WellKnownURL == "" {
-		opts.WellKnownURL = "https://" + syn.ServerName + "/.well-known/matrix/client"
-	}
-	if opts.BaseURL == "" {
-		return Report{}, fmt.Errorf("%s has no public_baseurl: set verify.base_url to Synapse's client URL", syn.Src("server_name"))
-	}
-	samples, err := verify.SampleTokens(ctx, h.Probes.MASDB, h.Probes.SynapseDB, syn.ServerName, h.SampleTokens)
-	if err != nil {
-		return Report{}, err
-	}
-	probes := verify.Run(ctx, opts, samples)
-	rep := Report{Note: fmt.Sprintf("%d probes, %d migrated tokens tried", len(probes.Probes), len(samples))}
-	for _, p := range probes.Probes {
-		rep.Details = append(rep.Details, probeLine(p))
-	}
-	if h.SampleTokens > 0 && len(samples) == 0 {
-		rep.Details = append(rep.Details, "warn: no migrated access token to try (none survived, or none confirmed in Synapse)")
-	}
-	if failed := probes.Failed(); len(failed) > 0 {
-		lines := make([]string, len(failed))
-		for i, p := range failed {
-			lines[i] = probeLine(p)
-		}
-		return rep, fmt.Errorf("%d of %d verification probes failed:\n%s\n%w", len(failed), len(probes.Probes),
-			strings.Join(lines, "\n"), ErrNotYet)
-	}
-	return rep, nil
-}
-
-// probeLine shows one probe's outcome.
-func probeLine(p verify.Probe) string {
-	state := "ok"
-	switch {
-	case !p.OK:
-		state = "FAILED"
-	case p.Warning:
-		state = "warn"
-	}
-	return fmt.Sprintf("%s: %s: %s", state, p.Name, p.Detail)
 }

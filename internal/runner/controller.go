@@ -10,10 +10,11 @@ import (
 	"github.com/masflow/masflow/internal/homeserver/kube"
 )
 
-// probes are what every controller, and the import, verify the
+// Probes are what every controller, and the import, verify the
 // homeserver's state with.
-func (d *Deps) probes() *homeserver.Probes {
-	return &homeserver.Probes{SynapsePaths: d.Settings.Synapse.Config, MAS: d.MAS, SynapseDB: d.SynapseDB(), MASDB: d.MASPool}
+func (d *Deps) Probes() *homeserver.Probes {
+	return &homeserver.Probes{SynapsePaths: d.Settings.Synapse.Config, MAS: d.MAS, SynapseDB: d.SynapseDB(), MASDB: d.MASPool,
+		Verification: Verification(d.Settings)}
 }
 
 // controller builds the homeserver controller homeserver.controller
@@ -33,7 +34,7 @@ func (d *Deps) controller(probes *homeserver.Probes) (homeserver.Controller, err
 		Backup: backup.Options{Dir: s.Backup.Dir, Prefix: "masflow-" + d.Synapse.ServerName,
 			PgDump: s.Backup.PgDump, PgRestore: s.Backup.PgRestore},
 		MASEndpoint: h.MASEndpoint, MASSecretPath: h.MASSecretPath, SynapsePython: h.SynapsePython,
-		BaseURL: s.Verify.BaseURL, WellKnownURL: s.Verify.WellKnownURL, SampleTokens: s.Verify.SampleTokens}
+		WellKnownFile: h.WellKnownFile}
 	return &homeserver.Managed{Probes: probes, Processes: procs, Steps: steps,
 		Secrets:        config.SecretValues(d.Synapse.Raw, d.MAS.Raw),
 		StopWait:       time.Duration(h.StopTimeoutSeconds) * time.Second,
@@ -68,4 +69,12 @@ func processes(h config.HomeserverSettings) (homeserver.Processes, error) {
 
 func commandTimeout(h config.HomeserverSettings) time.Duration {
 	return time.Duration(max(1, h.Command.TimeoutSeconds)) * time.Second
+}
+
+// Verification is how the verify step probes, from the verify.* settings.
+func Verification(s config.Settings) homeserver.Verification {
+	v := s.Verify
+	return homeserver.Verification{BaseURL: v.BaseURL, WellKnownURL: v.WellKnownURL, SampleTokens: v.SampleTokens,
+		CanaryUser: v.CanaryUser, CanaryPasswordFile: v.CanaryPasswordFile,
+		Settle: time.Duration(v.SettleSeconds) * time.Second}
 }

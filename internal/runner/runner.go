@@ -163,7 +163,7 @@ func (d *Deps) SynapseDB() *pgxpool.Pool {
 // Activities builds every activity struct.
 func (d *Deps) Activities(log *zap.Logger) (activities.Set, error) {
 	// The import verifies the stop with the controller's own probes.
-	probes := d.probes()
+	probes := d.Probes()
 	controller, err := d.controller(probes)
 	if err != nil {
 		return activities.Set{}, err

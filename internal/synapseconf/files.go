@@ -284,3 +284,19 @@ func unique(files []string) []string {
 	}
 	return out
 }
+
+// Replace writes text to an existing file the reconfigure step owns
+// beside Synapse's config (the discovery document), with the same care
+// as Rewrite: the original kept as <file>.pre-mas (the true original on a
+// rerun), the rewrite's digest recorded, so Restore puts it back byte
+// for byte. It returns false when the file already holds text.
+func Replace(path string, text []byte) (bool, error) {
+	old, err := os.ReadFile(path)
+	if err != nil {
+		return false, fmt.Errorf("reading %s: %w; it must exist (the file your web server serves)", path, err)
+	}
+	if bytes.Equal(old, text) {
+		return false, nil
+	}
+	return true, commit([]rewritten{{path: path, old: old, new: text}})
+}

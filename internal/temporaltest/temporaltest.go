@@ -4,10 +4,13 @@ package temporaltest
 
 import (
 	"context"
+	"encoding/base64"
 	"io"
 	"log/slog"
 	"path/filepath"
+	"regexp"
 	"runtime"
+	"strings"
 	"testing"
 
 	"github.com/masflow/masflow/internal/devserver"
@@ -39,4 +42,22 @@ func Server(t testing.TB, dir string, sa temporal.SearchAttributes) (*devserver.
 	}
 	t.Cleanup(c.Close)
 	return srv, c
+}
+
+// payloadData is a payload's data in a history's JSON (base64).
+var payloadData = regexp.MustCompile(`"data":\s*"([A-Za-z0-9+/=]+)"`)
+
+// HistoryText is a history's JSON followed by every payload in it
+// decoded: what the history holds, as a leaked secret would appear in it
+// (the JSON alone carries payloads in base64).
+func HistoryText(historyJSON string) string {
+	var b strings.Builder
+	b.WriteString(historyJSON)
+	for _, m := range payloadData.FindAllStringSubmatch(historyJSON, -1) {
+		if data, err := base64.StdEncoding.DecodeString(m[1]); err == nil {
+			b.WriteString("\n")
+			b.Write(data)
+		}
+	}
+	return b.String()
 }

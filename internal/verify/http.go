@@ -1,6 +1,7 @@
 package verify
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -22,26 +23,23 @@ const maxBody = 1 << 20
 
 // client sends the probes' requests.
 type client struct {
-	http         *http.Client
-	timeout      time.Duration
-	rand         io.Reader
-	base         string // Synapse's base URL without a trailing slash
-	wellKnownURL string
-	issuer       string
+	http    *http.Client
+	timeout time.Duration
+	rand    io.Reader
+	base    string // Synapse's public base URL without a trailing slash
+	o       Options
 }
 
 func newClient(o Options) *client {
-	c := &client{
-		http:         o.HTTP,
-		timeout:      o.Timeout,
-		rand:         o.Rand,
-		base:         strings.TrimRight(o.BaseURL, "/"),
-		wellKnownURL: o.WellKnownURL,
-		issuer:       o.Issuer,
+	c := &client{timeout: o.Timeout, rand: o.Rand, base: strings.TrimRight(o.BaseURL, "/"), o: o}
+	hc := http.Client{}
+	if o.HTTP != nil {
+		hc = *o.HTTP
 	}
-	if c.http == nil {
-		c.http = &http.Client{}
-	}
+	// The SSO probe judges the redirect itself; no probe follows one to
+	// another host with its headers.
+	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	c.http = &hc
 	if c.timeout <= 0 {
 		c.timeout = DefaultTimeout
 	}
@@ -55,19 +53,42 @@ func newClient(o Options) *client {
 type answer struct {
 	url    string
 	status int
+	header http.Header
 	body   []byte
 }
 
 // get sends GET url, with the token as bearer when there is one. The
 // error names the URL only: the token travels in a header, never in it.
 func (c *client) get(ctx context.Context, url string, token secret.String) (answer, error) {
+	return c.do(ctx, http.MethodGet, url, token, nil)
+}
+
+// post sends body as JSON to url, with the token as bearer when there
+// is one; body may hold a secret (a password, a refresh token): it only
+// goes to the URL given.
+func (c *client) post(ctx context.Context, url string, token secret.String, body any) (answer, error) {
+	b, err := json.Marshal(body)
+	if err != nil {
+		return answer{url: url}, fmt.Errorf("encoding the request to %s: %w", url, err)
+	}
+	return c.do(ctx, http.MethodPost, url, token, b)
+}
+
+func (c *client) do(ctx context.Context, method, url string, token secret.String, body []byte) (answer, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, url, rd)
 	if err != nil {
 		return answer{url: url}, err
 	}
 	req.Header.Set("Accept", "application/json")
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	if !token.IsEmpty() {
 		req.Header.Set("Authorization", "Bearer "+token.Reveal())
 	}
@@ -76,11 +97,20 @@ func (c *client) get(ctx context.Context, url string, token secret.String) (answ
 		return answer{url: url}, err
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
 	if err != nil {
 		return answer{url: url}, fmt.Errorf("reading the answer of %s: %w", url, err)
 	}
-	return answer{url: url, status: resp.StatusCode, body: body}, nil
+	return answer{url: url, status: resp.StatusCode, header: resp.Header, body: b}, nil
+}
+
+// errcode is the Matrix error code of the answer, "" when it has none.
+func (a answer) errcode() string {
+	var m struct {
+		ErrCode string `json:"errcode"`
+	}
+	_ = json.Unmarshal(a.body, &m)
+	return m.ErrCode
 }
 
 // said returns the Matrix error of the answer as " (ERRCODE: message)",
@@ -106,11 +136,17 @@ func (a answer) said() string {
 
 // newJunkToken makes a token no server issued.
 func (c *client) newJunkToken() (secret.String, error) {
+	s, err := c.randomName("masflow_verify_junk_")
+	return secret.String(s), err
+}
+
+// randomName is prefix and 32 random hex digits.
+func (c *client) randomName(prefix string) (string, error) {
 	var b [16]byte
 	if _, err := io.ReadFull(c.rand, b[:]); err != nil {
 		return "", fmt.Errorf("making a junk token: %w", err)
 	}
-	return secret.String("masflow_verify_junk_" + hex.EncodeToString(b[:])), nil
+	return prefix + hex.EncodeToString(b[:]), nil
 }
 
 // networkDetail explains a request that got no answer; who is what should

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
-
-	"github.com/masflow/masflow/internal/secret"
 )
 
 // What answers each URL, and the setting that names it, for the fix of a
@@ -51,8 +49,8 @@ func masUnreachable(status int) bool {
 		status == http.StatusServiceUnavailable
 }
 
-// sameIssuer compares issuers as MAS and Synapse spell them, with or
-// without a trailing slash.
+// sameIssuer compares a configured issuer with one on the wire, with or
+// without a trailing slash (MAS normalises the configured URL).
 func sameIssuer(a, b string) bool {
 	return strings.TrimRight(a, "/") == strings.TrimRight(b, "/")
 }
@@ -71,33 +69,46 @@ func (c *client) health(ctx context.Context) Probe {
 }
 
 // authMetadata: Synapse advertises MAS as its issuer, the discovery
-// clients use today.
-func (c *client) authMetadata(ctx context.Context) Probe {
+// clients use today. It returns the issuer as Synapse spells it, for the
+// probes that must match it byte for byte.
+func (c *client) authMetadata(ctx context.Context) (Probe, string) {
 	const name = "auth_metadata"
 	a, err := c.get(ctx, c.base+"/_matrix/client/v1/auth_metadata", "")
 	switch {
 	case err != nil:
-		return c.unreachable(name, err)
+		return c.unreachable(name, err), ""
 	case a.status == http.StatusNotFound:
-		return failed(name, "%s answered 404: %s", a.url, fixDelegationOff)
+		return failed(name, "%s answered 404: %s", a.url, fixDelegationOff), ""
 	case masUnreachable(a.status):
-		return failed(name, "%s answered %d%s: %s", a.url, a.status, a.said(), fixNoMAS)
+		return failed(name, "%s answered %d%s: %s", a.url, a.status, a.said(), fixNoMAS), ""
 	case a.status != http.StatusOK:
-		return failed(name, "%s answered %d%s, expected 200: look at Synapse's log", a.url, a.status, a.said())
+		return failed(name, "%s answered %d%s, expected 200: look at Synapse's log", a.url, a.status, a.said()), ""
 	}
 	var m struct {
 		Issuer string `json:"issuer"`
 	}
 	if err := json.Unmarshal(a.body, &m); err != nil || m.Issuer == "" {
 		return failed(name, "%s answered 200 without a JSON issuer: is something other than Synapse answering at %s?",
-			a.url, synapseKey)
+			a.url, synapseKey), ""
 	}
-	if !sameIssuer(m.Issuer, c.issuer) {
+	// MAS writes its configured URL out normalised (a bare host gains a
+	// slash): the config's spelling may differ from the wire's by that
+	// slash only. The wire spellings are compared exactly (discovery).
+	if !sameIssuer(m.Issuer, c.o.Issuer) {
 		return failed(name, "Synapse advertises issuer %q but MAS's issuer is %q: point Synapse's "+
 			"matrix_authentication_service.endpoint at this MAS, or fix MAS's http.issuer / http.public_base",
-			m.Issuer, c.issuer)
+			m.Issuer, c.o.Issuer), m.Issuer
 	}
-	return passed(name, "Synapse advertises MAS's issuer %q", m.Issuer)
+	return passed(name, "Synapse advertises MAS's issuer %q", m.Issuer), m.Issuer
+}
+
+// expectedIssuer is the issuer other documents must spell exactly:
+// Synapse's, else MAS's configured one.
+func (c *client) expectedIssuer(advertised string) string {
+	if advertised != "" {
+		return advertised
+	}
+	return c.o.Issuer
 }
 
 // wellKnownFile is the part of /.well-known/matrix/client that matters.
@@ -105,26 +116,28 @@ type wellKnownFile struct {
 	Homeserver *struct {
 		BaseURL string `json:"base_url"`
 	} `json:"m.homeserver"`
-	// Auth is the legacy discovery key of MAS's older docs (MSC2965).
+	// Auth is the obsolete discovery key of MAS's older docs (MSC2965).
 	Auth *struct {
 		Issuer string `json:"issuer"`
 	} `json:"org.matrix.msc2965.authentication"`
 }
 
-// wellKnown: clients discover the homeserver, and MAS where the legacy
-// key is present.
-func (c *client) wellKnown(ctx context.Context) Probe {
+// wellKnown: clients discover the homeserver from the file, and its
+// base URL serves the client API; an obsolete MSC2965 key warns, or
+// fails when it names another issuer.
+func (c *client) wellKnown(ctx context.Context, advertised string) Probe {
 	const name = "well-known"
-	if c.wellKnownURL == "" {
+	if c.o.WellKnownURL == "" {
 		return failed(name, "no well-known URL to check: set %s", wellKnownKey)
 	}
-	a, err := c.get(ctx, c.wellKnownURL, "")
+	a, err := c.get(ctx, c.o.WellKnownURL, "")
 	if err != nil {
 		return failed(name, "%s", networkDetail(err, wellKnownWho, wellKnownKey, c.timeout))
 	}
 	if a.status != http.StatusOK {
 		return failed(name, "%s answered %d: clients cannot discover the homeserver: serve the file there "+
-			"(usually from the reverse proxy), or set %s to where it is served", a.url, a.status, wellKnownKey)
+			"(usually from the reverse proxy; `starter well-known` prints it), or set %s to where it is served",
+			a.url, a.status, wellKnownKey)
 	}
 	var f wellKnownFile
 	if err := json.Unmarshal(a.body, &f); err != nil {
@@ -134,18 +147,46 @@ func (c *client) wellKnown(ctx context.Context) Probe {
 		return failed(name, `%s has no m.homeserver.base_url: add "m.homeserver": {"base_url": "<Synapse's public base URL>"}`, a.url)
 	}
 	seen := fmt.Sprintf("m.homeserver.base_url is %q", f.Homeserver.BaseURL)
-	if f.Auth == nil {
-		p := passed(name, "%s; %s has no org.matrix.msc2965.authentication: clients still using that legacy "+
-			"discovery will not find MAS; if you serve this file yourself, add "+
-			`"org.matrix.msc2965.authentication": {"issuer": %q, "account": "<MAS's account URL>"}`, seen, a.url, c.issuer)
-		p.Warning = true
+	if p, ok := c.baseURLServes(ctx, name, seen, f.Homeserver.BaseURL); !ok {
 		return p
 	}
-	if !sameIssuer(f.Auth.Issuer, c.issuer) {
-		return failed(name, "%s; org.matrix.msc2965.authentication.issuer is %q but MAS's issuer is %q: fix it in %s",
-			seen, f.Auth.Issuer, c.issuer, a.url)
+	if f.Auth == nil {
+		return passed(name, "%s and serves the client API", seen)
 	}
-	return passed(name, "%s; org.matrix.msc2965.authentication.issuer is MAS's", seen)
+	return c.legacyIssuer(name, seen, a.url, f.Auth.Issuer, c.expectedIssuer(advertised))
+}
+
+// baseURLServes: the base URL of the well-known answers the client API
+// (GET /_matrix/client/versions).
+func (c *client) baseURLServes(ctx context.Context, name, seen, base string) (Probe, bool) {
+	a, err := c.get(ctx, strings.TrimRight(base, "/")+"/_matrix/client/versions", "")
+	if err != nil {
+		return failed(name, "%s but it is not reachable from here: %v; set it to the URL clients reach Synapse at "+
+			"(Synapse's public_baseurl)", seen, err), false
+	}
+	var v struct {
+		Versions []string `json:"versions"`
+	}
+	if a.status != http.StatusOK || json.Unmarshal(a.body, &v) != nil || len(v.Versions) == 0 {
+		return failed(name, "%s but %s answered %d without the client API's versions: set m.homeserver.base_url "+
+			"to Synapse's public_baseurl, and route /_matrix to Synapse", seen, a.url, a.status), false
+	}
+	return Probe{}, true
+}
+
+// legacyIssuer judges the obsolete org.matrix.msc2965.authentication key.
+func (c *client) legacyIssuer(name, seen, url, got, want string) Probe {
+	if got != want {
+		return failed(name, "%s; %s still has org.matrix.msc2965.authentication.issuer %q but Synapse advertises %q: "+
+			"clients still reading it compare issuers byte for byte (a trailing slash counts); remove the key "+
+			"(it is obsolete: clients discover MAS through auth_metadata) or spell it %q", seen, url, got, want, want)
+	}
+	p := passed(name, "%s; %s still has the obsolete org.matrix.msc2965.authentication key (issuer %q, as advertised)",
+		seen, url, got)
+	p.Warning = true
+	p.Fix = "remove org.matrix.msc2965.authentication from the file: clients discover MAS through auth_metadata, " +
+		"and a copy goes stale when MAS's issuer changes"
+	return p
 }
 
 // junkToken: Synapse rejects a token nobody issued, which proves it asks
@@ -174,11 +215,7 @@ func (c *client) junkToken(ctx context.Context) Probe {
 // migratedToken: a token migrated from Synapse still identifies the user
 // and device it did before. The token never appears in the probe.
 func (c *client) migratedToken(ctx context.Context, name string, s Sample) Probe {
-	p := c.whoami(ctx, name, s)
-	if !s.Token.IsEmpty() {
-		p.Detail = strings.ReplaceAll(p.Detail, s.Token.Reveal(), secret.Redacted)
-	}
-	return p
+	return scrub(c.whoami(ctx, name, s), s.Token)
 }
 
 func (c *client) whoami(ctx context.Context, name string, s Sample) Probe {

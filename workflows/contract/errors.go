@@ -34,6 +34,9 @@ const (
 	// ErrTypeSQL is a PostgreSQL error no retry can fix; the message
 	// names the SQLSTATE, what it means and the fix.
 	ErrTypeSQL = "MasflowSQL"
+	// ErrTypeVerifyFailed: probes still fail once the homeserver had time
+	// to settle; the error's details are every probe ([]Probe).
+	ErrTypeVerifyFailed = "MasflowVerifyFailed"
 	// ErrTypeSourceWritten: Synapse's tables were written during the
 	// import; the result would mix two states.
 	ErrTypeSourceWritten = "MasflowSourceWritten"
@@ -42,5 +45,5 @@ const (
 // NonRetryable lists the error types no retry can fix, for retry policies.
 func NonRetryable() []string {
 	return []string{ErrTypeUnsupportedSchema, ErrTypeRefused, ErrTypeBadRow, ErrTypeBadRequest, ErrTypeSQL,
-		ErrTypeTool, ErrTypeConfigRefused, ErrTypeSnapshotGone, ErrTypeSourceWritten}
+		ErrTypeTool, ErrTypeConfigRefused, ErrTypeSnapshotGone, ErrTypeSourceWritten, ErrTypeVerifyFailed}
 }

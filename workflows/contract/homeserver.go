@@ -11,6 +11,26 @@ type StepResult struct {
 	// Replicas are the workloads' replica counts before the stop
 	// (Kubernetes), which the start restores.
 	Replicas map[string]int32
+	// Probes are the verify step's outcomes (a failed verification
+	// carries them as its error's details instead).
+	Probes []Probe `json:",omitempty"`
+}
+
+// Probe is one check of the verify step: what it probed, what answered,
+// and on failure the likely cause and the fix. It never holds a secret.
+type Probe struct {
+	// Name says which check this is ("login v3", "migrated token 3/20").
+	Name string `json:"name"`
+	// OK is false when the check failed.
+	OK bool `json:"ok"`
+	// Warning marks a passed check whose result deserves attention.
+	Warning bool `json:"warning,omitempty"`
+	// Answered names what answered ("MAS", "Synapse", the proxy, …).
+	Answered string `json:"answered,omitempty"`
+	// Detail says what was seen.
+	Detail string `json:"detail"`
+	// Fix is the likely cause and what to change.
+	Fix string `json:"fix,omitempty"`
 }
 
 // StartInput says what the start brings back.
