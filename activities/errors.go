@@ -34,7 +34,7 @@ func classify(err error) error {
 	case errors.Is(err, mas.ErrNotEmpty), errors.Is(err, mas.ErrReferenceRun), errors.Is(err, mas.ErrNoRun),
 		errors.Is(err, engine.ErrOtherKind), errors.Is(err, engine.ErrNotDiscardable):
 		kind = contract.ErrTypeRefused
-	case errors.Is(err, engine.ErrHomeserverRunning):
+	case errors.Is(err, engine.ErrHomeserverRunning), errors.Is(err, synapse.ErrWritersActive):
 		kind = contract.ErrTypeHomeserverRunning
 	case errors.Is(err, mapping.ErrBadRow):
 		kind = contract.ErrTypeBadRow

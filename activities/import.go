@@ -11,6 +11,7 @@ import (
 	"github.com/masflow/masflow/internal/synapse"
 	"github.com/masflow/masflow/workflows/contract"
 	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/temporal"
 	"go.uber.org/zap"
 )
 
@@ -114,6 +115,12 @@ func (a *ImportActivities) Reconcile(ctx context.Context, in contract.RunInput) 
 	rec, err := e.Reconcile(ctx)
 	if err != nil {
 		return contract.ReconcileResult{}, classify(err)
+	}
+	if rec.Source != nil && rec.Source.Changed() {
+		// Only an operator can act: stop what runs Synapse, then cancel
+		// (the migration blocks until then, naming the writes).
+		return contract.ReconcileResult{}, temporal.NewNonRetryableApplicationError(rec.Source.Err().Error(),
+			contract.ErrTypeSourceWritten, nil, reconcileResultOf(rec))
 	}
 	return reconcileResultOf(rec), nil
 }

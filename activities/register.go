@@ -27,6 +27,7 @@ func Register(r worker.ActivityRegistry, s Set) {
 		register(r, contract.PrepareImport, a.PrepareImport)
 		register(r, contract.HoldSnapshot, a.HoldSnapshot)
 		register(r, contract.AwaitSnapshot, a.AwaitSnapshot)
+		register(r, contract.HoldWriterLock, a.HoldWriterLock)
 		register(r, contract.PauseSchema, a.PauseSchema)
 		register(r, contract.PlanEntity, a.PlanEntity)
 		register(r, contract.ImportShard, a.ImportShard)

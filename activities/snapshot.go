@@ -24,6 +24,21 @@ func (a *ImportActivities) HoldSnapshot(ctx context.Context, in contract.RunInpu
 	return contract.None{}, classify(err)
 }
 
+// HoldWriterLock keeps Synapse's tables locked against writes while a
+// real import runs, until the workflow cancels it; a retry on any worker
+// takes the lock again.
+func (a *ImportActivities) HoldWriterLock(ctx context.Context, in contract.RunInput) (contract.None, error) {
+	defer heartbeatEvery(ctx, nil)()
+	if in.DryRun {
+		return contract.None{}, nonRetryable("a dry run never locks Synapse's tables", contract.ErrTypeBadRequest)
+	}
+	err := a.Runs.HoldWriterLock(ctx)
+	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
+		return contract.None{}, err // the workflow released it
+	}
+	return contract.None{}, classify(err)
+}
+
 // snapshotPoll is how often AwaitSnapshot looks for the holder's record.
 const snapshotPoll = 200 * time.Millisecond
 

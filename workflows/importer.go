@@ -63,6 +63,9 @@ func (m *migration) importAll(ctx workflow.Context) error {
 // checkpoint, on any database worker.
 func (m *migration) importRun(ctx workflow.Context) error {
 	st := &m.st.Import
+	if !m.in.DryRun {
+		m.holdWriterLock(ctx)
+	}
 	if !st.Prepared {
 		prep, err := call(ctx, m, contract.PrepareImport, "check and record the run in MAS",
 			contract.PrepareInput{RunInput: m.runInput(), Rules: m.rules()})
@@ -126,7 +129,7 @@ func (m *migration) importWave(ctx workflow.Context, wave []string) (bool, error
 	running := 0
 	var firstErr error
 	for len(pending) > 0 || running > 0 {
-		draining := firstErr != nil || m.holderLost() || m.continueAsNewDue(ctx)
+		draining := firstErr != nil || m.holderLost() || m.lockLost() != nil || m.continueAsNewDue(ctx)
 		for !draining && !m.st.Paused && m.st.Blocked == nil && running < m.in.Import.Parallelism && len(pending) > 0 {
 			shard := pending[0]
 			pending = pending[1:]
@@ -157,6 +160,9 @@ func (m *migration) importWave(ctx workflow.Context, wave []string) (bool, error
 			}
 			if m.holderLost() {
 				return false, m.holder.err
+			}
+			if err := m.lockLost(); err != nil {
+				return false, err
 			}
 			if draining {
 				return false, m.continueAsNew(ctx)

@@ -55,8 +55,9 @@ type migration struct {
 	// events each, it bounds history where the server does not report
 	// its length (the test environment).
 	scheduled int
-	// holder is a dry run's snapshot holder (snapshot.go), nil otherwise.
-	holder *holder
+	// holder is a dry run's snapshot holder (snapshot.go), nil otherwise;
+	// lock a real import's writer lock holder.
+	holder, lock *holder
 }
 
 // MigrationWorkflow moves a Synapse homeserver to MAS: advise → approve →
@@ -375,6 +376,11 @@ func (m *migration) continueAsNew(ctx workflow.Context) error {
 		return err
 	}
 	m.drainSignals(ctx)
+	// The holders end with this run: the next one takes the writer lock
+	// again (a dry run never continues-as-new while it holds its snapshot).
+	if err := m.releaseSnapshot(ctx); err != nil {
+		return err
+	}
 	next := m.in
 	next.State = m.st
 	return workflow.NewContinueAsNewError(ctx, MigrationWorkflow, next)

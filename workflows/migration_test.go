@@ -42,6 +42,8 @@ type harness struct {
 	starts []contract.StartInput
 	// verified are the probes a passing verify step reports.
 	verified []contract.Probe
+	// locked counts HoldWriterLock calls (fail["lock"] fails them).
+	locked int
 	// holdFails is how many HoldSnapshot calls lose their snapshot.
 	holdFails int
 	// advised is the input of the last Advise call.
@@ -182,6 +184,15 @@ func (h *harness) stubImport() {
 			time.Sleep(10 * time.Millisecond)
 		}
 		return contract.None{}, ctx.Err()
+	})
+	// The writer lock's double ends at once (an activity running in real
+	// time would stop the environment's clock from skipping ahead), with
+	// the failure the test sets.
+	stub(h.env, contract.HoldWriterLock, func(ctx context.Context, in contract.RunInput) (contract.None, error) {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		h.locked++
+		return contract.None{}, h.fail["lock"]
 	})
 	stub(h.env, contract.AwaitSnapshot, func(context.Context, contract.RunInput) (contract.SnapshotResult, error) {
 		time.Sleep(50 * time.Millisecond) // a holder that fails at once has failed by then
@@ -638,8 +649,8 @@ func TestContinueAsNewDuringImportResumes(t *testing.T) {
 		threshold  int
 		doneShards int // users shards done when the run continued as new
 	}{
-		{"mid-wave: in-flight calls drain first", 51, 0},
-		{"between waves: done shards never run again", 63, 2},
+		{"mid-wave: in-flight calls drain first", 57, 0},
+		{"between waves: done shards never run again", 69, 2},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -821,4 +832,37 @@ func TestVerifyProbesReachTheResult(t *testing.T) {
 			t.Fatalf("result probes %+v, want %+v", res.Verification, probes[:1])
 		}
 	})
+}
+
+// A real import takes Synapse's writer lock before it prepares its run; a
+// dry run never does. A lock that cannot be held (Synapse writes) stops
+// the import with its cause.
+func TestRealImportsHoldTheWriterLock(t *testing.T) {
+	for _, c := range []struct {
+		name       string
+		dryRun     bool
+		fail       error
+		wantLocked bool
+	}{
+		{"a real import locks Synapse's tables", false, nil, true},
+		{"a dry run never does", true, nil, false},
+		{"a lock refused stops the import", false, temporal.NewNonRetryableApplicationError("a session is writing Synapse's tables",
+			contract.ErrTypeHomeserverRunning, nil), true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			h := newHarness(t)
+			h.fail["lock"] = c.fail
+			in := approved()
+			in.DryRun = c.dryRun
+			in.Steps = []string{contract.StepImport}
+			h.env.ExecuteWorkflow(MigrationWorkflow, in)
+			err := h.env.GetWorkflowError()
+			if (h.locked > 0) != c.wantLocked {
+				t.Fatalf("lock taken %d times, want taken %v", h.locked, c.wantLocked)
+			}
+			if (c.fail == nil) != (err == nil) || (err != nil && !strings.Contains(err.Error(), "writing Synapse's tables")) {
+				t.Fatalf("error %v, want the lock's failure %v", err, c.fail)
+			}
+		})
+	}
 }

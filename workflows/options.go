@@ -21,6 +21,8 @@ import (
 //     batch in flight), so one that runs far longer is stuck.
 //   - Holder: holds a dry run's snapshot for as long as the dry run needs
 //     it; one attempt only: a new snapshot means a new dry run.
+//   - Lock: holds Synapse's writer lock during a real import; retried,
+//     bounded like a database activity (a lost lock is taken again).
 //   - Host: homeserver steps, on the host task queue when there is one.
 //     They retry for about half an hour (hostAttempts): with the "none"
 //     controller the operator performs the step meanwhile and the
@@ -49,6 +51,8 @@ func (m *migration) options(ctx workflow.Context, act contract.Named, summary st
 	case contract.Holder:
 		o.StartToCloseTimeout, o.RetryPolicy.MaximumAttempts = 30*24*time.Hour, 1
 		o.WaitForCancellation = true
+	case contract.Lock:
+		o.StartToCloseTimeout, o.WaitForCancellation = 30*24*time.Hour, true
 	case contract.Host:
 		if m.in.HostTaskQueue != "" {
 			o.TaskQueue = m.in.HostTaskQueue

@@ -5,7 +5,8 @@ import (
 	"go.temporal.io/sdk/workflow"
 )
 
-// holder is a dry run's running HoldSnapshot activity.
+// holder is a running holder activity: a dry run's HoldSnapshot, or a
+// real import's HoldWriterLock.
 type holder struct {
 	cancel   workflow.CancelFunc
 	done     bool  // the activity ended
@@ -23,17 +24,8 @@ func (m *migration) holdSnapshot(ctx workflow.Context) error {
 	if m.holder != nil && !m.holder.done {
 		return nil
 	}
-	hctx, cancel := workflow.WithCancel(ctx)
-	h := &holder{cancel: cancel}
+	h, f := m.startHolder(ctx, contract.HoldSnapshot, "hold the dry run's snapshot of Synapse")
 	m.holder = h
-	f := execute(hctx, m, contract.HoldSnapshot, "hold the dry run's snapshot of Synapse", m.runInput())
-	workflow.Go(ctx, func(gctx workflow.Context) {
-		_, err := f.get(gctx)
-		h.done = true
-		if !h.released {
-			h.err = err
-		}
-	})
 	var snap contract.SnapshotResult
 	var err error
 	sel := workflow.NewSelector(ctx)
@@ -45,6 +37,40 @@ func (m *migration) holdSnapshot(ctx workflow.Context) error {
 		return err
 	}
 	m.st.Import.Snapshot = snap.Snapshot
+	return nil
+}
+
+// startHolder starts a holder activity, which runs until release.
+func (m *migration) startHolder(ctx workflow.Context, act contract.Activity[contract.RunInput, contract.None],
+	summary string) (*holder, future[contract.None]) {
+	hctx, cancel := workflow.WithCancel(ctx)
+	h := &holder{cancel: cancel}
+	f := execute(hctx, m, act, summary, m.runInput())
+	workflow.Go(ctx, func(gctx workflow.Context) {
+		_, err := f.get(gctx)
+		h.done = true
+		if !h.released {
+			h.err = err
+		}
+	})
+	return h, f
+}
+
+// holdWriterLock starts the activity that keeps Synapse's tables locked
+// against writes while a real import runs (until release); a Synapse
+// brought back meanwhile waits instead of writing beside the import.
+func (m *migration) holdWriterLock(ctx workflow.Context) {
+	if m.lock == nil || m.lock.done {
+		m.lock, _ = m.startHolder(ctx, contract.HoldWriterLock, "lock Synapse's tables against writes")
+	}
+}
+
+// lockLost is the writer lock's failure once its retries are spent (a
+// Synapse that kept writing): the import stops.
+func (m *migration) lockLost() error {
+	if h := m.lock; h != nil && h.done && !h.released {
+		return h.err
+	}
 	return nil
 }
 
@@ -61,12 +87,16 @@ func (m *migration) snapshotLost(ctx workflow.Context, err error) bool {
 		(errorType(err) == contract.ErrTypeSnapshotGone || m.holderLost())
 }
 
-// releaseSnapshot ends the holder (the reconciliation is done).
+// releaseSnapshot ends the holders (the reconciliation is done).
 func (m *migration) releaseSnapshot(ctx workflow.Context) error {
-	if h := m.holder; h != nil && !h.done {
-		h.released = true
-		h.cancel()
-		return workflow.Await(ctx, func() bool { return h.done })
+	for _, h := range []*holder{m.holder, m.lock} {
+		if h != nil && !h.done {
+			h.released = true
+			h.cancel()
+			if err := workflow.Await(ctx, func() bool { return h.done }); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
 }

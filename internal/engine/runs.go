@@ -124,6 +124,30 @@ func (r *Runs) HoldSnapshot(ctx context.Context, now time.Time) error {
 	return snap.Hold(ctx)
 }
 
+// writerLockWait is how long HoldWriterLock waits for a writer to finish
+// before it refuses (a writer means Synapse, or something else, runs).
+const writerLockWait = 30 * time.Second
+
+// HoldWriterLock keeps Synapse's six source tables locked against writes
+// (synapse.LockWriters: SHARE locks, readers pass) until ctx ends, for a
+// real import: a Synapse brought back meanwhile waits instead of writing
+// beside the import. If the lock's session dies it returns
+// synapse.ErrWriterLockLost (taking it again is safe: the write counters
+// the reconciliation compares catch anything written in between).
+func (r *Runs) HoldWriterLock(ctx context.Context) error {
+	lock, err := r.Reader.LockWriters(ctx, writerLockWait)
+	if err != nil {
+		return err
+	}
+	defer lock.Release()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case err := <-lock.Err():
+		return err
+	}
+}
+
 // RecordedSnapshot returns the snapshot the dry run started at now reads
 // ("" while its holder has not recorded one yet).
 func (r *Runs) RecordedSnapshot(ctx context.Context, now time.Time) (string, error) {

@@ -17,6 +17,10 @@ const (
 	// workflow cancels it; it is never retried in place: its loss is the
 	// workflow's to handle.
 	Holder
+	// Lock holds Synapse's writer lock for a real import until the
+	// workflow cancels it; unlike Holder it is retried (on any worker):
+	// taking the lock again is safe.
+	Lock
 	// Host activities run the homeserver steps, on the host task queue
 	// when there is one.
 	Host
@@ -53,13 +57,16 @@ var (
 	PrepareImport = Activity[PrepareInput, PrepareResult]{"PrepareImport", StepImport, Database}
 	HoldSnapshot  = Activity[RunInput, None]{"HoldSnapshot", StepImport, Holder}
 	AwaitSnapshot = Activity[RunInput, SnapshotResult]{"AwaitSnapshot", StepImport, Database}
-	PauseSchema   = Activity[RunInput, PauseSchemaResult]{"PauseSchema", StepImport, Database}
-	PlanEntity    = Activity[PlanInput, PlanResult]{"PlanEntity", StepImport, Database}
-	ImportShard   = Activity[ShardInput, ShardResult]{"ImportShard", StepImport, Shard}
-	RestoreSchema = Activity[SchemaInput, RestoreSchemaResult]{"RestoreSchema", StepImport, Long}
-	Reconcile     = Activity[RunInput, ReconcileResult]{"Reconcile", StepReconcile, Database}
-	FinishImport  = Activity[SchemaInput, FinishResult]{"FinishImport", StepFinish, Database}
-	DiscardDryRun = Activity[SchemaInput, None]{"DiscardDryRun", StepDiscard, Database}
+	// HoldWriterLock keeps Synapse's tables locked against writes while a
+	// real import runs.
+	HoldWriterLock = Activity[RunInput, None]{"HoldWriterLock", StepImport, Lock}
+	PauseSchema    = Activity[RunInput, PauseSchemaResult]{"PauseSchema", StepImport, Database}
+	PlanEntity     = Activity[PlanInput, PlanResult]{"PlanEntity", StepImport, Database}
+	ImportShard    = Activity[ShardInput, ShardResult]{"ImportShard", StepImport, Shard}
+	RestoreSchema  = Activity[SchemaInput, RestoreSchemaResult]{"RestoreSchema", StepImport, Long}
+	Reconcile      = Activity[RunInput, ReconcileResult]{"Reconcile", StepReconcile, Database}
+	FinishImport   = Activity[SchemaInput, FinishResult]{"FinishImport", StepFinish, Database}
+	DiscardDryRun  = Activity[SchemaInput, None]{"DiscardDryRun", StepDiscard, Database}
 )
 
 // Named is what every Activity tells of itself, whatever its types.
@@ -82,7 +89,7 @@ func (a Activity[I, O]) StepName() string { return a.Step }
 // logs.
 func All() []Named {
 	return []Named{Advise, Backup, StopHomeserver, SyncSchema, Reconfigure, StartHomeserver, Verify, RestoreConfig,
-		PrepareImport, HoldSnapshot, AwaitSnapshot, PauseSchema, PlanEntity, ImportShard, RestoreSchema, Reconcile,
+		PrepareImport, HoldSnapshot, AwaitSnapshot, HoldWriterLock, PauseSchema, PlanEntity, ImportShard, RestoreSchema, Reconcile,
 		FinishImport, DiscardDryRun}
 }
 
