@@ -50,7 +50,7 @@ func progressLine(p workflows.Progress) string {
 func Status(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := pflag.NewFlagSet("status", pflag.ContinueOnError)
 	fs.SetOutput(stderr)
-	tf := addTemporalFlags(fs)
+	tf := addMigrationFlags(fs)
 	output := fs.StringP("output", "o", "text", "text or json")
 	watch := fs.BoolP("watch", "w", false, "keep printing the progress bar until the migration ends")
 	if err := fs.Parse(args); err != nil {
@@ -107,7 +107,7 @@ func watchProgress(ctx context.Context, c client.Client, id string, w io.Writer)
 func Approve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := pflag.NewFlagSet("approve", pflag.ContinueOnError)
 	fs.SetOutput(stderr)
-	tf := addTemporalFlags(fs)
+	tf := addMigrationFlags(fs)
 	req := workflows.ApproveRequest{Approve: true}
 	deny := fs.Bool("deny", false, "deny instead (the migration ends before any downtime)")
 	fs.StringVar(&req.Approver, "approver", currentUser(), "who decides")
@@ -137,7 +137,7 @@ func signalCommand(name, signal string) func(context.Context, []string, io.Write
 	return func(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fs := pflag.NewFlagSet(name, pflag.ContinueOnError)
 		fs.SetOutput(stderr)
-		tf := addTemporalFlags(fs)
+		tf := addMigrationFlags(fs)
 		if err := fs.Parse(args); err != nil {
 			return ExitUsage
 		}
@@ -157,7 +157,7 @@ func pauseCommand(name, update string) func(context.Context, []string, io.Writer
 	return func(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fs := pflag.NewFlagSet(name, pflag.ContinueOnError)
 		fs.SetOutput(stderr)
-		tf := addTemporalFlags(fs)
+		tf := addMigrationFlags(fs)
 		if err := fs.Parse(args); err != nil {
 			return ExitUsage
 		}
@@ -182,7 +182,7 @@ func pauseCommand(name, update string) func(context.Context, []string, io.Writer
 func Cancel(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := pflag.NewFlagSet("cancel", pflag.ContinueOnError)
 	fs.SetOutput(stderr)
-	tf := addTemporalFlags(fs)
+	tf := addMigrationFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return ExitUsage
 	}
@@ -195,7 +195,7 @@ func Cancel(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	})
 }
 
-func withClient(ctx context.Context, tf *temporalFlags, stderr io.Writer, fn func(*session) error) int {
+func withClient(ctx context.Context, tf *migrationFlags, stderr io.Writer, fn func(*session) error) int {
 	s, err := tf.connect(ctx, false)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
@@ -215,7 +215,7 @@ func withClient(ctx context.Context, tf *temporalFlags, stderr io.Writer, fn fun
 func Serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := pflag.NewFlagSet("serve", pflag.ContinueOnError)
 	fs.SetOutput(stderr)
-	tf := addTemporalFlags(fs)
+	tf := addMigrationFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return ExitUsage
 	}

@@ -26,7 +26,7 @@ import (
 func Migrate(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := pflag.NewFlagSet("migrate", pflag.ContinueOnError)
 	fs.SetOutput(stderr)
-	tf := addTemporalFlags(fs)
+	tf := addMigrationFlags(fs)
 	steps := fs.StringSlice("steps", nil, "run only these steps, e.g. advise,import,reconcile (default: all)")
 	yes := fs.Bool("yes", false, "approve the downtime now (every warning must be listed in --ack)")
 	ack := fs.StringSlice("ack", nil, "warning codes to acknowledge with --yes")

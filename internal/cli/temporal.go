@@ -21,8 +21,10 @@ import (
 	"go.uber.org/zap"
 )
 
-// temporalFlags are the flags of every command that talks to Temporal.
-type temporalFlags struct {
+// migrationFlags are the flags of every command that reaches a migration:
+// where Temporal is (or the embedded mode), which homeserver, dry run or
+// not, and masflow's settings.
+type migrationFlags struct {
 	// defaultPorts: the embedded server prefers 7233/8233 (tests turn it
 	// off to run side by side).
 	defaultPorts *bool
@@ -36,10 +38,10 @@ type temporalFlags struct {
 	dryRun       *bool
 }
 
-func addTemporalFlags(fs *pflag.FlagSet) *temporalFlags {
+func addMigrationFlags(fs *pflag.FlagSet) *migrationFlags {
 	defaultPorts := fs.Bool("dev-default-ports", true, "embedded server on 7233/8233 when free")
 	_ = fs.MarkHidden("dev-default-ports")
-	return &temporalFlags{
+	return &migrationFlags{
 		defaultPorts: defaultPorts,
 		fs:           fs,
 		settings:     settingsFlags(fs),
@@ -95,7 +97,7 @@ func (s *session) Close() {
 // connect dials Temporal. With --dev and embed, it starts the dev server
 // and a worker in this process; with --dev alone it dials the dev server
 // a running `starter migrate --dev` started.
-func (f *temporalFlags) connect(ctx context.Context, embed bool) (*session, error) {
+func (f *migrationFlags) connect(ctx context.Context, embed bool) (*session, error) {
 	s := &session{dryRun: *f.dryRun}
 	var err error
 	if s.settings, err = config.LoadSettings(*f.settings, f.fs); err != nil {
@@ -153,7 +155,7 @@ func (f *temporalFlags) connect(ctx context.Context, embed bool) (*session, erro
 }
 
 // embed starts the dev server and an in-process worker.
-func (s *session) embed(ctx context.Context, f *temporalFlags) error {
+func (s *session) embed(ctx context.Context, f *migrationFlags) error {
 	var err error
 	s.server, err = devserver.Start(ctx, devserver.Options{Dir: *f.stateDir, CLI: *f.cli,
 		SearchAttributes: workflows.SearchAttributeKeys(), DefaultPorts: *f.defaultPorts})

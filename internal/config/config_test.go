@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/masflow/masflow/internal/mas"
+	"github.com/masflow/masflow/internal/ulid"
 	"github.com/spf13/pflag"
 )
 
@@ -181,7 +181,7 @@ func TestLoadMAS(t *testing.T) {
 	if err != nil || sec.Reveal() != "pep\n" {
 		t.Fatalf("secret_file must be read raw, trailing newline included: %q %v", sec.Reveal(), err)
 	}
-	want, _ := ParseULID("01H8PKNWKKRPCBW4YGH1RWV279")
+	want, _ := ulid.Parse("01H8PKNWKKRPCBW4YGH1RWV279")
 	if pm := m.ProviderMap(); len(pm) != 1 || pm["oidc-google"] != want {
 		t.Fatalf("provider map = %v", pm)
 	}
@@ -226,30 +226,6 @@ func TestPoolConfigErrorsHideThePassword(t *testing.T) {
 	_, err = m.PoolConfig()
 	if err == nil || strings.Contains(err.Error(), "hunter2") {
 		t.Fatalf("got %v", err)
-	}
-}
-
-func TestParseULID(t *testing.T) {
-	id, err := ParseULID("01H8PKNWKKRPCBW4YGH1RWV279")
-	if err != nil {
-		t.Fatal(err)
-	}
-	// 01H8PKNWKK encodes 1692975952499 ms (2023-08-25).
-	var ms int64
-	for _, b := range id[:6] {
-		ms = ms<<8 | int64(b)
-	}
-	if ms != 1692975952499 {
-		t.Fatalf("time part %d", ms)
-	}
-	for _, bad := range []string{"", "8ZZZZZZZZZZZZZZZZZZZZZZZZZ", "01H8PKNWKKRPCBW4YGH1RWV27U", "short"} {
-		if _, err := ParseULID(bad); err == nil {
-			t.Errorf("%q accepted", bad)
-		}
-	}
-	var zero mas.ID
-	if id == zero {
-		t.Fatal("decoded to zero")
 	}
 }
 

@@ -6,8 +6,8 @@ import (
 	"os"
 
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/masflow/masflow/internal/mas"
 	"github.com/masflow/masflow/internal/secret"
+	"github.com/masflow/masflow/internal/ulid"
 )
 
 // MAS is what masflow reads from MAS's configuration.
@@ -254,7 +254,7 @@ func (m *MAS) loadProviders(file string) error {
 		if p.SynapseIDPID, err = str(e, file, key+".synapse_idp_id"); err != nil {
 			return err
 		}
-		if _, err := ParseULID(p.ID); err != nil {
+		if _, err := ulid.Parse(p.ID); err != nil {
 			return fmt.Errorf("%s: %s.id: %w", file, key, err)
 		}
 		m.Providers = append(m.Providers, p)
@@ -264,11 +264,11 @@ func (m *MAS) loadProviders(file string) error {
 
 // ProviderMap maps each synapse_idp_id to its MAS provider ID, for the
 // import of SSO links.
-func (m *MAS) ProviderMap() map[string]mas.ID {
-	out := map[string]mas.ID{}
+func (m *MAS) ProviderMap() map[string]ulid.ID {
+	out := map[string]ulid.ID{}
 	for _, p := range m.Providers {
 		if p.SynapseIDPID != "" {
-			id, _ := ParseULID(p.ID) // validated by LoadMAS
+			id, _ := ulid.Parse(p.ID) // validated by LoadMAS
 			out[p.SynapseIDPID] = id
 		}
 	}

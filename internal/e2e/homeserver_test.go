@@ -17,8 +17,8 @@ import (
 
 	"github.com/masflow/masflow/internal/advisor"
 	"github.com/masflow/masflow/internal/cli"
-	"github.com/masflow/masflow/internal/config"
 	"github.com/masflow/masflow/internal/pgtest"
+	"github.com/masflow/masflow/internal/ulid"
 )
 
 // providerULID is MAS's upstream provider for Synapse's oidc_providers
@@ -202,7 +202,7 @@ func (hs *homeserver) createProvider(t *testing.T) {
 // providerUUID is providerULID as PostgreSQL's uuid.
 func providerUUID(t *testing.T) [16]byte {
 	t.Helper()
-	id, err := config.ParseULID(providerULID)
+	id, err := ulid.Parse(providerULID)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 package mas
 
 import (
+	"github.com/masflow/masflow/internal/ulid"
 	"net/netip"
 	"time"
 
@@ -8,7 +9,7 @@ import (
 )
 
 // ID is a MAS primary key: a ULID stored in a uuid column.
-type ID [16]byte
+type ID = ulid.ID
 
 // User is a row of MAS users.
 type User struct {

@@ -15,10 +15,10 @@ import (
 	"testing"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/masflow/masflow/internal/config"
 	"github.com/masflow/masflow/internal/mas"
 	"github.com/masflow/masflow/internal/pgtest"
 	"github.com/masflow/masflow/internal/synthetic"
+	"github.com/masflow/masflow/internal/ulid"
 )
 
 // ServerName is the sample homeserver's name.
@@ -122,7 +122,7 @@ func WriteConfigs(dir, synapseDSN, masDSN string, o Options) (string, error) {
 
 // ProviderID is ProviderULID as a MAS ID.
 func ProviderID() mas.ID {
-	id, _ := config.ParseULID(ProviderULID) // a valid constant
+	id, _ := ulid.Parse(ProviderULID) // a valid constant
 	return id
 }
 

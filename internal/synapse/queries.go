@@ -101,33 +101,6 @@ var externalIDsSpec = spec[ExternalID]{
 	key: func(e *ExternalID) Key { return Key{e.RawUserID, e.AuthProvider, e.ExternalID} },
 }
 
-// threepidsByKeySpec and externalIDsByKeySpec are the reads of masflow
-// before 2026-11, in natural-key order with owners joined per row: a run
-// planned then has two-part keys and resumes with them.
-var threepidsByKeySpec = spec[Threepid]{
-	table:   "user_threepids",
-	cols:    ownerCols + `, t.medium, t.address, t.added_at`,
-	joins:   ownerJoin,
-	keyCols: []string{"medium", "address"},
-	keyType: []string{"text", "text"},
-	bind: func(t *Threepid) ([]any, func()) {
-		return append(ownerDest(&t.Owner), &t.Medium, &t.Address, &t.AddedAt), nil
-	},
-	key: func(t *Threepid) Key { return Key{t.Medium, t.Address} },
-}
-
-var externalIDsByKeySpec = spec[ExternalID]{
-	table:   "user_external_ids",
-	cols:    ownerCols + `, t.auth_provider, t.external_id`,
-	joins:   ownerJoin,
-	keyCols: []string{"auth_provider", "external_id"},
-	keyType: []string{"text", "text"},
-	bind: func(e *ExternalID) ([]any, func()) {
-		return append(ownerDest(&e.Owner), &e.AuthProvider, &e.ExternalID), nil
-	},
-	key: func(e *ExternalID) Key { return Key{e.AuthProvider, e.ExternalID} },
-}
-
 // devicesSpec reads a page of devices alone; fillDevices adds owners and
 // session times from the page's user span.
 var devicesSpec = spec[Device]{
@@ -158,24 +131,6 @@ var accessTokensSpec = spec[AccessToken]{
 			&a.PuppetsUserID, &a.RefreshTokenID, &a.PairedWithRefresh, &a.countsForSession}, nil
 	},
 	key: func(a *AccessToken) Key { return Key{a.RawUserID, strconv.FormatInt(a.ID, 10)} },
-}
-
-// accessTokensByIDSpec is the id-ordered access-token read of masflow
-// before 2026-11, joins included: a run planned then has one-part keys,
-// and resumes with it (see AccessTokens).
-var accessTokensByIDSpec = spec[AccessToken]{
-	table: "access_tokens",
-	cols: ownerCols + `, ` + deviceCols + `, t.id, t.token, t.valid_until_ms, t.last_validated,
-    t.puppets_user_id, t.refresh_token_id, COALESCE(` + pairedCond("t") + `, false)`,
-	joins:   ownerJoin + deviceJoin + refreshLookups("t"),
-	keyCols: []string{"id"},
-	keyType: []string{"bigint"},
-	bind: func(a *AccessToken) ([]any, func()) {
-		dest := append(ownerDest(&a.Owner), deviceDest(&a.Device)...)
-		return append(dest, &a.ID, &a.Token, &a.ValidUntilMS, &a.LastValidated, &a.PuppetsUserID, &a.RefreshTokenID,
-			&a.PairedWithRefresh), nil
-	},
-	key: func(a *AccessToken) Key { return Key{strconv.FormatInt(a.ID, 10)} },
 }
 
 // refreshPairsSpec reads refresh tokens with the (first) access token
@@ -210,27 +165,15 @@ func (r *Reader) Users(ctx context.Context, rng Range, limit int) ([]User, Key, 
 	return read(ctx, r, usersSpec, rng, limit)
 }
 
-// Threepids reads a page of user_threepids with their owners. A range
-// with two-part keys was planned by an earlier masflow and continues in
-// its natural-key order.
+// Threepids reads a page of user_threepids with their owners.
 func (r *Reader) Threepids(ctx context.Context, rng Range, limit int) ([]Threepid, Key, error) {
-	if planned(rng, len(threepidsByKeySpec.keyCols)) {
-		return read(ctx, r, threepidsByKeySpec, rng, limit)
-	}
 	return readFilled(ctx, r, threepidsSpec, rng, limit, fillOwners(func(t *Threepid) *Owner { return &t.Owner }))
 }
 
-// ExternalIDs reads a page of user_external_ids with their owners (as
-// Threepids, also for earlier runs).
+// ExternalIDs reads a page of user_external_ids with their owners.
 func (r *Reader) ExternalIDs(ctx context.Context, rng Range, limit int) ([]ExternalID, Key, error) {
-	if planned(rng, len(externalIDsByKeySpec.keyCols)) {
-		return read(ctx, r, externalIDsByKeySpec, rng, limit)
-	}
 	return readFilled(ctx, r, externalIDsSpec, rng, limit, fillOwners(func(e *ExternalID) *Owner { return &e.Owner }))
 }
-
-// planned reports whether a range's keys have an earlier layout's arity.
-func planned(rng Range, arity int) bool { return len(rng.After) == arity || len(rng.Upto) == arity }
 
 // Devices reads a page of devices with their owners and session times.
 func (r *Reader) Devices(ctx context.Context, rng Range, limit int) ([]Device, Key, error) {
@@ -238,12 +181,8 @@ func (r *Reader) Devices(ctx context.Context, rng Range, limit int) ([]Device, K
 }
 
 // AccessTokens reads a page of access_tokens with their owners and
-// devices. A range with one-part keys was planned by an earlier masflow
-// in id order and continues in that order.
+// devices, in user order.
 func (r *Reader) AccessTokens(ctx context.Context, rng Range, limit int) ([]AccessToken, Key, error) {
-	if planned(rng, len(accessTokensByIDSpec.keyCols)) {
-		return read(ctx, r, accessTokensByIDSpec, rng, limit)
-	}
 	return readFilled(ctx, r, accessTokensSpec, rng, limit, fillAccessTokens)
 }
 

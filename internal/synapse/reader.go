@@ -1,8 +1,11 @@
 // Package synapse reads the Synapse database for the import: one
-// keyset-paginated, read-only query per entity, with owners, devices and
-// session times joined in SQL (docs/mapping.md). It never writes: every
-// connection is opened with default_transaction_read_only and every query
-// runs in a READ ONLY transaction.
+// keyset-paginated, read-only query per entity; a page's owners, devices
+// and session times are read as range scans over the span of users the
+// page covers and matched in Go (span.go; docs/architecture.md, "Reads").
+// It never writes: every connection is opened with
+// default_transaction_read_only and every query runs in a READ ONLY
+// transaction. Besides pages it exports snapshots for dry runs, holds the
+// writer lock during a real import, and reads the write counters.
 package synapse
 
 import (

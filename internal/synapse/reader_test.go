@@ -196,43 +196,6 @@ func TestSpanReadsDoNotDependOnPageSize(t *testing.T) {
 	}
 }
 
-// A run planned before pages were read in user order has keys of the
-// earlier layout: it resumes in that order, from its cursor, owners
-// resolved as before.
-func TestKeysOfAnEarlierLayoutResumeInTheirOrder(t *testing.T) {
-	r, _ := openTest(t, spanSeed)
-	ctx := context.Background()
-	cases := []struct {
-		name string
-		read func() (string, error)
-		want string
-	}{
-		{"access tokens by id", func() (string, error) {
-			page, last, err := r.AccessTokens(ctx, Range{After: Key{"4"}, Upto: Key{"9"}}, 3)
-			return describePage(page, last, func(a AccessToken) string { return fmt.Sprint(a.ID) }), err
-		}, "[5:@b:x 6:@c:x 7:@c:x] last [7]"},
-		{"threepids by medium and address", func() (string, error) {
-			page, last, err := r.Threepids(ctx, Range{After: Key{"email", "a@x"}}, 5)
-			return describePage(page, last, func(p Threepid) string { return p.Address }), err
-		}, "[b@x:@b:x z@x:@a:x] last [email z@x]"},
-		{"SSO links by provider and subject", func() (string, error) {
-			page, last, err := r.ExternalIDs(ctx, Range{Upto: Key{"oidc", "2"}}, 5)
-			return describePage(page, last, func(e ExternalID) string { return e.ExternalID }), err
-		}, "[1:@c:x 2:@b:x] last [oidc 2]"},
-	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			got, err := c.read()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got != c.want {
-				t.Fatalf("got %s, want %s", got, c.want)
-			}
-		})
-	}
-}
-
 // describePage renders a page as "[key:owner ...] last KEY".
 func describePage[T interface{ owner() Owner }](page []T, last Key, key func(T) string) string {
 	var parts []string

@@ -1,21 +1,24 @@
-package config
+// Package ulid is the ULID: the 128-bit, time-ordered identifier MAS uses
+// for its primary keys (stored in uuid columns), and its text form.
+package ulid
 
 import (
 	"errors"
 	"strings"
-
-	"github.com/masflow/masflow/internal/mas"
 )
 
 // crockford is the ULID alphabet.
 const crockford = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
-// ErrBadULID is returned for a provider ID that is not a ULID.
+// ID is a ULID's 16 bytes, big-endian.
+type ID [16]byte
+
+// ErrBadULID is returned for a string that is not a ULID.
 var ErrBadULID = errors.New("not a ULID (26 characters of Crockford base32, e.g. 01H8PKNWKKRPCBW4YGH1RWV279)")
 
-// ParseULID decodes a ULID string such as MAS provider IDs.
-func ParseULID(s string) (mas.ID, error) {
-	var id mas.ID
+// Parse decodes a ULID string such as a MAS provider ID.
+func Parse(s string) (ID, error) {
+	var id ID
 	if len(s) != 26 || s[0] > '7' {
 		return id, ErrBadULID
 	}
