@@ -41,7 +41,10 @@ func recordGolden(t *testing.T, stateDir, name string) {
 func stateHistories(t *testing.T, stateDir string) []string {
 	t.Helper()
 	ctx := context.Background()
-	_, c := temporaltest.Server(t, stateDir, workflows.SearchAttributeKeys())
+	srv, c := temporaltest.Server(t, stateDir, workflows.SearchAttributeKeys())
+	// Stopped on return: a later reader of the same state (the golden
+	// recording) starts its own.
+	defer srv.Stop()
 	resp, err := c.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{})
 	if err != nil {
 		t.Fatal(err)
