@@ -99,3 +99,24 @@ func TestDryRunLeftoversAndRealRunsNeverMix(t *testing.T) {
 		refused(t, call(t, a.DiscardDryRun, discard(dry)), "no masflow dry run recorded")
 	})
 }
+
+// A step that needs the import's run (reconcile, plan, a shard) never
+// creates one: run alone on an empty MAS database it is refused, and it
+// leaves nothing behind that would refuse a later dry run.
+func TestStepsWithoutARunAreRefusedAndLeaveNothing(t *testing.T) {
+	ctx := context.Background()
+	a := newImportActivities(t)
+	in := contract.RunInput{RunStartedAt: time.Date(2026, 11, 4, 0, 0, 0, 0, time.UTC)}
+	_, err := a.Reconcile(ctx, in)
+	refused(t, err, "run the import step first")
+	_, err = a.PlanEntity(ctx, contract.PlanInput{RunInput: in, Entity: "users", Shards: 1})
+	refused(t, err, "run the import step first")
+	var exists bool
+	if err := a.Runs.MAS.QueryRow(ctx, `SELECT to_regclass('masflow_import.run') IS NOT NULL`).Scan(&exists); err != nil || exists {
+		t.Fatalf("masflow_import.run exists: %v %v", exists, err)
+	}
+	dry := contract.PrepareInput{RunInput: contract.RunInput{RunStartedAt: time.Now(), DryRun: true}}
+	if _, err := a.PrepareImport(ctx, dry); err != nil {
+		t.Fatalf("a dry run after the refused steps: %v", err)
+	}
+}

@@ -3,6 +3,7 @@ package activities_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -126,4 +127,29 @@ func realImport(t *testing.T, runs *engine.Runs, opts workflows.ImportOptions) s
 		t.Fatal(err)
 	}
 	return fmt.Sprint(pgtest.Digests(t, r.MAS.Config().ConnString(), mas.TargetTables))
+}
+
+// A strict dry run stops on the first bad row with that row's error, not
+// with the cancellation of the shards running beside it.
+func TestStrictDryRunFailsWithTheBadRow(t *testing.T) {
+	ctx := context.Background()
+	synDSN := pgtest.Database(t, pgtest.Synapse)
+	masDSN := pgtest.Database(t, pgtest.MAS)
+	if _, err := sample.Populate(ctx, synDSN, masDSN, 2000); err != nil {
+		t.Fatal(err)
+	}
+	pgtest.Exec(t, synDSN, `INSERT INTO users (name, creation_ts) VALUES ('@mallory:elsewhere.org', 1700000000)`)
+	reader, err := synapse.Open(ctx, pgtest.PoolConfig(t, synDSN))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(reader.Close)
+	runs := &engine.Runs{Reader: reader, MAS: pgtest.Pool(t, masDSN), ServerName: sample.ServerName,
+		Providers: map[string]mas.ID{"oidc": sample.ProviderID()}}
+	_, err = localrun.Import(localrun.Options{Runs: runs, DryRun: true, Import: workflows.ImportOptions{BatchSize: 100,
+		Parallelism: 4, ShardsPerEntity: 4, Strict: true}})
+	if err == nil || !strings.Contains(err.Error(), contract.ErrTypeBadRow) || !strings.Contains(err.Error(), "foreign_server") ||
+		strings.Contains(err.Error(), "context canceled") {
+		t.Fatalf("got %v; want the bad row's %s error", err, contract.ErrTypeBadRow)
+	}
 }

@@ -176,7 +176,8 @@ func (m *migration) importWave(ctx workflow.Context, wave []string) (bool, error
 		}
 		sel.Select(ctx)
 	}
-	return true, nil
+	// The last call to return may be the one that failed.
+	return firstErr == nil, firstErr
 }
 
 // planWave plans the wave's entities and returns the shards not yet done.

@@ -866,3 +866,51 @@ func TestRealImportsHoldTheWriterLock(t *testing.T) {
 		})
 	}
 }
+
+// Pause and resume apply in the order sent, also when both arrive at once
+// (they are updates: a "resume, pause" pair ends paused), and each tells
+// the sender the state it left.
+func TestPauseAndResumeApplyInTheOrderSent(t *testing.T) {
+	for _, c := range []struct {
+		name       string
+		order      []string
+		wantPaused bool
+	}{
+		{"resume then pause ends paused", []string{UpdateResume, UpdatePause}, true},
+		{"pause then resume ends running", []string{UpdatePause, UpdateResume}, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			h := newHarnessWith(t, time.Minute)
+			var seen Progress
+			var replies []bool
+			h.env.RegisterDelayedCallback(func() {
+				for _, u := range c.order {
+					h.env.UpdateWorkflow(u, u, &testsuite.TestUpdateCallback{
+						OnAccept: func() {}, OnReject: func(err error) { t.Errorf("%s rejected: %v", u, err) },
+						OnComplete: func(v any, err error) {
+							if p, ok := v.(bool); ok && err == nil {
+								replies = append(replies, p)
+							}
+						}})
+				}
+			}, 90*time.Second)
+			h.env.RegisterDelayedCallback(func() {
+				v, err := h.env.QueryWorkflow(QueryProgress)
+				if err == nil {
+					err = v.Get(&seen)
+				}
+				if err != nil {
+					t.Error(err)
+				}
+				h.env.CancelWorkflow()
+			}, time.Hour)
+			h.env.ExecuteWorkflow(MigrationWorkflow, approved())
+			if seen.Paused != c.wantPaused {
+				t.Fatalf("paused %v after %v, want %v", seen.Paused, c.order, c.wantPaused)
+			}
+			if len(replies) != 2 || replies[1] != c.wantPaused {
+				t.Fatalf("replies %v", replies)
+			}
+		})
+	}
+}
