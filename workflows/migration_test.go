@@ -44,6 +44,11 @@ type harness struct {
 	verified []contract.Probe
 	// locked counts HoldWriterLock calls (fail["lock"] fails them).
 	locked int
+	// holds and awaits count HoldSnapshot and AwaitSnapshot calls.
+	holds, awaits int
+	// holdFails is how many HoldSnapshot calls lose their snapshot (and
+	// awaitFails how many AwaitSnapshot calls see it).
+	awaitFails int
 	// holdFails is how many HoldSnapshot calls lose their snapshot.
 	holdFails int
 	// advised is the input of the last Advise call.
@@ -173,6 +178,7 @@ func (h *harness) stubImport() {
 	stub(h.env, contract.HoldSnapshot, func(ctx context.Context, in contract.RunInput) (contract.None, error) {
 		h.record("hold_snapshot")
 		h.mu.Lock()
+		h.holds++
 		lose := h.holdFails > 0
 		h.holdFails--
 		h.mu.Unlock()
@@ -195,7 +201,30 @@ func (h *harness) stubImport() {
 		return contract.None{}, h.fail["lock"]
 	})
 	stub(h.env, contract.AwaitSnapshot, func(context.Context, contract.RunInput) (contract.SnapshotResult, error) {
-		time.Sleep(50 * time.Millisecond) // a holder that fails at once has failed by then
+		// The holder records its snapshot before the wait can end (a
+		// holder cancelled before it ran would otherwise go unseen under
+		// load).
+		h.mu.Lock()
+		h.awaits++
+		n := h.awaits
+		h.mu.Unlock()
+		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+			h.mu.Lock()
+			started := h.holds >= n
+			h.mu.Unlock()
+			if started {
+				break
+			}
+		}
+		// While a holder loses its snapshot, nothing is recorded: the wait
+		// ends in the same failure, whichever the workflow sees first.
+		h.mu.Lock()
+		lost := h.awaitFails > 0
+		h.awaitFails--
+		h.mu.Unlock()
+		if lost {
+			return contract.SnapshotResult{}, temporal.NewNonRetryableApplicationError("snapshot gone", contract.ErrTypeSnapshotGone, nil)
+		}
 		return contract.SnapshotResult{Snapshot: "00000003-00000002-1"}, nil
 	})
 	stub(h.env, contract.PauseSchema, func(context.Context, contract.RunInput) (contract.PauseSchemaResult, error) {
@@ -532,22 +561,26 @@ func TestCancelDuringImportRestoresTheHomeserver(t *testing.T) {
 // counts, and discards; a failed dry run still rebuilds the MAS keys; a
 // lost snapshot empties what was written and starts again.
 func TestDryRunNeverTouchesTheHomeserver(t *testing.T) {
-	base := []string{contract.StepAdvise, "prepare", "hold_snapshot", "pause_schema", "restore_schema"}
+	// The holder runs beside the other calls: it is counted, not placed.
+	base := []string{contract.StepAdvise, "prepare", "pause_schema", "restore_schema"}
 	cases := []struct {
-		name      string
-		failAt    string
-		holdFails int
-		want      []string
-		wantErr   bool
+		name         string
+		failAt       string
+		holdFails    int
+		want         []string
+		wantHolds    int
+		wantRestarts int
+		wantErr      bool
 	}{
-		{"a dry run", "", 0, append(slices.Clone(base), contract.StepReconcile, contract.StepDiscard), false},
+		{"a dry run", "", 0, append(slices.Clone(base), contract.StepReconcile, contract.StepDiscard), 1, 0, false},
 		{"a reconciliation problem fails it", contract.StepReconcile, 0,
-			append(slices.Clone(base), contract.StepReconcile), true},
-		{"a failed shard rebuilds the MAS keys", contract.StepImport, 0,
-			[]string{contract.StepAdvise, "prepare", "hold_snapshot", "pause_schema", "restore_schema"}, true},
+			append(slices.Clone(base), contract.StepReconcile), 1, 0, true},
+		{"a failed shard rebuilds the MAS keys", contract.StepImport, 0, slices.Clone(base), 1, 0, true},
+		// Which holder loses the snapshot depends on timing (the first, or
+		// the one of the restart if the first never started): the run ends
+		// as a clean one, after one discard per restart.
 		{"a lost snapshot starts the dry run again", "", 1,
-			[]string{contract.StepAdvise, "prepare", "hold_snapshot", contract.StepDiscard, "prepare", "hold_snapshot",
-				"pause_schema", "restore_schema", contract.StepReconcile, contract.StepDiscard}, false},
+			append(slices.Clone(base[1:]), contract.StepReconcile, contract.StepDiscard), 0, 1, false},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -555,18 +588,32 @@ func TestDryRunNeverTouchesTheHomeserver(t *testing.T) {
 			if c.failAt != "" {
 				h.fail[c.failAt] = temporal.NewNonRetryableApplicationError("boom", "Test", nil)
 			}
-			h.holdFails = c.holdFails
+			h.holdFails, h.awaitFails = c.holdFails, c.holdFails
 			in := approved()
 			in.DryRun = true
 			h.env.ExecuteWorkflow(MigrationWorkflow, in)
-			if err := h.env.GetWorkflowError(); (err != nil) != c.wantErr {
+			err := h.env.GetWorkflowError()
+			if (err != nil) != c.wantErr {
 				t.Fatalf("error %v, want error %v", err, c.wantErr)
 			}
-			if got := withoutImports(h.calls); !slices.Equal(got, c.want) {
-				t.Fatalf("dry run ran %v, want %v", got, c.want)
+			calls := withoutImports(h.ran())
+			holds := len(calls)
+			calls = slices.DeleteFunc(calls, func(s string) bool { return s == "hold_snapshot" })
+			holds -= len(calls)
+			if c.holdFails > 0 {
+				calls, holds = restartedRun(t, calls), c.wantHolds
+			}
+			if !slices.Equal(calls, c.want) || holds != c.wantHolds || h.locked != 0 {
+				t.Fatalf("dry run ran %v with %d snapshot holders and %d writer locks, want %v with %d holders and no lock",
+					calls, holds, h.locked, c.want, c.wantHolds)
 			}
 			if c.wantErr {
 				return
+			}
+			var res MigrationResult
+			if err := h.env.GetWorkflowResult(&res); err != nil || res.DryRunRestarts < c.wantRestarts ||
+				res.DryRunRestarts != strings.Count(strings.Join(h.ran(), ","), contract.StepDiscard)-1 {
+				t.Fatalf("result %+v (%v), want %d restarts", res, err, c.wantRestarts)
 			}
 			v, err := h.env.QueryWorkflow(QueryProgress)
 			var p Progress
@@ -575,6 +622,24 @@ func TestDryRunNeverTouchesTheHomeserver(t *testing.T) {
 			}
 		})
 	}
+}
+
+// restartedRun checks a restarted dry run's calls begin with advise and
+// prepare and returns those of its last attempt (after its last restart's
+// discard).
+func restartedRun(t *testing.T, calls []string) []string {
+	t.Helper()
+	last := slices.Index(calls, contract.StepReconcile)
+	restart := -1
+	for i, c := range calls[:max(last, 0)] {
+		if c == contract.StepDiscard {
+			restart = i
+		}
+	}
+	if !slices.Equal(calls[:2], []string{contract.StepAdvise, "prepare"}) || restart < 0 {
+		t.Fatalf("calls %v: no restart before the reconciliation", calls)
+	}
+	return calls[restart+1:]
 }
 
 // Cancelling a blocked migration ends it as rolled back (or needing a
@@ -850,7 +915,15 @@ func TestRealImportsHoldTheWriterLock(t *testing.T) {
 			contract.ErrTypeHomeserverRunning, nil), true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			h := newHarness(t)
+			// Shards of a real import take (the environment's) minutes:
+			// its clock cannot skip ahead while the lock's call runs, so it
+			// runs first. (A dry run's snapshot holder runs until released:
+			// its shards must not wait on the clock.)
+			delay := time.Minute
+			if c.dryRun {
+				delay = 0
+			}
+			h := newHarnessWith(t, delay)
 			h.fail["lock"] = c.fail
 			in := approved()
 			in.DryRun = c.dryRun
