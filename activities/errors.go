@@ -34,7 +34,11 @@ func classify(err error) error {
 	case errors.Is(err, mas.ErrNotEmpty), errors.Is(err, mas.ErrReferenceRun), errors.Is(err, mas.ErrNoRun),
 		errors.Is(err, engine.ErrOtherKind), errors.Is(err, engine.ErrNotDiscardable):
 		kind = contract.ErrTypeRefused
-	case errors.Is(err, engine.ErrHomeserverRunning), errors.Is(err, synapse.ErrWritersActive):
+	case errors.Is(err, synapse.ErrWritersActive):
+		// Retried (on any worker), then the import stops with it: a
+		// writer may be autovacuum's anti-wraparound pass, which ends.
+		return temporal.NewApplicationError(err.Error(), contract.ErrTypeNotYet)
+	case errors.Is(err, engine.ErrHomeserverRunning):
 		kind = contract.ErrTypeHomeserverRunning
 	case errors.Is(err, mapping.ErrBadRow):
 		kind = contract.ErrTypeBadRow

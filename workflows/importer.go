@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/masflow/masflow/workflows/contract"
+	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 )
 
@@ -35,6 +36,22 @@ type ImportState struct {
 	Snapshot string
 	// Restarts counts the dry run's restarts after its snapshot was lost.
 	Restarts int
+}
+
+// dryRunHistoryLimit is the history length at which a dry run, which
+// cannot continue-as-new while it holds its snapshot, gives up (failing,
+// so that its compensation rebuilds the MAS keys) rather than reach the
+// server's hard limit, where it would be terminated with nothing cleaned.
+const dryRunHistoryLimit = 40000
+
+// errDryRunTooLong says how to fit a dry run into one history.
+var errDryRunTooLong = temporal.NewNonRetryableApplicationError("the dry run's history is too long to go on holding "+
+	"one snapshot: run it with a larger import.shard_call_seconds (fewer, longer shard calls)", ErrTypeBadInput, nil)
+
+// dryRunTooLong reports whether a dry run holding its snapshot nears the
+// history limit.
+func (m *migration) dryRunTooLong(ctx workflow.Context) bool {
+	return m.holder != nil && !m.holder.done && max(workflow.GetInfo(ctx).GetCurrentHistoryLength(), 6*m.scheduled) > dryRunHistoryLimit
 }
 
 // maxDryRunRestarts bounds the restarts of a dry run whose snapshot keeps
@@ -129,6 +146,9 @@ func (m *migration) importWave(ctx workflow.Context, wave []string) (bool, error
 	running := 0
 	var firstErr error
 	for len(pending) > 0 || running > 0 {
+		if firstErr == nil && m.dryRunTooLong(ctx) {
+			firstErr = errDryRunTooLong
+		}
 		draining := firstErr != nil || m.holderLost() || m.lockLost() != nil || m.continueAsNewDue(ctx)
 		for !draining && !m.st.Paused && m.st.Blocked == nil && running < m.in.Import.Parallelism && len(pending) > 0 {
 			shard := pending[0]

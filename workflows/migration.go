@@ -253,9 +253,21 @@ func probesOf(res contract.StepResult, err error) []contract.Probe {
 	return probes
 }
 
-// reconcile checks the import exactly.
+// reconcile checks the import exactly. A real run holds Synapse's writer
+// lock again (continue-as-new after the import released it); a dry run
+// whose snapshot is lost by then imports again from zero.
 func (m *migration) reconcile(ctx workflow.Context) error {
+	if !m.in.DryRun {
+		m.holdWriterLock(ctx)
+	}
 	rec, err := call(ctx, m, contract.Reconcile, "exact reconciliation", m.runInput())
+	for m.snapshotLost(ctx, err) && m.st.Import.Restarts < maxDryRunRestarts {
+		if err = m.restartDryRun(ctx); err == nil {
+			if err = m.importAll(ctx); err == nil {
+				rec, err = call(ctx, m, contract.Reconcile, "exact reconciliation", m.runInput())
+			}
+		}
+	}
 	if err != nil {
 		return err
 	}
@@ -326,11 +338,15 @@ func (m *migration) compensateSchema(ctx workflow.Context) bool {
 	}
 	dctx, cancel := workflow.NewDisconnectedContext(ctx)
 	defer cancel()
-	if err := m.restoreSchema(dctx); err != nil {
+	// Never blocks: a compensation waiting for a retry would leave Synapse
+	// down; a failed rebuild is a human's, after Synapse is back.
+	if _, err := execute(dctx, m, contract.RestoreSchema, "rebuild the MAS tables' indexes and constraints",
+		m.schemaInput()).get(dctx); err != nil {
 		workflow.GetLogger(ctx).Error("rebuilding the MAS indexes and constraints failed: a human must run the restore",
 			"error", err)
 		return false
 	}
+	m.st.Import.SchemaRestored = true
 	return true
 }
 

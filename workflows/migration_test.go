@@ -49,6 +49,8 @@ type harness struct {
 	// holdFails is how many HoldSnapshot calls lose their snapshot (and
 	// awaitFails how many AwaitSnapshot calls see it).
 	awaitFails int
+	// holdErr, when set, is how a losing holder fails (else SnapshotGone).
+	holdErr error
 	// holdFails is how many HoldSnapshot calls lose their snapshot.
 	holdFails int
 	// advised is the input of the last Advise call.
@@ -182,6 +184,9 @@ func (h *harness) stubImport() {
 		lose := h.holdFails > 0
 		h.holdFails--
 		h.mu.Unlock()
+		if lose && h.holdErr != nil {
+			return contract.None{}, h.holdErr
+		}
 		if lose {
 			return contract.None{}, temporal.NewNonRetryableApplicationError("snapshot gone", contract.ErrTypeSnapshotGone, nil)
 		}
@@ -561,6 +566,17 @@ func TestCancelDuringImportRestoresTheHomeserver(t *testing.T) {
 // counts, and discards; a failed dry run still rebuilds the MAS keys; a
 // lost snapshot empties what was written and starts again.
 func TestDryRunNeverTouchesTheHomeserver(t *testing.T) {
+	t.Run("a holder that dies of anything starts the dry run again", func(t *testing.T) {
+		h := newHarness(t)
+		h.holdFails, h.holdErr = 1, temporal.NewApplicationError("activity Heartbeat timeout", "")
+		in := approved()
+		in.DryRun = true
+		h.env.ExecuteWorkflow(MigrationWorkflow, in)
+		var res MigrationResult
+		if err := h.env.GetWorkflowResult(&res); err != nil || res.DryRunRestarts < 1 {
+			t.Fatalf("result %+v (%v), want a restart and a completed dry run", res, err)
+		}
+	})
 	// The holder runs beside the other calls: it is counted, not placed.
 	base := []string{contract.StepAdvise, "prepare", "pause_schema", "restore_schema"}
 	cases := []struct {
@@ -640,6 +656,29 @@ func restartedRun(t *testing.T, calls []string) []string {
 		t.Fatalf("calls %v: no restart before the reconciliation", calls)
 	}
 	return calls[restart+1:]
+}
+
+// A compensation never waits for an operator's retry: when the MAS keys
+// cannot be rebuilt (a row breaks a constraint), Synapse is restarted
+// anyway and the migration needs a human.
+func TestCompensationRestartsSynapseWhenTheRebuildFails(t *testing.T) {
+	h := newHarness(t)
+	h.fail[contract.StepImport] = temporal.NewNonRetryableApplicationError("boom", "Test", nil)
+	h.fail["restore_schema"] = temporal.NewNonRetryableApplicationError("violates foreign key constraint (SQLSTATE 23503)",
+		contract.ErrTypeSQL, nil)
+	h.env.ExecuteWorkflow(MigrationWorkflow, approved())
+	if err := h.env.GetWorkflowError(); err == nil {
+		t.Fatal("the migration succeeded")
+	}
+	calls := h.ran()
+	if i := slices.Index(calls, "restore_schema"); i < 0 || !slices.Contains(calls[i:], contract.StepStart) {
+		t.Fatalf("calls %v: Synapse must be restarted after the failed rebuild", calls)
+	}
+	v, err := h.env.QueryWorkflow(QueryProgress)
+	var p Progress
+	if err != nil || v.Get(&p) != nil || p.Phase != "needs_human" || p.Blocked != nil {
+		t.Fatalf("phase %q blocked %+v (%v), want needs_human", p.Phase, p.Blocked, err)
+	}
 }
 
 // Cancelling a blocked migration ends it as rolled back (or needing a

@@ -2,6 +2,7 @@ package workflows
 
 import (
 	"github.com/masflow/masflow/workflows/contract"
+	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 )
 
@@ -28,10 +29,19 @@ func (m *migration) holdSnapshot(ctx workflow.Context) error {
 	m.holder = h
 	var snap contract.SnapshotResult
 	var err error
+	actx, cancelAwait := workflow.WithCancel(ctx)
+	defer cancelAwait()
 	sel := workflow.NewSelector(ctx)
-	await := execute(ctx, m, contract.AwaitSnapshot, "wait for the dry run's snapshot", m.runInput())
+	await := execute(actx, m, contract.AwaitSnapshot, "wait for the dry run's snapshot", m.runInput())
 	sel.AddFuture(await.f, func(workflow.Future) { snap, err = await.get(ctx) })
-	sel.AddFuture(f.f, func(workflow.Future) { _, err = f.get(ctx) })
+	sel.AddFuture(f.f, func(workflow.Future) {
+		// The holder ended before its snapshot was awaited, however it
+		// failed (a dead worker's timeout too): the snapshot is lost.
+		_, herr := f.get(ctx)
+		h.done, h.err = true, herr
+		err = temporal.NewNonRetryableApplicationError("the dry run's snapshot holder ended before its snapshot was used",
+			contract.ErrTypeSnapshotGone, herr)
+	})
 	sel.Select(ctx)
 	if err != nil {
 		return err
@@ -115,7 +125,7 @@ func (m *migration) restartDryRun(ctx workflow.Context) error {
 	if err := m.releaseSnapshot(ctx); err != nil {
 		return err
 	}
-	m.holder = nil
+	m.holder, m.st.Blocked = nil, nil
 	if _, err := call(ctx, m, contract.DiscardDryRun, "empty the MAS tables before the dry run starts again",
 		m.schemaInput()); err != nil {
 		return err

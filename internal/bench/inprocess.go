@@ -95,12 +95,10 @@ func (b *bench) importLocally(runs *engine.Runs, rep *Report) (time.Duration, er
 		err = perr
 	}
 	for _, e := range res.Entities {
-		secs := 0.0
-		if e.RowsPerSecond > 0 {
-			secs = float64(e.Read) / e.RowsPerSecond
-		}
+		sp := res.Spans[e.Entity]
+		secs := sp.End.Sub(sp.Start).Seconds()
 		rep.Entities = append(rep.Entities, Entity{Entity: e.Entity, Read: e.Read, Written: e.Written,
-			Skipped: e.Skipped, Seconds: secs, RowsPerSecond: e.RowsPerSecond})
+			Skipped: e.Skipped, Seconds: secs, RowsPerSecond: perSecond(e.Read, secs)})
 	}
 	return took, err
 }

@@ -204,6 +204,12 @@ func (r *Runs) Discard(ctx context.Context, restoreParallelism int) error {
 		return err
 	}
 	err := pgx.BeginFunc(ctx, r.MAS, func(tx pgx.Tx) error {
+		// Exclusive against every batch's shared hold of the same lock: a
+		// stale shard's commit in flight ends before the rows go, and none
+		// starts until they are gone.
+		if err := mas.LockExclusive(ctx, tx); err != nil {
+			return err
+		}
 		for i := len(mas.TargetTables) - 1; i >= 0; i-- {
 			if _, err := tx.Exec(ctx, "DELETE FROM "+pgx.Identifier{mas.TargetTables[i]}.Sanitize()); err != nil {
 				return fmt.Errorf("emptying %s after the dry run: %w", mas.TargetTables[i], err)

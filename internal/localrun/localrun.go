@@ -7,14 +7,19 @@
 package localrun
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/masflow/masflow/activities"
 	"github.com/masflow/masflow/internal/engine"
 	"github.com/masflow/masflow/workflows"
 	"github.com/masflow/masflow/workflows/contract"
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/testsuite"
 )
 
@@ -29,10 +34,21 @@ type Options struct {
 	Import workflows.ImportOptions
 }
 
+// Span is when an entity's first shard call started and its last one
+// ended, on the wall clock (the workflow's clock in the test environment
+// stands still while activities run).
+type Span struct{ Start, End time.Time }
+
+// Result is the workflow's result and each entity's span.
+type Result struct {
+	workflows.MigrationResult
+	Spans map[string]Span
+}
+
 // Import runs the steps to their end and returns the workflow's result.
-func Import(o Options) (workflows.MigrationResult, error) {
+func Import(o Options) (Result, error) {
 	if o.Runs == nil {
-		return workflows.MigrationResult{}, errors.New("localrun: no engine.Runs")
+		return Result{}, errors.New("localrun: no engine.Runs")
 	}
 	if len(o.Steps) == 0 {
 		o.Steps = []string{contract.StepImport, contract.StepReconcile}
@@ -47,13 +63,44 @@ func Import(o Options) (workflows.MigrationResult, error) {
 	activities.Register(env, activities.Set{Import: &activities.ImportActivities{Runs: o.Runs}})
 	in := workflows.MigrationInput{Homeserver: o.Runs.ServerName, DryRun: o.DryRun, Steps: o.Steps,
 		Import: o.Import.WithDefaults(), State: &workflows.State{RunStartedAt: o.Now.UTC()}}
+	res := Result{Spans: timeShards(env)}
 	env.ExecuteWorkflow(workflows.MigrationWorkflow, in)
-	var res workflows.MigrationResult
 	if err := env.GetWorkflowError(); err != nil {
 		return res, fmt.Errorf("the import workflow: %w", err)
 	}
-	if err := env.GetWorkflowResult(&res); err != nil {
+	if err := env.GetWorkflowResult(&res.MigrationResult); err != nil {
 		return res, fmt.Errorf("the import workflow's result: %w", err)
 	}
 	return res, nil
+}
+
+// timeShards records each entity's span from the environment's activity
+// listeners (called on the environment's goroutines).
+func timeShards(env *testsuite.TestWorkflowEnvironment) map[string]Span {
+	spans := map[string]Span{}
+	var mu sync.Mutex
+	entities := map[string]string{} // activity ID → entity
+	env.SetOnActivityStartedListener(func(info *activity.Info, _ context.Context, args converter.EncodedValues) {
+		var in contract.ShardInput
+		if info.ActivityType.Name != contract.ImportShard.Name || args.Get(&in) != nil {
+			return
+		}
+		entity, _, _ := strings.Cut(in.Shard, "/")
+		mu.Lock()
+		defer mu.Unlock()
+		entities[info.ActivityID] = entity
+		if sp, ok := spans[entity]; !ok || sp.Start.IsZero() {
+			spans[entity] = Span{Start: time.Now()}
+		}
+	})
+	env.SetOnActivityCompletedListener(func(info *activity.Info, _ converter.EncodedValue, _ error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if entity, ok := entities[info.ActivityID]; ok {
+			sp := spans[entity]
+			sp.End = time.Now()
+			spans[entity] = sp
+		}
+	})
+	return spans
 }

@@ -158,6 +158,15 @@ func tryLock(ctx context.Context, tx pgx.Tx, fn string) error {
 	return nil
 }
 
+// LockExclusive waits for the migrators' advisory lock, exclusively, for
+// the transaction: no batch commits (they hold it shared) until it ends.
+func LockExclusive(ctx context.Context, tx pgx.Tx) error {
+	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", ReferenceLockKey); err != nil {
+		return fmt.Errorf("taking the MAS database advisory lock: %w", err)
+	}
+	return nil
+}
+
 // ReferenceRunTables lists the tables a half-finished mas-cli syn2mas run
 // left behind (none on a clean MAS database).
 func ReferenceRunTables(ctx context.Context, q querier) ([]string, error) {
@@ -208,7 +217,8 @@ func OwnRun(ctx context.Context, q querier) (RunInfo, error) {
 // RecordSnapshot records the Synapse snapshot a dry run reads from now
 // on; batches read at another one are refused (Commit.Snapshot).
 func RecordSnapshot(ctx context.Context, pool *pgxpool.Pool, id string) error {
-	tag, err := pool.Exec(ctx, `UPDATE masflow_import.run SET snapshot = $1`, id)
+	// Only the run's first holder records one: a restart is a new run.
+	tag, err := pool.Exec(ctx, `UPDATE masflow_import.run SET snapshot = $1 WHERE snapshot IS NULL`, id)
 	if err == nil && tag.RowsAffected() != 1 {
 		err = ErrNoRun
 	}

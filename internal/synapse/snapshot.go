@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // Snapshot is one moment of the Synapse database, exported by a
@@ -68,6 +69,10 @@ func (s *Snapshot) Hold(ctx context.Context) error {
 	}
 }
 
+// invalidSnapshotState is the SQLSTATE of SET TRANSACTION SNAPSHOT with
+// an identifier no live transaction exports (invalid_parameter_value).
+const invalidSnapshotState = "22023"
+
 // Release ends the snapshot (readers at it fail from now on).
 func (s *Snapshot) Release() { s.held.release() }
 
@@ -84,8 +89,12 @@ func (r *Reader) begin(ctx context.Context) (pgx.Tx, error) {
 	}
 	if _, err := tx.Exec(ctx, "SET TRANSACTION SNAPSHOT "+quoteLiteral(r.snapshot)); err != nil {
 		_ = tx.Rollback(ctx)
-		return nil, fmt.Errorf("reading at snapshot %s (its holder is gone: the dry run starts again): %w: %w",
-			r.snapshot, ErrSnapshotGone, err)
+		var pg *pgconn.PgError
+		if errors.As(err, &pg) && pg.Code == invalidSnapshotState {
+			return nil, fmt.Errorf("reading at snapshot %s (its holder is gone: the dry run starts again): %w: %w",
+				r.snapshot, ErrSnapshotGone, err)
+		}
+		return nil, fmt.Errorf("reading at snapshot %s: %w", r.snapshot, err) // a lost connection: retried
 	}
 	return tx, nil
 }
