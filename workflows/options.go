@@ -23,6 +23,9 @@ import (
 //     it; one attempt only: a new snapshot means a new dry run.
 //   - Lock: holds Synapse's writer lock during a real import; retried,
 //     bounded like a database activity (a lost lock is taken again).
+//     Holders are released without waiting for their end: the activity
+//     learns of the cancellation at its next heartbeat (under
+//     HeartbeatSeconds), and nothing after the release depends on it.
 //   - Host: homeserver steps, on the host task queue when there is one.
 //     They retry for about half an hour (hostAttempts): with the "none"
 //     controller the operator performs the step meanwhile and the
@@ -50,9 +53,8 @@ func (m *migration) options(ctx workflow.Context, act contract.Named, summary st
 		o.StartToCloseTimeout = 2*time.Duration(m.in.Import.ShardCallSeconds)*time.Second + 10*time.Minute
 	case contract.Holder:
 		o.StartToCloseTimeout, o.RetryPolicy.MaximumAttempts = 30*24*time.Hour, 1
-		o.WaitForCancellation = true
 	case contract.Lock:
-		o.StartToCloseTimeout, o.WaitForCancellation = 30*24*time.Hour, true
+		o.StartToCloseTimeout = 30 * 24 * time.Hour
 	case contract.Host:
 		if m.in.HostTaskQueue != "" {
 			o.TaskQueue = m.in.HostTaskQueue
