@@ -128,7 +128,7 @@ func completedMigration(ctx context.Context, s *session, id string, steps []stri
 	if info.GetStatus() != enums.WORKFLOW_EXECUTION_STATUS_COMPLETED {
 		return nil, nil
 	}
-	var ran []string // no memo: started before subsets were recorded, taken as all steps
+	var ran []string // no memo: started without --steps (by another client), taken as all steps
 	if p, ok := info.GetMemo().GetFields()[workflows.MemoSteps]; ok {
 		if err := converter.GetDefaultDataConverter().FromPayload(p, &ran); err != nil {
 			return nil, fmt.Errorf("reading the steps of workflow %s: %w", id, err)

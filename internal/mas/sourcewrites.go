@@ -35,7 +35,7 @@ func RecordSourceWrites(ctx context.Context, pool *pgxpool.Pool, c synapse.Write
 			}
 			return err
 		}
-		// A run recorded by an earlier masflow has no such table.
+		// Created with the first recording (idempotent).
 		if _, err := tx.Exec(ctx, createSourceWritesSQL); err != nil {
 			return fmt.Errorf("creating masflow_import.source_writes: %w", err)
 		}

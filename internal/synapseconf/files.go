@@ -89,7 +89,7 @@ func digest(text []byte) string {
 }
 
 // rewrittenBy reports whether path's recorded rewrite is text; known is
-// false when no rewrite was recorded (a copy made by an earlier masflow).
+// false when no rewrite was recorded (a copy made by hand, not by masflow).
 func rewrittenBy(path string, text []byte) (ours, known bool) {
 	b, err := os.ReadFile(path + rewriteSuffix)
 	if err != nil {
