@@ -79,12 +79,23 @@ func TestMigrationOnAClusterSurvivesWorkerAndServerKills(t *testing.T) {
 	// A worker dies while it runs an import shard, once batches are
 	// committed; it is started again, as its supervisor would.
 	waitForImportBeyond(t, ctx, c, id, 0)
-	shard := waitForShardOn(t, ctx, c, id, workers)
-	victim := workers[shard.worker]
-	rows := progress(t, ctx, c, id).Rows
-	t.Logf("SIGKILL worker %d while it runs ImportShard activity %s (%d rows imported)", victim.pid(), shard.activityID, rows)
-	victim.kill()
-	workers[shard.worker] = startWorker()
+	var shard runningShard
+	var victim *process
+	var rows int64
+	// A call may end on its own just before the kill lands (its shard
+	// done): then the kill proved nothing about it, and another is taken.
+	for try := 1; ; try++ {
+		shard = waitForShardOn(t, ctx, c, id, workers)
+		victim = workers[shard.worker]
+		rows = progress(t, ctx, c, id).Rows
+		t.Logf("SIGKILL worker %d while it runs ImportShard activity %s (%d rows imported)", victim.pid(), shard.activityID, rows)
+		victim.kill()
+		workers[shard.worker] = startWorker()
+		if stillPending(ctx, c, id, shard.activityID) || try == 5 {
+			break
+		}
+		t.Logf("activity %s ended before the kill landed: killing again", shard.activityID)
+	}
 
 	// The server dies later in the import and stays down longer than an
 	// import call's heartbeat timeout; it comes back on the same config.
@@ -167,7 +178,10 @@ func waitForShardOn(t *testing.T, ctx context.Context, c client.Client, id strin
 			continue
 		}
 		for _, a := range desc.GetPendingActivities() {
-			if a.GetActivityType().GetName() != "ImportShard" || a.GetState() != enums.PENDING_ACTIVITY_STATE_STARTED {
+			// A call that has just started: the kill lands well before it
+			// returns on its own (it runs up to ShardCallSeconds).
+			if a.GetActivityType().GetName() != "ImportShard" || a.GetState() != enums.PENDING_ACTIVITY_STATE_STARTED ||
+				time.Since(a.GetLastStartedTime().AsTime()) > time.Second {
 				continue
 			}
 			for i, w := range workers {
@@ -180,6 +194,21 @@ func waitForShardOn(t *testing.T, ctx context.Context, c client.Client, id strin
 	}
 	t.Fatal("no worker ran an ImportShard activity within 3 minutes")
 	return runningShard{}
+}
+
+// stillPending reports whether the activity is still pending (the kill
+// interrupted it, and its retry is due).
+func stillPending(ctx context.Context, c client.Client, id, activityID string) bool {
+	desc, err := c.DescribeWorkflowExecution(ctx, id, "")
+	if err != nil {
+		return true // unknown: the history check decides
+	}
+	for _, a := range desc.GetPendingActivities() {
+		if a.GetActivityId() == activityID {
+			return true
+		}
+	}
+	return false
 }
 
 // checkRetried checks, in the workflow's history, that the ImportShard
