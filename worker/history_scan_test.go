@@ -8,52 +8,23 @@ import (
 	"testing"
 
 	"github.com/masflow/masflow/internal/sample"
+	"github.com/masflow/masflow/internal/temporaltest"
 	"github.com/masflow/masflow/workflows"
 	"github.com/masflow/masflow/workflows/contract"
-	commonpb "go.temporal.io/api/common/v1"
 	"go.temporal.io/api/history/v1"
 	"go.temporal.io/sdk/client"
-	"google.golang.org/protobuf/reflect/protoreflect"
 )
 
 // historyText is every run's history as the secret scan reads it: its
 // JSON, where payloads are base64 (a secret in an activity's result or a
 // failure's details would not show), followed by the data of every
-// payload, decoded.
+// payload, decoded (temporaltest.HistoryText).
 func historyText(t *testing.T, runs [][]*history.HistoryEvent) string {
 	var b strings.Builder
-	for i, events := range runs {
-		b.WriteString(historiesJSON(t, runs[i:i+1])[0])
-		for _, e := range events {
-			writePayloads(&b, e.ProtoReflect())
-		}
+	for _, h := range historiesJSON(t, runs) {
+		b.WriteString(temporaltest.HistoryText(h))
 	}
 	return b.String()
-}
-
-// writePayloads appends the data of every payload inside m, one a line.
-func writePayloads(b *strings.Builder, m protoreflect.Message) {
-	if p, ok := m.Interface().(*commonpb.Payload); ok {
-		b.WriteString("\n")
-		b.Write(p.GetData())
-		return
-	}
-	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
-		switch {
-		case fd.IsList() && fd.Message() != nil:
-			for i := range v.List().Len() {
-				writePayloads(b, v.List().Get(i).Message())
-			}
-		case fd.IsMap() && fd.MapValue().Message() != nil:
-			v.Map().Range(func(_ protoreflect.MapKey, mv protoreflect.Value) bool {
-				writePayloads(b, mv.Message())
-				return true
-			})
-		case !fd.IsList() && !fd.IsMap() && fd.Message() != nil:
-			writePayloads(b, v.Message())
-		}
-		return true
-	})
 }
 
 // Synapse's parser quotes the config values it refuses. An advise whose

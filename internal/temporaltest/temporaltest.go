@@ -4,19 +4,21 @@ package temporaltest
 
 import (
 	"context"
-	"encoding/base64"
 	"io"
 	"log/slog"
 	"path/filepath"
-	"regexp"
 	"runtime"
 	"strings"
 	"testing"
 
 	"github.com/masflow/masflow/internal/devserver"
+	commonpb "go.temporal.io/api/common/v1"
+	historypb "go.temporal.io/api/history/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/temporal"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/reflect/protoreflect"
 )
 
 // CLIPath is the repository's bin/temporal (`make bin/temporal`), which
@@ -44,20 +46,43 @@ func Server(t testing.TB, dir string, sa temporal.SearchAttributes) (*devserver.
 	return srv, c
 }
 
-// payloadData is a payload's data in a history's JSON (base64).
-var payloadData = regexp.MustCompile(`"data":\s*"([A-Za-z0-9+/=]+)"`)
-
-// HistoryText is a history's JSON followed by every payload in it
-// decoded: what the history holds, as a leaked secret would appear in it
-// (the JSON alone carries payloads in base64).
+// HistoryText is a history's JSON followed by the data of every payload
+// in it, decoded, one a line: what the history holds, as a leaked secret
+// would appear in it (the JSON alone carries payloads in base64). JSON
+// that is not a history is returned as it is.
 func HistoryText(historyJSON string) string {
 	var b strings.Builder
 	b.WriteString(historyJSON)
-	for _, m := range payloadData.FindAllStringSubmatch(historyJSON, -1) {
-		if data, err := base64.StdEncoding.DecodeString(m[1]); err == nil {
-			b.WriteString("\n")
-			b.Write(data)
+	var h historypb.History
+	if protojson.Unmarshal([]byte(historyJSON), &h) == nil {
+		for _, e := range h.GetEvents() {
+			writePayloads(&b, e.ProtoReflect())
 		}
 	}
 	return b.String()
+}
+
+// writePayloads appends the data of every payload inside m, one a line.
+func writePayloads(b *strings.Builder, m protoreflect.Message) {
+	if p, ok := m.Interface().(*commonpb.Payload); ok {
+		b.WriteString("\n")
+		b.Write(p.GetData())
+		return
+	}
+	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		switch {
+		case fd.IsList() && fd.Message() != nil:
+			for i := range v.List().Len() {
+				writePayloads(b, v.List().Get(i).Message())
+			}
+		case fd.IsMap() && fd.MapValue().Message() != nil:
+			v.Map().Range(func(_ protoreflect.MapKey, mv protoreflect.Value) bool {
+				writePayloads(b, mv.Message())
+				return true
+			})
+		case !fd.IsList() && !fd.IsMap() && fd.Message() != nil:
+			writePayloads(b, v.Message())
+		}
+		return true
+	})
 }
