@@ -96,3 +96,20 @@ func TestClassifyCarriesTheProbes(t *testing.T) {
 		t.Fatalf("details %+v (%v), want %+v", got, err, probes)
 	}
 }
+
+// A holder whose context ends (released, its workflow done, its worker
+// stopping) ends benignly — kept out of the error logs — and retryable;
+// any other end is classified as usual.
+func TestHolderEnd(t *testing.T) {
+	done, cancel := context.WithCancel(context.Background())
+	cancel()
+	var app *temporal.ApplicationError
+	if err := holderEnd(done, context.Canceled); !errors.As(err, &app) ||
+		app.Category() != temporal.ApplicationErrorCategoryBenign || app.NonRetryable() {
+		t.Fatalf("released holder: %v", err)
+	}
+	if err := holderEnd(context.Background(), fmt.Errorf("x: %w", synapse.ErrWriterLockLost)); !errors.As(err, &app) ||
+		app.Category() == temporal.ApplicationErrorCategoryBenign {
+		t.Fatalf("lost lock: %v", err)
+	}
+}

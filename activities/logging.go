@@ -2,10 +2,12 @@ package activities
 
 import (
 	"context"
+	"errors"
 
 	"github.com/masflow/masflow/workflows/contract"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/interceptor"
+	"go.temporal.io/sdk/temporal"
 	"go.uber.org/zap"
 )
 
@@ -39,9 +41,13 @@ func (a *activityLog) ExecuteActivity(ctx context.Context, in *interceptor.Execu
 		zap.String("step", contract.StepOf(info.ActivityType.Name)), zap.String("activity", info.ActivityType.Name),
 		zap.Int32("attempt", info.Attempt))
 	res, err := a.Next.ExecuteActivity(context.WithValue(ctx, loggerKey{}, log), in)
-	if err != nil {
+	var app *temporal.ApplicationError
+	switch {
+	case errors.As(err, &app) && app.Category() == temporal.ApplicationErrorCategoryBenign:
+		log.Debug("activity ended", zap.Error(err))
+	case err != nil:
 		log.Warn("activity failed", zap.Error(err))
-	} else {
+	default:
 		log.Debug("activity done")
 	}
 	return res, err

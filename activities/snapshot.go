@@ -17,11 +17,7 @@ import (
 // and starts the dry run again.
 func (a *ImportActivities) HoldSnapshot(ctx context.Context, in contract.RunInput) (contract.None, error) {
 	defer heartbeatEvery(ctx, nil)()
-	err := a.Runs.HoldSnapshot(ctx, in.RunStartedAt)
-	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
-		return contract.None{}, err // the workflow released it
-	}
-	return contract.None{}, classify(err)
+	return contract.None{}, holderEnd(ctx, a.Runs.HoldSnapshot(ctx, in.RunStartedAt))
 }
 
 // HoldWriterLock keeps Synapse's tables locked against writes while a
@@ -32,11 +28,20 @@ func (a *ImportActivities) HoldWriterLock(ctx context.Context, in contract.RunIn
 	if in.DryRun {
 		return contract.None{}, nonRetryable("a dry run never locks Synapse's tables", contract.ErrTypeBadRequest)
 	}
-	err := a.Runs.HoldWriterLock(ctx)
+	return contract.None{}, holderEnd(ctx, a.Runs.HoldWriterLock(ctx))
+}
+
+// holderEnd classifies how a holder ended. Its context cancelled — the
+// workflow released it, or completed, or the worker stops — is an
+// expected end, reported as a benign (retryable) error, which the SDK and
+// masflow's logs keep at debug level; the workflow tells a release from a
+// loss itself.
+func holderEnd(ctx context.Context, err error) error {
 	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
-		return contract.None{}, err // the workflow released it
+		return temporal.NewApplicationErrorWithOptions("released (or its worker stopped: a retry takes it again)", "",
+			temporal.ApplicationErrorOptions{Category: temporal.ApplicationErrorCategoryBenign})
 	}
-	return contract.None{}, classify(err)
+	return classify(err)
 }
 
 // snapshotPoll is how often AwaitSnapshot looks for the holder's record.
