@@ -132,8 +132,9 @@ func Approve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	})
 }
 
-// signalCommand builds retry.
-func signalCommand(name, signal string) func(context.Context, []string, io.Writer, io.Writer) int {
+// sessionCommand builds a command that takes only the migration flags
+// and does its work on a session with the migration's Temporal.
+func sessionCommand(name string, fn func(ctx context.Context, s *session, stdout io.Writer) error) func(context.Context, []string, io.Writer, io.Writer) int {
 	return func(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fs := pflag.NewFlagSet(name, pflag.ContinueOnError)
 		fs.SetOutput(stderr)
@@ -141,58 +142,53 @@ func signalCommand(name, signal string) func(context.Context, []string, io.Write
 		if err := fs.Parse(args); err != nil {
 			return ExitUsage
 		}
-		return withClient(ctx, tf, stderr, func(s *session) error {
-			if err := s.client.SignalWorkflow(ctx, s.workflowID(), "", signal, nil); err != nil {
-				return err
-			}
-			fmt.Fprintf(stdout, "%s sent\n", signal)
-			return nil
-		})
+		return withClient(ctx, tf, stderr, func(s *session) error { return fn(ctx, s, stdout) })
 	}
+}
+
+// signalCommand builds retry.
+func signalCommand(name, signal string) func(context.Context, []string, io.Writer, io.Writer) int {
+	return sessionCommand(name, func(ctx context.Context, s *session, stdout io.Writer) error {
+		if err := s.client.SignalWorkflow(ctx, s.workflowID(), "", signal, nil); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "%s sent\n", signal)
+		return nil
+	})
 }
 
 // pauseCommand builds pause and resume: updates, applied in the order
 // sent; each prints the state it left.
 func pauseCommand(name, update string) func(context.Context, []string, io.Writer, io.Writer) int {
-	return func(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-		fs := pflag.NewFlagSet(name, pflag.ContinueOnError)
-		fs.SetOutput(stderr)
-		tf := addMigrationFlags(fs)
-		if err := fs.Parse(args); err != nil {
-			return ExitUsage
+	return sessionCommand(name, func(ctx context.Context, s *session, stdout io.Writer) error {
+		h, err := s.client.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{WorkflowID: s.workflowID(),
+			UpdateName: update, WaitForStage: client.WorkflowUpdateStageCompleted})
+		if err != nil {
+			return err
 		}
-		return withClient(ctx, tf, stderr, func(s *session) error {
-			h, err := s.client.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{WorkflowID: s.workflowID(),
-				UpdateName: update, WaitForStage: client.WorkflowUpdateStageCompleted})
-			if err != nil {
-				return err
-			}
-			var paused bool
-			if err := h.Get(ctx, &paused); err != nil {
-				return err
-			}
-			fmt.Fprintf(stdout, "%s: the import is %s\n", name, map[bool]string{true: "paused (between batches)", false: "running"}[paused])
-			return nil
-		})
-	}
+		var paused bool
+		if err := h.Get(ctx, &paused); err != nil {
+			return err
+		}
+		state := "running"
+		if paused {
+			state = "paused (between batches)"
+		}
+		fmt.Fprintf(stdout, "%s: the import is %s\n", name, state)
+		return nil
+	})
 }
 
 // Cancel cancels the migration; before the point of no return the
 // workflow restores Synapse's config and restarts it.
 func Cancel(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := pflag.NewFlagSet("cancel", pflag.ContinueOnError)
-	fs.SetOutput(stderr)
-	tf := addMigrationFlags(fs)
-	if err := fs.Parse(args); err != nil {
-		return ExitUsage
-	}
-	return withClient(ctx, tf, stderr, func(s *session) error {
+	return sessionCommand("cancel", func(ctx context.Context, s *session, stdout io.Writer) error {
 		if err := s.client.CancelWorkflow(ctx, s.workflowID(), ""); err != nil {
 			return err
 		}
 		fmt.Fprintln(stdout, "cancellation requested")
 		return nil
-	})
+	})(ctx, args, stdout, stderr)
 }
 
 func withClient(ctx context.Context, tf *migrationFlags, stderr io.Writer, fn func(*session) error) int {
