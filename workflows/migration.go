@@ -119,7 +119,7 @@ func (m *migration) run(ctx workflow.Context) (MigrationResult, error) {
 			return m.result(), m.continueAsNew(ctx)
 		}
 	}
-	if err := m.releaseSnapshot(ctx); err != nil {
+	if err := m.releaseHolders(ctx); err != nil {
 		return m.result(), err
 	}
 	m.setPhase(ctx, "completed")
@@ -276,7 +276,7 @@ func (m *migration) reconcile(ctx workflow.Context) error {
 		return temporal.NewNonRetryableApplicationError("reconciliation failed: "+strings.Join(rec.Problems, "; "),
 			ErrTypeReconcile, nil)
 	}
-	return m.releaseSnapshot(ctx)
+	return m.releaseHolders(ctx)
 }
 
 // compensate restores the homeserver after a failure or cancellation,
@@ -286,7 +286,7 @@ func (m *migration) compensate(ctx workflow.Context, cause error) {
 	// A block ends with the migration: the phases from here on (rolled
 	// back, needs a human) must show, not the block they follow.
 	m.st.Blocked = nil
-	m.releaseSnapshotDisconnected(ctx)
+	m.releaseHoldersDisconnected(ctx)
 	if !m.compensateSchema(ctx) {
 		// Whatever the homeserver steps below report, a human must act.
 		defer func() {
@@ -394,7 +394,7 @@ func (m *migration) continueAsNew(ctx workflow.Context) error {
 	m.drainSignals(ctx)
 	// The holders end with this run: the next one takes the writer lock
 	// again (a dry run never continues-as-new while it holds its snapshot).
-	if err := m.releaseSnapshot(ctx); err != nil {
+	if err := m.releaseHolders(ctx); err != nil {
 		return err
 	}
 	next := m.in

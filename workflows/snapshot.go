@@ -18,7 +18,7 @@ type holder struct {
 // holdSnapshot starts the activity that exports and holds the dry run's
 // snapshot of Synapse, and waits until it is recorded: every shard
 // activity, on any worker, then reads at it. The holder runs until the
-// reconciliation is done (releaseSnapshot). A dry run does not
+// reconciliation is done (releaseHolders). A dry run does not
 // continue-as-new while it holds one (the activity would end with the
 // run that started it).
 func (m *migration) holdSnapshot(ctx workflow.Context) error {
@@ -97,8 +97,8 @@ func (m *migration) snapshotLost(ctx workflow.Context, err error) bool {
 		(errorType(err) == contract.ErrTypeSnapshotGone || m.holderLost())
 }
 
-// releaseSnapshot ends the holders (the reconciliation is done).
-func (m *migration) releaseSnapshot(ctx workflow.Context) error {
+// releaseHolders ends the holders (the reconciliation is done).
+func (m *migration) releaseHolders(ctx workflow.Context) error {
 	for _, h := range []*holder{m.holder, m.lock} {
 		if h != nil && !h.done {
 			h.released = true
@@ -111,18 +111,18 @@ func (m *migration) releaseSnapshot(ctx workflow.Context) error {
 	return nil
 }
 
-// releaseSnapshotDisconnected releases the holder from a failed or
+// releaseHoldersDisconnected releases the holders from a failed or
 // cancelled migration.
-func (m *migration) releaseSnapshotDisconnected(ctx workflow.Context) {
+func (m *migration) releaseHoldersDisconnected(ctx workflow.Context) {
 	dctx, cancel := workflow.NewDisconnectedContext(ctx)
 	defer cancel()
-	_ = m.releaseSnapshot(dctx)
+	_ = m.releaseHolders(dctx)
 }
 
 // restartDryRun empties what the dry run wrote at its lost snapshot and
 // starts its import from zero.
 func (m *migration) restartDryRun(ctx workflow.Context) error {
-	if err := m.releaseSnapshot(ctx); err != nil {
+	if err := m.releaseHolders(ctx); err != nil {
 		return err
 	}
 	m.holder, m.st.Blocked = nil, nil

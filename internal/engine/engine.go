@@ -75,8 +75,7 @@ func Open(ctx context.Context, reader *synapse.Reader, masPool *pgxpool.Pool, cf
 	if !run.Resumed {
 		return nil, fmt.Errorf("%w: run the import step first (in the same migration)", mas.ErrNoRun)
 	}
-	// PostgreSQL keeps microseconds; the workflow's clock has more.
-	if !run.Now.Equal(cfg.Now.UTC().Truncate(time.Microsecond)) || run.ServerName != cfg.ServerName {
+	if !startedAt(run, cfg.Now) || run.ServerName != cfg.ServerName {
 		return nil, fmt.Errorf("the MAS database holds the run of %s started %s, not this migration's (%s, started %s): "+
 			"finish or cancel that migration first: %w", run.ServerName, run.Now.Format(time.RFC3339), cfg.ServerName,
 			cfg.Now.UTC().Format(time.RFC3339), mas.ErrNotEmpty)
@@ -86,6 +85,12 @@ func Open(ctx context.Context, reader *synapse.Reader, masPool *pgxpool.Pool, cf
 		return nil, err
 	}
 	return newEngine(reader, masPool, run, schema, cfg.Providers)
+}
+
+// startedAt reports whether the run is the one started at now
+// (PostgreSQL keeps microseconds; the workflow's clock has more).
+func startedAt(run mas.RunInfo, now time.Time) bool {
+	return run.Resumed && run.Now.Equal(now.UTC().Truncate(time.Microsecond))
 }
 
 func newEngine(reader *synapse.Reader, masPool *pgxpool.Pool, run mas.RunInfo, schema mas.Schema,

@@ -149,13 +149,18 @@ func (r *Runs) HoldWriterLock(ctx context.Context) error {
 }
 
 // RecordedSnapshot returns the snapshot the dry run started at now reads
-// ("" while its holder has not recorded one yet).
+// ("" while its holder has not recorded one yet). AwaitSnapshot polls it:
+// it reads the run row alone, not the MAS schema.
 func (r *Runs) RecordedSnapshot(ctx context.Context, now time.Time) (string, error) {
-	e, err := r.Open(ctx, now, "")
-	if err != nil {
+	run, err := mas.OwnRun(ctx, r.MAS)
+	switch {
+	case err != nil:
 		return "", err
+	case !startedAt(run, now):
+		return "", fmt.Errorf("%w for the dry run started %s: run the import step first", mas.ErrNoRun,
+			now.UTC().Format(time.RFC3339))
 	}
-	return e.Run().Snapshot, nil
+	return run.Snapshot, nil
 }
 
 // RestoreSchema rebuilds the paused indexes and constraints on
