@@ -28,8 +28,8 @@ type Config struct {
 	Salt []byte
 	// Now is the run's fixed "now"; likewise only for a new run.
 	Now time.Time
-	// DryRun is recorded with a new run (see mas.RunInfo).
-	DryRun bool
+	// DryRun and Precopy are recorded with a new run (see mas.RunInfo).
+	DryRun, Precopy bool
 	// Providers maps Synapse auth_provider → MAS upstream provider ID.
 	Providers map[string]mas.ID
 	// Rules are recorded with a new run; every later start applies the
@@ -56,7 +56,7 @@ type Engine struct {
 // is the only way a run is created.
 func Start(ctx context.Context, reader *synapse.Reader, masPool *pgxpool.Pool, cfg Config) (*Engine, error) {
 	run, schema, err := mas.Prepare(ctx, masPool, mas.RunInfo{ServerName: cfg.ServerName, Salt: cfg.Salt,
-		Now: cfg.Now.UTC(), DryRun: cfg.DryRun, Rules: cfg.Rules})
+		Now: cfg.Now.UTC(), DryRun: cfg.DryRun, Precopy: cfg.Precopy, Rules: cfg.Rules})
 	if err != nil {
 		return nil, err
 	}
@@ -201,7 +201,7 @@ func (e *Engine) Plan(ctx context.Context, entity synapse.Entity, n int) ([]mas.
 		shards = append(shards, mas.Shard{ID: fmt.Sprintf("%s/%03d", entity, i), Entity: string(entity), Lower: lower, Upper: upper})
 		lower = upper
 	}
-	return mas.EnsureShards(ctx, e.writer.Pool(), string(entity), shards)
+	return mas.EnsureShards(ctx, e.writer.Pool(), string(entity), 0, shards)
 }
 
 // Request bounds one ImportShard call.
@@ -253,6 +253,9 @@ func (e *Engine) ImportShard(ctx context.Context, req Request, onBatch func(cp m
 	}
 	page, err := e.pageFunc(synapse.Entity(cp.Entity))
 	if err != nil {
+		return Result{}, err
+	}
+	if page, err = e.passPages(ctx, cp, page); err != nil {
 		return Result{}, err
 	}
 	ahead := newReadAhead(ctx, page, cp.Upper, req.BatchSize)

@@ -42,7 +42,10 @@ type Runs struct {
 type NewRun struct {
 	Now    time.Time
 	DryRun bool
-	Rules  mas.Rules
+	// Precopy imports a snapshot of the live Synapse now and the changes
+	// at the cut-over (BeginDelta).
+	Precopy bool
+	Rules   mas.Rules
 }
 
 // ErrHomeserverRunning: a real import was asked to start while Synapse or
@@ -56,7 +59,7 @@ var ErrOtherKind = errors.New("the MAS database holds a run of another kind")
 // Prepare creates the run, or finds it again on a retry: the only call
 // that may create one. A real run requires the homeserver stopped.
 func (r *Runs) Prepare(ctx context.Context, want NewRun) (*Engine, error) {
-	if !want.DryRun && r.VerifyStopped != nil {
+	if !want.DryRun && !want.Precopy && r.VerifyStopped != nil {
 		if err := r.VerifyStopped(ctx); err != nil {
 			return nil, fmt.Errorf("%w (stop it, include the stop step, or use --dry-run): %w", ErrHomeserverRunning, err)
 		}
@@ -66,11 +69,11 @@ func (r *Runs) Prepare(ctx context.Context, want NewRun) (*Engine, error) {
 		return nil, err
 	}
 	e, err := Start(ctx, r.Reader, r.MAS, Config{ServerName: r.ServerName, Salt: salt, Now: want.Now, DryRun: want.DryRun,
-		Providers: r.Providers, Rules: want.Rules})
+		Precopy: want.Precopy, Providers: r.Providers, Rules: want.Rules})
 	if err != nil {
 		return nil, err
 	}
-	if err := sameKind(e.Run(), want.DryRun); err != nil {
+	if err := sameKind(e.Run(), want); err != nil {
 		return nil, err
 	}
 	// Synapse's write counters now (the first recording wins): the
@@ -110,8 +113,8 @@ func (r *Runs) HoldSnapshot(ctx context.Context, now time.Time) error {
 	if err != nil {
 		return err
 	}
-	if !e.Run().DryRun {
-		return fmt.Errorf("%w: a snapshot is held for dry runs only", ErrOtherKind)
+	if !e.Run().DryRun && !e.Run().Precopy {
+		return fmt.Errorf("%w: a snapshot is held for dry runs and pre-copies only", ErrOtherKind)
 	}
 	snap, err := r.Reader.ExportSnapshot(ctx)
 	if err != nil {
@@ -242,8 +245,8 @@ func (r *Runs) refuseDiscard(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if run.Resumed {
-		return sameKind(run, true)
+	if run.Resumed && !run.Precopy {
+		return sameKind(run, NewRun{DryRun: true})
 	}
 	full, err := mas.NonEmptyTables(ctx, r.MAS)
 	if err != nil {
@@ -256,10 +259,19 @@ func (r *Runs) refuseDiscard(ctx context.Context) error {
 }
 
 // sameKind refuses to continue a dry run's leftovers as a real
-// migration, or a real migration as a dry run.
-func sameKind(run mas.RunInfo, dryRun bool) error {
+// migration, or a real migration (a pre-copy too) as a dry run; a real
+// import continues a pre-copy with its delta, and a pre-copy never
+// starts over an import that is not one.
+func sameKind(run mas.RunInfo, want NewRun) error {
 	switch {
-	case run.DryRun == dryRun:
+	case !run.DryRun && run.Precopy && want.DryRun:
+		return fmt.Errorf("the MAS database holds a pre-copy of %s (started %s): a dry run needs an empty MAS database; "+
+			"remove the pre-copy with `starter migrate --dry-run --steps discard`, or finish its migration: %w",
+			run.ServerName, run.Now.Format(time.RFC3339), ErrOtherKind)
+	case want.Precopy && !run.DryRun && !run.Precopy:
+		return fmt.Errorf("the MAS database holds an import of %s (started %s) that is not a pre-copy: finish or "+
+			"cancel that migration first: %w", run.ServerName, run.Now.Format(time.RFC3339), ErrOtherKind)
+	case run.DryRun == want.DryRun:
 		return nil
 	case run.DryRun:
 		return fmt.Errorf("the MAS database holds what a dry run of %s (started %s) left behind: discard it with "+

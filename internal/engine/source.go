@@ -13,8 +13,8 @@ import (
 // retry or a resumed run, keeps the first recording. A dry run records
 // nothing: Synapse runs on.
 func (e *Engine) RecordSourceWrites(ctx context.Context) error {
-	if e.run.DryRun {
-		return nil
+	if e.run.DryRun || e.run.Precopy {
+		return nil // a pre-copy's delta records them when it begins
 	}
 	c, err := e.reader.WriteCounters(ctx)
 	if err != nil {

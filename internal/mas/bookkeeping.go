@@ -50,7 +50,7 @@ CREATE TABLE IF NOT EXISTS masflow_import.findings (
   natural_key  text NOT NULL,
   reason       text NOT NULL,
   skipped      boolean NOT NULL
-);` + createSourceWritesSQL
+);` + createSourceWritesSQL + createPrecopySQL
 
 // RunInfo is what stays fixed for a whole migration run, stored in the MAS
 // database so every batch of every attempt uses the same values.
@@ -62,6 +62,9 @@ type RunInfo struct {
 	// leftovers must never become a real migration's progress. Recorded
 	// when the run is created.
 	DryRun bool
+	// Precopy marks a real run that imports a snapshot of the live
+	// Synapse first; a delta brings it up to date at the cut-over.
+	Precopy bool
 	// Rules shape which rows are written; recorded with the run so every
 	// worker applies the same.
 	Rules Rules
@@ -198,8 +201,8 @@ func OwnRun(ctx context.Context, q querier) (RunInfo, error) {
 	}
 	var info RunInfo
 	var snapshot *string
-	err := q.QueryRow(ctx, `SELECT server_name, salt, now, dry_run, rules, snapshot FROM masflow_import.run`).
-		Scan(&info.ServerName, &info.Salt, &info.Now, &info.DryRun, &info.Rules, &snapshot)
+	err := q.QueryRow(ctx, `SELECT server_name, salt, now, dry_run, rules, snapshot, precopy FROM masflow_import.run`).
+		Scan(&info.ServerName, &info.Salt, &info.Now, &info.DryRun, &info.Rules, &snapshot, &info.Precopy)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return RunInfo{}, nil
 	}
@@ -263,8 +266,8 @@ func createRun(ctx context.Context, tx pgx.Tx, info RunInfo) error {
 	if _, err := tx.Exec(ctx, createBookkeepingSQL); err != nil {
 		return fmt.Errorf("creating masflow bookkeeping tables: %w", err)
 	}
-	_, err := tx.Exec(ctx, `INSERT INTO masflow_import.run (server_name, salt, now, dry_run, rules) VALUES ($1, $2, $3, $4, $5)`,
-		info.ServerName, info.Salt, info.Now, info.DryRun, info.Rules)
+	_, err := tx.Exec(ctx, `INSERT INTO masflow_import.run (server_name, salt, now, dry_run, rules, precopy)
+		VALUES ($1, $2, $3, $4, $5, $6)`, info.ServerName, info.Salt, info.Now, info.DryRun, info.Rules, info.Precopy)
 	if err != nil {
 		return fmt.Errorf("recording the run: %w", err)
 	}

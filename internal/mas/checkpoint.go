@@ -52,6 +52,9 @@ type Shard struct {
 	Entity string   `json:"entity"`
 	Lower  []string `json:"lower"` // exclusive; empty = from the start
 	Upper  []string `json:"upper"` // inclusive; empty = to the end
+	// Pass is the delta pass the shard belongs to (0: the import or
+	// pre-copy): a pass's shards read only the keys it records.
+	Pass int `json:"pass,omitempty"`
 }
 
 // Checkpoint is a shard's durable state.
@@ -70,21 +73,21 @@ var ErrNoShard = errors.New("no such shard")
 // returns the stored ones: a retried plan keeps the split it first made.
 func EnsureShards(ctx context.Context, q interface {
 	Begin(context.Context) (pgx.Tx, error)
-}, entity string, shards []Shard) ([]Shard, error) {
+}, entity string, pass int, shards []Shard) ([]Shard, error) {
 	var out []Shard
 	err := pgx.BeginFunc(ctx, q, func(tx pgx.Tx) error {
 		// Serialise planners of the same entity.
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('masflow.plan.' || $1))`, entity); err != nil {
 			return err
 		}
-		existing, err := loadShards(ctx, tx, entity)
+		existing, err := loadShards(ctx, tx, entity, pass)
 		if err != nil || len(existing) > 0 {
 			out = existing
 			return err
 		}
 		for _, s := range shards {
-			_, err := tx.Exec(ctx, `INSERT INTO masflow_import.checkpoints (shard, entity, lower_key, upper_key, after_key)
-				VALUES ($1, $2, $3, $4, $3)`, s.ID, entity, nonNil(s.Lower), nonNil(s.Upper))
+			_, err := tx.Exec(ctx, `INSERT INTO masflow_import.checkpoints (shard, entity, lower_key, upper_key, after_key, pass)
+				VALUES ($1, $2, $3, $4, $3, $5)`, s.ID, entity, nonNil(s.Lower), nonNil(s.Upper), pass)
 			if err != nil {
 				return fmt.Errorf("recording shard %s: %w", s.ID, err)
 			}
@@ -98,21 +101,21 @@ func EnsureShards(ctx context.Context, q interface {
 	return out, nil
 }
 
-func loadShards(ctx context.Context, tx pgx.Tx, entity string) ([]Shard, error) {
-	rows, err := tx.Query(ctx, `SELECT shard, entity, lower_key, upper_key FROM masflow_import.checkpoints
-		WHERE entity = $1 ORDER BY lower_key`, entity)
+func loadShards(ctx context.Context, tx pgx.Tx, entity string, pass int) ([]Shard, error) {
+	rows, err := tx.Query(ctx, `SELECT shard, entity, lower_key, upper_key, pass FROM masflow_import.checkpoints
+		WHERE entity = $1 AND pass = $2 ORDER BY lower_key`, entity, pass)
 	if err != nil {
 		return nil, err
 	}
 	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Shard, error) {
 		var s Shard
-		err := r.Scan(&s.ID, &s.Entity, &s.Lower, &s.Upper)
+		err := r.Scan(&s.ID, &s.Entity, &s.Lower, &s.Upper, &s.Pass)
 		return s, err
 	})
 }
 
 // checkpointSQL reads shards' state; callers add a WHERE clause.
-const checkpointSQL = `SELECT shard, entity, lower_key, upper_key, after_key, done, progress, batches
+const checkpointSQL = `SELECT shard, entity, lower_key, upper_key, pass, after_key, done, progress, batches
   FROM masflow_import.checkpoints`
 
 // LoadCheckpoint reads a shard's durable state.
@@ -140,7 +143,7 @@ func Checkpoints(ctx context.Context, q querier) ([]Checkpoint, error) {
 
 func scanCheckpoint(row pgx.Row, shard string) (Checkpoint, error) {
 	var c Checkpoint
-	err := row.Scan(&c.ID, &c.Entity, &c.Lower, &c.Upper, &c.After, &c.Done, &c.Progress, &c.Batches)
+	err := row.Scan(&c.ID, &c.Entity, &c.Lower, &c.Upper, &c.Pass, &c.After, &c.Done, &c.Progress, &c.Batches)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Checkpoint{}, fmt.Errorf("shard %q: %w", shard, ErrNoShard)
 	}

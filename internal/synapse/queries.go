@@ -63,7 +63,8 @@ func deviceDest(d *DeviceRef) []any {
 }
 
 var usersSpec = spec[User]{
-	table: "users",
+	table:   "users",
+	userCol: "name",
 	cols: `t.name, t.password_hash, t.admin <> 0, t.is_guest <> 0, t.deactivated <> 0,
     COALESCE(t.locked, false), t.creation_ts, t.appservice_id`,
 	keyCols: []string{"name"},
@@ -79,6 +80,7 @@ var usersSpec = spec[User]{
 // fillOwners adds their owners from the page's user span.
 var threepidsSpec = spec[Threepid]{
 	table:   "user_threepids",
+	userCol: "user_id",
 	cols:    `t.user_id, t.medium, t.address, t.added_at`,
 	keyCols: []string{"user_id", "medium", "address"},
 	keyType: []string{"text", "text", "text"},
@@ -92,6 +94,7 @@ var threepidsSpec = spec[Threepid]{
 // user_external_ids_user_id_idx).
 var externalIDsSpec = spec[ExternalID]{
 	table:   "user_external_ids",
+	userCol: "user_id",
 	cols:    `t.user_id, t.auth_provider, t.external_id`,
 	keyCols: []string{"user_id", "auth_provider", "external_id"},
 	keyType: []string{"text", "text", "text"},
@@ -105,6 +108,7 @@ var externalIDsSpec = spec[ExternalID]{
 // session times from the page's user span.
 var devicesSpec = spec[Device]{
 	table:   "devices",
+	userCol: "user_id",
 	cols:    `t.user_id, t.device_id, t.display_name, t.last_seen, t.ip, t.user_agent, t.hidden`,
 	keyCols: []string{"user_id", "device_id"},
 	keyType: []string{"text", "text"},
@@ -119,7 +123,8 @@ var devicesSpec = spec[Device]{
 // ids within a user), so that a page spans a narrow range of users;
 // fillAccessTokens adds owners, devices and session times from that span.
 var accessTokensSpec = spec[AccessToken]{
-	table: "access_tokens",
+	table:   "access_tokens",
+	userCol: "user_id",
 	cols: `t.user_id, t.device_id, t.id, t.token, t.valid_until_ms, t.last_validated,
     t.puppets_user_id, t.refresh_token_id, COALESCE(` + pairedCond("t") + `, false),
     COALESCE(` + sessionTokenCond("t") + `, false)`,
@@ -136,7 +141,8 @@ var accessTokensSpec = spec[AccessToken]{
 // refreshPairsSpec reads refresh tokens with the (first) access token
 // issued with them for the same user and device.
 var refreshPairsSpec = spec[RefreshPair]{
-	table: "refresh_tokens",
+	table:   "refresh_tokens",
+	userCol: "user_id",
 	cols: ownerCols + `, ` + deviceCols + `, t.id, t.token,
     at.id, at.token, at.valid_until_ms, at.last_validated, ` + successorUsed,
 	joins: `

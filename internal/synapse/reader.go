@@ -41,10 +41,13 @@ var Entities = []Entity{Users, Threepids, ExternalIDs, Devices, AccessTokens, Re
 // bound and "after the last row" as an upper bound.
 type Key []string
 
-// Range bounds a read: rows with After < key <= Upto.
+// Range bounds a read: rows with After < key <= Upto, and, when Keys is
+// set, only the rows of those user keys (lowercased MXIDs: a delta
+// reads the users it imports again, see changes.go).
 type Range struct {
 	After Key
 	Upto  Key
+	Keys  []string
 }
 
 // Reader reads the Synapse database.
@@ -92,6 +95,7 @@ func (r *Reader) Pool() *pgxpool.Pool { return r.pool }
 // sorting, which made each page cost O(table) at scale.
 type spec[T any] struct {
 	table   string   // the source table
+	userCol string   // the column naming the row's user
 	cols    string   // select list over t and the joins
 	joins   string   // joins after the page subquery
 	keyCols []string // key columns of table, in order
@@ -124,6 +128,10 @@ func (s spec[T]) boundedSQL(rng Range, limit int) (string, []any) {
 	}
 	bound(">", rng.After)
 	bound("<=", rng.Upto)
+	if rng.Keys != nil {
+		args = append(args, rng.Keys)
+		where = append(where, fmt.Sprintf("lower(%s) = ANY($%d::text[])", s.userCol, len(args)))
+	}
 	args = append(args, limit)
 	order := strings.Join(s.keyCols, ", ")
 	var b strings.Builder

@@ -1,0 +1,238 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/masflow/masflow/internal/mapping"
+	"github.com/masflow/masflow/internal/mas"
+	"github.com/masflow/masflow/internal/synapse"
+	"go.uber.org/zap"
+)
+
+// A pre-copy imports a snapshot of the live Synapse; at the cut-over a
+// delta pass imports again only the users changed since
+// (docs/architecture.md, "Cut-over in seconds"): it finds them
+// (synapse.Changes), removes their MAS rows, and runs one shard per
+// entity that reads only their rows. Deterministic IDs make the result
+// what a full import of the final state writes.
+
+// maxDirtyShare is the share of the recorded users above which a delta
+// imports everything again instead: past it, reading users one key list
+// at a time costs more than reading the tables in order.
+const maxDirtyShare = 0.5
+
+// RecordEvidence records the pre-copy's change evidence at the snapshot
+// the engine reads (At): its mark and every user key's row counts. It
+// returns how many keys it recorded.
+func (e *Engine) RecordEvidence(ctx context.Context) (int64, error) {
+	mark, err := e.reader.Mark(ctx)
+	if err != nil {
+		return 0, err
+	}
+	src := newEvidenceSource(ctx, e.reader)
+	defer src.stop()
+	n, err := mas.RecordEvidence(ctx, e.writer.Pool(), mark, src)
+	if err := errors.Join(err, src.Err()); err != nil {
+		return 0, err
+	}
+	return n, nil
+}
+
+// evidenceSource streams synapse.Evidence into a COPY (pgx.CopyFromSource).
+type evidenceSource struct {
+	rows   chan synapse.KeyCounts
+	done   chan struct{}
+	err    error
+	cur    synapse.KeyCounts
+	cancel context.CancelFunc
+}
+
+func newEvidenceSource(ctx context.Context, r *synapse.Reader) *evidenceSource {
+	ctx, cancel := context.WithCancel(ctx)
+	s := &evidenceSource{rows: make(chan synapse.KeyCounts, 1024), done: make(chan struct{}), cancel: cancel}
+	go func() {
+		defer close(s.done)
+		defer close(s.rows)
+		s.err = r.Evidence(ctx, func(kc synapse.KeyCounts) error {
+			select {
+			case s.rows <- kc:
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		})
+	}()
+	return s
+}
+
+func (s *evidenceSource) Next() bool {
+	var ok bool
+	s.cur, ok = <-s.rows
+	return ok
+}
+
+func (s *evidenceSource) Values() ([]any, error) {
+	return []any{s.cur.Key, s.cur.Bucket, s.cur.Counts[:]}, nil
+}
+
+// Err is the reading's error, once the rows are exhausted.
+func (s *evidenceSource) Err() error {
+	select {
+	case <-s.done:
+		return s.err
+	default:
+		return nil
+	}
+}
+
+func (s *evidenceSource) stop() {
+	s.cancel()
+	for range s.rows {
+	}
+	<-s.done
+}
+
+// PlanDelta records an entity's shards of delta pass n: one shard that
+// reads the pass's keys, or, when the pass imports everything again, the
+// usual split into shards (the tables are read in full).
+func (e *Engine) PlanDelta(ctx context.Context, entity synapse.Entity, pass, n int) ([]mas.Shard, error) {
+	p, err := mas.LatestPass(ctx, e.writer.Pool())
+	if err != nil {
+		return nil, err
+	}
+	if p == nil || p.Number != pass {
+		return nil, fmt.Errorf("delta pass %d is not the run's latest: %w", pass, ErrBadRequest)
+	}
+	bounds := [][]string{nil}
+	if p.Changes.All {
+		keys, err := e.reader.SplitKeys(ctx, entity, n)
+		if err != nil {
+			return nil, err
+		}
+		bounds = nil
+		for _, k := range append(keys, nil) {
+			bounds = append(bounds, k)
+		}
+	}
+	shards := make([]mas.Shard, 0, len(bounds))
+	var lower []string
+	for i, upper := range bounds {
+		shards = append(shards, mas.Shard{ID: fmt.Sprintf("pass%d/%s/%03d", pass, entity, i), Entity: string(entity),
+			Lower: lower, Upper: upper, Pass: pass})
+		lower = upper
+	}
+	return mas.EnsureShards(ctx, e.writer.Pool(), string(entity), pass, shards)
+}
+
+// passPages narrows a delta shard's reads to its pass's keys.
+func (e *Engine) passPages(ctx context.Context, cp mas.Checkpoint, page pageFunc) (pageFunc, error) {
+	if cp.Pass == 0 {
+		return page, nil
+	}
+	p, err := mas.LatestPass(ctx, e.writer.Pool())
+	if err != nil {
+		return nil, err
+	}
+	if p == nil || p.Number != cp.Pass {
+		return nil, fmt.Errorf("shard %s belongs to delta pass %d, not the run's latest: %w", cp.ID, cp.Pass, ErrBadRequest)
+	}
+	if p.Changes.All {
+		return page, nil
+	}
+	keys := p.Keys
+	if keys == nil {
+		keys = []string{}
+	}
+	return func(ctx context.Context, rng synapse.Range, limit int) (*mapping.Batch, synapse.Key, error) {
+		rng.Keys = keys
+		return page(ctx, rng, limit)
+	}, nil
+}
+
+// Delta is a begun delta pass.
+type Delta struct {
+	Pass    int
+	Changes mas.PassChanges
+	Removed mas.Removed
+	// Took is how long finding the changes took (0 when the pass was
+	// begun by an earlier attempt).
+	Took time.Duration
+}
+
+// BeginDelta begins the delta of the pre-copy run started at now, with
+// Synapse stopped: it finds the users changed since the pre-copy's
+// snapshot, removes their MAS rows and records the pass (once: a retry
+// returns the recorded pass). When the evidence cannot be trusted, or
+// most users changed, the pass imports everything again and says why.
+func (r *Runs) BeginDelta(ctx context.Context, now time.Time, log *zap.Logger) (Delta, error) {
+	e, err := r.Open(ctx, now, "")
+	if err != nil {
+		return Delta{}, err
+	}
+	if !e.Run().Precopy {
+		return Delta{}, fmt.Errorf("%w: this run imports everything at once", mas.ErrNoPrecopy)
+	}
+	pool := e.writer.Pool()
+	if p, err := mas.LatestPass(ctx, pool); err != nil || p != nil {
+		if p == nil {
+			return Delta{}, err
+		}
+		return Delta{Pass: p.Number, Changes: p.Changes, Removed: p.Removed}, nil
+	}
+	mark, err := mas.Mark(ctx, pool)
+	if err != nil {
+		return Delta{}, err
+	}
+	if mark == nil {
+		return Delta{}, fmt.Errorf("%w: the pre-copy did not finish (no change evidence): run its precopy step again", mas.ErrNoPrecopy)
+	}
+	if r.VerifyStopped != nil {
+		if err := r.VerifyStopped(ctx); err != nil {
+			return Delta{}, fmt.Errorf("%w (the delta needs Synapse stopped): %w", ErrHomeserverRunning, err)
+		}
+	}
+	started := time.Now()
+	ch, keys, err := r.changes(ctx, *mark)
+	if err != nil {
+		return Delta{}, err
+	}
+	if ch.All {
+		log.Warn("importing everything again: " + ch.Reason)
+	}
+	// The counters the reconciliation compares with: a session of
+	// Synapse's that just ended flushes its counts as it exits, so they
+	// are read once none is left (OtherSessions waits a moment for them).
+	if _, err := r.Reader.OtherSessions(ctx); err != nil {
+		return Delta{}, err
+	}
+	counters, err := r.Reader.WriteCounters(ctx)
+	if err != nil {
+		return Delta{}, err
+	}
+	p, err := mas.BeginPass(ctx, pool, 1, keys, ch, counters)
+	if err != nil {
+		return Delta{}, err
+	}
+	return Delta{Pass: p.Number, Changes: p.Changes, Removed: p.Removed, Took: time.Since(started)}, nil
+}
+
+// changes finds the changed keys, or decides to import everything again.
+func (r *Runs) changes(ctx context.Context, mark synapse.Mark) (mas.PassChanges, []string, error) {
+	ch, err := r.Reader.Changes(ctx, mark, mas.Evidence{Pool: r.MAS})
+	switch {
+	case errors.Is(err, synapse.ErrUntrusted):
+		return mas.PassChanges{All: true, Reason: err.Error(), Window: ch.Window}, nil, nil
+	case err != nil:
+		return mas.PassChanges{}, nil, err
+	}
+	out := mas.PassChanges{Keys: len(ch.Dirty), Written: ch.Written, Deleted: ch.Deleted, Window: ch.Window}
+	users := ch.Totals[0]
+	if users > 0 && float64(len(ch.Dirty)) > maxDirtyShare*float64(users) {
+		out.All, out.Reason = true, fmt.Sprintf("%d of %d users changed since the pre-copy: reading them all is faster", len(ch.Dirty), users)
+		return out, nil, nil
+	}
+	return out, ch.Dirty, nil
+}

@@ -1,0 +1,307 @@
+package engine
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/masflow/masflow/internal/mas"
+	"github.com/masflow/masflow/internal/pgtest"
+	"github.com/masflow/masflow/internal/synthetic"
+	"go.uber.org/zap"
+)
+
+// liveServer is the synthetic homeserver's name.
+const liveServer = "synth.example"
+
+func uid(n string) string { return "@user" + n + ":" + liveServer }
+
+// changesSQL are the writes a live Synapse makes between the pre-copy's
+// snapshot and the stop, each of a kind the change detection must see
+// (or, for an aborted write, must not be fooled by).
+var changesSQL = map[string][]string{
+	"registration": {
+		`INSERT INTO users (name, password_hash, creation_ts, admin, is_guest, deactivated) VALUES ('@new1:synth.example', '$2b$12$newnewnewnewnewnewnewnewnewnewnewnewnewnewnewnewnewne', 1600000000, 0, 0, 0)`,
+		`INSERT INTO devices (user_id, device_id, display_name, last_seen, ip, user_agent, hidden) VALUES ('@new1:synth.example', 'NEWDEV', 'New', 1700000000000, '10.9.9.9', 'Element', false)`,
+		`INSERT INTO access_tokens (id, user_id, device_id, token, last_validated, used) VALUES (9000001, '@new1:synth.example', 'NEWDEV', 'syt_new1', 1700000000001, false)`,
+	},
+	// password_hash has no index: a HOT update, same page, new xmin.
+	"password change (HOT update)": {`UPDATE users SET password_hash = '$2b$12$changedchangedchangedchangedchangedchangedchangedcha' WHERE name = '` + uid("3") + `'`},
+	"logout":                       {`DELETE FROM access_tokens WHERE user_id = '` + uid("5") + `' AND device_id = 'DEV5A'`},
+	"deleted device": {
+		`DELETE FROM access_tokens WHERE user_id = '` + uid("7") + `' AND device_id = 'DEV7B'`,
+		`DELETE FROM devices WHERE user_id = '` + uid("7") + `' AND device_id = 'DEV7B'`,
+	},
+	"deactivation": {
+		`UPDATE users SET deactivated = 1 WHERE name = '` + uid("8") + `'`,
+		`DELETE FROM access_tokens WHERE user_id = '` + uid("8") + `'`,
+		`DELETE FROM user_threepids WHERE user_id = '` + uid("8") + `'`,
+	},
+	"re-login": {
+		`INSERT INTO devices (user_id, device_id, display_name, last_seen, ip, user_agent, hidden) VALUES ('` + uid("11") + `', 'RELOGIN', 'Phone', 1700000000000, '10.1.1.1', 'Element', false)`,
+		`INSERT INTO access_tokens (id, user_id, device_id, token, last_validated, used) VALUES (9000011, '` + uid("11") + `', 'RELOGIN', 'syt_relogin11', 1700000000002, false)`,
+	},
+	"refresh": {
+		`INSERT INTO refresh_tokens (id, user_id, device_id, token, next_token_id) VALUES (9000207, '` + uid("20") + `', 'DEV20B', 'syr_next20', NULL)`,
+		`UPDATE refresh_tokens SET next_token_id = 9000207 WHERE id = 206`,
+		`INSERT INTO access_tokens (id, user_id, device_id, token, last_validated, valid_until_ms, refresh_token_id, used) VALUES (9000207, '` + uid("20") + `', 'DEV20B', 'syt_next20', 1700000000003, 1800000000000, 9000207, false)`,
+		`UPDATE access_tokens SET used = true WHERE id = 206`,
+	},
+	// The threepid's owner differs in case: it changes with user 21.
+	"case-mismatched owner": {`INSERT INTO user_threepids (user_id, medium, address, validated_at, added_at) VALUES ('@User21:synth.example', 'email', 'u21b@synth.example', 1, 1)`},
+	"deleted user": {
+		`DELETE FROM access_tokens WHERE user_id = '` + uid("23") + `'`,
+		`DELETE FROM devices WHERE user_id = '` + uid("23") + `'`,
+		`DELETE FROM users WHERE name = '` + uid("23") + `'`,
+	},
+	"aborted transaction": {`BEGIN`,
+		`UPDATE users SET password_hash = 'aborted' WHERE name = '` + uid("13") + `'`,
+		`DELETE FROM access_tokens WHERE user_id = '` + uid("13") + `'`, `ROLLBACK`},
+	"subtransactions": {`BEGIN`, `SAVEPOINT a`,
+		`INSERT INTO devices (user_id, device_id, hidden) VALUES ('` + uid("15") + `', 'SUBTX', false)`, `RELEASE a`,
+		`SAVEPOINT b`, `UPDATE users SET admin = 1 WHERE name = '` + uid("17") + `'`, `ROLLBACK TO b`, `COMMIT`},
+	"vacuum freeze": {`UPDATE users SET password_hash = NULL WHERE name = '` + uid("25") + `'`,
+		`DELETE FROM access_tokens WHERE user_id = '` + uid("27") + `'`, `VACUUM FREEZE users`, `VACUUM FREEZE access_tokens`,
+		`VACUUM devices`},
+}
+
+// TestDeltaEqualsCleanImport pre-copies a live synthetic homeserver at a
+// snapshot, applies one kind of change, then runs the delta with Synapse
+// stopped: MAS must hold exactly what a clean full import of the final
+// state writes (same salt and "now"), and the reconciliation must pass.
+func TestDeltaEqualsCleanImport(t *testing.T) {
+	for name, stmts := range changesSQL {
+		t.Run(name, func(t *testing.T) {
+			lt := newLiveTest(t)
+			lt.precopy(t, nil)
+			lt.write(t, stmts...)
+			d := lt.delta(t)
+			if d.Changes.All {
+				t.Fatalf("delta imported everything: %s", d.Changes.Reason)
+			}
+			lt.assertEqualsClean(t)
+		})
+	}
+}
+
+// TestDeltaTransactionOpenAcrossSnapshot: a transaction that wrote before
+// the pre-copy's snapshot and committed after it is not in the copy; its
+// rows must be in the delta.
+func TestDeltaTransactionOpenAcrossSnapshot(t *testing.T) {
+	lt := newLiveTest(t)
+	ctx := context.Background()
+	open, err := pgx.Connect(ctx, lt.env.synDSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tx, err := open.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, `UPDATE users SET locked = true WHERE name = '`+uid("31")+`'`); err != nil {
+		t.Fatal(err)
+	}
+	lt.precopy(t, func() {
+		if err := tx.Commit(ctx); err != nil {
+			t.Fatal(err)
+		}
+	})
+	open.Close(ctx)
+	d := lt.delta(t)
+	if d.Changes.Keys == 0 || d.Changes.All {
+		t.Fatalf("delta %+v: want the open transaction's user", d.Changes)
+	}
+	lt.assertEqualsClean(t)
+}
+
+// TestDeltaFindsOnlyChangedUsers: the aborted write changes nobody; the
+// others change exactly their users.
+func TestDeltaFindsOnlyChangedUsers(t *testing.T) {
+	tests := []struct {
+		change string
+		keys   []string
+	}{
+		{"aborted transaction", nil},
+		{"subtransactions", []string{uid("15"), uid("17")}},
+		{"case-mismatched owner", []string{uid("21")}},
+		{"deleted device", []string{uid("7")}},
+		{"vacuum freeze", []string{uid("25"), uid("27")}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.change, func(t *testing.T) {
+			lt := newLiveTest(t)
+			lt.precopy(t, nil)
+			lt.write(t, changesSQL[tt.change]...)
+			lt.delta(t)
+			var keys []string
+			pgtest.QueryRow(t, lt.env.masDSN, `SELECT COALESCE(array_agg(k ORDER BY k), '{}') FROM unnest((SELECT keys FROM masflow_import.passes)) k`, nil, &keys)
+			// A rolled-back subtransaction still consumed its XID: user
+			// 17 may show up, never fewer than the committed changes.
+			for _, want := range tt.keys {
+				if want == uid("17") {
+					continue
+				}
+				if !strings.Contains(strings.Join(keys, ","), want) {
+					t.Errorf("changed keys %v miss %s", keys, want)
+				}
+			}
+			if tt.keys == nil && len(keys) != 0 {
+				t.Errorf("changed keys %v, want none", keys)
+			}
+			lt.assertEqualsClean(t)
+		})
+	}
+}
+
+// TestDeltaFallsBack: when the evidence cannot be trusted the delta
+// imports everything again, says why, and is still exact (a window past
+// the freeze horizon is refused the same way: synapse.TestTrustWindow).
+func TestDeltaFallsBack(t *testing.T) {
+	tests := []struct {
+		name, tamper, reason string
+	}{
+		{"another server", `UPDATE masflow_import.run SET mark = jsonb_set(mark, '{system}', '"1"')`, "server changed"},
+		{"mark in the future", `UPDATE masflow_import.run SET mark = jsonb_set(mark, '{xmin}', to_jsonb((mark->>'xmin')::bigint + 1000000))`, "lies after"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			lt := newLiveTest(t)
+			lt.precopy(t, nil)
+			lt.write(t, changesSQL["logout"]...)
+			pgtest.Exec(t, lt.env.masDSN, tt.tamper)
+			d := lt.delta(t)
+			if !d.Changes.All || !strings.Contains(d.Changes.Reason, tt.reason) {
+				t.Fatalf("delta %+v: want a fallback naming %q", d.Changes, tt.reason)
+			}
+			lt.assertEqualsClean(t)
+		})
+	}
+}
+
+// liveTest is a synthetic homeserver pre-copied into MAS.
+type liveTest struct {
+	env  *env
+	runs *Runs
+}
+
+func newLiveTest(t *testing.T) *liveTest {
+	t.Helper()
+	e := newEnv(t, pgtest.MAS, "")
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, e.synDSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := synthetic.Generate(ctx, conn, synthetic.Shape{Users: 60, ServerName: liveServer}); err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig()
+	return &liveTest{env: e, runs: &Runs{Reader: e.reader, MAS: e.mas, ServerName: liveServer, Salt: cfg.Salt,
+		Providers: cfg.Providers}}
+}
+
+// precopy imports at an exported snapshot; during, after the snapshot
+// was taken, it calls during (nil: nothing).
+func (lt *liveTest) precopy(t *testing.T, during func()) {
+	t.Helper()
+	ctx := context.Background()
+	eng, err := lt.runs.Prepare(ctx, NewRun{Now: testNow, Precopy: true, Rules: testConfig().Rules})
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap, err := lt.env.reader.ExportSnapshot(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer snap.Release()
+	if err := mas.RecordSnapshot(ctx, lt.env.mas, snap.ID); err != nil {
+		t.Fatal(err)
+	}
+	if during != nil {
+		during()
+	}
+	at := eng.At(snap.ID)
+	importAll(t, at, 2, 7, 1)
+	if _, err := at.RecordEvidence(ctx); err != nil {
+		t.Fatalf("evidence: %v", err)
+	}
+	if rec, err := at.Reconcile(ctx); err != nil || !rec.OK() {
+		t.Fatalf("pre-copy reconciliation: %v %v", err, rec.Problems)
+	}
+}
+
+// write runs statements on one session of the live homeserver, then
+// ends it (Synapse stops).
+func (lt *liveTest) write(t *testing.T, stmts ...string) {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, lt.env.synDSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	for _, s := range stmts {
+		if _, err := conn.Exec(ctx, s); err != nil {
+			t.Fatalf("%s: %v", s, err)
+		}
+	}
+}
+
+// delta runs the delta with Synapse stopped and reconciles it.
+func (lt *liveTest) delta(t *testing.T) Delta {
+	t.Helper()
+	ctx := context.Background()
+	d, err := lt.runs.BeginDelta(ctx, testNow, zap.NewNop())
+	if err != nil {
+		t.Fatalf("begin delta: %v", err)
+	}
+	eng, err := lt.runs.Open(ctx, testNow, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, wave := range Waves() {
+		for _, entity := range wave {
+			shards, err := eng.PlanDelta(ctx, entity, d.Pass, 2)
+			if err != nil {
+				t.Fatalf("plan delta %s: %v", entity, err)
+			}
+			for _, s := range shards {
+				for done := false; !done; {
+					res, err := eng.ImportShard(ctx, Request{Shard: s.ID, BatchSize: 5, MaxRows: 5}, nil)
+					if err != nil {
+						t.Fatalf("delta %s: %v", s.ID, err)
+					}
+					done = res.Checkpoint.Done
+				}
+			}
+		}
+	}
+	rec, err := eng.Reconcile(ctx)
+	if err != nil || !rec.OK() {
+		t.Fatalf("delta reconciliation: %v %v", err, rec.Problems)
+	}
+	return d
+}
+
+// assertEqualsClean compares MAS with a clean full import of the final
+// Synapse state into another MAS database.
+func (lt *liveTest) assertEqualsClean(t *testing.T) {
+	t.Helper()
+	clean := newEnv(t, pgtest.MAS, "")
+	runs := *lt.runs
+	runs.MAS = clean.mas
+	eng, err := runs.Prepare(context.Background(), NewRun{Now: testNow, Rules: testConfig().Rules})
+	if err != nil {
+		t.Fatal(err)
+	}
+	importAll(t, eng, 1, 50, 1)
+	want, got := pgtest.Digests(t, clean.masDSN, mas.TargetTables), pgtest.Digests(t, lt.env.masDSN, mas.TargetTables)
+	for _, table := range mas.TargetTables {
+		if got[table] != want[table] {
+			t.Errorf("MAS %s after the delta: %s; a clean import writes %s", table, got[table], want[table])
+		}
+	}
+}
+

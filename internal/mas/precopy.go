@@ -1,0 +1,286 @@
+package mas
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/masflow/masflow/internal/synapse"
+)
+
+// A pre-copy's bookkeeping (docs/architecture.md, "Cut-over in seconds"):
+// the mark of the snapshot it read, the per-key evidence of what it read,
+// and the delta passes applied since. Added to the bookkeeping of every
+// run; columns added in place so a run created by an earlier version
+// keeps working.
+const createPrecopySQL = `
+ALTER TABLE masflow_import.run ADD COLUMN IF NOT EXISTS precopy boolean NOT NULL DEFAULT false;
+ALTER TABLE masflow_import.run ADD COLUMN IF NOT EXISTS mark jsonb;
+ALTER TABLE masflow_import.checkpoints ADD COLUMN IF NOT EXISTS pass int NOT NULL DEFAULT 0;
+CREATE TABLE IF NOT EXISTS masflow_import.evidence (
+  k      text COLLATE "C" PRIMARY KEY,
+  bucket int NOT NULL,
+  counts bigint[] NOT NULL
+);
+CREATE INDEX IF NOT EXISTS evidence_bucket ON masflow_import.evidence (bucket);
+CREATE TABLE IF NOT EXISTS masflow_import.passes (
+  pass       int PRIMARY KEY,
+  keys       text[],
+  removed    jsonb NOT NULL,
+  changes    jsonb NOT NULL,
+  created_at timestamptz NOT NULL DEFAULT now()
+);`
+
+// RecordEvidence replaces the run's change evidence: the mark of the
+// snapshot the pre-copy read and every key's counts at it (src yields
+// rows of key, bucket, counts). One transaction: a retry starts over.
+func RecordEvidence(ctx context.Context, pool *pgxpool.Pool, mark synapse.Mark, src pgx.CopyFromSource) (int64, error) {
+	var n int64
+	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `TRUNCATE masflow_import.evidence`); err != nil {
+			return err
+		}
+		var err error
+		n, err = tx.CopyFrom(ctx, pgx.Identifier{bookkeepingSchema, "evidence"}, []string{"k", "bucket", "counts"}, src)
+		if err != nil {
+			return err
+		}
+		tag, err := tx.Exec(ctx, `UPDATE masflow_import.run SET mark = $1 WHERE precopy`, mark)
+		if err == nil && tag.RowsAffected() != 1 {
+			err = fmt.Errorf("%w: no pre-copy to record evidence for", ErrNoRun)
+		}
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("recording the pre-copy's change evidence: %w", err)
+	}
+	return n, nil
+}
+
+// Evidence reads the recorded change evidence (synapse.Recorded).
+type Evidence struct{ Pool *pgxpool.Pool }
+
+// BucketSums sums the recorded counts per bucket and entity.
+func (ev Evidence) BucketSums(ctx context.Context) (map[int32][6]int64, error) {
+	rows, err := ev.Pool.Query(ctx, `SELECT bucket, sum(counts[1])::bigint, sum(counts[2])::bigint, sum(counts[3])::bigint,
+		sum(counts[4])::bigint, sum(counts[5])::bigint, sum(counts[6])::bigint FROM masflow_import.evidence GROUP BY bucket`)
+	if err != nil {
+		return nil, fmt.Errorf("reading the change evidence: %w", err)
+	}
+	out := map[int32][6]int64{}
+	var b int32
+	var c [6]int64
+	_, err = pgx.ForEachRow(rows, []any{&b, &c[0], &c[1], &c[2], &c[3], &c[4], &c[5]}, func() error {
+		out[b] = c
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reading the change evidence: %w", err)
+	}
+	return out, nil
+}
+
+// Keys streams the recorded counts of the keys in the given buckets.
+func (ev Evidence) Keys(ctx context.Context, buckets []int32, fn func(synapse.KeyCounts) error) error {
+	rows, err := ev.Pool.Query(ctx, `SELECT k, bucket, counts FROM masflow_import.evidence WHERE bucket = ANY($1)`, buckets)
+	if err != nil {
+		return fmt.Errorf("reading the change evidence: %w", err)
+	}
+	var kc synapse.KeyCounts
+	var counts []int64
+	_, err = pgx.ForEachRow(rows, []any{&kc.Key, &kc.Bucket, &counts}, func() error {
+		copy(kc.Counts[:], counts)
+		return fn(kc)
+	})
+	if err != nil {
+		return fmt.Errorf("reading the change evidence: %w", err)
+	}
+	return nil
+}
+
+// Mark returns the run's recorded mark (nil: no evidence recorded).
+func Mark(ctx context.Context, q querier) (*synapse.Mark, error) {
+	var m *synapse.Mark
+	if err := q.QueryRow(ctx, `SELECT mark FROM masflow_import.run WHERE precopy`).Scan(&m); err != nil &&
+		!errors.Is(err, pgx.ErrNoRows) {
+		return nil, fmt.Errorf("reading the pre-copy's mark: %w", err)
+	}
+	return m, nil
+}
+
+// Removed is what a delta pass took out of MAS before importing its keys
+// again: the source rows the pre-copy had read for them, per entity, and
+// the MAS rows deleted, per table. The reconciliation subtracts it.
+type Removed struct {
+	Read    map[string]int64 `json:"read"`
+	Written map[string]int64 `json:"written"`
+}
+
+// PassChanges describes a delta pass: how it was decided, for the result.
+type PassChanges struct {
+	Keys    int   `json:"keys"`
+	Written int   `json:"written"`
+	Deleted int   `json:"deleted"`
+	Window  int64 `json:"window"`
+	// All: the evidence could not be trusted and everything is imported
+	// again; Reason says why.
+	All    bool   `json:"all"`
+	Reason string `json:"reason,omitempty"`
+}
+
+// Pass is a recorded delta pass.
+type Pass struct {
+	Number  int
+	Keys    []string // nil with Changes.All
+	Removed Removed
+	Changes PassChanges
+}
+
+// ErrNoPrecopy: a delta was asked of a run that holds no pre-copy.
+var ErrNoPrecopy = errors.New("the MAS database holds no pre-copy")
+
+// LatestPass returns the newest delta pass (nil: none yet).
+func LatestPass(ctx context.Context, q querier) (*Pass, error) {
+	var p Pass
+	err := q.QueryRow(ctx, `SELECT pass, keys, removed, changes FROM masflow_import.passes ORDER BY pass DESC LIMIT 1`).
+		Scan(&p.Number, &p.Keys, &p.Removed, &p.Changes)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading the delta passes: %w", err)
+	}
+	return &p, nil
+}
+
+// Removals sums what every delta pass removed.
+func Removals(ctx context.Context, q querier) (Removed, error) {
+	var exists bool
+	if err := q.QueryRow(ctx, `SELECT to_regclass('masflow_import.passes') IS NOT NULL`).Scan(&exists); err != nil || !exists {
+		return Removed{}, err
+	}
+	rows, err := q.Query(ctx, `SELECT removed FROM masflow_import.passes`)
+	if err != nil {
+		return Removed{}, fmt.Errorf("reading the delta passes: %w", err)
+	}
+	var sum Removed
+	var r Removed
+	_, err = pgx.ForEachRow(rows, []any{&r}, func() error {
+		sum.Read, sum.Written = addCounts(sum.Read, r.Read), addCounts(sum.Written, r.Written)
+		r = Removed{}
+		return nil
+	})
+	return sum, err
+}
+
+// BeginPass records delta pass number n and, in the same transaction,
+// deletes the MAS rows of its keys (every row with all) and records
+// Synapse's write counters now (the reconciliation compares with them:
+// nothing may be written from here on). A pass already recorded is
+// returned as it was: retrying never removes twice.
+func BeginPass(ctx context.Context, pool *pgxpool.Pool, n int, keys []string, ch PassChanges,
+	counters synapse.WriteCounters) (Pass, error) {
+	var out Pass
+	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		if err := LockExclusive(ctx, tx); err != nil {
+			return err
+		}
+		if p, err := LatestPass(ctx, tx); err != nil || (p != nil && p.Number >= n) {
+			if p != nil {
+				out = *p
+			}
+			return err
+		}
+		removed, err := removeKeys(ctx, tx, keys, ch.All)
+		if err != nil {
+			return err
+		}
+		if ch.All {
+			keys = nil
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO masflow_import.passes (pass, keys, removed, changes) VALUES ($1, $2, $3, $4)`,
+			n, keys, removed, ch); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO masflow_import.source_writes (counters) VALUES ($1)
+			ON CONFLICT (singleton) DO UPDATE SET counters = excluded.counters, recorded_at = now()`, counters); err != nil {
+			return err
+		}
+		out = Pass{Number: n, Keys: keys, Removed: removed, Changes: ch}
+		return nil
+	})
+	if err != nil {
+		return Pass{}, fmt.Errorf("beginning delta pass %d: %w", n, Sanitize(err))
+	}
+	return out, nil
+}
+
+// removeKeys deletes the MAS rows of the users whose lowercased MXIDs are
+// keys (all users with all), children first, and counts them; the source
+// rows the pre-copy read for them come from the evidence.
+func removeKeys(ctx context.Context, tx pgx.Tx, keys []string, all bool) (Removed, error) {
+	rm := Removed{Read: map[string]int64{}, Written: map[string]int64{}}
+	if err := removedReads(ctx, tx, keys, all, rm.Read); err != nil {
+		return rm, err
+	}
+	users := `SELECT user_id FROM users`
+	args := []any{}
+	if !all {
+		users += ` WHERE lower(username) = ANY($1::text[])`
+		args = append(args, localparts(keys))
+	}
+	bySession := `compat_session_id IN (SELECT compat_session_id FROM compat_sessions WHERE user_id IN (` + users + `))`
+	where := map[string]string{"compat_refresh_tokens": bySession, "compat_access_tokens": bySession}
+	for i := len(TargetTables) - 1; i >= 0; i-- {
+		t := TargetTables[i]
+		cond, ok := where[t]
+		if !ok {
+			cond = `user_id IN (` + users + `)`
+		}
+		tag, err := tx.Exec(ctx, "DELETE FROM "+pgx.Identifier{t}.Sanitize()+" WHERE "+cond, args...)
+		if err != nil {
+			return rm, fmt.Errorf("removing the changed users' rows from %s: %w", t, err)
+		}
+		if tag.RowsAffected() > 0 {
+			rm.Written[t] = tag.RowsAffected()
+		}
+	}
+	return rm, nil
+}
+
+// removedReads sums the evidence of the keys (all keys with all) per
+// entity, and drops it: those keys' evidence is the delta's now.
+func removedReads(ctx context.Context, tx pgx.Tx, keys []string, all bool, out map[string]int64) error {
+	cond, args := "", []any{}
+	if !all {
+		cond, args = ` WHERE k = ANY($1::text[])`, append(args, keys)
+	}
+	var c [6]int64
+	err := tx.QueryRow(ctx, `SELECT COALESCE(sum(counts[1]), 0)::bigint, COALESCE(sum(counts[2]), 0)::bigint,
+		COALESCE(sum(counts[3]), 0)::bigint, COALESCE(sum(counts[4]), 0)::bigint, COALESCE(sum(counts[5]), 0)::bigint,
+		COALESCE(sum(counts[6]), 0)::bigint FROM masflow_import.evidence`+cond, args...).
+		Scan(&c[0], &c[1], &c[2], &c[3], &c[4], &c[5])
+	if err != nil {
+		return fmt.Errorf("reading the changed users' evidence: %w", err)
+	}
+	for i, e := range synapse.Entities {
+		if c[i] > 0 {
+			out[string(e)] = c[i]
+		}
+	}
+	_, err = tx.Exec(ctx, `DELETE FROM masflow_import.evidence`+cond, args...)
+	return err
+}
+
+// localparts turns lowercased MXIDs into lowercased MAS usernames.
+func localparts(keys []string) []string {
+	out := make([]string, 0, len(keys))
+	for _, k := range keys {
+		local, _, _ := strings.Cut(strings.TrimPrefix(k, "@"), ":")
+		out = append(out, local)
+	}
+	return out
+}

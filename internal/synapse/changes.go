@@ -1,0 +1,297 @@
+package synapse
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Change detection for the pre-copy (docs/architecture.md, "Cut-over in
+// seconds"). Every source row belongs to one user key: the lowercased
+// MXID of its user (users.name, else the row's user_id), so that rows
+// whose owner differs only in case change together. A pre-copy records,
+// at its snapshot, the snapshot's mark (the oldest transaction it did
+// not see complete) and per key how many rows of each entity it read.
+// Later, a key has changed when one of its rows was written by a
+// transaction at or after the mark (its xmin lies in the window from the
+// mark to the next transaction ID), or when it has fewer rows outside
+// that window than recorded (a deletion). Nothing is written to Synapse:
+// the detection reads xmin, a system column every row version carries.
+
+// Buckets is how many hash buckets the per-key counts are summed into:
+// deletions are looked for key by key only inside buckets whose sums
+// differ.
+const Buckets = 1 << 16
+
+// maxWindow is the widest window (in transactions) whose xmin arithmetic
+// is trusted: within half the 32-bit XID space no row version written
+// after the mark can be confused with an older one.
+const maxWindow = 1 << 31
+
+// KeyCounts is one user key's rows per entity (in Entities order).
+type KeyCounts struct {
+	Key    string
+	Bucket int32
+	Counts [6]int64
+}
+
+// Mark is where the pre-copy's snapshot stands in the transaction
+// history, and the database it was taken of.
+type Mark struct {
+	// Xmin is the snapshot's xmin as a 64-bit transaction ID: every
+	// transaction before it had ended when the snapshot was taken.
+	Xmin int64 `json:"xmin"`
+	// System and Version identify the server: a restored, upgraded or
+	// other cluster has other transaction IDs (and hash functions).
+	System  string `json:"system"`
+	Version int    `json:"version"`
+}
+
+// ErrUntrusted says why the recorded evidence cannot prove what changed;
+// the delta falls back to importing everything.
+var ErrUntrusted = errors.New("the pre-copy's change evidence cannot be trusted")
+
+// keyExpr is the user-key expression of an entity's source table.
+func keyExpr(e Entity) string {
+	if e == Users {
+		return "lower(name)"
+	}
+	return "lower(user_id)"
+}
+
+// windowExpr is true for a row version written at or after the mark:
+// its 32-bit xmin, taken modulo 2^32 from the mark's, lies inside the
+// window ($1: the mark's low 32 bits, $2: the window's width). Special
+// XIDs (bootstrap, frozen) are never in it.
+const windowExpr = `(xmin::text::bigint >= 3 AND
+  ((xmin::text::bigint - $1::bigint) % 4294967296 + 4294967296) % 4294967296 < $2::bigint)`
+
+const markSQL = `SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint,
+  (SELECT system_identifier::text FROM pg_control_system()), current_setting('server_version_num')::int`
+
+// Mark reads the mark of the reader's snapshot (At), or of now.
+func (r *Reader) Mark(ctx context.Context) (Mark, error) {
+	var m Mark
+	err := r.inTx(ctx, func(tx pgx.Tx) error {
+		return tx.QueryRow(ctx, markSQL).Scan(&m.Xmin, &m.System, &m.Version)
+	})
+	if err != nil {
+		return Mark{}, fmt.Errorf("reading the snapshot's transaction mark: %w", err)
+	}
+	return m, nil
+}
+
+// evidenceSQL counts every key's rows per entity, with its bucket.
+func evidenceSQL() string {
+	var parts []string
+	for i, e := range Entities {
+		s, _ := specOf(e)
+		parts = append(parts, fmt.Sprintf("SELECT %s AS k, %d AS e FROM %s", keyExpr(e), i, pgx.Identifier{s.table}.Sanitize()))
+	}
+	var counts []string
+	for i := range Entities {
+		counts = append(counts, fmt.Sprintf("count(*) FILTER (WHERE e = %d)", i))
+	}
+	return fmt.Sprintf("SELECT k, (hashtext(k) & %d)::int, %s FROM (%s) s GROUP BY k",
+		Buckets-1, strings.Join(counts, ", "), strings.Join(parts, " UNION ALL "))
+}
+
+// Evidence streams every key's row counts at the reader's snapshot to fn.
+func (r *Reader) Evidence(ctx context.Context, fn func(KeyCounts) error) error {
+	return r.inTx(ctx, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, evidenceSQL())
+		if err != nil {
+			return fmt.Errorf("counting rows per user: %w", err)
+		}
+		var kc KeyCounts
+		dest := []any{&kc.Key, &kc.Bucket}
+		for i := range kc.Counts {
+			dest = append(dest, &kc.Counts[i])
+		}
+		_, err = pgx.ForEachRow(rows, dest, func() error { return fn(kc) })
+		if err != nil {
+			return fmt.Errorf("counting rows per user: %w", err)
+		}
+		return nil
+	})
+}
+
+// Recorded is what Changes compares with: the evidence of the pre-copy.
+type Recorded interface {
+	// BucketSums are the recorded counts per bucket and entity.
+	BucketSums(ctx context.Context) (map[int32][6]int64, error)
+	// Keys streams the recorded counts of the keys in the given buckets.
+	Keys(ctx context.Context, buckets []int32, fn func(KeyCounts) error) error
+}
+
+// Changes is what changed since a mark.
+type Changes struct {
+	// Dirty are the keys to import again, sorted.
+	Dirty []string
+	// Totals are the source rows per entity now (Entities order).
+	Totals [6]int64
+	// Window is how many transactions passed since the mark.
+	Window int64
+	// Written counts keys with a row version written since the mark;
+	// Deleted keys that lost rows (a key may be both).
+	Written, Deleted int
+}
+
+// Changes finds the keys changed since mark, at the reader's snapshot
+// (At) or in the stopped database, in one transaction: keys with a row
+// version in the window, and keys with fewer rows outside it than rec
+// recorded. It returns ErrUntrusted when the mark cannot be compared.
+func (r *Reader) Changes(ctx context.Context, mark Mark, rec Recorded) (Changes, error) {
+	var ch Changes
+	err := r.inTx(ctx, func(tx pgx.Tx) error {
+		low, err := window(ctx, tx, mark, &ch)
+		if err != nil {
+			return err
+		}
+		dirty := map[string]bool{}
+		old := make([]map[int32]int64, len(Entities))
+		for i, e := range Entities {
+			if old[i], err = scanEntity(ctx, tx, e, low, ch.Window, dirty, &ch.Totals[i]); err != nil {
+				return err
+			}
+		}
+		ch.Written = len(dirty)
+		deleted, err := deletions(ctx, tx, low, ch.Window, old, rec)
+		if err != nil {
+			return err
+		}
+		for _, k := range deleted {
+			dirty[k] = true
+		}
+		ch.Deleted = len(deleted)
+		for k := range dirty {
+			ch.Dirty = append(ch.Dirty, k)
+		}
+		slices.Sort(ch.Dirty)
+		return nil
+	})
+	return ch, err
+}
+
+// window checks the mark against the database now and sets the window;
+// it returns the mark's low 32 bits.
+func window(ctx context.Context, tx pgx.Tx, mark Mark, ch *Changes) (int64, error) {
+	var next int64
+	var now Mark
+	err := tx.QueryRow(ctx, `SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint,
+		(SELECT system_identifier::text FROM pg_control_system()), current_setting('server_version_num')::int`).
+		Scan(&next, &now.System, &now.Version)
+	if err != nil {
+		return 0, fmt.Errorf("reading the transaction horizon: %w", err)
+	}
+	ch.Window = next - mark.Xmin
+	return mark.Xmin & 0xFFFFFFFF, trustWindow(mark, now, next)
+}
+
+// trustWindow refuses a mark that cannot be compared with the database
+// now (its next transaction ID is next): another server, a mark ahead of
+// it, or a window past the freeze horizon.
+func trustWindow(mark, now Mark, next int64) error {
+	switch w := next - mark.Xmin; {
+	case now.System != mark.System || now.Version != mark.Version:
+		return fmt.Errorf("%w: the Synapse database server changed since the pre-copy (system %s version %d, now %s version %d: "+
+			"restored, upgraded or another cluster)", ErrUntrusted, mark.System, mark.Version, now.System, now.Version)
+	case mark.Xmin <= 0 || w < 0:
+		return fmt.Errorf("%w: the pre-copy's mark %d lies after the database's next transaction %d", ErrUntrusted, mark.Xmin, next)
+	case w >= maxWindow:
+		return fmt.Errorf("%w: %d transactions since the pre-copy, past the freeze horizon (%d): pre-copy again",
+			ErrUntrusted, w, int64(maxWindow))
+	}
+	return nil
+}
+
+// scanEntity reads an entity's table once: the keys with a row version in
+// the window go to dirty, the other rows are counted per bucket.
+func scanEntity(ctx context.Context, tx pgx.Tx, e Entity, low, width int64, dirty map[string]bool, total *int64) (map[int32]int64, error) {
+	s, _ := specOf(e)
+	sql := fmt.Sprintf(`SELECT CASE WHEN w THEN k END, CASE WHEN w THEN -1 ELSE hashtext(k) & %d END::int, count(*)
+		FROM (SELECT %s AS k, %s AS w FROM %s) s GROUP BY 1, 2`, Buckets-1, keyExpr(e), windowExpr, pgx.Identifier{s.table}.Sanitize())
+	rows, err := tx.Query(ctx, sql, low, width)
+	if err != nil {
+		return nil, fmt.Errorf("looking for changes in %s: %w", s.table, err)
+	}
+	old := map[int32]int64{}
+	var key *string
+	var bucket int32
+	var n int64
+	_, err = pgx.ForEachRow(rows, []any{&key, &bucket, &n}, func() error {
+		*total += n
+		if key != nil {
+			dirty[*key] = true
+		} else {
+			old[bucket] += n
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("looking for changes in %s: %w", s.table, err)
+	}
+	return old, nil
+}
+
+// deletions finds the keys with fewer rows outside the window than
+// recorded: rows outside it were all seen at the mark, so only a
+// deletion (or an update, whose new version is in the window) lowers the
+// count. Buckets are compared first; keys only inside differing ones.
+func deletions(ctx context.Context, tx pgx.Tx, low, width int64, old []map[int32]int64, rec Recorded) ([]string, error) {
+	sums, err := rec.BucketSums(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for i, e := range Entities {
+		var differ []int32
+		for b, want := range sums {
+			if want[i] != old[i][b] {
+				differ = append(differ, b)
+			}
+		}
+		if len(differ) == 0 {
+			continue
+		}
+		slices.Sort(differ)
+		now, err := keyCounts(ctx, tx, e, low, width, differ)
+		if err != nil {
+			return nil, err
+		}
+		err = rec.Keys(ctx, differ, func(kc KeyCounts) error {
+			if kc.Counts[i] != now[kc.Key] {
+				out = append(out, kc.Key)
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// keyCounts counts an entity's rows outside the window per key, inside
+// the given buckets.
+func keyCounts(ctx context.Context, tx pgx.Tx, e Entity, low, width int64, buckets []int32) (map[string]int64, error) {
+	s, _ := specOf(e)
+	sql := fmt.Sprintf(`SELECT k, count(*) FROM (SELECT %s AS k, %s AS w FROM %s) s
+		WHERE NOT w AND (hashtext(k) & %d) = ANY($3::int[]) GROUP BY k`, keyExpr(e), windowExpr, pgx.Identifier{s.table}.Sanitize(), Buckets-1)
+	rows, err := tx.Query(ctx, sql, low, width, buckets)
+	if err != nil {
+		return nil, fmt.Errorf("counting rows per user in %s: %w", s.table, err)
+	}
+	out := map[string]int64{}
+	var k string
+	var n int64
+	_, err = pgx.ForEachRow(rows, []any{&k, &n}, func() error { out[k] = n; return nil })
+	if err != nil {
+		return nil, fmt.Errorf("counting rows per user in %s: %w", s.table, err)
+	}
+	return out, nil
+}
