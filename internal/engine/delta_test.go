@@ -304,4 +304,3 @@ func (lt *liveTest) assertEqualsClean(t *testing.T) {
 		}
 	}
 }
-
