@@ -25,8 +25,12 @@ type ImportActivities struct {
 // activity that creates one.
 func (a *ImportActivities) PrepareImport(ctx context.Context, in contract.PrepareInput) (contract.PrepareResult, error) {
 	defer heartbeatEvery(ctx, nil)()
-	e, err := a.Runs.Prepare(ctx, engine.NewRun{Now: in.RunStartedAt, DryRun: in.DryRun,
+	e, err := a.Runs.Prepare(ctx, engine.NewRun{Now: in.RunStartedAt, DryRun: in.DryRun, Precopy: in.Precopy,
 		Rules: mas.Rules{Strict: in.Rules.Strict, IgnoreMissingProviders: in.Rules.IgnoreMissingProviders}})
+	if err != nil {
+		return contract.PrepareResult{}, classify(err)
+	}
+	precopied, err := a.Runs.Precopied(ctx)
 	if err != nil {
 		return contract.PrepareResult{}, classify(err)
 	}
@@ -34,7 +38,8 @@ func (a *ImportActivities) PrepareImport(ctx context.Context, in contract.Prepar
 	if err != nil {
 		return contract.PrepareResult{}, classify(err)
 	}
-	res := contract.PrepareResult{Resumed: e.Run().Resumed, Estimates: est}
+	res := contract.PrepareResult{Resumed: e.Run().Resumed, Estimates: est, RunStartedAt: e.Run().Now,
+		Precopy: e.Run().Precopy, Precopied: precopied}
 	for _, wave := range engine.Waves() {
 		var names []string
 		for _, e := range wave {
@@ -53,7 +58,13 @@ func (a *ImportActivities) PlanEntity(ctx context.Context, in contract.PlanInput
 	if err != nil {
 		return contract.PlanResult{}, classify(err)
 	}
-	shards, err := e.Plan(ctx, synapse.Entity(in.Entity), in.Shards)
+	plan := e.Plan
+	if in.Pass > 0 {
+		plan = func(ctx context.Context, entity synapse.Entity, n int) ([]mas.Shard, error) {
+			return e.PlanDelta(ctx, entity, in.Pass, n)
+		}
+	}
+	shards, err := plan(ctx, synapse.Entity(in.Entity), in.Shards)
 	if err != nil {
 		return contract.PlanResult{}, classify(err)
 	}
@@ -138,8 +149,33 @@ func (a *ImportActivities) FinishImport(ctx context.Context, in contract.SchemaI
 func (a *ImportActivities) DiscardDryRun(ctx context.Context, in contract.SchemaInput) (contract.None, error) {
 	defer heartbeatEvery(ctx, nil)()
 	if !in.DryRun {
-		return contract.None{}, nonRetryable("discard empties the MAS tables and exists only in dry runs",
-			contract.ErrTypeRefused)
+		// A migration's compensation removes its pre-copy (refused
+		// for any other run: those rows are a migration's).
+		return contract.None{}, classify(a.Runs.DiscardPrecopy(ctx, in.RestoreParallelism))
 	}
 	return contract.None{}, classify(a.Runs.Discard(ctx, in.RestoreParallelism))
+}
+
+// RecordEvidence records the pre-copy's change evidence at its snapshot.
+func (a *ImportActivities) RecordEvidence(ctx context.Context, in contract.RunInput) (contract.EvidenceResult, error) {
+	defer heartbeatEvery(ctx, nil)()
+	e, err := a.Runs.Open(ctx, in.RunStartedAt, in.Snapshot)
+	if err != nil {
+		return contract.EvidenceResult{}, classify(err)
+	}
+	n, err := e.RecordEvidence(ctx)
+	return contract.EvidenceResult{Keys: n}, classify(err)
+}
+
+// BeginDelta finds the users changed since the pre-copy and removes their
+// MAS rows (once: a retry returns the pass already begun).
+func (a *ImportActivities) BeginDelta(ctx context.Context, in contract.RunInput) (contract.DeltaResult, error) {
+	defer heartbeatEvery(ctx, nil)()
+	d, err := a.Runs.BeginDelta(ctx, in.RunStartedAt, Logger(ctx))
+	if err != nil {
+		return contract.DeltaResult{}, classify(err)
+	}
+	c := d.Changes
+	return contract.DeltaResult{Pass: d.Pass, Users: c.Keys, Written: c.Written, Deleted: c.Deleted, Window: c.Window,
+		All: c.All, Reason: c.Reason, Seconds: d.Took.Seconds()}, nil
 }

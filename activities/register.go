@@ -35,6 +35,8 @@ func Register(r worker.ActivityRegistry, s Set) {
 		register(r, contract.Reconcile, a.Reconcile)
 		register(r, contract.FinishImport, a.FinishImport)
 		register(r, contract.DiscardDryRun, a.DiscardDryRun)
+		register(r, contract.RecordEvidence, a.RecordEvidence)
+		register(r, contract.BeginDelta, a.BeginDelta)
 	}
 	if a := s.Homeserver; a != nil {
 		register(r, contract.Backup, a.Backup)

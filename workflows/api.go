@@ -27,6 +27,9 @@ const (
 	// the sender learns the state they left).
 	UpdatePause  = "pause"
 	UpdateResume = "resume"
+	// UpdateCutover starts the downtime after the pre-copy:
+	// CutoverRequest (it may come while the pre-copy still runs).
+	UpdateCutover = "cutover"
 	// QueryProgress returns Progress.
 	QueryProgress = "progress"
 )
@@ -71,6 +74,11 @@ type MigrationInput struct {
 	Approver             string
 	AcknowledgedWarnings []string
 	Import               ImportOptions
+	// CutoverAt, when set, starts the downtime after the pre-copy at this
+	// time (a durable timer; a cutover update may come earlier). Unset,
+	// the migration waits for the cutover update, or with PreApproved
+	// cuts over at once.
+	CutoverAt time.Time `json:",omitempty"`
 	// HostTaskQueue, when set, routes homeserver steps to a worker on the
 	// Synapse host.
 	HostTaskQueue string
@@ -143,6 +151,20 @@ type ApproveRequest struct {
 	Acknowledge []string
 }
 
+// Cutover records who started the downtime after the pre-copy, or the
+// schedule that did.
+type Cutover struct {
+	Approver string
+	Reason   string
+	At       time.Time
+}
+
+// CutoverRequest is the cutover update's payload.
+type CutoverRequest struct {
+	Approver string
+	Reason   string
+}
+
 // Progress is what the progress query and the UI's current details show.
 type Progress struct {
 	Homeserver string
@@ -158,6 +180,12 @@ type Progress struct {
 	// Verification is the verify step's probes, once it ran (failed
 	// ones name what answered and the fix).
 	Verification []contract.Probe `json:",omitempty"`
+	// Precopied is when the pre-copy completed; CutoverAt the scheduled
+	// cut-over; Cutover who started it; Delta what the delta imports.
+	Precopied *time.Time            `json:",omitempty"`
+	CutoverAt *time.Time            `json:",omitempty"`
+	Cutover   *Cutover              `json:",omitempty"`
+	Delta     *contract.DeltaResult `json:",omitempty"`
 }
 
 // EntityProgress is one entity's import progress. Every source row read
@@ -194,4 +222,8 @@ type MigrationResult struct {
 	DryRunRestarts int `json:",omitempty"`
 	// Verification is the verify step's probes.
 	Verification []contract.Probe `json:",omitempty"`
+	// Cutover and Delta: the cut-over after a pre-copy and what its
+	// delta imported again.
+	Cutover *Cutover              `json:",omitempty"`
+	Delta   *contract.DeltaResult `json:",omitempty"`
 }

@@ -2,6 +2,7 @@ package workflows
 
 import (
 	"errors"
+	"slices"
 	"strings"
 
 	"github.com/masflow/masflow/workflows/contract"
@@ -22,6 +23,16 @@ func (m *migration) registerHandlers(ctx workflow.Context) error {
 			return *m.st.Approval, nil
 		},
 		workflow.UpdateHandlerOptions{Validator: m.validateApproval})
+	if err != nil {
+		return err
+	}
+	err = workflow.SetUpdateHandlerWithOptions(ctx, UpdateCutover,
+		func(ctx workflow.Context, req CutoverRequest) (Cutover, error) {
+			m.st.Cutover = &Cutover{Approver: req.Approver, Reason: req.Reason, At: workflow.Now(ctx)}
+			workflow.GetLogger(ctx).Info("cut-over decided", "approver", req.Approver, "reason", req.Reason)
+			return *m.st.Cutover, nil
+		},
+		workflow.UpdateHandlerOptions{Validator: m.validateCutover})
 	if err != nil {
 		return err
 	}
@@ -63,6 +74,23 @@ func (m *migration) validateApproval(req ApproveRequest) error {
 	}
 	if missing := unacknowledged(m.st.Warnings, req.Acknowledge); req.Approve && len(missing) > 0 {
 		return errors.New("acknowledge every warning to approve; missing: " + strings.Join(missing, ", "))
+	}
+	return nil
+}
+
+// validateCutover rejects a cut-over that cannot be recorded: it may come
+// any time before the cutover step is done (during the pre-copy too: the
+// gate then opens as soon as the copy is complete).
+func (m *migration) validateCutover(req CutoverRequest) error {
+	switch {
+	case req.Approver == "":
+		return errors.New("approver is required (who starts the downtime)")
+	case m.st.Cutover != nil:
+		return errors.New("the cut-over was already started by " + m.st.Cutover.Approver)
+	case !slices.Contains(m.plan(), contract.StepCutover):
+		return errors.New("this migration has no cutover step (it runs without a pre-copy)")
+	case slices.Contains(m.st.Done, contract.StepCutover):
+		return errors.New("this migration is past its cut-over")
 	}
 	return nil
 }

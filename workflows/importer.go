@@ -36,6 +36,15 @@ type ImportState struct {
 	Snapshot string
 	// Restarts counts the dry run's restarts after its snapshot was lost.
 	Restarts int
+	// Precopy: the run is a pre-copy (read at a snapshot of the live
+	// Synapse, like a dry run); Precopied: the copy is complete, at
+	// PrecopiedAt. RunNow is the run's "now" when an earlier migration
+	// made the pre-copy (zero: RunStartedAt).
+	Precopy, Precopied bool      `json:",omitempty"`
+	PrecopiedAt        time.Time `json:",omitempty"`
+	RunNow             time.Time `json:",omitempty"`
+	// Delta is the delta pass the import applies after a pre-copy.
+	Delta *contract.DeltaResult `json:",omitempty"`
 }
 
 // dryRunHistoryLimit is the history length at which a dry run, which
@@ -77,21 +86,24 @@ func (m *migration) importAll(ctx workflow.Context) error {
 // wave (users first, then what points at users, then tokens, which point
 // at device sessions) and rebuilds the schema. Each shard runs as
 // repeated ImportShard activities resuming from the engine's durable
-// checkpoint, on any database worker.
+// checkpoint, on any database worker. A pre-copy records its change
+// evidence last, still at its snapshot.
 func (m *migration) importRun(ctx workflow.Context) error {
 	st := &m.st.Import
-	if !m.in.DryRun {
+	if !m.atSnapshot() {
 		m.holdWriterLock(ctx)
 	}
 	if !st.Prepared {
-		prep, err := call(ctx, m, contract.PrepareImport, "check and record the run in MAS",
-			contract.PrepareInput{RunInput: m.runInput(), Rules: m.rules()})
-		if err != nil {
+		if err := m.prepare(ctx); err != nil {
 			return err
 		}
-		st.Prepared, st.Estimates, st.Waves = true, prep.Estimates, prep.Waves
 	}
-	if m.in.DryRun {
+	if st.Precopy && (st.Precopied || !m.precopying) {
+		// A complete pre-copy (an earlier migration's) is not copied
+		// again; the import step applies its delta.
+		return nil
+	}
+	if m.atSnapshot() {
 		if err := m.holdSnapshot(ctx); err != nil {
 			return err
 		}
@@ -102,6 +114,39 @@ func (m *migration) importRun(ctx workflow.Context) error {
 		}
 		st.SchemaPaused = true
 	}
+	if err := m.importWaves(ctx); err != nil || st.WavesDone < len(st.Waves) {
+		return err
+	}
+	if err := m.restoreSchema(ctx); err != nil || !st.Precopy {
+		return err
+	}
+	_, err := call(ctx, m, contract.RecordEvidence, "record what the delta compares with", m.runInput())
+	return err
+}
+
+// prepare creates the run in MAS (or finds it again): a pre-copy made by
+// an earlier migration is adopted, with its "now".
+func (m *migration) prepare(ctx workflow.Context) error {
+	st := &m.st.Import
+	prep, err := call(ctx, m, contract.PrepareImport, "check and record the run in MAS",
+		contract.PrepareInput{RunInput: m.runInput(), Rules: m.rules(), Precopy: st.Precopy})
+	if err != nil {
+		return err
+	}
+	st.Prepared, st.Estimates, st.Waves = true, prep.Estimates, prep.Waves
+	if prep.Precopy {
+		st.Precopy, st.Precopied = true, prep.Precopied
+		if !prep.RunStartedAt.Equal(m.st.RunStartedAt.Truncate(time.Microsecond)) {
+			st.RunNow = prep.RunStartedAt
+		}
+	}
+	return nil
+}
+
+// importWaves runs the waves not done yet; it returns with waves left
+// when it continues-as-new or a wave stopped short.
+func (m *migration) importWaves(ctx workflow.Context) error {
+	st := &m.st.Import
 	for st.WavesDone < len(st.Waves) {
 		done, err := m.importWave(ctx, st.Waves[st.WavesDone])
 		if err != nil || !done {
@@ -113,7 +158,7 @@ func (m *migration) importRun(ctx workflow.Context) error {
 			return m.continueAsNew(ctx)
 		}
 	}
-	return m.restoreSchema(ctx)
+	return nil
 }
 
 // restoreSchema rebuilds the paused indexes and constraints, in parallel
@@ -205,7 +250,7 @@ func (m *migration) planWave(ctx workflow.Context, wave []string) ([]string, err
 	var pending []string
 	for _, entity := range wave {
 		plan, err := call(ctx, m, contract.PlanEntity, "plan shards of "+entity,
-			contract.PlanInput{RunInput: m.runInput(), Entity: entity, Shards: m.in.Import.ShardsPerEntity})
+			contract.PlanInput{RunInput: m.runInput(), Entity: entity, Shards: m.in.Import.ShardsPerEntity, Pass: m.pass()})
 		if err != nil {
 			return nil, err
 		}

@@ -44,6 +44,11 @@ type State struct {
 	// Verification is the verify step's probes (also those of a failed
 	// verification, from its error's details).
 	Verification []contract.Probe `json:",omitempty"`
+	// Sequence is the step sequence the migration was started with:
+	// sequencePrecopy, else the stop-first one of v0.1.0.
+	Sequence int `json:",omitempty"`
+	// Cutover records the start of the downtime after the pre-copy.
+	Cutover *Cutover `json:",omitempty"`
 }
 
 // migration is one run of the workflow function.
@@ -58,6 +63,9 @@ type migration struct {
 	// holder is a dry run's snapshot holder (snapshot.go), nil otherwise;
 	// lock a real import's writer lock holder.
 	holder, lock *holder
+	// precopying: the precopy step runs (the import run copies a
+	// snapshot instead of stopping at a pre-copy it finds).
+	precopying bool
 }
 
 // MigrationWorkflow moves a Synapse homeserver to MAS: advise → approve →
@@ -74,7 +82,8 @@ func MigrationWorkflow(ctx workflow.Context, in MigrationInput) (MigrationResult
 		return MigrationResult{}, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeBadInput, nil)
 	}
 	if m.st == nil {
-		m.st = &State{RunStartedAt: workflow.Now(ctx).UTC()}
+		m.st = &State{RunStartedAt: workflow.Now(ctx).UTC(),
+			Sequence: int(workflow.GetVersion(ctx, changePrecopy, workflow.DefaultVersion, sequencePrecopy))}
 	}
 	if err := m.registerHandlers(ctx); err != nil {
 		return MigrationResult{}, err
@@ -90,7 +99,10 @@ func MigrationWorkflow(ctx workflow.Context, in MigrationInput) (MigrationResult
 
 // plan lists the steps this migration runs.
 func (m *migration) plan() []string {
-	steps := contract.AllSteps()
+	steps := contract.StopFirstSteps()
+	if m.st.Sequence == sequencePrecopy {
+		steps = contract.AllSteps()
+	}
 	if m.in.DryRun {
 		steps = contract.DryRunSteps()
 	}
@@ -144,8 +156,12 @@ func (m *migration) runStep(ctx workflow.Context, step string) error {
 		return err
 	case contract.StepSyncSchema:
 		return hostStep(ctx, m, contract.SyncSchema, "mas-cli config sync", contract.None{})
+	case contract.StepPrecopy:
+		return m.precopy(ctx)
+	case contract.StepCutover:
+		return m.cutover(ctx)
 	case contract.StepImport:
-		return m.importAll(ctx)
+		return m.importStep(ctx)
 	case contract.StepReconcile:
 		return m.reconcile(ctx)
 	case contract.StepReconfigure:
@@ -187,7 +203,7 @@ func (m *migration) rules() contract.Rules {
 
 // runInput identifies the import run (and a dry run's snapshot).
 func (m *migration) runInput() contract.RunInput {
-	return contract.RunInput{RunStartedAt: m.st.RunStartedAt, DryRun: m.in.DryRun, Snapshot: m.st.Import.Snapshot}
+	return contract.RunInput{RunStartedAt: m.runNow(), DryRun: m.in.DryRun, Snapshot: m.st.Import.Snapshot}
 }
 
 func (m *migration) schemaInput() contract.SchemaInput {
@@ -257,7 +273,7 @@ func probesOf(res contract.StepResult, err error) []contract.Probe {
 // lock again (continue-as-new after the import released it); a dry run
 // whose snapshot is lost by then imports again from zero.
 func (m *migration) reconcile(ctx workflow.Context) error {
-	if !m.in.DryRun {
+	if !m.atSnapshot() {
 		m.holdWriterLock(ctx)
 	}
 	rec, err := call(ctx, m, contract.Reconcile, "exact reconciliation", m.runInput())
@@ -287,7 +303,7 @@ func (m *migration) compensate(ctx workflow.Context, cause error) {
 	// back, needs a human) must show, not the block they follow.
 	m.st.Blocked = nil
 	m.releaseHoldersDisconnected(ctx)
-	if !m.compensateSchema(ctx) {
+	if !m.compensateSchema(ctx) || !m.discardPrecopy(ctx) {
 		// Whatever the homeserver steps below report, a human must act.
 		defer func() {
 			dctx, cancel := workflow.NewDisconnectedContext(ctx)
@@ -370,7 +386,7 @@ func (m *migration) result() MigrationResult {
 	p := m.progress()
 	return MigrationResult{Homeserver: m.in.Homeserver, DryRun: m.in.DryRun, Steps: m.st.Done, Rows: p.Rows,
 		Entities: p.Entities, Problems: m.st.Import.Problems, Approval: m.st.Approval, Report: m.st.Import.Report,
-		DryRunRestarts: m.st.Import.Restarts, Verification: m.st.Verification}
+		DryRunRestarts: m.st.Import.Restarts, Verification: m.st.Verification, Cutover: m.st.Cutover, Delta: m.st.Import.Delta}
 }
 
 // continueAsNewDue: the server suggests it, or history passed our

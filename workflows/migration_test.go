@@ -55,6 +55,11 @@ type harness struct {
 	holdFails int
 	// advised is the input of the last Advise call.
 	advised contract.AdviseInput
+	// precopy and evidence: the MAS database holds a pre-copy, and its
+	// evidence is recorded (it is complete).
+	precopy, evidence bool
+	// reconciled counts Reconcile calls.
+	reconciled int
 	// mu guards the fields above: the test environment runs activities
 	// on goroutines of their own.
 	mu sync.Mutex
@@ -80,6 +85,12 @@ func (h *harness) setBroken(step string, final, broken bool) {
 	} else {
 		h.down[step] = broken
 	}
+}
+
+func (h *harness) reconciledCount() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.reconciled
 }
 
 // ran returns a copy of the calls so far.
@@ -112,15 +123,32 @@ func stub[I, O any](env *testsuite.TestWorkflowEnvironment, act contract.Activit
 // testWaves is the wave plan PrepareImport reports.
 var testWaves = [][]string{{"users"}, {"threepids", "external_ids", "devices"}, {"access_tokens", "refresh_pairs"}}
 
+// newHarness runs migrations in the stop-first sequence of v0.1.0 (what
+// most tests below are about; precopy_test.go covers the sequence with
+// the pre-copy).
 func newHarness(t *testing.T) *harness { return newHarnessWith(t, 0) }
 
-// newHarnessWith makes each ImportShard call take shardDelay.
+// newPrecopyHarness runs migrations in today's sequence, with the
+// pre-copy.
+func newPrecopyHarness(t *testing.T) *harness { return newHarnessOf(t, 0, true) }
+
+// newHarnessWith makes each ImportShard call take shardDelay (stop-first
+// sequence).
 func newHarnessWith(t *testing.T, shardDelay time.Duration) *harness {
+	return newHarnessOf(t, shardDelay, false)
+}
+
+// newHarnessOf makes each ImportShard call take shardDelay, in the
+// sequence with the pre-copy or the stop-first one.
+func newHarnessOf(t *testing.T, shardDelay time.Duration, precopy bool) *harness {
 	var suite testsuite.WorkflowTestSuite
 	suite.SetLogger(log.NewStructuredLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
 	h := &harness{env: suite.NewTestWorkflowEnvironment(), fail: map[string]error{}, calls2: map[string]int{}, down: map[string]bool{},
 		denied: map[string]bool{}}
 	h.env.RegisterWorkflow(MigrationWorkflow)
+	if !precopy {
+		h.env.OnGetVersion(changePrecopy, workflow.DefaultVersion, sequencePrecopy).Return(workflow.DefaultVersion)
+	}
 	stub(h.env, contract.Advise, func(_ context.Context, in contract.AdviseInput) (contract.AdviseResult, error) {
 		h.record(contract.StepAdvise)
 		h.mu.Lock()
@@ -175,7 +203,22 @@ func (h *harness) stubImport() {
 		if err := h.transient("prepare"); err != nil {
 			return contract.PrepareResult{}, err
 		}
-		return contract.PrepareResult{Estimates: map[string]int64{"users": 10}, Waves: testWaves}, nil
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		h.precopy = h.precopy || in.Precopy
+		return contract.PrepareResult{Estimates: map[string]int64{"users": 10}, Waves: testWaves, RunStartedAt: in.RunStartedAt,
+			Precopy: h.precopy, Precopied: h.evidence}, nil
+	})
+	stub(h.env, contract.RecordEvidence, func(context.Context, contract.RunInput) (contract.EvidenceResult, error) {
+		h.record("evidence")
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		h.evidence = true
+		return contract.EvidenceResult{Keys: 10}, nil
+	})
+	stub(h.env, contract.BeginDelta, func(context.Context, contract.RunInput) (contract.DeltaResult, error) {
+		h.record("delta")
+		return contract.DeltaResult{Pass: 1, Users: 3, Written: 2, Deleted: 1}, h.fail["delta"]
 	})
 	stub(h.env, contract.HoldSnapshot, func(ctx context.Context, in contract.RunInput) (contract.None, error) {
 		h.record("hold_snapshot")
@@ -190,7 +233,14 @@ func (h *harness) stubImport() {
 		if lose {
 			return contract.None{}, temporal.NewNonRetryableApplicationError("snapshot gone", contract.ErrTypeSnapshotGone, nil)
 		}
-		for ctx.Err() == nil {
+		// Held until cancelled, or until a reconciliation ran: the
+		// environment does not cancel an activity the workflow gave up
+		// without waiting, and a double still running would stop its
+		// clock from skipping ahead to the cut-over.
+		h.mu.Lock()
+		reconciled := h.reconciled
+		h.mu.Unlock()
+		for ctx.Err() == nil && h.reconciledCount() == reconciled {
 			activity.RecordHeartbeat(ctx)
 			time.Sleep(10 * time.Millisecond)
 		}
@@ -241,7 +291,9 @@ func (h *harness) stubImport() {
 		return contract.RestoreSchemaResult{Restored: 51}, h.fail["restore_schema"]
 	})
 	stub(h.env, contract.PlanEntity, func(_ context.Context, in contract.PlanInput) (contract.PlanResult, error) {
-		return contract.PlanResult{Shards: []string{in.Entity + "/000", in.Entity + "/001"}}, nil
+		// A delta pass's shards have IDs of their own (…/100 for pass 1).
+		return contract.PlanResult{Shards: []string{fmt.Sprintf("%s/%03d", in.Entity, 100*in.Pass),
+			fmt.Sprintf("%s/%03d", in.Entity, 100*in.Pass+1)}}, nil
 	})
 	shard := func(_ context.Context, in contract.ShardInput) (contract.ShardResult, error) {
 		return h.importShard(in)
@@ -252,6 +304,9 @@ func (h *harness) stubImport() {
 			return contract.ReconcileResult{}, err
 		}
 		h.record(contract.StepReconcile)
+		h.mu.Lock()
+		h.reconciled++
+		h.mu.Unlock()
 		return contract.ReconcileResult{OK: h.fail[contract.StepReconcile] == nil, Problems: problems(h.fail[contract.StepReconcile])}, nil
 	})
 	stub(h.env, contract.FinishImport, func(context.Context, contract.SchemaInput) (contract.FinishResult, error) {
@@ -260,6 +315,9 @@ func (h *harness) stubImport() {
 	})
 	stub(h.env, contract.DiscardDryRun, func(context.Context, contract.SchemaInput) (contract.None, error) {
 		h.record(contract.StepDiscard)
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		h.precopy, h.evidence = false, false
 		return contract.None{}, nil
 	})
 }

@@ -11,7 +11,15 @@ import (
 func (m *migration) progress() Progress {
 	st := &m.st.Import
 	p := Progress{Homeserver: m.in.Homeserver, Phase: m.phase, Paused: m.st.Paused, DryRun: m.in.DryRun,
-		Warnings: m.st.Warnings, Done: m.st.Done, Blocked: m.st.Blocked, Verification: m.st.Verification}
+		Warnings: m.st.Warnings, Done: m.st.Done, Blocked: m.st.Blocked, Verification: m.st.Verification,
+		Cutover: m.st.Cutover, Delta: st.Delta}
+	if st.Precopied && !st.PrecopiedAt.IsZero() {
+		at := st.PrecopiedAt
+		p.Precopied = &at
+	}
+	if at := m.in.CutoverAt; !at.IsZero() {
+		p.CutoverAt = &at
+	}
 	for wave, entities := range st.Waves {
 		for _, entity := range entities {
 			p.Entities = append(p.Entities, m.entityProgress(entity, wave < st.WavesDone))

@@ -93,7 +93,7 @@ func (m *migration) holderLost() bool {
 // snapshotLost reports whether err (or the holder's end) means the dry
 // run's snapshot is gone, so that the dry run must start again.
 func (m *migration) snapshotLost(ctx workflow.Context, err error) bool {
-	return m.in.DryRun && err != nil && ctx.Err() == nil &&
+	return m.atSnapshot() && err != nil && ctx.Err() == nil &&
 		(errorType(err) == contract.ErrTypeSnapshotGone || m.holderLost())
 }
 
@@ -130,6 +130,6 @@ func (m *migration) restartDryRun(ctx workflow.Context) error {
 		m.schemaInput()); err != nil {
 		return err
 	}
-	m.st.Import = ImportState{Restarts: m.st.Import.Restarts + 1}
+	m.st.Import = ImportState{Restarts: m.st.Import.Restarts + 1, Precopy: m.st.Import.Precopy}
 	return nil
 }

@@ -34,8 +34,9 @@ type Runs struct {
 	// ReportDir, when set, receives the findings report at the finish.
 	ReportDir string
 	// VerifyStopped fails while Synapse or MAS is verifiably running; a
-	// real run is never prepared then.
-	VerifyStopped func(ctx context.Context) error
+	// real run is never prepared then. VerifyMASStopped fails while MAS
+	// runs: a pre-copy is never prepared then (Synapse serves on).
+	VerifyStopped, VerifyMASStopped func(ctx context.Context) error
 }
 
 // NewRun is what a new run records.
@@ -62,6 +63,11 @@ func (r *Runs) Prepare(ctx context.Context, want NewRun) (*Engine, error) {
 	if !want.DryRun && !want.Precopy && r.VerifyStopped != nil {
 		if err := r.VerifyStopped(ctx); err != nil {
 			return nil, fmt.Errorf("%w (stop it, include the stop step, or use --dry-run): %w", ErrHomeserverRunning, err)
+		}
+	}
+	if want.Precopy && r.VerifyMASStopped != nil {
+		if err := r.VerifyMASStopped(ctx); err != nil {
+			return nil, fmt.Errorf("%w (MAS must not serve while its tables hold a pre-copy): %w", ErrHomeserverRunning, err)
 		}
 	}
 	salt, err := r.salt()
@@ -232,6 +238,28 @@ func (r *Runs) Discard(ctx context.Context, restoreParallelism int) error {
 		return err
 	}
 	return mas.Finish(ctx, r.MAS)
+}
+
+// DiscardPrecopy is Discard for a migration's compensation: it refuses
+// anything but a pre-copy (whose delta may have begun).
+func (r *Runs) DiscardPrecopy(ctx context.Context, restoreParallelism int) error {
+	run, err := mas.OwnRun(ctx, r.MAS)
+	switch {
+	case err != nil:
+		return err
+	case !run.Resumed:
+		return nil // nothing left: an earlier attempt discarded it
+	case !run.Precopy:
+		return fmt.Errorf("the MAS database holds a migration's import, not a pre-copy: %w", ErrNotDiscardable)
+	}
+	return r.Discard(ctx, restoreParallelism)
+}
+
+// Precopied reports whether the MAS database holds a complete pre-copy
+// (its change evidence recorded).
+func (r *Runs) Precopied(ctx context.Context) (bool, error) {
+	mark, err := mas.Mark(ctx, r.MAS)
+	return mark != nil, err
 }
 
 // ErrNotDiscardable: the MAS tables hold rows no dry run recorded.

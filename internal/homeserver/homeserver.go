@@ -99,6 +99,22 @@ func (p *Probes) VerifyStopped(ctx context.Context) error {
 		"homeserver.controller none): %w", strings.Join(alive, "; "), ErrNotYet)
 }
 
+// VerifyMASStopped fails (ErrNotYet) while MAS is verifiably running: a
+// pre-copy fills MAS's tables while Synapse serves, and MAS must not
+// serve them before the cut-over.
+func (p *Probes) VerifyMASStopped(ctx context.Context) error {
+	syn, err := p.synapse()
+	if err != nil {
+		return err
+	}
+	st, err := liveness.Probe(ctx, liveness.Target{Synapse: syn, MAS: p.MAS, SynapseDB: p.SynapseDB, HTTP: p.HTTP})
+	if err != nil || len(st.MAS) == 0 {
+		return err
+	}
+	return fmt.Errorf("MAS runs: %s; stop it until the cut-over (a pre-copy fills its tables while Synapse serves): %w",
+		strings.Join(st.MAS, "; "), ErrNotYet)
+}
+
 // alive lists what shows Synapse or MAS running (empty: both stopped).
 func (p *Probes) alive(ctx context.Context) ([]string, error) {
 	syn, err := p.synapse()

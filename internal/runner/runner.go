@@ -174,7 +174,8 @@ func (d *Deps) Activities(log *zap.Logger) (activities.Set, error) {
 			SynapsePython: d.Settings.Homeserver.SynapsePython, Rewrites: d.Settings.Homeserver.Controller != "none"},
 		Import: &activities.ImportActivities{Runs: &engine.Runs{Reader: d.Reader, MAS: d.MASPool,
 			ServerName: d.Synapse.ServerName, Providers: d.MAS.ProviderMap(), SaltFile: d.Settings.Import.SaltFile,
-			ReportDir: d.Settings.Import.ReportDir, VerifyStopped: probes.VerifyStopped}},
+			ReportDir: d.Settings.Import.ReportDir, VerifyStopped: probes.VerifyStopped,
+			VerifyMASStopped: probes.VerifyMASStopped}},
 		Homeserver: &activities.HomeserverActivities{Controller: controller},
 	}, nil
 }

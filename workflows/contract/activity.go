@@ -67,6 +67,12 @@ var (
 	Reconcile      = Activity[RunInput, ReconcileResult]{"Reconcile", StepReconcile, Database}
 	FinishImport   = Activity[SchemaInput, FinishResult]{"FinishImport", StepFinish, Database}
 	DiscardDryRun  = Activity[SchemaInput, None]{"DiscardDryRun", StepDiscard, Database}
+
+	// RecordEvidence records, at the pre-copy's snapshot, what the delta
+	// compares with; BeginDelta finds the users changed since and
+	// removes their MAS rows, once.
+	RecordEvidence = Activity[RunInput, EvidenceResult]{"RecordEvidence", StepPrecopy, Long}
+	BeginDelta     = Activity[RunInput, DeltaResult]{"BeginDelta", StepImport, Long}
 )
 
 // Named is what every Activity tells of itself, whatever its types.
@@ -90,7 +96,7 @@ func (a Activity[I, O]) StepName() string { return a.Step }
 func All() []Named {
 	return []Named{Advise, Backup, StopHomeserver, SyncSchema, Reconfigure, StartHomeserver, Verify, RestoreConfig,
 		PrepareImport, HoldSnapshot, AwaitSnapshot, HoldWriterLock, PauseSchema, PlanEntity, ImportShard, RestoreSchema, Reconcile,
-		FinishImport, DiscardDryRun}
+		FinishImport, DiscardDryRun, RecordEvidence, BeginDelta}
 }
 
 // StepOf names the step an activity type belongs to ("" if unknown).

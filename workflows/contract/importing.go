@@ -27,6 +27,9 @@ type Rules struct {
 type PrepareInput struct {
 	RunInput
 	Rules Rules
+	// Precopy prepares a pre-copy: Synapse keeps serving, the run reads
+	// a snapshot, and a later import applies the delta.
+	Precopy bool
 }
 
 // PrepareResult says whether the run is resumed and how big it is.
@@ -38,6 +41,33 @@ type PrepareResult struct {
 	// depends only on entities of earlier ones. The workflow records
 	// them once and imports wave by wave.
 	Waves [][]string
+	// RunStartedAt is the run's recorded "now": a pre-copy made by an
+	// earlier migration keeps its own, which this migration adopts.
+	RunStartedAt time.Time
+	// Precopy: the run is a pre-copy; Precopied: its copy is complete
+	// (its evidence recorded), so the import applies only the delta.
+	Precopy, Precopied bool
+}
+
+// EvidenceResult counts the user keys the pre-copy recorded.
+type EvidenceResult struct {
+	Keys int64
+}
+
+// DeltaResult is a begun delta pass: what changed since the pre-copy,
+// and whether everything is imported again (the evidence could not be
+// trusted, Reason says why).
+type DeltaResult struct {
+	Pass int
+	// Users to import again; Written of them had rows written, Deleted
+	// lost rows, since the pre-copy.
+	Users, Written, Deleted int
+	// Window is how many transactions Synapse ran since the pre-copy.
+	Window int64
+	All    bool
+	Reason string `json:",omitempty"`
+	// Seconds is how long finding the changes took.
+	Seconds float64
 }
 
 // SnapshotResult names the snapshot HoldSnapshot holds.
@@ -50,6 +80,8 @@ type PlanInput struct {
 	RunInput
 	Entity string
 	Shards int
+	// Pass plans the shards of a delta pass (0: the import itself).
+	Pass int `json:",omitempty"`
 }
 
 // PlanResult lists the shard IDs.

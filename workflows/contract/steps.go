@@ -7,7 +7,12 @@ const (
 	StepBackup      = "backup"
 	StepStop        = "stop"
 	StepSyncSchema  = "sync_schema"
-	StepImport      = "import"
+	// StepPrecopy imports a snapshot of the live Synapse; StepCutover
+	// waits for the operator's cut-over (docs/architecture.md, "Cut-over
+	// in seconds"). The import after a pre-copy applies only the delta.
+	StepPrecopy = "precopy"
+	StepCutover = "cutover"
+	StepImport  = "import"
 	StepReconcile   = "reconcile"
 	StepReconfigure = "reconfigure"
 	StepStart       = "start"
@@ -19,8 +24,17 @@ const (
 	StepCompensation = "compensation"
 )
 
-// AllSteps is the full sequence of a real migration.
+// AllSteps is the full sequence of a real migration: the copy is made
+// while Synapse serves, and the downtime (stop to start) imports only
+// what changed since.
 func AllSteps() []string {
+	return []string{StepAdvise, StepApprove, StepBackup, StepSyncSchema, StepPrecopy, StepCutover, StepStop,
+		StepImport, StepReconcile, StepReconfigure, StepStart, StepVerify, StepFinish}
+}
+
+// StopFirstSteps is the sequence of migrations started before the
+// pre-copy existed (v0.1.0): everything is imported after the stop.
+func StopFirstSteps() []string {
 	return []string{StepAdvise, StepApprove, StepBackup, StepStop, StepSyncSchema, StepImport,
 		StepReconcile, StepReconfigure, StepStart, StepVerify, StepFinish}
 }

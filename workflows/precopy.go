@@ -1,0 +1,138 @@
+package workflows
+
+import (
+	"time"
+
+	"github.com/masflow/masflow/workflows/contract"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+)
+
+// The pre-copy (docs/architecture.md, "Cut-over in seconds"): the copy is
+// made while Synapse serves, read at a snapshot like a dry run; at the
+// cut-over the import applies only what changed since.
+
+// changePrecopy guards the step sequence with the pre-copy (see the
+// change-ID table in docs/architecture.md): migrations started before it
+// keep the stop-first sequence.
+const (
+	changePrecopy   = "precopy-sequence"
+	sequencePrecopy = 1
+)
+
+// atSnapshot reports whether the import reads an exported snapshot of a
+// running Synapse (a dry run, or a pre-copy not yet complete) rather
+// than the stopped, write-locked tables.
+func (m *migration) atSnapshot() bool {
+	return m.in.DryRun || (m.st.Import.Precopy && !m.st.Import.Precopied)
+}
+
+// runNow is the import run's "now": the migration's, or that of the
+// earlier migration whose pre-copy this one adopted.
+func (m *migration) runNow() time.Time {
+	if !m.st.Import.RunNow.IsZero() {
+		return m.st.Import.RunNow
+	}
+	return m.st.RunStartedAt
+}
+
+// pass is the delta pass the import's shards belong to (0: none).
+func (m *migration) pass() int {
+	if d := m.st.Import.Delta; d != nil {
+		return d.Pass
+	}
+	return 0
+}
+
+// precopy imports a snapshot of the live Synapse, records the change
+// evidence at it and reconciles it exactly (restarting, like a dry run,
+// when its snapshot is lost).
+func (m *migration) precopy(ctx workflow.Context) error {
+	st := &m.st.Import
+	st.Precopy, m.precopying = true, true
+	defer func() { m.precopying = false }()
+	if err := m.importAll(ctx); err != nil || st.Precopied || st.WavesDone < len(st.Waves) {
+		return err
+	}
+	if err := m.reconcile(ctx); err != nil {
+		return err
+	}
+	st.Precopied, st.PrecopiedAt, st.Snapshot = true, workflow.Now(ctx), ""
+	return nil
+}
+
+// importStep is the import step: everything, or, when preparing finds a
+// pre-copy (this migration's or an earlier one's), only the delta.
+func (m *migration) importStep(ctx workflow.Context) error {
+	if !m.st.Import.Precopy || m.in.DryRun {
+		if err := m.importAll(ctx); err != nil || !m.st.Import.Precopy || m.in.DryRun {
+			return err
+		}
+	}
+	return m.importDelta(ctx)
+}
+
+// errPrecopyIncomplete: the import found a pre-copy that never finished.
+var errPrecopyIncomplete = temporal.NewNonRetryableApplicationError("the MAS database holds a pre-copy that did not "+
+	"finish: run the precopy step again (starter migrate --steps precopy), or remove it "+
+	"(starter migrate --dry-run --steps discard)", contract.ErrTypeRefused, nil)
+
+// importDelta finds what changed since the pre-copy, removes those users'
+// MAS rows and imports them again, wave by wave, with Synapse stopped
+// and write-locked.
+func (m *migration) importDelta(ctx workflow.Context) error {
+	st := &m.st.Import
+	if !st.Precopied {
+		return errPrecopyIncomplete
+	}
+	m.holdWriterLock(ctx)
+	if st.Delta == nil {
+		d, err := call(ctx, m, contract.BeginDelta, "find and remove what changed since the pre-copy", m.runInput())
+		if err != nil {
+			return err
+		}
+		st.Delta, st.WavesDone = &d, 0
+		if d.All {
+			workflow.GetLogger(ctx).Warn("the delta imports everything again", "reason", d.Reason)
+		}
+	}
+	return m.importWaves(ctx)
+}
+
+// cutover waits for the operator's cutover update, the scheduled time,
+// or, pre-approved without a schedule, goes on at once.
+func (m *migration) cutover(ctx workflow.Context) error {
+	at := m.in.CutoverAt
+	if m.st.Cutover == nil && m.in.PreApproved && at.IsZero() {
+		m.st.Cutover = &Cutover{Approver: m.in.Approver, Reason: "pre-approved at start: at once", At: workflow.Now(ctx)}
+	}
+	if m.st.Cutover == nil && !at.IsZero() {
+		if wait := at.Sub(workflow.Now(ctx)); wait > 0 {
+			if _, err := workflow.AwaitWithTimeout(ctx, wait, func() bool { return m.st.Cutover != nil }); err != nil {
+				return err
+			}
+		}
+		if m.st.Cutover == nil {
+			m.st.Cutover = &Cutover{Approver: "schedule", Reason: "cutover_at " + at.UTC().Format(time.RFC3339),
+				At: workflow.Now(ctx)}
+		}
+	}
+	return workflow.Await(ctx, func() bool { return m.st.Cutover != nil })
+}
+
+// discardPrecopy removes a failed or cancelled migration's pre-copy
+// before Synapse runs with MAS; false when that failed (a human must).
+func (m *migration) discardPrecopy(ctx workflow.Context) bool {
+	st := &m.st.Import
+	if m.in.DryRun || !st.Precopy || m.st.PastNoReturn {
+		return true
+	}
+	dctx, cancel := workflow.NewDisconnectedContext(ctx)
+	defer cancel()
+	if _, err := execute(dctx, m, contract.DiscardDryRun, "remove the pre-copy from MAS", m.schemaInput()).get(dctx); err != nil {
+		workflow.GetLogger(ctx).Error("removing the pre-copy from MAS failed: a human must empty the MAS tables",
+			"error", err)
+		return false
+	}
+	return true
+}

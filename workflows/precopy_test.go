@@ -1,0 +1,174 @@
+package workflows
+
+import (
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/masflow/masflow/workflows/contract"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/testsuite"
+)
+
+// precopyOrder is what a pre-approved migration with the pre-copy runs:
+// the copy while Synapse serves, then a downtime of stop → delta →
+// reconcile → start.
+var precopyOrder = []string{contract.StepAdvise, contract.StepBackup, contract.StepSyncSchema,
+	"prepare", "hold_snapshot", "pause_schema", "restore_schema", "evidence", contract.StepReconcile,
+	contract.StepStop, "delta", contract.StepReconcile, contract.StepReconfigure, contract.StepStart,
+	contract.StepVerify, contract.StepFinish}
+
+func TestPrecopySequenceCopiesBeforeTheStop(t *testing.T) {
+	h := newPrecopyHarness(t)
+	h.env.ExecuteWorkflow(MigrationWorkflow, approved())
+	if err := h.env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	if got := withoutImports(h.calls); !slices.Equal(got, precopyOrder) {
+		t.Fatalf("steps %v\nwant %v", got, precopyOrder)
+	}
+	// Every entity is copied, then imported again by the delta pass.
+	stop := slices.Index(h.calls, contract.StepStop)
+	if before, after := importCalls(h.calls[:stop]), importCalls(h.calls[stop:]); len(before) != 6 || len(after) != 6 {
+		t.Fatalf("entities copied %v, then by the delta %v: want all six each time", before, after)
+	}
+	var res MigrationResult
+	if err := h.env.GetWorkflowResult(&res); err != nil {
+		t.Fatal(err)
+	}
+	if res.Cutover == nil || res.Cutover.Approver != "ops" || res.Delta == nil || res.Delta.Users != 3 {
+		t.Fatalf("result cut-over %+v delta %+v: want ops's and the delta's", res.Cutover, res.Delta)
+	}
+	if h.locked == 0 {
+		t.Fatal("the delta ran without Synapse's writer lock")
+	}
+}
+
+func TestCutoverWaitsForTheOperator(t *testing.T) {
+	tests := []struct {
+		name     string
+		req      CutoverRequest
+		rejected bool
+	}{
+		{"cut over", CutoverRequest{Approver: "alice", Reason: "window opened"}, false},
+		{"without approver", CutoverRequest{Reason: "?"}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newPrecopyHarness(t)
+			in := approved()
+			in.CutoverAt = time.Now().Add(30 * 24 * time.Hour) // far away: only the update opens the gate
+			var waiting, rejected bool
+			h.env.RegisterDelayedCallback(func() {
+				p := queryProgress(t, h)
+				waiting = p.Phase == contract.StepCutover && p.Precopied != nil && !slices.Contains(h.ran(), contract.StepStop)
+				t.Logf("callback: phase %s ran %v", p.Phase, h.ran())
+				h.env.UpdateWorkflow(UpdateCutover, "c1", &testsuite.TestUpdateCallback{
+					OnReject: func(error) { rejected = true }, OnAccept: func() {}, OnComplete: func(any, error) {},
+				}, tt.req)
+				if tt.rejected {
+					h.env.CancelWorkflow()
+				}
+			}, 3*time.Hour)
+			h.env.ExecuteWorkflow(MigrationWorkflow, in)
+			if !waiting || rejected != tt.rejected {
+				t.Fatalf("waiting at the gate %v, rejected %v (want %v)", waiting, rejected, tt.rejected)
+			}
+			err := h.env.GetWorkflowError()
+			if tt.rejected {
+				if slices.Contains(h.calls, contract.StepStop) || !slices.Contains(h.calls, contract.StepDiscard) {
+					t.Fatalf("calls %v: a cancelled migration never stops Synapse and removes its pre-copy", h.calls)
+				}
+				return
+			}
+			var res MigrationResult
+			if err != nil || h.env.GetWorkflowResult(&res) != nil || res.Cutover == nil || res.Cutover.Approver != "alice" {
+				t.Fatalf("error %v, cut-over %+v: want alice's", err, res.Cutover)
+			}
+		})
+	}
+}
+
+func TestCutoverAtOpensTheGateOnSchedule(t *testing.T) {
+	h := newPrecopyHarness(t)
+	in := approved()
+	var start time.Time
+	h.env.SetStartTime(time.Date(2026, 12, 9, 12, 0, 0, 0, time.UTC))
+	start = time.Date(2026, 12, 9, 12, 0, 0, 0, time.UTC)
+	in.CutoverAt = start.Add(14 * time.Hour)
+	h.env.ExecuteWorkflow(MigrationWorkflow, in)
+	var res MigrationResult
+	if err := h.env.GetWorkflowError(); err != nil || h.env.GetWorkflowResult(&res) != nil {
+		t.Fatal(err)
+	}
+	if c := res.Cutover; c == nil || c.Approver != "schedule" || c.At.Before(in.CutoverAt) {
+		t.Fatalf("cut-over %+v: want the schedule's, at %s", c, in.CutoverAt)
+	}
+}
+
+func TestFailedDeltaRemovesThePrecopyAndRestartsSynapse(t *testing.T) {
+	h := newPrecopyHarness(t)
+	h.fail["delta"] = temporal.NewNonRetryableApplicationError("boom", contract.ErrTypeBadRequest, nil)
+	h.env.ExecuteWorkflow(MigrationWorkflow, approved())
+	if err := h.env.GetWorkflowError(); err == nil {
+		t.Fatal("want the delta's failure")
+	}
+	stop := slices.Index(h.calls, contract.StepStop)
+	if after := h.calls[stop+1:]; !slices.Equal(after, []string{"delta", contract.StepDiscard, contract.StepStart}) {
+		t.Fatalf("after the stop: %v, want the delta, the pre-copy removed, Synapse started", after)
+	}
+}
+
+// TestImportAdoptsAnEarlierPrecopy: `--steps precopy` alone, then a
+// migration whose import finds the complete pre-copy and applies only
+// its delta.
+func TestImportAdoptsAnEarlierPrecopy(t *testing.T) {
+	first := newPrecopyHarness(t)
+	in := approved()
+	in.Steps = []string{contract.StepPrecopy}
+	first.env.ExecuteWorkflow(MigrationWorkflow, in)
+	if err := first.env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	if got := withoutImports(first.calls); !slices.Equal(got, precopyOrder[3:9]) {
+		t.Fatalf("pre-copy alone ran %v", got)
+	}
+	later := newPrecopyHarness(t)
+	later.precopy, later.evidence = true, true
+	in.Steps = []string{contract.StepImport, contract.StepReconcile}
+	later.env.ExecuteWorkflow(MigrationWorkflow, in)
+	if err := later.env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	if got := withoutImports(later.calls); !slices.Equal(got, []string{"prepare", "delta", contract.StepReconcile}) {
+		t.Fatalf("import after a pre-copy ran %v, want prepare, delta, reconcile", got)
+	}
+}
+
+// TestImportRefusesAnUnfinishedPrecopy: its evidence is missing.
+func TestImportRefusesAnUnfinishedPrecopy(t *testing.T) {
+	h := newPrecopyHarness(t)
+	h.precopy = true
+	in := approved()
+	in.Steps = []string{contract.StepImport}
+	h.env.ExecuteWorkflow(MigrationWorkflow, in)
+	var app *temporal.ApplicationError
+	if err := h.env.GetWorkflowError(); !errors.As(err, &app) || !strings.Contains(app.Error(), "did not finish") {
+		t.Fatalf("error %v: want the unfinished pre-copy named", err)
+	}
+	if slices.Contains(h.calls, "delta") || slices.Contains(h.calls, "hold_snapshot") {
+		t.Fatalf("calls %v: neither a delta nor a copy may start", h.calls)
+	}
+}
+
+func queryProgress(t *testing.T, h *harness) Progress {
+	t.Helper()
+	var p Progress
+	v, err := h.env.QueryWorkflow(QueryProgress)
+	if err != nil || v.Get(&p) != nil {
+		t.Errorf("query: %v", err)
+	}
+	return p
+}
