@@ -2,17 +2,17 @@ package contract
 
 // The steps of a migration, in order.
 const (
-	StepAdvise      = "advise"
-	StepApprove     = "approve"
-	StepBackup      = "backup"
-	StepStop        = "stop"
-	StepSyncSchema  = "sync_schema"
+	StepAdvise     = "advise"
+	StepApprove    = "approve"
+	StepBackup     = "backup"
+	StepStop       = "stop"
+	StepSyncSchema = "sync_schema"
 	// StepPrecopy imports a snapshot of the live Synapse; StepCutover
 	// waits for the operator's cut-over (docs/architecture.md, "Cut-over
 	// in seconds"). The import after a pre-copy applies only the delta.
-	StepPrecopy = "precopy"
-	StepCutover = "cutover"
-	StepImport  = "import"
+	StepPrecopy     = "precopy"
+	StepCutover     = "cutover"
+	StepImport      = "import"
 	StepReconcile   = "reconcile"
 	StepReconfigure = "reconfigure"
 	StepStart       = "start"
