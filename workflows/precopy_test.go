@@ -63,7 +63,8 @@ func TestCutoverWaitsForTheOperator(t *testing.T) {
 			var waiting, rejected bool
 			h.env.RegisterDelayedCallback(func() {
 				p := queryProgress(t, h)
-				waiting = p.Phase == contract.StepCutover && p.Precopied != nil && !slices.Contains(h.ran(), contract.StepStop)
+				waiting = p.Phase == contract.StepCutover && p.Precopied != nil && !slices.Contains(h.ran(), contract.StepStop) &&
+					strings.Contains(p.Markdown(), "waiting for the cut-over scheduled at")
 				t.Logf("callback: phase %s ran %v", p.Phase, h.ran())
 				h.env.UpdateWorkflow(UpdateCutover, "c1", &testsuite.TestUpdateCallback{
 					OnReject: func(error) { rejected = true }, OnAccept: func() {}, OnComplete: func(any, error) {},

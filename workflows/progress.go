@@ -86,6 +86,7 @@ func (p Progress) Markdown() string {
 	if len(p.Warnings) > 0 {
 		b.WriteString("\nwarnings: " + strings.Join(p.Warnings, ", ") + "\n")
 	}
+	writeCutover(&b, p)
 	writeProbes(&b, p.Verification)
 	if bl := p.Blocked; bl != nil {
 		b.WriteString("\n**blocked** in " + bl.Phase + " (" + bl.Activity + ") since " + bl.At.Format("2006-01-02 15:04:05Z07:00") +
@@ -95,6 +96,31 @@ func (p Progress) Markdown() string {
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// writeCutover says where the pre-copy and the cut-over stand.
+func writeCutover(b *strings.Builder, p Progress) {
+	const stamp = "2006-01-02 15:04:05Z07:00"
+	if p.Precopied != nil {
+		b.WriteString("\npre-copy complete at " + p.Precopied.Format(stamp) + " (Synapse served meanwhile)\n")
+	}
+	switch {
+	case p.Cutover != nil:
+		b.WriteString("\ncut-over started by " + p.Cutover.Approver + " at " + p.Cutover.At.Format(stamp) + "\n")
+	case p.Phase == contract.StepCutover && p.CutoverAt != nil:
+		b.WriteString("\nwaiting for the cut-over scheduled at " + p.CutoverAt.Format(stamp) + " (or `starter cutover`)\n")
+	case p.Phase == contract.StepCutover:
+		b.WriteString("\nwaiting for the cut-over: `starter cutover` starts the downtime\n")
+	}
+	if d := p.Delta; d != nil {
+		if d.All {
+			b.WriteString("\ndelta: imports everything again: " + d.Reason + "\n")
+		} else {
+			b.WriteString("\ndelta: " + strconv.Itoa(d.Users) + " users changed since the pre-copy (" + strconv.Itoa(d.Written) +
+				" written, " + strconv.Itoa(d.Deleted) + " with rows deleted), found in " +
+				strconv.FormatFloat(d.Seconds, 'f', 2, 64) + " s\n")
+		}
+	}
+}
 
 // writeProbes renders the verify step's probes: every failed or warning
 // one with what answered and the fix, and how many passed.

@@ -43,6 +43,7 @@ func Commands() []Command {
 		{"migrate", "start (or attach to) the migration; --dev runs it on an embedded Temporal", Migrate},
 		{"status", "print the migration's progress", Status},
 		{"approve", "approve (or --deny) the downtime", Approve},
+		{"cutover", "start the downtime after the pre-copy (stop, delta, start)", Cutover},
 		{"pause", "pause the import between batches", pauseCommand("pause", workflows.UpdatePause)},
 		{"resume", "resume a paused import", pauseCommand("resume", workflows.UpdateResume)},
 		{"retry", "run a blocked step again, once its cause is fixed", signalCommand("retry", workflows.SignalRetry)},

@@ -132,6 +132,34 @@ func Approve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	})
 }
 
+// Cutover opens the cut-over gate after the pre-copy through the
+// workflow's cutover update: the downtime starts (at once, or as soon as
+// a pre-copy still running completes).
+func Cutover(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := pflag.NewFlagSet("cutover", pflag.ContinueOnError)
+	fs.SetOutput(stderr)
+	tf := addMigrationFlags(fs)
+	var req workflows.CutoverRequest
+	fs.StringVar(&req.Approver, "approver", currentUser(), "who starts the downtime")
+	fs.StringVar(&req.Reason, "reason", "", "why now (recorded in the history)")
+	if err := fs.Parse(args); err != nil {
+		return ExitUsage
+	}
+	return withClient(ctx, tf, stderr, func(s *session) error {
+		h, err := s.client.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{WorkflowID: s.workflowID(),
+			UpdateName: workflows.UpdateCutover, Args: []any{req}, WaitForStage: client.WorkflowUpdateStageCompleted})
+		if err != nil {
+			return err
+		}
+		var c workflows.Cutover
+		if err := h.Get(ctx, &c); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "recorded: cut-over by %s at %s\n", c.Approver, c.At.Format("2006-01-02 15:04:05Z07:00"))
+		return nil
+	})
+}
+
 // sessionCommand builds a command that takes only the migration flags
 // and does its work on a session with the migration's Temporal.
 func sessionCommand(name string, fn func(ctx context.Context, s *session, stdout io.Writer) error) func(context.Context, []string, io.Writer, io.Writer) int {

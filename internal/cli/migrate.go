@@ -28,7 +28,10 @@ func Migrate(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	tf := addMigrationFlags(fs)
 	steps := fs.StringSlice("steps", nil, "run only these steps, e.g. advise,import,reconcile (default: all)")
-	yes := fs.Bool("yes", false, "approve the downtime now (every warning must be listed in --ack)")
+	yes := fs.Bool("yes", false, "approve the downtime now (every warning must be listed in --ack); "+
+		"without --cutover-at the cut-over after the pre-copy follows at once")
+	cutoverAt := fs.String("cutover-at", "", "start the downtime after the pre-copy at this time (RFC 3339, "+
+		"e.g. 2026-12-10T02:00:00Z); `starter cutover` may start it earlier")
 	ack := fs.StringSlice("ack", nil, "warning codes to acknowledge with --yes")
 	approver := fs.String("approver", currentUser(), "who approves (recorded in the history)")
 	detach := fs.Bool("detach", false, "start and return at once instead of following progress")
@@ -40,6 +43,11 @@ func Migrate(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	dryRun := tf.dryRun
 	if err := workflows.ValidateSteps(*dryRun, *steps); err != nil {
 		fmt.Fprintln(stderr, "migrate: --steps:", err)
+		return ExitUsage
+	}
+	at, err := parseCutoverAt(*cutoverAt, *dryRun)
+	if err != nil {
+		fmt.Fprintln(stderr, "migrate: --cutover-at:", err)
 		return ExitUsage
 	}
 	s, err := tf.connect(ctx, true)
@@ -62,7 +70,7 @@ func Migrate(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	in := workflows.MigrationInput{Homeserver: s.homeserver, DryRun: *dryRun, Steps: *steps, PreApproved: *yes,
 		Approver: *approver, AcknowledgedWarnings: *ack, Import: runner.ImportOptions(s.settings),
-		HostTaskQueue: s.settings.Worker.HostTaskQueue}
+		HostTaskQueue: s.settings.Worker.HostTaskQueue, CutoverAt: at}
 	run, err := startOrAttach(ctx, s, in)
 	if err != nil {
 		fmt.Fprintln(stderr, "migrate:", err)
@@ -138,6 +146,22 @@ func completedMigration(ctx context.Context, s *session, id string, steps []stri
 		return nil, nil
 	}
 	return s.client.GetWorkflow(ctx, id, info.GetExecution().GetRunId()), nil
+}
+
+// parseCutoverAt reads --cutover-at: a time with its zone, for a
+// migration (a dry run has no cut-over).
+func parseCutoverAt(v string, dryRun bool) (time.Time, error) {
+	if v == "" {
+		return time.Time{}, nil
+	}
+	if dryRun {
+		return time.Time{}, fmt.Errorf("a dry run has no cut-over")
+	}
+	at, err := time.Parse(time.RFC3339, v)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("%q is not an RFC 3339 time with its zone (e.g. 2026-12-10T02:00:00Z): %w", v, err)
+	}
+	return at.UTC(), nil
 }
 
 // sameSteps compares two --steps lists as sets (empty: all steps).
