@@ -45,7 +45,7 @@ type State struct {
 	// verification, from its error's details).
 	Verification []contract.Probe `json:",omitempty"`
 	// Sequence is the step sequence the migration was started with:
-	// sequencePrecopy, else the stop-first one of v0.1.0.
+	// SequencePrecopy, else the stop-first one of v0.1.0.
 	Sequence int `json:",omitempty"`
 	// Cutover records the start of the downtime after the pre-copy.
 	Cutover *Cutover `json:",omitempty"`
@@ -83,7 +83,7 @@ func MigrationWorkflow(ctx workflow.Context, in MigrationInput) (MigrationResult
 	}
 	if m.st == nil {
 		m.st = &State{RunStartedAt: workflow.Now(ctx).UTC(),
-			Sequence: int(workflow.GetVersion(ctx, changePrecopy, workflow.DefaultVersion, sequencePrecopy))}
+			Sequence: int(workflow.GetVersion(ctx, changePrecopy, workflow.DefaultVersion, SequencePrecopy))}
 	}
 	if err := m.registerHandlers(ctx); err != nil {
 		return MigrationResult{}, err
@@ -100,7 +100,7 @@ func MigrationWorkflow(ctx workflow.Context, in MigrationInput) (MigrationResult
 // plan lists the steps this migration runs.
 func (m *migration) plan() []string {
 	steps := contract.StopFirstSteps()
-	if m.st.Sequence == sequencePrecopy {
+	if m.st.Sequence == SequencePrecopy {
 		steps = contract.AllSteps()
 	}
 	if m.in.DryRun {

@@ -147,7 +147,7 @@ func newHarnessOf(t *testing.T, shardDelay time.Duration, precopy bool) *harness
 		denied: map[string]bool{}}
 	h.env.RegisterWorkflow(MigrationWorkflow)
 	if !precopy {
-		h.env.OnGetVersion(changePrecopy, workflow.DefaultVersion, sequencePrecopy).Return(workflow.DefaultVersion)
+		h.env.OnGetVersion(changePrecopy, workflow.DefaultVersion, SequencePrecopy).Return(workflow.DefaultVersion)
 	}
 	stub(h.env, contract.Advise, func(_ context.Context, in contract.AdviseInput) (contract.AdviseResult, error) {
 		h.record(contract.StepAdvise)

@@ -15,10 +15,12 @@ import (
 // changePrecopy guards the step sequence with the pre-copy (see the
 // change-ID table in docs/architecture.md): migrations started before it
 // keep the stop-first sequence.
-const (
-	changePrecopy   = "precopy-sequence"
-	sequencePrecopy = 1
-)
+const changePrecopy = "precopy-sequence"
+
+// SequencePrecopy is State.Sequence for the sequence with the pre-copy
+// (what every migration started now runs; a client that starts one with
+// a State of its own sets it).
+const SequencePrecopy = 1
 
 // atSnapshot reports whether the import reads an exported snapshot of a
 // running Synapse (a dry run, or a pre-copy not yet complete) rather

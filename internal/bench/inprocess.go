@@ -61,7 +61,12 @@ func (b *bench) engineRun(ctx context.Context, rep *Report) (Run, string, error)
 // runs opens the generated Synapse database and the MAS database for runs
 // with a fixed salt.
 func (b *bench) runs(ctx context.Context, masDSN string) (*engine.Runs, func(), error) {
-	cfg, err := pgxpool.ParseConfig(b.synapse)
+	return b.runsOn(ctx, b.synapse, masDSN)
+}
+
+// runsOn is runs on another Synapse database.
+func (b *bench) runsOn(ctx context.Context, synapseDSN, masDSN string) (*engine.Runs, func(), error) {
+	cfg, err := pgxpool.ParseConfig(synapseDSN)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -12,7 +12,13 @@
 //	b   the engine alone, in this process (engine.RunAll), reconciled
 //	    exactly;
 //	c   the ceiling: a raw COPY of b's MAS rows into tables without any
-//	    index or constraint.
+//	    index or constraint;
+//	d   the production path with a pre-copy: the workflow's precopy
+//	    step in-process on a copy of the source while a writer plays a
+//	    live Synapse (registrations, logins, re-logins, refreshes,
+//	    password changes, deactivations, deleted devices, logouts of
+//	    -changed users), then its import and reconcile steps (the delta):
+//	    the downtime part is the writer's stop → the delta reconciled.
 //
 // It prints rows/s, peak RSS and the ratios between them (tables, or one
 // JSON object with -json), and drops every database it created. The MAS
@@ -51,6 +57,8 @@ type options struct {
 	source          string
 	keepSource      bool
 	killAt          time.Duration
+	changed         int
+	precopy         bool
 }
 
 func parseFlags() options {
@@ -71,6 +79,8 @@ func parseFlags() options {
 		"name of a Synapse database generated before with -keep-source: reused as is, never dropped")
 	flag.BoolVar(&o.keepSource, "keep-source", false,
 		"keep the generated Synapse database and print its name, for -source in later runs")
+	flag.IntVar(&o.changed, "changed", 0, "users run d's writer changes (default: 1% of -users)")
+	flag.BoolVar(&o.precopy, "precopy", true, "run d (the pre-copy and its delta)")
 	flag.StringVar(&o.binDir, "bin", "bin", "directory holding starter, worker and temporal (`make build`)")
 	flag.Parse()
 	return o
@@ -155,6 +165,11 @@ func (b *bench) measure(ctx context.Context, rep *Report) error {
 	for _, r := range production {
 		if err := sameTables(r, eng); err != nil {
 			return err
+		}
+	}
+	if b.o.precopy {
+		if err := b.precopyRun(ctx, rep); err != nil {
+			return fmt.Errorf("d (pre-copy and delta): %w", err)
 		}
 	}
 	return nil

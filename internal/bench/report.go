@@ -83,6 +83,8 @@ type Report struct {
 	Phases       []Phase  `json:"a2_phases"`
 	EnginePhases []Phase  `json:"b_phases"`
 	Entities     []Entity `json:"b_entities"`
+	// Precopy is run d.
+	Precopy *Precopy `json:"d_precopy,omitempty"`
 }
 
 // ratioPairs are the ratios reported, numerator and denominator.
@@ -129,6 +131,7 @@ func (r *Report) writeTables(w io.Writer) {
 		}
 	})
 	r.writeRuns(w)
+	r.writePrecopy(w)
 	if len(r.Runs) > 2 {
 		r.writeProduction(w)
 	}

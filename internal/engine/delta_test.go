@@ -2,12 +2,14 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/masflow/masflow/internal/mas"
 	"github.com/masflow/masflow/internal/pgtest"
+	"github.com/masflow/masflow/internal/synapse"
 	"github.com/masflow/masflow/internal/synthetic"
 	"go.uber.org/zap"
 )
@@ -302,5 +304,60 @@ func (lt *liveTest) assertEqualsClean(t *testing.T) {
 		if got[table] != want[table] {
 			t.Errorf("MAS %s after the delta: %s; a clean import writes %s", table, got[table], want[table])
 		}
+	}
+}
+
+// TestDiscardedPrecopyLeavesMASAsItWas: a migration cancelled after (or
+// during) its pre-copy removes it: the MAS tables are empty and their
+// schema is what it was before, paused indexes and constraints rebuilt.
+func TestDiscardedPrecopyLeavesMASAsItWas(t *testing.T) {
+	for _, midway := range []bool{false, true} {
+		lt := newLiveTest(t)
+		ctx := context.Background()
+		before := pgtest.SchemaDump(t, lt.env.masDSN)
+		if midway {
+			eng, err := lt.runs.Prepare(ctx, NewRun{Now: testNow, Precopy: true, Rules: testConfig().Rules})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := mas.PauseSchema(ctx, lt.env.mas); err != nil {
+				t.Fatal(err)
+			}
+			shards, err := eng.Plan(ctx, synapse.Users, 2)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := eng.ImportShard(ctx, Request{Shard: shards[0].ID, BatchSize: 7, MaxRows: 7}, nil); err != nil {
+				t.Fatal(err)
+			}
+		} else {
+			lt.precopy(t, nil)
+		}
+		if err := lt.runs.DiscardPrecopy(ctx, 2); err != nil {
+			t.Fatalf("discard (midway %v): %v", midway, err)
+		}
+		if full, err := mas.NonEmptyTables(ctx, lt.env.mas); err != nil || len(full) > 0 {
+			t.Fatalf("midway %v: tables %v still hold rows (%v)", midway, full, err)
+		}
+		if after := pgtest.SchemaDump(t, lt.env.masDSN); after != before {
+			t.Fatalf("midway %v: the MAS schema differs after the discard", midway)
+		}
+		if run, err := mas.OwnRun(ctx, lt.env.mas); err != nil || run.Resumed {
+			t.Fatalf("midway %v: the run is still recorded (%v)", midway, err)
+		}
+	}
+}
+
+// TestDiscardPrecopyRefusesAnImport: the compensation's discard never
+// empties a migration's import that is not a pre-copy.
+func TestDiscardPrecopyRefusesAnImport(t *testing.T) {
+	lt := newLiveTest(t)
+	eng, err := lt.runs.Prepare(context.Background(), NewRun{Now: testNow, Rules: testConfig().Rules})
+	if err != nil {
+		t.Fatal(err)
+	}
+	importAll(t, eng, 1, 50, 1)
+	if err := lt.runs.DiscardPrecopy(context.Background(), 2); !errors.Is(err, ErrNotDiscardable) {
+		t.Fatalf("discard of an import: %v, want ErrNotDiscardable", err)
 	}
 }

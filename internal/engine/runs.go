@@ -250,7 +250,8 @@ func (r *Runs) DiscardPrecopy(ctx context.Context, restoreParallelism int) error
 	case !run.Resumed:
 		return nil // nothing left: an earlier attempt discarded it
 	case !run.Precopy:
-		return fmt.Errorf("the MAS database holds a migration's import, not a pre-copy: %w", ErrNotDiscardable)
+		return fmt.Errorf("discard empties the MAS tables and exists only in dry runs and for pre-copies; the MAS "+
+			"database holds a migration's import: %w", ErrNotDiscardable)
 	}
 	return r.Discard(ctx, restoreParallelism)
 }
@@ -273,7 +274,10 @@ func (r *Runs) refuseDiscard(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if run.Resumed && !run.Precopy {
+	switch {
+	case run.Resumed && run.Precopy:
+		return nil // a pre-copy: removed by a dry run's discard, or a migration's compensation
+	case run.Resumed:
 		return sameKind(run, NewRun{DryRun: true})
 	}
 	full, err := mas.NonEmptyTables(ctx, r.MAS)

@@ -62,7 +62,7 @@ func Import(o Options) (Result, error) {
 	workflows.Register(env)
 	activities.Register(env, activities.Set{Import: &activities.ImportActivities{Runs: o.Runs}})
 	in := workflows.MigrationInput{Homeserver: o.Runs.ServerName, DryRun: o.DryRun, Steps: o.Steps,
-		Import: o.Import.WithDefaults(), State: &workflows.State{RunStartedAt: o.Now.UTC()}}
+		Import: o.Import.WithDefaults(), State: &workflows.State{RunStartedAt: o.Now.UTC(), Sequence: workflows.SequencePrecopy}}
 	res := Result{Spans: timeShards(env)}
 	env.ExecuteWorkflow(workflows.MigrationWorkflow, in)
 	if err := env.GetWorkflowError(); err != nil {

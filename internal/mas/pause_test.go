@@ -3,8 +3,6 @@ package mas_test
 import (
 	"context"
 	"errors"
-	"os/exec"
-	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -17,15 +15,7 @@ import (
 
 // schemaDump is pg_dump's schema of the MAS database, without masflow's
 // bookkeeping: the exact state a pause must give back.
-func schemaDump(t *testing.T, dsn string) string {
-	t.Helper()
-	out, err := exec.Command("pg_dump", "--schema-only", "--no-owner", "--exclude-schema=masflow_import", dsn).CombinedOutput()
-	if err != nil {
-		t.Fatalf("pg_dump: %v\n%s", err, out)
-	}
-	// The dump's header names the pg_dump run; the rest must match.
-	return regexp.MustCompile(`(?m)^\\(un)?restrict .*$`).ReplaceAllString(string(out), "")
-}
+func schemaDump(t *testing.T, dsn string) string { return pgtest.SchemaDump(t, dsn) }
 
 // targetObjects counts the indexes and PK/UNIQUE/FK constraints that touch
 // the eight target tables.

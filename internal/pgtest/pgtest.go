@@ -15,6 +15,8 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"os/exec"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -261,4 +263,16 @@ func Digests(t testing.TB, dsn string, tables []string) map[string]string {
 		return nil
 	})
 	return out
+}
+
+// SchemaDump is pg_dump's schema of a database without masflow's
+// bookkeeping schema: what a discard or a pause must give back exactly.
+func SchemaDump(t testing.TB, dsn string) string {
+	t.Helper()
+	out, err := exec.Command("pg_dump", "--schema-only", "--no-owner", "--exclude-schema=masflow_import", dsn).CombinedOutput()
+	if err != nil {
+		t.Fatalf("pg_dump: %v\n%s", err, out)
+	}
+	// The dump's header names the pg_dump run; the rest must match.
+	return regexp.MustCompile(`(?m)^\\(un)?restrict .*$`).ReplaceAllString(string(out), "")
 }

@@ -1,0 +1,256 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/masflow/masflow/internal/localrun"
+	"github.com/masflow/masflow/internal/pgtest"
+	"github.com/masflow/masflow/internal/sample"
+	"github.com/masflow/masflow/workflows"
+	"github.com/masflow/masflow/workflows/contract"
+)
+
+// Precopy is run d: the production path with a pre-copy while a writer
+// plays a live Synapse, then the downtime (the writer's stop → the
+// reconciliation of the delta done).
+type Precopy struct {
+	// Changed is how many users the writer touched.
+	Changed int `json:"changed_users"`
+	// PrecopySeconds is the pre-copy (Synapse serving), WriterSeconds
+	// how long the writer ran from the pre-copy's snapshot.
+	PrecopySeconds float64 `json:"precopy_seconds"`
+	WriterSeconds  float64 `json:"writer_seconds"`
+	// DowntimeSeconds is the writer's stop → reconcile done: what the
+	// downtime holds besides stopping and starting the processes.
+	DowntimeSeconds float64 `json:"downtime_seconds"`
+	// FindSeconds is BeginDelta's search for the changes (part of it).
+	FindSeconds float64               `json:"find_seconds"`
+	Delta       *contract.DeltaResult `json:"delta"`
+}
+
+// changeOps are the writer's operations; user i of the changed ones gets
+// operation i % len(changeOps) ($1, $2: the chunk's first and last i,
+// $3: the step between changed users, $4: the server name).
+var changeOps = []struct{ name, sql string }{
+	{"registration", `
+INSERT INTO users (name, password_hash, creation_ts, admin, is_guest, deactivated)
+  SELECT '@new' || i || ':' || $4, '$2b$12$' || md5('n' || i) || 'abcdefghijklmnopq', 1700000000 + i, 0, 0, 0
+  FROM generate_series($1::int, $2::int) i WHERE i % 8 = 0;
+INSERT INTO devices (user_id, device_id, display_name, last_seen, ip, user_agent, hidden)
+  SELECT '@new' || i || ':' || $4, 'NEWDEV', 'New', 1700000000000, '10.9.9.9', 'Element', false
+  FROM generate_series($1::int, $2::int) i WHERE i % 8 = 0;
+INSERT INTO access_tokens (id, user_id, device_id, token, last_validated, used)
+  SELECT 900000000 + i, '@new' || i || ':' || $4, 'NEWDEV', 'syt_new' || md5(i::text), 1700000000001, false
+  FROM generate_series($1::int, $2::int) i WHERE i % 8 = 0`},
+	{"login", `
+INSERT INTO devices (user_id, device_id, display_name, last_seen, ip, user_agent, hidden)
+  SELECT '@user' || (1 + i * $3) || ':' || $4, 'LOGIN' || i, 'Phone', 1700000000000, '10.1.1.1', 'Element', false
+  FROM generate_series($1::int, $2::int) i WHERE i % 8 = 1;
+INSERT INTO access_tokens (id, user_id, device_id, token, last_validated, used)
+  SELECT 910000000 + i, '@user' || (1 + i * $3) || ':' || $4, 'LOGIN' || i, 'syt_login' || md5(i::text), 1700000000002, false
+  FROM generate_series($1::int, $2::int) i WHERE i % 8 = 1`},
+	{"re-login", `
+DELETE FROM access_tokens WHERE (user_id, device_id) IN (SELECT '@user' || (1 + i * $3) || ':' || $4,
+  'DEV' || (1 + i * $3) || 'A' FROM generate_series($1::int, $2::int) i WHERE i % 8 = 2);
+INSERT INTO access_tokens (id, user_id, device_id, token, last_validated, used)
+  SELECT 920000000 + i, '@user' || (1 + i * $3) || ':' || $4, 'DEV' || (1 + i * $3) || 'A', 'syt_relogin' || md5(i::text),
+         1700000000003, false
+  FROM generate_series($1::int, $2::int) i WHERE i % 8 = 2`},
+	{"refresh", `
+DELETE FROM access_tokens WHERE (user_id, device_id) IN (SELECT '@user' || (1 + i * $3) || ':' || $4,
+  'DEV' || (1 + i * $3) || 'A' FROM generate_series($1::int, $2::int) i WHERE i % 8 = 3);
+INSERT INTO refresh_tokens (id, user_id, device_id, token)
+  SELECT 930000000 + i, '@user' || (1 + i * $3) || ':' || $4, 'DEV' || (1 + i * $3) || 'A', 'syr_' || md5('x' || i)
+  FROM generate_series($1::int, $2::int) i WHERE i % 8 = 3;
+INSERT INTO access_tokens (id, user_id, device_id, token, last_validated, valid_until_ms, refresh_token_id, used)
+  SELECT 930000000 + i, '@user' || (1 + i * $3) || ':' || $4, 'DEV' || (1 + i * $3) || 'A', 'syt_refresh' || md5(i::text),
+         1700000000004, 1800000000000, 930000000 + i, false
+  FROM generate_series($1::int, $2::int) i WHERE i % 8 = 3`},
+	{"password change", `
+UPDATE users SET password_hash = '$2b$12$' || md5('p' || name) || 'changedchangedcha'
+  WHERE name IN (SELECT '@user' || (1 + i * $3) || ':' || $4 FROM generate_series($1::int, $2::int) i WHERE i % 8 = 4)`},
+	{"deactivation", `
+UPDATE users SET deactivated = 1
+  WHERE name IN (SELECT '@user' || (1 + i * $3) || ':' || $4 FROM generate_series($1::int, $2::int) i WHERE i % 8 = 5);
+DELETE FROM access_tokens
+  WHERE user_id IN (SELECT '@user' || (1 + i * $3) || ':' || $4 FROM generate_series($1::int, $2::int) i WHERE i % 8 = 5);
+DELETE FROM user_threepids
+  WHERE user_id IN (SELECT '@user' || (1 + i * $3) || ':' || $4 FROM generate_series($1::int, $2::int) i WHERE i % 8 = 5)`},
+	{"deleted device", `
+DELETE FROM access_tokens WHERE (user_id, device_id) IN (SELECT '@user' || (1 + i * $3) || ':' || $4,
+  'DEV' || (1 + i * $3) || 'B' FROM generate_series($1::int, $2::int) i WHERE i % 8 = 6);
+DELETE FROM refresh_tokens WHERE (user_id, device_id) IN (SELECT '@user' || (1 + i * $3) || ':' || $4,
+  'DEV' || (1 + i * $3) || 'B' FROM generate_series($1::int, $2::int) i WHERE i % 8 = 6);
+DELETE FROM devices WHERE (user_id, device_id) IN (SELECT '@user' || (1 + i * $3) || ':' || $4,
+  'DEV' || (1 + i * $3) || 'B' FROM generate_series($1::int, $2::int) i WHERE i % 8 = 6)`},
+	{"logout", `
+DELETE FROM access_tokens WHERE (user_id, device_id) IN (SELECT '@user' || (1 + i * $3) || ':' || $4,
+  'DEV' || (1 + i * $3) || 'A' FROM generate_series($1::int, $2::int) i WHERE i % 8 = 7)`},
+}
+
+// writerChunk is how many changed users one writer transaction touches.
+const writerChunk = 250
+
+// precopyRun is run d on a copy of the generated Synapse database (the
+// writer changes it).
+func (b *bench) precopyRun(ctx context.Context, rep *Report) error {
+	changed := b.o.changed
+	if changed <= 0 {
+		changed = max(1, b.o.users/100)
+	}
+	synDSN, err := b.cloneSource(ctx)
+	if err != nil {
+		return err
+	}
+	masDSN, err := b.freshMAS(ctx)
+	if err != nil {
+		return err
+	}
+	runs, closeRuns, err := b.runsOn(ctx, synDSN, masDSN)
+	if err != nil {
+		return err
+	}
+	defer closeRuns()
+	now := time.Now().UTC()
+	opts := localrun.Options{Runs: runs, Now: now, Import: workflows.ImportOptions{BatchSize: b.o.batch,
+		Parallelism: b.o.parallel, ShardsPerEntity: b.o.shards, RestoreParallelism: b.o.restoreParallel}}
+	d := &Precopy{Changed: changed}
+	b.logf("d: pre-copy while a writer changes %d users", changed)
+	writerDone := make(chan error, 1)
+	var writerStopped time.Time
+	go func() {
+		err := b.playLiveSynapse(ctx, synDSN, masDSN, changed, d)
+		writerStopped = time.Now()
+		writerDone <- err
+	}()
+	t0 := time.Now()
+	opts.Steps = []string{contract.StepPrecopy}
+	if _, err := localrun.Import(opts); err != nil {
+		return fmt.Errorf("the pre-copy: %w", err)
+	}
+	d.PrecopySeconds = time.Since(t0).Seconds()
+	if err := <-writerDone; err != nil {
+		return fmt.Errorf("the live writer: %w", err)
+	}
+	b.logf("d: pre-copy %.2fs; writer stopped; delta", d.PrecopySeconds)
+	opts.Steps = []string{contract.StepImport, contract.StepReconcile}
+	res, err := localrun.Import(opts)
+	if err != nil {
+		return fmt.Errorf("the delta: %w", err)
+	}
+	d.DowntimeSeconds = time.Since(writerStopped).Seconds()
+	d.Delta = res.Delta
+	if res.Delta != nil {
+		d.FindSeconds = res.Delta.Seconds
+	}
+	rep.Precopy = d
+	b.logf("d: downtime part %.2fs (finding the changes %.2fs)", d.DowntimeSeconds, d.FindSeconds)
+	return nil
+}
+
+// playLiveSynapse waits for the pre-copy's snapshot, then applies the
+// changes in small transactions, as a live homeserver would.
+func (b *bench) playLiveSynapse(ctx context.Context, synDSN, masDSN string, changed int, d *Precopy) error {
+	if err := waitForSnapshot(ctx, masDSN); err != nil {
+		return err
+	}
+	conn, err := pgx.Connect(ctx, synDSN)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(ctx)
+	step := max(1, b.o.users/changed)
+	t0 := time.Now()
+	for lo := 0; lo < changed; lo += writerChunk {
+		hi := min(lo+writerChunk, changed) - 1
+		err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+			for _, op := range changeOps {
+				// The simple protocol: several statements, arguments inlined.
+				if _, err := tx.Exec(ctx, op.sql, pgx.QueryExecModeSimpleProtocol, lo, hi, step, sample.ServerName); err != nil {
+					return fmt.Errorf("%s: %w", op.name, err)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	d.WriterSeconds = time.Since(t0).Seconds()
+	return nil
+}
+
+// waitForSnapshot waits until the pre-copy's snapshot is recorded.
+func waitForSnapshot(ctx context.Context, masDSN string) error {
+	conn, err := pgx.Connect(ctx, masDSN)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(ctx)
+	for deadline := time.Now().Add(10 * time.Minute); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		var snap *string
+		err := conn.QueryRow(ctx, `SELECT snapshot FROM masflow_import.run`).Scan(&snap)
+		if err == nil && snap != nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
+	return errors.New("the pre-copy recorded no snapshot within ten minutes")
+}
+
+// cloneSource copies the generated Synapse database (dropped at the end).
+func (b *bench) cloneSource(ctx context.Context) (string, error) {
+	name := pgtest.DatabaseName(b.synapse) + "_live"
+	conn, err := pgx.Connect(ctx, b.admin)
+	if err != nil {
+		return "", err
+	}
+	defer conn.Close(ctx)
+	ident := pgx.Identifier{name}.Sanitize()
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+ident+" TEMPLATE "+pgx.Identifier{pgtest.DatabaseName(b.synapse)}.Sanitize()); err != nil {
+		return "", fmt.Errorf("copying the Synapse database for run d: %w", err)
+	}
+	b.cleanups = append(b.cleanups, func() {
+		if c, err := pgx.Connect(context.Background(), b.admin); err == nil {
+			_, _ = c.Exec(context.Background(), "DROP DATABASE IF EXISTS "+ident+" WITH (FORCE)")
+			_ = c.Close(context.Background())
+		}
+	})
+	return pgtest.DatabaseURL(b.admin, name)
+}
+
+// writePrecopy prints run d beside a2 (the production full import), c and
+// the floor.
+func (r *Report) writePrecopy(w io.Writer) {
+	d := r.Precopy
+	if d == nil {
+		return
+	}
+	fmt.Fprintf(w, "\nd: pre-copy %.2fs while a writer changed %d users (%.2fs of writing)", d.PrecopySeconds, d.Changed, d.WriterSeconds)
+	if bRun := r.run("b"); bRun != nil && bRun.Seconds > 0 {
+		fmt.Fprintf(w, "; pre-copy/b %.2f", d.PrecopySeconds/bRun.Seconds)
+	}
+	fmt.Fprintf(w, "\nd: downtime part (writer stopped → delta reconciled) %.2fs, finding the changes %.2fs", d.DowntimeSeconds, d.FindSeconds)
+	if x := d.Delta; x != nil {
+		fmt.Fprintf(w, "; %d users imported again (%d written, %d with deletions)", x.Users, x.Written, x.Deleted)
+		if x.All {
+			fmt.Fprintf(w, "; EVERYTHING again: %s", x.Reason)
+		}
+	}
+	for _, id := range []string{"a1", "a2", "c"} {
+		if run := r.run(id); run != nil && run.Seconds > 0 {
+			fmt.Fprintf(w, "; %s %.2fs", id, run.Seconds)
+		}
+	}
+	if r.FloorSeconds > 0 {
+		fmt.Fprintf(w, "; floor %.2fs", r.FloorSeconds)
+	}
+	fmt.Fprintln(w)
+}
