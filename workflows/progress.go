@@ -116,7 +116,7 @@ func writeCutover(b *strings.Builder, p Progress) {
 			b.WriteString("\ndelta: imports everything again: " + d.Reason + "\n")
 		} else {
 			b.WriteString("\ndelta: " + strconv.Itoa(d.Users) + " users changed since the pre-copy (" + strconv.Itoa(d.Written) +
-				" written, " + strconv.Itoa(d.Deleted) + " with rows deleted), found in " +
+				" with rows written, " + strconv.Itoa(d.Deleted) + " with rows only deleted), found in " +
 				strconv.FormatFloat(d.Seconds, 'f', 2, 64) + " s\n")
 		}
 	}

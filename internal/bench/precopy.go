@@ -40,7 +40,7 @@ var changeOps = []struct{ name, sql string }{
 	{"registration", `
 INSERT INTO users (name, password_hash, creation_ts, admin, is_guest, deactivated)
   SELECT '@new' || i || ':' || $4, '$2b$12$' || md5('n' || i) || 'abcdefghijklmnopq', 1700000000 + i, 0, 0, 0
-  FROM generate_series($1::int, $2::int) i WHERE i % 8 = 0;
+  FROM generate_series($1::int, $2::int) i WHERE i % 8 = 0 AND $3::int > 0;
 INSERT INTO devices (user_id, device_id, display_name, last_seen, ip, user_agent, hidden)
   SELECT '@new' || i || ':' || $4, 'NEWDEV', 'New', 1700000000000, '10.9.9.9', 'Element', false
   FROM generate_series($1::int, $2::int) i WHERE i % 8 = 0;
@@ -122,12 +122,7 @@ func (b *bench) precopyRun(ctx context.Context, rep *Report) error {
 	d := &Precopy{Changed: changed}
 	b.logf("d: pre-copy while a writer changes %d users", changed)
 	writerDone := make(chan error, 1)
-	var writerStopped time.Time
-	go func() {
-		err := b.playLiveSynapse(ctx, synDSN, masDSN, changed, d)
-		writerStopped = time.Now()
-		writerDone <- err
-	}()
+	go func() { writerDone <- b.playLiveSynapse(ctx, synDSN, masDSN, changed, d) }()
 	t0 := time.Now()
 	opts.Steps = []string{contract.StepPrecopy}
 	if _, err := localrun.Import(opts); err != nil {
@@ -137,13 +132,16 @@ func (b *bench) precopyRun(ctx context.Context, rep *Report) error {
 	if err := <-writerDone; err != nil {
 		return fmt.Errorf("the live writer: %w", err)
 	}
+	// The homeserver stops once the copy is complete and its writes are
+	// done: the downtime starts here.
+	stopped := time.Now()
 	b.logf("d: pre-copy %.2fs; writer stopped; delta", d.PrecopySeconds)
 	opts.Steps = []string{contract.StepImport, contract.StepReconcile}
 	res, err := localrun.Import(opts)
 	if err != nil {
 		return fmt.Errorf("the delta: %w", err)
 	}
-	d.DowntimeSeconds = time.Since(writerStopped).Seconds()
+	d.DowntimeSeconds = time.Since(stopped).Seconds()
 	d.Delta = res.Delta
 	if res.Delta != nil {
 		d.FindSeconds = res.Delta.Seconds
@@ -214,7 +212,17 @@ func (b *bench) cloneSource(ctx context.Context) (string, error) {
 	}
 	defer conn.Close(ctx)
 	ident := pgx.Identifier{name}.Sanitize()
-	if _, err := conn.Exec(ctx, "CREATE DATABASE "+ident+" TEMPLATE "+pgx.Identifier{pgtest.DatabaseName(b.synapse)}.Sanitize()); err != nil {
+	// A template must have no session: the earlier runs' pools are closed
+	// by now, their holders' sessions end with them.
+	source := pgtest.DatabaseName(b.synapse)
+	for try := 0; try < 50; try++ {
+		var others int
+		if err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE datname = $1`, source).Scan(&others); err != nil || others == 0 {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+ident+" TEMPLATE "+pgx.Identifier{source}.Sanitize()); err != nil {
 		return "", fmt.Errorf("copying the Synapse database for run d: %w", err)
 	}
 	b.cleanups = append(b.cleanups, func() {
@@ -239,7 +247,7 @@ func (r *Report) writePrecopy(w io.Writer) {
 	}
 	fmt.Fprintf(w, "\nd: downtime part (writer stopped → delta reconciled) %.2fs, finding the changes %.2fs", d.DowntimeSeconds, d.FindSeconds)
 	if x := d.Delta; x != nil {
-		fmt.Fprintf(w, "; %d users imported again (%d written, %d with deletions)", x.Users, x.Written, x.Deleted)
+		fmt.Fprintf(w, "; %d users imported again (%d with rows written, %d with rows only deleted)", x.Users, x.Written, x.Deleted)
 		if x.All {
 			fmt.Fprintf(w, "; EVERYTHING again: %s", x.Reason)
 		}

@@ -21,6 +21,7 @@ import (
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/worker"
 )
 
 // Options say what to import.
@@ -59,6 +60,12 @@ func Import(o Options) (Result, error) {
 	var suite testsuite.WorkflowTestSuite
 	env := suite.NewTestWorkflowEnvironment()
 	env.SetTestTimeout(30 * 24 * time.Hour) // a large homeserver imports for hours
+	// The environment does not cancel an activity the workflow released
+	// without waiting (the snapshot holder, the writer lock): their
+	// contexts end with the run instead, so no session outlives it.
+	background, stop := context.WithCancel(context.Background())
+	defer stop()
+	env.SetWorkerOptions(worker.Options{BackgroundActivityContext: background})
 	workflows.Register(env)
 	activities.Register(env, activities.Set{Import: &activities.ImportActivities{Runs: o.Runs}})
 	in := workflows.MigrationInput{Homeserver: o.Runs.ServerName, DryRun: o.DryRun, Steps: o.Steps,

@@ -137,7 +137,7 @@ type Changes struct {
 	// Window is how many transactions passed since the mark.
 	Window int64
 	// Written counts keys with a row version written since the mark;
-	// Deleted keys that lost rows (a key may be both).
+	// Deleted the other keys: rows deleted, none written.
 	Written, Deleted int
 }
 
@@ -165,9 +165,11 @@ func (r *Reader) Changes(ctx context.Context, mark Mark, rec Recorded) (Changes,
 			return err
 		}
 		for _, k := range deleted {
-			dirty[k] = true
+			if !dirty[k] {
+				dirty[k] = true
+				ch.Deleted++
+			}
 		}
-		ch.Deleted = len(deleted)
 		for k := range dirty {
 			ch.Dirty = append(ch.Dirty, k)
 		}

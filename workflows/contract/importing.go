@@ -59,8 +59,8 @@ type EvidenceResult struct {
 // trusted, Reason says why).
 type DeltaResult struct {
 	Pass int
-	// Users to import again; Written of them had rows written, Deleted
-	// lost rows, since the pre-copy.
+	// Users to import again: Written of them had rows written since the
+	// pre-copy, Deleted only rows deleted.
 	Users, Written, Deleted int
 	// Window is how many transactions Synapse ran since the pre-copy.
 	Window int64
