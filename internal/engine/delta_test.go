@@ -305,6 +305,10 @@ func (lt *liveTest) assertEqualsClean(t *testing.T) {
 			t.Errorf("MAS %s after the delta: %s; a clean import writes %s", table, got[table], want[table])
 		}
 	}
+	// The delta's own indexes (indexForeignKeys) are gone again.
+	if pgtest.SchemaDump(t, lt.env.masDSN) != pgtest.SchemaDump(t, clean.masDSN) {
+		t.Error("the MAS schema after the delta differs from a clean import's")
+	}
 }
 
 // TestDiscardedPrecopyLeavesMASAsItWas: a migration cancelled after (or
