@@ -59,6 +59,7 @@ type options struct {
 	killAt          time.Duration
 	changed         int
 	precopy         bool
+	precopyOnly     bool
 }
 
 func parseFlags() options {
@@ -81,6 +82,7 @@ func parseFlags() options {
 		"keep the generated Synapse database and print its name, for -source in later runs")
 	flag.IntVar(&o.changed, "changed", 0, "users run d's writer changes (default: 1% of -users)")
 	flag.BoolVar(&o.precopy, "precopy", true, "run d (the pre-copy and its delta)")
+	flag.BoolVar(&o.precopyOnly, "precopy-only", false, "run d alone")
 	flag.StringVar(&o.binDir, "bin", "bin", "directory holding starter, worker and temporal (`make build`)")
 	flag.Parse()
 	return o
@@ -134,6 +136,9 @@ func run(ctx context.Context, o options) (err error) {
 // measure runs a1, a2, b and c, and checks that the production runs wrote
 // exactly the rows of the reconciled in-process run.
 func (b *bench) measure(ctx context.Context, rep *Report) error {
+	if b.o.precopyOnly {
+		return b.precopyRun(ctx, rep)
+	}
 	var production []Run
 	if !b.o.engineOnly {
 		a1, err := b.productionDev(ctx, rep)

@@ -41,14 +41,23 @@ func TestMigrationOfARealSynapse(t *testing.T) {
 	p := prepare(t, hs, populateFull)
 	original := readAll(hs.synapseConf.all())
 	before := countRows(t, hs.db.AdminDSN)
-	out := hs.migrate(t, p.warnings, cli.ExitOK)
+	// The cut-over waits (scheduled far away) while Synapse serves on
+	// after the pre-copy: logins, a refresh, a logout. Then the operator
+	// cuts over.
+	out := hs.migrateWith(t, p.warnings, cli.ExitOK, []string{"--cutover-at", time.Now().Add(24 * time.Hour).UTC().Format(time.RFC3339)},
+		func() {
+			if hs.awaitPrecopy(t) {
+				p.serveAfterPrecopy(hs.api)
+			}
+			hs.cutover(t)
+		})
 	t.Log(out)
 	// Until the checks below, only the verify step asked the stand-in.
 	introspected := readFile(hs.mas.log)
 
 	t.Run("every step ran", func(t *testing.T) {
-		const want = "completed: steps advise, approve, backup, stop, sync_schema, import, reconcile, reconfigure, " +
-			"start, verify, finish;"
+		const want = "completed: steps advise, approve, backup, sync_schema, precopy, cutover, stop, import, reconcile, " +
+			"reconfigure, start, verify, finish;"
 		if !strings.Contains(out, want) {
 			t.Errorf("the result lacks %q:\n%s", want, out)
 		}

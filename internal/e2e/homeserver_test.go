@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/masflow/masflow/internal/advisor"
 	"github.com/masflow/masflow/internal/cli"
 	"github.com/masflow/masflow/internal/pgtest"
@@ -245,8 +246,21 @@ func (hs *homeserver) advise(t *testing.T) (int, advisor.Report) {
 // returns everything the starter printed.
 func (hs *homeserver) migrate(t *testing.T, ack []string, want int) string {
 	t.Helper()
-	args := []string{"migrate", "--dev", "--dev-default-ports=false", "--state-dir", filepath.Join(hs.dir, "state"),
-		"--temporal-cli", filepath.Join(repoRoot(), "bin", "temporal"), "-c", hs.settings, "--yes"}
+	return hs.migrateWith(t, ack, want, nil, nil)
+}
+
+// migrateWith is migrate with more flags; during, when set, runs in its
+// own goroutine while the migration runs (the starter's output is
+// returned once both ended).
+func (hs *homeserver) migrateWith(t *testing.T, ack []string, want int, more []string, during func()) string {
+	t.Helper()
+	// MAS does not serve before the cut-over: the pre-copy fills its
+	// tables while Synapse serves (and waits while MAS answers).
+	if hs.mas.alive() {
+		hs.mas.Stop(t)
+	}
+	args := append(hs.devFlags(), "-c", hs.settings, "--yes")
+	args = append(append([]string{"migrate"}, args...), more...)
 	if len(ack) > 0 {
 		args = append(args, "--ack", strings.Join(ack, ","))
 	}
@@ -254,9 +268,16 @@ func (hs *homeserver) migrate(t *testing.T, ack []string, want int) string {
 	// workflow asks for a human: give up sooner, with the logs.
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
+	done := make(chan struct{})
+	if during != nil {
+		go func() { defer close(done); during() }()
+	} else {
+		close(done)
+	}
 	var out, errOut bytes.Buffer
 	start := time.Now()
 	code := cli.Main(ctx, args, &out, &errOut)
+	<-done
 	t.Logf("starter migrate: exit %d after %s", code, time.Since(start).Round(time.Second))
 	printed := out.String() + errOut.String()
 	if code != want {
@@ -264,6 +285,46 @@ func (hs *homeserver) migrate(t *testing.T, ack []string, want int) string {
 			tail(readFile(hs.synapse.log), 60), tail(readFile(hs.mas.log), 30))
 	}
 	return printed
+}
+
+// pgxQueryRow reads one row of a database.
+func pgxQueryRow(dsn, sql string, dest ...any) error {
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(ctx)
+	return conn.QueryRow(ctx, sql).Scan(dest...)
+}
+
+// devFlags reach the embedded Temporal the migration runs on.
+func (hs *homeserver) devFlags() []string {
+	return []string{"--dev", "--dev-default-ports=false", "--state-dir", filepath.Join(hs.dir, "state"),
+		"--temporal-cli", filepath.Join(repoRoot(), "bin", "temporal")}
+}
+
+// cutover opens the migration's cut-over gate (`starter cutover`).
+func (hs *homeserver) cutover(t *testing.T) {
+	var out, errOut bytes.Buffer
+	args := append(append([]string{"cutover"}, hs.devFlags()...), "-c", hs.settings, "--approver", "e2e", "--reason", "test")
+	if code := cli.Main(context.Background(), args, &out, &errOut); code != cli.ExitOK {
+		t.Errorf("starter cutover: exit %d\n%s%s", code, out.String(), errOut.String())
+	}
+}
+
+// awaitPrecopy waits until the pre-copy recorded its change evidence (its
+// copy is complete).
+func (hs *homeserver) awaitPrecopy(t *testing.T) bool {
+	for deadline := time.Now().Add(5 * time.Minute); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		var done bool
+		err := pgxQueryRow(hs.masDSN, `SELECT EXISTS (SELECT 1 FROM masflow_import.run WHERE mark IS NOT NULL)`, &done)
+		if err == nil && done {
+			return true
+		}
+	}
+	t.Errorf("the pre-copy did not complete within five minutes")
+	return false
 }
 
 // verify runs `starter verify` and returns its exit code and output.

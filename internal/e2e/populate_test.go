@@ -194,6 +194,23 @@ func populateFull(t *testing.T, hs *homeserver) *population {
 	return p
 }
 
+// serveAfterPrecopy uses Synapse as clients do after the pre-copy copied
+// it and before the cut-over: a new login and a refreshed login (their
+// tokens are kept: the delta imports them), and a logout (its token is
+// dropped: the delta removes it).
+func (p *population) serveAfterPrecopy(m matrix) {
+	m.t.Helper()
+	p.passwordLogins(m, p.account("alice"), "", "Alice's phone, after the pre-copy")
+	p.refreshOnce(m, p.account("longpass"), "long's tablet, after the pre-copy")
+	for i, tok := range p.tokens {
+		if tok.origin == canaryUser+", Bjørn's desktop" {
+			m.must(http.MethodPost, "/_matrix/client/v3/logout", tok.AccessToken, map[string]any{})
+			p.tokens[i].fate, p.tokens[i].before = dropped, http.StatusUnauthorized
+			p.tokens[i].rule = "a token logged out after the pre-copy is dropped"
+		}
+	}
+}
+
 // populateSmall is enough to show a rollback gives every old token back
 // to Synapse's own auth, including one the migration would drop.
 func populateSmall(t *testing.T, hs *homeserver) *population {

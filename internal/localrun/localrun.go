@@ -8,6 +8,8 @@ package localrun
 
 import (
 	"context"
+	"log/slog"
+	"os"
 	"errors"
 	"fmt"
 	"strings"
@@ -20,6 +22,7 @@ import (
 	"github.com/masflow/masflow/workflows/contract"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/converter"
+	"go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/worker"
 )
@@ -58,6 +61,9 @@ func Import(o Options) (Result, error) {
 		o.Now = time.Now()
 	}
 	var suite testsuite.WorkflowTestSuite
+	// The environment logs every activity at debug level on stdout:
+	// warnings and errors only, on stderr.
+	suite.SetLogger(log.NewStructuredLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))))
 	env := suite.NewTestWorkflowEnvironment()
 	env.SetTestTimeout(30 * 24 * time.Hour) // a large homeserver imports for hours
 	// The environment does not cancel an activity the workflow released

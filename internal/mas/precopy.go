@@ -230,21 +230,30 @@ func removeKeys(ctx context.Context, tx pgx.Tx, keys []string, all bool) (Remove
 	if err != nil {
 		return rm, err
 	}
-	users := `SELECT user_id FROM users`
-	args := []any{}
+	// The users' IDs, and their sessions' (tokens point at sessions),
+	// looked up once through their indexes.
+	var users, sessions []ID
 	if !all {
-		users += ` WHERE lower(username) = ANY($1::text[])`
-		args = append(args, localparts(keys))
+		if err := tx.QueryRow(ctx, `SELECT COALESCE(array_agg(user_id), '{}') FROM users WHERE lower(username) = ANY($1::text[])`,
+			localparts(keys)).Scan(&users); err != nil {
+			return rm, fmt.Errorf("finding the changed users in MAS: %w", err)
+		}
+		if err := tx.QueryRow(ctx, `SELECT COALESCE(array_agg(compat_session_id), '{}') FROM compat_sessions
+			WHERE user_id = ANY($1::uuid[])`, users).Scan(&sessions); err != nil {
+			return rm, fmt.Errorf("finding the changed users' sessions in MAS: %w", err)
+		}
 	}
-	bySession := `compat_session_id IN (SELECT compat_session_id FROM compat_sessions WHERE user_id IN (` + users + `))`
-	where := map[string]string{"compat_refresh_tokens": bySession, "compat_access_tokens": bySession}
 	for i := len(TargetTables) - 1; i >= 0; i-- {
 		t := TargetTables[i]
-		cond, ok := where[t]
-		if !ok {
-			cond = `user_id IN (` + users + `)`
+		sql, args := "DELETE FROM "+pgx.Identifier{t}.Sanitize(), []any{}
+		switch {
+		case all:
+		case t == "compat_refresh_tokens" || t == "compat_access_tokens":
+			sql, args = sql+" WHERE compat_session_id = ANY($1::uuid[])", append(args, sessions)
+		default:
+			sql, args = sql+" WHERE user_id = ANY($1::uuid[])", append(args, users)
 		}
-		tag, err := tx.Exec(ctx, "DELETE FROM "+pgx.Identifier{t}.Sanitize()+" WHERE "+cond, args...)
+		tag, err := tx.Exec(ctx, sql, args...)
 		if err != nil {
 			return rm, fmt.Errorf("removing the changed users' rows from %s: %w", t, err)
 		}

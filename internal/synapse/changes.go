@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
+	"golang.org/x/sync/errgroup"
 )
 
 // Change detection for the pre-copy (docs/architecture.md, "Cut-over in
@@ -57,10 +59,8 @@ var ErrUntrusted = errors.New("the pre-copy's change evidence cannot be trusted"
 
 // keyExpr is the user-key expression of an entity's source table.
 func keyExpr(e Entity) string {
-	if e == Users {
-		return "lower(name)"
-	}
-	return "lower(user_id)"
+	s, _ := specOf(e)
+	return "lower(" + s.userCol() + ")"
 }
 
 // windowExpr is true for a row version written at or after the mark:
@@ -141,42 +141,62 @@ type Changes struct {
 	Written, Deleted int
 }
 
-// Changes finds the keys changed since mark, at the reader's snapshot
-// (At) or in the stopped database, in one transaction: keys with a row
-// version in the window, and keys with fewer rows outside it than rec
-// recorded. It returns ErrUntrusted when the mark cannot be compared.
+// changeSessions is how many sessions read the tables at once.
+const changeSessions = 2
+
+// Changes finds the keys changed since mark, in the stopped database or
+// at the reader's snapshot (At): keys with a row version in the window,
+// and keys with fewer rows outside it than rec recorded. The tables are
+// read on several sessions at once. It returns ErrUntrusted when the
+// mark cannot be compared.
 func (r *Reader) Changes(ctx context.Context, mark Mark, rec Recorded) (Changes, error) {
 	var ch Changes
+	var low int64
 	err := r.inTx(ctx, func(tx pgx.Tx) error {
-		low, err := window(ctx, tx, mark, &ch)
-		if err != nil {
-			return err
-		}
-		dirty := map[string]bool{}
-		old := make([]map[int32]int64, len(Entities))
-		for i, e := range Entities {
-			if old[i], err = scanEntity(ctx, tx, e, low, ch.Window, dirty, &ch.Totals[i]); err != nil {
-				return err
-			}
-		}
-		ch.Written = len(dirty)
-		deleted, err := deletions(ctx, tx, low, ch.Window, old, rec)
-		if err != nil {
-			return err
-		}
-		for _, k := range deleted {
-			if !dirty[k] {
-				dirty[k] = true
-				ch.Deleted++
-			}
-		}
-		for k := range dirty {
-			ch.Dirty = append(ch.Dirty, k)
-		}
-		slices.Sort(ch.Dirty)
-		return nil
+		var err error
+		low, err = window(ctx, tx, mark, &ch)
+		return err
 	})
-	return ch, err
+	if err != nil {
+		return ch, err
+	}
+	written := make([]map[string]bool, len(Entities))
+	old := make([]map[int32]int64, len(Entities))
+	var sums map[int32][6]int64
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(changeSessions)
+	g.Go(func() (err error) { sums, err = rec.BucketSums(gctx); return err })
+	for i, e := range Entities {
+		g.Go(func() (err error) {
+			written[i], old[i], err = r.scanEntity(gctx, e, low, ch.Window, &ch.Totals[i])
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return ch, err
+	}
+	dirty := map[string]bool{}
+	for _, w := range written {
+		for k := range w {
+			dirty[k] = true
+		}
+	}
+	ch.Written = len(dirty)
+	deleted, err := r.deletions(ctx, low, ch.Window, old, sums, rec, dirty)
+	if err != nil {
+		return ch, err
+	}
+	for _, k := range deleted {
+		if !dirty[k] {
+			dirty[k] = true
+			ch.Deleted++
+		}
+	}
+	for k := range dirty {
+		ch.Dirty = append(ch.Dirty, k)
+	}
+	slices.Sort(ch.Dirty)
+	return ch, nil
 }
 
 // window checks the mark against the database now and sets the window;
@@ -211,45 +231,48 @@ func trustWindow(mark, now Mark, next int64) error {
 	return nil
 }
 
-// scanEntity reads an entity's table once: the keys with a row version in
-// the window go to dirty, the other rows are counted per bucket.
-func scanEntity(ctx context.Context, tx pgx.Tx, e Entity, low, width int64, dirty map[string]bool, total *int64) (map[int32]int64, error) {
+// scanEntity reads an entity's table once: the keys with a row version
+// in the window, and the other rows counted per bucket.
+func (r *Reader) scanEntity(ctx context.Context, e Entity, low, width int64, total *int64) (map[string]bool, map[int32]int64, error) {
 	s, _ := specOf(e)
 	sql := fmt.Sprintf(`SELECT CASE WHEN w THEN k END, CASE WHEN w THEN -1 ELSE hashtext(k) & %d END::int, count(*)
 		FROM (SELECT %s AS k, %s AS w FROM %s) s GROUP BY 1, 2`, Buckets-1, keyExpr(e), windowExpr, pgx.Identifier{s.table}.Sanitize())
-	rows, err := tx.Query(ctx, sql, low, width)
-	if err != nil {
-		return nil, fmt.Errorf("looking for changes in %s: %w", s.table, err)
-	}
-	old := map[int32]int64{}
-	var key *string
-	var bucket int32
-	var n int64
-	_, err = pgx.ForEachRow(rows, []any{&key, &bucket, &n}, func() error {
-		*total += n
-		if key != nil {
-			dirty[*key] = true
-		} else {
-			old[bucket] += n
+	written, old := map[string]bool{}, map[int32]int64{}
+	err := r.inTx(ctx, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, sql, low, width)
+		if err != nil {
+			return err
 		}
-		return nil
+		var key *string
+		var bucket int32
+		var n int64
+		_, err = pgx.ForEachRow(rows, []any{&key, &bucket, &n}, func() error {
+			*total += n
+			if key != nil {
+				written[*key] = true
+			} else {
+				old[bucket] += n
+			}
+			return nil
+		})
+		return err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("looking for changes in %s: %w", s.table, err)
+		return nil, nil, fmt.Errorf("looking for changes in %s: %w", s.table, err)
 	}
-	return old, nil
+	return written, old, nil
 }
 
 // deletions finds the keys with fewer rows outside the window than
 // recorded: rows outside it were all seen at the mark, so only a
 // deletion (or an update, whose new version is in the window) lowers the
-// count. Buckets are compared first; keys only inside differing ones.
-func deletions(ctx context.Context, tx pgx.Tx, low, width int64, old []map[int32]int64, rec Recorded) ([]string, error) {
-	sums, err := rec.BucketSums(ctx)
-	if err != nil {
-		return nil, err
-	}
-	var out []string
+// count. Buckets are compared first; inside differing ones, the recorded
+// keys not already dirty are counted again through the user index.
+func (r *Reader) deletions(ctx context.Context, low, width int64, old []map[int32]int64, sums map[int32][6]int64,
+	rec Recorded, dirty map[string]bool) ([]string, error) {
+	found := make([][]string, len(Entities))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(changeSessions)
 	for i, e := range Entities {
 		var differ []int32
 		for b, want := range sums {
@@ -261,37 +284,49 @@ func deletions(ctx context.Context, tx pgx.Tx, low, width int64, old []map[int32
 			continue
 		}
 		slices.Sort(differ)
-		now, err := keyCounts(ctx, tx, e, low, width, differ)
-		if err != nil {
-			return nil, err
-		}
-		err = rec.Keys(ctx, differ, func(kc KeyCounts) error {
-			if kc.Counts[i] != now[kc.Key] {
-				out = append(out, kc.Key)
+		recorded := map[string]int64{}
+		err := rec.Keys(ctx, differ, func(kc KeyCounts) error {
+			if kc.Counts[i] > 0 && !dirty[kc.Key] {
+				recorded[kc.Key] = kc.Counts[i]
 			}
 			return nil
 		})
 		if err != nil {
 			return nil, err
 		}
+		g.Go(func() error {
+			now, err := r.keyCounts(gctx, e, low, width, slices.Sorted(maps.Keys(recorded)))
+			for k, n := range recorded {
+				if now[k] != n {
+					found[i] = append(found[i], k)
+				}
+			}
+			return err
+		})
 	}
-	return out, nil
+	err := g.Wait()
+	return slices.Concat(found...), err
 }
 
-// keyCounts counts an entity's rows outside the window per key, inside
-// the given buckets.
-func keyCounts(ctx context.Context, tx pgx.Tx, e Entity, low, width int64, buckets []int32) (map[string]int64, error) {
+// keyCounts counts an entity's rows outside the window for the given
+// keys, through the index on the user column (a row whose user ID differs
+// from its key in case is not counted: its key then shows as changed,
+// which imports it again, never the reverse).
+func (r *Reader) keyCounts(ctx context.Context, e Entity, low, width int64, keys []string) (map[string]int64, error) {
 	s, _ := specOf(e)
-	sql := fmt.Sprintf(`SELECT k, count(*) FROM (SELECT %s AS k, %s AS w FROM %s) s
-		WHERE NOT w AND (hashtext(k) & %d) = ANY($3::int[]) GROUP BY k`, keyExpr(e), windowExpr, pgx.Identifier{s.table}.Sanitize(), Buckets-1)
-	rows, err := tx.Query(ctx, sql, low, width, buckets)
-	if err != nil {
-		return nil, fmt.Errorf("counting rows per user in %s: %w", s.table, err)
-	}
+	sql := fmt.Sprintf(`SELECT lower(%s), count(*) FROM %s WHERE %s = ANY($3::text[]) AND NOT %s GROUP BY 1`,
+		s.userCol(), pgx.Identifier{s.table}.Sanitize(), s.userCol(), windowExpr)
 	out := map[string]int64{}
-	var k string
-	var n int64
-	_, err = pgx.ForEachRow(rows, []any{&k, &n}, func() error { out[k] = n; return nil })
+	err := r.inTx(ctx, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, sql, low, width, keys)
+		if err != nil {
+			return err
+		}
+		var k string
+		var n int64
+		_, err = pgx.ForEachRow(rows, []any{&k, &n}, func() error { out[k] = n; return nil })
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("counting rows per user in %s: %w", s.table, err)
 	}

@@ -32,6 +32,14 @@ func specOf(e Entity) (entitySpec, error) {
 	return entitySpec{}, fmt.Errorf("unknown entity %q (one of %v)", e, Entities)
 }
 
+// userCol is the column naming a row's user.
+func (s entitySpec) userCol() string {
+	if s.table == "users" {
+		return "name"
+	}
+	return "user_id"
+}
+
 // SourceTable names the Synapse table an entity reads.
 func SourceTable(e Entity) (string, error) {
 	s, err := specOf(e)
