@@ -32,9 +32,13 @@ func (e *Engine) RecordEvidence(ctx context.Context) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
+	variants, err := e.reader.Variants(ctx)
+	if err != nil {
+		return 0, err
+	}
 	src := newEvidenceSource(ctx, e.reader)
 	defer src.stop()
-	n, err := mas.RecordEvidence(ctx, e.writer.Pool(), mark, src)
+	n, err := mas.RecordEvidence(ctx, e.writer.Pool(), mark, src, variants)
 	if err := errors.Join(err, src.Err()); err != nil {
 		return 0, err
 	}
@@ -142,12 +146,12 @@ func (e *Engine) passPages(ctx context.Context, cp mas.Checkpoint, page pageFunc
 	if p.Changes.All {
 		return page, nil
 	}
-	keys := p.Keys
-	if keys == nil {
-		keys = []string{}
+	users := p.Reads
+	if users == nil {
+		users = []string{}
 	}
 	return func(ctx context.Context, rng synapse.Range, limit int) (*mapping.Batch, synapse.Key, error) {
-		rng.Keys = keys
+		rng.Users = users
 		return page(ctx, rng, limit)
 	}, nil
 }
@@ -195,7 +199,7 @@ func (r *Runs) BeginDelta(ctx context.Context, now time.Time, log *zap.Logger) (
 		}
 	}
 	started := time.Now()
-	ch, keys, err := r.changes(ctx, *mark)
+	ch, keys, variants, err := r.changes(ctx, *mark)
 	if err != nil {
 		return Delta{}, err
 	}
@@ -212,27 +216,29 @@ func (r *Runs) BeginDelta(ctx context.Context, now time.Time, log *zap.Logger) (
 	if err != nil {
 		return Delta{}, err
 	}
-	p, err := mas.BeginPass(ctx, pool, 1, keys, ch, counters)
+	p, err := mas.BeginPass(ctx, pool, 1, keys, variants, ch, counters)
 	if err != nil {
 		return Delta{}, err
 	}
 	return Delta{Pass: p.Number, Changes: p.Changes, Removed: p.Removed, Took: time.Since(started)}, nil
 }
 
-// changes finds the changed keys, or decides to import everything again.
-func (r *Runs) changes(ctx context.Context, mark synapse.Mark) (mas.PassChanges, []string, error) {
+// changes finds the changed keys (and the user IDs of rows written since
+// that differ from their key in case), or decides to import everything
+// again.
+func (r *Runs) changes(ctx context.Context, mark synapse.Mark) (mas.PassChanges, []string, []string, error) {
 	ch, err := r.Reader.Changes(ctx, mark, mas.Evidence{Pool: r.MAS})
 	switch {
 	case errors.Is(err, synapse.ErrUntrusted):
-		return mas.PassChanges{All: true, Reason: err.Error(), Window: ch.Window}, nil, nil
+		return mas.PassChanges{All: true, Reason: err.Error(), Window: ch.Window}, nil, nil, nil
 	case err != nil:
-		return mas.PassChanges{}, nil, err
+		return mas.PassChanges{}, nil, nil, err
 	}
 	out := mas.PassChanges{Keys: len(ch.Dirty), Written: ch.Written, Deleted: ch.Deleted, Window: ch.Window}
 	users := ch.Totals[0]
 	if users > 0 && float64(len(ch.Dirty)) > maxDirtyShare*float64(users) {
 		out.All, out.Reason = true, fmt.Sprintf("%d of %d users changed since the pre-copy: reading them all is faster", len(ch.Dirty), users)
-		return out, nil, nil
+		return out, nil, nil, nil
 	}
-	return out, ch.Dirty, nil
+	return out, ch.Dirty, ch.Variants, nil
 }

@@ -365,3 +365,31 @@ func TestDiscardPrecopyRefusesAnImport(t *testing.T) {
 		t.Fatalf("discard of an import: %v, want ErrNotDiscardable", err)
 	}
 }
+
+// TestDeltaReadsUserIDsInOtherCase: a row whose user ID differs from its
+// owner's in case (recorded at the pre-copy, or written after it) is read
+// again with its owner: the delta reads user IDs as stored.
+func TestDeltaReadsUserIDsInOtherCase(t *testing.T) {
+	tests := []struct {
+		name        string
+		seed, later []string
+	}{
+		{"recorded at the pre-copy", []string{`INSERT INTO user_threepids (user_id, medium, address, validated_at, added_at)
+			VALUES ('@User22:synth.example', 'email', 'u22b@synth.example', 1, 1)`},
+			[]string{`UPDATE users SET password_hash = NULL WHERE name = '` + uid("22") + `'`}},
+		{"written after it", nil, changesSQL["case-mismatched owner"]},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			lt := newLiveTest(t)
+			lt.write(t, tt.seed...)
+			lt.precopy(t, nil)
+			lt.write(t, tt.later...)
+			d := lt.delta(t)
+			if d.Changes.All || d.Changes.Keys != 1 {
+				t.Fatalf("delta %+v: want one user", d.Changes)
+			}
+			lt.assertEqualsClean(t)
+		})
+	}
+}

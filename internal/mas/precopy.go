@@ -26,22 +26,35 @@ CREATE TABLE IF NOT EXISTS masflow_import.evidence (
   counts bigint[] NOT NULL
 );
 CREATE INDEX IF NOT EXISTS evidence_bucket ON masflow_import.evidence (bucket);
+CREATE TABLE IF NOT EXISTS masflow_import.variants (
+  k   text COLLATE "C" NOT NULL,
+  raw text NOT NULL
+);
+CREATE INDEX IF NOT EXISTS variants_k ON masflow_import.variants (k);
 CREATE TABLE IF NOT EXISTS masflow_import.passes (
   pass       int PRIMARY KEY,
   keys       text[],
+  reads      text[],
   removed    jsonb NOT NULL,
   changes    jsonb NOT NULL,
   created_at timestamptz NOT NULL DEFAULT now()
 );`
 
 // RecordEvidence replaces the run's change evidence: the mark of the
-// snapshot the pre-copy read and every key's counts at it (src yields
-// rows of key, bucket, counts). One transaction: a retry starts over.
-func RecordEvidence(ctx context.Context, pool *pgxpool.Pool, mark synapse.Mark, src pgx.CopyFromSource) (int64, error) {
+// snapshot the pre-copy read, every key's counts at it (src yields rows
+// of key, bucket, counts) and the user IDs that differ from their key in
+// case. One transaction: a retry starts over.
+func RecordEvidence(ctx context.Context, pool *pgxpool.Pool, mark synapse.Mark, src pgx.CopyFromSource,
+	variants []synapse.Variant) (int64, error) {
 	var n int64
 	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `TRUNCATE masflow_import.evidence`); err != nil {
+		if _, err := tx.Exec(ctx, `TRUNCATE masflow_import.evidence, masflow_import.variants`); err != nil {
 			return err
+		}
+		for _, v := range variants {
+			if _, err := tx.Exec(ctx, `INSERT INTO masflow_import.variants (k, raw) VALUES ($1, $2)`, v.Key, v.Raw); err != nil {
+				return err
+			}
 		}
 		var err error
 		n, err = tx.CopyFrom(ctx, pgx.Identifier{bookkeepingSchema, "evidence"}, []string{"k", "bucket", "counts"}, src)
@@ -133,8 +146,11 @@ type PassChanges struct {
 
 // Pass is a recorded delta pass.
 type Pass struct {
-	Number  int
-	Keys    []string // nil with Changes.All
+	Number int
+	Keys   []string // nil with Changes.All
+	// Reads are the user IDs, as Synapse stores them, whose rows the
+	// pass's shards read: the keys and their variants in case.
+	Reads   []string
 	Removed Removed
 	Changes PassChanges
 }
@@ -145,8 +161,8 @@ var ErrNoPrecopy = errors.New("the MAS database holds no pre-copy")
 // LatestPass returns the newest delta pass (nil: none yet).
 func LatestPass(ctx context.Context, q querier) (*Pass, error) {
 	var p Pass
-	err := q.QueryRow(ctx, `SELECT pass, keys, removed, changes FROM masflow_import.passes ORDER BY pass DESC LIMIT 1`).
-		Scan(&p.Number, &p.Keys, &p.Removed, &p.Changes)
+	err := q.QueryRow(ctx, `SELECT pass, keys, reads, removed, changes FROM masflow_import.passes ORDER BY pass DESC LIMIT 1`).
+		Scan(&p.Number, &p.Keys, &p.Reads, &p.Removed, &p.Changes)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, nil
 	}
@@ -181,7 +197,7 @@ func Removals(ctx context.Context, q querier) (Removed, error) {
 // Synapse's write counters now (the reconciliation compares with them:
 // nothing may be written from here on). A pass already recorded is
 // returned as it was: retrying never removes twice.
-func BeginPass(ctx context.Context, pool *pgxpool.Pool, n int, keys []string, ch PassChanges,
+func BeginPass(ctx context.Context, pool *pgxpool.Pool, n int, keys, variants []string, ch PassChanges,
 	counters synapse.WriteCounters) (Pass, error) {
 	var out Pass
 	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
@@ -198,18 +214,22 @@ func BeginPass(ctx context.Context, pool *pgxpool.Pool, n int, keys []string, ch
 		if err != nil {
 			return err
 		}
+		var reads []string
 		if ch.All {
 			keys = nil
+		} else if err := tx.QueryRow(ctx, `SELECT array(SELECT unnest($1::text[]) UNION SELECT unnest($2::text[])
+			UNION SELECT raw FROM masflow_import.variants WHERE k = ANY($1))`, keys, variants).Scan(&reads); err != nil {
+			return fmt.Errorf("listing the user IDs to read again: %w", err)
 		}
-		if _, err := tx.Exec(ctx, `INSERT INTO masflow_import.passes (pass, keys, removed, changes) VALUES ($1, $2, $3, $4)`,
-			n, keys, removed, ch); err != nil {
+		if _, err := tx.Exec(ctx, `INSERT INTO masflow_import.passes (pass, keys, reads, removed, changes) VALUES ($1, $2, $3, $4, $5)`,
+			n, keys, reads, removed, ch); err != nil {
 			return err
 		}
 		if _, err := tx.Exec(ctx, `INSERT INTO masflow_import.source_writes (counters) VALUES ($1)
 			ON CONFLICT (singleton) DO UPDATE SET counters = excluded.counters, recorded_at = now()`, counters); err != nil {
 			return err
 		}
-		out = Pass{Number: n, Keys: keys, Removed: removed, Changes: ch}
+		out = Pass{Number: n, Keys: keys, Reads: reads, Removed: removed, Changes: ch}
 		return nil
 	})
 	if err != nil {

@@ -139,6 +139,9 @@ type Changes struct {
 	// Written counts keys with a row version written since the mark;
 	// Deleted the other keys: rows deleted, none written.
 	Written, Deleted int
+	// Variants are the user IDs of rows written since the mark that
+	// differ from their key in case (a delta reads raw user IDs).
+	Variants []string
 }
 
 // changeSessions is how many sessions read the tables at once.
@@ -161,6 +164,7 @@ func (r *Reader) Changes(ctx context.Context, mark Mark, rec Recorded) (Changes,
 		return ch, err
 	}
 	written := make([]map[string]bool, len(Entities))
+	variants := make([]map[string]bool, len(Entities))
 	old := make([]map[int32]int64, len(Entities))
 	var sums map[int32][6]int64
 	g, gctx := errgroup.WithContext(ctx)
@@ -168,19 +172,19 @@ func (r *Reader) Changes(ctx context.Context, mark Mark, rec Recorded) (Changes,
 	g.Go(func() (err error) { sums, err = rec.BucketSums(gctx); return err })
 	for i, e := range Entities {
 		g.Go(func() (err error) {
-			written[i], old[i], err = r.scanEntity(gctx, e, low, ch.Window, &ch.Totals[i])
+			written[i], variants[i], old[i], err = r.scanEntity(gctx, e, low, ch.Window, &ch.Totals[i])
 			return err
 		})
 	}
 	if err := g.Wait(); err != nil {
 		return ch, err
 	}
-	dirty := map[string]bool{}
-	for _, w := range written {
-		for k := range w {
-			dirty[k] = true
-		}
+	dirty, raw := map[string]bool{}, map[string]bool{}
+	for i, w := range written {
+		maps.Copy(dirty, w)
+		maps.Copy(raw, variants[i])
 	}
+	ch.Variants = slices.Sorted(maps.Keys(raw))
 	ch.Written = len(dirty)
 	deleted, err := r.deletions(ctx, low, ch.Window, old, sums, rec, dirty)
 	if err != nil {
@@ -232,25 +236,33 @@ func trustWindow(mark, now Mark, next int64) error {
 }
 
 // scanEntity reads an entity's table once: the keys with a row version
-// in the window, and the other rows counted per bucket.
-func (r *Reader) scanEntity(ctx context.Context, e Entity, low, width int64, total *int64) (map[string]bool, map[int32]int64, error) {
+// in the window (and those rows' user IDs that differ from their key in
+// case), and the other rows counted per bucket.
+func (r *Reader) scanEntity(ctx context.Context, e Entity, low, width int64, total *int64) (written, variants map[string]bool,
+	old map[int32]int64, err error) {
 	s, _ := specOf(e)
-	sql := fmt.Sprintf(`SELECT CASE WHEN w THEN k END, CASE WHEN w THEN -1 ELSE hashtext(k) & %d END::int, count(*)
-		FROM (SELECT %s AS k, %s AS w FROM %s) s GROUP BY 1, 2`, Buckets-1, keyExpr(e), windowExpr, pgx.Identifier{s.table}.Sanitize())
-	written, old := map[string]bool{}, map[int32]int64{}
-	err := r.inTx(ctx, func(tx pgx.Tx) error {
+	sql := fmt.Sprintf(`SELECT CASE WHEN w THEN k END, CASE WHEN w AND raw <> k THEN raw END,
+		CASE WHEN w THEN -1 ELSE hashtext(k) & %d END::int, count(*)
+		FROM (SELECT %s AS raw, lower(%[2]s) AS k, %s AS w FROM %s) s GROUP BY 1, 2, 3`,
+		Buckets-1, s.userCol(), windowExpr, pgx.Identifier{s.table}.Sanitize())
+	written, variants, old = map[string]bool{}, map[string]bool{}, map[int32]int64{}
+	err = r.inTx(ctx, func(tx pgx.Tx) error {
 		rows, err := tx.Query(ctx, sql, low, width)
 		if err != nil {
 			return err
 		}
-		var key *string
+		var key, raw *string
 		var bucket int32
 		var n int64
-		_, err = pgx.ForEachRow(rows, []any{&key, &bucket, &n}, func() error {
+		_, err = pgx.ForEachRow(rows, []any{&key, &raw, &bucket, &n}, func() error {
 			*total += n
-			if key != nil {
+			switch {
+			case key != nil:
 				written[*key] = true
-			} else {
+				if raw != nil {
+					variants[*raw] = true
+				}
+			default:
 				old[bucket] += n
 			}
 			return nil
@@ -258,9 +270,39 @@ func (r *Reader) scanEntity(ctx context.Context, e Entity, low, width int64, tot
 		return err
 	})
 	if err != nil {
-		return nil, nil, fmt.Errorf("looking for changes in %s: %w", s.table, err)
+		return nil, nil, nil, fmt.Errorf("looking for changes in %s: %w", s.table, err)
 	}
-	return written, old, nil
+	return written, variants, old, nil
+}
+
+// Variant is a user ID that differs from its key in case.
+type Variant struct{ Key, Raw string }
+
+// Variants lists, at the reader's snapshot (At), every user ID of the
+// source tables that differs from its key in case (rare: Synapse folds
+// new user IDs to lower case): a delta reads rows by raw user ID, through
+// the user indexes, and must read these too.
+func (r *Reader) Variants(ctx context.Context) ([]Variant, error) {
+	var parts []string
+	for _, e := range Entities {
+		s, _ := specOf(e)
+		parts = append(parts, fmt.Sprintf("SELECT lower(%s), %[1]s FROM %s WHERE %[1]s <> lower(%[1]s)", s.userCol(),
+			pgx.Identifier{s.table}.Sanitize()))
+	}
+	var out []Variant
+	err := r.inTx(ctx, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, "SELECT DISTINCT * FROM ("+strings.Join(parts, " UNION ALL ")+") v")
+		if err != nil {
+			return err
+		}
+		var v Variant
+		_, err = pgx.ForEachRow(rows, []any{&v.Key, &v.Raw}, func() error { out = append(out, v); return nil })
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("listing user IDs in mixed case: %w", err)
+	}
+	return out, nil
 }
 
 // deletions finds the keys with fewer rows outside the window than

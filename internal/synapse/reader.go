@@ -41,13 +41,13 @@ var Entities = []Entity{Users, Threepids, ExternalIDs, Devices, AccessTokens, Re
 // bound and "after the last row" as an upper bound.
 type Key []string
 
-// Range bounds a read: rows with After < key <= Upto, and, when Keys is
-// set, only the rows of those user keys (lowercased MXIDs: a delta
-// reads the users it imports again, see changes.go).
+// Range bounds a read: rows with After < key <= Upto, and, when Users
+// is set, only the rows of those user IDs, as stored (a delta reads the
+// users it imports again through the user indexes, see changes.go).
 type Range struct {
 	After Key
 	Upto  Key
-	Keys  []string
+	Users []string
 }
 
 // Reader reads the Synapse database.
@@ -128,9 +128,9 @@ func (s spec[T]) boundedSQL(rng Range, limit int) (string, []any) {
 	}
 	bound(">", rng.After)
 	bound("<=", rng.Upto)
-	if rng.Keys != nil {
-		args = append(args, rng.Keys)
-		where = append(where, fmt.Sprintf("lower(%s) = ANY($%d::text[])", s.userCol, len(args)))
+	if rng.Users != nil {
+		args = append(args, rng.Users)
+		where = append(where, fmt.Sprintf("%s = ANY($%d::text[])", s.userCol, len(args)))
 	}
 	args = append(args, limit)
 	order := strings.Join(s.keyCols, ", ")
