@@ -161,8 +161,7 @@ func read[T any](ctx context.Context, r *Reader, s spec[T], rng Range, limit int
 // readFilled reads a page like read, then lets fill complete its rows
 // with further queries in the same transaction: one repeatable-read
 // snapshot, so a page reads consistently even from a live homeserver.
-func readFilled[T any](ctx context.Context, r *Reader, s spec[T], rng Range, limit int,
-	fill func(context.Context, pgx.Tx, []T) error) ([]T, Key, error) {
+func readFilled[T any](ctx context.Context, r *Reader, s spec[T], rng Range, limit int, fill fillFunc[T]) ([]T, Key, error) {
 	if err := checkKey(rng.After, len(s.keyCols)); err != nil {
 		return nil, nil, fmt.Errorf("%s: lower bound: %w", s.table, err)
 	}
@@ -176,7 +175,7 @@ func readFilled[T any](ctx context.Context, r *Reader, s spec[T], rng Range, lim
 		if out, last, err = readPage(ctx, tx, s, rng, limit); err != nil || fill == nil || len(out) == 0 {
 			return err
 		}
-		if err := fill(ctx, tx, out); err != nil {
+		if err := fill(ctx, tx, out, rng.Users != nil); err != nil {
 			return fmt.Errorf("reading %s after %v: %w", s.table, rng.After, err)
 		}
 		return nil

@@ -3,6 +3,7 @@ package synapse
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -18,8 +19,29 @@ import (
 // that no page row asks for are dropped while scanning, keeping memory
 // bounded by the page (docs/architecture.md, "Reads").
 
-// span is the users a user-ordered page covers.
-type span struct{ lo, hi string }
+// span is the users a user-ordered page covers: the range lo..hi, or,
+// for a page of chosen users (Range.Users), exactly those (users: a
+// range over them would cover most of the table).
+type span struct {
+	lo, hi string
+	users  []string
+}
+
+// args are a span query's arguments: the range's bounds, or the users.
+func (sp span) args() []any {
+	if sp.users != nil {
+		return []any{sp.users}
+	}
+	return []any{sp.lo, sp.hi}
+}
+
+// pick is the range form of a span query, or the form for chosen users.
+func (sp span) pick(inRange, ofUsers string) string {
+	if sp.users != nil {
+		return ofUsers
+	}
+	return inRange
+}
 
 // devKey names a device.
 type devKey struct{ user, device string }
@@ -36,8 +58,17 @@ const ownersByCaseSQL = `SELECT k.raw, u.name, COALESCE(u.admin, 0) <> 0, COALES
     COALESCE(u.deactivated, 0) <> 0, u.appservice_id, u.creation_ts
   FROM unnest($1::text[]) AS k(raw) JOIN users u ON lower(u.name) = lower(k.raw)`
 
-// devicesInSpanSQL reads the devices of a span by device_uniqueness.
-const devicesInSpanSQL = `SELECT user_id, device_id, hidden FROM devices WHERE user_id >= $1 AND user_id <= $2`
+// devicesInSpanSQL reads the devices of a span by device_uniqueness;
+// devicesOfUsersSQL those of chosen users.
+const (
+	devicesInSpanSQL  = `SELECT user_id, device_id, hidden FROM devices WHERE user_id >= $1 AND user_id <= $2`
+	devicesOfUsersSQL = `SELECT user_id, device_id, hidden FROM devices WHERE user_id = ANY($1::text[])`
+)
+
+// ownersOfUsersSQL reads chosen users by users_name_key.
+const ownersOfUsersSQL = `SELECT name, name, COALESCE(admin, 0) <> 0, COALESCE(is_guest, 0) <> 0,
+    COALESCE(deactivated, 0) <> 0, appservice_id, creation_ts
+  FROM users WHERE name = ANY($1::text[])`
 
 // sessionTokensSQL lists the last_validated of the tokens a device's
 // session takes its created_at from (docs/mapping.md, "Devices and sessions"): its
@@ -89,20 +120,27 @@ var sessionTokensInSpanSQL = sessionTokensSQL + `a.user_id >= $1 AND a.user_id <
 var sessionTokensOfUsersSQL = sessionTokensSQL + `a.user_id = ANY($1::text[])`
 
 // fillOwners returns a fill that sets the owner of every row of a page.
-func fillOwners[T any](owner func(*T) *Owner) func(context.Context, pgx.Tx, []T) error {
-	return func(ctx context.Context, tx pgx.Tx, page []T) error {
-		_, err := resolveOwners(ctx, tx, page, owner)
+func fillOwners[T any](owner func(*T) *Owner) fillFunc[T] {
+	return func(ctx context.Context, tx pgx.Tx, page []T, chosen bool) error {
+		_, err := resolveOwners(ctx, tx, page, owner, chosen)
 		return err
 	}
 }
 
+// fillFunc completes a page's rows; chosen says the page holds chosen
+// users (Range.Users), not a range of them.
+type fillFunc[T any] func(ctx context.Context, tx pgx.Tx, page []T, chosen bool) error
+
 // resolveOwners sets the owner of every row of a user-ordered page and
 // returns the page's span.
-func resolveOwners[T any](ctx context.Context, tx pgx.Tx, page []T, owner func(*T) *Owner) (span, error) {
-	sp := span{owner(&page[0]).RawUserID, owner(&page[len(page)-1]).RawUserID}
+func resolveOwners[T any](ctx context.Context, tx pgx.Tx, page []T, owner func(*T) *Owner, chosen bool) (span, error) {
+	sp := span{lo: owner(&page[0]).RawUserID, hi: owner(&page[len(page)-1]).RawUserID}
 	raws := make([]string, len(page))
 	for i := range page {
 		raws[i] = owner(&page[i]).RawUserID
+	}
+	if chosen {
+		sp.users = slices.Compact(slices.Sorted(slices.Values(raws)))
 	}
 	found, err := ownersOf(ctx, tx, sp, raws)
 	if err != nil {
@@ -116,8 +154,8 @@ func resolveOwners[T any](ctx context.Context, tx pgx.Tx, page []T, owner func(*
 }
 
 // fillDevices sets the owner and session time of every device of a page.
-func fillDevices(ctx context.Context, tx pgx.Tx, page []Device) error {
-	sp, err := resolveOwners(ctx, tx, page, func(d *Device) *Owner { return &d.Owner })
+func fillDevices(ctx context.Context, tx pgx.Tx, page []Device, chosen bool) error {
+	sp, err := resolveOwners(ctx, tx, page, func(d *Device) *Owner { return &d.Owner }, chosen)
 	if err != nil {
 		return err
 	}
@@ -125,7 +163,7 @@ func fillDevices(ctx context.Context, tx pgx.Tx, page []Device) error {
 	for _, d := range page {
 		want[devKey{d.RawUserID, d.DeviceID}] = true
 	}
-	created, err := sessionTimes(ctx, tx, sessionTokensInSpanSQL, []any{sp.lo, sp.hi}, want)
+	created, err := sessionTimes(ctx, tx, sp.pick(sessionTokensInSpanSQL, sessionTokensOfUsersSQL), sp.args(), want)
 	if err != nil {
 		return err
 	}
@@ -136,8 +174,8 @@ func fillDevices(ctx context.Context, tx pgx.Tx, page []Device) error {
 }
 
 // fillAccessTokens sets the owner and device of every token of a page.
-func fillAccessTokens(ctx context.Context, tx pgx.Tx, page []AccessToken) error {
-	sp, err := resolveOwners(ctx, tx, page, func(a *AccessToken) *Owner { return &a.Owner })
+func fillAccessTokens(ctx context.Context, tx pgx.Tx, page []AccessToken, chosen bool) error {
+	sp, err := resolveOwners(ctx, tx, page, func(a *AccessToken) *Owner { return &a.Owner }, chosen)
 	if err != nil {
 		return err
 	}
@@ -214,7 +252,7 @@ func ownersOf(ctx context.Context, tx pgx.Tx, sp span, raws []string) (owners, e
 		wanted[r] = true
 	}
 	found := make(owners, len(wanted))
-	err := scanOwners(ctx, tx, ownersInSpanSQL, []any{sp.lo, sp.hi}, func(name string, o Owner) {
+	err := scanOwners(ctx, tx, sp.pick(ownersInSpanSQL, ownersOfUsersSQL), sp.args(), func(name string, o Owner) {
 		if wanted[name] {
 			found[name] = o
 		}
@@ -285,7 +323,7 @@ func devicesOf(ctx context.Context, tx pgx.Tx, sp span, want map[devKey]bool) (d
 	if len(want) == 0 {
 		return out, nil
 	}
-	rows, err := tx.Query(ctx, devicesInSpanSQL, sp.lo, sp.hi)
+	rows, err := tx.Query(ctx, sp.pick(devicesInSpanSQL, devicesOfUsersSQL), sp.args()...)
 	if err != nil {
 		return nil, fmt.Errorf("reading devices: %w", err)
 	}
