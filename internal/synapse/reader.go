@@ -70,6 +70,11 @@ func Open(ctx context.Context, cfg *pgxpool.Config) (*Reader, error) {
 	// Pages are small keyset scans: JIT compilation costs far more (about
 	// half a second per page measured) than it saves.
 	cfg.ConnConfig.RuntimeParams["jit"] = "off"
+	// Plans for the arguments at hand, never a prepared statement's
+	// generic plan: a delta's user list (Range.Users) is then a constant
+	// the planner probes the user index with, where a generic plan scans
+	// the whole index and compares every row with every user.
+	cfg.ConnConfig.RuntimeParams["plan_cache_mode"] = "force_custom_plan"
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("connecting to the Synapse database: %w", err)
