@@ -161,9 +161,10 @@ type Delta struct {
 	Pass    int
 	Changes mas.PassChanges
 	Removed mas.Removed
-	// Took is how long finding the changes took (0 when the pass was
-	// begun by an earlier attempt).
-	Took time.Duration
+	// Took is how long finding the changes and removing them took (0
+	// when the pass was begun by an earlier attempt); Scan, Recount and
+	// Remove are its parts (synapse.Changes).
+	Took, Scan, Recount, Remove time.Duration
 }
 
 // BeginDelta begins the delta of the pre-copy run started at now, with
@@ -199,7 +200,7 @@ func (r *Runs) BeginDelta(ctx context.Context, now time.Time, log *zap.Logger) (
 		}
 	}
 	started := time.Now()
-	ch, keys, variants, err := r.changes(ctx, *mark)
+	ch, keys, variants, found, err := r.changes(ctx, *mark, log)
 	if err != nil {
 		return Delta{}, err
 	}
@@ -216,29 +217,35 @@ func (r *Runs) BeginDelta(ctx context.Context, now time.Time, log *zap.Logger) (
 	if err != nil {
 		return Delta{}, err
 	}
+	removing := time.Now()
 	p, err := mas.BeginPass(ctx, pool, 1, keys, variants, ch, counters)
 	if err != nil {
 		return Delta{}, err
 	}
-	return Delta{Pass: p.Number, Changes: p.Changes, Removed: p.Removed, Took: time.Since(started)}, nil
+	log.Info("removed the changed users from MAS", zap.Duration("took", time.Since(removing)))
+	return Delta{Pass: p.Number, Changes: p.Changes, Removed: p.Removed, Took: time.Since(started), Scan: found.Scan,
+		Recount: found.Recount, Remove: time.Since(removing)}, nil
 }
 
 // changes finds the changed keys (and the user IDs of rows written since
 // that differ from their key in case), or decides to import everything
 // again.
-func (r *Runs) changes(ctx context.Context, mark synapse.Mark) (mas.PassChanges, []string, []string, error) {
+func (r *Runs) changes(ctx context.Context, mark synapse.Mark, log *zap.Logger) (mas.PassChanges, []string, []string,
+	synapse.Changes, error) {
 	ch, err := r.Reader.Changes(ctx, mark, mas.Evidence{Pool: r.MAS})
+	log.Info("changes since the pre-copy", zap.Int("users", len(ch.Dirty)), zap.Duration("scan", ch.Scan),
+		zap.Duration("recount", ch.Recount))
 	switch {
 	case errors.Is(err, synapse.ErrUntrusted):
-		return mas.PassChanges{All: true, Reason: err.Error(), Window: ch.Window}, nil, nil, nil
+		return mas.PassChanges{All: true, Reason: err.Error(), Window: ch.Window}, nil, nil, ch, nil
 	case err != nil:
-		return mas.PassChanges{}, nil, nil, err
+		return mas.PassChanges{}, nil, nil, ch, err
 	}
 	out := mas.PassChanges{Keys: len(ch.Dirty), Written: ch.Written, Deleted: ch.Deleted, Window: ch.Window}
 	users := ch.Totals[0]
 	if users > 0 && float64(len(ch.Dirty)) > maxDirtyShare*float64(users) {
 		out.All, out.Reason = true, fmt.Sprintf("%d of %d users changed since the pre-copy: reading them all is faster", len(ch.Dirty), users)
-		return out, nil, nil, nil
+		return out, nil, nil, ch, nil
 	}
-	return out, ch.Dirty, ch.Variants, nil
+	return out, ch.Dirty, ch.Variants, ch, nil
 }

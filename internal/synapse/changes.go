@@ -7,6 +7,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"golang.org/x/sync/errgroup"
@@ -142,6 +143,9 @@ type Changes struct {
 	// Variants are the user IDs of rows written since the mark that
 	// differ from their key in case (a delta reads raw user IDs).
 	Variants []string
+	// Scan and Recount are how long reading the tables and counting
+	// the keys of differing buckets again took.
+	Scan, Recount time.Duration
 }
 
 // changeSessions is how many sessions read the tables at once.
@@ -167,6 +171,7 @@ func (r *Reader) Changes(ctx context.Context, mark Mark, rec Recorded) (Changes,
 	variants := make([]map[string]bool, len(Entities))
 	old := make([]map[int32]int64, len(Entities))
 	var sums map[int32][6]int64
+	started := time.Now()
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(changeSessions)
 	g.Go(func() (err error) { sums, err = rec.BucketSums(gctx); return err })
@@ -186,10 +191,12 @@ func (r *Reader) Changes(ctx context.Context, mark Mark, rec Recorded) (Changes,
 	}
 	ch.Variants = slices.Sorted(maps.Keys(raw))
 	ch.Written = len(dirty)
+	ch.Scan = time.Since(started)
 	deleted, err := r.deletions(ctx, low, ch.Window, old, sums, rec, dirty)
 	if err != nil {
 		return ch, err
 	}
+	ch.Recount = time.Since(started) - ch.Scan
 	for _, k := range deleted {
 		if !dirty[k] {
 			dirty[k] = true

@@ -66,8 +66,11 @@ type DeltaResult struct {
 	Window int64
 	All    bool
 	Reason string `json:",omitempty"`
-	// Seconds is how long finding the changes took.
-	Seconds float64
+	// Seconds is how long finding the changes and removing them from
+	// MAS took: Scan reading Synapse's tables, Recount counting the
+	// users of differing buckets again, Remove the removal.
+	Seconds               float64
+	Scan, Recount, Remove float64 `json:",omitempty"`
 }
 
 // SnapshotResult names the snapshot HoldSnapshot holds.
