@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
@@ -21,19 +22,8 @@ import (
 // at its snapshot.
 func TestDryRunRunsOnEveryWorkerAndSurvivesAKill(t *testing.T) {
 	ctx := context.Background()
-	admin, _ := itRole(t)
-	bin := buildWorker(t)
-	dir := t.TempDir()
-	h, err := sample.Create(ctx, admin, filepath.Join(dir, "sample"), sample.Options{Users: itUsers, BatchSize: 50})
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, hostPort, stopTemporal := devTemporal(t, ctx, dir)
-	defer stopTemporal()
-	w := startWorker(t, bin, h.Settings, hostPort, dir)
-	defer func() { _ = w.Process.Kill(); _ = w.Wait() }()
-	steady := startWorker(t, bin, h.Settings, hostPort, dir)
-	defer func() { _ = steady.Process.Kill(); _ = steady.Wait() }()
+	r := newRig(t, ctx, sample.Options{Users: itUsers, BatchSize: 50})
+	c := r.c
 
 	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: workflows.DryRunWorkflowID(sample.ServerName),
 		TaskQueue: workflows.TaskQueue}, workflows.MigrationWorkflow, workflows.MigrationInput{
@@ -45,10 +35,7 @@ func TestDryRunRunsOnEveryWorkerAndSurvivesAKill(t *testing.T) {
 	}
 	waitForImport(t, ctx, c, run.GetID(), 0)
 	pauseHoldsDispatch(t, ctx, c, run.GetID())
-	waitForShardCall(t, ctx, c, run.GetID(), fmt.Sprintf("%d@", w.Process.Pid))
-	_ = w.Process.Kill() // SIGKILL
-	_ = w.Wait()
-	w = startWorker(t, bin, h.Settings, hostPort, dir)
+	r.killDuringAShardCall(t, ctx, run.GetID())
 
 	wctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
@@ -59,7 +46,7 @@ func TestDryRunRunsOnEveryWorkerAndSurvivesAKill(t *testing.T) {
 	if len(res.Problems) > 0 || res.Rows == 0 {
 		t.Fatalf("dry run result: %d rows, problems %v", res.Rows, res.Problems)
 	}
-	steadyCalls, others := shardCallsBy(runEvents(t, ctx, c, run.GetID()), fmt.Sprintf("%d@", steady.Process.Pid))
+	steadyCalls, others := shardCallsBy(runEvents(t, ctx, c, run.GetID()), fmt.Sprintf("%d@", r.steady.Process.Pid))
 	if steadyCalls == 0 || others == 0 {
 		t.Fatalf("import calls by the steady worker: %d, by the others: %d; both should take shards", steadyCalls, others)
 	}
@@ -107,4 +94,43 @@ func shardCallsScheduled(runs [][]*history.HistoryEvent) int {
 		}
 	}
 	return n
+}
+
+// rig is a sample homeserver on a fresh dev server with two worker
+// processes: w, which tests kill, and steady, which runs throughout.
+type rig struct {
+	h                  sample.Homeserver
+	c                  client.Client
+	bin, hostPort, dir string
+	w, steady          *exec.Cmd
+}
+
+func newRig(t *testing.T, ctx context.Context, o sample.Options) *rig {
+	admin, _ := itRole(t)
+	r := &rig{bin: buildWorker(t), dir: t.TempDir()}
+	var err error
+	if r.h, err = sample.Create(ctx, admin, filepath.Join(r.dir, "sample"), o); err != nil {
+		t.Fatal(err)
+	}
+	var stop func()
+	r.c, r.hostPort, stop = devTemporal(t, ctx, r.dir)
+	t.Cleanup(stop)
+	r.w = startWorker(t, r.bin, r.h.Settings, r.hostPort, r.dir)
+	r.steady = startWorker(t, r.bin, r.h.Settings, r.hostPort, r.dir)
+	t.Cleanup(func() {
+		for _, p := range []*exec.Cmd{r.w, r.steady} {
+			_ = p.Process.Kill()
+			_ = p.Wait()
+		}
+	})
+	return r
+}
+
+// killDuringAShardCall SIGKILLs w once it runs a shard call of the
+// workflow id, and starts it again.
+func (r *rig) killDuringAShardCall(t *testing.T, ctx context.Context, id string) {
+	waitForShardCall(t, ctx, r.c, id, fmt.Sprintf("%d@", r.w.Process.Pid))
+	_ = r.w.Process.Kill() // SIGKILL
+	_ = r.w.Wait()
+	r.w = startWorker(t, r.bin, r.h.Settings, r.hostPort, r.dir)
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -44,25 +43,14 @@ var liveChanges = []string{
 // full import of the final state.
 func TestPrecopyAndDeltaSurviveKills(t *testing.T) {
 	ctx := context.Background()
-	admin, _ := itRole(t)
-	bin := buildWorker(t)
-	dir := t.TempDir()
-	salt := filepath.Join(dir, "salt")
+	salt := filepath.Join(t.TempDir(), "salt")
 	if err := os.WriteFile(salt, []byte("precopy-test-salt-0123456789abcd"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	h, err := sample.Create(ctx, admin, filepath.Join(dir, "sample"), sample.Options{Users: itUsers, BatchSize: 50, SaltFile: salt})
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, hostPort, stopTemporal := devTemporal(t, ctx, dir)
-	defer stopTemporal()
-	w := startWorker(t, bin, h.Settings, hostPort, dir)
-	defer func() { _ = w.Process.Kill(); _ = w.Wait() }()
-	steady := startWorker(t, bin, h.Settings, hostPort, dir)
-	defer func() { _ = steady.Process.Kill(); _ = steady.Wait() }()
+	r := newRig(t, ctx, sample.Options{Users: itUsers, BatchSize: 50, SaltFile: salt})
+	h := r.h
 	run := func(steps ...string) workflows.MigrationResult {
-		r, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: workflows.WorkflowID(sample.ServerName),
+		wr, err := r.c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: workflows.WorkflowID(sample.ServerName),
 			TaskQueue: workflows.TaskQueue}, workflows.MigrationWorkflow, workflows.MigrationInput{
 			Homeserver: sample.ServerName, Steps: steps, PreApproved: true, Approver: "test",
 			Import: workflows.ImportOptions{BatchSize: 50, Parallelism: 2, ShardsPerEntity: 2, ShardCallSeconds: 2,
@@ -70,14 +58,11 @@ func TestPrecopyAndDeltaSurviveKills(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		waitForShardCall(t, ctx, c, r.GetID(), fmt.Sprintf("%d@", w.Process.Pid))
-		_ = w.Process.Kill() // SIGKILL
-		_ = w.Wait()
-		w = startWorker(t, bin, h.Settings, hostPort, dir)
+		r.killDuringAShardCall(t, ctx, wr.GetID())
 		wctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 		defer cancel()
 		var res workflows.MigrationResult
-		if err := r.Get(wctx, &res); err != nil {
+		if err := wr.Get(wctx, &res); err != nil {
 			t.Fatalf("steps %v: %v", steps, err)
 		}
 		return res

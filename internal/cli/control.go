@@ -118,18 +118,26 @@ func Approve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	req.Approve = !*deny
 	return withClient(ctx, tf, stderr, func(s *session) error {
-		h, err := s.client.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{WorkflowID: s.workflowID(),
-			UpdateName: workflows.UpdateApprove, Args: []any{req}, WaitForStage: client.WorkflowUpdateStageCompleted})
-		if err != nil {
-			return err
+		a, err := update[workflows.Approval](ctx, s, workflows.UpdateApprove, req)
+		if err == nil {
+			fmt.Fprintf(stdout, "recorded: approved=%v by %s at %s\n", a.Approved, a.Approver, a.At.Format(recordedAt))
 		}
-		var a workflows.Approval
-		if err := h.Get(ctx, &a); err != nil {
-			return err
-		}
-		fmt.Fprintf(stdout, "recorded: approved=%v by %s at %s\n", a.Approved, a.Approver, a.At.Format("2006-01-02 15:04:05Z07:00"))
-		return nil
+		return err
 	})
+}
+
+// recordedAt is how a recorded decision's time is printed.
+const recordedAt = "2006-01-02 15:04:05Z07:00"
+
+// update sends a workflow update and waits for its result.
+func update[R any](ctx context.Context, s *session, name string, args ...any) (R, error) {
+	var out R
+	h, err := s.client.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{WorkflowID: s.workflowID(),
+		UpdateName: name, Args: args, WaitForStage: client.WorkflowUpdateStageCompleted})
+	if err != nil {
+		return out, err
+	}
+	return out, h.Get(ctx, &out)
 }
 
 // Cutover opens the cut-over gate after the pre-copy through the
@@ -146,17 +154,11 @@ func Cutover(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return ExitUsage
 	}
 	return withClient(ctx, tf, stderr, func(s *session) error {
-		h, err := s.client.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{WorkflowID: s.workflowID(),
-			UpdateName: workflows.UpdateCutover, Args: []any{req}, WaitForStage: client.WorkflowUpdateStageCompleted})
-		if err != nil {
-			return err
+		c, err := update[workflows.Cutover](ctx, s, workflows.UpdateCutover, req)
+		if err == nil {
+			fmt.Fprintf(stdout, "recorded: cut-over by %s at %s\n", c.Approver, c.At.Format(recordedAt))
 		}
-		var c workflows.Cutover
-		if err := h.Get(ctx, &c); err != nil {
-			return err
-		}
-		fmt.Fprintf(stdout, "recorded: cut-over by %s at %s\n", c.Approver, c.At.Format("2006-01-02 15:04:05Z07:00"))
-		return nil
+		return err
 	})
 }
 
@@ -187,15 +189,10 @@ func signalCommand(name, signal string) func(context.Context, []string, io.Write
 
 // pauseCommand builds pause and resume: updates, applied in the order
 // sent; each prints the state it left.
-func pauseCommand(name, update string) func(context.Context, []string, io.Writer, io.Writer) int {
+func pauseCommand(name, updateName string) func(context.Context, []string, io.Writer, io.Writer) int {
 	return sessionCommand(name, func(ctx context.Context, s *session, stdout io.Writer) error {
-		h, err := s.client.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{WorkflowID: s.workflowID(),
-			UpdateName: update, WaitForStage: client.WorkflowUpdateStageCompleted})
+		paused, err := update[bool](ctx, s, updateName)
 		if err != nil {
-			return err
-		}
-		var paused bool
-		if err := h.Get(ctx, &paused); err != nil {
 			return err
 		}
 		state := "running"
