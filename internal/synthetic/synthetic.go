@@ -40,7 +40,7 @@ var generateSQL = []string{
 	        CASE WHEN g % 100 = 3 THEN 'bridge' END
 	 FROM generate_series(1, $1::int) g`,
 	`INSERT INTO devices (user_id, device_id, display_name, last_seen, ip, user_agent, hidden)
-	 SELECT '@user' || g || ':' || $2, 'DEV' || g || d, 'Device ' || d, 1700000000000 + g * 1000,
+	 SELECT '@user' || g || ':' || $2, 'DEV' || g || d, 'Device ' || d, 1700000000000 + g::bigint * 1000,
 	        CASE WHEN g % 7 = 0 THEN '-' ELSE '10.' || (g / 65536 % 256) || '.' || (g / 256 % 256) || '.' || (g % 256) END,
 	        'Element/1.11 (' || d || ')', false
 	 FROM generate_series(1, $1::int) g, unnest(ARRAY['A', 'B']) d`,
@@ -55,7 +55,7 @@ var generateSQL = []string{
 	`INSERT INTO access_tokens (id, user_id, device_id, token, last_validated, valid_until_ms, puppets_user_id, refresh_token_id, used)
 	 SELECT g * 10 + k, '@user' || g || ':' || $2,
 	        CASE k WHEN 1 THEN 'DEV' || g || 'A' WHEN 3 THEN NULL ELSE 'DEV' || g || 'B' END,
-	        'syt_' || md5(k || ':' || g), 1700000000000 + g * 1000 + k,
+	        'syt_' || md5(k || ':' || g), 1700000000000 + g::bigint * 1000 + k,
 	        CASE WHEN k IN (5, 6) THEN 1800000000000 END,
 	        CASE WHEN k = 4 THEN '@admin:' || $2 END,
 	        CASE WHEN k IN (5, 6) THEN g * 10 + k END,
