@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"net/http"
 	"sort"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/masflow/masflow/internal/config"
@@ -70,6 +71,17 @@ type Input struct {
 	// controller other than none), removing the keys Synapse refuses
 	// alongside MAS; they are warnings then, not errors.
 	Rewrites bool
+	// LongTransaction is the age from which an open transaction is
+	// reported (long_transactions); zero means ten minutes.
+	LongTransaction time.Duration
+}
+
+// longTransaction is LongTransaction or its default.
+func (in Input) longTransaction() time.Duration {
+	if in.LongTransaction > 0 {
+		return in.LongTransaction
+	}
+	return 10 * time.Minute
 }
 
 // Report is the advisor's result.

@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/masflow/masflow/internal/config"
@@ -35,6 +36,8 @@ type fixture struct {
 	ignoreProviders    bool
 	python             string
 	rewrites           bool
+	// longTransaction is Input.LongTransaction.
+	longTransaction time.Duration
 }
 
 const baseMAS = `matrix:
@@ -131,7 +134,8 @@ func (f *fixture) run() Report {
 	}
 	defer reader.Close()
 	rep, err := Run(ctx, Input{Synapse: syn, MAS: m, SynapseDB: reader.Pool(), MASDB: pgtest.Pool(t, f.masDSN),
-		Phase: f.phase, IgnoreMissingProviders: f.ignoreProviders, SynapsePython: f.python, Rewrites: f.rewrites})
+		Phase: f.phase, IgnoreMissingProviders: f.ignoreProviders, SynapsePython: f.python, Rewrites: f.rewrites,
+		LongTransaction: f.longTransaction})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -245,6 +249,12 @@ func checks() []check {
 			"1 third-party IDs, written for the one user that matches case-insensitively, and 1 devices, tokens or SSO links, which are bad rows"},
 		{"null_creation_ts", Warning, 1, synSQL(`INSERT INTO users (name) VALUES ('@old:example.org')`), nil, "creation"},
 		{"pending_deactivations", Warning, 1, synSQL(`INSERT INTO users_pending_deactivation VALUES ('@alice:example.org')`), nil, "deactivations"},
+		// Server-wide: other tests' transactions may count too.
+		{"long_transactions", Info, 0, func(f *fixture) {
+			holdingTx("an-old-transaction", `UPDATE devices SET last_seen = 1`)(f)
+			f.longTransaction = 10 * time.Millisecond
+			time.Sleep(20 * time.Millisecond)
+		}, nil, "pre-copy"},
 		// MAS database
 		{"mas_schema_unsupported", Error, 0, masSQL(`INSERT INTO _sqlx_migrations VALUES (20270101000000, 'x', now(), true, '\x00', 1)`), nil, "newer"},
 		{"mas_not_empty", Error, 0, masSQL(`INSERT INTO users (user_id, username, created_at) VALUES (gen_random_uuid(), 'x', now())`), nil, "users"},
