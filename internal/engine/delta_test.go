@@ -393,3 +393,28 @@ func TestDeltaReadsUserIDsInOtherCase(t *testing.T) {
 		})
 	}
 }
+
+// TestRunOfV010GoesOn: a run created by v0.1.0 (bookkeeping without the
+// pre-copy's columns and tables) is imported and reconciled by this
+// version's workers, which never alter it.
+func TestRunOfV010GoesOn(t *testing.T) {
+	lt := newLiveTest(t)
+	ctx := context.Background()
+	if _, err := lt.runs.Prepare(ctx, NewRun{Now: testNow, Rules: testConfig().Rules}); err != nil {
+		t.Fatal(err)
+	}
+	pgtest.Exec(t, lt.env.masDSN, `ALTER TABLE masflow_import.run DROP COLUMN precopy, DROP COLUMN mark;
+		ALTER TABLE masflow_import.checkpoints DROP COLUMN pass;
+		DROP TABLE masflow_import.evidence, masflow_import.variants, masflow_import.passes`)
+	eng, err := lt.runs.Open(ctx, testNow, "")
+	if err != nil {
+		t.Fatalf("opening the v0.1.0 run: %v", err)
+	}
+	importAll(t, eng, 2, 9, 1)
+	if rec, err := eng.Reconcile(ctx); err != nil || !rec.OK() {
+		t.Fatalf("reconciling the v0.1.0 run: %v %v", err, rec.Problems)
+	}
+	if done, err := lt.runs.Precopied(ctx); err != nil || done {
+		t.Fatalf("a v0.1.0 run is no pre-copy: %v, %v", done, err)
+	}
+}

@@ -201,7 +201,10 @@ func OwnRun(ctx context.Context, q querier) (RunInfo, error) {
 	}
 	var info RunInfo
 	var snapshot *string
-	err := q.QueryRow(ctx, `SELECT server_name, salt, now, dry_run, rules, snapshot, precopy FROM masflow_import.run`).
+	// precopy read through to_jsonb: a run v0.1.0 created has no such
+	// column (its bookkeeping is never altered under it).
+	err := q.QueryRow(ctx, `SELECT server_name, salt, now, dry_run, rules, snapshot,
+		COALESCE((to_jsonb(r) ->> 'precopy')::boolean, false) FROM masflow_import.run r`).
 		Scan(&info.ServerName, &info.Salt, &info.Now, &info.DryRun, &info.Rules, &snapshot, &info.Precopy)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return RunInfo{}, nil

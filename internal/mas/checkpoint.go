@@ -86,8 +86,17 @@ func EnsureShards(ctx context.Context, q interface {
 			return err
 		}
 		for _, s := range shards {
-			_, err := tx.Exec(ctx, `INSERT INTO masflow_import.checkpoints (shard, entity, lower_key, upper_key, after_key, pass)
-				VALUES ($1, $2, $3, $4, $3, $5)`, s.ID, entity, nonNil(s.Lower), nonNil(s.Upper), pass)
+			// Only a delta's shards name their pass: a run v0.1.0
+			// created has no pass column.
+			insert := `INSERT INTO masflow_import.checkpoints (shard, entity, lower_key, upper_key, after_key)
+				VALUES ($1, $2, $3, $4, $3)`
+			args := []any{s.ID, entity, nonNil(s.Lower), nonNil(s.Upper)}
+			if pass > 0 {
+				insert = `INSERT INTO masflow_import.checkpoints (shard, entity, lower_key, upper_key, after_key, pass)
+				VALUES ($1, $2, $3, $4, $3, $5)`
+				args = append(args, pass)
+			}
+			_, err := tx.Exec(ctx, insert, args...)
 			if err != nil {
 				return fmt.Errorf("recording shard %s: %w", s.ID, err)
 			}
@@ -102,8 +111,8 @@ func EnsureShards(ctx context.Context, q interface {
 }
 
 func loadShards(ctx context.Context, tx pgx.Tx, entity string, pass int) ([]Shard, error) {
-	rows, err := tx.Query(ctx, `SELECT shard, entity, lower_key, upper_key, pass FROM masflow_import.checkpoints
-		WHERE entity = $1 AND pass = $2 ORDER BY lower_key`, entity, pass)
+	rows, err := tx.Query(ctx, `SELECT shard, entity, lower_key, upper_key, `+passColumn+` FROM masflow_import.checkpoints c
+		WHERE entity = $1 AND `+passColumn+` = $2 ORDER BY lower_key`, entity, pass)
 	if err != nil {
 		return nil, err
 	}
@@ -115,8 +124,12 @@ func loadShards(ctx context.Context, tx pgx.Tx, entity string, pass int) ([]Shar
 }
 
 // checkpointSQL reads shards' state; callers add a WHERE clause.
-const checkpointSQL = `SELECT shard, entity, lower_key, upper_key, pass, after_key, done, progress, batches
-  FROM masflow_import.checkpoints`
+const checkpointSQL = `SELECT shard, entity, lower_key, upper_key, ` + passColumn + `, after_key, done, progress, batches
+  FROM masflow_import.checkpoints c`
+
+// passColumn reads a checkpoint's pass, 0 in a run v0.1.0 created (its
+// checkpoints have no such column).
+const passColumn = `COALESCE((to_jsonb(c) ->> 'pass')::int, 0)`
 
 // LoadCheckpoint reads a shard's durable state.
 func LoadCheckpoint(ctx context.Context, q querier, shard string) (Checkpoint, error) {

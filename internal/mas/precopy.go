@@ -117,7 +117,8 @@ func (ev Evidence) Keys(ctx context.Context, buckets []int32, fn func(synapse.Ke
 // Mark returns the run's recorded mark (nil: no evidence recorded).
 func Mark(ctx context.Context, q querier) (*synapse.Mark, error) {
 	var m *synapse.Mark
-	if err := q.QueryRow(ctx, `SELECT mark FROM masflow_import.run WHERE precopy`).Scan(&m); err != nil &&
+	if err := q.QueryRow(ctx, `SELECT to_jsonb(r) -> 'mark' FROM masflow_import.run r
+		WHERE COALESCE((to_jsonb(r) ->> 'precopy')::boolean, false)`).Scan(&m); err != nil &&
 		!errors.Is(err, pgx.ErrNoRows) {
 		return nil, fmt.Errorf("reading the pre-copy's mark: %w", err)
 	}
