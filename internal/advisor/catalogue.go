@@ -47,7 +47,7 @@ func Catalogue() []Check {
 		{"case_mismatched_dependants", "synapse database", Warning, "dependent rows matching their user only case-insensitively (bad rows except threepids)"},
 		{"null_creation_ts", "synapse database", Warning, "users.creation_ts IS NULL"},
 		{"pending_deactivations", "synapse database", Warning, "users_pending_deactivation not empty"},
-		{"long_transactions", "synapse database", Info, "transactions open over ten minutes on Synapse's database server"},
+		{"long_transactions", "synapse database", Info, "transactions holding an ID open over ten minutes on Synapse's database"},
 		{"users", "synapse database", Info, "users by kind (exact)"},
 		{"rows_devices", "synapse database", Info, "row estimates of the dependent tables (pg_class.reltuples)"},
 		{"mas_schema_unsupported", "MAS database", Error, "target tables missing, or _sqlx_migrations outside the supported range"},

@@ -41,11 +41,11 @@ const caseMismatchSQL = `SELECT count(*) FROM %s t
   WHERE NOT EXISTS (SELECT 1 FROM users u WHERE u.name = t.user_id)
     AND EXISTS (SELECT 1 FROM users u WHERE lower(u.name) = lower(t.user_id))`
 
-// longTransactionsSQL counts the transactions open on the server for
-// longer than $1 that hold back snapshots' xmin (any database:
-// transaction IDs are the server's), masflow's own sessions apart.
+// longTransactionsSQL counts the transactions open on Synapse's database
+// for longer than $1 that hold an ID (a pre-copy's mark cannot pass
+// them), masflow's own sessions apart.
 const longTransactionsSQL = `SELECT count(*) FROM pg_stat_activity
-  WHERE xact_start < now() - $1::interval AND (backend_xid IS NOT NULL OR backend_xmin IS NOT NULL)
+  WHERE datname = current_database() AND xact_start < now() - $1::interval AND backend_xid IS NOT NULL
     AND application_name NOT LIKE 'masflow%' AND pid <> pg_backend_pid()`
 
 // estimateSQL reads planner statistics: free, where an exact count of a
@@ -103,7 +103,7 @@ func synapseDBChecks(ctx context.Context, in Input, add func(Finding)) error {
 		return fmt.Errorf("advisor: long_transactions: %w", err)
 	}
 	addCount(add, "long_transactions", Info, long,
-		fmt.Sprintf("transactions have been open on the Synapse database server for over %s", in.longTransaction()),
+		fmt.Sprintf("transactions holding an ID have been open on the Synapse database for over %s", in.longTransaction()),
 		"end them before the pre-copy: a pre-copy's snapshot counts every row written since the oldest open "+
 			"transaction began as changed, and the delta at the cut-over grows with it (docs/architecture.md, "+
 			"\"Cut-over in seconds\")")

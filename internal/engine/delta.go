@@ -32,6 +32,13 @@ func (e *Engine) RecordEvidence(ctx context.Context) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
+	// The snapshot's xmin is held back by transactions of any database;
+	// the horizon taken before it only by this database's.
+	horizon, err := mas.Horizon(ctx, e.writer.Pool(), e.snapshot)
+	if err != nil {
+		return 0, err
+	}
+	mark.Xmin = max(mark.Xmin, horizon)
 	variants, err := e.reader.Variants(ctx)
 	if err != nil {
 		return 0, err

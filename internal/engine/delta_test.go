@@ -221,6 +221,9 @@ func (lt *liveTest) precopy(t *testing.T, during func()) {
 	if err := mas.RecordSnapshot(ctx, lt.env.mas, snap.ID); err != nil {
 		t.Fatal(err)
 	}
+	if err := mas.RecordHorizon(ctx, lt.env.mas, snap.ID, snap.Horizon); err != nil {
+		t.Fatal(err)
+	}
 	if during != nil {
 		during()
 	}
@@ -417,4 +420,32 @@ func TestRunOfV010GoesOn(t *testing.T) {
 	if done, err := lt.runs.Precopied(ctx); err != nil || done {
 		t.Fatalf("a v0.1.0 run is no pre-copy: %v, %v", done, err)
 	}
+}
+
+// TestTransactionOfAnotherDatabaseWidensNothing: a transaction held open
+// in another database across the pre-copy's snapshot holds its xmin back,
+// but the mark is the Synapse database's own horizon: only the changed
+// user is imported again.
+func TestTransactionOfAnotherDatabaseWidensNothing(t *testing.T) {
+	ctx := context.Background()
+	other, err := pgx.Connect(ctx, pgtest.Database(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close(ctx)
+	tx, err := other.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+	if _, err := tx.Exec(ctx, `SELECT pg_current_xact_id()`); err != nil { // holds an ID from now on
+		t.Fatal(err)
+	}
+	lt := newLiveTest(t)
+	lt.precopy(t, nil)
+	lt.write(t, changesSQL["logout"]...)
+	if d := lt.delta(t); d.Changes.All || d.Changes.Keys != 1 {
+		t.Fatalf("delta %+v: want the one user logged out", d.Changes)
+	}
+	lt.assertEqualsClean(t)
 }

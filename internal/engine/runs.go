@@ -130,6 +130,11 @@ func (r *Runs) HoldSnapshot(ctx context.Context, now time.Time) error {
 	if err := mas.RecordSnapshot(ctx, r.MAS, snap.ID); err != nil {
 		return err
 	}
+	if e.Run().Precopy {
+		if err := mas.RecordHorizon(ctx, r.MAS, snap.ID, snap.Horizon); err != nil {
+			return err
+		}
+	}
 	return snap.Hold(ctx)
 }
 

@@ -31,6 +31,10 @@ CREATE TABLE IF NOT EXISTS masflow_import.variants (
   raw text NOT NULL
 );
 CREATE INDEX IF NOT EXISTS variants_k ON masflow_import.variants (k);
+CREATE TABLE IF NOT EXISTS masflow_import.horizons (
+  snapshot text PRIMARY KEY,
+  horizon  bigint NOT NULL
+);
 CREATE TABLE IF NOT EXISTS masflow_import.passes (
   pass       int PRIMARY KEY,
   keys       text[],
@@ -71,6 +75,26 @@ func RecordEvidence(ctx context.Context, pool *pgxpool.Pool, mark synapse.Mark, 
 		return 0, fmt.Errorf("recording the pre-copy's change evidence: %w", err)
 	}
 	return n, nil
+}
+
+// RecordHorizon records a pre-copy snapshot's horizon (synapse.Horizon),
+// taken before the snapshot; the first recording stays.
+func RecordHorizon(ctx context.Context, pool *pgxpool.Pool, snapshot string, horizon int64) error {
+	if _, err := pool.Exec(ctx, `INSERT INTO masflow_import.horizons (snapshot, horizon) VALUES ($1, $2)
+		ON CONFLICT (snapshot) DO NOTHING`, snapshot, horizon); err != nil {
+		return fmt.Errorf("recording the pre-copy snapshot's horizon: %w", err)
+	}
+	return nil
+}
+
+// Horizon is the horizon recorded for a snapshot (0: none).
+func Horizon(ctx context.Context, q querier, snapshot string) (int64, error) {
+	var h int64
+	err := q.QueryRow(ctx, `SELECT horizon FROM masflow_import.horizons WHERE snapshot = $1`, snapshot).Scan(&h)
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		return 0, fmt.Errorf("reading the pre-copy snapshot's horizon: %w", err)
+	}
+	return h, nil
 }
 
 // Evidence reads the recorded change evidence (synapse.Recorded).

@@ -71,6 +71,37 @@ func keyExpr(e Entity) string {
 const windowExpr = `(xmin::text::bigint >= 3 AND
   ((xmin::text::bigint - $1::bigint) % 4294967296 + 4294967296) % 4294967296 < $2::bigint)`
 
+// horizonSQL is, before a snapshot is taken, the least transaction ID any
+// transaction of this database that may still be running at the snapshot
+// can have: the next ID now, or a running transaction's (of a session or
+// a prepared transaction) if lower. Transactions of other databases hold
+// a snapshot's xmin back but never write Synapse's tables. 32-bit IDs are
+// widened against the next ID. When a session of the database is hidden
+// from this role, its transaction is unknown: the count says so.
+const horizonSQL = `WITH n AS (SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS next),
+x AS (SELECT backend_xid AS xid FROM pg_stat_activity WHERE datname = current_database() AND backend_xid IS NOT NULL
+      UNION ALL SELECT transaction FROM pg_prepared_xacts WHERE database = current_database())
+SELECT LEAST(n.next, (SELECT min(n.next - ((n.next % 4294967296 - x.xid::text::bigint + 4294967296) % 4294967296)) FROM x)),
+  (SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query = '<insufficient privilege>')
+FROM n`
+
+// Horizon returns the least transaction ID a transaction of this database
+// running at a snapshot taken after this call can have (0 when a session
+// of the database is hidden from this role: then the snapshot's own xmin
+// bounds it). A pre-copy's mark is the larger of the two: a transaction
+// held open in another database then widens nothing.
+func (r *Reader) Horizon(ctx context.Context) (int64, error) {
+	var horizon, hidden int64
+	err := r.inTx(ctx, func(tx pgx.Tx) error { return tx.QueryRow(ctx, horizonSQL).Scan(&horizon, &hidden) })
+	if err != nil {
+		return 0, fmt.Errorf("reading the running transactions of the Synapse database: %w", err)
+	}
+	if hidden > 0 {
+		return 0, nil
+	}
+	return horizon, nil
+}
+
 const markSQL = `SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint,
   (SELECT system_identifier::text FROM pg_control_system()), current_setting('server_version_num')::int`
 

@@ -19,8 +19,11 @@ import (
 // when that dies, reads at it fail and the dry run starts again.
 type Snapshot struct {
 	// ID is what SET TRANSACTION SNAPSHOT takes (not a secret).
-	ID   string
-	held *heldTx
+	ID string
+	// Horizon bounds from below the transactions of this database that
+	// the snapshot did not see complete (Horizon; 0: unknown).
+	Horizon int64
+	held    *heldTx
 }
 
 // SnapshotApplication is the application_name of the session holding a
@@ -33,11 +36,15 @@ var ErrSnapshotGone = errors.New("the exported snapshot is gone")
 
 // ExportSnapshot opens the session holding a snapshot of the database now.
 func (r *Reader) ExportSnapshot(ctx context.Context) (*Snapshot, error) {
+	horizon, err := r.Horizon(ctx)
+	if err != nil {
+		return nil, err
+	}
 	held, err := r.holdTx(ctx, SnapshotApplication, pgx.RepeatableRead)
 	if err != nil {
 		return nil, fmt.Errorf("holding a snapshot of the Synapse database: %w", err)
 	}
-	s := &Snapshot{held: held}
+	s := &Snapshot{held: held, Horizon: horizon}
 	if err := held.tx.QueryRow(ctx, "SELECT pg_export_snapshot()").Scan(&s.ID); err != nil {
 		s.Release()
 		return nil, fmt.Errorf("exporting a snapshot of the Synapse database: %w", err)
