@@ -67,13 +67,7 @@ func TestDryRunOfABusyHomeserver(t *testing.T) {
 	if _, err := sample.Populate(ctx, synDSN, masDSN, 3000); err != nil {
 		t.Fatal(err)
 	}
-	reader, err := synapse.Open(ctx, pgtest.PoolConfig(t, synDSN))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(reader.Close)
-	runs := &engine.Runs{Reader: reader, MAS: pgtest.Pool(t, masDSN), ServerName: sample.ServerName,
-		Providers: map[string]mas.ID{"oidc": sample.ProviderID()}}
+	runs := sampleRuns(t, synDSN, masDSN)
 	opts := workflows.ImportOptions{BatchSize: 200, Parallelism: 2, ShardsPerEntity: 2}
 
 	writing, stop := context.WithCancel(ctx)
@@ -94,9 +88,7 @@ func TestDryRunOfABusyHomeserver(t *testing.T) {
 		}
 	}
 	var live int64
-	if err := reader.Pool().QueryRow(ctx, "SELECT count(*) FROM users").Scan(&live); err != nil {
-		t.Fatal(err)
-	}
+	pgtest.QueryRow(t, synDSN, "SELECT count(*) FROM users", nil, &live)
 	if users < 3000 || users >= live {
 		t.Fatalf("read %d users, %d exist now: the dry run must read one moment between the start and the end", users, live)
 	}
@@ -139,17 +131,22 @@ func TestStrictDryRunFailsWithTheBadRow(t *testing.T) {
 		t.Fatal(err)
 	}
 	pgtest.Exec(t, synDSN, `INSERT INTO users (name, creation_ts) VALUES ('@mallory:elsewhere.org', 1700000000)`)
-	reader, err := synapse.Open(ctx, pgtest.PoolConfig(t, synDSN))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(reader.Close)
-	runs := &engine.Runs{Reader: reader, MAS: pgtest.Pool(t, masDSN), ServerName: sample.ServerName,
-		Providers: map[string]mas.ID{"oidc": sample.ProviderID()}}
-	_, err = localrun.Import(localrun.Options{Runs: runs, DryRun: true, Import: workflows.ImportOptions{BatchSize: 100,
+	runs := sampleRuns(t, synDSN, masDSN)
+	_, err := localrun.Import(localrun.Options{Runs: runs, DryRun: true, Import: workflows.ImportOptions{BatchSize: 100,
 		Parallelism: 4, ShardsPerEntity: 4, Strict: true}})
 	if err == nil || !strings.Contains(err.Error(), contract.ErrTypeBadRow) || !strings.Contains(err.Error(), "foreign_server") ||
 		strings.Contains(err.Error(), "context canceled") {
 		t.Fatalf("got %v; want the bad row's %s error", err, contract.ErrTypeBadRow)
 	}
+}
+
+// sampleRuns opens the sample's import runs (a random salt per run).
+func sampleRuns(t *testing.T, synDSN, masDSN string) *engine.Runs {
+	t.Helper()
+	runs, closeRuns, err := sample.Runs(context.Background(), synDSN, pgtest.Pool(t, masDSN), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(closeRuns)
+	return runs
 }

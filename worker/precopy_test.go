@@ -7,13 +7,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/masflow/masflow/internal/engine"
-	"github.com/masflow/masflow/internal/localrun"
 	"github.com/masflow/masflow/internal/mas"
 	"github.com/masflow/masflow/internal/pgtest"
 	"github.com/masflow/masflow/internal/sample"
-	"github.com/masflow/masflow/internal/synapse"
 	"github.com/masflow/masflow/workflows"
 	"github.com/masflow/masflow/workflows/contract"
 	"go.temporal.io/sdk/client"
@@ -95,21 +91,9 @@ func cleanImport(t *testing.T, ctx context.Context, h sample.Homeserver) map[str
 	if err := sample.CreateProvider(ctx, masDSN); err != nil {
 		t.Fatal(err)
 	}
-	reader, err := synapse.Open(ctx, pgtest.PoolConfig(t, h.SynapseDSN))
-	if err != nil {
+	if err := sample.CleanImport(ctx, h.SynapseDSN, masDSN, salt, now,
+		workflows.ImportOptions{BatchSize: 500, Parallelism: 2, ShardsPerEntity: 2}); err != nil {
 		t.Fatal(err)
-	}
-	defer reader.Close()
-	pool, err := pgxpool.New(ctx, masDSN)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
-	runs := &engine.Runs{Reader: reader, MAS: pool, ServerName: sample.ServerName, Salt: salt,
-		Providers: map[string]mas.ID{"oidc": sample.ProviderID()}}
-	if _, err := localrun.Import(localrun.Options{Runs: runs, Now: now,
-		Import: workflows.ImportOptions{BatchSize: 500, Parallelism: 2, ShardsPerEntity: 2}}); err != nil {
-		t.Fatalf("clean import: %v", err)
 	}
 	return pgtest.Digests(t, masDSN, mas.TargetTables)
 }

@@ -544,11 +544,7 @@ func TestPreApprovalNeedsEveryWarningAcknowledged(t *testing.T) {
 	h.warnings = []string{"registration_enabled"}
 	waited := false
 	h.env.RegisterDelayedCallback(func() {
-		var p Progress
-		v, err := h.env.QueryWorkflow(QueryProgress)
-		if err != nil || v.Get(&p) != nil {
-			t.Errorf("query: %v", err)
-		}
+		p := queryProgress(t, h)
 		waited = p.Phase == contract.StepApprove && slices.Equal(p.Warnings, []string{"registration_enabled"})
 		h.env.CancelWorkflow()
 	}, time.Hour)
@@ -908,13 +904,7 @@ func TestSpentRetriesBlockUntilTheOperatorRetries(t *testing.T) {
 			in.Steps = []string{contract.StepImport, contract.StepReconcile}
 			var seen Progress
 			h.env.RegisterDelayedCallback(func() {
-				v, err := h.env.QueryWorkflow(QueryProgress)
-				if err == nil {
-					err = v.Get(&seen)
-				}
-				if err != nil {
-					t.Error(err)
-				}
+				seen = queryProgress(t, h)
 				h.setBroken(step, c.final, false) // the operator fixed the cause
 				h.env.SignalWorkflow(SignalRetry, nil)
 			}, 2*time.Hour) // the retries take minutes; then it waits
@@ -1065,13 +1055,7 @@ func TestPauseAndResumeApplyInTheOrderSent(t *testing.T) {
 				}
 			}, 90*time.Second)
 			h.env.RegisterDelayedCallback(func() {
-				v, err := h.env.QueryWorkflow(QueryProgress)
-				if err == nil {
-					err = v.Get(&seen)
-				}
-				if err != nil {
-					t.Error(err)
-				}
+				seen = queryProgress(t, h)
 				h.env.CancelWorkflow()
 			}, time.Hour)
 			h.env.ExecuteWorkflow(MigrationWorkflow, approved())

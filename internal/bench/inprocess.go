@@ -13,7 +13,6 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/masflow/masflow/internal/engine"
 	"github.com/masflow/masflow/internal/localrun"
-	"github.com/masflow/masflow/internal/mas"
 	"github.com/masflow/masflow/internal/sample"
 	"github.com/masflow/masflow/internal/synapse"
 	"github.com/masflow/masflow/workflows"
@@ -66,21 +65,16 @@ func (b *bench) runs(ctx context.Context, masDSN string) (*engine.Runs, func(), 
 
 // runsOn is runs on another Synapse database.
 func (b *bench) runsOn(ctx context.Context, synapseDSN, masDSN string) (*engine.Runs, func(), error) {
-	cfg, err := pgxpool.ParseConfig(synapseDSN)
-	if err != nil {
-		return nil, nil, err
-	}
-	reader, err := synapse.Open(ctx, cfg)
-	if err != nil {
-		return nil, nil, fmt.Errorf("opening the Synapse database: %w", err)
-	}
 	pool, err := pgxpool.New(ctx, masDSN)
 	if err != nil {
-		reader.Close()
 		return nil, nil, fmt.Errorf("opening the MAS database: %w", err)
 	}
-	return &engine.Runs{Reader: reader, MAS: pool, ServerName: sample.ServerName, Salt: benchSalt,
-		Providers: map[string]mas.ID{"oidc": sample.ProviderID()}}, func() { pool.Close(); reader.Close() }, nil
+	runs, closeRuns, err := sample.Runs(ctx, synapseDSN, pool, benchSalt)
+	if err != nil {
+		pool.Close()
+		return nil, nil, fmt.Errorf("opening the Synapse database: %w", err)
+	}
+	return runs, func() { pool.Close(); closeRuns() }, nil
 }
 
 // importLocally times the import and its exact reconciliation, profiled

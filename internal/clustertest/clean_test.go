@@ -8,14 +8,10 @@ import (
 	"os"
 	"testing"
 
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/masflow/masflow/internal/config"
-	"github.com/masflow/masflow/internal/engine"
-	"github.com/masflow/masflow/internal/localrun"
 	"github.com/masflow/masflow/internal/mas"
 	"github.com/masflow/masflow/internal/pgtest"
 	"github.com/masflow/masflow/internal/sample"
-	"github.com/masflow/masflow/internal/synapse"
 	"github.com/masflow/masflow/workflows"
 )
 
@@ -43,20 +39,9 @@ func cleanRun(t *testing.T, ctx context.Context, h sample.Homeserver) string {
 	if err := sample.CreateProvider(ctx, masDSN); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := pgxpool.ParseConfig(h.SynapseDSN)
-	if err != nil {
+	if err := sample.CleanImport(ctx, h.SynapseDSN, masDSN, run.Salt, run.Now,
+		workflows.ImportOptions{ShardsPerEntity: 2, Parallelism: 2, BatchSize: batchSize}); err != nil {
 		t.Fatal(err)
-	}
-	reader, err := synapse.Open(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer reader.Close()
-	runs := &engine.Runs{Reader: reader, MAS: pgtest.Pool(t, masDSN), ServerName: sample.ServerName, Salt: run.Salt,
-		Providers: map[string]mas.ID{"oidc": sample.ProviderID()}}
-	if _, err := localrun.Import(localrun.Options{Runs: runs, Now: run.Now,
-		Import: workflows.ImportOptions{ShardsPerEntity: 2, Parallelism: 2, BatchSize: batchSize}}); err != nil {
-		t.Fatalf("the clean run (import and reconcile): %v", err)
 	}
 	return masDSN
 }

@@ -13,12 +13,18 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/masflow/masflow/internal/engine"
+	"github.com/masflow/masflow/internal/localrun"
 	"github.com/masflow/masflow/internal/mas"
 	"github.com/masflow/masflow/internal/pgtest"
+	"github.com/masflow/masflow/internal/synapse"
 	"github.com/masflow/masflow/internal/synthetic"
 	"github.com/masflow/masflow/internal/ulid"
+	"github.com/masflow/masflow/workflows"
 )
 
 // ServerName is the sample homeserver's name.
@@ -209,4 +215,41 @@ func ForTest(t testing.TB, dir string, o Options) Homeserver {
 		t.Fatal(err)
 	}
 	return h
+}
+
+// Runs opens the import runs from the Synapse database at synapseDSN into
+// the MAS pool, with the sample's provider mapping and the given salt (nil:
+// a random one per run); close releases the Synapse connections.
+func Runs(ctx context.Context, synapseDSN string, masPool *pgxpool.Pool, salt []byte) (runs *engine.Runs, close func(), err error) {
+	cfg, err := pgxpool.ParseConfig(synapseDSN)
+	if err != nil {
+		return nil, nil, err
+	}
+	reader, err := synapse.Open(ctx, cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	return &engine.Runs{Reader: reader, MAS: masPool, ServerName: ServerName, Salt: salt,
+		Providers: map[string]mas.ID{"oidc": ProviderID()}}, reader.Close, nil
+}
+
+// CleanImport imports the Synapse database at synapseDSN as it is now into
+// the (empty, provider created) MAS database at masDSN, in this process
+// and nothing killed, with the salt and "now" of the run it stands for:
+// what that run's MAS database must equal.
+func CleanImport(ctx context.Context, synapseDSN, masDSN string, salt []byte, now time.Time, o workflows.ImportOptions) error {
+	pool, err := pgxpool.New(ctx, masDSN)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	runs, closeRuns, err := Runs(ctx, synapseDSN, pool, salt)
+	if err != nil {
+		return err
+	}
+	defer closeRuns()
+	if _, err := localrun.Import(localrun.Options{Runs: runs, Now: now, Import: o}); err != nil {
+		return fmt.Errorf("the clean import: %w", err)
+	}
+	return nil
 }
