@@ -207,7 +207,7 @@ func (r *Runs) BeginDelta(ctx context.Context, now time.Time, log *zap.Logger) (
 		}
 	}
 	started := time.Now()
-	ch, keys, variants, found, err := r.changes(ctx, *mark, log)
+	found, ch, err := r.changes(ctx, *mark, log)
 	if err != nil {
 		return Delta{}, err
 	}
@@ -225,7 +225,7 @@ func (r *Runs) BeginDelta(ctx context.Context, now time.Time, log *zap.Logger) (
 		return Delta{}, err
 	}
 	removing := time.Now()
-	p, err := mas.BeginPass(ctx, pool, 1, keys, variants, ch, counters)
+	p, err := mas.BeginPass(ctx, pool, 1, found.Dirty, found.Variants, ch, counters)
 	if err != nil {
 		return Delta{}, err
 	}
@@ -236,23 +236,22 @@ func (r *Runs) BeginDelta(ctx context.Context, now time.Time, log *zap.Logger) (
 
 // changes finds the changed keys (and the user IDs of rows written since
 // that differ from their key in case), or decides to import everything
-// again.
-func (r *Runs) changes(ctx context.Context, mark synapse.Mark, log *zap.Logger) (mas.PassChanges, []string, []string,
-	synapse.Changes, error) {
+// again: then the returned Changes hold no keys.
+func (r *Runs) changes(ctx context.Context, mark synapse.Mark, log *zap.Logger) (synapse.Changes, mas.PassChanges, error) {
 	ch, err := r.Reader.Changes(ctx, mark, mas.Evidence{Pool: r.MAS})
 	log.Info("changes since the pre-copy", zap.Int("users", len(ch.Dirty)), zap.Duration("scan", ch.Scan),
 		zap.Duration("recount", ch.Recount))
-	switch {
+	all := func(reason string) (synapse.Changes, mas.PassChanges, error) {
+		ch.Dirty, ch.Variants = nil, nil
+		return ch, mas.PassChanges{All: true, Reason: reason, Window: ch.Window}, nil
+	}
+	switch users := ch.Totals[0]; {
 	case errors.Is(err, synapse.ErrUntrusted):
-		return mas.PassChanges{All: true, Reason: err.Error(), Window: ch.Window}, nil, nil, ch, nil
+		return all(err.Error())
 	case err != nil:
-		return mas.PassChanges{}, nil, nil, ch, err
+		return ch, mas.PassChanges{}, err
+	case users > 0 && float64(len(ch.Dirty)) > maxDirtyShare*float64(users):
+		return all(fmt.Sprintf("%d of %d users changed since the pre-copy: reading them all is faster", len(ch.Dirty), users))
 	}
-	out := mas.PassChanges{Keys: len(ch.Dirty), Written: ch.Written, Deleted: ch.Deleted, Window: ch.Window}
-	users := ch.Totals[0]
-	if users > 0 && float64(len(ch.Dirty)) > maxDirtyShare*float64(users) {
-		out.All, out.Reason = true, fmt.Sprintf("%d of %d users changed since the pre-copy: reading them all is faster", len(ch.Dirty), users)
-		return out, nil, nil, ch, nil
-	}
-	return out, ch.Dirty, ch.Variants, ch, nil
+	return ch, mas.PassChanges{Keys: len(ch.Dirty), Written: ch.Written, Deleted: ch.Deleted, Window: ch.Window}, nil
 }

@@ -61,7 +61,7 @@ var ErrUntrusted = errors.New("the pre-copy's change evidence cannot be trusted"
 // keyExpr is the user-key expression of an entity's source table.
 func keyExpr(e Entity) string {
 	s, _ := specOf(e)
-	return "lower(" + s.userCol() + ")"
+	return "lower(" + s.userCol + ")"
 }
 
 // windowExpr is true for a row version written at or after the mark:
@@ -282,7 +282,7 @@ func (r *Reader) scanEntity(ctx context.Context, e Entity, low, width int64, tot
 	sql := fmt.Sprintf(`SELECT CASE WHEN w THEN k END, CASE WHEN w AND raw <> k THEN raw END,
 		CASE WHEN w THEN -1 ELSE hashtext(k) & %d END::int, count(*)
 		FROM (SELECT %s AS raw, lower(%[2]s) AS k, %s AS w FROM %s) s GROUP BY 1, 2, 3`,
-		Buckets-1, s.userCol(), windowExpr, pgx.Identifier{s.table}.Sanitize())
+		Buckets-1, s.userCol, windowExpr, pgx.Identifier{s.table}.Sanitize())
 	written, variants, old = map[string]bool{}, map[string]bool{}, map[int32]int64{}
 	err = r.inTx(ctx, func(tx pgx.Tx) error {
 		rows, err := tx.Query(ctx, sql, low, width)
@@ -324,7 +324,7 @@ func (r *Reader) Variants(ctx context.Context) ([]Variant, error) {
 	var parts []string
 	for _, e := range Entities {
 		s, _ := specOf(e)
-		parts = append(parts, fmt.Sprintf("SELECT lower(%s), %[1]s FROM %s WHERE %[1]s <> lower(%[1]s)", s.userCol(),
+		parts = append(parts, fmt.Sprintf("SELECT lower(%s), %[1]s FROM %s WHERE %[1]s <> lower(%[1]s)", s.userCol,
 			pgx.Identifier{s.table}.Sanitize()))
 	}
 	var out []Variant
@@ -395,7 +395,7 @@ func (r *Reader) deletions(ctx context.Context, low, width int64, old []map[int3
 func (r *Reader) keyCounts(ctx context.Context, e Entity, low, width int64, keys []string) (map[string]int64, error) {
 	s, _ := specOf(e)
 	sql := fmt.Sprintf(`SELECT lower(%s), count(*) FROM %s WHERE %s = ANY($3::text[]) AND NOT %s GROUP BY 1`,
-		s.userCol(), pgx.Identifier{s.table}.Sanitize(), s.userCol(), windowExpr)
+		s.userCol, pgx.Identifier{s.table}.Sanitize(), s.userCol, windowExpr)
 	out := map[string]int64{}
 	err := r.inTx(ctx, func(tx pgx.Tx) error {
 		rows, err := tx.Query(ctx, sql, low, width, keys)

@@ -12,32 +12,26 @@ import (
 type entitySpec struct {
 	table   string
 	keyCols []string
+	// userCol names the row's user.
+	userCol string
 }
 
 func specOf(e Entity) (entitySpec, error) {
 	switch e {
 	case Users:
-		return entitySpec{usersSpec.table, usersSpec.keyCols}, nil
+		return entitySpec{usersSpec.table, usersSpec.keyCols, usersSpec.userCol}, nil
 	case Threepids:
-		return entitySpec{threepidsSpec.table, threepidsSpec.keyCols}, nil
+		return entitySpec{threepidsSpec.table, threepidsSpec.keyCols, threepidsSpec.userCol}, nil
 	case ExternalIDs:
-		return entitySpec{externalIDsSpec.table, externalIDsSpec.keyCols}, nil
+		return entitySpec{externalIDsSpec.table, externalIDsSpec.keyCols, externalIDsSpec.userCol}, nil
 	case Devices:
-		return entitySpec{devicesSpec.table, devicesSpec.keyCols}, nil
+		return entitySpec{devicesSpec.table, devicesSpec.keyCols, devicesSpec.userCol}, nil
 	case AccessTokens:
-		return entitySpec{accessTokensSpec.table, accessTokensSpec.keyCols}, nil
+		return entitySpec{accessTokensSpec.table, accessTokensSpec.keyCols, accessTokensSpec.userCol}, nil
 	case RefreshPairs:
-		return entitySpec{refreshPairsSpec.table, refreshPairsSpec.keyCols}, nil
+		return entitySpec{refreshPairsSpec.table, refreshPairsSpec.keyCols, refreshPairsSpec.userCol}, nil
 	}
 	return entitySpec{}, fmt.Errorf("unknown entity %q (one of %v)", e, Entities)
-}
-
-// userCol is the column naming a row's user.
-func (s entitySpec) userCol() string {
-	if s.table == "users" {
-		return "name"
-	}
-	return "user_id"
 }
 
 // SourceTable names the Synapse table an entity reads.
