@@ -167,11 +167,25 @@ func (a *ImportActivities) RecordEvidence(ctx context.Context, in contract.RunIn
 	return contract.EvidenceResult{Keys: n}, classify(err)
 }
 
-// BeginDelta finds the users changed since the pre-copy and removes their
-// MAS rows (once: a retry returns the pass already begun).
+// CompletePass records, at a catch-up pass's snapshot, the evidence of
+// the users it imported again and moves the run's mark to it.
+func (a *ImportActivities) CompletePass(ctx context.Context, in contract.PassInput) (contract.EvidenceResult, error) {
+	defer heartbeatEvery(ctx, nil)()
+	e, err := a.Runs.Open(ctx, in.RunStartedAt, in.Snapshot)
+	if err != nil {
+		return contract.EvidenceResult{}, classify(err)
+	}
+	n, err := e.CompletePass(ctx, in.Pass)
+	return contract.EvidenceResult{Keys: n}, classify(err)
+}
+
+// BeginDelta finds the users changed since the pre-copy (or its last
+// catch-up pass) and removes their MAS rows (once: a retry returns the
+// pass already begun): the cut-over's pass, or, with a snapshot, a
+// catch-up pass read at it while Synapse serves.
 func (a *ImportActivities) BeginDelta(ctx context.Context, in contract.RunInput) (contract.DeltaResult, error) {
 	defer heartbeatEvery(ctx, nil)()
-	d, err := a.Runs.BeginDelta(ctx, in.RunStartedAt, Logger(ctx))
+	d, err := a.Runs.BeginDelta(ctx, in.RunStartedAt, in.Snapshot, Logger(ctx))
 	if err != nil {
 		return contract.DeltaResult{}, classify(err)
 	}

@@ -36,6 +36,7 @@ func Register(r worker.ActivityRegistry, s Set) {
 		register(r, contract.FinishImport, a.FinishImport)
 		register(r, contract.DiscardDryRun, a.DiscardDryRun)
 		register(r, contract.RecordEvidence, a.RecordEvidence)
+		register(r, contract.CompletePass, a.CompletePass)
 		register(r, contract.BeginDelta, a.BeginDelta)
 	}
 	if a := s.Homeserver; a != nil {

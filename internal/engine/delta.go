@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/masflow/masflow/internal/mapping"
 	"github.com/masflow/masflow/internal/mas"
 	"github.com/masflow/masflow/internal/synapse"
@@ -28,17 +30,10 @@ const maxDirtyShare = 0.5
 // the engine reads (At): its mark and every user key's row counts. It
 // returns how many keys it recorded.
 func (e *Engine) RecordEvidence(ctx context.Context) (int64, error) {
-	mark, err := e.reader.Mark(ctx)
+	mark, err := e.snapshotMark(ctx)
 	if err != nil {
 		return 0, err
 	}
-	// The snapshot's xmin is held back by transactions of any database;
-	// the horizon taken before it only by this database's.
-	horizon, err := mas.Horizon(ctx, e.writer.Pool(), e.snapshot)
-	if err != nil {
-		return 0, err
-	}
-	mark.Xmin = max(mark.Xmin, horizon)
 	variants, err := e.reader.Variants(ctx)
 	if err != nil {
 		return 0, err
@@ -50,6 +45,50 @@ func (e *Engine) RecordEvidence(ctx context.Context) (int64, error) {
 		return 0, err
 	}
 	return n, nil
+}
+
+// snapshotMark is the mark of the snapshot the engine reads: its xmin,
+// or the horizon recorded before it if larger (the xmin is held back by
+// transactions of any database, the horizon only by this database's).
+func (e *Engine) snapshotMark(ctx context.Context) (synapse.Mark, error) {
+	mark, err := e.reader.Mark(ctx)
+	if err != nil {
+		return mark, err
+	}
+	horizon, err := mas.Horizon(ctx, e.writer.Pool(), e.snapshot)
+	mark.Xmin = max(mark.Xmin, horizon)
+	return mark, err
+}
+
+// CompletePass completes catch-up pass n at the snapshot the engine
+// reads (the pass's): it records the evidence of the pass's keys, the
+// rows its shards read (every key's when it imported everything), and
+// makes the pass's mark the run's. It returns how many keys it recorded.
+func (e *Engine) CompletePass(ctx context.Context, n int) (int64, error) {
+	p, err := mas.LatestPass(ctx, e.writer.Pool())
+	if err != nil {
+		return 0, err
+	}
+	if p == nil || p.Number != n || !p.CatchUp || e.snapshot != p.Snapshot {
+		return 0, fmt.Errorf("pass %d is not the run's latest catch-up pass at this snapshot: %w", n, ErrBadRequest)
+	}
+	if p.Changes.All {
+		variants, err := e.reader.Variants(ctx)
+		if err != nil {
+			return 0, err
+		}
+		src := newEvidenceSource(ctx, e.reader)
+		defer src.stop()
+		k, err := mas.CompletePass(ctx, e.writer.Pool(), n, src, variants)
+		return k, errors.Join(err, src.Err())
+	}
+	counts, variants, err := e.reader.KeyEvidence(ctx, p.Reads)
+	if err != nil {
+		return 0, err
+	}
+	return mas.CompletePass(ctx, e.writer.Pool(), n, pgx.CopyFromSlice(len(counts), func(i int) ([]any, error) {
+		return []any{counts[i].Key, counts[i].Bucket, counts[i].Counts[:]}, nil
+	}), variants)
 }
 
 // evidenceSource streams synapse.Evidence into a COPY (pgx.CopyFromSource).
@@ -174,13 +213,15 @@ type Delta struct {
 	Took, Scan, Recount, Remove time.Duration
 }
 
-// BeginDelta begins the delta of the pre-copy run started at now, with
-// Synapse stopped: it finds the users changed since the pre-copy's
-// snapshot, removes their MAS rows and records the pass (once: a retry
-// returns the recorded pass). When the evidence cannot be trusted, or
-// most users changed, the pass imports everything again and says why.
-func (r *Runs) BeginDelta(ctx context.Context, now time.Time, log *zap.Logger) (Delta, error) {
-	e, err := r.Open(ctx, now, "")
+// BeginDelta begins a delta pass of the pre-copy run started at now. With
+// snapshot "" it is the cut-over's, Synapse stopped; with a snapshot it
+// is a catch-up pass, Synapse serving, read at that snapshot. It finds
+// the users changed since the run's mark, removes their MAS rows and
+// records the pass (once: a retry returns the recorded pass). When the
+// evidence cannot be trusted, or most users changed, the pass imports
+// everything again and says why.
+func (r *Runs) BeginDelta(ctx context.Context, now time.Time, snapshot string, log *zap.Logger) (Delta, error) {
+	e, err := r.Open(ctx, now, snapshot)
 	if err != nil {
 		return Delta{}, err
 	}
@@ -188,10 +229,13 @@ func (r *Runs) BeginDelta(ctx context.Context, now time.Time, log *zap.Logger) (
 		return Delta{}, fmt.Errorf("%w: this run imports everything at once", mas.ErrNoPrecopy)
 	}
 	pool := e.writer.Pool()
-	if p, err := mas.LatestPass(ctx, pool); err != nil || p != nil {
-		if p == nil {
-			return Delta{}, err
-		}
+	p, err := mas.LatestPass(ctx, pool)
+	switch {
+	case err != nil:
+		return Delta{}, err
+	case p != nil && !p.CatchUp && snapshot != "":
+		return Delta{}, mas.ErrPassOrder
+	case p != nil && (!p.CatchUp || (snapshot != "" && p.Snapshot == snapshot && !p.Done)):
 		return Delta{Pass: p.Number, Changes: p.Changes, Removed: p.Removed}, nil
 	}
 	mark, err := mas.Mark(ctx, pool)
@@ -201,44 +245,55 @@ func (r *Runs) BeginDelta(ctx context.Context, now time.Time, log *zap.Logger) (
 	if mark == nil {
 		return Delta{}, fmt.Errorf("%w: the pre-copy did not finish (no change evidence): run its precopy step again", mas.ErrNoPrecopy)
 	}
-	if r.VerifyStopped != nil {
+	spec := mas.PassSpec{CatchUp: snapshot != "", Snapshot: snapshot}
+	if spec.CatchUp {
+		if spec.Mark, err = markOf(e.snapshotMark(ctx)); err != nil {
+			return Delta{}, err
+		}
+	} else if r.VerifyStopped != nil {
 		if err := r.VerifyStopped(ctx); err != nil {
 			return Delta{}, fmt.Errorf("%w (the delta needs Synapse stopped): %w", ErrHomeserverRunning, err)
 		}
 	}
 	started := time.Now()
-	found, ch, err := r.changes(ctx, *mark, log)
+	found, ch, err := changes(ctx, e.reader, r.MAS, *mark, log)
 	if err != nil {
 		return Delta{}, err
 	}
 	if ch.All {
 		log.Warn("importing everything again: " + ch.Reason)
 	}
-	// The counters the reconciliation compares with: a session of
-	// Synapse's that just ended flushes its counts as it exits, so they
-	// are read once none is left (OtherSessions waits a moment for them).
-	if _, err := r.Reader.OtherSessions(ctx); err != nil {
-		return Delta{}, err
-	}
-	counters, err := r.Reader.WriteCounters(ctx)
-	if err != nil {
-		return Delta{}, err
+	spec.Keys, spec.Variants, spec.Changes = found.Dirty, found.Variants, ch
+	if !spec.CatchUp {
+		// The counters the reconciliation compares with: a session of
+		// Synapse's that just ended flushes its counts as it exits, so
+		// they are read once none is left (OtherSessions waits a moment
+		// for them).
+		if _, err := r.Reader.OtherSessions(ctx); err != nil {
+			return Delta{}, err
+		}
+		if spec.Counters, err = r.Reader.WriteCounters(ctx); err != nil {
+			return Delta{}, err
+		}
 	}
 	removing := time.Now()
-	p, err := mas.BeginPass(ctx, pool, 1, found.Dirty, found.Variants, ch, counters)
+	begun, err := mas.BeginPass(ctx, pool, spec)
 	if err != nil {
 		return Delta{}, err
 	}
-	log.Info("removed the changed users from MAS", zap.Duration("took", time.Since(removing)))
-	return Delta{Pass: p.Number, Changes: p.Changes, Removed: p.Removed, Took: time.Since(started), Scan: found.Scan,
+	log.Info("removed the changed users from MAS", zap.Int("pass", begun.Number), zap.Duration("took", time.Since(removing)))
+	return Delta{Pass: begun.Number, Changes: begun.Changes, Removed: begun.Removed, Took: time.Since(started), Scan: found.Scan,
 		Recount: found.Recount, Remove: time.Since(removing)}, nil
 }
+
+func markOf(m synapse.Mark, err error) (*synapse.Mark, error) { return &m, err }
 
 // changes finds the changed keys (and the user IDs of rows written since
 // that differ from their key in case), or decides to import everything
 // again: then the returned Changes hold no keys.
-func (r *Runs) changes(ctx context.Context, mark synapse.Mark, log *zap.Logger) (synapse.Changes, mas.PassChanges, error) {
-	ch, err := r.Reader.Changes(ctx, mark, mas.Evidence{Pool: r.MAS})
+func changes(ctx context.Context, reader *synapse.Reader, pool *pgxpool.Pool, mark synapse.Mark, log *zap.Logger) (synapse.Changes,
+	mas.PassChanges, error) {
+	ch, err := reader.Changes(ctx, mark, mas.Evidence{Pool: pool})
 	log.Info("changes since the pre-copy", zap.Int("users", len(ch.Dirty)), zap.Duration("scan", ch.Scan),
 		zap.Duration("recount", ch.Recount))
 	all := func(reason string) (synapse.Changes, mas.PassChanges, error) {

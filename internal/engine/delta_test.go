@@ -44,6 +44,11 @@ var changesSQL = map[string][]string{
 		`INSERT INTO devices (user_id, device_id, display_name, last_seen, ip, user_agent, hidden) VALUES ('` + uid("11") + `', 'RELOGIN', 'Phone', 1700000000000, '10.1.1.1', 'Element', false)`,
 		`INSERT INTO access_tokens (id, user_id, device_id, token, last_validated, used) VALUES (9000011, '` + uid("11") + `', 'RELOGIN', 'syt_relogin11', 1700000000002, false)`,
 	},
+	// Only after "re-login": its new device logs out again.
+	"re-login undone": {
+		`DELETE FROM access_tokens WHERE id = 9000011`,
+		`DELETE FROM devices WHERE user_id = '` + uid("11") + `' AND device_id = 'RELOGIN'`,
+	},
 	"refresh": {
 		`INSERT INTO refresh_tokens (id, user_id, device_id, token, next_token_id) VALUES (9000207, '` + uid("20") + `', 'DEV20B', 'syr_next20', NULL)`,
 		`UPDATE refresh_tokens SET next_token_id = 9000207 WHERE id = 206`,
@@ -74,6 +79,9 @@ var changesSQL = map[string][]string{
 // state writes (same salt and "now"), and the reconciliation must pass.
 func TestDeltaEqualsCleanImport(t *testing.T) {
 	for name, stmts := range changesSQL {
+		if name == "re-login undone" {
+			stmts = append(changesSQL["re-login"], stmts...)
+		}
 		t.Run(name, func(t *testing.T) {
 			lt := newLiveTest(t)
 			lt.precopy(t, nil)
@@ -258,7 +266,7 @@ func (lt *liveTest) write(t *testing.T, stmts ...string) {
 func (lt *liveTest) delta(t *testing.T) Delta {
 	t.Helper()
 	ctx := context.Background()
-	d, err := lt.runs.BeginDelta(ctx, testNow, zap.NewNop())
+	d, err := lt.runs.BeginDelta(ctx, testNow, "", zap.NewNop())
 	if err != nil {
 		t.Fatalf("begin delta: %v", err)
 	}
@@ -266,28 +274,88 @@ func (lt *liveTest) delta(t *testing.T) Delta {
 	if err != nil {
 		t.Fatal(err)
 	}
+	importPass(t, eng, d.Pass, -1)
+	rec, err := eng.Reconcile(ctx)
+	if err != nil || !rec.OK() {
+		t.Fatalf("delta reconciliation: %v %v", err, rec.Problems)
+	}
+	return d
+}
+
+// importPass imports delta pass n's shards, stopping after the first
+// limit calls (-1: none).
+func importPass(t *testing.T, eng *Engine, n, limit int) {
+	t.Helper()
+	ctx := context.Background()
 	for _, wave := range Waves() {
 		for _, entity := range wave {
-			shards, err := eng.PlanDelta(ctx, entity, d.Pass, 2)
+			shards, err := eng.PlanDelta(ctx, entity, n, 2)
 			if err != nil {
 				t.Fatalf("plan delta %s: %v", entity, err)
 			}
 			for _, s := range shards {
-				for done := false; !done; {
+				for done := false; !done; limit-- {
+					if limit == 0 {
+						return
+					}
 					res, err := eng.ImportShard(ctx, Request{Shard: s.ID, BatchSize: 5, MaxRows: 5}, nil)
 					if err != nil {
-						t.Fatalf("delta %s: %v", s.ID, err)
+						t.Fatalf("pass %d %s: %v", n, s.ID, err)
 					}
 					done = res.Checkpoint.Done
 				}
 			}
 		}
 	}
-	rec, err := eng.Reconcile(ctx)
-	if err != nil || !rec.OK() {
-		t.Fatalf("delta reconciliation: %v %v", err, rec.Problems)
+}
+
+// catchUp runs a catch-up pass at a new snapshot of the live homeserver,
+// calling during (unless nil) once the snapshot is taken; with abandon,
+// its snapshot is lost after a few shard calls and the pass left
+// unfinished.
+func (lt *liveTest) catchUp(t *testing.T, during func(), abandon bool) Delta {
+	t.Helper()
+	ctx := context.Background()
+	snap, err := lt.env.reader.ExportSnapshot(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer snap.Release()
+	if err := mas.RecordSnapshot(ctx, lt.env.mas, snap.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := mas.RecordHorizon(ctx, lt.env.mas, snap.ID, snap.Horizon); err != nil {
+		t.Fatal(err)
+	}
+	if during != nil {
+		during()
+	}
+	d, err := lt.runs.BeginDelta(ctx, testNow, snap.ID, zap.NewNop())
+	if err != nil {
+		t.Fatalf("begin catch-up: %v", err)
+	}
+	eng, err := lt.runs.Open(ctx, testNow, snap.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if abandon {
+		importPass(t, eng, d.Pass, 3)
+		return d
+	}
+	importPass(t, eng, d.Pass, -1)
+	if _, err := eng.CompletePass(ctx, d.Pass); err != nil {
+		t.Fatalf("complete catch-up: %v", err)
 	}
 	return d
+}
+
+// passKeys are delta pass n's keys.
+func (lt *liveTest) passKeys(t *testing.T, n int) []string {
+	t.Helper()
+	var keys []string
+	pgtest.QueryRow(t, lt.env.masDSN, `SELECT COALESCE(keys, '{}') FROM masflow_import.passes WHERE pass = $1`,
+		[]any{n}, &keys)
+	return keys
 }
 
 // assertEqualsClean compares MAS with a clean full import of the final

@@ -223,8 +223,11 @@ func OwnRun(ctx context.Context, q querier) (RunInfo, error) {
 // RecordSnapshot records the Synapse snapshot a dry run reads from now
 // on; batches read at another one are refused (Commit.Snapshot).
 func RecordSnapshot(ctx context.Context, pool *pgxpool.Pool, id string) error {
-	// Only the run's first holder records one: a restart is a new run.
-	tag, err := pool.Exec(ctx, `UPDATE masflow_import.run SET snapshot = $1 WHERE snapshot IS NULL`, id)
+	// Only the run's first holder records one (a restart is a new run);
+	// after a complete pre-copy (its mark recorded), each catch-up pass's
+	// holder records its own.
+	tag, err := pool.Exec(ctx, `UPDATE masflow_import.run r SET snapshot = $1
+		WHERE snapshot IS NULL OR to_jsonb(r) ->> 'mark' IS NOT NULL`, id)
 	if err == nil && tag.RowsAffected() != 1 {
 		err = ErrNoRun
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -42,7 +43,11 @@ CREATE TABLE IF NOT EXISTS masflow_import.passes (
   removed    jsonb NOT NULL,
   changes    jsonb NOT NULL,
   created_at timestamptz NOT NULL DEFAULT now()
-);`
+);
+ALTER TABLE masflow_import.passes ADD COLUMN IF NOT EXISTS catchup boolean NOT NULL DEFAULT false;
+ALTER TABLE masflow_import.passes ADD COLUMN IF NOT EXISTS snapshot text;
+ALTER TABLE masflow_import.passes ADD COLUMN IF NOT EXISTS mark jsonb;
+ALTER TABLE masflow_import.passes ADD COLUMN IF NOT EXISTS done boolean NOT NULL DEFAULT false;`
 
 // RecordEvidence replaces the run's change evidence: the mark of the
 // snapshot the pre-copy read, every key's counts at it (src yields rows
@@ -55,26 +60,35 @@ func RecordEvidence(ctx context.Context, pool *pgxpool.Pool, mark synapse.Mark, 
 		if _, err := tx.Exec(ctx, `TRUNCATE masflow_import.evidence, masflow_import.variants`); err != nil {
 			return err
 		}
-		for _, v := range variants {
-			if _, err := tx.Exec(ctx, `INSERT INTO masflow_import.variants (k, raw) VALUES ($1, $2)`, v.Key, v.Raw); err != nil {
-				return err
-			}
-		}
 		var err error
-		n, err = tx.CopyFrom(ctx, pgx.Identifier{bookkeepingSchema, "evidence"}, []string{"k", "bucket", "counts"}, src)
-		if err != nil {
-			return err
-		}
-		tag, err := tx.Exec(ctx, `UPDATE masflow_import.run SET mark = $1 WHERE precopy`, mark)
-		if err == nil && tag.RowsAffected() != 1 {
-			err = fmt.Errorf("%w: no pre-copy to record evidence for", ErrNoRun)
-		}
+		n, err = writeEvidence(ctx, tx, mark, src, variants)
 		return err
 	})
 	if err != nil {
 		return 0, fmt.Errorf("recording the pre-copy's change evidence: %w", err)
 	}
 	return n, nil
+}
+
+// writeEvidence adds keys' counts and variants to the evidence and moves
+// the run's mark.
+func writeEvidence(ctx context.Context, tx pgx.Tx, mark synapse.Mark, src pgx.CopyFromSource,
+	variants []synapse.Variant) (int64, error) {
+	for _, v := range variants {
+		if _, err := tx.Exec(ctx, `INSERT INTO masflow_import.variants (k, raw) SELECT $1, $2
+			WHERE NOT EXISTS (SELECT 1 FROM masflow_import.variants WHERE k = $1 AND raw = $2)`, v.Key, v.Raw); err != nil {
+			return 0, err
+		}
+	}
+	n, err := tx.CopyFrom(ctx, pgx.Identifier{bookkeepingSchema, "evidence"}, []string{"k", "bucket", "counts"}, src)
+	if err != nil {
+		return 0, err
+	}
+	tag, err := tx.Exec(ctx, `UPDATE masflow_import.run SET mark = $1 WHERE precopy`, mark)
+	if err == nil && tag.RowsAffected() != 1 {
+		err = fmt.Errorf("%w: no pre-copy to record evidence for", ErrNoRun)
+	}
+	return n, err
 }
 
 // RecordHorizon records a pre-copy snapshot's horizon (synapse.Horizon),
@@ -178,6 +192,13 @@ type Pass struct {
 	Reads   []string
 	Removed Removed
 	Changes PassChanges
+	// CatchUp: the pass reads at Snapshot while Synapse serves; once
+	// Done, the run's evidence covers its keys and its Mark is the
+	// run's. Otherwise it is the cut-over's pass, Synapse stopped.
+	CatchUp  bool
+	Snapshot string
+	Mark     *synapse.Mark
+	Done     bool
 }
 
 // ErrNoPrecopy: a delta was asked of a run that holds no pre-copy.
@@ -186,8 +207,13 @@ var ErrNoPrecopy = errors.New("the MAS database holds no pre-copy")
 // LatestPass returns the newest delta pass (nil: none yet).
 func LatestPass(ctx context.Context, q querier) (*Pass, error) {
 	var p Pass
-	err := q.QueryRow(ctx, `SELECT pass, keys, reads, removed, changes FROM masflow_import.passes ORDER BY pass DESC LIMIT 1`).
-		Scan(&p.Number, &p.Keys, &p.Reads, &p.Removed, &p.Changes)
+	var snapshot *string
+	err := q.QueryRow(ctx, `SELECT pass, keys, reads, removed, changes, catchup, snapshot, mark, done
+		FROM masflow_import.passes ORDER BY pass DESC LIMIT 1`).
+		Scan(&p.Number, &p.Keys, &p.Reads, &p.Removed, &p.Changes, &p.CatchUp, &snapshot, &p.Mark, &p.Done)
+	if snapshot != nil {
+		p.Snapshot = *snapshot
+	}
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, nil
 	}
@@ -217,50 +243,158 @@ func Removals(ctx context.Context, q querier) (Removed, error) {
 	return sum, err
 }
 
-// BeginPass records delta pass number n and, in the same transaction,
-// deletes the MAS rows of its keys (every row with all) and records
-// Synapse's write counters now (the reconciliation compares with them:
-// nothing may be written from here on). A pass already recorded is
-// returned as it was: retrying never removes twice.
-func BeginPass(ctx context.Context, pool *pgxpool.Pool, n int, keys, variants []string, ch PassChanges,
-	counters synapse.WriteCounters) (Pass, error) {
+// PassSpec is a delta pass to begin: the changed keys found since the
+// run's mark (with the user IDs of rows written since that differ from
+// their key in case), or everything with Changes.All.
+type PassSpec struct {
+	Keys, Variants []string
+	Changes        PassChanges
+	// CatchUp passes read at Snapshot, whose Mark the run takes when the
+	// pass completes; the cut-over's pass records Counters, Synapse's
+	// write counters (the reconciliation compares with them: nothing may
+	// be written from here on).
+	CatchUp  bool
+	Snapshot string
+	Mark     *synapse.Mark
+	Counters synapse.WriteCounters
+}
+
+// ErrPassOrder: a catch-up pass was asked for after the cut-over's pass.
+var ErrPassOrder = errors.New("the cut-over's delta pass has begun: no catch-up pass after it")
+
+// BeginPass records the next delta pass and, in the same transaction,
+// deletes the MAS rows of its keys (every row with all). A pass already
+// begun is returned as it was (the cut-over's, or a catch-up pass at the
+// same snapshot): retrying never removes twice. A catch-up pass left
+// unfinished (its snapshot was lost) is undone first, its keys joining
+// the new pass.
+func BeginPass(ctx context.Context, pool *pgxpool.Pool, spec PassSpec) (Pass, error) {
 	var out Pass
 	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 		if err := LockExclusive(ctx, tx); err != nil {
 			return err
 		}
-		if p, err := LatestPass(ctx, tx); err != nil || (p != nil && p.Number >= n) {
-			if p != nil {
-				out = *p
+		last, err := LatestPass(ctx, tx)
+		switch {
+		case err != nil:
+			return err
+		case last != nil && !last.CatchUp && spec.CatchUp:
+			return ErrPassOrder
+		case last != nil && (!last.CatchUp || (spec.CatchUp && !last.Done && last.Snapshot == spec.Snapshot)):
+			out = *last
+			return nil
+		case last != nil && !last.Done:
+			if err := undoPass(ctx, tx, *last); err != nil {
+				return err
 			}
+			spec.Keys, spec.Variants = union(spec.Keys, last.Keys), union(spec.Variants, last.Reads)
+			spec.Changes.All = spec.Changes.All || last.Changes.All
+		}
+		n := 1
+		if last != nil {
+			n = last.Number + 1
+		}
+		out, err = beginPass(ctx, tx, n, spec)
+		return err
+	})
+	if err != nil {
+		return Pass{}, fmt.Errorf("beginning a delta pass: %w", Sanitize(err))
+	}
+	return out, nil
+}
+
+// beginPass removes the pass's keys from MAS and records pass n.
+func beginPass(ctx context.Context, tx pgx.Tx, n int, spec PassSpec) (Pass, error) {
+	keys, ch := spec.Keys, spec.Changes
+	removed, err := removeKeys(ctx, tx, keys, ch.All)
+	if err != nil {
+		return Pass{}, err
+	}
+	var reads []string
+	if ch.All {
+		keys = nil
+	} else if err := tx.QueryRow(ctx, `SELECT array(SELECT unnest($1::text[]) UNION SELECT unnest($2::text[])
+		UNION SELECT raw FROM masflow_import.variants WHERE k = ANY($1))`, keys, spec.Variants).Scan(&reads); err != nil {
+		return Pass{}, fmt.Errorf("listing the user IDs to read again: %w", err)
+	}
+	var snapshot *string
+	if spec.CatchUp {
+		snapshot = &spec.Snapshot
+	}
+	if _, err := tx.Exec(ctx, `INSERT INTO masflow_import.passes (pass, keys, reads, removed, changes, catchup, snapshot, mark)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`, n, keys, reads, removed, ch, spec.CatchUp, snapshot, spec.Mark); err != nil {
+		return Pass{}, err
+	}
+	if !spec.CatchUp {
+		if _, err := tx.Exec(ctx, `INSERT INTO masflow_import.source_writes (counters) VALUES ($1)
+			ON CONFLICT (singleton) DO UPDATE SET counters = excluded.counters, recorded_at = now()`, spec.Counters); err != nil {
+			return Pass{}, err
+		}
+	}
+	return Pass{Number: n, Keys: keys, Reads: reads, Removed: removed, Changes: ch, CatchUp: spec.CatchUp,
+		Snapshot: spec.Snapshot, Mark: spec.Mark}, nil
+}
+
+// undoPass takes an unfinished catch-up pass's work out of MAS: the rows
+// its shards wrote for its keys (all rows when it imported everything)
+// and its shards' checkpoints, so neither counts any more. What it
+// removed before stays removed, and recorded.
+func undoPass(ctx context.Context, tx pgx.Tx, p Pass) error {
+	if _, err := removeKeys(ctx, tx, p.Keys, p.Changes.All); err != nil {
+		return err
+	}
+	if _, err := tx.Exec(ctx, `DELETE FROM masflow_import.checkpoints WHERE pass = $1`, p.Number); err != nil {
+		return fmt.Errorf("forgetting the shards of unfinished pass %d: %w", p.Number, err)
+	}
+	return nil
+}
+
+// CompletePass records, for catch-up pass n, the evidence of its keys at
+// its snapshot (src yields key, bucket, counts; with Changes.All, every
+// key's) and makes its mark the run's: the next pass looks for changes
+// since. Completing a pass twice changes nothing.
+func CompletePass(ctx context.Context, pool *pgxpool.Pool, n int, src pgx.CopyFromSource, variants []synapse.Variant) (int64, error) {
+	var written int64
+	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		if err := LockExclusive(ctx, tx); err != nil {
 			return err
 		}
-		removed, err := removeKeys(ctx, tx, keys, ch.All)
+		p, err := LatestPass(ctx, tx)
+		switch {
+		case err != nil:
+			return err
+		case p == nil || p.Number != n || !p.CatchUp || p.Mark == nil:
+			return fmt.Errorf("pass %d is not the run's latest catch-up pass", n)
+		case p.Done:
+			return nil
+		case p.Changes.All:
+			_, err = tx.Exec(ctx, `TRUNCATE masflow_import.evidence, masflow_import.variants`)
+		default:
+			_, err = tx.Exec(ctx, `DELETE FROM masflow_import.evidence WHERE k = ANY($1)`, p.Keys)
+		}
 		if err != nil {
 			return err
 		}
-		var reads []string
-		if ch.All {
-			keys = nil
-		} else if err := tx.QueryRow(ctx, `SELECT array(SELECT unnest($1::text[]) UNION SELECT unnest($2::text[])
-			UNION SELECT raw FROM masflow_import.variants WHERE k = ANY($1))`, keys, variants).Scan(&reads); err != nil {
-			return fmt.Errorf("listing the user IDs to read again: %w", err)
-		}
-		if _, err := tx.Exec(ctx, `INSERT INTO masflow_import.passes (pass, keys, reads, removed, changes) VALUES ($1, $2, $3, $4, $5)`,
-			n, keys, reads, removed, ch); err != nil {
+		if written, err = writeEvidence(ctx, tx, *p.Mark, src, variants); err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, `INSERT INTO masflow_import.source_writes (counters) VALUES ($1)
-			ON CONFLICT (singleton) DO UPDATE SET counters = excluded.counters, recorded_at = now()`, counters); err != nil {
-			return err
+		_, err = tx.Exec(ctx, `UPDATE masflow_import.passes SET done = true WHERE pass = $1`, n)
+		if err == nil {
+			_, err = tx.Exec(ctx, `UPDATE masflow_import.run SET snapshot = NULL`)
 		}
-		out = Pass{Number: n, Keys: keys, Reads: reads, Removed: removed, Changes: ch}
-		return nil
+		return err
 	})
 	if err != nil {
-		return Pass{}, fmt.Errorf("beginning delta pass %d: %w", n, Sanitize(err))
+		return 0, fmt.Errorf("completing catch-up pass %d: %w", n, Sanitize(err))
 	}
-	return out, nil
+	return written, nil
+}
+
+// union is a and b without duplicates, sorted.
+func union(a, b []string) []string {
+	out := slices.Concat(a, b)
+	slices.Sort(out)
+	return slices.Compact(out)
 }
 
 // removeKeys deletes the MAS rows of the users whose lowercased MXIDs are

@@ -412,3 +412,48 @@ func (r *Reader) keyCounts(ctx context.Context, e Entity, low, width int64, keys
 	}
 	return out, nil
 }
+
+// KeyEvidence counts, at the reader's snapshot (At), the rows of each
+// entity whose user ID is one of raw (as Synapse stores them: a delta
+// pass's reads), per key with its bucket, and lists those of raw that
+// differ from their key in case: a catch-up pass's evidence, the rows its
+// shards read.
+func (r *Reader) KeyEvidence(ctx context.Context, raw []string) ([]KeyCounts, []Variant, error) {
+	counts := map[string]*KeyCounts{}
+	variants := map[Variant]bool{}
+	for i, e := range Entities {
+		s, _ := specOf(e)
+		sql := fmt.Sprintf(`SELECT lower(%s), %[1]s, (hashtext(lower(%[1]s)) & %d)::int, count(*) FROM %s
+			WHERE %[1]s = ANY($1::text[]) GROUP BY 1, 2, 3`, s.userCol, Buckets-1, pgx.Identifier{s.table}.Sanitize())
+		err := r.inTx(ctx, func(tx pgx.Tx) error {
+			rows, err := tx.Query(ctx, sql, raw)
+			if err != nil {
+				return err
+			}
+			var v Variant
+			var b int32
+			var n int64
+			_, err = pgx.ForEachRow(rows, []any{&v.Key, &v.Raw, &b, &n}, func() error {
+				if counts[v.Key] == nil {
+					counts[v.Key] = &KeyCounts{Key: v.Key, Bucket: b}
+				}
+				counts[v.Key].Counts[i] += n
+				if v.Raw != v.Key {
+					variants[v] = true
+				}
+				return nil
+			})
+			return err
+		})
+		if err != nil {
+			return nil, nil, fmt.Errorf("counting the rows of %d users in %s: %w", len(raw), s.table, err)
+		}
+	}
+	out := make([]KeyCounts, 0, len(counts))
+	for _, k := range slices.Sorted(maps.Keys(counts)) {
+		out = append(out, *counts[k])
+	}
+	return out, slices.SortedFunc(maps.Keys(variants), func(a, b Variant) int {
+		return strings.Compare(a.Key+"\x00"+a.Raw, b.Key+"\x00"+b.Raw)
+	}), nil
+}

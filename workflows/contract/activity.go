@@ -73,6 +73,9 @@ var (
 	// removes their MAS rows, once.
 	RecordEvidence = Activity[RunInput, EvidenceResult]{"RecordEvidence", StepPrecopy, Long}
 	BeginDelta     = Activity[RunInput, DeltaResult]{"BeginDelta", StepImport, Long}
+	// CompletePass ends a catch-up pass, run while the migration waits
+	// for its cut-over: the next pass looks for changes since its snapshot.
+	CompletePass = Activity[PassInput, EvidenceResult]{"CompletePass", StepCutover, Long}
 )
 
 // Named is what every Activity tells of itself, whatever its types.
@@ -96,7 +99,7 @@ func (a Activity[I, O]) StepName() string { return a.Step }
 func All() []Named {
 	return []Named{Advise, Backup, StopHomeserver, SyncSchema, Reconfigure, StartHomeserver, Verify, RestoreConfig,
 		PrepareImport, HoldSnapshot, AwaitSnapshot, HoldWriterLock, PauseSchema, PlanEntity, ImportShard, RestoreSchema, Reconcile,
-		FinishImport, DiscardDryRun, RecordEvidence, BeginDelta}
+		FinishImport, DiscardDryRun, RecordEvidence, BeginDelta, CompletePass}
 }
 
 // StepOf names the step an activity type belongs to ("" if unknown).

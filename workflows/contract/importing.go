@@ -73,6 +73,12 @@ type DeltaResult struct {
 	Scan, Recount, Remove float64 `json:",omitempty"`
 }
 
+// PassInput names a delta pass of the run.
+type PassInput struct {
+	RunInput
+	Pass int
+}
+
 // SnapshotResult names the snapshot HoldSnapshot holds.
 type SnapshotResult struct {
 	Snapshot string

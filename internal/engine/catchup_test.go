@@ -1,0 +1,88 @@
+package engine
+
+import (
+	"slices"
+	"testing"
+)
+
+// TestCatchUpPasses: catch-up passes, run at snapshots while Synapse
+// serves, apply the changes since the pre-copy (or the pass before); the
+// cut-over's pass then finds only what changed after the last one, and
+// the result is still exactly a clean full import of the final state. A
+// pass whose snapshot is lost midway is undone by the next one, which
+// takes over its users.
+func TestCatchUpPasses(t *testing.T) {
+	tests := []struct {
+		name string
+		// Changes before the first catch-up pass, during it (after its
+		// snapshot: the second pass applies them), and before the
+		// cut-over.
+		before, during, last string
+		abandon             bool
+		// Keys each pass must hold; the cut-over's must not hold
+		// notCutover (a catch-up pass applied them).
+		first, second, cutover, notCutover []string
+	}{
+		{name: "changes before, during and after a pass", before: "logout", during: "password change (HOT update)",
+			last: "deleted device", first: []string{uid("5")}, second: []string{uid("3")}, cutover: []string{uid("7")},
+			notCutover: []string{uid("5"), uid("3")}},
+		{name: "deletions only", before: "deactivation", during: "deleted user", last: "vacuum freeze",
+			first: []string{uid("8")}, second: []string{uid("23")}, cutover: []string{uid("25"), uid("27")},
+			notCutover: []string{uid("8"), uid("23")}},
+		{name: "a pass abandoned, the next takes over", before: "re-login", during: "refresh", last: "registration",
+			abandon: true, first: []string{uid("11")}, second: []string{uid("20")}, cutover: []string{"@new1:synth.example"},
+			notCutover: []string{uid("11"), uid("20")}},
+		{name: "a user a pass imported again changes again", before: "logout", during: "re-login", last: "re-login undone",
+			first: []string{uid("5")}, second: []string{uid("11")}, cutover: []string{uid("11")}, notCutover: []string{uid("5")}},
+		{name: "nothing changed", last: "case-mismatched owner", cutover: []string{uid("21")}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			lt := newLiveTest(t)
+			lt.precopy(t, nil)
+			if tt.before != "" {
+				lt.write(t, changesSQL[tt.before]...)
+			}
+			during := func() {
+				if tt.during != "" {
+					lt.write(t, changesSQL[tt.during]...)
+				}
+			}
+			if tt.abandon {
+				lt.catchUp(t, nil, true)
+			}
+			first := lt.catchUp(t, during, false)
+			if first.Changes.All {
+				t.Fatalf("catch-up imported everything: %s", first.Changes.Reason)
+			}
+			// A second pass at once finds what the first did not see.
+			second := lt.catchUp(t, nil, false)
+			lt.write(t, changesSQL[tt.last]...)
+			d := lt.delta(t)
+			if d.Pass != second.Pass+1 || d.Changes.All {
+				t.Fatalf("cut-over pass %+v after catch-up pass %d", d, second.Pass)
+			}
+			lt.assertKeys(t, "first", first.Pass, tt.first, nil)
+			lt.assertKeys(t, "second", second.Pass, tt.second, nil)
+			lt.assertKeys(t, "cut-over", d.Pass, tt.cutover, tt.notCutover)
+			lt.assertEqualsClean(t)
+		})
+	}
+}
+
+// assertKeys checks that pass n's keys hold every one of want and none of
+// notWant.
+func (lt *liveTest) assertKeys(t *testing.T, pass string, n int, want, notWant []string) {
+	t.Helper()
+	keys := lt.passKeys(t, n)
+	for _, k := range want {
+		if !slices.Contains(keys, k) {
+			t.Errorf("the %s pass's keys %v miss %s", pass, keys, k)
+		}
+	}
+	for _, k := range notWant {
+		if slices.Contains(keys, k) {
+			t.Errorf("the %s pass's keys %v hold %s, which an earlier pass applied", pass, keys, k)
+		}
+	}
+}
