@@ -18,7 +18,7 @@ func TestCatchUpPasses(t *testing.T) {
 		// snapshot: the second pass applies them), and before the
 		// cut-over.
 		before, during, last string
-		abandon             bool
+		abandon              bool
 		// Keys each pass must hold; the cut-over's must not hold
 		// notCutover (a catch-up pass applied them).
 		first, second, cutover, notCutover []string
