@@ -48,8 +48,9 @@ func holderEnd(ctx context.Context, err error) error {
 const snapshotPoll = 200 * time.Millisecond
 
 // AwaitSnapshot returns the snapshot the dry run's holder recorded,
-// waiting (heartbeating) until it has recorded one. The workflow bounds
-// the wait with the activity's timeout.
+// waiting (heartbeating) until it has recorded one other than
+// in.Snapshot (a lost one still recorded). The workflow bounds the wait
+// with the activity's timeout.
 func (a *ImportActivities) AwaitSnapshot(ctx context.Context, in contract.RunInput) (contract.SnapshotResult, error) {
 	defer heartbeatEvery(ctx, nil)()
 	for {
@@ -57,7 +58,7 @@ func (a *ImportActivities) AwaitSnapshot(ctx context.Context, in contract.RunInp
 		if err != nil {
 			return contract.SnapshotResult{}, classify(err)
 		}
-		if id != "" {
+		if id != "" && id != in.Snapshot {
 			return contract.SnapshotResult{Snapshot: id}, nil
 		}
 		select {

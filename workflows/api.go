@@ -103,6 +103,10 @@ type ImportOptions struct {
 	// RestoreParallelism is how many database sessions rebuild the MAS
 	// tables' indexes and constraints after the import (default: 2).
 	RestoreParallelism int
+	// CatchUpMinutes is the interval of the catch-up passes while the
+	// migration waits for its cut-over after the pre-copy (0: none; the
+	// starter's default is import.catch_up_minutes).
+	CatchUpMinutes int `json:",omitempty"`
 	// Strict and IgnoreMissingProviders change which rows are written:
 	// decided once, by the starter, and recorded with the run so every
 	// worker applies the same (import.strict,
@@ -186,6 +190,8 @@ type Progress struct {
 	CutoverAt *time.Time            `json:",omitempty"`
 	Cutover   *Cutover              `json:",omitempty"`
 	Delta     *contract.DeltaResult `json:",omitempty"`
+	// CatchUp sums up the catch-up passes while waiting for the cut-over.
+	CatchUp *CatchUp `json:",omitempty"`
 }
 
 // EntityProgress is one entity's import progress. Every source row read

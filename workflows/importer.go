@@ -43,8 +43,11 @@ type ImportState struct {
 	Precopy, Precopied bool      `json:",omitempty"`
 	PrecopiedAt        time.Time `json:",omitempty"`
 	RunNow             time.Time `json:",omitempty"`
-	// Delta is the delta pass the import applies after a pre-copy.
+	// Delta is the delta pass the import applies after a pre-copy (or
+	// the catch-up pass under way).
 	Delta *contract.DeltaResult `json:",omitempty"`
+	// CatchUp sums up the catch-up passes run before the cut-over.
+	CatchUp *CatchUp `json:",omitempty"`
 }
 
 // dryRunHistoryLimit is the history length at which a dry run, which

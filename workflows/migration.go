@@ -64,8 +64,9 @@ type migration struct {
 	// lock a real import's writer lock holder.
 	holder, lock *holder
 	// precopying: the precopy step runs (the import run copies a
-	// snapshot instead of stopping at a pre-copy it finds).
-	precopying bool
+	// snapshot instead of stopping at a pre-copy it finds); catchingUp:
+	// a catch-up pass runs (at a snapshot, never across continue-as-new).
+	precopying, catchingUp bool
 }
 
 // MigrationWorkflow moves a Synapse homeserver to MAS: advise → approve →

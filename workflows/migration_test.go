@@ -58,8 +58,9 @@ type harness struct {
 	// precopy and evidence: the MAS database holds a pre-copy, and its
 	// evidence is recorded (it is complete).
 	precopy, evidence bool
-	// reconciled counts Reconcile calls.
-	reconciled int
+	// reconciled counts Reconcile calls, passes BeginDelta calls and
+	// completed CompletePass calls.
+	reconciled, passes, completed int
 	// mu guards the fields above: the test environment runs activities
 	// on goroutines of their own.
 	mu sync.Mutex
@@ -87,10 +88,11 @@ func (h *harness) setBroken(step string, final, broken bool) {
 	}
 }
 
-func (h *harness) reconciledCount() int {
+// releases counts the calls after which a snapshot is no longer needed.
+func (h *harness) releases() int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return h.reconciled
+	return h.reconciled + h.completed
 }
 
 // ran returns a copy of the calls so far.
@@ -216,9 +218,27 @@ func (h *harness) stubImport() {
 		h.evidence = true
 		return contract.EvidenceResult{Keys: 10}, nil
 	})
-	stub(h.env, contract.BeginDelta, func(context.Context, contract.RunInput) (contract.DeltaResult, error) {
+	stub(h.env, contract.BeginDelta, func(_ context.Context, in contract.RunInput) (contract.DeltaResult, error) {
+		h.mu.Lock()
+		h.passes++
+		pass := h.passes
+		h.mu.Unlock()
+		if in.Snapshot != "" {
+			h.record("catch_up")
+			return contract.DeltaResult{Pass: pass, Users: 2, Written: 2}, nil
+		}
 		h.record("delta")
-		return contract.DeltaResult{Pass: 1, Users: 3, Written: 2, Deleted: 1}, h.fail["delta"]
+		return contract.DeltaResult{Pass: pass, Users: 3, Written: 2, Deleted: 1}, h.fail["delta"]
+	})
+	stub(h.env, contract.CompletePass, func(_ context.Context, in contract.PassInput) (contract.EvidenceResult, error) {
+		h.record("complete_pass")
+		h.mu.Lock()
+		h.completed++
+		h.mu.Unlock()
+		if in.Snapshot == "" {
+			return contract.EvidenceResult{}, errors.New("a catch-up pass completes at its snapshot")
+		}
+		return contract.EvidenceResult{Keys: 2}, nil
 	})
 	stub(h.env, contract.HoldSnapshot, func(ctx context.Context, in contract.RunInput) (contract.None, error) {
 		h.record("hold_snapshot")
@@ -233,14 +253,13 @@ func (h *harness) stubImport() {
 		if lose {
 			return contract.None{}, temporal.NewNonRetryableApplicationError("snapshot gone", contract.ErrTypeSnapshotGone, nil)
 		}
-		// Held until cancelled, or until a reconciliation ran: the
-		// environment does not cancel an activity the workflow gave up
-		// without waiting, and a double still running would stop its
-		// clock from skipping ahead to the cut-over.
-		h.mu.Lock()
-		reconciled := h.reconciled
-		h.mu.Unlock()
-		for ctx.Err() == nil && h.reconciledCount() == reconciled {
+		// Held until cancelled, or until a reconciliation or a catch-up
+		// pass's completion ran: the environment does not cancel an
+		// activity the workflow gave up without waiting, and a double
+		// still running would stop its clock from skipping ahead to the
+		// cut-over.
+		released := h.releases()
+		for ctx.Err() == nil && h.releases() == released {
 			activity.RecordHeartbeat(ctx)
 			time.Sleep(10 * time.Millisecond)
 		}

@@ -1,6 +1,8 @@
 package workflows
 
 import (
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/masflow/masflow/workflows/contract"
@@ -23,10 +25,11 @@ const changePrecopy = "precopy-sequence"
 const SequencePrecopy = 1
 
 // atSnapshot reports whether the import reads an exported snapshot of a
-// running Synapse (a dry run, or a pre-copy not yet complete) rather
+// running Synapse (a dry run, a pre-copy not yet complete, a catch-up
+// pass) rather
 // than the stopped, write-locked tables.
 func (m *migration) atSnapshot() bool {
-	return m.in.DryRun || (m.st.Import.Precopy && !m.st.Import.Precopied)
+	return m.in.DryRun || (m.st.Import.Precopy && !m.st.Import.Precopied) || m.catchingUp
 }
 
 // runNow is the import run's "now": the migration's, or that of the
@@ -102,24 +105,121 @@ func (m *migration) importDelta(ctx workflow.Context) error {
 }
 
 // cutover waits for the operator's cutover update, the scheduled time,
-// or, pre-approved without a schedule, goes on at once.
+// or, pre-approved without a schedule, goes on at once. Meanwhile, every
+// Import.CatchUpMinutes, a catch-up pass applies what changed since.
 func (m *migration) cutover(ctx workflow.Context) error {
 	at := m.in.CutoverAt
 	if m.st.Cutover == nil && m.in.PreApproved && at.IsZero() {
 		m.st.Cutover = &Cutover{Approver: m.in.Approver, Reason: "pre-approved at start: at once", At: workflow.Now(ctx)}
 	}
-	if m.st.Cutover == nil && !at.IsZero() {
-		if wait := at.Sub(workflow.Now(ctx)); wait > 0 {
-			if _, err := workflow.AwaitWithTimeout(ctx, wait, func() bool { return m.st.Cutover != nil }); err != nil {
-				return err
+	gate := func() bool { return m.st.Cutover != nil }
+	every := time.Duration(m.in.Import.CatchUpMinutes) * time.Minute
+	for !gate() {
+		wait := every
+		if !at.IsZero() {
+			until := at.Sub(workflow.Now(ctx))
+			if until <= 0 {
+				m.st.Cutover = &Cutover{Approver: "schedule", Reason: "cutover_at " + at.UTC().Format(time.RFC3339),
+					At: workflow.Now(ctx)}
+				return nil
+			}
+			if wait == 0 || until < wait {
+				wait = until
 			}
 		}
-		if m.st.Cutover == nil {
-			m.st.Cutover = &Cutover{Approver: "schedule", Reason: "cutover_at " + at.UTC().Format(time.RFC3339),
-				At: workflow.Now(ctx)}
+		if wait == 0 {
+			return workflow.Await(ctx, gate)
+		}
+		if opened, err := workflow.AwaitWithTimeout(ctx, wait, gate); err != nil || opened {
+			return err
+		}
+		if every == 0 || (!at.IsZero() && !workflow.Now(ctx).Before(at)) {
+			continue
+		}
+		if err := m.catchUp(ctx); err != nil {
+			return err
+		}
+		if m.continueAsNewDue(ctx) {
+			return m.continueAsNew(ctx)
 		}
 	}
-	return workflow.Await(ctx, func() bool { return m.st.Cutover != nil })
+	return nil
+}
+
+// CatchUp sums up the catch-up passes run while the migration waited for
+// its cut-over.
+type CatchUp struct {
+	// Passes completed, and Users they imported again in all.
+	Passes, Users int
+	// Abandoned passes lost their snapshot (the next pass took them over).
+	Abandoned int `json:",omitempty"`
+	// Last is the latest completed pass: what it found and how long
+	// finding it took; it completed at LastAt after LastSeconds in all
+	// (finding, removing, importing again, recording).
+	Last        *contract.DeltaResult `json:",omitempty"`
+	LastAt      time.Time
+	LastSeconds float64
+	// Stale is the snapshot of an abandoned pass, still recorded with the
+	// run until the next pass's holder records its own.
+	Stale string `json:",omitempty"`
+}
+
+// catchUp applies, at a new snapshot of the serving Synapse, what changed
+// since the pre-copy or the last pass: the cut-over's delta then finds
+// only what changed since. A pass whose snapshot is lost is left to the
+// next, which undoes and takes it over.
+func (m *migration) catchUp(ctx workflow.Context) error {
+	st := &m.st.Import
+	if st.CatchUp == nil {
+		st.CatchUp = &CatchUp{}
+	}
+	cu := st.CatchUp
+	started := workflow.Now(ctx)
+	m.catchingUp = true
+	d, err := m.catchUpPass(ctx)
+	lost := m.snapshotLost(ctx, err)
+	if rerr := m.releaseHolders(ctx); err == nil {
+		err = rerr
+	}
+	m.catchingUp, m.holder = false, nil
+	snapshot := st.Snapshot
+	st.Snapshot, st.Delta, st.Shards = "", nil, slices.DeleteFunc(st.Shards, func(s contract.ShardResult) bool {
+		return strings.HasPrefix(s.Shard, "pass")
+	})
+	switch {
+	case lost:
+		workflow.GetLogger(ctx).Warn("a catch-up pass lost its snapshot of Synapse: the next pass takes it over", "error", err)
+		cu.Abandoned++
+		cu.Stale = snapshot
+		return nil
+	case err != nil:
+		return err
+	}
+	cu.Passes, cu.Users, cu.Stale = cu.Passes+1, cu.Users+d.Users, ""
+	cu.Last, cu.LastAt = &d, workflow.Now(ctx)
+	cu.LastSeconds = cu.LastAt.Sub(started).Seconds()
+	workflow.SetCurrentDetails(ctx, m.progress().Markdown())
+	return nil
+}
+
+// catchUpPass holds a new snapshot, begins a catch-up pass at it, imports
+// the pass's users again and completes it.
+func (m *migration) catchUpPass(ctx workflow.Context) (contract.DeltaResult, error) {
+	st := &m.st.Import
+	if err := m.holdSnapshot(ctx); err != nil {
+		return contract.DeltaResult{}, err
+	}
+	d, err := call(ctx, m, contract.BeginDelta, "find and remove what changed since the last pass, Synapse serving", m.runInput())
+	if err != nil {
+		return d, err
+	}
+	st.Delta, st.WavesDone = &d, 0
+	if err := m.importWaves(ctx); err != nil {
+		return d, err
+	}
+	_, err = call(ctx, m, contract.CompletePass, "record the pass's evidence: the next looks for changes since",
+		contract.PassInput{RunInput: m.runInput(), Pass: d.Pass})
+	return d, err
 }
 
 // discardPrecopy removes a failed or cancelled migration's pre-copy

@@ -164,6 +164,58 @@ func TestImportRefusesAnUnfinishedPrecopy(t *testing.T) {
 	}
 }
 
+// TestCatchUpPassesWhileWaiting: every CatchUpMinutes until the cut-over
+// a catch-up pass runs at a snapshot of its own; one that loses its
+// snapshot is counted and the next goes on; the status shows the copy's
+// age and the predicted downtime.
+func TestCatchUpPassesWhileWaiting(t *testing.T) {
+	h := newPrecopyHarness(t)
+	start := time.Date(2026, 12, 9, 12, 0, 0, 0, time.UTC)
+	h.env.SetStartTime(start)
+	in := approved()
+	in.CutoverAt = start.Add(70 * time.Minute)
+	in.Import.CatchUpMinutes = 15
+	// The pass at 30 minutes loses its snapshot.
+	h.env.RegisterDelayedCallback(func() {
+		h.mu.Lock()
+		h.holdFails = 1
+		h.mu.Unlock()
+	}, 20*time.Minute)
+	var status string
+	h.env.RegisterDelayedCallback(func() { status = queryProgress(t, h).Markdown() }, 65*time.Minute)
+	h.env.ExecuteWorkflow(MigrationWorkflow, in)
+	var res MigrationResult
+	if err := h.env.GetWorkflowError(); err != nil || h.env.GetWorkflowResult(&res) != nil {
+		t.Fatal(err)
+	}
+	calls := withoutImports(h.calls)
+	stop := slices.Index(calls, contract.StepStop)
+	gate := slices.Index(calls, "evidence")
+	count := func(name string) int {
+		n := 0
+		for _, c := range calls[gate+1 : stop] {
+			if c == name {
+				n++
+			}
+		}
+		return n
+	}
+	// 15, 45 and 60 minutes complete; the one at 30 loses its holder
+	// (whether it begins first depends on which ends first).
+	if holds, completes := count("hold_snapshot"), count("complete_pass"); holds != 4 || completes != 3 {
+		t.Fatalf("between the pre-copy and the stop: %d snapshots held, %d passes completed: want 4 and 3 (%v)",
+			holds, completes, calls[gate+1:stop])
+	}
+	if slices.Contains(calls[stop:], "catch_up") || !slices.Contains(calls[stop:], "delta") {
+		t.Fatalf("after the stop: %v: the cut-over's delta, no catch-up", calls[stop:])
+	}
+	for _, s := range []string{"after 3 catch-up passes", "6 users imported again", "1 taken over", "predicted downtime"} {
+		if !strings.Contains(status, s) {
+			t.Errorf("status lacks %q:\n%s", s, status)
+		}
+	}
+}
+
 func queryProgress(t *testing.T, h *harness) Progress {
 	t.Helper()
 	var p Progress

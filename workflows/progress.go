@@ -12,7 +12,7 @@ func (m *migration) progress() Progress {
 	st := &m.st.Import
 	p := Progress{Homeserver: m.in.Homeserver, Phase: m.phase, Paused: m.st.Paused, DryRun: m.in.DryRun,
 		Warnings: m.st.Warnings, Done: m.st.Done, Blocked: m.st.Blocked, Verification: m.st.Verification,
-		Cutover: m.st.Cutover, Delta: st.Delta}
+		Cutover: m.st.Cutover, Delta: st.Delta, CatchUp: st.CatchUp}
 	if st.Precopied && !st.PrecopiedAt.IsZero() {
 		at := st.PrecopiedAt
 		p.Precopied = &at
@@ -95,14 +95,17 @@ func (p Progress) Markdown() string {
 	return b.String()
 }
 
+// stamp is how progress shows times.
+const stamp = "2006-01-02 15:04:05Z07:00"
+
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
 
 // writeCutover says where the pre-copy and the cut-over stand.
 func writeCutover(b *strings.Builder, p Progress) {
-	const stamp = "2006-01-02 15:04:05Z07:00"
 	if p.Precopied != nil {
 		b.WriteString("\npre-copy complete at " + p.Precopied.Format(stamp) + " (Synapse served meanwhile)\n")
 	}
+	writeCatchUp(b, p.CatchUp)
 	switch {
 	case p.Cutover != nil:
 		b.WriteString("\ncut-over started by " + p.Cutover.Approver + " at " + p.Cutover.At.Format(stamp) + "\n")
@@ -120,6 +123,24 @@ func writeCutover(b *strings.Builder, p Progress) {
 				strconv.FormatFloat(d.Seconds, 'f', 2, 64) + " s\n")
 		}
 	}
+}
+
+// writeCatchUp says how fresh the copy is and what the last catch-up pass
+// found: at the same pace of changes, the cut-over's delta takes about as
+// long as that pass did.
+func writeCatchUp(b *strings.Builder, cu *CatchUp) {
+	if cu == nil || cu.Last == nil {
+		return
+	}
+	secs := func(f float64) string { return strconv.FormatFloat(f, 'f', 1, 64) }
+	b.WriteString("\ncopy as of " + cu.LastAt.Format(stamp) + " after " + strconv.Itoa(cu.Passes) + " catch-up passes (" +
+		strconv.Itoa(cu.Users) + " users imported again)")
+	if cu.Abandoned > 0 {
+		b.WriteString(", " + strconv.Itoa(cu.Abandoned) + " taken over after losing their snapshot")
+	}
+	b.WriteString("; the last found " + strconv.Itoa(cu.Last.Users) + " users changed since the pass before and took " +
+		secs(cu.LastSeconds) + " s (finding them " + secs(cu.Last.Seconds) + " s): predicted downtime ≈ " +
+		secs(cu.LastSeconds) + " s for the delta, plus stopping and starting Synapse\n")
 }
 
 // writeProbes renders the verify step's probes: every failed or warning

@@ -32,7 +32,13 @@ func (m *migration) holdSnapshot(ctx workflow.Context) error {
 	actx, cancelAwait := workflow.WithCancel(ctx)
 	defer cancelAwait()
 	sel := workflow.NewSelector(ctx)
-	await := execute(actx, m, contract.AwaitSnapshot, "wait for the dry run's snapshot", m.runInput())
+	// A catch-up pass that lost its snapshot left it recorded until this
+	// holder records its own: the wait skips it.
+	in := m.runInput()
+	if cu := m.st.Import.CatchUp; cu != nil {
+		in.Snapshot = cu.Stale
+	}
+	await := execute(actx, m, contract.AwaitSnapshot, "wait for the dry run's snapshot", in)
 	sel.AddFuture(await.f, func(workflow.Future) { snap, err = await.get(ctx) })
 	sel.AddFuture(f.f, func(workflow.Future) {
 		// The holder ended before its snapshot was awaited, however it

@@ -168,6 +168,9 @@ type ImportSettings struct {
 	// noted row) when the migration finishes, before masflow's
 	// bookkeeping is dropped from the MAS database.
 	ReportDir string `mapstructure:"report_dir"`
+	// CatchUpMinutes is the interval of the catch-up passes that keep a
+	// pre-copy fresh while the migration waits for its cut-over (0: none).
+	CatchUpMinutes int `mapstructure:"catch_up_minutes"`
 }
 
 // defaults are every key with its default; viper needs each key known to
@@ -183,6 +186,7 @@ var defaults = map[string]any{
 	"import.salt_file":                       "",
 	"import.report_dir":                      ".",
 	"import.heartbeat_seconds":               10,
+	"import.catch_up_minutes":                15,
 	"mas.cli":                                "mas-cli",
 	"homeserver.controller":                  "none",
 	"homeserver.mas_endpoint":                "",
@@ -298,6 +302,8 @@ func (s Settings) validate(where string) error {
 	check(s.Import.Parallelism >= 1 && s.Import.Parallelism <= 64, "import.parallelism", s.Import.Parallelism, "use 1 to 64")
 	check(s.Import.HeartbeatSeconds >= 1 && s.Import.HeartbeatSeconds <= 3600, "import.heartbeat_seconds",
 		s.Import.HeartbeatSeconds, "use 1 to 3600")
+	check(s.Import.CatchUpMinutes >= 0 && s.Import.CatchUpMinutes <= 10080, "import.catch_up_minutes",
+		s.Import.CatchUpMinutes, "use 0 (no catch-up passes) to 10080 (a week)")
 	check(s.Import.ShardsPerEntity >= 1 && s.Import.ShardsPerEntity <= 1024, "import.shards_per_entity",
 		s.Import.ShardsPerEntity, "use 1 to 1024")
 	errs = append(errs, s.Homeserver.validate(where, s.Backup)...)

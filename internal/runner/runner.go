@@ -201,5 +201,6 @@ func WorkerOptions(log *zap.Logger, stopTimeout time.Duration) worker.Options {
 func ImportOptions(s config.Settings) workflows.ImportOptions {
 	return workflows.ImportOptions{BatchSize: s.Import.BatchSize, Parallelism: s.Import.Parallelism,
 		ShardsPerEntity: s.Import.ShardsPerEntity, HeartbeatSeconds: s.Import.HeartbeatSeconds,
-		Strict: s.Import.Strict, IgnoreMissingProviders: s.Import.IgnoreMissingProviders}.WithDefaults()
+		Strict: s.Import.Strict, IgnoreMissingProviders: s.Import.IgnoreMissingProviders,
+		CatchUpMinutes: s.Import.CatchUpMinutes}.WithDefaults()
 }
