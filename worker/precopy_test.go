@@ -34,10 +34,12 @@ var liveChanges = []string{
 }
 
 // The cut-over path on real workers: a pre-copy whose worker is SIGKILLed
-// mid-copy, Synapse changing afterwards, then the delta (its worker
-// SIGKILLed too) and the exact reconciliation: MAS ends equal to a clean
-// full import of the final state.
-func TestPrecopyAndDeltaSurviveKills(t *testing.T) {
+// mid-copy; Synapse changing while a migration waits for its scheduled
+// cut-over, its catch-up passes applying the changes (a worker SIGKILLed
+// during one); then the delta (a worker SIGKILLed during it too) and the
+// exact reconciliation: MAS ends equal to a clean full import of the
+// final state.
+func TestPrecopyCatchUpAndDeltaSurviveKills(t *testing.T) {
 	ctx := context.Background()
 	salt := filepath.Join(t.TempDir(), "salt")
 	if err := os.WriteFile(salt, []byte("precopy-test-salt-0123456789abcd"), 0o600); err != nil {
@@ -45,39 +47,72 @@ func TestPrecopyAndDeltaSurviveKills(t *testing.T) {
 	}
 	r := newRig(t, ctx, sample.Options{Users: itUsers, BatchSize: 50, SaltFile: salt})
 	h := r.h
-	run := func(steps ...string) workflows.MigrationResult {
+	start := func(cutoverAt time.Time, steps ...string) client.WorkflowRun {
 		wr, err := r.c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: workflows.WorkflowID(sample.ServerName),
 			TaskQueue: workflows.TaskQueue}, workflows.MigrationWorkflow, workflows.MigrationInput{
-			Homeserver: sample.ServerName, Steps: steps, PreApproved: true, Approver: "test",
+			Homeserver: sample.ServerName, Steps: steps, PreApproved: true, Approver: "test", CutoverAt: cutoverAt,
 			Import: workflows.ImportOptions{BatchSize: 50, Parallelism: 2, ShardsPerEntity: 2, ShardCallSeconds: 2,
-				HeartbeatSeconds: 3}.WithDefaults()})
+				HeartbeatSeconds: 3, CatchUpSeconds: 3}.WithDefaults()})
 		if err != nil {
 			t.Fatal(err)
 		}
-		r.killDuringAShardCall(t, ctx, wr.GetID())
+		return wr
+	}
+	result := func(wr client.WorkflowRun) workflows.MigrationResult {
 		wctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 		defer cancel()
 		var res workflows.MigrationResult
 		if err := wr.Get(wctx, &res); err != nil {
-			t.Fatalf("steps %v: %v", steps, err)
+			t.Fatal(err)
 		}
 		return res
 	}
-	run(contract.StepPrecopy)
-	for _, s := range liveChanges {
-		pgtest.Exec(t, h.SynapseDSN, s)
+	wr := start(time.Time{}, contract.StepPrecopy)
+	r.killDuringAShardCall(t, ctx, wr.GetID())
+	result(wr)
+	change := func(stmts []string) {
+		for _, s := range stmts {
+			pgtest.Exec(t, h.SynapseDSN, s)
+		}
 	}
-	res := run(contract.StepImport, contract.StepReconcile)
-	if d := res.Delta; d == nil || d.All || d.Users < 5 || len(res.Problems) > 0 {
+	change(liveChanges[:3])
+	wr = start(time.Now().Add(40*time.Second), contract.StepCutover, contract.StepImport, contract.StepReconcile)
+	// The migration's first shard calls are a catch-up pass's.
+	r.killDuringAShardCall(t, ctx, wr.GetID())
+	change(liveChanges[3:])
+	r.killInPhase(t, ctx, wr.GetID(), contract.StepImport)
+	res := result(wr)
+	if cu := res.CatchUp; cu == nil || cu.Passes == 0 {
+		t.Fatalf("catch-up %+v: want passes before the cut-over", cu)
+	}
+	if d := res.Delta; d == nil || d.All || len(res.Problems) > 0 {
 		t.Fatalf("delta %+v, problems %v: want the changed users only, reconciled", d, res.Problems)
 	}
 	want := cleanImport(t, ctx, h)
 	got := pgtest.Digests(t, h.MASDSN, mas.TargetTables)
 	for _, table := range mas.TargetTables {
 		if got[table] != want[table] {
-			t.Errorf("%s after the pre-copy and delta: %s, a clean import of the final state: %s", table, got[table], want[table])
+			t.Errorf("%s after the pre-copy, catch-up and delta: %s, a clean import of the final state: %s", table, got[table], want[table])
 		}
 	}
+}
+
+// killInPhase SIGKILLs w as soon as the workflow is in phase, and starts
+// it again.
+func (r *rig) killInPhase(t *testing.T, ctx context.Context, id, phase string) {
+	t.Helper()
+	for deadline := time.Now().Add(2 * time.Minute); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		v, err := r.c.QueryWorkflow(ctx, id, "", workflows.QueryProgress)
+		var p workflows.Progress
+		if err != nil || v.Get(&p) != nil || p.Phase != phase {
+			continue
+		}
+		_ = r.w.Process.Kill() // SIGKILL
+		_ = r.w.Wait()
+		r.w = startWorker(t, r.bin, r.h.Settings, r.hostPort, r.dir)
+		return
+	}
+	t.Fatalf("the migration never reached %s", phase)
 }
 
 // cleanImport imports the sample's final state into a fresh MAS database

@@ -103,10 +103,10 @@ type ImportOptions struct {
 	// RestoreParallelism is how many database sessions rebuild the MAS
 	// tables' indexes and constraints after the import (default: 2).
 	RestoreParallelism int
-	// CatchUpMinutes is the interval of the catch-up passes while the
+	// CatchUpSeconds is the interval of the catch-up passes while the
 	// migration waits for its cut-over after the pre-copy (0: none; the
-	// starter's default is import.catch_up_minutes).
-	CatchUpMinutes int `json:",omitempty"`
+	// starter sets import.catch_up_minutes).
+	CatchUpSeconds int `json:",omitempty"`
 	// Strict and IgnoreMissingProviders change which rows are written:
 	// decided once, by the starter, and recorded with the run so every
 	// worker applies the same (import.strict,
@@ -232,4 +232,6 @@ type MigrationResult struct {
 	// delta imported again.
 	Cutover *Cutover              `json:",omitempty"`
 	Delta   *contract.DeltaResult `json:",omitempty"`
+	// CatchUp sums up the catch-up passes before the cut-over.
+	CatchUp *CatchUp `json:",omitempty"`
 }

@@ -387,7 +387,8 @@ func (m *migration) result() MigrationResult {
 	p := m.progress()
 	return MigrationResult{Homeserver: m.in.Homeserver, DryRun: m.in.DryRun, Steps: m.st.Done, Rows: p.Rows,
 		Entities: p.Entities, Problems: m.st.Import.Problems, Approval: m.st.Approval, Report: m.st.Import.Report,
-		DryRunRestarts: m.st.Import.Restarts, Verification: m.st.Verification, Cutover: m.st.Cutover, Delta: m.st.Import.Delta}
+		DryRunRestarts: m.st.Import.Restarts, Verification: m.st.Verification, Cutover: m.st.Cutover, Delta: m.st.Import.Delta,
+		CatchUp: m.st.Import.CatchUp}
 }
 
 // continueAsNewDue: the server suggests it, or history passed our

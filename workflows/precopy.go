@@ -106,14 +106,14 @@ func (m *migration) importDelta(ctx workflow.Context) error {
 
 // cutover waits for the operator's cutover update, the scheduled time,
 // or, pre-approved without a schedule, goes on at once. Meanwhile, every
-// Import.CatchUpMinutes, a catch-up pass applies what changed since.
+// Import.CatchUpSeconds, a catch-up pass applies what changed since.
 func (m *migration) cutover(ctx workflow.Context) error {
 	at := m.in.CutoverAt
 	if m.st.Cutover == nil && m.in.PreApproved && at.IsZero() {
 		m.st.Cutover = &Cutover{Approver: m.in.Approver, Reason: "pre-approved at start: at once", At: workflow.Now(ctx)}
 	}
 	gate := func() bool { return m.st.Cutover != nil }
-	every := time.Duration(m.in.Import.CatchUpMinutes) * time.Minute
+	every := time.Duration(m.in.Import.CatchUpSeconds) * time.Second
 	for !gate() {
 		wait := every
 		if !at.IsZero() {
@@ -170,6 +170,17 @@ type CatchUp struct {
 // next, which undoes and takes it over.
 func (m *migration) catchUp(ctx workflow.Context) error {
 	st := &m.st.Import
+	if !st.Prepared {
+		// The cut-over in a migration of its own (--steps cutover,…)
+		// finds the pre-copy an earlier one made.
+		if err := m.prepare(ctx); err != nil {
+			return err
+		}
+	}
+	if !st.Precopied {
+		workflow.GetLogger(ctx).Warn("no complete pre-copy to catch up: waiting for the cut-over only")
+		return nil
+	}
 	if st.CatchUp == nil {
 		st.CatchUp = &CatchUp{}
 	}

@@ -174,7 +174,7 @@ func TestCatchUpPassesWhileWaiting(t *testing.T) {
 	h.env.SetStartTime(start)
 	in := approved()
 	in.CutoverAt = start.Add(70 * time.Minute)
-	in.Import.CatchUpMinutes = 15
+	in.Import.CatchUpSeconds = 15 * 60
 	// The pass at 30 minutes loses its snapshot.
 	h.env.RegisterDelayedCallback(func() {
 		h.mu.Lock()

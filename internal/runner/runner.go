@@ -202,5 +202,5 @@ func ImportOptions(s config.Settings) workflows.ImportOptions {
 	return workflows.ImportOptions{BatchSize: s.Import.BatchSize, Parallelism: s.Import.Parallelism,
 		ShardsPerEntity: s.Import.ShardsPerEntity, HeartbeatSeconds: s.Import.HeartbeatSeconds,
 		Strict: s.Import.Strict, IgnoreMissingProviders: s.Import.IgnoreMissingProviders,
-		CatchUpMinutes: s.Import.CatchUpMinutes}.WithDefaults()
+		CatchUpSeconds: 60 * s.Import.CatchUpMinutes}.WithDefaults()
 }
