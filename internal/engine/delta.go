@@ -87,7 +87,7 @@ func (e *Engine) CompletePass(ctx context.Context, n int) (int64, error) {
 		return 0, err
 	}
 	return mas.CompletePass(ctx, e.writer.Pool(), n, pgx.CopyFromSlice(len(counts), func(i int) ([]any, error) {
-		return []any{counts[i].Key, counts[i].Bucket, counts[i].Counts[:]}, nil
+		return []any{counts[i].Raw, counts[i].Key, counts[i].Bucket, counts[i].Counts[:]}, nil
 	}), variants)
 }
 
@@ -125,7 +125,7 @@ func (s *evidenceSource) Next() bool {
 }
 
 func (s *evidenceSource) Values() ([]any, error) {
-	return []any{s.cur.Key, s.cur.Bucket, s.cur.Counts[:]}, nil
+	return []any{s.cur.Raw, s.cur.Key, s.cur.Bucket, s.cur.Counts[:]}, nil
 }
 
 // Err is the reading's error, once the rows are exhausted.

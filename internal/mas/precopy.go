@@ -22,11 +22,13 @@ ALTER TABLE masflow_import.run ADD COLUMN IF NOT EXISTS precopy boolean NOT NULL
 ALTER TABLE masflow_import.run ADD COLUMN IF NOT EXISTS mark jsonb;
 ALTER TABLE masflow_import.checkpoints ADD COLUMN IF NOT EXISTS pass int NOT NULL DEFAULT 0;
 CREATE TABLE IF NOT EXISTS masflow_import.evidence (
-  k      text COLLATE "C" PRIMARY KEY,
+  raw    text COLLATE "C" PRIMARY KEY,
+  k      text COLLATE "C" NOT NULL,
   bucket int NOT NULL,
   counts bigint[] NOT NULL
 );
 CREATE INDEX IF NOT EXISTS evidence_bucket ON masflow_import.evidence (bucket);
+CREATE INDEX IF NOT EXISTS evidence_k ON masflow_import.evidence (k);
 CREATE TABLE IF NOT EXISTS masflow_import.variants (
   k   text COLLATE "C" NOT NULL,
   raw text NOT NULL
@@ -80,7 +82,7 @@ func writeEvidence(ctx context.Context, tx pgx.Tx, mark synapse.Mark, src pgx.Co
 			return 0, err
 		}
 	}
-	n, err := tx.CopyFrom(ctx, pgx.Identifier{bookkeepingSchema, "evidence"}, []string{"k", "bucket", "counts"}, src)
+	n, err := tx.CopyFrom(ctx, pgx.Identifier{bookkeepingSchema, "evidence"}, []string{"raw", "k", "bucket", "counts"}, src)
 	if err != nil {
 		return 0, err
 	}
@@ -134,15 +136,15 @@ func (ev Evidence) BucketSums(ctx context.Context) (map[int32][6]int64, error) {
 	return out, nil
 }
 
-// Keys streams the recorded counts of the keys in the given buckets.
+// Keys streams the recorded counts of the user IDs in the given buckets.
 func (ev Evidence) Keys(ctx context.Context, buckets []int32, fn func(synapse.KeyCounts) error) error {
-	rows, err := ev.Pool.Query(ctx, `SELECT k, bucket, counts FROM masflow_import.evidence WHERE bucket = ANY($1)`, buckets)
+	rows, err := ev.Pool.Query(ctx, `SELECT raw, k, bucket, counts FROM masflow_import.evidence WHERE bucket = ANY($1)`, buckets)
 	if err != nil {
 		return fmt.Errorf("reading the change evidence: %w", err)
 	}
 	var kc synapse.KeyCounts
 	var counts []int64
-	_, err = pgx.ForEachRow(rows, []any{&kc.Key, &kc.Bucket, &counts}, func() error {
+	_, err = pgx.ForEachRow(rows, []any{&kc.Raw, &kc.Key, &kc.Bucket, &counts}, func() error {
 		copy(kc.Counts[:], counts)
 		return fn(kc)
 	})
@@ -350,7 +352,7 @@ func undoPass(ctx context.Context, tx pgx.Tx, p Pass) error {
 }
 
 // CompletePass records, for catch-up pass n, the evidence of its keys at
-// its snapshot (src yields key, bucket, counts; with Changes.All, every
+// its snapshot (src yields user ID, key, bucket, counts; with Changes.All, every
 // key's) and makes its mark the run's: the next pass looks for changes
 // since. Completing a pass twice changes nothing.
 func CompletePass(ctx context.Context, pool *pgxpool.Pool, n int, src pgx.CopyFromSource, variants []synapse.Variant) (int64, error) {

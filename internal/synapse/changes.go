@@ -35,11 +35,12 @@ const Buckets = 1 << 16
 // after the mark can be confused with an older one.
 const maxWindow = 1 << 31
 
-// KeyCounts is one user key's rows per entity (in Entities order).
+// KeyCounts is one user ID's rows per entity (in Entities order): Raw
+// as Synapse stores it, Key lowercased; Bucket is Raw's hash bucket.
 type KeyCounts struct {
-	Key    string
-	Bucket int32
-	Counts [6]int64
+	Raw, Key string
+	Bucket   int32
+	Counts   [6]int64
 }
 
 // Mark is where the pre-copy's snapshot stands in the transaction
@@ -64,12 +65,17 @@ func keyExpr(e Entity) string {
 	return "lower(" + s.userCol + ")"
 }
 
-// windowExpr is true for a row version written at or after the mark:
-// its 32-bit xmin, taken modulo 2^32 from the mark's, lies inside the
-// window ($1: the mark's low 32 bits, $2: the window's width). Special
-// XIDs (bootstrap, frozen) are never in it.
-const windowExpr = `(xmin::text::bigint >= 3 AND
-  ((xmin::text::bigint - $1::bigint) % 4294967296 + 4294967296) % 4294967296 < $2::bigint)`
+// windowExpr is true for a row version written at or after the mark ($1:
+// the mark's low 32 bits), and for none written before it: age() counts
+// back from one transaction ID fixed for the whole statement, modulo
+// 2^32, so a row is no older than the mark exactly when its xmin lies
+// between them (the window is checked to be under 2^31 first). Special
+// XIDs (bootstrap, frozen) are infinitely old; a row newer than that
+// fixed ID has a negative age and counts as written (never the reverse).
+const windowExpr = `age(xmin) <= age($1::bigint::text::xid)`
+
+// bucketExpr is a user ID's hash bucket, as the evidence records it.
+func bucketExpr(col string) string { return fmt.Sprintf("(hashtext(%s) & %d)::int", col, Buckets-1) }
 
 // horizonSQL is, before a snapshot is taken, the least transaction ID any
 // transaction of this database that may still be running at the snapshot
@@ -117,22 +123,24 @@ func (r *Reader) Mark(ctx context.Context) (Mark, error) {
 	return m, nil
 }
 
-// evidenceSQL counts every key's rows per entity, with its bucket.
+// evidenceSQL counts every user ID's rows per entity, with its key and
+// bucket.
 func evidenceSQL() string {
 	var parts []string
 	for i, e := range Entities {
 		s, _ := specOf(e)
-		parts = append(parts, fmt.Sprintf("SELECT %s AS k, %d AS e FROM %s", keyExpr(e), i, pgx.Identifier{s.table}.Sanitize()))
+		parts = append(parts, fmt.Sprintf("SELECT %s AS raw, %d AS e FROM %s", s.userCol, i, pgx.Identifier{s.table}.Sanitize()))
 	}
 	var counts []string
 	for i := range Entities {
 		counts = append(counts, fmt.Sprintf("count(*) FILTER (WHERE e = %d)", i))
 	}
-	return fmt.Sprintf("SELECT k, (hashtext(k) & %d)::int, %s FROM (%s) s GROUP BY k",
-		Buckets-1, strings.Join(counts, ", "), strings.Join(parts, " UNION ALL "))
+	return fmt.Sprintf("SELECT raw, lower(raw), %s, %s FROM (%s) s GROUP BY raw",
+		bucketExpr("raw"), strings.Join(counts, ", "), strings.Join(parts, " UNION ALL "))
 }
 
-// Evidence streams every key's row counts at the reader's snapshot to fn.
+// Evidence streams every user ID's row counts at the reader's snapshot
+// to fn.
 func (r *Reader) Evidence(ctx context.Context, fn func(KeyCounts) error) error {
 	return r.inTx(ctx, func(tx pgx.Tx) error {
 		rows, err := tx.Query(ctx, evidenceSQL())
@@ -140,7 +148,7 @@ func (r *Reader) Evidence(ctx context.Context, fn func(KeyCounts) error) error {
 			return fmt.Errorf("counting rows per user: %w", err)
 		}
 		var kc KeyCounts
-		dest := []any{&kc.Key, &kc.Bucket}
+		dest := []any{&kc.Raw, &kc.Key, &kc.Bucket}
 		for i := range kc.Counts {
 			dest = append(dest, &kc.Counts[i])
 		}
@@ -156,7 +164,8 @@ func (r *Reader) Evidence(ctx context.Context, fn func(KeyCounts) error) error {
 type Recorded interface {
 	// BucketSums are the recorded counts per bucket and entity.
 	BucketSums(ctx context.Context) (map[int32][6]int64, error)
-	// Keys streams the recorded counts of the keys in the given buckets.
+	// Keys streams the recorded counts of the user IDs in the given
+	// buckets.
 	Keys(ctx context.Context, buckets []int32, fn func(KeyCounts) error) error
 }
 
@@ -195,6 +204,8 @@ func (r *Reader) Changes(ctx context.Context, mark Mark, rec Recorded) (Changes,
 		low, err = window(ctx, tx, mark, &ch)
 		return err
 	})
+	// Two scans a table, one per session: the user IDs written in the
+	// window, and the other rows summed per bucket.
 	if err != nil {
 		return ch, err
 	}
@@ -206,14 +217,22 @@ func (r *Reader) Changes(ctx context.Context, mark Mark, rec Recorded) (Changes,
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(changeSessions)
 	g.Go(func() (err error) { sums, err = rec.BucketSums(gctx); return err })
+	var outside, inside [6]int64
 	for i, e := range Entities {
 		g.Go(func() (err error) {
-			written[i], variants[i], old[i], err = r.scanEntity(gctx, e, low, ch.Window, &ch.Totals[i])
+			written[i], variants[i], inside[i], err = r.writtenIn(gctx, e, low)
+			return err
+		})
+		g.Go(func() (err error) {
+			old[i], outside[i], err = r.bucketsOf(gctx, e, low)
 			return err
 		})
 	}
 	if err := g.Wait(); err != nil {
 		return ch, err
+	}
+	for i := range Entities {
+		ch.Totals[i] = inside[i] + outside[i]
 	}
 	dirty, raw := map[string]bool{}, map[string]bool{}
 	for i, w := range written {
@@ -223,7 +242,7 @@ func (r *Reader) Changes(ctx context.Context, mark Mark, rec Recorded) (Changes,
 	ch.Variants = slices.Sorted(maps.Keys(raw))
 	ch.Written = len(dirty)
 	ch.Scan = time.Since(started)
-	deleted, err := r.deletions(ctx, low, ch.Window, old, sums, rec, dirty)
+	deleted, err := r.deletions(ctx, low, old, sums, rec, dirty)
 	if err != nil {
 		return ch, err
 	}
@@ -273,44 +292,61 @@ func trustWindow(mark, now Mark, next int64) error {
 	return nil
 }
 
-// scanEntity reads an entity's table once: the keys with a row version
-// in the window (and those rows' user IDs that differ from their key in
-// case), and the other rows counted per bucket.
-func (r *Reader) scanEntity(ctx context.Context, e Entity, low, width int64, total *int64) (written, variants map[string]bool,
-	old map[int32]int64, err error) {
+// writtenIn reads an entity's rows written in the window: their keys,
+// their user IDs that differ from their key in case, and how many.
+func (r *Reader) writtenIn(ctx context.Context, e Entity, low int64) (written, variants map[string]bool, n int64, err error) {
 	s, _ := specOf(e)
-	sql := fmt.Sprintf(`SELECT CASE WHEN w THEN k END, CASE WHEN w AND raw <> k THEN raw END,
-		CASE WHEN w THEN -1 ELSE hashtext(k) & %d END::int, count(*)
-		FROM (SELECT %s AS raw, lower(%[2]s) AS k, %s AS w FROM %s) s GROUP BY 1, 2, 3`,
-		Buckets-1, s.userCol, windowExpr, pgx.Identifier{s.table}.Sanitize())
-	written, variants, old = map[string]bool{}, map[string]bool{}, map[int32]int64{}
+	sql := fmt.Sprintf(`SELECT lower(%s), %[1]s, count(*) FROM %s WHERE %s GROUP BY 1, 2`,
+		s.userCol, pgx.Identifier{s.table}.Sanitize(), windowExpr)
+	written, variants = map[string]bool{}, map[string]bool{}
 	err = r.inTx(ctx, func(tx pgx.Tx) error {
-		rows, err := tx.Query(ctx, sql, low, width)
+		rows, err := tx.Query(ctx, sql, low)
 		if err != nil {
 			return err
 		}
-		var key, raw *string
-		var bucket int32
-		var n int64
-		_, err = pgx.ForEachRow(rows, []any{&key, &raw, &bucket, &n}, func() error {
-			*total += n
-			switch {
-			case key != nil:
-				written[*key] = true
-				if raw != nil {
-					variants[*raw] = true
-				}
-			default:
-				old[bucket] += n
+		var key, raw string
+		var c int64
+		_, err = pgx.ForEachRow(rows, []any{&key, &raw, &c}, func() error {
+			n += c
+			written[key] = true
+			if raw != key {
+				variants[raw] = true
 			}
 			return nil
 		})
 		return err
 	})
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("looking for changes in %s: %w", s.table, err)
+		return nil, nil, 0, fmt.Errorf("looking for changes in %s: %w", s.table, err)
 	}
-	return written, variants, old, nil
+	return written, variants, n, nil
+}
+
+// bucketsOf counts an entity's rows outside the window per bucket of
+// their user ID.
+func (r *Reader) bucketsOf(ctx context.Context, e Entity, low int64) (map[int32]int64, int64, error) {
+	s, _ := specOf(e)
+	sql := fmt.Sprintf(`SELECT %s, count(*) FROM %s WHERE NOT %s GROUP BY 1`,
+		bucketExpr(s.userCol), pgx.Identifier{s.table}.Sanitize(), windowExpr)
+	out := map[int32]int64{}
+	var total int64
+	err := r.inTx(ctx, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, sql, low)
+		if err != nil {
+			return err
+		}
+		var b int32
+		var c int64
+		_, err = pgx.ForEachRow(rows, []any{&b, &c}, func() error {
+			out[b], total = c, total+c
+			return nil
+		})
+		return err
+	})
+	if err != nil {
+		return nil, 0, fmt.Errorf("counting the unchanged rows of %s: %w", s.table, err)
+	}
+	return out, total, nil
 }
 
 // Variant is a user ID that differs from its key in case.
@@ -347,8 +383,9 @@ func (r *Reader) Variants(ctx context.Context) ([]Variant, error) {
 // recorded: rows outside it were all seen at the mark, so only a
 // deletion (or an update, whose new version is in the window) lowers the
 // count. Buckets are compared first; inside differing ones, the recorded
-// keys not already dirty are counted again through the user index.
-func (r *Reader) deletions(ctx context.Context, low, width int64, old []map[int32]int64, sums map[int32][6]int64,
+// user IDs whose keys are not already dirty are counted again through
+// the user index.
+func (r *Reader) deletions(ctx context.Context, low int64, old []map[int32]int64, sums map[int32][6]int64,
 	rec Recorded, dirty map[string]bool) ([]string, error) {
 	found := make([][]string, len(Entities))
 	g, gctx := errgroup.WithContext(ctx)
@@ -364,10 +401,10 @@ func (r *Reader) deletions(ctx context.Context, low, width int64, old []map[int3
 			continue
 		}
 		slices.Sort(differ)
-		recorded := map[string]int64{}
+		recorded, keys := map[string]int64{}, map[string]string{}
 		err := rec.Keys(ctx, differ, func(kc KeyCounts) error {
 			if kc.Counts[i] > 0 && !dirty[kc.Key] {
-				recorded[kc.Key] = kc.Counts[i]
+				recorded[kc.Raw], keys[kc.Raw] = kc.Counts[i], kc.Key
 			}
 			return nil
 		})
@@ -375,10 +412,10 @@ func (r *Reader) deletions(ctx context.Context, low, width int64, old []map[int3
 			return nil, err
 		}
 		g.Go(func() error {
-			now, err := r.keyCounts(gctx, e, low, width, slices.Sorted(maps.Keys(recorded)))
-			for k, n := range recorded {
-				if now[k] != n {
-					found[i] = append(found[i], k)
+			now, err := r.rawCounts(gctx, e, low, slices.Sorted(maps.Keys(recorded)))
+			for raw, n := range recorded {
+				if now[raw] != n {
+					found[i] = append(found[i], keys[raw])
 				}
 			}
 			return err
@@ -388,23 +425,21 @@ func (r *Reader) deletions(ctx context.Context, low, width int64, old []map[int3
 	return slices.Concat(found...), err
 }
 
-// keyCounts counts an entity's rows outside the window for the given
-// keys, through the index on the user column (a row whose user ID differs
-// from its key in case is not counted: its key then shows as changed,
-// which imports it again, never the reverse).
-func (r *Reader) keyCounts(ctx context.Context, e Entity, low, width int64, keys []string) (map[string]int64, error) {
+// rawCounts counts an entity's rows outside the window for the given
+// user IDs, through the index on the user column.
+func (r *Reader) rawCounts(ctx context.Context, e Entity, low int64, raws []string) (map[string]int64, error) {
 	s, _ := specOf(e)
-	sql := fmt.Sprintf(`SELECT lower(%s), count(*) FROM %s WHERE %s = ANY($3::text[]) AND NOT %s GROUP BY 1`,
-		s.userCol, pgx.Identifier{s.table}.Sanitize(), s.userCol, windowExpr)
+	sql := fmt.Sprintf(`SELECT %s, count(*) FROM %[2]s WHERE %[1]s = ANY($2::text[]) AND NOT %[3]s GROUP BY 1`,
+		s.userCol, pgx.Identifier{s.table}.Sanitize(), windowExpr)
 	out := map[string]int64{}
 	err := r.inTx(ctx, func(tx pgx.Tx) error {
-		rows, err := tx.Query(ctx, sql, low, width, keys)
+		rows, err := tx.Query(ctx, sql, low, raws)
 		if err != nil {
 			return err
 		}
-		var k string
+		var raw string
 		var n int64
-		_, err = pgx.ForEachRow(rows, []any{&k, &n}, func() error { out[k] = n; return nil })
+		_, err = pgx.ForEachRow(rows, []any{&raw, &n}, func() error { out[raw] = n; return nil })
 		return err
 	})
 	if err != nil {
@@ -420,27 +455,22 @@ func (r *Reader) keyCounts(ctx context.Context, e Entity, low, width int64, keys
 // shards read.
 func (r *Reader) KeyEvidence(ctx context.Context, raw []string) ([]KeyCounts, []Variant, error) {
 	counts := map[string]*KeyCounts{}
-	variants := map[Variant]bool{}
 	for i, e := range Entities {
 		s, _ := specOf(e)
-		sql := fmt.Sprintf(`SELECT lower(%s), %[1]s, (hashtext(lower(%[1]s)) & %d)::int, count(*) FROM %s
-			WHERE %[1]s = ANY($1::text[]) GROUP BY 1, 2, 3`, s.userCol, Buckets-1, pgx.Identifier{s.table}.Sanitize())
+		sql := fmt.Sprintf(`SELECT %s, lower(%[1]s), %s, count(*) FROM %s WHERE %[1]s = ANY($1::text[]) GROUP BY 1`,
+			s.userCol, bucketExpr(s.userCol), pgx.Identifier{s.table}.Sanitize())
 		err := r.inTx(ctx, func(tx pgx.Tx) error {
 			rows, err := tx.Query(ctx, sql, raw)
 			if err != nil {
 				return err
 			}
-			var v Variant
-			var b int32
+			var kc KeyCounts
 			var n int64
-			_, err = pgx.ForEachRow(rows, []any{&v.Key, &v.Raw, &b, &n}, func() error {
-				if counts[v.Key] == nil {
-					counts[v.Key] = &KeyCounts{Key: v.Key, Bucket: b}
+			_, err = pgx.ForEachRow(rows, []any{&kc.Raw, &kc.Key, &kc.Bucket, &n}, func() error {
+				if counts[kc.Raw] == nil {
+					counts[kc.Raw] = &KeyCounts{Raw: kc.Raw, Key: kc.Key, Bucket: kc.Bucket}
 				}
-				counts[v.Key].Counts[i] += n
-				if v.Raw != v.Key {
-					variants[v] = true
-				}
+				counts[kc.Raw].Counts[i] = n
 				return nil
 			})
 			return err
@@ -450,10 +480,13 @@ func (r *Reader) KeyEvidence(ctx context.Context, raw []string) ([]KeyCounts, []
 		}
 	}
 	out := make([]KeyCounts, 0, len(counts))
-	for _, k := range slices.Sorted(maps.Keys(counts)) {
-		out = append(out, *counts[k])
+	var variants []Variant
+	for _, r := range slices.Sorted(maps.Keys(counts)) {
+		kc := *counts[r]
+		out = append(out, kc)
+		if kc.Raw != kc.Key {
+			variants = append(variants, Variant{Key: kc.Key, Raw: kc.Raw})
+		}
 	}
-	return out, slices.SortedFunc(maps.Keys(variants), func(a, b Variant) int {
-		return strings.Compare(a.Key+"\x00"+a.Raw, b.Key+"\x00"+b.Raw)
-	}), nil
+	return out, variants, nil
 }
