@@ -7,6 +7,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/masflow/masflow/internal/mas"
 	"github.com/masflow/masflow/internal/synapse"
+	"golang.org/x/sync/errgroup"
 )
 
 // EntityTally compares an entity's source rows with what its shards did.
@@ -63,6 +64,10 @@ func (e *Engine) Reconcile(ctx context.Context) (Reconciliation, error) {
 	if err := e.checkSource(ctx, &rec, removed.Read != nil); err != nil {
 		return Reconciliation{}, err
 	}
+	sources, tables, err := e.countAll(ctx)
+	if err != nil {
+		return Reconciliation{}, err
+	}
 	written := map[string]int64{}
 	for _, entity := range synapse.Entities {
 		t := EntityTally{Entity: string(entity), Done: true}
@@ -73,9 +78,7 @@ func (e *Engine) Reconcile(ctx context.Context) (Reconciliation, error) {
 				t.Progress.Add(cp.Progress)
 			}
 		}
-		if t.SourceRows, err = e.reader.Count(ctx, entity); err != nil {
-			return Reconciliation{}, err
-		}
+		t.SourceRows = sources[entity]
 		rec.check(t.Shards > 0 && t.Done, "entity %s is not fully imported (%d shards)", entity, t.Shards)
 		net := t.Progress.Read - removed.Read[t.Entity]
 		rec.check(net == t.SourceRows, "entity %s: read %d rows, source has %d%s", entity, net, t.SourceRows,
@@ -92,15 +95,49 @@ func (e *Engine) Reconcile(ctx context.Context) (Reconciliation, error) {
 		rec.Entities = append(rec.Entities, t)
 	}
 	for _, table := range mas.TargetTables {
-		var n int64
-		if err := e.writer.Pool().QueryRow(ctx, "SELECT count(*) FROM "+pgx.Identifier{table}.Sanitize()).Scan(&n); err != nil {
-			return Reconciliation{}, fmt.Errorf("counting MAS %s: %w", table, err)
-		}
+		n := tables[table]
 		want := written[table] - removed.Written[table]
 		rec.Tables = append(rec.Tables, TableTally{Table: table, Expected: want, Actual: n})
 		rec.check(n == want, "MAS %s has %d rows, batches wrote %d%s", table, n, want, netOf(removed.Written[table]))
 	}
 	return rec, nil
+}
+
+// countSessions is how many tables the reconciliation counts at once.
+const countSessions = 3
+
+// countAll counts every source table and every MAS table, several at once.
+func (e *Engine) countAll(ctx context.Context) (map[synapse.Entity]int64, map[string]int64, error) {
+	sources := make([]int64, len(synapse.Entities))
+	tables := make([]int64, len(mas.TargetTables))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(countSessions)
+	for i, entity := range synapse.Entities {
+		g.Go(func() (err error) {
+			sources[i], err = e.reader.Count(gctx, entity)
+			return err
+		})
+	}
+	for i, table := range mas.TargetTables {
+		g.Go(func() error {
+			err := e.writer.Pool().QueryRow(gctx, "SELECT count(*) FROM "+pgx.Identifier{table}.Sanitize()).Scan(&tables[i])
+			if err != nil {
+				return fmt.Errorf("counting MAS %s: %w", table, err)
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, nil, err
+	}
+	bySource, byTable := map[synapse.Entity]int64{}, map[string]int64{}
+	for i, entity := range synapse.Entities {
+		bySource[entity] = sources[i]
+	}
+	for i, table := range mas.TargetTables {
+		byTable[table] = tables[i]
+	}
+	return bySource, byTable, nil
 }
 
 // checkSource puts first among the problems that Synapse was written
