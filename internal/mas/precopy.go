@@ -138,7 +138,12 @@ func (ev Evidence) BucketSums(ctx context.Context) (map[int32][6]int64, error) {
 
 // Keys streams the recorded counts of the user IDs in the given buckets.
 func (ev Evidence) Keys(ctx context.Context, buckets []int32, fn func(synapse.KeyCounts) error) error {
-	rows, err := ev.Pool.Query(ctx, `SELECT raw, k, bucket, counts FROM masflow_import.evidence WHERE bucket = ANY($1)`, buckets)
+	return ev.stream(ctx, `SELECT raw, k, bucket, counts FROM masflow_import.evidence WHERE bucket = ANY($1)`, buckets, fn)
+}
+
+// stream runs a query of the evidence's rows with one argument.
+func (ev Evidence) stream(ctx context.Context, sql string, arg any, fn func(synapse.KeyCounts) error) error {
+	rows, err := ev.Pool.Query(ctx, sql, arg)
 	if err != nil {
 		return fmt.Errorf("reading the change evidence: %w", err)
 	}
@@ -152,6 +157,11 @@ func (ev Evidence) Keys(ctx context.Context, buckets []int32, fn func(synapse.Ke
 		return fmt.Errorf("reading the change evidence: %w", err)
 	}
 	return nil
+}
+
+// KeysOf streams the recorded counts of the user IDs of the given keys.
+func (ev Evidence) KeysOf(ctx context.Context, keys []string, fn func(synapse.KeyCounts) error) error {
+	return ev.stream(ctx, `SELECT raw, k, bucket, counts FROM masflow_import.evidence WHERE k = ANY($1)`, keys, fn)
 }
 
 // Mark returns the run's recorded mark (nil: no evidence recorded).

@@ -168,6 +168,9 @@ type Recorded interface {
 	// Keys streams the recorded counts of the user IDs in the given
 	// buckets.
 	Keys(ctx context.Context, buckets []int32, fn func(KeyCounts) error) error
+	// KeysOf streams the recorded counts of the user IDs of the given
+	// keys.
+	KeysOf(ctx context.Context, keys []string, fn func(KeyCounts) error) error
 }
 
 // Changes is what changed since a mark.
@@ -383,47 +386,85 @@ func (r *Reader) Variants(ctx context.Context) ([]Variant, error) {
 // deletions finds the keys with fewer rows outside the window than
 // recorded: rows outside it were all seen at the mark, so only a
 // deletion (or an update, whose new version is in the window) lowers the
-// count. Buckets are compared first; inside differing ones, the recorded
-// user IDs whose keys are not already dirty are counted again through
-// the user index.
+// count. The keys already dirty are taken out of both sides (their
+// recorded rows, their rows now, counted through the user index); then
+// buckets are compared, and inside differing ones the recorded user IDs
+// are counted again through the user index.
 func (r *Reader) deletions(ctx context.Context, low int64, old []map[int32]int64, sums map[int32][6]int64,
 	rec Recorded, dirty map[string]bool) ([]string, error) {
+	var known []KeyCounts
+	if err := rec.KeysOf(ctx, slices.Sorted(maps.Keys(dirty)), func(kc KeyCounts) error {
+		known = append(known, kc)
+		return nil
+	}); err != nil {
+		return nil, err
+	}
 	found := make([][]string, len(Entities))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(changeSessions)
 	for i, e := range Entities {
-		var differ []int32
-		for b, want := range sums {
-			if want[i] != old[i][b] {
-				differ = append(differ, b)
-			}
-		}
-		if len(differ) == 0 {
-			continue
-		}
-		slices.Sort(differ)
-		recorded, keys := map[string]int64{}, map[string]string{}
-		err := rec.Keys(ctx, differ, func(kc KeyCounts) error {
-			if kc.Counts[i] > 0 && !dirty[kc.Key] {
-				recorded[kc.Raw], keys[kc.Raw] = kc.Counts[i], kc.Key
-			}
-			return nil
-		})
-		if err != nil {
-			return nil, err
-		}
-		g.Go(func() error {
-			now, err := r.rawCounts(gctx, e, low, slices.Sorted(maps.Keys(recorded)))
-			for raw, n := range recorded {
-				if now[raw] != n {
-					found[i] = append(found[i], keys[raw])
-				}
-			}
+		g.Go(func() (err error) {
+			found[i], err = r.entityDeletions(gctx, e, i, low, old[i], sums, known, rec, dirty)
 			return err
 		})
 	}
 	err := g.Wait()
 	return slices.Concat(found...), err
+}
+
+// entityDeletions is deletions for entity e (index i): now holds its
+// rows outside the window per bucket, known the dirty keys' evidence.
+func (r *Reader) entityDeletions(ctx context.Context, e Entity, i int, low int64, now map[int32]int64,
+	sums map[int32][6]int64, known []KeyCounts, rec Recorded, dirty map[string]bool) ([]string, error) {
+	recorded := map[int32]int64{}
+	for b, c := range sums {
+		recorded[b] = c[i]
+	}
+	var raws []string
+	for _, kc := range known {
+		if kc.Counts[i] > 0 {
+			raws = append(raws, kc.Raw)
+		}
+	}
+	if len(raws) > 0 {
+		counted, err := r.rawCounts(ctx, e, low, raws)
+		if err != nil {
+			return nil, err
+		}
+		now = maps.Clone(now)
+		for _, kc := range known {
+			recorded[kc.Bucket] -= kc.Counts[i]
+			now[kc.Bucket] -= counted[kc.Raw]
+		}
+	}
+	var differ []int32
+	for b, want := range recorded {
+		if want != now[b] {
+			differ = append(differ, b)
+		}
+	}
+	if len(differ) == 0 {
+		return nil, nil
+	}
+	slices.Sort(differ)
+	counts, keys := map[string]int64{}, map[string]string{}
+	err := rec.Keys(ctx, differ, func(kc KeyCounts) error {
+		if kc.Counts[i] > 0 && !dirty[kc.Key] {
+			counts[kc.Raw], keys[kc.Raw] = kc.Counts[i], kc.Key
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	counted, err := r.rawCounts(ctx, e, low, slices.Sorted(maps.Keys(counts)))
+	var found []string
+	for raw, n := range counts {
+		if counted[raw] != n {
+			found = append(found, keys[raw])
+		}
+	}
+	return found, err
 }
 
 // rawCounts counts an entity's rows outside the window for the given
