@@ -35,7 +35,11 @@ type Precopy struct {
 
 // changeOps are the writer's operations; user i of the changed ones gets
 // operation i % len(changeOps) ($1, $2: the chunk's first and last i,
-// $3: the step between changed users, $4: the server name).
+// $3: the step between changed users, $4: the server name). The changed
+// users are numbered 7 + i·step (step ≥ 7): ordinary users, whatever
+// the step (the synthetic homeserver's users numbered 1 and 3 modulo 100
+// are guests and bridge users, whose sessions MAS does not get; with
+// 1 + i·step, a step of 100 changed only guests).
 var changeOps = []struct{ name, sql string }{
 	{"registration", `
 INSERT INTO users (name, password_hash, creation_ts, admin, is_guest, deactivated)
@@ -49,48 +53,48 @@ INSERT INTO access_tokens (id, user_id, device_id, token, last_validated, used)
   FROM generate_series($1::int, $2::int) i WHERE i % 8 = 0`},
 	{"login", `
 INSERT INTO devices (user_id, device_id, display_name, last_seen, ip, user_agent, hidden)
-  SELECT '@user' || (1 + i * $3) || ':' || $4, 'LOGIN' || i, 'Phone', 1700000000000, '10.1.1.1', 'Element', false
+  SELECT '@user' || (LEAST(7, $3::int) + i * $3) || ':' || $4, 'LOGIN' || i, 'Phone', 1700000000000, '10.1.1.1', 'Element', false
   FROM generate_series($1::int, $2::int) i WHERE i % 8 = 1;
 INSERT INTO access_tokens (id, user_id, device_id, token, last_validated, used)
-  SELECT 910000000 + i, '@user' || (1 + i * $3) || ':' || $4, 'LOGIN' || i, 'syt_login' || md5(i::text), 1700000000002, false
+  SELECT 910000000 + i, '@user' || (LEAST(7, $3::int) + i * $3) || ':' || $4, 'LOGIN' || i, 'syt_login' || md5(i::text), 1700000000002, false
   FROM generate_series($1::int, $2::int) i WHERE i % 8 = 1`},
 	{"re-login", `
-DELETE FROM access_tokens WHERE (user_id, device_id) IN (SELECT '@user' || (1 + i * $3) || ':' || $4,
-  'DEV' || (1 + i * $3) || 'A' FROM generate_series($1::int, $2::int) i WHERE i % 8 = 2);
+DELETE FROM access_tokens WHERE (user_id, device_id) IN (SELECT '@user' || (LEAST(7, $3::int) + i * $3) || ':' || $4,
+  'DEV' || (LEAST(7, $3::int) + i * $3) || 'A' FROM generate_series($1::int, $2::int) i WHERE i % 8 = 2);
 INSERT INTO access_tokens (id, user_id, device_id, token, last_validated, used)
-  SELECT 920000000 + i, '@user' || (1 + i * $3) || ':' || $4, 'DEV' || (1 + i * $3) || 'A', 'syt_relogin' || md5(i::text),
+  SELECT 920000000 + i, '@user' || (LEAST(7, $3::int) + i * $3) || ':' || $4, 'DEV' || (LEAST(7, $3::int) + i * $3) || 'A', 'syt_relogin' || md5(i::text),
          1700000000003, false
   FROM generate_series($1::int, $2::int) i WHERE i % 8 = 2`},
 	{"refresh", `
-DELETE FROM access_tokens WHERE (user_id, device_id) IN (SELECT '@user' || (1 + i * $3) || ':' || $4,
-  'DEV' || (1 + i * $3) || 'A' FROM generate_series($1::int, $2::int) i WHERE i % 8 = 3);
+DELETE FROM access_tokens WHERE (user_id, device_id) IN (SELECT '@user' || (LEAST(7, $3::int) + i * $3) || ':' || $4,
+  'DEV' || (LEAST(7, $3::int) + i * $3) || 'A' FROM generate_series($1::int, $2::int) i WHERE i % 8 = 3);
 INSERT INTO refresh_tokens (id, user_id, device_id, token)
-  SELECT 930000000 + i, '@user' || (1 + i * $3) || ':' || $4, 'DEV' || (1 + i * $3) || 'A', 'syr_' || md5('x' || i)
+  SELECT 930000000 + i, '@user' || (LEAST(7, $3::int) + i * $3) || ':' || $4, 'DEV' || (LEAST(7, $3::int) + i * $3) || 'A', 'syr_' || md5('x' || i)
   FROM generate_series($1::int, $2::int) i WHERE i % 8 = 3;
 INSERT INTO access_tokens (id, user_id, device_id, token, last_validated, valid_until_ms, refresh_token_id, used)
-  SELECT 930000000 + i, '@user' || (1 + i * $3) || ':' || $4, 'DEV' || (1 + i * $3) || 'A', 'syt_refresh' || md5(i::text),
+  SELECT 930000000 + i, '@user' || (LEAST(7, $3::int) + i * $3) || ':' || $4, 'DEV' || (LEAST(7, $3::int) + i * $3) || 'A', 'syt_refresh' || md5(i::text),
          1700000000004, 1800000000000, 930000000 + i, false
   FROM generate_series($1::int, $2::int) i WHERE i % 8 = 3`},
 	{"password change", `
 UPDATE users SET password_hash = '$2b$12$' || md5('p' || name) || 'changedchangedcha'
-  WHERE name IN (SELECT '@user' || (1 + i * $3) || ':' || $4 FROM generate_series($1::int, $2::int) i WHERE i % 8 = 4)`},
+  WHERE name IN (SELECT '@user' || (LEAST(7, $3::int) + i * $3) || ':' || $4 FROM generate_series($1::int, $2::int) i WHERE i % 8 = 4)`},
 	{"deactivation", `
 UPDATE users SET deactivated = 1
-  WHERE name IN (SELECT '@user' || (1 + i * $3) || ':' || $4 FROM generate_series($1::int, $2::int) i WHERE i % 8 = 5);
+  WHERE name IN (SELECT '@user' || (LEAST(7, $3::int) + i * $3) || ':' || $4 FROM generate_series($1::int, $2::int) i WHERE i % 8 = 5);
 DELETE FROM access_tokens
-  WHERE user_id IN (SELECT '@user' || (1 + i * $3) || ':' || $4 FROM generate_series($1::int, $2::int) i WHERE i % 8 = 5);
+  WHERE user_id IN (SELECT '@user' || (LEAST(7, $3::int) + i * $3) || ':' || $4 FROM generate_series($1::int, $2::int) i WHERE i % 8 = 5);
 DELETE FROM user_threepids
-  WHERE user_id IN (SELECT '@user' || (1 + i * $3) || ':' || $4 FROM generate_series($1::int, $2::int) i WHERE i % 8 = 5)`},
+  WHERE user_id IN (SELECT '@user' || (LEAST(7, $3::int) + i * $3) || ':' || $4 FROM generate_series($1::int, $2::int) i WHERE i % 8 = 5)`},
 	{"deleted device", `
-DELETE FROM access_tokens WHERE (user_id, device_id) IN (SELECT '@user' || (1 + i * $3) || ':' || $4,
-  'DEV' || (1 + i * $3) || 'B' FROM generate_series($1::int, $2::int) i WHERE i % 8 = 6);
-DELETE FROM refresh_tokens WHERE (user_id, device_id) IN (SELECT '@user' || (1 + i * $3) || ':' || $4,
-  'DEV' || (1 + i * $3) || 'B' FROM generate_series($1::int, $2::int) i WHERE i % 8 = 6);
-DELETE FROM devices WHERE (user_id, device_id) IN (SELECT '@user' || (1 + i * $3) || ':' || $4,
-  'DEV' || (1 + i * $3) || 'B' FROM generate_series($1::int, $2::int) i WHERE i % 8 = 6)`},
+DELETE FROM access_tokens WHERE (user_id, device_id) IN (SELECT '@user' || (LEAST(7, $3::int) + i * $3) || ':' || $4,
+  'DEV' || (LEAST(7, $3::int) + i * $3) || 'B' FROM generate_series($1::int, $2::int) i WHERE i % 8 = 6);
+DELETE FROM refresh_tokens WHERE (user_id, device_id) IN (SELECT '@user' || (LEAST(7, $3::int) + i * $3) || ':' || $4,
+  'DEV' || (LEAST(7, $3::int) + i * $3) || 'B' FROM generate_series($1::int, $2::int) i WHERE i % 8 = 6);
+DELETE FROM devices WHERE (user_id, device_id) IN (SELECT '@user' || (LEAST(7, $3::int) + i * $3) || ':' || $4,
+  'DEV' || (LEAST(7, $3::int) + i * $3) || 'B' FROM generate_series($1::int, $2::int) i WHERE i % 8 = 6)`},
 	{"logout", `
-DELETE FROM access_tokens WHERE (user_id, device_id) IN (SELECT '@user' || (1 + i * $3) || ':' || $4,
-  'DEV' || (1 + i * $3) || 'A' FROM generate_series($1::int, $2::int) i WHERE i % 8 = 7)`},
+DELETE FROM access_tokens WHERE (user_id, device_id) IN (SELECT '@user' || (LEAST(7, $3::int) + i * $3) || ':' || $4,
+  'DEV' || (LEAST(7, $3::int) + i * $3) || 'A' FROM generate_series($1::int, $2::int) i WHERE i % 8 = 7)`},
 }
 
 // writerChunk is how many changed users one writer transaction touches.
