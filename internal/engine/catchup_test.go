@@ -86,3 +86,28 @@ func (lt *liveTest) assertKeys(t *testing.T, pass string, n int, want, notWant [
 		}
 	}
 }
+
+// TestPassShareSplitsTheReads: a pass's shards read disjoint shares of
+// its user IDs that together are all of them.
+func TestPassShareSplitsTheReads(t *testing.T) {
+	reads := []string{"@a:x", "@b:x", "@c:x", "@d:x", "@e:x", "@f:x", "@g:x"}
+	tests := [][]string{
+		{"pass1/devices/000"},
+		{"pass2/devices/000-of-001"},
+		{"pass3/users/000-of-002", "pass3/users/001-of-002"},
+		{"pass3/users/000-of-003", "pass3/users/001-of-003", "pass3/users/002-of-003"},
+	}
+	for _, ids := range tests {
+		var got []string
+		for _, id := range ids {
+			share := passShare(id, reads)
+			if len(share) == 0 {
+				t.Errorf("%s reads nobody", id)
+			}
+			got = append(got, share...)
+		}
+		if !slices.Equal(got, reads) {
+			t.Errorf("shards %v read %v, want each of %v once", ids, got, reads)
+		}
+	}
+}

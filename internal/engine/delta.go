@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -145,9 +146,14 @@ func (s *evidenceSource) stop() {
 	<-s.done
 }
 
-// PlanDelta records an entity's shards of delta pass n: one shard that
-// reads the pass's keys, or, when the pass imports everything again, the
-// usual split into shards (the tables are read in full).
+// minPassShardUsers is the fewest user IDs a delta shard reads: a small
+// pass (a catch-up's few users) stays one shard per entity.
+const minPassShardUsers = 2000
+
+// PlanDelta records an entity's shards of delta pass n: up to n shards
+// that each read a share of the pass's user IDs, or, when the pass
+// imports everything again, the usual split into shards (the tables are
+// read in full).
 func (e *Engine) PlanDelta(ctx context.Context, entity synapse.Entity, pass, n int) ([]mas.Shard, error) {
 	p, err := mas.LatestPass(ctx, e.writer.Pool())
 	if err != nil {
@@ -156,25 +162,38 @@ func (e *Engine) PlanDelta(ctx context.Context, entity synapse.Entity, pass, n i
 	if p == nil || p.Number != pass {
 		return nil, fmt.Errorf("delta pass %d is not the run's latest: %w", pass, ErrBadRequest)
 	}
-	bounds := [][]string{nil}
-	if p.Changes.All {
-		keys, err := e.reader.SplitKeys(ctx, entity, n)
-		if err != nil {
-			return nil, err
+	if !p.Changes.All {
+		k := max(1, min(n, len(p.Reads)/minPassShardUsers))
+		shards := make([]mas.Shard, 0, k)
+		for i := range k {
+			shards = append(shards, mas.Shard{ID: fmt.Sprintf("pass%d/%s/%03d-of-%03d", pass, entity, i, k),
+				Entity: string(entity), Pass: pass})
 		}
-		bounds = nil
-		for _, k := range append(keys, nil) {
-			bounds = append(bounds, k)
-		}
+		return mas.EnsureShards(ctx, e.writer.Pool(), string(entity), pass, shards)
 	}
-	shards := make([]mas.Shard, 0, len(bounds))
+	keys, err := e.reader.SplitKeys(ctx, entity, n)
+	if err != nil {
+		return nil, err
+	}
+	shards := make([]mas.Shard, 0, len(keys)+1)
 	var lower []string
-	for i, upper := range bounds {
+	for i, upper := range append(keys, nil) {
 		shards = append(shards, mas.Shard{ID: fmt.Sprintf("pass%d/%s/%03d", pass, entity, i), Entity: string(entity),
 			Lower: lower, Upper: upper, Pass: pass})
 		lower = upper
 	}
 	return mas.EnsureShards(ctx, e.writer.Pool(), string(entity), pass, shards)
+}
+
+// passShare is the share of a pass's user IDs a delta shard reads: the
+// i-th of k contiguous parts its ID names (pass…/entity/i-of-k), all of
+// them for an ID without.
+func passShare(id string, reads []string) []string {
+	var i, k int
+	if _, err := fmt.Sscanf(id[strings.LastIndexByte(id, '/')+1:], "%d-of-%d", &i, &k); err != nil || k <= 0 || i >= k {
+		return reads
+	}
+	return reads[i*len(reads)/k : (i+1)*len(reads)/k]
 }
 
 // passPages narrows a delta shard's reads to its pass's keys.
@@ -192,7 +211,7 @@ func (e *Engine) passPages(ctx context.Context, cp mas.Checkpoint, page pageFunc
 	if p.Changes.All {
 		return page, nil
 	}
-	users := p.Reads
+	users := passShare(cp.ID, p.Reads)
 	if users == nil {
 		users = []string{}
 	}
