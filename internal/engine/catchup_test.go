@@ -3,6 +3,8 @@ package engine
 import (
 	"slices"
 	"testing"
+
+	"github.com/masflow/masflow/internal/pgtest"
 )
 
 // TestCatchUpPasses: catch-up passes, run at snapshots while Synapse
@@ -109,5 +111,39 @@ func TestPassShareSplitsTheReads(t *testing.T) {
 		if !slices.Equal(got, reads) {
 			t.Errorf("shards %v read %v, want each of %v once", ids, got, reads)
 		}
+	}
+}
+
+// TestDeltaReplacesUsersOnlyWhenTheirRowChanged: a user whose users row
+// is unchanged keeps its MAS user and password; one whose row was
+// written or deleted has them replaced.
+func TestDeltaReplacesUsersOnlyWhenTheirRowChanged(t *testing.T) {
+	tests := []struct {
+		change      string
+		key         string
+		replaceUser bool
+	}{
+		{"logout", uid("5"), false},
+		{"re-login", uid("11"), false},
+		{"deleted device", uid("7"), false},
+		{"password change (HOT update)", uid("3"), true},
+		{"deactivation", uid("8"), true},
+		{"deleted user", uid("23"), true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.change, func(t *testing.T) {
+			lt := newLiveTest(t)
+			lt.precopy(t, nil)
+			lt.write(t, changesSQL[tt.change]...)
+			d := lt.delta(t)
+			var userKeys []string
+			pgtest.QueryRow(t, lt.env.masDSN, `SELECT COALESCE(user_keys, '{}') FROM masflow_import.passes WHERE pass = $1`,
+				[]any{d.Pass}, &userKeys)
+			if !slices.Contains(lt.passKeys(t, d.Pass), tt.key) || slices.Contains(userKeys, tt.key) != tt.replaceUser {
+				t.Fatalf("keys %v, user keys %v: want %s imported again, its user replaced: %v", lt.passKeys(t, d.Pass),
+					userKeys, tt.key, tt.replaceUser)
+			}
+			lt.assertEqualsClean(t)
+		})
 	}
 }

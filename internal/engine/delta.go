@@ -163,7 +163,7 @@ func (e *Engine) PlanDelta(ctx context.Context, entity synapse.Entity, pass, n i
 		return nil, fmt.Errorf("delta pass %d is not the run's latest: %w", pass, ErrBadRequest)
 	}
 	if !p.Changes.All {
-		k := max(1, min(n, len(p.Reads)/minPassShardUsers))
+		k := max(1, min(n, len(p.ReadsOf(string(entity)))/minPassShardUsers))
 		shards := make([]mas.Shard, 0, k)
 		for i := range k {
 			shards = append(shards, mas.Shard{ID: fmt.Sprintf("pass%d/%s/%03d-of-%03d", pass, entity, i, k),
@@ -211,7 +211,7 @@ func (e *Engine) passPages(ctx context.Context, cp mas.Checkpoint, page pageFunc
 	if p.Changes.All {
 		return page, nil
 	}
-	users := passShare(cp.ID, p.Reads)
+	users := passShare(cp.ID, p.ReadsOf(cp.Entity))
 	if users == nil {
 		users = []string{}
 	}
@@ -282,7 +282,7 @@ func (r *Runs) BeginDelta(ctx context.Context, now time.Time, snapshot string, l
 	if ch.All {
 		log.Warn("importing everything again: " + ch.Reason)
 	}
-	spec.Keys, spec.Variants, spec.Changes = found.Dirty, found.Variants, ch
+	spec.Keys, spec.UserKeys, spec.Variants, spec.Changes = found.Dirty, found.UserRows, found.Variants, ch
 	if !spec.CatchUp {
 		// The counters the reconciliation compares with: a session of
 		// Synapse's that just ended flushes its counts as it exits, so
@@ -316,7 +316,7 @@ func changes(ctx context.Context, reader *synapse.Reader, pool *pgxpool.Pool, ma
 	log.Info("changes since the pre-copy", zap.Int("users", len(ch.Dirty)), zap.Duration("scan", ch.Scan),
 		zap.Duration("recount", ch.Recount))
 	all := func(reason string) (synapse.Changes, mas.PassChanges, error) {
-		ch.Dirty, ch.Variants = nil, nil
+		ch.Dirty, ch.UserRows, ch.Variants = nil, nil, nil
 		return ch, mas.PassChanges{All: true, Reason: reason, Window: ch.Window}, nil
 	}
 	switch users := ch.Totals[0]; {

@@ -49,7 +49,9 @@ CREATE TABLE IF NOT EXISTS masflow_import.passes (
 ALTER TABLE masflow_import.passes ADD COLUMN IF NOT EXISTS catchup boolean NOT NULL DEFAULT false;
 ALTER TABLE masflow_import.passes ADD COLUMN IF NOT EXISTS snapshot text;
 ALTER TABLE masflow_import.passes ADD COLUMN IF NOT EXISTS mark jsonb;
-ALTER TABLE masflow_import.passes ADD COLUMN IF NOT EXISTS done boolean NOT NULL DEFAULT false;`
+ALTER TABLE masflow_import.passes ADD COLUMN IF NOT EXISTS done boolean NOT NULL DEFAULT false;
+ALTER TABLE masflow_import.passes ADD COLUMN IF NOT EXISTS user_keys text[];
+ALTER TABLE masflow_import.passes ADD COLUMN IF NOT EXISTS user_reads text[];`
 
 // RecordEvidence replaces the run's change evidence: the mark of the
 // snapshot the pre-copy read, every key's counts at it (src yields rows
@@ -201,8 +203,12 @@ type Pass struct {
 	Keys   []string // nil with Changes.All
 	// Reads are the user IDs, as Synapse stores them, whose rows the
 	// pass's shards read: the keys and their variants in case.
-	Reads   []string
-	Removed Removed
+	Reads []string
+	// UserKeys are the keys whose MAS users are replaced too (their
+	// users rows changed), UserReads their user IDs; the other keys keep
+	// their MAS user and password.
+	UserKeys, UserReads []string
+	Removed             Removed
 	Changes PassChanges
 	// CatchUp: the pass reads at Snapshot while Synapse serves; once
 	// Done, the run's evidence covers its keys and its Mark is the
@@ -213,6 +219,15 @@ type Pass struct {
 	Done     bool
 }
 
+// ReadsOf are the user IDs whose rows of entity the pass's shards read:
+// UserReads for the users themselves, Reads for the rest.
+func (p Pass) ReadsOf(entity string) []string {
+	if entity == string(synapse.Users) {
+		return p.UserReads
+	}
+	return p.Reads
+}
+
 // ErrNoPrecopy: a delta was asked of a run that holds no pre-copy.
 var ErrNoPrecopy = errors.New("the MAS database holds no pre-copy")
 
@@ -220,9 +235,9 @@ var ErrNoPrecopy = errors.New("the MAS database holds no pre-copy")
 func LatestPass(ctx context.Context, q querier) (*Pass, error) {
 	var p Pass
 	var snapshot *string
-	err := q.QueryRow(ctx, `SELECT pass, keys, reads, removed, changes, catchup, snapshot, mark, done
+	err := q.QueryRow(ctx, `SELECT pass, keys, reads, user_keys, user_reads, removed, changes, catchup, snapshot, mark, done
 		FROM masflow_import.passes ORDER BY pass DESC LIMIT 1`).
-		Scan(&p.Number, &p.Keys, &p.Reads, &p.Removed, &p.Changes, &p.CatchUp, &snapshot, &p.Mark, &p.Done)
+		Scan(&p.Number, &p.Keys, &p.Reads, &p.UserKeys, &p.UserReads, &p.Removed, &p.Changes, &p.CatchUp, &snapshot, &p.Mark, &p.Done)
 	if snapshot != nil {
 		p.Snapshot = *snapshot
 	}
@@ -259,7 +274,8 @@ func Removals(ctx context.Context, q querier) (Removed, error) {
 // run's mark (with the user IDs of rows written since that differ from
 // their key in case), or everything with Changes.All.
 type PassSpec struct {
-	Keys, Variants []string
+	// UserKeys, among Keys, also have their MAS users replaced.
+	Keys, UserKeys, Variants []string
 	Changes        PassChanges
 	// CatchUp passes read at Snapshot, whose Mark the run takes when the
 	// pass completes; the cut-over's pass records Counters, Synapse's
@@ -300,6 +316,7 @@ func BeginPass(ctx context.Context, pool *pgxpool.Pool, spec PassSpec) (Pass, er
 				return err
 			}
 			spec.Keys, spec.Variants = union(spec.Keys, last.Keys), union(spec.Variants, last.Reads)
+			spec.UserKeys = union(spec.UserKeys, last.UserKeys)
 			spec.Changes.All = spec.Changes.All || last.Changes.All
 		}
 		n := 1
@@ -317,24 +334,28 @@ func BeginPass(ctx context.Context, pool *pgxpool.Pool, spec PassSpec) (Pass, er
 
 // beginPass removes the pass's keys from MAS and records pass n.
 func beginPass(ctx context.Context, tx pgx.Tx, n int, spec PassSpec) (Pass, error) {
-	keys, ch := spec.Keys, spec.Changes
-	removed, err := removeKeys(ctx, tx, keys, ch.All)
+	keys, userKeys, ch := spec.Keys, spec.UserKeys, spec.Changes
+	removed, err := removeKeys(ctx, tx, keys, userKeys, ch.All)
 	if err != nil {
 		return Pass{}, err
 	}
-	var reads []string
+	var reads, userReads []string
 	if ch.All {
-		keys = nil
-	} else if err := tx.QueryRow(ctx, `SELECT array(SELECT unnest($1::text[]) UNION SELECT unnest($2::text[])
-		UNION SELECT raw FROM masflow_import.variants WHERE k = ANY($1))`, keys, spec.Variants).Scan(&reads); err != nil {
+		keys, userKeys = nil, nil
+	} else if err := tx.QueryRow(ctx, `SELECT array(SELECT unnest($1::text[]) UNION SELECT unnest($3::text[])
+		UNION SELECT raw FROM masflow_import.variants WHERE k = ANY($1)),
+		array(SELECT unnest($2::text[]) UNION SELECT v FROM unnest($3::text[]) v WHERE lower(v) = ANY($2)
+		UNION SELECT raw FROM masflow_import.variants WHERE k = ANY($2))`, keys, userKeys, spec.Variants).
+		Scan(&reads, &userReads); err != nil {
 		return Pass{}, fmt.Errorf("listing the user IDs to read again: %w", err)
 	}
 	var snapshot *string
 	if spec.CatchUp {
 		snapshot = &spec.Snapshot
 	}
-	if _, err := tx.Exec(ctx, `INSERT INTO masflow_import.passes (pass, keys, reads, removed, changes, catchup, snapshot, mark)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`, n, keys, reads, removed, ch, spec.CatchUp, snapshot, spec.Mark); err != nil {
+	if _, err := tx.Exec(ctx, `INSERT INTO masflow_import.passes (pass, keys, reads, user_keys, user_reads, removed, changes,
+		catchup, snapshot, mark) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`, n, keys, reads, userKeys, userReads, removed, ch,
+		spec.CatchUp, snapshot, spec.Mark); err != nil {
 		return Pass{}, err
 	}
 	if !spec.CatchUp {
@@ -343,7 +364,8 @@ func beginPass(ctx context.Context, tx pgx.Tx, n int, spec PassSpec) (Pass, erro
 			return Pass{}, err
 		}
 	}
-	return Pass{Number: n, Keys: keys, Reads: reads, Removed: removed, Changes: ch, CatchUp: spec.CatchUp,
+	return Pass{Number: n, Keys: keys, Reads: reads, UserKeys: userKeys, UserReads: userReads, Removed: removed, Changes: ch,
+		CatchUp: spec.CatchUp,
 		Snapshot: spec.Snapshot, Mark: spec.Mark}, nil
 }
 
@@ -352,7 +374,7 @@ func beginPass(ctx context.Context, tx pgx.Tx, n int, spec PassSpec) (Pass, erro
 // and its shards' checkpoints, so neither counts any more. What it
 // removed before stays removed, and recorded.
 func undoPass(ctx context.Context, tx pgx.Tx, p Pass) error {
-	if _, err := removeKeys(ctx, tx, p.Keys, p.Changes.All); err != nil {
+	if _, err := removeKeys(ctx, tx, p.Keys, p.UserKeys, p.Changes.All); err != nil {
 		return err
 	}
 	if _, err := tx.Exec(ctx, `DELETE FROM masflow_import.checkpoints WHERE pass = $1`, p.Number); err != nil {
@@ -409,12 +431,17 @@ func union(a, b []string) []string {
 	return slices.Compact(out)
 }
 
+// userTables are the MAS tables a Synapse users row becomes: a pass
+// replaces them only for its user keys.
+var userTables = []string{"users", "user_passwords"}
+
 // removeKeys deletes the MAS rows of the users whose lowercased MXIDs are
-// keys (all users with all), children first, and counts them; the source
-// rows the pre-copy read for them come from the evidence.
-func removeKeys(ctx context.Context, tx pgx.Tx, keys []string, all bool) (Removed, error) {
+// keys (all users with all), children first, and counts them: every row
+// of userKeys, the others' rows but their users and passwords. The
+// source rows the pre-copy read for them come from the evidence.
+func removeKeys(ctx context.Context, tx pgx.Tx, keys, userKeys []string, all bool) (Removed, error) {
 	rm := Removed{Read: map[string]int64{}, Written: map[string]int64{}}
-	if err := removedReads(ctx, tx, keys, all, rm.Read); err != nil {
+	if err := removedReads(ctx, tx, keys, userKeys, all, rm.Read); err != nil {
 		return rm, err
 	}
 	dropIndexes, err := indexForeignKeys(ctx, tx)
@@ -423,10 +450,12 @@ func removeKeys(ctx context.Context, tx pgx.Tx, keys []string, all bool) (Remove
 	}
 	// The users' IDs, and their sessions' (tokens point at sessions),
 	// looked up once through their indexes.
-	var users, sessions []ID
+	var users, replaced, sessions []ID
 	if !all {
-		if err := tx.QueryRow(ctx, `SELECT COALESCE(array_agg(user_id), '{}') FROM users WHERE lower(username) = ANY($1::text[])`,
-			localparts(keys)).Scan(&users); err != nil {
+		if err := tx.QueryRow(ctx, `SELECT COALESCE(array_agg(user_id), '{}'),
+			COALESCE(array_agg(user_id) FILTER (WHERE lower(username) = ANY($2::text[])), '{}')
+			FROM users WHERE lower(username) = ANY($1::text[])`, localparts(keys), localparts(userKeys)).
+			Scan(&users, &replaced); err != nil {
 			return rm, fmt.Errorf("finding the changed users in MAS: %w", err)
 		}
 		if err := tx.QueryRow(ctx, `SELECT COALESCE(array_agg(compat_session_id), '{}') FROM compat_sessions
@@ -441,6 +470,8 @@ func removeKeys(ctx context.Context, tx pgx.Tx, keys []string, all bool) (Remove
 		case all:
 		case t == "compat_refresh_tokens" || t == "compat_access_tokens":
 			sql, args = sql+" WHERE compat_session_id = ANY($1::uuid[])", append(args, sessions)
+		case slices.Contains(userTables, t):
+			sql, args = sql+" WHERE user_id = ANY($1::uuid[])", append(args, replaced)
 		default:
 			sql, args = sql+" WHERE user_id = ANY($1::uuid[])", append(args, users)
 		}
@@ -503,17 +534,27 @@ func indexForeignKeys(ctx context.Context, tx pgx.Tx) (func() error, error) {
 }
 
 // removedReads sums the evidence of the keys (all keys with all) per
-// entity, and drops it: those keys' evidence is the delta's now.
-func removedReads(ctx context.Context, tx pgx.Tx, keys []string, all bool, out map[string]int64) error {
+// entity, their users rows only for userKeys, and drops it: those keys'
+// evidence is the delta's now.
+func removedReads(ctx context.Context, tx pgx.Tx, keys, userKeys []string, all bool, out map[string]int64) error {
 	cond, args := "", []any{}
 	if !all {
-		cond, args = ` WHERE k = ANY($1::text[])`, append(args, keys)
+		cond, args = ` WHERE k = ANY($1::text[])`, append(args, keys, userKeys)
 	}
-	var c [6]int64
-	err := tx.QueryRow(ctx, `SELECT COALESCE(sum(counts[1]), 0)::bigint, COALESCE(sum(counts[2]), 0)::bigint,
-		COALESCE(sum(counts[3]), 0)::bigint, COALESCE(sum(counts[4]), 0)::bigint, COALESCE(sum(counts[5]), 0)::bigint,
-		COALESCE(sum(counts[6]), 0)::bigint FROM masflow_import.evidence`+cond, args...).
-		Scan(&c[0], &c[1], &c[2], &c[3], &c[4], &c[5])
+	sums := make([]string, len(synapse.Entities))
+	for i, e := range synapse.Entities {
+		sums[i] = fmt.Sprintf("sum(counts[%d])", i+1)
+		if e == synapse.Users && !all {
+			sums[i] += " FILTER (WHERE k = ANY($2::text[]))"
+		}
+		sums[i] = "COALESCE(" + sums[i] + ", 0)::bigint"
+	}
+	c := make([]int64, len(synapse.Entities))
+	dest := make([]any, len(c))
+	for i := range c {
+		dest[i] = &c[i]
+	}
+	err := tx.QueryRow(ctx, `SELECT `+strings.Join(sums, ", ")+` FROM masflow_import.evidence`+cond, args...).Scan(dest...)
 	if err != nil {
 		return fmt.Errorf("reading the changed users' evidence: %w", err)
 	}
@@ -522,7 +563,7 @@ func removedReads(ctx context.Context, tx pgx.Tx, keys []string, all bool, out m
 			out[string(e)] = c[i]
 		}
 	}
-	_, err = tx.Exec(ctx, `DELETE FROM masflow_import.evidence`+cond, args...)
+	_, err = tx.Exec(ctx, `DELETE FROM masflow_import.evidence`+cond, args[:min(len(args), 1)]...)
 	return err
 }
 

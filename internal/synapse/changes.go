@@ -175,8 +175,10 @@ type Recorded interface {
 
 // Changes is what changed since a mark.
 type Changes struct {
-	// Dirty are the keys to import again, sorted.
-	Dirty []string
+	// Dirty are the keys to import again, sorted; UserRows those of
+	// them whose users row itself was written or deleted (the others
+	// keep their MAS user: only their other rows are imported again).
+	Dirty, UserRows []string
 	// Totals are the source rows per entity now (Entities order).
 	Totals [6]int64
 	// Window is how many transactions passed since the mark.
@@ -251,16 +253,20 @@ func (r *Reader) Changes(ctx context.Context, mark Mark, rec Recorded) (Changes,
 		return ch, err
 	}
 	ch.Recount = time.Since(started) - ch.Scan
-	for _, k := range deleted {
-		if !dirty[k] {
-			dirty[k] = true
-			ch.Deleted++
+	userEntity := slices.Index(Entities, Users)
+	userRows := maps.Clone(written[userEntity])
+	for i, keys := range deleted {
+		for _, k := range keys {
+			if i == userEntity {
+				userRows[k] = true
+			}
+			if !dirty[k] {
+				dirty[k] = true
+				ch.Deleted++
+			}
 		}
 	}
-	for k := range dirty {
-		ch.Dirty = append(ch.Dirty, k)
-	}
-	slices.Sort(ch.Dirty)
+	ch.Dirty, ch.UserRows = slices.Sorted(maps.Keys(dirty)), slices.Sorted(maps.Keys(userRows))
 	return ch, nil
 }
 
@@ -391,7 +397,7 @@ func (r *Reader) Variants(ctx context.Context) ([]Variant, error) {
 // buckets are compared, and inside differing ones the recorded user IDs
 // are counted again through the user index.
 func (r *Reader) deletions(ctx context.Context, low int64, old []map[int32]int64, sums map[int32][6]int64,
-	rec Recorded, dirty map[string]bool) ([]string, error) {
+	rec Recorded, dirty map[string]bool) ([][]string, error) {
 	var known []KeyCounts
 	if err := rec.KeysOf(ctx, slices.Sorted(maps.Keys(dirty)), func(kc KeyCounts) error {
 		known = append(known, kc)
@@ -409,7 +415,7 @@ func (r *Reader) deletions(ctx context.Context, low int64, old []map[int32]int64
 		})
 	}
 	err := g.Wait()
-	return slices.Concat(found...), err
+	return found, err
 }
 
 // entityDeletions is deletions for entity e (index i): now holds its
