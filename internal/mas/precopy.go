@@ -209,7 +209,7 @@ type Pass struct {
 	// their MAS user and password.
 	UserKeys, UserReads []string
 	Removed             Removed
-	Changes PassChanges
+	Changes             PassChanges
 	// CatchUp: the pass reads at Snapshot while Synapse serves; once
 	// Done, the run's evidence covers its keys and its Mark is the
 	// run's. Otherwise it is the cut-over's pass, Synapse stopped.
@@ -276,7 +276,7 @@ func Removals(ctx context.Context, q querier) (Removed, error) {
 type PassSpec struct {
 	// UserKeys, among Keys, also have their MAS users replaced.
 	Keys, UserKeys, Variants []string
-	Changes        PassChanges
+	Changes                  PassChanges
 	// CatchUp passes read at Snapshot, whose Mark the run takes when the
 	// pass completes; the cut-over's pass records Counters, Synapse's
 	// write counters (the reconciliation compares with them: nothing may
@@ -365,7 +365,7 @@ func beginPass(ctx context.Context, tx pgx.Tx, n int, spec PassSpec) (Pass, erro
 		}
 	}
 	return Pass{Number: n, Keys: keys, Reads: reads, UserKeys: userKeys, UserReads: userReads, Removed: removed, Changes: ch,
-		CatchUp: spec.CatchUp,
+		CatchUp:  spec.CatchUp,
 		Snapshot: spec.Snapshot, Mark: spec.Mark}, nil
 }
 
