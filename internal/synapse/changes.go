@@ -210,8 +210,6 @@ func (r *Reader) Changes(ctx context.Context, mark Mark, rec Recorded) (Changes,
 		low, err = window(ctx, tx, mark, &ch)
 		return err
 	})
-	// Two scans a table, one per session: the user IDs written in the
-	// window, and the other rows summed per bucket.
 	if err != nil {
 		return ch, err
 	}
@@ -223,22 +221,14 @@ func (r *Reader) Changes(ctx context.Context, mark Mark, rec Recorded) (Changes,
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(changeSessions)
 	g.Go(func() (err error) { sums, err = rec.BucketSums(gctx); return err })
-	var outside, inside [6]int64
 	for i, e := range Entities {
 		g.Go(func() (err error) {
-			written[i], variants[i], inside[i], err = r.writtenIn(gctx, e, low)
-			return err
-		})
-		g.Go(func() (err error) {
-			old[i], outside[i], err = r.bucketsOf(gctx, e, low)
+			written[i], variants[i], old[i], err = r.scanEntity(gctx, e, low, &ch.Totals[i])
 			return err
 		})
 	}
 	if err := g.Wait(); err != nil {
 		return ch, err
-	}
-	for i := range Entities {
-		ch.Totals[i] = inside[i] + outside[i]
 	}
 	dirty, raw := map[string]bool{}, map[string]bool{}
 	for i, w := range written {
@@ -302,61 +292,46 @@ func trustWindow(mark, now Mark, next int64) error {
 	return nil
 }
 
-// writtenIn reads an entity's rows written in the window: their keys,
-// their user IDs that differ from their key in case, and how many.
-func (r *Reader) writtenIn(ctx context.Context, e Entity, low int64) (written, variants map[string]bool, n int64, err error) {
+// scanEntity reads an entity's table once: the keys with a row version
+// in the window (and those rows' user IDs that differ from their key in
+// case), and the other rows counted per bucket of their user ID. One
+// group a bucket: the rows written in the window, few, ride along in
+// arrays.
+func (r *Reader) scanEntity(ctx context.Context, e Entity, low int64, total *int64) (written, variants map[string]bool,
+	old map[int32]int64, err error) {
 	s, _ := specOf(e)
-	sql := fmt.Sprintf(`SELECT lower(%s), %[1]s, count(*) FROM %s WHERE %s GROUP BY 1, 2`,
-		s.userCol, pgx.Identifier{s.table}.Sanitize(), windowExpr)
-	written, variants = map[string]bool{}, map[string]bool{}
+	sql := fmt.Sprintf(`SELECT b, count(*) FILTER (WHERE NOT w), count(*) FILTER (WHERE w),
+		array_agg(raw) FILTER (WHERE w), array_agg(lower(raw)) FILTER (WHERE w)
+		FROM (SELECT %s AS b, %s AS raw, %s AS w FROM %s) s GROUP BY 1`,
+		bucketExpr(s.userCol), s.userCol, windowExpr, pgx.Identifier{s.table}.Sanitize())
+	written, variants, old = map[string]bool{}, map[string]bool{}, map[int32]int64{}
 	err = r.inTx(ctx, func(tx pgx.Tx) error {
 		rows, err := tx.Query(ctx, sql, low)
 		if err != nil {
 			return err
 		}
-		var key, raw string
-		var c int64
-		_, err = pgx.ForEachRow(rows, []any{&key, &raw, &c}, func() error {
-			n += c
-			written[key] = true
-			if raw != key {
-				variants[raw] = true
+		var b int32
+		var outside, inside int64
+		var raws, keys []string
+		_, err = pgx.ForEachRow(rows, []any{&b, &outside, &inside, &raws, &keys}, func() error {
+			*total += outside + inside
+			if outside > 0 {
+				old[b] = outside
+			}
+			for j, k := range keys {
+				written[k] = true
+				if raws[j] != k {
+					variants[raws[j]] = true
+				}
 			}
 			return nil
 		})
 		return err
 	})
 	if err != nil {
-		return nil, nil, 0, fmt.Errorf("looking for changes in %s: %w", s.table, err)
+		return nil, nil, nil, fmt.Errorf("looking for changes in %s: %w", s.table, err)
 	}
-	return written, variants, n, nil
-}
-
-// bucketsOf counts an entity's rows outside the window per bucket of
-// their user ID.
-func (r *Reader) bucketsOf(ctx context.Context, e Entity, low int64) (map[int32]int64, int64, error) {
-	s, _ := specOf(e)
-	sql := fmt.Sprintf(`SELECT %s, count(*) FROM %s WHERE NOT %s GROUP BY 1`,
-		bucketExpr(s.userCol), pgx.Identifier{s.table}.Sanitize(), windowExpr)
-	out := map[int32]int64{}
-	var total int64
-	err := r.inTx(ctx, func(tx pgx.Tx) error {
-		rows, err := tx.Query(ctx, sql, low)
-		if err != nil {
-			return err
-		}
-		var b int32
-		var c int64
-		_, err = pgx.ForEachRow(rows, []any{&b, &c}, func() error {
-			out[b], total = c, total+c
-			return nil
-		})
-		return err
-	})
-	if err != nil {
-		return nil, 0, fmt.Errorf("counting the unchanged rows of %s: %w", s.table, err)
-	}
-	return out, total, nil
+	return written, variants, old, nil
 }
 
 // Variant is a user ID that differs from its key in case.
