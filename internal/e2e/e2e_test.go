@@ -41,13 +41,17 @@ func TestMigrationOfARealSynapse(t *testing.T) {
 	p := prepare(t, hs, populateFull)
 	original := readAll(hs.synapseConf.all())
 	before := countRows(t, hs.db.AdminDSN)
-	// The cut-over waits (scheduled far away) while Synapse serves on
-	// after the pre-copy: logins, a refresh, a logout. Then the operator
-	// cuts over.
+	// Synapse serves on while the pre-copy copies it (a login) and while
+	// the cut-over waits, scheduled far away: a catch-up pass applies
+	// the login; a refresh and a logout follow it. Then the operator cuts
+	// over and the delta applies those.
 	out := hs.migrateWith(t, p.warnings, cli.ExitOK, []string{"--cutover-at", time.Now().Add(24 * time.Hour).UTC().Format(time.RFC3339)},
 		func() {
-			if hs.awaitPrecopy(t) {
-				p.serveAfterPrecopy(hs.api)
+			if hs.await(t, "the pre-copy under way", precopyUnderWay) {
+				p.serveDuringPrecopy(hs.api)
+			}
+			if hs.await(t, "the pre-copy complete", precopyDone) && hs.await(t, "a catch-up pass", caughtUp) {
+				p.serveAfterCatchUp(hs.api)
 			}
 			hs.cutover(t)
 		})

@@ -148,6 +148,7 @@ mas:
 import:
   batch_size: 3
   parallelism: 2
+  catch_up_minutes: 1
   report_dir: "%[4]s/report"
 homeserver:
   controller: command
@@ -313,17 +314,26 @@ func (hs *homeserver) cutover(t *testing.T) {
 	}
 }
 
-// awaitPrecopy waits until the pre-copy recorded its change evidence (its
-// copy is complete).
-func (hs *homeserver) awaitPrecopy(t *testing.T) bool {
-	for deadline := time.Now().Add(5 * time.Minute); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+// The moments of a migration with a pre-copy, as masflow's bookkeeping
+// in the MAS database shows them.
+const (
+	// precopyUnderWay: the pre-copy's snapshot is taken, its copy runs.
+	precopyUnderWay = `SELECT EXISTS (SELECT 1 FROM masflow_import.run WHERE snapshot IS NOT NULL)`
+	// precopyDone: its change evidence is recorded (the copy is complete).
+	precopyDone = `SELECT EXISTS (SELECT 1 FROM masflow_import.run WHERE mark IS NOT NULL)`
+	// caughtUp: a catch-up pass completed.
+	caughtUp = `SELECT EXISTS (SELECT 1 FROM masflow_import.passes WHERE catchup AND done)`
+)
+
+// await waits until the query (one of the moments above) is true.
+func (hs *homeserver) await(t *testing.T, moment, query string) bool {
+	for deadline := time.Now().Add(5 * time.Minute); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
 		var done bool
-		err := pgxQueryRow(hs.masDSN, `SELECT EXISTS (SELECT 1 FROM masflow_import.run WHERE mark IS NOT NULL)`, &done)
-		if err == nil && done {
+		if err := pgxQueryRow(hs.masDSN, query, &done); err == nil && done {
 			return true
 		}
 	}
-	t.Errorf("the pre-copy did not complete within five minutes")
+	t.Errorf("%s: not within five minutes", moment)
 	return false
 }
 

@@ -194,19 +194,24 @@ func populateFull(t *testing.T, hs *homeserver) *population {
 	return p
 }
 
-// serveAfterPrecopy uses Synapse as clients do after the pre-copy copied
-// it and before the cut-over: a new login and a refreshed login (their
-// tokens are kept: the delta imports them), and a logout (its token is
-// dropped: the delta removes it).
-func (p *population) serveAfterPrecopy(m matrix) {
+// serveDuringPrecopy logs in while the pre-copy copies Synapse: the
+// token is kept (a catch-up pass imports it).
+func (p *population) serveDuringPrecopy(m matrix) {
 	m.t.Helper()
-	p.passwordLogins(m, p.account("alice"), "", "Alice's phone, after the pre-copy")
-	p.refreshOnce(m, p.account("longpass"), "long's tablet, after the pre-copy")
+	p.passwordLogins(m, p.account("alice"), "", "Alice's phone, during the pre-copy")
+}
+
+// serveAfterCatchUp uses Synapse as clients do after a catch-up pass and
+// before the cut-over: a refreshed login (kept: the delta imports it),
+// and a logout (its token is dropped: the delta removes it).
+func (p *population) serveAfterCatchUp(m matrix) {
+	m.t.Helper()
+	p.refreshOnce(m, p.account("longpass"), "long's tablet, after a catch-up pass")
 	for i, tok := range p.tokens {
 		if tok.origin == canaryUser+", Bjørn's desktop" {
 			m.must(http.MethodPost, "/_matrix/client/v3/logout", tok.AccessToken, map[string]any{})
 			p.tokens[i].fate, p.tokens[i].before = dropped, http.StatusUnauthorized
-			p.tokens[i].rule = "a token logged out after the pre-copy is dropped"
+			p.tokens[i].rule = "a token logged out after a catch-up pass is dropped"
 		}
 	}
 }

@@ -134,9 +134,19 @@ func (r *Runs) HoldSnapshot(ctx context.Context, now time.Time) error {
 		if err := mas.RecordHorizon(ctx, r.MAS, snap.ID, snap.Horizon); err != nil {
 			return err
 		}
+		// Once the pre-copy is complete, a released snapshot is no
+		// longer the run's: the next catch-up pass must not find it.
+		defer func() {
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
+			defer cancel()
+			_ = mas.ForgetSnapshot(cctx, r.MAS, snap.ID)
+		}()
 	}
 	return snap.Hold(ctx)
 }
+
+// releaseTimeout bounds the bookkeeping a holder does as it ends.
+const releaseTimeout = 10 * time.Second
 
 // writerLockWait is how long HoldWriterLock waits for a writer to finish
 // before it refuses (a writer means Synapse, or something else, runs).

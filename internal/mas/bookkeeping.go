@@ -237,6 +237,17 @@ func RecordSnapshot(ctx context.Context, pool *pgxpool.Pool, id string) error {
 	return nil
 }
 
+// ForgetSnapshot unrecords a complete pre-copy's snapshot as its holder
+// ends (a pre-copy still copying, or a dry run, keeps its record: a
+// restart empties the run).
+func ForgetSnapshot(ctx context.Context, pool *pgxpool.Pool, id string) error {
+	if _, err := pool.Exec(ctx, `UPDATE masflow_import.run r SET snapshot = NULL
+		WHERE snapshot = $1 AND to_jsonb(r) ->> 'mark' IS NOT NULL`, id); err != nil {
+		return fmt.Errorf("unrecording the snapshot: %w", err)
+	}
+	return nil
+}
+
 // ErrNoRun: the MAS database holds no masflow run where one must exist
 // (a step that needs the import's run, run before the import).
 var ErrNoRun = errors.New("the MAS database holds no masflow import run")
