@@ -35,13 +35,21 @@ func (e *Engine) RecordEvidence(ctx context.Context) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
+	return e.allEvidence(ctx, func(src pgx.CopyFromSource, variants []synapse.Variant) (int64, error) {
+		return mas.RecordEvidence(ctx, e.writer.Pool(), mark, src, variants)
+	})
+}
+
+// allEvidence streams every user ID's counts at the engine's snapshot,
+// with the user IDs that differ from their key in case, to write.
+func (e *Engine) allEvidence(ctx context.Context, write func(pgx.CopyFromSource, []synapse.Variant) (int64, error)) (int64, error) {
 	variants, err := e.reader.Variants(ctx)
 	if err != nil {
 		return 0, err
 	}
 	src := newEvidenceSource(ctx, e.reader)
 	defer src.stop()
-	n, err := mas.RecordEvidence(ctx, e.writer.Pool(), mark, src, variants)
+	n, err := write(src, variants)
 	if err := errors.Join(err, src.Err()); err != nil {
 		return 0, err
 	}
@@ -74,14 +82,9 @@ func (e *Engine) CompletePass(ctx context.Context, n int) (int64, error) {
 		return 0, fmt.Errorf("pass %d is not the run's latest catch-up pass at this snapshot: %w", n, ErrBadRequest)
 	}
 	if p.Changes.All {
-		variants, err := e.reader.Variants(ctx)
-		if err != nil {
-			return 0, err
-		}
-		src := newEvidenceSource(ctx, e.reader)
-		defer src.stop()
-		k, err := mas.CompletePass(ctx, e.writer.Pool(), n, src, variants)
-		return k, errors.Join(err, src.Err())
+		return e.allEvidence(ctx, func(src pgx.CopyFromSource, variants []synapse.Variant) (int64, error) {
+			return mas.CompletePass(ctx, e.writer.Pool(), n, src, variants)
+		})
 	}
 	counts, variants, err := e.reader.KeyEvidence(ctx, p.Reads)
 	if err != nil {

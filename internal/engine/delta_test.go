@@ -212,20 +212,15 @@ func newLiveTest(t *testing.T) *liveTest {
 		Providers: cfg.Providers}}
 }
 
-// precopy imports at an exported snapshot; during, after the snapshot
-// was taken, it calls during (nil: nothing).
-func (lt *liveTest) precopy(t *testing.T, during func()) {
+// snapshot exports a snapshot of the live homeserver and records it as
+// a holder does, then calls during (unless nil); release ends it.
+func (lt *liveTest) snapshot(t *testing.T, during func()) (id string, release func()) {
 	t.Helper()
 	ctx := context.Background()
-	eng, err := lt.runs.Prepare(ctx, NewRun{Now: testNow, Precopy: true, Rules: testConfig().Rules})
-	if err != nil {
-		t.Fatal(err)
-	}
 	snap, err := lt.env.reader.ExportSnapshot(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer snap.Release()
 	if err := mas.RecordSnapshot(ctx, lt.env.mas, snap.ID); err != nil {
 		t.Fatal(err)
 	}
@@ -235,7 +230,21 @@ func (lt *liveTest) precopy(t *testing.T, during func()) {
 	if during != nil {
 		during()
 	}
-	at := eng.At(snap.ID)
+	return snap.ID, snap.Release
+}
+
+// precopy imports at an exported snapshot; during, after the snapshot
+// was taken, it calls during (nil: nothing).
+func (lt *liveTest) precopy(t *testing.T, during func()) {
+	t.Helper()
+	ctx := context.Background()
+	eng, err := lt.runs.Prepare(ctx, NewRun{Now: testNow, Precopy: true, Rules: testConfig().Rules})
+	if err != nil {
+		t.Fatal(err)
+	}
+	snapshot, release := lt.snapshot(t, during)
+	defer release()
+	at := eng.At(snapshot)
 	importAll(t, at, 2, 7, 1)
 	if _, err := at.RecordEvidence(ctx); err != nil {
 		t.Fatalf("evidence: %v", err)
@@ -316,25 +325,13 @@ func importPass(t *testing.T, eng *Engine, n, limit int) {
 func (lt *liveTest) catchUp(t *testing.T, during func(), abandon bool) Delta {
 	t.Helper()
 	ctx := context.Background()
-	snap, err := lt.env.reader.ExportSnapshot(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer snap.Release()
-	if err := mas.RecordSnapshot(ctx, lt.env.mas, snap.ID); err != nil {
-		t.Fatal(err)
-	}
-	if err := mas.RecordHorizon(ctx, lt.env.mas, snap.ID, snap.Horizon); err != nil {
-		t.Fatal(err)
-	}
-	if during != nil {
-		during()
-	}
-	d, err := lt.runs.BeginDelta(ctx, testNow, snap.ID, zap.NewNop())
+	snapshot, release := lt.snapshot(t, during)
+	defer release()
+	d, err := lt.runs.BeginDelta(ctx, testNow, snapshot, zap.NewNop())
 	if err != nil {
 		t.Fatalf("begin catch-up: %v", err)
 	}
-	eng, err := lt.runs.Open(ctx, testNow, snap.ID)
+	eng, err := lt.runs.Open(ctx, testNow, snapshot)
 	if err != nil {
 		t.Fatal(err)
 	}
