@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -31,6 +32,9 @@ type Precopy struct {
 	// FindSeconds is BeginDelta's search for the changes (part of it).
 	FindSeconds float64               `json:"find_seconds"`
 	Delta       *contract.DeltaResult `json:"delta"`
+	// PeakRSSKiB is this process's peak RSS during run d: the workflow,
+	// its activities and the writer, in-process.
+	PeakRSSKiB int64 `json:"peak_rss_kib"`
 }
 
 // changeOps are the writer's operations; user i of the changed ones gets
@@ -125,6 +129,8 @@ func (b *bench) precopyRun(ctx context.Context, rep *Report) error {
 		Parallelism: b.o.parallel, ShardsPerEntity: b.o.shards, RestoreParallelism: b.o.restoreParallel}}
 	d := &Precopy{Changed: changed}
 	b.logf("d: pre-copy while a writer changes %d users", changed)
+	runtime.GC()
+	resetPeakRSS()
 	writerDone := make(chan error, 1)
 	go func() { writerDone <- b.playLiveSynapse(ctx, synDSN, masDSN, changed, d) }()
 	t0 := time.Now()
@@ -146,6 +152,7 @@ func (b *bench) precopyRun(ctx context.Context, rep *Report) error {
 		return fmt.Errorf("the delta: %w", err)
 	}
 	d.DowntimeSeconds = time.Since(stopped).Seconds()
+	d.PeakRSSKiB = vmHWM("self")
 	d.Delta = res.Delta
 	if res.Delta != nil {
 		d.FindSeconds = res.Delta.Seconds
@@ -248,6 +255,9 @@ func (r *Report) writePrecopy(w io.Writer) {
 	fmt.Fprintf(w, "\nd: pre-copy %.2fs while a writer changed %d users (%.2fs of writing)", d.PrecopySeconds, d.Changed, d.WriterSeconds)
 	if bRun := r.run("b"); bRun != nil && bRun.Seconds > 0 {
 		fmt.Fprintf(w, "; pre-copy/b %.2f", d.PrecopySeconds/bRun.Seconds)
+	}
+	if d.PeakRSSKiB > 0 {
+		fmt.Fprintf(w, "; peak RSS of the in-process run %d MiB", d.PeakRSSKiB/1024)
 	}
 	fmt.Fprintf(w, "\nd: downtime part (writer stopped → delta reconciled) %.2fs, finding the changes %.2fs", d.DowntimeSeconds, d.FindSeconds)
 	if x := d.Delta; x != nil {
