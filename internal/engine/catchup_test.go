@@ -147,3 +147,20 @@ func TestDeltaReplacesUsersOnlyWhenTheirRowChanged(t *testing.T) {
 		})
 	}
 }
+
+// TestCutoverTakesOverAnAbandonedPass: the cut-over's pass, begun over a
+// catch-up pass that lost its snapshot midway, undoes it and imports its
+// users too.
+func TestCutoverTakesOverAnAbandonedPass(t *testing.T) {
+	lt := newLiveTest(t)
+	lt.precopy(t, nil)
+	lt.write(t, changesSQL["re-login"]...)
+	abandoned := lt.catchUp(t, func() { lt.write(t, changesSQL["logout"]...) }, true)
+	lt.write(t, changesSQL["deleted device"]...)
+	d := lt.delta(t)
+	if d.Pass != abandoned.Pass+1 {
+		t.Fatalf("cut-over pass %d after abandoned pass %d", d.Pass, abandoned.Pass)
+	}
+	lt.assertKeys(t, "cut-over", d.Pass, []string{uid("11"), uid("5"), uid("7")}, nil)
+	lt.assertEqualsClean(t)
+}
