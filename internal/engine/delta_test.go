@@ -283,7 +283,7 @@ func (lt *liveTest) delta(t *testing.T) Delta {
 	if err != nil {
 		t.Fatal(err)
 	}
-	importPass(t, eng, d.Pass, -1)
+	importPass(t, eng, d.Pass, false)
 	rec, err := eng.Reconcile(ctx)
 	if err != nil || !rec.OK() {
 		t.Fatalf("delta reconciliation: %v %v", err, rec.Problems)
@@ -291,22 +291,24 @@ func (lt *liveTest) delta(t *testing.T) Delta {
 	return d
 }
 
-// importPass imports delta pass n's shards, stopping after the first
-// limit calls (-1: none).
-func importPass(t *testing.T, eng *Engine, n, limit int) {
+// importPass imports delta pass n's shards, of every wave, or with
+// unfinished of all but the last (the pass is left midway, its earlier
+// waves written).
+func importPass(t *testing.T, eng *Engine, n int, unfinished bool) {
 	t.Helper()
 	ctx := context.Background()
-	for _, wave := range Waves() {
+	waves := Waves()
+	if unfinished {
+		waves = waves[:len(waves)-1]
+	}
+	for _, wave := range waves {
 		for _, entity := range wave {
 			shards, err := eng.PlanDelta(ctx, entity, n, 2)
 			if err != nil {
 				t.Fatalf("plan delta %s: %v", entity, err)
 			}
 			for _, s := range shards {
-				for done := false; !done; limit-- {
-					if limit == 0 {
-						return
-					}
+				for done := false; !done; {
 					res, err := eng.ImportShard(ctx, Request{Shard: s.ID, BatchSize: 5, MaxRows: 5}, nil)
 					if err != nil {
 						t.Fatalf("pass %d %s: %v", n, s.ID, err)
@@ -320,7 +322,7 @@ func importPass(t *testing.T, eng *Engine, n, limit int) {
 
 // catchUp runs a catch-up pass at a new snapshot of the live homeserver,
 // calling during (unless nil) once the snapshot is taken; with abandon,
-// its snapshot is lost after a few shard calls and the pass left
+// its snapshot is lost before its last wave and the pass left
 // unfinished.
 func (lt *liveTest) catchUp(t *testing.T, during func(), abandon bool) Delta {
 	t.Helper()
@@ -336,10 +338,10 @@ func (lt *liveTest) catchUp(t *testing.T, during func(), abandon bool) Delta {
 		t.Fatal(err)
 	}
 	if abandon {
-		importPass(t, eng, d.Pass, 3)
+		importPass(t, eng, d.Pass, true)
 		return d
 	}
-	importPass(t, eng, d.Pass, -1)
+	importPass(t, eng, d.Pass, false)
 	if _, err := eng.CompletePass(ctx, d.Pass); err != nil {
 		t.Fatalf("complete catch-up: %v", err)
 	}
