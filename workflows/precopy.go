@@ -26,8 +26,7 @@ const SequencePrecopy = 1
 
 // atSnapshot reports whether the import reads an exported snapshot of a
 // running Synapse (a dry run, a pre-copy not yet complete, a catch-up
-// pass) rather
-// than the stopped, write-locked tables.
+// pass) rather than the stopped, write-locked tables.
 func (m *migration) atSnapshot() bool {
 	return m.in.DryRun || (m.st.Import.Precopy && !m.st.Import.Precopied) || m.catchingUp
 }
