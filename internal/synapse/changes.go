@@ -18,11 +18,13 @@ import (
 // MXID of its user (users.name, else the row's user_id), so that rows
 // whose owner differs only in case change together. A pre-copy records,
 // at its snapshot, the snapshot's mark (the oldest transaction it did
-// not see complete) and per key how many rows of each entity it read.
-// Later, a key has changed when one of its rows was written by a
-// transaction at or after the mark (its xmin lies in the window from the
-// mark to the next transaction ID), or when it has fewer rows outside
-// that window than recorded (a deletion). Nothing is written to Synapse:
+// not see complete) and, per user ID as stored, its key and how many
+// rows of each entity it read; a catch-up pass records the same for the
+// users it imported again, and moves the mark. Later, a key has changed
+// when one of its rows was written by a transaction at or after the mark
+// (its xmin lies in the window from the mark to the next transaction
+// ID), or when one of its user IDs has fewer rows outside that window
+// than recorded (a deletion). Nothing is written to Synapse:
 // the detection reads xmin, a system column every row version carries.
 
 // Buckets is how many hash buckets the per-user-ID counts are summed
