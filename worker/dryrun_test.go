@@ -112,6 +112,7 @@ func newRig(t *testing.T, ctx context.Context, o sample.Options) *rig {
 	if r.h, err = sample.Create(ctx, admin, filepath.Join(r.dir, "sample"), o); err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { sample.Drop(admin, r.h) })
 	var stop func()
 	r.c, r.hostPort, stop = devTemporal(t, ctx, r.dir)
 	t.Cleanup(stop)

@@ -40,6 +40,7 @@ func TestAdviseKeepsTheParsersSecretsOutOfTheHistory(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { sample.Drop(admin, h) })
 	parser := filepath.Join(dir, "python")
 	// Prints every config file it is given (the planted line last), then refuses.
 	writeFile(t, parser, 0o755, `#!/bin/sh

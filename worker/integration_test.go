@@ -95,6 +95,7 @@ func migrate(t *testing.T, ctx context.Context, admin, bin, salt string, kills, 
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { sample.Drop(admin, h) })
 	c, hostPort, stopTemporal := devTemporal(t, ctx, dir)
 	defer stopTemporal()
 	w := startWorker(t, bin, h.Settings, hostPort, dir)

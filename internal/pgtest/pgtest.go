@@ -115,7 +115,7 @@ func CreateDatabase(ctx context.Context, admin string, fx ...Fixture) (string, f
 	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
 		return "", nil, fmt.Errorf("creating test database: %w", err)
 	}
-	drop := func() { dropDatabase(admin, name) }
+	drop := func() { DropDatabase(admin, name) }
 	dsn, err := DatabaseURL(admin, name)
 	if err != nil {
 		drop()
@@ -167,7 +167,9 @@ func applyFixtures(ctx context.Context, dsn string, fx []Fixture) error {
 	return nil
 }
 
-func dropDatabase(admin, name string) {
+// DropDatabase drops a database of the test server, whoever is connected
+// to it; errors are ignored (a cleanup).
+func DropDatabase(admin, name string) {
 	ctx := context.Background()
 	conn, err := pgx.Connect(ctx, admin)
 	if err != nil {

@@ -79,6 +79,13 @@ func Create(ctx context.Context, admin, dir string, o Options) (Homeserver, erro
 	return h, os.WriteFile(filepath.Join(dir, "databases"), []byte(h.SynapseDSN+" "+h.MASDSN+"\n"), 0o600)
 }
 
+// Drop drops the sample's two databases (tests drop theirs; the demo
+// keeps its own for the next `make demo`).
+func Drop(admin string, h Homeserver) {
+	pgtest.DropDatabase(admin, pgtest.DatabaseName(h.SynapseDSN))
+	pgtest.DropDatabase(admin, pgtest.DatabaseName(h.MASDSN))
+}
+
 // Populate generates the sample's users into an empty Synapse database and
 // creates, in an empty MAS database, the upstream provider their SSO links
 // map to (what `mas-cli config sync` would do).
