@@ -210,7 +210,8 @@ func closedPort() int {
 }
 
 // ForTest creates a sample homeserver in dir/sample on the test
-// PostgreSQL (pgtest.AdminURL), failing the test when it cannot.
+// PostgreSQL (pgtest.AdminURL), failing the test when it cannot; its
+// databases are dropped when the test ends.
 func ForTest(t testing.TB, dir string, o Options) Homeserver {
 	t.Helper()
 	admin, err := pgtest.AdminURL()
@@ -221,6 +222,7 @@ func ForTest(t testing.TB, dir string, o Options) Homeserver {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { Drop(admin, h) })
 	return h
 }
 
