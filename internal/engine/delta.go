@@ -74,12 +74,12 @@ func (e *Engine) snapshotMark(ctx context.Context) (synapse.Mark, error) {
 // rows its shards read (every key's when it imported everything), and
 // makes the pass's mark the run's. It returns how many keys it recorded.
 func (e *Engine) CompletePass(ctx context.Context, n int) (int64, error) {
-	p, err := mas.LatestPass(ctx, e.writer.Pool())
+	p, err := e.latestPass(ctx, n)
 	if err != nil {
 		return 0, err
 	}
-	if p == nil || p.Number != n || !p.CatchUp || e.snapshot != p.Snapshot {
-		return 0, fmt.Errorf("pass %d is not the run's latest catch-up pass at this snapshot: %w", n, ErrBadRequest)
+	if !p.CatchUp || e.snapshot != p.Snapshot {
+		return 0, fmt.Errorf("pass %d is not a catch-up pass at this snapshot: %w", n, ErrBadRequest)
 	}
 	if p.Changes.All {
 		return e.allEvidence(ctx, func(src pgx.CopyFromSource, variants []synapse.Variant) (int64, error) {
@@ -158,12 +158,9 @@ const minPassShardUsers = 2000
 // imports everything again, the usual split into shards (the tables are
 // read in full).
 func (e *Engine) PlanDelta(ctx context.Context, entity synapse.Entity, pass, n int) ([]mas.Shard, error) {
-	p, err := mas.LatestPass(ctx, e.writer.Pool())
+	p, err := e.latestPass(ctx, pass)
 	if err != nil {
 		return nil, err
-	}
-	if p == nil || p.Number != pass {
-		return nil, fmt.Errorf("delta pass %d is not the run's latest: %w", pass, ErrBadRequest)
 	}
 	if !p.Changes.All {
 		k := max(1, min(n, len(p.ReadsOf(string(entity)))/minPassShardUsers))
@@ -188,6 +185,18 @@ func (e *Engine) PlanDelta(ctx context.Context, entity synapse.Entity, pass, n i
 	return mas.EnsureShards(ctx, e.writer.Pool(), string(entity), pass, shards)
 }
 
+// latestPass is delta pass n, which must be the run's latest.
+func (e *Engine) latestPass(ctx context.Context, n int) (*mas.Pass, error) {
+	p, err := mas.LatestPass(ctx, e.writer.Pool())
+	if err != nil {
+		return nil, err
+	}
+	if p == nil || p.Number != n {
+		return nil, fmt.Errorf("delta pass %d is not the run's latest: %w", n, ErrBadRequest)
+	}
+	return p, nil
+}
+
 // passShare is the share of a pass's user IDs a delta shard reads: the
 // i-th of k contiguous parts its ID names (pass…/entity/i-of-k), all of
 // them for an ID without.
@@ -204,12 +213,9 @@ func (e *Engine) passPages(ctx context.Context, cp mas.Checkpoint, page pageFunc
 	if cp.Pass == 0 {
 		return page, nil
 	}
-	p, err := mas.LatestPass(ctx, e.writer.Pool())
+	p, err := e.latestPass(ctx, cp.Pass)
 	if err != nil {
-		return nil, err
-	}
-	if p == nil || p.Number != cp.Pass {
-		return nil, fmt.Errorf("shard %s belongs to delta pass %d, not the run's latest: %w", cp.ID, cp.Pass, ErrBadRequest)
+		return nil, fmt.Errorf("shard %s: %w", cp.ID, err)
 	}
 	if p.Changes.All {
 		return page, nil
@@ -252,12 +258,15 @@ func (r *Runs) BeginDelta(ctx context.Context, now time.Time, snapshot string, l
 	}
 	pool := e.writer.Pool()
 	p, err := mas.LatestPass(ctx, pool)
-	switch {
-	case err != nil:
+	if err != nil {
 		return Delta{}, err
-	case p != nil && !p.CatchUp && snapshot != "":
-		return Delta{}, mas.ErrPassOrder
-	case p != nil && (!p.CatchUp || (snapshot != "" && p.Snapshot == snapshot && !p.Done)):
+	}
+	// A retry finds its pass begun (BeginPass would return it too, but
+	// only after the scan).
+	if resumed, err := p.Resumed(snapshot); err != nil || resumed {
+		if err != nil {
+			return Delta{}, err
+		}
 		return Delta{Pass: p.Number, Changes: p.Changes, Removed: p.Removed}, nil
 	}
 	mark, err := mas.Mark(ctx, pool)
@@ -269,9 +278,11 @@ func (r *Runs) BeginDelta(ctx context.Context, now time.Time, snapshot string, l
 	}
 	spec := mas.PassSpec{CatchUp: snapshot != "", Snapshot: snapshot}
 	if spec.CatchUp {
-		if spec.Mark, err = markOf(e.snapshotMark(ctx)); err != nil {
+		m, err := e.snapshotMark(ctx)
+		if err != nil {
 			return Delta{}, err
 		}
+		spec.Mark = &m
 	} else if r.VerifyStopped != nil {
 		if err := r.VerifyStopped(ctx); err != nil {
 			return Delta{}, fmt.Errorf("%w (the delta needs Synapse stopped): %w", ErrHomeserverRunning, err)
@@ -307,8 +318,6 @@ func (r *Runs) BeginDelta(ctx context.Context, now time.Time, snapshot string, l
 	return Delta{Pass: begun.Number, Changes: begun.Changes, Removed: begun.Removed, Took: time.Since(started), Scan: found.Scan,
 		Recount: found.Recount, Remove: time.Since(removing)}, nil
 }
-
-func markOf(m synapse.Mark, err error) (*synapse.Mark, error) { return &m, err }
 
 // changes finds the changed keys (and the user IDs of rows written since
 // that differ from their key in case), or decides to import everything

@@ -228,6 +228,22 @@ func (p Pass) ReadsOf(entity string) []string {
 	return p.Reads
 }
 
+// Resumed reports whether beginning a pass (a catch-up pass at snapshot,
+// or with "" the cut-over's) finds it already begun as p (nil: no pass
+// yet): the cut-over's pass, or an unfinished catch-up pass at the same
+// snapshot. No catch-up pass follows the cut-over's (ErrPassOrder).
+func (p *Pass) Resumed(snapshot string) (bool, error) {
+	switch {
+	case p == nil:
+		return false, nil
+	case !p.CatchUp && snapshot != "":
+		return false, ErrPassOrder
+	case !p.CatchUp:
+		return true, nil
+	}
+	return snapshot != "" && !p.Done && p.Snapshot == snapshot, nil
+}
+
 // ErrNoPrecopy: a delta was asked of a run that holds no pre-copy.
 var ErrNoPrecopy = errors.New("the MAS database holds no pre-copy")
 
@@ -303,12 +319,14 @@ func BeginPass(ctx context.Context, pool *pgxpool.Pool, spec PassSpec) (Pass, er
 			return err
 		}
 		last, err := LatestPass(ctx, tx)
+		if err != nil {
+			return err
+		}
+		resumed, err := last.Resumed(spec.Snapshot)
 		switch {
 		case err != nil:
 			return err
-		case last != nil && !last.CatchUp && spec.CatchUp:
-			return ErrPassOrder
-		case last != nil && (!last.CatchUp || (spec.CatchUp && !last.Done && last.Snapshot == spec.Snapshot)):
+		case resumed:
 			out = *last
 			return nil
 		case last != nil && !last.Done:
@@ -364,9 +382,8 @@ func beginPass(ctx context.Context, tx pgx.Tx, n int, spec PassSpec) (Pass, erro
 			return Pass{}, err
 		}
 	}
-	return Pass{Number: n, Keys: keys, Reads: reads, UserKeys: userKeys, UserReads: userReads, Removed: removed, Changes: ch,
-		CatchUp:  spec.CatchUp,
-		Snapshot: spec.Snapshot, Mark: spec.Mark}, nil
+	return Pass{Number: n, Keys: keys, Reads: reads, UserKeys: userKeys, UserReads: userReads, Removed: removed,
+		Changes: ch, CatchUp: spec.CatchUp, Snapshot: spec.Snapshot, Mark: spec.Mark}, nil
 }
 
 // undoPass takes an unfinished catch-up pass's work out of MAS: the rows
@@ -537,9 +554,9 @@ func indexForeignKeys(ctx context.Context, tx pgx.Tx) (func() error, error) {
 // entity, their users rows only for userKeys, and drops it: those keys'
 // evidence is the delta's now.
 func removedReads(ctx context.Context, tx pgx.Tx, keys, userKeys []string, all bool, out map[string]int64) error {
-	cond, args := "", []any{}
+	cond, args, users := "", []any{}, []any{}
 	if !all {
-		cond, args = ` WHERE k = ANY($1::text[])`, append(args, keys, userKeys)
+		cond, args, users = ` WHERE k = ANY($1::text[])`, []any{keys}, []any{userKeys}
 	}
 	sums := make([]string, len(synapse.Entities))
 	for i, e := range synapse.Entities {
@@ -554,7 +571,8 @@ func removedReads(ctx context.Context, tx pgx.Tx, keys, userKeys []string, all b
 	for i := range c {
 		dest[i] = &c[i]
 	}
-	err := tx.QueryRow(ctx, `SELECT `+strings.Join(sums, ", ")+` FROM masflow_import.evidence`+cond, args...).Scan(dest...)
+	err := tx.QueryRow(ctx, `SELECT `+strings.Join(sums, ", ")+` FROM masflow_import.evidence`+cond,
+		append(args, users...)...).Scan(dest...)
 	if err != nil {
 		return fmt.Errorf("reading the changed users' evidence: %w", err)
 	}
@@ -563,7 +581,7 @@ func removedReads(ctx context.Context, tx pgx.Tx, keys, userKeys []string, all b
 			out[string(e)] = c[i]
 		}
 	}
-	_, err = tx.Exec(ctx, `DELETE FROM masflow_import.evidence`+cond, args[:min(len(args), 1)]...)
+	_, err = tx.Exec(ctx, `DELETE FROM masflow_import.evidence`+cond, args...)
 	return err
 }
 

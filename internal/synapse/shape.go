@@ -19,20 +19,23 @@ type entitySpec struct {
 func specOf(e Entity) (entitySpec, error) {
 	switch e {
 	case Users:
-		return entitySpec{usersSpec.table, usersSpec.keyCols, usersSpec.userCol}, nil
+		return entityOf(usersSpec), nil
 	case Threepids:
-		return entitySpec{threepidsSpec.table, threepidsSpec.keyCols, threepidsSpec.userCol}, nil
+		return entityOf(threepidsSpec), nil
 	case ExternalIDs:
-		return entitySpec{externalIDsSpec.table, externalIDsSpec.keyCols, externalIDsSpec.userCol}, nil
+		return entityOf(externalIDsSpec), nil
 	case Devices:
-		return entitySpec{devicesSpec.table, devicesSpec.keyCols, devicesSpec.userCol}, nil
+		return entityOf(devicesSpec), nil
 	case AccessTokens:
-		return entitySpec{accessTokensSpec.table, accessTokensSpec.keyCols, accessTokensSpec.userCol}, nil
+		return entityOf(accessTokensSpec), nil
 	case RefreshPairs:
-		return entitySpec{refreshPairsSpec.table, refreshPairsSpec.keyCols, refreshPairsSpec.userCol}, nil
+		return entityOf(refreshPairsSpec), nil
 	}
 	return entitySpec{}, fmt.Errorf("unknown entity %q (one of %v)", e, Entities)
 }
+
+// entityOf is what an entity's reader spec tells of its table.
+func entityOf[T any](s spec[T]) entitySpec { return entitySpec{s.table, s.keyCols, s.userCol} }
 
 // SourceTable names the Synapse table an entity reads.
 func SourceTable(e Entity) (string, error) {
