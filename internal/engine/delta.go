@@ -9,7 +9,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/masflow/masflow/internal/mapping"
 	"github.com/masflow/masflow/internal/mas"
 	"github.com/masflow/masflow/internal/synapse"
 	"go.uber.org/zap"
@@ -47,7 +46,7 @@ func (e *Engine) allEvidence(ctx context.Context, write func(pgx.CopyFromSource,
 	if err != nil {
 		return 0, err
 	}
-	src := newEvidenceSource(ctx, e.reader)
+	src := newEvidenceSource(ctx, e.reader.Evidence)
 	defer src.stop()
 	n, err := write(src, variants)
 	if err := errors.Join(err, src.Err()); err != nil {
@@ -67,6 +66,67 @@ func (e *Engine) snapshotMark(ctx context.Context) (synapse.Mark, error) {
 	horizon, err := mas.Horizon(ctx, e.writer.Pool(), e.snapshot)
 	mark.Xmin = max(mark.Xmin, horizon)
 	return mark, err
+}
+
+// keyChunk is how many user IDs CompactEvidence sends to Synapse at once
+// for their keys and buckets.
+const keyChunk = 10000
+
+// CompactEvidence makes the pre-copy's evidence log its change evidence
+// (mas.CompactEvidence), with the mark of the oldest snapshot its
+// batches were read at. The keys and buckets come from Synapse's server
+// (the live tables: no snapshot is needed). It returns how many user IDs
+// the evidence holds.
+func (e *Engine) CompactEvidence(ctx context.Context) (int64, error) {
+	pool := e.writer.Pool()
+	mark, err := mas.PrecopyMark(ctx, pool)
+	if err != nil {
+		return 0, err
+	}
+	src := newEvidenceSource(ctx, func(ctx context.Context, emit func(synapse.KeyCounts) error) error {
+		return e.loggedEvidence(ctx, emit)
+	})
+	defer src.stop()
+	n, err := mas.CompactEvidence(ctx, pool, mark, src)
+	if err := errors.Join(err, src.Err()); err != nil {
+		return 0, err
+	}
+	return n, nil
+}
+
+// loggedEvidence emits the summed evidence log with each user ID's key
+// and bucket, asked of Synapse keyChunk user IDs at a time.
+func (e *Engine) loggedEvidence(ctx context.Context, emit func(synapse.KeyCounts) error) error {
+	chunk := make([]synapse.KeyCounts, 0, keyChunk)
+	flush := func() error {
+		raws := make([]string, len(chunk))
+		for i, kc := range chunk {
+			raws[i] = kc.Raw
+		}
+		keys, buckets, err := e.reader.KeyBuckets(ctx, raws)
+		if err != nil {
+			return err
+		}
+		for i, kc := range chunk {
+			kc.Key, kc.Bucket = keys[i], buckets[i]
+			if err := emit(kc); err != nil {
+				return err
+			}
+		}
+		chunk = chunk[:0]
+		return nil
+	}
+	err := mas.LoggedEvidence(ctx, e.writer.Pool(), func(raw string, counts [6]int64) error {
+		chunk = append(chunk, synapse.KeyCounts{Raw: raw, Counts: counts})
+		if len(chunk) == keyChunk {
+			return flush()
+		}
+		return nil
+	})
+	if err != nil || len(chunk) == 0 {
+		return err
+	}
+	return flush()
 }
 
 // CompletePass completes catch-up pass n at the snapshot the engine
@@ -104,13 +164,15 @@ type evidenceSource struct {
 	cancel context.CancelFunc
 }
 
-func newEvidenceSource(ctx context.Context, r *synapse.Reader) *evidenceSource {
+// newEvidenceSource streams what produce yields (synapse.Reader.Evidence,
+// or the summed evidence log).
+func newEvidenceSource(ctx context.Context, produce func(context.Context, func(synapse.KeyCounts) error) error) *evidenceSource {
 	ctx, cancel := context.WithCancel(ctx)
 	s := &evidenceSource{rows: make(chan synapse.KeyCounts, 1024), done: make(chan struct{}), cancel: cancel}
 	go func() {
 		defer close(s.done)
 		defer close(s.rows)
-		s.err = r.Evidence(ctx, func(kc synapse.KeyCounts) error {
+		s.err = produce(ctx, func(kc synapse.KeyCounts) error {
 			select {
 			case s.rows <- kc:
 				return nil
@@ -224,7 +286,7 @@ func (e *Engine) passPages(ctx context.Context, cp mas.Checkpoint, page pageFunc
 	if users == nil {
 		users = []string{}
 	}
-	return func(ctx context.Context, rng synapse.Range, limit int) (*mapping.Batch, synapse.Key, error) {
+	return func(ctx context.Context, rng synapse.Range, limit int) (readPage, error) {
 		rng.Users = users
 		return page(ctx, rng, limit)
 	}, nil

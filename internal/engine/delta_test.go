@@ -221,10 +221,7 @@ func (lt *liveTest) snapshot(t *testing.T, during func()) (id string, release fu
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := mas.RecordSnapshot(ctx, lt.env.mas, snap.ID); err != nil {
-		t.Fatal(err)
-	}
-	if err := mas.RecordHorizon(ctx, lt.env.mas, snap.ID, snap.Horizon); err != nil {
+	if err := lt.runs.recordHeld(ctx, true, snap.ID, snap.Horizon); err != nil {
 		t.Fatal(err)
 	}
 	if during != nil {
@@ -246,7 +243,7 @@ func (lt *liveTest) precopy(t *testing.T, during func()) {
 	defer release()
 	at := eng.At(snapshot)
 	importAll(t, at, 2, 7, 1)
-	if _, err := at.RecordEvidence(ctx); err != nil {
+	if _, err := at.CompactEvidence(ctx); err != nil {
 		t.Fatalf("evidence: %v", err)
 	}
 	if rec, err := at.Reconcile(ctx); err != nil || !rec.OK() {

@@ -3,29 +3,44 @@ package engine
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	"github.com/masflow/masflow/internal/mapping"
+	"github.com/masflow/masflow/internal/mas"
 	"github.com/masflow/masflow/internal/synapse"
 )
 
+// readPage is one page of an entity, read and mapped: its batch, its
+// rows per stored user ID (for a pre-copy's evidence log), and the key of
+// its last row.
+type readPage struct {
+	batch  *mapping.Batch
+	owners mas.Owners
+	last   synapse.Key
+}
+
 // pageFunc reads one page of an entity and maps it.
-type pageFunc func(ctx context.Context, rng synapse.Range, limit int) (*mapping.Batch, synapse.Key, error)
+type pageFunc func(ctx context.Context, rng synapse.Range, limit int) (readPage, error)
+
+// ownedRow is a source row that names the user ID it stores.
+type ownedRow interface{ OwnerID() string }
 
 // page joins a typed reader and a typed mapping rule.
-func page[T any](read func(context.Context, synapse.Range, int) ([]T, synapse.Key, error),
+func page[T ownedRow](entity synapse.Entity, read func(context.Context, synapse.Range, int) ([]T, synapse.Key, error),
 	mapRow func(*mapping.Batch, T) error) pageFunc {
-	return func(ctx context.Context, rng synapse.Range, limit int) (*mapping.Batch, synapse.Key, error) {
+	return func(ctx context.Context, rng synapse.Range, limit int) (readPage, error) {
 		rows, last, err := read(ctx, rng, limit)
 		if err != nil {
-			return nil, nil, err
+			return readPage{}, err
 		}
-		b := &mapping.Batch{}
+		p := readPage{batch: &mapping.Batch{}, owners: mas.Owners{Entity: slices.Index(synapse.Entities, entity)}, last: last}
 		for _, r := range rows {
-			if err := mapRow(b, r); err != nil {
-				return nil, nil, err
+			if err := mapRow(p.batch, r); err != nil {
+				return readPage{}, err
 			}
+			p.owners.Add(r.OwnerID())
 		}
-		return b, last, nil
+		return p, nil
 	}
 }
 
@@ -33,17 +48,17 @@ func (e *Engine) pageFunc(entity synapse.Entity) (pageFunc, error) {
 	r, m := e.reader, e.mapper
 	switch entity {
 	case synapse.Users:
-		return page(r.Users, m.User), nil
+		return page(entity, r.Users, m.User), nil
 	case synapse.Threepids:
-		return page(r.Threepids, m.Threepid), nil
+		return page(entity, r.Threepids, m.Threepid), nil
 	case synapse.ExternalIDs:
-		return page(r.ExternalIDs, m.ExternalID), nil
+		return page(entity, r.ExternalIDs, m.ExternalID), nil
 	case synapse.Devices:
-		return page(r.Devices, m.Device), nil
+		return page(entity, r.Devices, m.Device), nil
 	case synapse.AccessTokens:
-		return page(r.AccessTokens, m.AccessToken), nil
+		return page(entity, r.AccessTokens, m.AccessToken), nil
 	case synapse.RefreshPairs:
-		return page(r.RefreshPairs, m.RefreshPair), nil
+		return page(entity, r.RefreshPairs, m.RefreshPair), nil
 	}
 	return nil, fmt.Errorf("unknown entity %q: %w", entity, ErrBadRequest)
 }

@@ -4,16 +4,14 @@ import (
 	"context"
 	"slices"
 
-	"github.com/masflow/masflow/internal/mapping"
 	"github.com/masflow/masflow/internal/synapse"
 )
 
 // mappedPage is one page read and mapped, with the cursor it was read
-// after and the key of its last row.
+// after.
 type mappedPage struct {
+	readPage
 	after synapse.Key
-	last  synapse.Key
-	batch *mapping.Batch
 	err   error
 }
 
@@ -56,8 +54,8 @@ func (r *readAhead) next(after synapse.Key) (mappedPage, error) {
 }
 
 func (r *readAhead) read(after synapse.Key) mappedPage {
-	b, last, err := r.page(r.ctx, synapse.Range{After: after, Upto: r.upto}, r.size)
-	return mappedPage{after: after, last: last, batch: b, err: err}
+	p, err := r.page(r.ctx, synapse.Range{After: after, Upto: r.upto}, r.size)
+	return mappedPage{readPage: p, after: after, err: err}
 }
 
 // stop cancels the page in flight and waits for it.

@@ -127,13 +127,10 @@ func (r *Runs) HoldSnapshot(ctx context.Context, now time.Time) error {
 		return err
 	}
 	defer snap.Release()
-	if err := mas.RecordSnapshot(ctx, r.MAS, snap.ID); err != nil {
+	if err := r.recordHeld(ctx, e.Run().Precopy, snap.ID, snap.Horizon); err != nil {
 		return err
 	}
 	if e.Run().Precopy {
-		if err := mas.RecordHorizon(ctx, r.MAS, snap.ID, snap.Horizon); err != nil {
-			return err
-		}
 		// Once the pre-copy is complete, a released snapshot is no
 		// longer the run's: the next catch-up pass must not find it.
 		defer func() {
@@ -143,6 +140,23 @@ func (r *Runs) HoldSnapshot(ctx context.Context, now time.Time) error {
 		}()
 	}
 	return snap.Hold(ctx)
+}
+
+// recordHeld records a held snapshot with the run; a pre-copy's with its
+// horizon and mark first: no batch is read at a snapshot whose mark is
+// not recorded (the pre-copy's evidence takes the oldest).
+func (r *Runs) recordHeld(ctx context.Context, precopy bool, id string, horizon int64) error {
+	if precopy {
+		mark, err := r.Reader.At(id).Mark(ctx)
+		if err != nil {
+			return err
+		}
+		mark.Xmin = max(mark.Xmin, horizon)
+		if err := mas.RecordHorizon(ctx, r.MAS, id, horizon, &mark); err != nil {
+			return err
+		}
+	}
+	return mas.RecordSnapshot(ctx, r.MAS, id)
 }
 
 // releaseTimeout bounds the bookkeeping a holder does as it ends.
@@ -272,10 +286,9 @@ func (r *Runs) DiscardPrecopy(ctx context.Context, restoreParallelism int) error
 }
 
 // Precopied reports whether the MAS database holds a complete pre-copy
-// (its change evidence recorded).
+// (its change evidence recorded, no orphans to sweep, its schema rebuilt).
 func (r *Runs) Precopied(ctx context.Context) (bool, error) {
-	mark, err := mas.Mark(ctx, r.MAS)
-	return mark != nil, err
+	return mas.PrecopyComplete(ctx, r.MAS)
 }
 
 // ErrNotDiscardable: the MAS tables hold rows no dry run recorded.

@@ -223,11 +223,12 @@ func OwnRun(ctx context.Context, q querier) (RunInfo, error) {
 // RecordSnapshot records the Synapse snapshot a dry run reads from now
 // on; batches read at another one are refused (Commit.Snapshot).
 func RecordSnapshot(ctx context.Context, pool *pgxpool.Pool, id string) error {
-	// Only the run's first holder records one (a restart is a new run);
-	// after a complete pre-copy (its mark recorded), each catch-up pass's
-	// holder records its own.
+	// A dry run's first holder only records one (a restart is a new
+	// run); a pre-copy's every holder records its own: its batches log
+	// what they read at each (the evidence log), and after it completes
+	// each catch-up pass reads at its own.
 	tag, err := pool.Exec(ctx, `UPDATE masflow_import.run r SET snapshot = $1
-		WHERE snapshot IS NULL OR to_jsonb(r) ->> 'mark' IS NOT NULL`, id)
+		WHERE snapshot IS NULL OR COALESCE((to_jsonb(r) ->> 'precopy')::boolean, false)`, id)
 	if err == nil && tag.RowsAffected() != 1 {
 		err = ErrNoRun
 	}

@@ -20,6 +20,7 @@ import (
 const createPrecopySQL = `
 ALTER TABLE masflow_import.run ADD COLUMN IF NOT EXISTS precopy boolean NOT NULL DEFAULT false;
 ALTER TABLE masflow_import.run ADD COLUMN IF NOT EXISTS mark jsonb;
+ALTER TABLE masflow_import.run ADD COLUMN IF NOT EXISTS sweep boolean NOT NULL DEFAULT false;
 ALTER TABLE masflow_import.checkpoints ADD COLUMN IF NOT EXISTS pass int NOT NULL DEFAULT 0;
 CREATE TABLE IF NOT EXISTS masflow_import.evidence (
   raw    text COLLATE "C" PRIMARY KEY,
@@ -37,6 +38,12 @@ CREATE INDEX IF NOT EXISTS variants_k ON masflow_import.variants (k);
 CREATE TABLE IF NOT EXISTS masflow_import.horizons (
   snapshot text PRIMARY KEY,
   horizon  bigint NOT NULL
+);
+ALTER TABLE masflow_import.horizons ADD COLUMN IF NOT EXISTS mark jsonb;
+CREATE TABLE IF NOT EXISTS masflow_import.evidence_log (
+  entity int NOT NULL,
+  raws   text[] COLLATE "C" NOT NULL,
+  counts int[] NOT NULL
 );
 CREATE TABLE IF NOT EXISTS masflow_import.passes (
   pass       int PRIMARY KEY,
@@ -96,10 +103,11 @@ func writeEvidence(ctx context.Context, tx pgx.Tx, mark synapse.Mark, src pgx.Co
 }
 
 // RecordHorizon records a pre-copy snapshot's horizon (synapse.Horizon),
-// taken before the snapshot; the first recording stays.
-func RecordHorizon(ctx context.Context, pool *pgxpool.Pool, snapshot string, horizon int64) error {
-	if _, err := pool.Exec(ctx, `INSERT INTO masflow_import.horizons (snapshot, horizon) VALUES ($1, $2)
-		ON CONFLICT (snapshot) DO NOTHING`, snapshot, horizon); err != nil {
+// taken before the snapshot, and its mark (nil: not known yet); the first
+// recording stays.
+func RecordHorizon(ctx context.Context, pool *pgxpool.Pool, snapshot string, horizon int64, mark *synapse.Mark) error {
+	if _, err := pool.Exec(ctx, `INSERT INTO masflow_import.horizons (snapshot, horizon, mark) VALUES ($1, $2, $3)
+		ON CONFLICT (snapshot) DO NOTHING`, snapshot, horizon, mark); err != nil {
 		return fmt.Errorf("recording the pre-copy snapshot's horizon: %w", err)
 	}
 	return nil
@@ -341,8 +349,10 @@ func BeginPass(ctx context.Context, pool *pgxpool.Pool, spec PassSpec) (Pass, er
 		if last != nil {
 			n = last.Number + 1
 		}
-		out, err = beginPass(ctx, tx, n, spec)
-		return err
+		if out, err = beginPass(ctx, tx, n, spec); err != nil {
+			return err
+		}
+		return sweepOrphans(ctx, tx, n, &out.Removed)
 	})
 	if err != nil {
 		return Pass{}, fmt.Errorf("beginning a delta pass: %w", Sanitize(err))
@@ -501,6 +511,56 @@ func removeKeys(ctx context.Context, tx pgx.Tx, keys, userKeys []string, all boo
 		}
 	}
 	return rm, dropIndexes()
+}
+
+// orphanSQL deletes a target table's rows whose parent row is missing,
+// per table, parents first.
+var orphanSQL = []struct{ table, where string }{
+	{"user_passwords", "user_id"},
+	{"user_emails", "user_id"},
+	{"user_unsupported_third_party_ids", "user_id"},
+	{"upstream_oauth_links", "user_id"},
+	{"compat_sessions", "user_id"},
+	{"compat_access_tokens", "compat_session_id"},
+	{"compat_refresh_tokens", "compat_session_id"},
+	{"compat_refresh_tokens", "compat_access_token_id"},
+}
+
+// parentOf is the table a column of orphanSQL points at.
+var parentOf = map[string]string{"user_id": "users", "compat_session_id": "compat_sessions",
+	"compat_access_token_id": "compat_access_tokens"}
+
+// sweepOrphans, in the first pass after a pre-copy read at more than one
+// snapshot (the run's sweep flag), deletes the rows whose parent is
+// missing: a device read at a later snapshot than its user (registered
+// in between), a token than its device. Their users changed between the
+// snapshots, so the pass imports them again; the rows deleted count as
+// removed (n is the pass, which records them).
+func sweepOrphans(ctx context.Context, tx pgx.Tx, n int, rm *Removed) error {
+	var sweep bool
+	if err := tx.QueryRow(ctx, `SELECT COALESCE((SELECT (to_jsonb(r) ->> 'sweep')::boolean FROM masflow_import.run r), false)`).
+		Scan(&sweep); err != nil || !sweep {
+		return err
+	}
+	for _, o := range orphanSQL {
+		col := pgx.Identifier{o.where}.Sanitize()
+		tag, err := tx.Exec(ctx, "DELETE FROM "+pgx.Identifier{o.table}.Sanitize()+" t WHERE t."+col+" IS NOT NULL AND NOT EXISTS (SELECT 1 FROM "+
+			pgx.Identifier{parentOf[o.where]}.Sanitize()+" p WHERE p."+col+" = t."+col+")")
+		if err != nil {
+			return fmt.Errorf("removing %s rows without their parent: %w", o.table, err)
+		}
+		if tag.RowsAffected() > 0 {
+			if rm.Written == nil {
+				rm.Written = map[string]int64{}
+			}
+			rm.Written[o.table] += tag.RowsAffected()
+		}
+	}
+	if _, err := tx.Exec(ctx, `UPDATE masflow_import.passes SET removed = $2 WHERE pass = $1`, n, *rm); err != nil {
+		return err
+	}
+	_, err := tx.Exec(ctx, `UPDATE masflow_import.run SET sweep = false`)
+	return err
 }
 
 // unindexedKeysSQL lists the foreign keys between the target tables whose

@@ -53,6 +53,9 @@ type Commit struct {
 	// at: the commit is refused unless it is still the run's (a batch of
 	// a dead holder's snapshot never lands beside its successor's).
 	Snapshot string
+	// Owners, for a pre-copy's batch, are its rows per stored user ID,
+	// for the evidence log (nil: none logged).
+	Owners *Owners
 }
 
 // ErrStale reports that the shard's checkpoint is no longer at From: the
@@ -94,6 +97,9 @@ func (w *Writer) Commit(ctx context.Context, c Commit) (Checkpoint, error) {
 			return err
 		}
 		if err := w.copyFindings(ctx, tx, c.Shard, c.Findings); err != nil {
+			return err
+		}
+		if err := logOwners(ctx, tx, c.Owners); err != nil {
 			return err
 		}
 		cp.Progress.Add(c.Progress)

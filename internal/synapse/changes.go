@@ -515,3 +515,32 @@ func (r *Reader) KeyEvidence(ctx context.Context, raw []string) ([]KeyCounts, []
 	}
 	return out, variants, nil
 }
+
+// KeyBuckets returns, for each of raw (user IDs as Synapse stores them),
+// its key and bucket as Synapse's server computes them (lower() depends
+// on the database's collation, hashtext() on the server): the pre-copy's
+// shards log what they read by stored user ID, and its evidence needs
+// both.
+func (r *Reader) KeyBuckets(ctx context.Context, raw []string) ([]string, []int32, error) {
+	keys, buckets := make([]string, 0, len(raw)), make([]int32, 0, len(raw))
+	err := r.inTx(ctx, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, `SELECT lower(u), `+bucketExpr("u")+` FROM unnest($1::text[]) WITH ORDINALITY AS t(u, i) ORDER BY i`, raw)
+		if err != nil {
+			return err
+		}
+		var k string
+		var b int32
+		_, err = pgx.ForEachRow(rows, []any{&k, &b}, func() error {
+			keys, buckets = append(keys, k), append(buckets, b)
+			return nil
+		})
+		return err
+	})
+	if err == nil && len(keys) != len(raw) {
+		err = fmt.Errorf("%d keys for %d user IDs", len(keys), len(raw))
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("computing the keys of %d user IDs: %w", len(raw), err)
+	}
+	return keys, buckets, nil
+}

@@ -20,6 +20,10 @@ type Owner struct {
 	CreationTS *int64
 }
 
+// OwnerID is the user ID the row stores, exactly (the pre-copy's change
+// evidence counts rows per stored user ID).
+func (o Owner) OwnerID() string { return o.RawUserID }
+
 // User is one row of Synapse's users table, as the import needs it.
 type User struct {
 	Name         string
@@ -31,6 +35,9 @@ type User struct {
 	CreationTS   *int64 // seconds
 	AppserviceID *string
 }
+
+// OwnerID is the user ID the row stores: its name.
+func (u User) OwnerID() string { return u.Name }
 
 // Threepid is one row of user_threepids.
 type Threepid struct {

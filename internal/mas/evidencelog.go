@@ -1,0 +1,162 @@
+package mas
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/masflow/masflow/internal/synapse"
+)
+
+// The pre-copy's evidence log (docs/architecture.md, "A pre-copy that
+// outlives its snapshot"): each batch of a pre-copy's shard records, in
+// its own transaction, how many rows it read per stored user ID, at the
+// snapshot it read them at. Whatever snapshots the pre-copy's batches
+// were read at, the log is exactly what MAS holds; CompactEvidence turns
+// it into the per-user-ID evidence the delta compares with.
+
+// Owners counts a batch's rows per stored user ID, for the evidence log.
+type Owners struct {
+	// Entity is the index of the batch's entity in synapse.Entities.
+	Entity int
+	Raws   []string
+	Counts []int32
+}
+
+// logOwners adds a batch's counts to the evidence log.
+func logOwners(ctx context.Context, tx pgx.Tx, o *Owners) error {
+	if o == nil || len(o.Raws) == 0 {
+		return nil
+	}
+	if _, err := tx.Exec(ctx, `INSERT INTO masflow_import.evidence_log (entity, raws, counts) VALUES ($1, $2, $3)`,
+		o.Entity, o.Raws, o.Counts); err != nil {
+		return fmt.Errorf("logging the rows read per user ID: %w", err)
+	}
+	return nil
+}
+
+// PrecopyMark is the mark of the oldest snapshot a pre-copy's holders
+// recorded: every batch of the pre-copy was read at one of them, so a row
+// version written at or after this mark is the only kind a batch may not
+// have seen.
+func PrecopyMark(ctx context.Context, q querier) (synapse.Mark, error) {
+	var m *synapse.Mark
+	var unknown int
+	err := q.QueryRow(ctx, `SELECT (SELECT mark FROM masflow_import.horizons WHERE mark IS NOT NULL
+		ORDER BY (mark ->> 'xmin')::bigint LIMIT 1), (SELECT count(*) FROM masflow_import.horizons WHERE mark IS NULL)`).
+		Scan(&m, &unknown)
+	switch {
+	case err != nil:
+		return synapse.Mark{}, fmt.Errorf("reading the pre-copy's snapshot marks: %w", err)
+	case m == nil || unknown > 0:
+		return synapse.Mark{}, errors.New("a snapshot of the pre-copy has no recorded mark (a holder of an older masflow): " +
+			"discard the pre-copy (starter migrate --dry-run --steps discard) and run it again")
+	}
+	return *m, nil
+}
+
+// LoggedEvidence streams the evidence log summed per stored user ID, in
+// synapse.Entities order, in no particular order of user IDs.
+func LoggedEvidence(ctx context.Context, pool *pgxpool.Pool, fn func(raw string, counts [6]int64) error) error {
+	rows, err := pool.Query(ctx, `SELECT raw, sum(n) FILTER (WHERE entity = 0), sum(n) FILTER (WHERE entity = 1),
+		sum(n) FILTER (WHERE entity = 2), sum(n) FILTER (WHERE entity = 3), sum(n) FILTER (WHERE entity = 4),
+		sum(n) FILTER (WHERE entity = 5)
+		FROM masflow_import.evidence_log, unnest(raws, counts) AS u(raw, n) GROUP BY raw`)
+	if err != nil {
+		return fmt.Errorf("summing the evidence log: %w", err)
+	}
+	var raw string
+	var sums [6]*int64
+	_, err = pgx.ForEachRow(rows, []any{&raw, &sums[0], &sums[1], &sums[2], &sums[3], &sums[4], &sums[5]}, func() error {
+		var c [6]int64
+		for i, s := range sums {
+			if s != nil {
+				c[i] = *s
+			}
+		}
+		return fn(raw, c)
+	})
+	if err != nil {
+		return fmt.Errorf("summing the evidence log: %w", err)
+	}
+	return nil
+}
+
+// CompactEvidence replaces the run's evidence with src (rows of user ID,
+// key, bucket, counts: the evidence log summed), derives the user IDs
+// that differ from their key in case, records mark as the run's, empties
+// the log and, when the batches were read at more than one snapshot,
+// flags the run for the next pass to sweep orphans (sweepOrphans), in
+// one transaction. Once done (the run has a mark and
+// the log is empty) it changes nothing and returns the evidence's size.
+func CompactEvidence(ctx context.Context, pool *pgxpool.Pool, mark synapse.Mark, src pgx.CopyFromSource) (int64, error) {
+	var n int64
+	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		if err := LockExclusive(ctx, tx); err != nil {
+			return err
+		}
+		var done bool
+		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM masflow_import.run WHERE precopy AND mark IS NOT NULL)
+			AND NOT EXISTS (SELECT 1 FROM masflow_import.evidence_log)`).Scan(&done); err != nil {
+			return err
+		}
+		if done {
+			return tx.QueryRow(ctx, `SELECT count(*) FROM masflow_import.evidence`).Scan(&n)
+		}
+		if _, err := tx.Exec(ctx, `TRUNCATE masflow_import.evidence, masflow_import.variants`); err != nil {
+			return err
+		}
+		var err error
+		if n, err = writeEvidence(ctx, tx, mark, src, nil); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO masflow_import.variants (k, raw)
+			SELECT k, raw FROM masflow_import.evidence WHERE raw <> k`); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `TRUNCATE masflow_import.evidence_log`); err != nil {
+			return err
+		}
+		// Batches read at more than one snapshot may have left rows
+		// whose parent is missing: the next pass sweeps them.
+		_, err = tx.Exec(ctx, `UPDATE masflow_import.run SET sweep = (SELECT count(*) > 1 FROM masflow_import.horizons)`)
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("compacting the pre-copy's change evidence: %w", Sanitize(err))
+	}
+	return n, nil
+}
+
+// Add counts one more row of user ID raw (rows come in user order: a run
+// of equal user IDs is one entry; any order still sums right).
+func (o *Owners) Add(raw string) {
+	if n := len(o.Raws); n > 0 && o.Raws[n-1] == raw {
+		o.Counts[n-1]++
+		return
+	}
+	o.Raws, o.Counts = append(o.Raws, raw), append(o.Counts, 1)
+}
+
+// PrecopyComplete reports whether the MAS database holds a complete
+// pre-copy: its evidence recorded, no orphans left to sweep, its paused
+// indexes and constraints rebuilt.
+func PrecopyComplete(ctx context.Context, q querier) (bool, error) {
+	mark, err := Mark(ctx, q)
+	if err != nil || mark == nil {
+		return false, err
+	}
+	var sweep bool
+	if err := q.QueryRow(ctx, `SELECT COALESCE((SELECT (to_jsonb(r) ->> 'sweep')::boolean FROM masflow_import.run r), false)`).
+		Scan(&sweep); err != nil {
+		return false, fmt.Errorf("reading the pre-copy's state: %w", err)
+	}
+	paused, err := PausedObjects(ctx, q)
+	if err != nil {
+		return false, err
+	}
+	return !sweep && !slices.ContainsFunc(paused, func(o PausedObject) bool { return !o.Restored }), nil
+}
