@@ -167,6 +167,18 @@ func (a *ImportActivities) RecordEvidence(ctx context.Context, in contract.RunIn
 	return contract.EvidenceResult{Keys: n}, classify(err)
 }
 
+// CompactEvidence makes what the pre-copy's batches logged its change
+// evidence; it needs no snapshot (the log is what the batches read).
+func (a *ImportActivities) CompactEvidence(ctx context.Context, in contract.RunInput) (contract.EvidenceResult, error) {
+	defer heartbeatEvery(ctx, nil)()
+	e, err := a.Runs.Open(ctx, in.RunStartedAt, "")
+	if err != nil {
+		return contract.EvidenceResult{}, classify(err)
+	}
+	n, err := e.CompactEvidence(ctx)
+	return contract.EvidenceResult{Keys: n}, classify(err)
+}
+
 // CompletePass records, at a catch-up pass's snapshot, the evidence of
 // the users it imported again and moves the run's mark to it.
 func (a *ImportActivities) CompletePass(ctx context.Context, in contract.PassInput) (contract.EvidenceResult, error) {

@@ -34,7 +34,7 @@ var liveChanges = []string{
 }
 
 // The cut-over path on real workers: a pre-copy whose worker is SIGKILLed
-// mid-copy; Synapse changing while a migration waits for its scheduled
+// mid-copy (it goes on at a new snapshot); Synapse changing while a migration waits for its scheduled
 // cut-over, its catch-up passes applying the changes (a worker SIGKILLed
 // during one); then the delta (a worker SIGKILLed during it too) and the
 // exact reconciliation: MAS ends equal to a clean full import of the
@@ -67,15 +67,20 @@ func TestPrecopyCatchUpAndDeltaSurviveKills(t *testing.T) {
 		}
 		return res
 	}
-	wr := start(time.Time{}, contract.StepPrecopy)
-	r.killDuringAShardCall(t, ctx, wr.GetID())
-	result(wr)
 	change := func(stmts []string) {
 		for _, s := range stmts {
 			pgtest.Exec(t, h.SynapseDSN, s)
 		}
 	}
+	// The kill takes the snapshot's holder with it: the pre-copy goes on
+	// at a new snapshot, and Synapse changes meanwhile.
+	wr := start(time.Time{}, contract.StepPrecopy)
+	r.killDuringAShardCall(t, ctx, wr.GetID())
 	change(liveChanges[:3])
+	if res := result(wr); res.SnapshotsLost == 0 || res.DryRunRestarts > 0 || len(res.Problems) > 0 {
+		t.Fatalf("pre-copy: %d snapshots lost, %d restarts, problems %v: want it to go on after the kill",
+			res.SnapshotsLost, res.DryRunRestarts, res.Problems)
+	}
 	wr = start(time.Now().Add(40*time.Second), contract.StepCutover, contract.StepImport, contract.StepReconcile)
 	// The migration's first shard calls are a catch-up pass's.
 	r.killDuringAShardCall(t, ctx, wr.GetID())

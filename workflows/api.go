@@ -192,6 +192,10 @@ type Progress struct {
 	Delta     *contract.DeltaResult `json:",omitempty"`
 	// CatchUp sums up the catch-up passes while waiting for the cut-over.
 	CatchUp *CatchUp `json:",omitempty"`
+	// SnapshotsLost counts the snapshots the pre-copy lost and went on
+	// without; Repairing: the next repair pass is still to run.
+	SnapshotsLost int  `json:",omitempty"`
+	Repairing     bool `json:",omitempty"`
 }
 
 // EntityProgress is one entity's import progress. Every source row read
@@ -226,6 +230,9 @@ type MigrationResult struct {
 	// DryRunRestarts counts the times a dry run started again because
 	// its snapshot's holder died.
 	DryRunRestarts int `json:",omitempty"`
+	// SnapshotsLost counts the snapshots the pre-copy lost and went on
+	// without (a repair pass applied what changed between them).
+	SnapshotsLost int `json:",omitempty"`
 	// Verification is the verify step's probes.
 	Verification []contract.Probe `json:",omitempty"`
 	// Cutover and Delta: the cut-over after a pre-copy and what its

@@ -36,6 +36,18 @@ type ImportState struct {
 	Snapshot string
 	// Restarts counts the dry run's restarts after its snapshot was lost.
 	Restarts int
+	// Lost counts the snapshots a pre-copy (of State.Evidence
+	// EvidenceLog) lost and went on without; LostInARow those lost with
+	// no batch committed since the one before; LostSnapshot is the last,
+	// still recorded with the run until the next holder records its own.
+	// Repair: what MAS holds is not the current snapshot's (batches were
+	// read at a lost one): a repair pass applies the difference before
+	// the pre-copy reconciles. Compacted: its evidence log was compacted.
+	Lost, LostInARow int    `json:",omitempty"`
+	LostAtRows       int64  `json:",omitempty"`
+	LostSnapshot     string `json:",omitempty"`
+	Repair           bool   `json:",omitempty"`
+	Compacted        bool   `json:",omitempty"`
 	// Precopy: the run is a pre-copy (read at a snapshot of the live
 	// Synapse, like a dry run); Precopied: the copy is complete, at
 	// PrecopiedAt. RunNow is the run's "now" when an earlier migration
@@ -119,6 +131,11 @@ func (m *migration) importRun(ctx workflow.Context) error {
 	}
 	if err := m.importWaves(ctx); err != nil || st.WavesDone < len(st.Waves) {
 		return err
+	}
+	if st.Precopy && m.st.Evidence == EvidenceLog {
+		// The pre-copy compacts its log and repairs before it rebuilds
+		// the schema (precopyLogged).
+		return nil
 	}
 	if err := m.restoreSchema(ctx); err != nil || !st.Precopy {
 		return err

@@ -47,6 +47,10 @@ type State struct {
 	// Sequence is the step sequence the migration was started with:
 	// SequencePrecopy, else the stop-first one of v0.1.0.
 	Sequence int `json:",omitempty"`
+	// Evidence is how the pre-copy records its change evidence:
+	// EvidenceLog, else counted at its one snapshot after the copy
+	// (migrations started before v0.3.0).
+	Evidence int `json:",omitempty"`
 	// Cutover records the start of the downtime after the pre-copy.
 	Cutover *Cutover `json:",omitempty"`
 }
@@ -84,7 +88,8 @@ func MigrationWorkflow(ctx workflow.Context, in MigrationInput) (MigrationResult
 	}
 	if m.st == nil {
 		m.st = &State{RunStartedAt: workflow.Now(ctx).UTC(),
-			Sequence: int(workflow.GetVersion(ctx, changePrecopy, workflow.DefaultVersion, SequencePrecopy))}
+			Sequence: int(workflow.GetVersion(ctx, changePrecopy, workflow.DefaultVersion, SequencePrecopy)),
+			Evidence: int(workflow.GetVersion(ctx, changeEvidenceLog, workflow.DefaultVersion, EvidenceLog))}
 	}
 	if err := m.registerHandlers(ctx); err != nil {
 		return MigrationResult{}, err
@@ -278,7 +283,7 @@ func (m *migration) reconcile(ctx workflow.Context) error {
 		m.holdWriterLock(ctx)
 	}
 	rec, err := call(ctx, m, contract.Reconcile, "exact reconciliation", m.runInput())
-	for m.snapshotLost(ctx, err) && m.st.Import.Restarts < maxDryRunRestarts {
+	for !m.resumesPrecopy() && m.snapshotLost(ctx, err) && m.st.Import.Restarts < maxDryRunRestarts {
 		if err = m.restartDryRun(ctx); err == nil {
 			if err = m.importAll(ctx); err == nil {
 				rec, err = call(ctx, m, contract.Reconcile, "exact reconciliation", m.runInput())
@@ -387,7 +392,7 @@ func (m *migration) result() MigrationResult {
 	p := m.progress()
 	return MigrationResult{Homeserver: m.in.Homeserver, DryRun: m.in.DryRun, Steps: m.st.Done, Rows: p.Rows,
 		Entities: p.Entities, Problems: m.st.Import.Problems, Approval: m.st.Approval, Report: m.st.Import.Report,
-		DryRunRestarts: m.st.Import.Restarts, Verification: m.st.Verification, Cutover: m.st.Cutover, Delta: m.st.Import.Delta,
+		DryRunRestarts: m.st.Import.Restarts, SnapshotsLost: m.st.Import.Lost, Verification: m.st.Verification, Cutover: m.st.Cutover, Delta: m.st.Import.Delta,
 		CatchUp: m.st.Import.CatchUp}
 }
 

@@ -218,6 +218,13 @@ func (h *harness) stubImport() {
 		h.evidence = true
 		return contract.EvidenceResult{Keys: 10}, nil
 	})
+	stub(h.env, contract.CompactEvidence, func(context.Context, contract.RunInput) (contract.EvidenceResult, error) {
+		h.record("compact")
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		h.evidence = true
+		return contract.EvidenceResult{Keys: 10}, nil
+	})
 	stub(h.env, contract.BeginDelta, func(_ context.Context, in contract.RunInput) (contract.DeltaResult, error) {
 		h.mu.Lock()
 		h.passes++

@@ -48,13 +48,31 @@ func (m *migration) pass() int {
 	return 0
 }
 
+// changeEvidenceLog guards the pre-copy that logs its evidence batch by
+// batch and goes on when its snapshot is lost (State.Evidence).
+const changeEvidenceLog = "precopy-evidence-log"
+
+// EvidenceLog is State.Evidence for the pre-copy whose batches log what
+// they read (what every migration started now runs).
+const EvidenceLog = 1
+
+// resumesPrecopy reports whether the pre-copy under way goes on at a new
+// snapshot when its snapshot is lost (rather than start again).
+func (m *migration) resumesPrecopy() bool {
+	return m.precopying && m.st.Evidence == EvidenceLog
+}
+
 // precopy imports a snapshot of the live Synapse, records the change
-// evidence at it and reconciles it exactly (restarting, like a dry run,
-// when its snapshot is lost).
+// evidence and reconciles it exactly. A pre-copy that logs its evidence
+// goes on at a new snapshot when its snapshot is lost; one of an older
+// migration restarts, like a dry run.
 func (m *migration) precopy(ctx workflow.Context) error {
 	st := &m.st.Import
 	st.Precopy, m.precopying = true, true
 	defer func() { m.precopying = false }()
+	if m.st.Evidence == EvidenceLog {
+		return m.precopyLogged(ctx)
+	}
 	if err := m.importAll(ctx); err != nil || st.Precopied || st.WavesDone < len(st.Waves) {
 		return err
 	}
@@ -63,6 +81,93 @@ func (m *migration) precopy(ctx workflow.Context) error {
 	}
 	st.Precopied, st.PrecopiedAt, st.Snapshot = true, workflow.Now(ctx), ""
 	return nil
+}
+
+// maxLostInARow bounds the snapshots a pre-copy loses with no batch
+// committed in between: then it fails with the holder's error.
+const maxLostInARow = 5
+
+// precopyLogged runs the pre-copy until it completes, going on at a new
+// snapshot each time its snapshot is lost (docs/architecture.md, "A
+// pre-copy that outlives its snapshot").
+func (m *migration) precopyLogged(ctx workflow.Context) error {
+	for {
+		err := m.precopyAttempt(ctx)
+		if !m.snapshotLost(ctx, err) || m.st.Import.LostInARow >= maxLostInARow {
+			return err
+		}
+		if err := m.snapshotGone(ctx, err); err != nil {
+			return err
+		}
+	}
+}
+
+// precopyAttempt copies what is left at the held snapshot, compacts the
+// evidence log, repairs (when batches were read at a lost snapshot),
+// rebuilds the schema and reconciles at the snapshot.
+func (m *migration) precopyAttempt(ctx workflow.Context) error {
+	st := &m.st.Import
+	if err := m.importRun(ctx); err != nil || st.Precopied || st.WavesDone < len(st.Waves) {
+		return err
+	}
+	if !st.Compacted {
+		if _, err := call(ctx, m, contract.CompactEvidence, "sum what the pre-copy's batches read into the change evidence",
+			m.runInput()); err != nil {
+			return err
+		}
+		st.Compacted = true
+	}
+	if st.Repair {
+		if _, err := m.catchUpPass(ctx); err != nil {
+			return err
+		}
+		m.endPass()
+		st.Repair = false
+	}
+	if err := m.restoreSchema(ctx); err != nil {
+		return err
+	}
+	if err := m.reconcile(ctx); err != nil {
+		return err
+	}
+	st.Precopied, st.PrecopiedAt, st.Snapshot = true, workflow.Now(ctx), ""
+	return nil
+}
+
+// snapshotGone lets the pre-copy go on after its snapshot was lost: the
+// next attempt holds a new one (the lost one, still recorded, skipped)
+// and repairs before it reconciles; a repair pass under way is left to
+// the next, which undoes and takes it over.
+func (m *migration) snapshotGone(ctx workflow.Context, cause error) error {
+	if err := m.releaseHolders(ctx); err != nil {
+		return err
+	}
+	st := &m.st.Import
+	rows := m.progress().Rows
+	if rows == st.LostAtRows && st.Lost > 0 {
+		st.LostInARow++
+	} else {
+		st.LostInARow = 1
+	}
+	st.Lost, st.LostAtRows, st.Repair = st.Lost+1, rows, true
+	st.LostSnapshot, st.Snapshot, m.holder = st.Snapshot, "", nil
+	if st.Delta != nil {
+		m.endPass()
+		st.WavesDone = len(st.Waves)
+	}
+	workflow.GetLogger(ctx).Warn("the pre-copy's snapshot of Synapse is gone: going on at a new one", "lost", st.Lost,
+		"error", cause)
+	workflow.SetCurrentDetails(ctx, m.progress().Markdown())
+	return nil
+}
+
+// endPass forgets the pass just run (or abandoned): its shards leave
+// the import's progress; the engine keeps its record.
+func (m *migration) endPass() {
+	st := &m.st.Import
+	st.Delta, st.Shards = nil, slices.DeleteFunc(st.Shards, func(s contract.ShardResult) bool {
+		return strings.HasPrefix(s.Shard, "pass")
+	})
 }
 
 // importStep is the import step: everything, or, when preparing finds a
@@ -193,9 +298,8 @@ func (m *migration) catchUp(ctx workflow.Context) error {
 	}
 	m.catchingUp, m.holder = false, nil
 	snapshot := st.Snapshot
-	st.Snapshot, st.Delta, st.Shards = "", nil, slices.DeleteFunc(st.Shards, func(s contract.ShardResult) bool {
-		return strings.HasPrefix(s.Shard, "pass")
-	})
+	st.Snapshot = ""
+	m.endPass()
 	switch {
 	case lost:
 		workflow.GetLogger(ctx).Warn("a catch-up pass lost its snapshot of Synapse: the next pass takes it over", "error", err)

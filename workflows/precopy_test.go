@@ -10,13 +10,14 @@ import (
 	"github.com/masflow/masflow/workflows/contract"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/workflow"
 )
 
 // precopyOrder is what a pre-approved migration with the pre-copy runs:
 // the copy while Synapse serves, then a downtime of stop → delta →
 // reconcile → start.
 var precopyOrder = []string{contract.StepAdvise, contract.StepBackup, contract.StepSyncSchema,
-	"prepare", "hold_snapshot", "pause_schema", "restore_schema", "evidence", contract.StepReconcile,
+	"prepare", "hold_snapshot", "pause_schema", "compact", "restore_schema", contract.StepReconcile,
 	contract.StepStop, "delta", contract.StepReconcile, contract.StepReconfigure, contract.StepStart,
 	contract.StepVerify, contract.StepFinish}
 
@@ -190,7 +191,7 @@ func TestCatchUpPassesWhileWaiting(t *testing.T) {
 	}
 	calls := withoutImports(h.calls)
 	stop := slices.Index(calls, contract.StepStop)
-	gate := slices.Index(calls, "evidence")
+	gate := slices.Index(calls, contract.StepReconcile)
 	count := func(name string) int {
 		n := 0
 		for _, c := range calls[gate+1 : stop] {
@@ -224,4 +225,54 @@ func queryProgress(t *testing.T, h *harness) Progress {
 		t.Errorf("query: %v", err)
 	}
 	return p
+}
+
+// TestPrecopyGoesOnWhenItsSnapshotIsLost: a pre-copy whose snapshot
+// holder dies holds a new snapshot and goes on with the shards left; a
+// repair pass at it (catch-up, complete) runs before the schema is
+// rebuilt and the pre-copy reconciles. A migration started before the
+// evidence log restarts its pre-copy instead, emptying MAS first.
+func TestPrecopyGoesOnWhenItsSnapshotIsLost(t *testing.T) {
+	tests := []struct {
+		name   string
+		logged bool
+		// The calls the pre-copy ends with, after its last hold.
+		tail []string
+	}{
+		{"logged evidence: goes on and repairs", true,
+			[]string{"compact", "catch_up", "complete_pass", "restore_schema", contract.StepReconcile}},
+		{"counted evidence (older migration): starts again", false,
+			[]string{"restore_schema", "evidence", contract.StepReconcile}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newPrecopyHarness(t)
+			if !tt.logged {
+				h.env.OnGetVersion(changeEvidenceLog, workflow.DefaultVersion, EvidenceLog).Return(workflow.DefaultVersion)
+			}
+			h.holdFails, h.awaitFails = 1, 1
+			in := approved()
+			in.Steps = []string{contract.StepPrecopy}
+			h.env.ExecuteWorkflow(MigrationWorkflow, in)
+			var res MigrationResult
+			if err := h.env.GetWorkflowError(); err != nil || h.env.GetWorkflowResult(&res) != nil {
+				t.Fatal(err)
+			}
+			calls := withoutImports(h.calls)
+			last := -1
+			for i, c := range calls {
+				if c == "hold_snapshot" {
+					last = i
+				}
+			}
+			if got := slices.DeleteFunc(slices.Clone(calls[last+1:]), func(c string) bool { return c == "pause_schema" }); !slices.Equal(got, tt.tail) {
+				t.Fatalf("after the last hold: %v, want %v (all: %v)", got, tt.tail, calls)
+			}
+			discarded := slices.Contains(calls, contract.StepDiscard)
+			if discarded == tt.logged || (res.SnapshotsLost >= 1) != tt.logged || (res.DryRunRestarts >= 1) == tt.logged {
+				t.Fatalf("discarded %v, %d snapshots lost, %d restarts (calls %v)", discarded, res.SnapshotsLost,
+					res.DryRunRestarts, calls)
+			}
+		})
+	}
 }

@@ -12,7 +12,7 @@ func (m *migration) progress() Progress {
 	st := &m.st.Import
 	p := Progress{Homeserver: m.in.Homeserver, Phase: m.phase, Paused: m.st.Paused, DryRun: m.in.DryRun,
 		Warnings: m.st.Warnings, Done: m.st.Done, Blocked: m.st.Blocked, Verification: m.st.Verification,
-		Cutover: m.st.Cutover, Delta: st.Delta, CatchUp: st.CatchUp}
+		Cutover: m.st.Cutover, Delta: st.Delta, CatchUp: st.CatchUp, SnapshotsLost: st.Lost, Repairing: st.Repair}
 	if st.Precopied && !st.PrecopiedAt.IsZero() {
 		at := st.PrecopiedAt
 		p.Precopied = &at
@@ -102,6 +102,13 @@ func itoa(n int64) string { return strconv.FormatInt(n, 10) }
 
 // writeCutover says where the pre-copy and the cut-over stand.
 func writeCutover(b *strings.Builder, p Progress) {
+	if p.SnapshotsLost > 0 {
+		b.WriteString("\npre-copy: " + strconv.Itoa(p.SnapshotsLost) + " snapshots of Synapse lost; the copy went on at a new one")
+		if p.Repairing {
+			b.WriteString(" (a repair pass applies what changed in between once the copy is done)")
+		}
+		b.WriteString("\n")
+	}
 	if p.Precopied != nil {
 		b.WriteString("\npre-copy complete at " + p.Precopied.Format(stamp) + " (Synapse served meanwhile)\n")
 	}

@@ -37,6 +37,8 @@ func (m *migration) holdSnapshot(ctx workflow.Context) error {
 	in := m.runInput()
 	if cu := m.st.Import.CatchUp; cu != nil {
 		in.Snapshot = cu.Stale
+	} else if m.resumesPrecopy() {
+		in.Snapshot = m.st.Import.LostSnapshot
 	}
 	await := execute(actx, m, contract.AwaitSnapshot, "wait for the dry run's snapshot", in)
 	sel.AddFuture(await.f, func(workflow.Future) { snap, err = await.get(ctx) })

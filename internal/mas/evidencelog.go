@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -106,6 +107,9 @@ func CompactEvidence(ctx context.Context, pool *pgxpool.Pool, mark synapse.Mark,
 		if done {
 			return tx.QueryRow(ctx, `SELECT count(*) FROM masflow_import.evidence`).Scan(&n)
 		}
+		if err := logComplete(ctx, tx); err != nil {
+			return err
+		}
 		if _, err := tx.Exec(ctx, `TRUNCATE masflow_import.evidence, masflow_import.variants`); err != nil {
 			return err
 		}
@@ -139,6 +143,46 @@ func (o *Owners) Add(raw string) {
 		return
 	}
 	o.Raws, o.Counts = append(o.Raws, raw), append(o.Counts, 1)
+}
+
+// ErrLogIncomplete: the evidence log does not account for every row the
+// pre-copy's batches read (a worker of an older masflow, which logs
+// nothing, imported some).
+var ErrLogIncomplete = errors.New("the pre-copy's evidence log misses rows its batches read")
+
+// logComplete checks that the log holds, per entity, exactly the rows
+// the pre-copy's shards read.
+func logComplete(ctx context.Context, tx pgx.Tx) error {
+	names := make([]string, len(synapse.Entities))
+	for i, e := range synapse.Entities {
+		names[i] = string(e)
+	}
+	rows, err := tx.Query(ctx, `SELECT e.name, COALESCE(l.n, 0), COALESCE(c.n, 0)
+		FROM unnest($1::text[]) WITH ORDINALITY AS e(name, i)
+		LEFT JOIN (SELECT entity, sum(n)::bigint AS n FROM masflow_import.evidence_log, unnest(counts) n GROUP BY 1) l
+		  ON l.entity = e.i - 1
+		LEFT JOIN (SELECT entity, sum((progress ->> 'read')::bigint)::bigint AS n FROM masflow_import.checkpoints
+		  WHERE pass = 0 GROUP BY 1) c ON c.entity = e.name`, names)
+	if err != nil {
+		return fmt.Errorf("checking the evidence log: %w", err)
+	}
+	var name string
+	var logged, read int64
+	var short []string
+	_, err = pgx.ForEachRow(rows, []any{&name, &logged, &read}, func() error {
+		if logged != read {
+			short = append(short, fmt.Sprintf("%s: %d rows logged, %d read", name, logged, read))
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("checking the evidence log: %w", err)
+	}
+	if len(short) > 0 {
+		return fmt.Errorf("%w (%s): every worker must run this masflow version or later; discard the pre-copy "+
+			"(starter migrate --dry-run --steps discard) and run it again", ErrLogIncomplete, strings.Join(short, "; "))
+	}
+	return nil
 }
 
 // PrecopyComplete reports whether the MAS database holds a complete

@@ -76,6 +76,11 @@ var (
 	// CompletePass ends a catch-up pass, run while the migration waits
 	// for its cut-over: the next pass looks for changes since its snapshot.
 	CompletePass = Activity[PassInput, EvidenceResult]{"CompletePass", StepCutover, Long}
+	// CompactEvidence sums what the pre-copy's batches logged, at
+	// whichever snapshots they were read, into the evidence the delta
+	// compares with (it replaces RecordEvidence for migrations started
+	// since).
+	CompactEvidence = Activity[RunInput, EvidenceResult]{"CompactEvidence", StepPrecopy, Long}
 )
 
 // Named is what every Activity tells of itself, whatever its types.
@@ -99,7 +104,7 @@ func (a Activity[I, O]) StepName() string { return a.Step }
 func All() []Named {
 	return []Named{Advise, Backup, StopHomeserver, SyncSchema, Reconfigure, StartHomeserver, Verify, RestoreConfig,
 		PrepareImport, HoldSnapshot, AwaitSnapshot, HoldWriterLock, PauseSchema, PlanEntity, ImportShard, RestoreSchema, Reconcile,
-		FinishImport, DiscardDryRun, RecordEvidence, BeginDelta, CompletePass}
+		FinishImport, DiscardDryRun, RecordEvidence, BeginDelta, CompletePass, CompactEvidence}
 }
 
 // StepOf names the step an activity type belongs to ("" if unknown).
