@@ -156,17 +156,6 @@ func (a *ImportActivities) DiscardDryRun(ctx context.Context, in contract.Schema
 	return contract.None{}, classify(a.Runs.Discard(ctx, in.RestoreParallelism))
 }
 
-// RecordEvidence records the pre-copy's change evidence at its snapshot.
-func (a *ImportActivities) RecordEvidence(ctx context.Context, in contract.RunInput) (contract.EvidenceResult, error) {
-	defer heartbeatEvery(ctx, nil)()
-	e, err := a.Runs.Open(ctx, in.RunStartedAt, in.Snapshot)
-	if err != nil {
-		return contract.EvidenceResult{}, classify(err)
-	}
-	n, err := e.RecordEvidence(ctx)
-	return contract.EvidenceResult{Keys: n}, classify(err)
-}
-
 // CompactEvidence makes what the pre-copy's batches logged its change
 // evidence; it needs no snapshot (the log is what the batches read).
 func (a *ImportActivities) CompactEvidence(ctx context.Context, in contract.RunInput) (contract.EvidenceResult, error) {

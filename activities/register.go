@@ -35,7 +35,6 @@ func Register(r worker.ActivityRegistry, s Set) {
 		register(r, contract.Reconcile, a.Reconcile)
 		register(r, contract.FinishImport, a.FinishImport)
 		register(r, contract.DiscardDryRun, a.DiscardDryRun)
-		register(r, contract.RecordEvidence, a.RecordEvidence)
 		register(r, contract.CompletePass, a.CompletePass)
 		register(r, contract.CompactEvidence, a.CompactEvidence)
 		register(r, contract.BeginDelta, a.BeginDelta)

@@ -36,8 +36,7 @@ type ImportState struct {
 	Snapshot string
 	// Restarts counts the dry run's restarts after its snapshot was lost.
 	Restarts int
-	// Lost counts the snapshots a pre-copy (of State.Evidence
-	// EvidenceLog) lost and went on without; LostInARow those lost with
+	// Lost counts the snapshots a pre-copy lost and went on without; LostInARow those lost with
 	// no batch committed since the one before; LostSnapshot is the last,
 	// still recorded with the run until the next holder records its own.
 	// Repair: what MAS holds is not the current snapshot's (batches were
@@ -75,7 +74,7 @@ var errDryRunTooLong = temporal.NewNonRetryableApplicationError("the dry run's h
 // dryRunTooLong reports whether a dry run holding its snapshot nears the
 // history limit.
 func (m *migration) dryRunTooLong(ctx workflow.Context) bool {
-	return m.holder != nil && !m.holder.done && max(workflow.GetInfo(ctx).GetCurrentHistoryLength(), 6*m.scheduled) > dryRunHistoryLimit
+	return !m.precopying && m.holder != nil && !m.holder.done && max(workflow.GetInfo(ctx).GetCurrentHistoryLength(), 6*m.scheduled) > dryRunHistoryLimit
 }
 
 // maxDryRunRestarts bounds the restarts of a dry run whose snapshot keeps
@@ -101,8 +100,8 @@ func (m *migration) importAll(ctx workflow.Context) error {
 // wave (users first, then what points at users, then tokens, which point
 // at device sessions) and rebuilds the schema. Each shard runs as
 // repeated ImportShard activities resuming from the engine's durable
-// checkpoint, on any database worker. A pre-copy records its change
-// evidence last, still at its snapshot.
+// checkpoint, on any database worker. A pre-copy's batches log their
+// change evidence as they commit.
 func (m *migration) importRun(ctx workflow.Context) error {
 	st := &m.st.Import
 	if !m.atSnapshot() {
@@ -132,16 +131,12 @@ func (m *migration) importRun(ctx workflow.Context) error {
 	if err := m.importWaves(ctx); err != nil || st.WavesDone < len(st.Waves) {
 		return err
 	}
-	if st.Precopy && m.st.Evidence == EvidenceLog {
-		// The pre-copy compacts its log and repairs before it rebuilds
-		// the schema (precopyLogged).
+	if st.Precopy {
+		// The pre-copy compacts its evidence log and repairs before it
+		// rebuilds the schema (precopyAttempt).
 		return nil
 	}
-	if err := m.restoreSchema(ctx); err != nil || !st.Precopy {
-		return err
-	}
-	_, err := call(ctx, m, contract.RecordEvidence, "record what the delta compares with", m.runInput())
-	return err
+	return m.restoreSchema(ctx)
 }
 
 // prepare creates the run in MAS (or finds it again): a pre-copy made by

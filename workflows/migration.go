@@ -47,10 +47,6 @@ type State struct {
 	// Sequence is the step sequence the migration was started with:
 	// SequencePrecopy, else the stop-first one of v0.1.0.
 	Sequence int `json:",omitempty"`
-	// Evidence is how the pre-copy records its change evidence:
-	// EvidenceLog, else counted at its one snapshot after the copy
-	// (migrations started before v0.3.0).
-	Evidence int `json:",omitempty"`
 	// Cutover records the start of the downtime after the pre-copy.
 	Cutover *Cutover `json:",omitempty"`
 }
@@ -88,8 +84,7 @@ func MigrationWorkflow(ctx workflow.Context, in MigrationInput) (MigrationResult
 	}
 	if m.st == nil {
 		m.st = &State{RunStartedAt: workflow.Now(ctx).UTC(),
-			Sequence: int(workflow.GetVersion(ctx, changePrecopy, workflow.DefaultVersion, SequencePrecopy)),
-			Evidence: int(workflow.GetVersion(ctx, changeEvidenceLog, workflow.DefaultVersion, EvidenceLog))}
+			Sequence: int(workflow.GetVersion(ctx, changePrecopy, workflow.DefaultVersion, SequencePrecopy))}
 	}
 	if err := m.registerHandlers(ctx); err != nil {
 		return MigrationResult{}, err
@@ -283,7 +278,7 @@ func (m *migration) reconcile(ctx workflow.Context) error {
 		m.holdWriterLock(ctx)
 	}
 	rec, err := call(ctx, m, contract.Reconcile, "exact reconciliation", m.runInput())
-	for !m.resumesPrecopy() && m.snapshotLost(ctx, err) && m.st.Import.Restarts < maxDryRunRestarts {
+	for !m.precopying && m.snapshotLost(ctx, err) && m.st.Import.Restarts < maxDryRunRestarts {
 		if err = m.restartDryRun(ctx); err == nil {
 			if err = m.importAll(ctx); err == nil {
 				rec, err = call(ctx, m, contract.Reconcile, "exact reconciliation", m.runInput())
@@ -397,10 +392,11 @@ func (m *migration) result() MigrationResult {
 }
 
 // continueAsNewDue: the server suggests it, or history passed our
-// threshold; never while a dry run holds its snapshot (the holder would
-// end with this run).
+// threshold; never while a dry run or a catch-up pass holds its snapshot
+// (the holder would end with this run). A pre-copy does: it lets its
+// snapshot go, and goes on at a new one in the next run.
 func (m *migration) continueAsNewDue(ctx workflow.Context) bool {
-	if m.holder != nil && !m.holder.done {
+	if m.holder != nil && !m.holder.done && !m.precopying {
 		return false
 	}
 	info := workflow.GetInfo(ctx)
@@ -416,9 +412,13 @@ func (m *migration) continueAsNew(ctx workflow.Context) error {
 	}
 	m.drainSignals(ctx)
 	// The holders end with this run: the next one takes the writer lock
-	// again (a dry run never continues-as-new while it holds its snapshot).
+	// again, or a pre-copy's snapshot (a dry run never continues-as-new
+	// while it holds its snapshot).
 	if err := m.releaseHolders(ctx); err != nil {
 		return err
+	}
+	if m.precopying && m.st.Import.Snapshot != "" {
+		m.forgetSnapshot()
 	}
 	next := m.in
 	next.State = m.st

@@ -211,13 +211,6 @@ func (h *harness) stubImport() {
 		return contract.PrepareResult{Estimates: map[string]int64{"users": 10}, Waves: testWaves, RunStartedAt: in.RunStartedAt,
 			Precopy: h.precopy, Precopied: h.evidence}, nil
 	})
-	stub(h.env, contract.RecordEvidence, func(context.Context, contract.RunInput) (contract.EvidenceResult, error) {
-		h.record("evidence")
-		h.mu.Lock()
-		defer h.mu.Unlock()
-		h.evidence = true
-		return contract.EvidenceResult{Keys: 10}, nil
-	})
 	stub(h.env, contract.CompactEvidence, func(context.Context, contract.RunInput) (contract.EvidenceResult, error) {
 		h.record("compact")
 		h.mu.Lock()

@@ -48,49 +48,17 @@ func (m *migration) pass() int {
 	return 0
 }
 
-// changeEvidenceLog guards the pre-copy that logs its evidence batch by
-// batch and goes on when its snapshot is lost (State.Evidence).
-const changeEvidenceLog = "precopy-evidence-log"
-
-// EvidenceLog is State.Evidence for the pre-copy whose batches log what
-// they read (what every migration started now runs).
-const EvidenceLog = 1
-
-// resumesPrecopy reports whether the pre-copy under way goes on at a new
-// snapshot when its snapshot is lost (rather than start again).
-func (m *migration) resumesPrecopy() bool {
-	return m.precopying && m.st.Evidence == EvidenceLog
-}
-
-// precopy imports a snapshot of the live Synapse, records the change
-// evidence and reconciles it exactly. A pre-copy that logs its evidence
-// goes on at a new snapshot when its snapshot is lost; one of an older
-// migration restarts, like a dry run.
-func (m *migration) precopy(ctx workflow.Context) error {
-	st := &m.st.Import
-	st.Precopy, m.precopying = true, true
-	defer func() { m.precopying = false }()
-	if m.st.Evidence == EvidenceLog {
-		return m.precopyLogged(ctx)
-	}
-	if err := m.importAll(ctx); err != nil || st.Precopied || st.WavesDone < len(st.Waves) {
-		return err
-	}
-	if err := m.reconcile(ctx); err != nil {
-		return err
-	}
-	st.Precopied, st.PrecopiedAt, st.Snapshot = true, workflow.Now(ctx), ""
-	return nil
-}
-
 // maxLostInARow bounds the snapshots a pre-copy loses with no batch
 // committed in between: then it fails with the holder's error.
 const maxLostInARow = 5
 
-// precopyLogged runs the pre-copy until it completes, going on at a new
-// snapshot each time its snapshot is lost (docs/architecture.md, "A
-// pre-copy that outlives its snapshot").
-func (m *migration) precopyLogged(ctx workflow.Context) error {
+// precopy imports snapshots of the live Synapse, compacts the change
+// evidence its batches logged and reconciles exactly. When its snapshot
+// is lost it goes on at a new one (docs/architecture.md, "A pre-copy
+// that outlives its snapshot"), unlike a dry run, which starts again.
+func (m *migration) precopy(ctx workflow.Context) error {
+	m.st.Import.Precopy, m.precopying = true, true
+	defer func() { m.precopying = false }()
 	for {
 		err := m.precopyAttempt(ctx)
 		if !m.snapshotLost(ctx, err) || m.st.Import.LostInARow >= maxLostInARow {
@@ -134,10 +102,8 @@ func (m *migration) precopyAttempt(ctx workflow.Context) error {
 	return nil
 }
 
-// snapshotGone lets the pre-copy go on after its snapshot was lost: the
-// next attempt holds a new one (the lost one, still recorded, skipped)
-// and repairs before it reconciles; a repair pass under way is left to
-// the next, which undoes and takes it over.
+// snapshotGone lets the pre-copy go on after its snapshot was lost
+// (forgetSnapshot), counting the loss.
 func (m *migration) snapshotGone(ctx workflow.Context, cause error) error {
 	if err := m.releaseHolders(ctx); err != nil {
 		return err
@@ -149,16 +115,26 @@ func (m *migration) snapshotGone(ctx workflow.Context, cause error) error {
 	} else {
 		st.LostInARow = 1
 	}
-	st.Lost, st.LostAtRows, st.Repair = st.Lost+1, rows, true
-	st.LostSnapshot, st.Snapshot, m.holder = st.Snapshot, "", nil
-	if st.Delta != nil {
-		m.endPass()
-		st.WavesDone = len(st.Waves)
-	}
+	st.Lost, st.LostAtRows = st.Lost+1, rows
+	m.forgetSnapshot()
 	workflow.GetLogger(ctx).Warn("the pre-copy's snapshot of Synapse is gone: going on at a new one", "lost", st.Lost,
 		"error", cause)
 	workflow.SetCurrentDetails(ctx, m.progress().Markdown())
 	return nil
+}
+
+// forgetSnapshot leaves the pre-copy's snapshot behind (lost, or let go
+// to continue-as-new; its holder ended): the next attempt holds a new
+// one, skipping this one while it is still recorded, and repairs before
+// it reconciles; a repair pass under way is left to the next, which
+// undoes and takes it over.
+func (m *migration) forgetSnapshot() {
+	st := &m.st.Import
+	st.Repair, st.LostSnapshot, st.Snapshot, m.holder = true, st.Snapshot, "", nil
+	if st.Delta != nil {
+		m.endPass()
+		st.WavesDone = len(st.Waves)
+	}
 }
 
 // endPass forgets the pass just run (or abandoned): its shards leave

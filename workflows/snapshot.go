@@ -37,7 +37,7 @@ func (m *migration) holdSnapshot(ctx workflow.Context) error {
 	in := m.runInput()
 	if cu := m.st.Import.CatchUp; cu != nil {
 		in.Snapshot = cu.Stale
-	} else if m.resumesPrecopy() {
+	} else if m.precopying {
 		in.Snapshot = m.st.Import.LostSnapshot
 	}
 	await := execute(actx, m, contract.AwaitSnapshot, "wait for the dry run's snapshot", in)

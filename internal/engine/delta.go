@@ -26,19 +26,6 @@ import (
 // at a time costs more than reading the tables in order.
 const maxDirtyShare = 0.5
 
-// RecordEvidence records the pre-copy's change evidence at the snapshot
-// the engine reads (At): its mark and every user key's row counts. It
-// returns how many keys it recorded.
-func (e *Engine) RecordEvidence(ctx context.Context) (int64, error) {
-	mark, err := e.snapshotMark(ctx)
-	if err != nil {
-		return 0, err
-	}
-	return e.allEvidence(ctx, func(src pgx.CopyFromSource, variants []synapse.Variant) (int64, error) {
-		return mas.RecordEvidence(ctx, e.writer.Pool(), mark, src, variants)
-	})
-}
-
 // allEvidence streams every user ID's counts at the engine's snapshot,
 // with the user IDs that differ from their key in case, to write.
 func (e *Engine) allEvidence(ctx context.Context, write func(pgx.CopyFromSource, []synapse.Variant) (int64, error)) (int64, error) {

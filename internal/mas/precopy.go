@@ -60,27 +60,6 @@ ALTER TABLE masflow_import.passes ADD COLUMN IF NOT EXISTS done boolean NOT NULL
 ALTER TABLE masflow_import.passes ADD COLUMN IF NOT EXISTS user_keys text[];
 ALTER TABLE masflow_import.passes ADD COLUMN IF NOT EXISTS user_reads text[];`
 
-// RecordEvidence replaces the run's change evidence: the mark of the
-// snapshot the pre-copy read, every key's counts at it (src yields rows
-// of key, bucket, counts) and the user IDs that differ from their key in
-// case. One transaction: a retry starts over.
-func RecordEvidence(ctx context.Context, pool *pgxpool.Pool, mark synapse.Mark, src pgx.CopyFromSource,
-	variants []synapse.Variant) (int64, error) {
-	var n int64
-	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `TRUNCATE masflow_import.evidence, masflow_import.variants`); err != nil {
-			return err
-		}
-		var err error
-		n, err = writeEvidence(ctx, tx, mark, src, variants)
-		return err
-	})
-	if err != nil {
-		return 0, fmt.Errorf("recording the pre-copy's change evidence: %w", err)
-	}
-	return n, nil
-}
-
 // writeEvidence adds keys' counts and variants to the evidence and moves
 // the run's mark.
 func writeEvidence(ctx context.Context, tx pgx.Tx, mark synapse.Mark, src pgx.CopyFromSource,

@@ -68,18 +68,15 @@ var (
 	FinishImport   = Activity[SchemaInput, FinishResult]{"FinishImport", StepFinish, Database}
 	DiscardDryRun  = Activity[SchemaInput, None]{"DiscardDryRun", StepDiscard, Database}
 
-	// RecordEvidence records, at the pre-copy's snapshot, what the delta
-	// compares with; BeginDelta finds the users changed since and
-	// removes their MAS rows, once.
-	RecordEvidence = Activity[RunInput, EvidenceResult]{"RecordEvidence", StepPrecopy, Long}
-	BeginDelta     = Activity[RunInput, DeltaResult]{"BeginDelta", StepImport, Long}
+	// BeginDelta finds the users changed since the pre-copy (or its last
+	// catch-up pass) and removes their MAS rows, once.
+	BeginDelta = Activity[RunInput, DeltaResult]{"BeginDelta", StepImport, Long}
 	// CompletePass ends a catch-up pass, run while the migration waits
 	// for its cut-over: the next pass looks for changes since its snapshot.
 	CompletePass = Activity[PassInput, EvidenceResult]{"CompletePass", StepCutover, Long}
 	// CompactEvidence sums what the pre-copy's batches logged, at
 	// whichever snapshots they were read, into the evidence the delta
-	// compares with (it replaces RecordEvidence for migrations started
-	// since).
+	// compares with.
 	CompactEvidence = Activity[RunInput, EvidenceResult]{"CompactEvidence", StepPrecopy, Long}
 )
 
@@ -104,7 +101,7 @@ func (a Activity[I, O]) StepName() string { return a.Step }
 func All() []Named {
 	return []Named{Advise, Backup, StopHomeserver, SyncSchema, Reconfigure, StartHomeserver, Verify, RestoreConfig,
 		PrepareImport, HoldSnapshot, AwaitSnapshot, HoldWriterLock, PauseSchema, PlanEntity, ImportShard, RestoreSchema, Reconcile,
-		FinishImport, DiscardDryRun, RecordEvidence, BeginDelta, CompletePass, CompactEvidence}
+		FinishImport, DiscardDryRun, BeginDelta, CompletePass, CompactEvidence}
 }
 
 // StepOf names the step an activity type belongs to ("" if unknown).
