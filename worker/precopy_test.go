@@ -2,8 +2,11 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -12,6 +15,7 @@ import (
 	"github.com/masflow/masflow/internal/sample"
 	"github.com/masflow/masflow/workflows"
 	"github.com/masflow/masflow/workflows/contract"
+	"go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
 )
 
@@ -75,7 +79,7 @@ func TestPrecopyCatchUpAndDeltaSurviveKills(t *testing.T) {
 	// The kill takes the snapshot's holder with it: the pre-copy goes on
 	// at a new snapshot, and Synapse changes meanwhile.
 	wr := start(time.Time{}, contract.StepPrecopy)
-	r.killDuringAShardCall(t, ctx, wr.GetID())
+	r.killTheSnapshotHolder(t, ctx, wr.GetID())
 	change(liveChanges[:3])
 	if res := result(wr); res.SnapshotsLost == 0 || res.DryRunRestarts > 0 || len(res.Problems) > 0 {
 		t.Fatalf("pre-copy: %d snapshots lost, %d restarts, problems %v: want it to go on after the kill",
@@ -100,6 +104,34 @@ func TestPrecopyCatchUpAndDeltaSurviveKills(t *testing.T) {
 			t.Errorf("%s after the pre-copy, catch-up and delta: %s, a clean import of the final state: %s", table, got[table], want[table])
 		}
 	}
+}
+
+// killTheSnapshotHolder SIGKILLs the worker whose HoldSnapshot holds the
+// workflow's snapshot, once a shard call of the workflow completed, and
+// starts it again.
+func (r *rig) killTheSnapshotHolder(t *testing.T, ctx context.Context, id string) {
+	t.Helper()
+	waitForShardCall(t, ctx, r.c, id, "")
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		desc, err := r.c.DescribeWorkflowExecution(ctx, id, "")
+		if err != nil {
+			continue
+		}
+		for _, a := range desc.GetPendingActivities() {
+			if a.GetActivityType().GetName() != contract.HoldSnapshot.Name || a.GetState() != enums.PENDING_ACTIVITY_STATE_STARTED {
+				continue
+			}
+			for _, w := range []**exec.Cmd{&r.w, &r.steady} {
+				if strings.HasPrefix(a.GetLastWorkerIdentity(), fmt.Sprintf("%d@", (*w).Process.Pid)) {
+					_ = (*w).Process.Kill() // SIGKILL
+					_ = (*w).Wait()
+					*w = startWorker(t, r.bin, r.h.Settings, r.hostPort, r.dir)
+					return
+				}
+			}
+		}
+	}
+	t.Fatal("no worker held the pre-copy's snapshot within a minute")
 }
 
 // killInPhase SIGKILLs w as soon as the workflow is in phase, and starts
