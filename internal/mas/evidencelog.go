@@ -110,11 +110,17 @@ func CompactEvidence(ctx context.Context, pool *pgxpool.Pool, mark synapse.Mark,
 		if err := logComplete(ctx, tx); err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, `TRUNCATE masflow_import.evidence, masflow_import.variants`); err != nil {
+		if _, err := tx.Exec(ctx, `TRUNCATE masflow_import.evidence, masflow_import.variants;
+			DROP INDEX masflow_import.evidence_bucket, masflow_import.evidence_k;
+			ALTER TABLE masflow_import.evidence DROP CONSTRAINT evidence_pkey`); err != nil {
 			return err
 		}
 		var err error
 		if n, err = writeEvidence(ctx, tx, mark, src, nil); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `ALTER TABLE masflow_import.evidence ADD CONSTRAINT evidence_pkey PRIMARY KEY (raw);
+			`+evidenceIndexesSQL); err != nil {
 			return err
 		}
 		if _, err := tx.Exec(ctx, `INSERT INTO masflow_import.variants (k, raw)

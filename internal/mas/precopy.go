@@ -23,13 +23,12 @@ ALTER TABLE masflow_import.run ADD COLUMN IF NOT EXISTS mark jsonb;
 ALTER TABLE masflow_import.run ADD COLUMN IF NOT EXISTS sweep boolean NOT NULL DEFAULT false;
 ALTER TABLE masflow_import.checkpoints ADD COLUMN IF NOT EXISTS pass int NOT NULL DEFAULT 0;
 CREATE TABLE IF NOT EXISTS masflow_import.evidence (
-  raw    text COLLATE "C" PRIMARY KEY,
+  raw    text COLLATE "C" CONSTRAINT evidence_pkey PRIMARY KEY,
   k      text COLLATE "C" NOT NULL,
   bucket int NOT NULL,
   counts bigint[] NOT NULL
 );
-CREATE INDEX IF NOT EXISTS evidence_bucket ON masflow_import.evidence (bucket);
-CREATE INDEX IF NOT EXISTS evidence_k ON masflow_import.evidence (k);
+` + evidenceIndexesSQL + `
 CREATE TABLE IF NOT EXISTS masflow_import.variants (
   k   text COLLATE "C" NOT NULL,
   raw text NOT NULL
@@ -80,6 +79,12 @@ func writeEvidence(ctx context.Context, tx pgx.Tx, mark synapse.Mark, src pgx.Co
 	}
 	return n, err
 }
+
+// evidenceIndexesSQL creates the evidence's indexes (CompactEvidence
+// drops and builds them again around its COPY: faster than maintaining
+// them row by row).
+const evidenceIndexesSQL = `CREATE INDEX IF NOT EXISTS evidence_bucket ON masflow_import.evidence (bucket);
+CREATE INDEX IF NOT EXISTS evidence_k ON masflow_import.evidence (k);`
 
 // RecordHorizon records a pre-copy snapshot's horizon (synapse.Horizon),
 // taken before the snapshot, and its mark (nil: not known yet); the first
