@@ -47,6 +47,9 @@ func (a *ImportActivities) PrepareImport(ctx context.Context, in contract.Prepar
 		}
 		res.Waves = append(res.Waves, names)
 	}
+	for _, e := range synapse.SnapshotBound {
+		res.Bound = append(res.Bound, string(e))
+	}
 	return res, nil
 }
 
@@ -166,6 +169,14 @@ func (a *ImportActivities) CompactEvidence(ctx context.Context, in contract.RunI
 	}
 	n, err := e.CompactEvidence(ctx)
 	return contract.EvidenceResult{Keys: n}, classify(err)
+}
+
+// RestartBound takes the pre-copy's snapshot-bound entities back to
+// nothing: its snapshot was lost while they were read.
+func (a *ImportActivities) RestartBound(ctx context.Context, in contract.RunInput) (contract.RestartResult, error) {
+	defer heartbeatEvery(ctx, nil)()
+	names, err := a.Runs.RestartBound(ctx, in.RunStartedAt)
+	return contract.RestartResult{Entities: names}, classify(err)
 }
 
 // CompletePass records, at a catch-up pass's snapshot, the evidence of

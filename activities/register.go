@@ -37,6 +37,7 @@ func Register(r worker.ActivityRegistry, s Set) {
 		register(r, contract.DiscardDryRun, a.DiscardDryRun)
 		register(r, contract.CompletePass, a.CompletePass)
 		register(r, contract.CompactEvidence, a.CompactEvidence)
+		register(r, contract.RestartBound, a.RestartBound)
 		register(r, contract.BeginDelta, a.BeginDelta)
 	}
 	if a := s.Homeserver; a != nil {

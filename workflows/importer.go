@@ -47,6 +47,9 @@ type ImportState struct {
 	LostSnapshot     string `json:",omitempty"`
 	Repair           bool   `json:",omitempty"`
 	Compacted        bool   `json:",omitempty"`
+	// Bound are the entities the pre-copy reads at one snapshot
+	// (PrepareResult.Bound).
+	Bound []string `json:",omitempty"`
 	// Precopy: the run is a pre-copy (read at a snapshot of the live
 	// Synapse, like a dry run); Precopied: the copy is complete, at
 	// PrecopiedAt. RunNow is the run's "now" when an earlier migration
@@ -74,7 +77,7 @@ var errDryRunTooLong = temporal.NewNonRetryableApplicationError("the dry run's h
 // dryRunTooLong reports whether a dry run holding its snapshot nears the
 // history limit.
 func (m *migration) dryRunTooLong(ctx workflow.Context) bool {
-	return !m.precopying && m.holder != nil && !m.holder.done && max(workflow.GetInfo(ctx).GetCurrentHistoryLength(), 6*m.scheduled) > dryRunHistoryLimit
+	return m.snapshotPinned() && max(workflow.GetInfo(ctx).GetCurrentHistoryLength(), 6*m.scheduled) > dryRunHistoryLimit
 }
 
 // maxDryRunRestarts bounds the restarts of a dry run whose snapshot keeps
@@ -148,7 +151,7 @@ func (m *migration) prepare(ctx workflow.Context) error {
 	if err != nil {
 		return err
 	}
-	st.Prepared, st.Estimates, st.Waves = true, prep.Estimates, prep.Waves
+	st.Prepared, st.Estimates, st.Waves, st.Bound = true, prep.Estimates, prep.Waves, prep.Bound
 	if prep.Precopy {
 		st.Precopy, st.Precopied = true, prep.Precopied
 		if !prep.RunStartedAt.Equal(m.st.RunStartedAt.Truncate(time.Microsecond)) {

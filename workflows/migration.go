@@ -392,11 +392,11 @@ func (m *migration) result() MigrationResult {
 }
 
 // continueAsNewDue: the server suggests it, or history passed our
-// threshold; never while a dry run or a catch-up pass holds its snapshot
-// (the holder would end with this run). A pre-copy does: it lets its
-// snapshot go, and goes on at a new one in the next run.
+// threshold; never while its snapshot is pinned (snapshotPinned). A
+// pre-copy otherwise lets its snapshot go, and goes on at a new one in
+// the next run.
 func (m *migration) continueAsNewDue(ctx workflow.Context) bool {
-	if m.holder != nil && !m.holder.done && !m.precopying {
+	if m.snapshotPinned() {
 		return false
 	}
 	info := workflow.GetInfo(ctx)

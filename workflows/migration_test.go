@@ -53,6 +53,11 @@ type harness struct {
 	holdErr error
 	// holdFails is how many HoldSnapshot calls lose their snapshot.
 	holdFails int
+	// loseAt, when set, makes the first holder lose its snapshot when a
+	// shard call of that entity starts; the call then fails as one
+	// reading at a lost snapshot does. dead: the holder lost it.
+	loseAt string
+	dead   bool
 	// advised is the input of the last Advise call.
 	advised contract.AdviseInput
 	// precopy and evidence: the MAS database holds a pre-copy, and its
@@ -209,7 +214,7 @@ func (h *harness) stubImport() {
 		defer h.mu.Unlock()
 		h.precopy = h.precopy || in.Precopy
 		return contract.PrepareResult{Estimates: map[string]int64{"users": 10}, Waves: testWaves, RunStartedAt: in.RunStartedAt,
-			Precopy: h.precopy, Precopied: h.evidence}, nil
+			Precopy: h.precopy, Precopied: h.evidence, Bound: []string{"devices", "access_tokens", "refresh_pairs"}}, nil
 	})
 	stub(h.env, contract.CompactEvidence, func(context.Context, contract.RunInput) (contract.EvidenceResult, error) {
 		h.record("compact")
@@ -217,6 +222,18 @@ func (h *harness) stubImport() {
 		defer h.mu.Unlock()
 		h.evidence = true
 		return contract.EvidenceResult{Keys: 10}, nil
+	})
+	stub(h.env, contract.RestartBound, func(context.Context, contract.RunInput) (contract.RestartResult, error) {
+		h.record("restart_bound")
+		// Their checkpoints are gone: their shards start over.
+		h.mu.Lock()
+		for shard := range h.calls2 {
+			if strings.HasPrefix(shard, "devices/") || strings.HasPrefix(shard, "access_tokens/") || strings.HasPrefix(shard, "refresh_pairs/") {
+				delete(h.calls2, shard)
+			}
+		}
+		h.mu.Unlock()
+		return contract.RestartResult{Entities: []string{"devices", "access_tokens", "refresh_pairs"}}, nil
 	})
 	stub(h.env, contract.BeginDelta, func(_ context.Context, in contract.RunInput) (contract.DeltaResult, error) {
 		h.mu.Lock()
@@ -246,7 +263,16 @@ func (h *harness) stubImport() {
 		h.holds++
 		lose := h.holdFails > 0
 		h.holdFails--
+		loseAt := h.loseAt != "" && !h.dead
 		h.mu.Unlock()
+		for loseAt && !slices.Contains(h.ran(), "import:"+h.loseAt) {
+			time.Sleep(time.Millisecond)
+		}
+		if loseAt {
+			h.mu.Lock()
+			h.dead, lose = true, true
+			h.mu.Unlock()
+		}
 		if lose && h.holdErr != nil {
 			return contract.None{}, h.holdErr
 		}
@@ -356,6 +382,16 @@ func (h *harness) importShard(in contract.ShardInput) (contract.ShardResult, err
 	entity := in.Shard[:len(in.Shard)-4]
 	if n == 1 {
 		h.record("import:" + entity)
+	}
+	if h.loseAt == entity {
+		// The call reads at the snapshot its holder is losing.
+		for h.mu.Lock(); !h.dead; h.mu.Lock() {
+			h.mu.Unlock()
+			time.Sleep(time.Millisecond)
+		}
+		h.loseAt = ""
+		h.mu.Unlock()
+		return contract.ShardResult{}, temporal.NewNonRetryableApplicationError("snapshot gone", contract.ErrTypeSnapshotGone, nil)
 	}
 	return contract.ShardResult{Shard: in.Shard, Entity: entity, Done: n >= 2,
 		Progress: contract.Progress{Read: 5 * n, Written: map[string]int64{"users": 5 * n}}, Written: 5 * n}, nil

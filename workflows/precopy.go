@@ -108,6 +108,9 @@ func (m *migration) snapshotGone(ctx workflow.Context, cause error) error {
 	if err := m.releaseHolders(ctx); err != nil {
 		return err
 	}
+	if err := m.restartBound(ctx); err != nil {
+		return err
+	}
 	st := &m.st.Import
 	rows := m.progress().Rows
 	if rows == st.LostAtRows && st.Lost > 0 {
@@ -120,6 +123,51 @@ func (m *migration) snapshotGone(ctx workflow.Context, cause error) error {
 	workflow.GetLogger(ctx).Warn("the pre-copy's snapshot of Synapse is gone: going on at a new one", "lost", st.Lost,
 		"error", cause)
 	workflow.SetCurrentDetails(ctx, m.progress().Markdown())
+	return nil
+}
+
+// snapshotPinned reports whether a held snapshot must not be let go: a
+// dry run's and a catch-up pass's (the holder would end with this run),
+// and a pre-copy's while it reads its snapshot-bound entities (letting it
+// go would start them over).
+func (m *migration) snapshotPinned() bool {
+	return m.holder != nil && !m.holder.done && (!m.precopying || m.boundInProgress())
+}
+
+// boundInProgress reports whether the pre-copy has begun reading its
+// snapshot-bound entities and not finished all of them.
+func (m *migration) boundInProgress() bool {
+	st := &m.st.Import
+	started, finished := false, true
+	for _, e := range st.Bound {
+		_, s := st.Started[e]
+		_, f := st.Finished[e]
+		started, finished = started || s, finished && f
+	}
+	return started && !finished
+}
+
+// restartBound starts the snapshot-bound entities over when the lost
+// snapshot was being read by them: they must all be read at the next.
+func (m *migration) restartBound(ctx workflow.Context) error {
+	if !m.boundInProgress() {
+		return nil
+	}
+	res, err := call(ctx, m, contract.RestartBound, "read the snapshot-bound entities again at the next snapshot", m.runInput())
+	if err != nil {
+		return err
+	}
+	st := &m.st.Import
+	st.Shards = slices.DeleteFunc(st.Shards, func(s contract.ShardResult) bool { return slices.Contains(res.Entities, s.Entity) })
+	for _, e := range res.Entities {
+		delete(st.Started, e)
+		delete(st.Finished, e)
+		for w, wave := range st.Waves {
+			if slices.Contains(wave, e) {
+				st.WavesDone = min(st.WavesDone, w)
+			}
+		}
+	}
 	return nil
 }
 

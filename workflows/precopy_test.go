@@ -270,7 +270,9 @@ func TestPrecopyContinuesAsNew(t *testing.T) {
 	h := newPrecopyHarness(t)
 	in := approved()
 	in.Steps = []string{contract.StepPrecopy}
-	in.Import.ContinueAsNewEvents = 60
+	// Reached while the users are copied (the snapshot-bound entities
+	// after them pin the snapshot).
+	in.Import.ContinueAsNewEvents = 40
 	h.env.ExecuteWorkflow(MigrationWorkflow, in)
 	var can *workflow.ContinueAsNewError
 	if err := h.env.GetWorkflowError(); !errors.As(err, &can) {
@@ -299,5 +301,61 @@ func TestPrecopyContinuesAsNew(t *testing.T) {
 	stop := slices.Index(h2.calls, "compact")
 	if len(importCalls(h2.calls[:stop])) == 0 {
 		t.Fatalf("next run %v copied nothing before compacting", h2.calls)
+	}
+}
+
+// TestPrecopyRestartsItsBoundEntities: a snapshot lost while the
+// snapshot-bound entities are read starts them over (RestartBound), and
+// they are read again.
+func TestPrecopyRestartsItsBoundEntities(t *testing.T) {
+	h := newPrecopyHarness(t)
+	h.loseAt = "access_tokens"
+	in := approved()
+	in.Steps = []string{contract.StepPrecopy}
+	h.env.ExecuteWorkflow(MigrationWorkflow, in)
+	var res MigrationResult
+	if err := h.env.GetWorkflowError(); err != nil || h.env.GetWorkflowResult(&res) != nil {
+		t.Fatal(err)
+	}
+	restart := slices.Index(h.calls, "restart_bound")
+	if restart < 0 || res.SnapshotsLost != 1 {
+		t.Fatalf("calls %v, %d snapshots lost: want one, and a restart", h.calls, res.SnapshotsLost)
+	}
+	if again := importCalls(h.calls[restart:slices.Index(h.calls, "compact")]); !slices.Equal(again,
+		[]string{"devices", "access_tokens", "refresh_pairs"}) {
+		t.Fatalf("read again after the restart: %v, want the three bound entities", again)
+	}
+	if e := res.Entities[3]; !e.Complete || e.Entity != "devices" {
+		t.Fatalf("entities %+v: want devices complete again", res.Entities)
+	}
+}
+
+// TestBoundInProgress: the bound entities are in progress from the first
+// one's start until all of them finished.
+func TestBoundInProgress(t *testing.T) {
+	now := time.Date(2026, 12, 6, 0, 0, 0, 0, time.UTC)
+	at := func(entities ...string) map[string]time.Time {
+		m := map[string]time.Time{}
+		for _, e := range entities {
+			m[e] = now
+		}
+		return m
+	}
+	tests := []struct {
+		name              string
+		started, finished map[string]time.Time
+		want              bool
+	}{
+		{"users only", at("users"), at("users"), false},
+		{"devices started", at("users", "devices"), at("users"), true},
+		{"tokens left", at("devices", "access_tokens", "refresh_pairs"), at("devices", "refresh_pairs"), true},
+		{"all finished", at("devices", "access_tokens", "refresh_pairs"), at("devices", "access_tokens", "refresh_pairs"), false},
+	}
+	for _, tt := range tests {
+		m := &migration{st: &State{Import: ImportState{Bound: []string{"devices", "access_tokens", "refresh_pairs"},
+			Started: tt.started, Finished: tt.finished}}}
+		if got := m.boundInProgress(); got != tt.want {
+			t.Errorf("%s: in progress %v, want %v", tt.name, got, tt.want)
+		}
 	}
 }

@@ -390,3 +390,26 @@ func changes(ctx context.Context, reader *synapse.Reader, pool *pgxpool.Pool, ma
 	}
 	return ch, mas.PassChanges{Keys: len(ch.Dirty), Written: ch.Written, Deleted: ch.Deleted, Window: ch.Window}, nil
 }
+
+// boundTables are the MAS tables the snapshot-bound entities write
+// (sessions, their access and refresh tokens), and no other entity does.
+var boundTables = []string{"compat_sessions", "compat_access_tokens", "compat_refresh_tokens"}
+
+// RestartBound takes the pre-copy started at now back to before the
+// snapshot-bound entities (synapse.SnapshotBound): after its snapshot
+// was lost while they were being read, they must all be read again at
+// the next one. It returns their names.
+func (r *Runs) RestartBound(ctx context.Context, now time.Time) ([]string, error) {
+	e, err := r.Open(ctx, now, "")
+	if err != nil {
+		return nil, err
+	}
+	if !e.Run().Precopy {
+		return nil, fmt.Errorf("%w: only a pre-copy restarts entities", ErrBadRequest)
+	}
+	names := make([]string, len(synapse.SnapshotBound))
+	for i, b := range synapse.SnapshotBound {
+		names[i] = string(b)
+	}
+	return names, mas.RestartEntities(ctx, r.MAS, names, boundTables)
+}

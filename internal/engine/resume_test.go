@@ -61,28 +61,38 @@ func countedEvidence(t *testing.T, r *synapse.Reader) []string {
 
 // TestPrecopyAcrossSnapshots: a pre-copy whose snapshot is lost midway
 // goes on at a new one instead of starting again. Its batches logged
-// what they read at each; the change between the two snapshots (a row
-// read at the first and deleted, a user registered after the first whose
-// devices the second reads, …) is what a repair pass at a third snapshot
-// applies. After it, the pre-copy reconciles, and after a last change
-// the cut-over's delta leaves exactly a clean full import.
+// what they read at each; the snapshot-bound entities, lost while being
+// read, start over at the new one (RestartBound). The change between the
+// two snapshots (a row read at the first and deleted, a user registered
+// after the first whose threepids the second reads, a token logged out
+// after its device's session time counted it, …) is what a repair pass
+// at a third snapshot applies. After it, the pre-copy reconciles, and
+// after a last change the cut-over's delta leaves exactly a clean full
+// import.
 func TestPrecopyAcrossSnapshots(t *testing.T) {
 	tests := []struct {
 		between string
+		// lost is the entity being read when the first snapshot is lost
+		// (the ones before it were read in full).
+		lost synapse.Entity
 		// The repair pass must import these keys again.
 		keys []string
 	}{
-		{"deleted user", []string{uid("23")}},
-		{"registration", []string{"@new1:synth.example"}},
-		{"deactivation", []string{uid("8")}},
-		{"re-login", []string{uid("11")}},
-		{"refresh", []string{uid("20")}},
-		// User 27's tokens were deleted before the second snapshot
-		// read them: nothing of it changed since.
-		{"vacuum freeze", []string{uid("25")}},
+		{"deleted user", synapse.ExternalIDs, []string{uid("23")}},
+		{"registration", synapse.Threepids, []string{"@new1:synth.example"}},
+		{"deactivation", synapse.Devices, []string{uid("8")}},
+		{"re-login", synapse.Devices, []string{uid("11")}},
+		// The session time of user 5's device counted the token before
+		// the logout: the bound entities start over at the second
+		// snapshot, which sees the logout, so nothing is left to repair.
+		{"logout", synapse.AccessTokens, nil},
+		{"refresh", synapse.RefreshPairs, nil},
+		// User 25's users row was read at the first snapshot; user 27's
+		// tokens, read again at the second, were already deleted.
+		{"vacuum freeze", synapse.AccessTokens, []string{uid("25")}},
 	}
 	for _, tt := range tests {
-		t.Run(tt.between, func(t *testing.T) {
+		t.Run(tt.between+" while reading "+string(tt.lost), func(t *testing.T) {
 			lt := newLiveTest(t)
 			ctx := context.Background()
 			eng, err := lt.runs.Prepare(ctx, NewRun{Now: testNow, Precopy: true, Rules: testConfig().Rules})
@@ -92,15 +102,19 @@ func TestPrecopyAcrossSnapshots(t *testing.T) {
 			if _, err := mas.PauseSchema(ctx, lt.env.mas); err != nil {
 				t.Fatal(err)
 			}
-			// The first snapshot: users, threepids, links and part of
-			// the devices; then it is lost and Synapse changes.
+			lost := slices.Index(synapse.Entities, tt.lost)
 			first, release := lt.snapshot(t, nil)
-			importEntities(t, eng.At(first), synapse.Entities[:3], 0)
-			importEntities(t, eng.At(first), synapse.Entities[3:4], 2)
+			importEntities(t, eng.At(first), synapse.Entities[:lost], 0)
+			importEntities(t, eng.At(first), synapse.Entities[lost:lost+1], 2)
 			release()
 			lt.write(t, changesSQL[tt.between]...)
+			if lost >= slices.Index(synapse.Entities, synapse.SnapshotBound[0]) {
+				if _, err := lt.runs.RestartBound(ctx, testNow); err != nil {
+					t.Fatalf("restart: %v", err)
+				}
+			}
 			second, release := lt.snapshot(t, nil)
-			importEntities(t, eng.At(second), synapse.Entities[3:], 0)
+			importEntities(t, eng.At(second), synapse.Entities, 0)
 			release()
 			if _, err := eng.CompactEvidence(ctx); err != nil {
 				t.Fatalf("compact: %v", err)
@@ -119,11 +133,55 @@ func TestPrecopyAcrossSnapshots(t *testing.T) {
 			if rec, err := at.Reconcile(ctx); err != nil || !rec.OK() {
 				t.Fatalf("pre-copy reconciliation: %v %v", err, rec.Problems)
 			}
-			lt.write(t, changesSQL["logout"]...)
+			lt.write(t, changesSQL["password change (HOT update)"]...)
 			d := lt.delta(t)
-			lt.assertKeys(t, "cut-over", d.Pass, []string{uid("5")}, tt.keys)
+			lt.assertKeys(t, "cut-over", d.Pass, []string{uid("3")}, tt.keys)
 			lt.assertEqualsClean(t)
 		})
+	}
+}
+
+// TestRestartBoundEmptiesOnlyTheirTables: restarting the snapshot-bound
+// entities empties the tables they write and forgets their shards and
+// log, and leaves the users, e-mails and links; it is refused once the
+// evidence is compacted.
+func TestRestartBoundEmptiesOnlyTheirTables(t *testing.T) {
+	lt := newLiveTest(t)
+	ctx := context.Background()
+	eng, err := lt.runs.Prepare(ctx, NewRun{Now: testNow, Precopy: true, Rules: testConfig().Rules})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := mas.PauseSchema(ctx, lt.env.mas); err != nil {
+		t.Fatal(err)
+	}
+	snapshot, release := lt.snapshot(t, nil)
+	defer release()
+	importAll(t, eng.At(snapshot), 2, 7, 1)
+	before := pgtest.Digests(t, lt.env.masDSN, mas.TargetTables)
+	if _, err := lt.runs.RestartBound(ctx, testNow); err != nil {
+		t.Fatal(err)
+	}
+	after := pgtest.Digests(t, lt.env.masDSN, mas.TargetTables)
+	for _, table := range mas.TargetTables {
+		if emptied := slices.Contains(boundTables, table); (after[table] != before[table]) != emptied ||
+			emptied && !strings.HasPrefix(after[table], "0 ") {
+			t.Errorf("%s: %s before, %s after (emptied: %v)", table, before[table], after[table], emptied)
+		}
+	}
+	var shards, logged int
+	pgtest.QueryRow(t, lt.env.masDSN, `SELECT (SELECT count(*) FROM masflow_import.checkpoints WHERE entity = ANY($1)),
+		(SELECT count(*) FROM masflow_import.evidence_log WHERE entity >= 3)`, []any{[]string{"devices", "access_tokens", "refresh_pairs"}},
+		&shards, &logged)
+	if shards != 0 || logged != 0 {
+		t.Fatalf("%d shards and %d log rows of the bound entities left", shards, logged)
+	}
+	importAll(t, eng.At(snapshot), 2, 7, 1)
+	if _, err := eng.CompactEvidence(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lt.runs.RestartBound(ctx, testNow); !errors.Is(err, mas.ErrCompacted) {
+		t.Fatalf("restart after the compaction: %v, want ErrCompacted", err)
 	}
 }
 

@@ -210,3 +210,68 @@ func PrecopyComplete(ctx context.Context, q querier) (bool, error) {
 	}
 	return !sweep && !slices.ContainsFunc(paused, func(o PausedObject) bool { return !o.Restored }), nil
 }
+
+// ErrCompacted: the pre-copy's evidence is already compacted; its
+// entities can no longer be restarted.
+var ErrCompacted = errors.New("the pre-copy's evidence is already compacted")
+
+// RestartEntities takes the pre-copy's import of entities back to
+// nothing, in one transaction: the MAS tables only they write are
+// emptied (tables lists them), their shards' checkpoints and findings
+// and their evidence log are deleted, so that planning them again starts
+// them over. It refuses when another entity wrote one of those tables,
+// and once the evidence is compacted. Restarting twice changes nothing.
+func RestartEntities(ctx context.Context, pool *pgxpool.Pool, entities []string, tables []string) error {
+	indexes := make([]int32, 0, len(entities))
+	for _, e := range entities {
+		i := slices.Index(synapse.Entities, synapse.Entity(e))
+		if i < 0 {
+			return fmt.Errorf("unknown entity %q", e)
+		}
+		indexes = append(indexes, int32(i))
+	}
+	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		if err := LockExclusive(ctx, tx); err != nil {
+			return err
+		}
+		var compacted bool
+		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM masflow_import.run WHERE precopy AND mark IS NOT NULL)`).
+			Scan(&compacted); err != nil {
+			return err
+		}
+		if compacted {
+			return ErrCompacted
+		}
+		var others []string
+		if err := tx.QueryRow(ctx, `SELECT COALESCE(array_agg(DISTINCT entity), '{}') FROM masflow_import.checkpoints
+			WHERE NOT entity = ANY($1) AND EXISTS (SELECT 1 FROM jsonb_object_keys(COALESCE(progress -> 'written', '{}')) t
+			WHERE t = ANY($2))`, entities, tables).Scan(&others); err != nil {
+			return err
+		}
+		if len(others) > 0 {
+			return fmt.Errorf("entities %v also write %v: not restartable on their own", others, tables)
+		}
+		names := make([]string, len(tables))
+		for i, t := range tables {
+			names[i] = pgx.Identifier{t}.Sanitize()
+		}
+		if len(names) > 0 {
+			if _, err := tx.Exec(ctx, "TRUNCATE "+strings.Join(names, ", ")); err != nil {
+				return err
+			}
+		}
+		if _, err := tx.Exec(ctx, `DELETE FROM masflow_import.findings WHERE shard IN
+			(SELECT shard FROM masflow_import.checkpoints WHERE entity = ANY($1) AND pass = 0)`, entities); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `DELETE FROM masflow_import.checkpoints WHERE entity = ANY($1) AND pass = 0`, entities); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `DELETE FROM masflow_import.evidence_log WHERE entity = ANY($1)`, indexes)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("restarting the pre-copy of %v: %w", entities, Sanitize(err))
+	}
+	return nil
+}

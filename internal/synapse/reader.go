@@ -36,6 +36,17 @@ const (
 // Entities lists every entity in dependency order.
 var Entities = []Entity{Users, Threepids, ExternalIDs, Devices, AccessTokens, RefreshPairs}
 
+// SnapshotBound are the entities whose reads consult each other's tables
+// (a device's session time aggregates its tokens; a token looks up its
+// device, its refresh token and its successor's access token; a refresh
+// pair its access tokens): all of them must be read at one snapshot of a
+// live Synapse. Read at two, a row one of them consulted at the first
+// and deleted before another read its table at the second would leave
+// no trace in the pre-copy's evidence (docs/architecture.md, "A
+// pre-copy that outlives its snapshot"). The other entities consult only
+// users, whose every change the evidence catches.
+var SnapshotBound = []Entity{Devices, AccessTokens, RefreshPairs}
+
 // Key is a position in an entity's keyset order: the key column values of
 // a row, as text. The zero Key means "before the first row" as a lower
 // bound and "after the last row" as an upper bound.

@@ -78,6 +78,9 @@ var (
 	// whichever snapshots they were read, into the evidence the delta
 	// compares with.
 	CompactEvidence = Activity[RunInput, EvidenceResult]{"CompactEvidence", StepPrecopy, Long}
+	// RestartBound takes a pre-copy's snapshot-bound entities back to
+	// nothing after its snapshot was lost while they were read.
+	RestartBound = Activity[RunInput, RestartResult]{"RestartBound", StepPrecopy, Database}
 )
 
 // Named is what every Activity tells of itself, whatever its types.
@@ -101,7 +104,7 @@ func (a Activity[I, O]) StepName() string { return a.Step }
 func All() []Named {
 	return []Named{Advise, Backup, StopHomeserver, SyncSchema, Reconfigure, StartHomeserver, Verify, RestoreConfig,
 		PrepareImport, HoldSnapshot, AwaitSnapshot, HoldWriterLock, PauseSchema, PlanEntity, ImportShard, RestoreSchema, Reconcile,
-		FinishImport, DiscardDryRun, BeginDelta, CompletePass, CompactEvidence}
+		FinishImport, DiscardDryRun, BeginDelta, CompletePass, CompactEvidence, RestartBound}
 }
 
 // StepOf names the step an activity type belongs to ("" if unknown).

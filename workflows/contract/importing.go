@@ -47,6 +47,14 @@ type PrepareResult struct {
 	// Precopy: the run is a pre-copy; Precopied: its copy is complete
 	// (its evidence recorded), so the import applies only the delta.
 	Precopy, Precopied bool
+	// Bound are the entities a pre-copy must read at one snapshot: lost
+	// while they are read, they start over (RestartBound).
+	Bound []string `json:",omitempty"`
+}
+
+// RestartResult names the entities RestartBound took back to nothing.
+type RestartResult struct {
+	Entities []string
 }
 
 // EvidenceResult counts the user keys the pre-copy recorded.
