@@ -167,15 +167,18 @@ func (a *ImportActivities) CompactEvidence(ctx context.Context, in contract.RunI
 	if err != nil {
 		return contract.EvidenceResult{}, classify(err)
 	}
-	n, err := e.CompactEvidence(ctx)
-	return contract.EvidenceResult{Keys: n}, classify(err)
+	c, err := e.CompactEvidence(ctx)
+	return contract.EvidenceResult{Keys: c.Keys, Snapshots: c.Snapshots, BoundMixed: c.BoundMixed}, classify(err)
 }
 
 // RestartBound takes the pre-copy's snapshot-bound entities back to
 // nothing: its snapshot was lost while they were read.
-func (a *ImportActivities) RestartBound(ctx context.Context, in contract.RunInput) (contract.RestartResult, error) {
+func (a *ImportActivities) RestartBound(ctx context.Context, in contract.RestartInput) (contract.RestartResult, error) {
 	defer heartbeatEvery(ctx, nil)()
-	names, err := a.Runs.RestartBound(ctx, in.RunStartedAt)
+	if in.Restart < 1 {
+		return contract.RestartResult{}, nonRetryable("a restart is numbered from 1", contract.ErrTypeBadRequest)
+	}
+	names, err := a.Runs.RestartBound(ctx, in.RunStartedAt, in.Restart)
 	return contract.RestartResult{Entities: names}, classify(err)
 }
 

@@ -17,7 +17,7 @@ import (
 // and starts the dry run again.
 func (a *ImportActivities) HoldSnapshot(ctx context.Context, in contract.RunInput) (contract.None, error) {
 	defer heartbeatEvery(ctx, nil)()
-	return contract.None{}, holderEnd(ctx, a.Runs.HoldSnapshot(ctx, in.RunStartedAt))
+	return contract.None{}, holderEnd(ctx, a.Runs.HoldSnapshot(ctx, in.RunStartedAt, in.Holder))
 }
 
 // HoldWriterLock keeps Synapse's tables locked against writes while a
@@ -49,16 +49,17 @@ const snapshotPoll = 200 * time.Millisecond
 
 // AwaitSnapshot returns the snapshot the dry run's holder recorded,
 // waiting (heartbeating) until it has recorded one other than
-// in.Snapshot (a lost one still recorded). The workflow bounds the wait
+// in.Snapshot (a lost one still recorded) and, for a numbered holder
+// (in.Holder), that holder's own. The workflow bounds the wait
 // with the activity's timeout.
 func (a *ImportActivities) AwaitSnapshot(ctx context.Context, in contract.RunInput) (contract.SnapshotResult, error) {
 	defer heartbeatEvery(ctx, nil)()
 	for {
-		id, err := a.Runs.RecordedSnapshot(ctx, in.RunStartedAt)
+		id, holder, err := a.Runs.RecordedSnapshot(ctx, in.RunStartedAt)
 		if err != nil {
 			return contract.SnapshotResult{}, classify(err)
 		}
-		if id != "" && id != in.Snapshot {
+		if id != "" && id != in.Snapshot && (in.Holder == 0 || holder == in.Holder) {
 			return contract.SnapshotResult{Snapshot: id}, nil
 		}
 		select {

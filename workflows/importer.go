@@ -36,20 +36,26 @@ type ImportState struct {
 	Snapshot string
 	// Restarts counts the dry run's restarts after its snapshot was lost.
 	Restarts int
-	// Lost counts the snapshots a pre-copy lost and went on without; LostInARow those lost with
-	// no batch committed since the one before; LostSnapshot is the last,
-	// still recorded with the run until the next holder records its own.
+	// Lost counts the snapshots a pre-copy lost and went on without;
+	// LostInARow those lost with no shard call returning since the one
+	// before (Results counts the shard calls returned, LostAtResults them
+	// at the last loss); LostSnapshot is the last, still recorded with
+	// the run until the next holder records its own.
 	// Repair: what MAS holds is not the current snapshot's (batches were
 	// read at a lost one): a repair pass applies the difference before
 	// the pre-copy reconciles. Compacted: its evidence log was compacted.
-	Lost, LostInARow int    `json:",omitempty"`
-	LostAtRows       int64  `json:",omitempty"`
-	LostSnapshot     string `json:",omitempty"`
-	Repair           bool   `json:",omitempty"`
-	Compacted        bool   `json:",omitempty"`
+	Lost, LostInARow       int    `json:",omitempty"`
+	Results, LostAtResults int    `json:",omitempty"`
+	LostSnapshot           string `json:",omitempty"`
+	Repair                 bool   `json:",omitempty"`
+	Compacted              bool   `json:",omitempty"`
 	// Bound are the entities the pre-copy reads at one snapshot
 	// (PrepareResult.Bound).
 	Bound []string `json:",omitempty"`
+	// Holders counts the snapshot holders started (each is numbered);
+	// BoundRestarts the restarts of the snapshot-bound entities.
+	Holders       int `json:",omitempty"`
+	BoundRestarts int `json:",omitempty"`
 	// Precopy: the run is a pre-copy (read at a snapshot of the live
 	// Synapse, like a dry run); Precopied: the copy is complete, at
 	// PrecopiedAt. RunNow is the run's "now" when an earlier migration
@@ -71,8 +77,9 @@ type ImportState struct {
 const dryRunHistoryLimit = 40000
 
 // errDryRunTooLong says how to fit a dry run into one history.
-var errDryRunTooLong = temporal.NewNonRetryableApplicationError("the dry run's history is too long to go on holding "+
-	"one snapshot: run it with a larger import.shard_call_seconds (fewer, longer shard calls)", ErrTypeBadInput, nil)
+var errDryRunTooLong = temporal.NewNonRetryableApplicationError("the history is too long to go on holding one snapshot "+
+	"(a dry run, or a pre-copy reading devices and tokens): run it with a larger import.shard_call_seconds "+
+	"(fewer, longer shard calls)", ErrTypeBadInput, nil)
 
 // dryRunTooLong reports whether a dry run holding its snapshot nears the
 // history limit.
@@ -305,7 +312,7 @@ func (m *migration) recordShard(ctx workflow.Context, res contract.ShardResult) 
 	if !replaced {
 		st.Shards = append(st.Shards, res)
 	}
-	st.LastUpdate = workflow.Now(ctx)
+	st.LastUpdate, st.Results = workflow.Now(ctx), st.Results+1
 	if res.Done && m.entityDone(res.Entity) {
 		st.Finished = setTime(st.Finished, res.Entity, workflow.Now(ctx))
 	}

@@ -63,6 +63,9 @@ type harness struct {
 	// precopy and evidence: the MAS database holds a pre-copy, and its
 	// evidence is recorded (it is complete).
 	precopy, evidence bool
+	// boundMixed is how many compactions find the bound entities read
+	// at several snapshots; snapshots is how many the others report.
+	boundMixed, snapshots int
 	// reconciled counts Reconcile calls, passes BeginDelta calls and
 	// completed CompletePass calls.
 	reconciled, passes, completed int
@@ -220,10 +223,14 @@ func (h *harness) stubImport() {
 		h.record("compact")
 		h.mu.Lock()
 		defer h.mu.Unlock()
+		if h.boundMixed > 0 {
+			h.boundMixed--
+			return contract.EvidenceResult{BoundMixed: true, Snapshots: 2}, nil
+		}
 		h.evidence = true
-		return contract.EvidenceResult{Keys: 10}, nil
+		return contract.EvidenceResult{Keys: 10, Snapshots: h.snapshots}, nil
 	})
-	stub(h.env, contract.RestartBound, func(context.Context, contract.RunInput) (contract.RestartResult, error) {
+	stub(h.env, contract.RestartBound, func(context.Context, contract.RestartInput) (contract.RestartResult, error) {
 		h.record("restart_bound")
 		// Their checkpoints are gone: their shards start over.
 		h.mu.Lock()

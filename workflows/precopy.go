@@ -48,8 +48,8 @@ func (m *migration) pass() int {
 	return 0
 }
 
-// maxLostInARow bounds the snapshots a pre-copy loses with no batch
-// committed in between: then it fails with the holder's error.
+// maxLostInARow bounds the snapshots a pre-copy loses with no shard call
+// returning in between: then it fails with the last loss's error.
 const maxLostInARow = 5
 
 // precopy imports snapshots of the live Synapse, compacts the change
@@ -75,15 +75,25 @@ func (m *migration) precopy(ctx workflow.Context) error {
 // rebuilds the schema and reconciles at the snapshot.
 func (m *migration) precopyAttempt(ctx workflow.Context) error {
 	st := &m.st.Import
-	if err := m.importRun(ctx); err != nil || st.Precopied || st.WavesDone < len(st.Waves) {
-		return err
-	}
-	if !st.Compacted {
-		if _, err := call(ctx, m, contract.CompactEvidence, "sum what the pre-copy's batches read into the change evidence",
-			m.runInput()); err != nil {
+	for !st.Compacted {
+		if err := m.importRun(ctx); err != nil || st.Precopied || st.WavesDone < len(st.Waves) {
 			return err
 		}
-		st.Compacted = true
+		res, err := call(ctx, m, contract.CompactEvidence, "sum what the pre-copy's batches read into the change evidence",
+			m.runInput())
+		if err != nil {
+			return err
+		}
+		if res.BoundMixed {
+			// Only a migration that took over another's unfinished
+			// pre-copy gets here: its workflow knew nothing of the
+			// snapshots before.
+			if err := m.restartBound(ctx, true); err != nil {
+				return err
+			}
+			continue
+		}
+		st.Compacted, st.Repair = true, st.Repair || res.Snapshots > 1
 	}
 	if st.Repair {
 		if _, err := m.catchUpPass(ctx); err != nil {
@@ -108,17 +118,16 @@ func (m *migration) snapshotGone(ctx workflow.Context, cause error) error {
 	if err := m.releaseHolders(ctx); err != nil {
 		return err
 	}
-	if err := m.restartBound(ctx); err != nil {
+	if err := m.restartBound(ctx, false); err != nil {
 		return err
 	}
 	st := &m.st.Import
-	rows := m.progress().Rows
-	if rows == st.LostAtRows && st.Lost > 0 {
+	if st.Results == st.LostAtResults && st.Lost > 0 {
 		st.LostInARow++
 	} else {
 		st.LostInARow = 1
 	}
-	st.Lost, st.LostAtRows = st.Lost+1, rows
+	st.Lost, st.LostAtResults = st.Lost+1, st.Results
 	m.forgetSnapshot()
 	workflow.GetLogger(ctx).Warn("the pre-copy's snapshot of Synapse is gone: going on at a new one", "lost", st.Lost,
 		"error", cause)
@@ -135,29 +144,37 @@ func (m *migration) snapshotPinned() bool {
 }
 
 // boundInProgress reports whether the pre-copy has begun reading its
-// snapshot-bound entities and not finished all of them.
+// snapshot-bound entities and not completed the last wave holding one
+// (a wave completes once all its shards are done).
 func (m *migration) boundInProgress() bool {
 	st := &m.st.Import
-	started, finished := false, true
+	started, last := false, -1
 	for _, e := range st.Bound {
 		_, s := st.Started[e]
-		_, f := st.Finished[e]
-		started, finished = started || s, finished && f
+		started = started || s
+		for w, wave := range st.Waves {
+			if slices.Contains(wave, e) {
+				last = max(last, w)
+			}
+		}
 	}
-	return started && !finished
+	return started && st.WavesDone <= last
 }
 
 // restartBound starts the snapshot-bound entities over when the lost
-// snapshot was being read by them: they must all be read at the next.
-func (m *migration) restartBound(ctx workflow.Context) error {
-	if !m.boundInProgress() {
+// snapshot was being read by them (or, forced, when the compaction found
+// them read at several): they must all be read at one.
+func (m *migration) restartBound(ctx workflow.Context, force bool) error {
+	if !force && !m.boundInProgress() {
 		return nil
 	}
-	res, err := call(ctx, m, contract.RestartBound, "read the snapshot-bound entities again at the next snapshot", m.runInput())
+	st := &m.st.Import
+	st.BoundRestarts++
+	res, err := call(ctx, m, contract.RestartBound, "read the snapshot-bound entities again at the next snapshot",
+		contract.RestartInput{RunInput: m.runInput(), Restart: st.BoundRestarts})
 	if err != nil {
 		return err
 	}
-	st := &m.st.Import
 	st.Shards = slices.DeleteFunc(st.Shards, func(s contract.ShardResult) bool { return slices.Contains(res.Entities, s.Entity) })
 	for _, e := range res.Entities {
 		delete(st.Started, e)

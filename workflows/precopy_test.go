@@ -331,7 +331,7 @@ func TestPrecopyRestartsItsBoundEntities(t *testing.T) {
 }
 
 // TestBoundInProgress: the bound entities are in progress from the first
-// one's start until all of them finished.
+// one's start until the last wave holding one is complete.
 func TestBoundInProgress(t *testing.T) {
 	now := time.Date(2026, 12, 6, 0, 0, 0, 0, time.UTC)
 	at := func(entities ...string) map[string]time.Time {
@@ -342,20 +342,46 @@ func TestBoundInProgress(t *testing.T) {
 		return m
 	}
 	tests := []struct {
-		name              string
-		started, finished map[string]time.Time
-		want              bool
+		name      string
+		started   map[string]time.Time
+		wavesDone int
+		want      bool
 	}{
-		{"users only", at("users"), at("users"), false},
-		{"devices started", at("users", "devices"), at("users"), true},
-		{"tokens left", at("devices", "access_tokens", "refresh_pairs"), at("devices", "refresh_pairs"), true},
-		{"all finished", at("devices", "access_tokens", "refresh_pairs"), at("devices", "access_tokens", "refresh_pairs"), false},
+		{"users only", at("users"), 0, false},
+		{"devices started", at("users", "threepids", "devices"), 1, true},
+		{"tokens left, one entity's started shards all done", at("devices", "access_tokens", "refresh_pairs"), 2, true},
+		{"every wave complete", at("devices", "access_tokens", "refresh_pairs"), 3, false},
 	}
 	for _, tt := range tests {
 		m := &migration{st: &State{Import: ImportState{Bound: []string{"devices", "access_tokens", "refresh_pairs"},
-			Started: tt.started, Finished: tt.finished}}}
+			Waves: testWaves, WavesDone: tt.wavesDone, Started: tt.started}}}
 		if got := m.boundInProgress(); got != tt.want {
 			t.Errorf("%s: in progress %v, want %v", tt.name, got, tt.want)
 		}
+	}
+}
+
+// TestPrecopyTakingOverAnUnfinishedOne: a migration that takes over
+// another's unfinished pre-copy knows nothing of its snapshots; the
+// compaction tells it: the bound entities read at several start over,
+// and batches read at several snapshots get a repair pass.
+func TestPrecopyTakingOverAnUnfinishedOne(t *testing.T) {
+	h := newPrecopyHarness(t)
+	h.boundMixed, h.snapshots = 1, 2
+	in := approved()
+	in.Steps = []string{contract.StepPrecopy}
+	h.env.ExecuteWorkflow(MigrationWorkflow, in)
+	if err := h.env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	calls := withoutImports(h.calls)
+	want := []string{"prepare", "hold_snapshot", "pause_schema", "compact", "restart_bound", "compact", "catch_up",
+		"complete_pass", "restore_schema", contract.StepReconcile}
+	if !slices.Equal(calls, want) {
+		t.Fatalf("calls %v, want %v", calls, want)
+	}
+	restart := slices.Index(h.calls, "restart_bound")
+	if again := importCalls(h.calls[restart:]); len(again) < 3 || !slices.Equal(again[:3], []string{"devices", "access_tokens", "refresh_pairs"}) {
+		t.Fatalf("read after the restart: %v, want the bound entities again", again)
 	}
 }

@@ -25,7 +25,12 @@ func (m *migration) holdSnapshot(ctx workflow.Context) error {
 	if m.holder != nil && !m.holder.done {
 		return nil
 	}
-	h, f := m.startHolder(ctx, contract.HoldSnapshot, "hold the dry run's snapshot of Synapse")
+	// Numbered: the wait takes this holder's snapshot, never one an
+	// earlier holder recorded and lost.
+	m.st.Import.Holders++
+	in := m.runInput()
+	in.Holder = m.st.Import.Holders
+	h, f := m.startHolder(ctx, contract.HoldSnapshot, "hold the dry run's snapshot of Synapse", in)
 	m.holder = h
 	var snap contract.SnapshotResult
 	var err error
@@ -34,7 +39,6 @@ func (m *migration) holdSnapshot(ctx workflow.Context) error {
 	sel := workflow.NewSelector(ctx)
 	// A catch-up pass that lost its snapshot left it recorded until this
 	// holder records its own: the wait skips it.
-	in := m.runInput()
 	if cu := m.st.Import.CatchUp; cu != nil {
 		in.Snapshot = cu.Stale
 	} else if m.precopying {
@@ -60,10 +64,10 @@ func (m *migration) holdSnapshot(ctx workflow.Context) error {
 
 // startHolder starts a holder activity, which runs until release.
 func (m *migration) startHolder(ctx workflow.Context, act contract.Activity[contract.RunInput, contract.None],
-	summary string) (*holder, future[contract.None]) {
+	summary string, in contract.RunInput) (*holder, future[contract.None]) {
 	hctx, cancel := workflow.WithCancel(ctx)
 	h := &holder{cancel: cancel}
-	f := execute(hctx, m, act, summary, m.runInput())
+	f := execute(hctx, m, act, summary, in)
 	workflow.Go(ctx, func(gctx workflow.Context) {
 		_, err := f.get(gctx)
 		h.done = true
@@ -79,7 +83,7 @@ func (m *migration) startHolder(ctx workflow.Context, act contract.Activity[cont
 // brought back meanwhile waits instead of writing beside the import.
 func (m *migration) holdWriterLock(ctx workflow.Context) {
 	if m.lock == nil || m.lock.done {
-		m.lock, _ = m.startHolder(ctx, contract.HoldWriterLock, "lock Synapse's tables against writes")
+		m.lock, _ = m.startHolder(ctx, contract.HoldWriterLock, "lock Synapse's tables against writes", m.runInput())
 	}
 }
 

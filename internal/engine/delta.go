@@ -62,23 +62,31 @@ const keyChunk = 10000
 // CompactEvidence makes the pre-copy's evidence log its change evidence
 // (mas.CompactEvidence), with the mark of the oldest snapshot its
 // batches were read at. The keys and buckets come from Synapse's server
-// (the live tables: no snapshot is needed). It returns how many user IDs
-// the evidence holds.
-func (e *Engine) CompactEvidence(ctx context.Context) (int64, error) {
+// (the live tables: no snapshot is needed).
+func (e *Engine) CompactEvidence(ctx context.Context) (mas.Compacted, error) {
 	pool := e.writer.Pool()
 	mark, err := mas.PrecopyMark(ctx, pool)
 	if err != nil {
-		return 0, err
+		return mas.Compacted{}, err
 	}
 	src := newEvidenceSource(ctx, func(ctx context.Context, emit func(synapse.KeyCounts) error) error {
 		return e.loggedEvidence(ctx, emit)
 	})
 	defer src.stop()
-	n, err := mas.CompactEvidence(ctx, pool, mark, src)
+	out, err := mas.CompactEvidence(ctx, pool, mark, boundNames(), src)
 	if err := errors.Join(err, src.Err()); err != nil {
-		return 0, err
+		return mas.Compacted{}, err
 	}
-	return n, nil
+	return out, nil
+}
+
+// boundNames are the names of synapse.SnapshotBound.
+func boundNames() []string {
+	names := make([]string, len(synapse.SnapshotBound))
+	for i, b := range synapse.SnapshotBound {
+		names[i] = string(b)
+	}
+	return names
 }
 
 // loggedEvidence emits the summed evidence log with each user ID's key
@@ -398,8 +406,9 @@ var boundTables = []string{"compat_sessions", "compat_access_tokens", "compat_re
 // RestartBound takes the pre-copy started at now back to before the
 // snapshot-bound entities (synapse.SnapshotBound): after its snapshot
 // was lost while they were being read, they must all be read again at
-// the next one. It returns their names.
-func (r *Runs) RestartBound(ctx context.Context, now time.Time) ([]string, error) {
+// the next one. Restart number restart (from 1) is done once. It returns
+// their names.
+func (r *Runs) RestartBound(ctx context.Context, now time.Time, restart int) ([]string, error) {
 	e, err := r.Open(ctx, now, "")
 	if err != nil {
 		return nil, err
@@ -407,9 +416,6 @@ func (r *Runs) RestartBound(ctx context.Context, now time.Time) ([]string, error
 	if !e.Run().Precopy {
 		return nil, fmt.Errorf("%w: only a pre-copy restarts entities", ErrBadRequest)
 	}
-	names := make([]string, len(synapse.SnapshotBound))
-	for i, b := range synapse.SnapshotBound {
-		names[i] = string(b)
-	}
-	return names, mas.RestartEntities(ctx, r.MAS, names, boundTables)
+	names := boundNames()
+	return names, mas.RestartEntities(ctx, r.MAS, restart, names, boundTables)
 }

@@ -77,22 +77,31 @@ func TestPrecopyAcrossSnapshots(t *testing.T) {
 		lost synapse.Entity
 		// The repair pass must import these keys again.
 		keys []string
+		// takeover: the loss is not seen (a migration that took over
+		// the unfinished pre-copy): the compaction finds the bound
+		// entities read at two snapshots instead.
+		takeover bool
 	}{
-		{"deleted user", synapse.ExternalIDs, []string{uid("23")}},
-		{"registration", synapse.Threepids, []string{"@new1:synth.example"}},
-		{"deactivation", synapse.Devices, []string{uid("8")}},
-		{"re-login", synapse.Devices, []string{uid("11")}},
+		{"deleted user", synapse.ExternalIDs, []string{uid("23")}, false},
+		{"registration", synapse.Threepids, []string{"@new1:synth.example"}, false},
+		{"deactivation", synapse.Devices, []string{uid("8")}, false},
+		{"re-login", synapse.Devices, []string{uid("11")}, false},
 		// The session time of user 5's device counted the token before
 		// the logout: the bound entities start over at the second
 		// snapshot, which sees the logout, so nothing is left to repair.
-		{"logout", synapse.AccessTokens, nil},
-		{"refresh", synapse.RefreshPairs, nil},
+		{"logout", synapse.AccessTokens, nil, false},
+		{"logout", synapse.Devices, nil, true},
+		{"refresh", synapse.RefreshPairs, nil, false},
 		// User 25's users row was read at the first snapshot; user 27's
 		// tokens, read again at the second, were already deleted.
-		{"vacuum freeze", synapse.AccessTokens, []string{uid("25")}},
+		{"vacuum freeze", synapse.AccessTokens, []string{uid("25")}, false},
 	}
 	for _, tt := range tests {
-		t.Run(tt.between+" while reading "+string(tt.lost), func(t *testing.T) {
+		name := tt.between + " while reading " + string(tt.lost)
+		if tt.takeover {
+			name += ", taken over"
+		}
+		t.Run(name, func(t *testing.T) {
 			lt := newLiveTest(t)
 			ctx := context.Background()
 			eng, err := lt.runs.Prepare(ctx, NewRun{Now: testNow, Precopy: true, Rules: testConfig().Rules})
@@ -108,16 +117,29 @@ func TestPrecopyAcrossSnapshots(t *testing.T) {
 			importEntities(t, eng.At(first), synapse.Entities[lost:lost+1], 2)
 			release()
 			lt.write(t, changesSQL[tt.between]...)
-			if lost >= slices.Index(synapse.Entities, synapse.SnapshotBound[0]) {
-				if _, err := lt.runs.RestartBound(ctx, testNow); err != nil {
+			restart := func() {
+				if _, err := lt.runs.RestartBound(ctx, testNow, 1); err != nil {
 					t.Fatalf("restart: %v", err)
 				}
+			}
+			if !tt.takeover && lost >= slices.Index(synapse.Entities, synapse.SnapshotBound[0]) {
+				restart()
 			}
 			second, release := lt.snapshot(t, nil)
 			importEntities(t, eng.At(second), synapse.Entities, 0)
 			release()
-			if _, err := eng.CompactEvidence(ctx); err != nil {
-				t.Fatalf("compact: %v", err)
+			c, err := eng.CompactEvidence(ctx)
+			if err != nil || c.BoundMixed != tt.takeover || (!c.BoundMixed && c.Snapshots != 2) {
+				t.Fatalf("compact: %+v %v", c, err)
+			}
+			if tt.takeover {
+				restart()
+				third, release := lt.snapshot(t, nil)
+				importEntities(t, eng.At(third), synapse.Entities, 0)
+				release()
+				if c, err := eng.CompactEvidence(ctx); err != nil || c.BoundMixed || c.Snapshots < 2 {
+					t.Fatalf("compact after the restart: %+v %v", c, err)
+				}
 			}
 			repair := lt.catchUp(t, nil, false)
 			lt.assertKeys(t, "repair", repair.Pass, tt.keys, nil)
@@ -159,7 +181,7 @@ func TestRestartBoundEmptiesOnlyTheirTables(t *testing.T) {
 	defer release()
 	importAll(t, eng.At(snapshot), 2, 7, 1)
 	before := pgtest.Digests(t, lt.env.masDSN, mas.TargetTables)
-	if _, err := lt.runs.RestartBound(ctx, testNow); err != nil {
+	if _, err := lt.runs.RestartBound(ctx, testNow, 1); err != nil {
 		t.Fatal(err)
 	}
 	after := pgtest.Digests(t, lt.env.masDSN, mas.TargetTables)
@@ -177,10 +199,19 @@ func TestRestartBoundEmptiesOnlyTheirTables(t *testing.T) {
 		t.Fatalf("%d shards and %d log rows of the bound entities left", shards, logged)
 	}
 	importAll(t, eng.At(snapshot), 2, 7, 1)
+	// Restart 1 again (an attempt that lost contact and commits late)
+	// changes nothing.
+	again := pgtest.Digests(t, lt.env.masDSN, mas.TargetTables)
+	if _, err := lt.runs.RestartBound(ctx, testNow, 1); err != nil {
+		t.Fatal(err)
+	}
+	if after := pgtest.Digests(t, lt.env.masDSN, mas.TargetTables); after["compat_sessions"] != again["compat_sessions"] {
+		t.Fatalf("restart 1 done twice: compat_sessions %s, then %s", again["compat_sessions"], after["compat_sessions"])
+	}
 	if _, err := eng.CompactEvidence(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := lt.runs.RestartBound(ctx, testNow); !errors.Is(err, mas.ErrCompacted) {
+	if _, err := lt.runs.RestartBound(ctx, testNow, 2); !errors.Is(err, mas.ErrCompacted) {
 		t.Fatalf("restart after the compaction: %v, want ErrCompacted", err)
 	}
 }

@@ -114,7 +114,7 @@ func (r *Runs) Estimates(ctx context.Context) (map[string]int64, error) {
 // now, records it with the run (its batches commit only while it is the
 // run's) and holds it until ctx ends. If the session dies first, it
 // returns synapse.ErrSnapshotGone: the dry run must start again.
-func (r *Runs) HoldSnapshot(ctx context.Context, now time.Time) error {
+func (r *Runs) HoldSnapshot(ctx context.Context, now time.Time, holder int) error {
 	e, err := r.Open(ctx, now, "")
 	if err != nil {
 		return err
@@ -127,7 +127,7 @@ func (r *Runs) HoldSnapshot(ctx context.Context, now time.Time) error {
 		return err
 	}
 	defer snap.Release()
-	if err := r.recordHeld(ctx, e.Run().Precopy, snap.ID, snap.Horizon); err != nil {
+	if err := r.recordHeld(ctx, e.Run().Precopy, snap.ID, snap.Horizon, holder); err != nil {
 		return err
 	}
 	if e.Run().Precopy {
@@ -145,7 +145,7 @@ func (r *Runs) HoldSnapshot(ctx context.Context, now time.Time) error {
 // recordHeld records a held snapshot with the run; a pre-copy's with its
 // horizon and mark first: no batch is read at a snapshot whose mark is
 // not recorded (the pre-copy's evidence takes the oldest).
-func (r *Runs) recordHeld(ctx context.Context, precopy bool, id string, horizon int64) error {
+func (r *Runs) recordHeld(ctx context.Context, precopy bool, id string, horizon int64, holder int) error {
 	if precopy {
 		mark, err := r.Reader.At(id).Mark(ctx)
 		if err != nil {
@@ -156,7 +156,7 @@ func (r *Runs) recordHeld(ctx context.Context, precopy bool, id string, horizon 
 			return err
 		}
 	}
-	return mas.RecordSnapshot(ctx, r.MAS, id)
+	return mas.RecordSnapshot(ctx, r.MAS, id, holder)
 }
 
 // releaseTimeout bounds the bookkeeping a holder does as it ends.
@@ -187,18 +187,19 @@ func (r *Runs) HoldWriterLock(ctx context.Context) error {
 }
 
 // RecordedSnapshot returns the snapshot the dry run started at now reads
-// ("" while its holder has not recorded one yet). AwaitSnapshot polls it:
-// it reads the run row alone, not the MAS schema.
-func (r *Runs) RecordedSnapshot(ctx context.Context, now time.Time) (string, error) {
+// ("" while its holder has not recorded one yet), and the number of the
+// holder that recorded it. AwaitSnapshot polls it: it reads the run row
+// alone, not the MAS schema.
+func (r *Runs) RecordedSnapshot(ctx context.Context, now time.Time) (string, int, error) {
 	run, err := mas.OwnRun(ctx, r.MAS)
 	switch {
 	case err != nil:
-		return "", err
+		return "", 0, err
 	case !startedAt(run, now):
-		return "", fmt.Errorf("%w for the dry run started %s: run the import step first", mas.ErrNoRun,
+		return "", 0, fmt.Errorf("%w for the dry run started %s: run the import step first", mas.ErrNoRun,
 			now.UTC().Format(time.RFC3339))
 	}
-	return run.Snapshot, nil
+	return run.Snapshot, run.Holder, nil
 }
 
 // RestoreSchema rebuilds the paused indexes and constraints on

@@ -27,36 +27,49 @@ type Owners struct {
 	Counts []int32
 }
 
-// logOwners adds a batch's counts to the evidence log.
-func logOwners(ctx context.Context, tx pgx.Tx, o *Owners) error {
+// logOwners adds a batch's counts, read at snapshot, to the evidence log.
+func logOwners(ctx context.Context, tx pgx.Tx, o *Owners, snapshot string) error {
 	if o == nil || len(o.Raws) == 0 {
 		return nil
 	}
-	if _, err := tx.Exec(ctx, `INSERT INTO masflow_import.evidence_log (entity, raws, counts) VALUES ($1, $2, $3)`,
-		o.Entity, o.Raws, o.Counts); err != nil {
+	if _, err := tx.Exec(ctx, `INSERT INTO masflow_import.evidence_log (entity, raws, counts, snapshot) VALUES ($1, $2, $3, $4)`,
+		o.Entity, o.Raws, o.Counts, snapshot); err != nil {
 		return fmt.Errorf("logging the rows read per user ID: %w", err)
 	}
 	return nil
 }
 
+// ErrNoMark: a snapshot of the pre-copy was recorded without its mark.
+var ErrNoMark = errors.New("a snapshot of the pre-copy has no recorded mark")
+
 // PrecopyMark is the mark of the oldest snapshot a pre-copy's holders
 // recorded: every batch of the pre-copy was read at one of them, so a row
 // version written at or after this mark is the only kind a batch may not
-// have seen.
+// have seen. Snapshots of different database servers (a Synapse database
+// restored elsewhere while the pre-copy ran) have no common transaction
+// IDs: the mark then names no server, and the delta, which checks the
+// server, trusts no evidence and imports everything again.
 func PrecopyMark(ctx context.Context, q querier) (synapse.Mark, error) {
-	var m *synapse.Mark
-	var unknown int
-	err := q.QueryRow(ctx, `SELECT (SELECT mark FROM masflow_import.horizons WHERE mark IS NOT NULL
-		ORDER BY (mark ->> 'xmin')::bigint LIMIT 1), (SELECT count(*) FROM masflow_import.horizons WHERE mark IS NULL)`).
-		Scan(&m, &unknown)
-	switch {
-	case err != nil:
+	rows, err := q.Query(ctx, `SELECT mark FROM masflow_import.horizons`)
+	if err != nil {
 		return synapse.Mark{}, fmt.Errorf("reading the pre-copy's snapshot marks: %w", err)
-	case m == nil || unknown > 0:
-		return synapse.Mark{}, errors.New("a snapshot of the pre-copy has no recorded mark (a holder of an older masflow): " +
-			"discard the pre-copy (starter migrate --dry-run --steps discard) and run it again")
 	}
-	return *m, nil
+	marks, err := pgx.CollectRows(rows, pgx.RowTo[*synapse.Mark])
+	if err != nil {
+		return synapse.Mark{}, fmt.Errorf("reading the pre-copy's snapshot marks: %w", err)
+	}
+	if len(marks) == 0 || slices.Contains(marks, nil) {
+		return synapse.Mark{}, fmt.Errorf("%w (a holder of an older masflow): discard the pre-copy "+
+			"(starter migrate --dry-run --steps discard) and run it again", ErrNoMark)
+	}
+	oldest := *marks[0]
+	for _, m := range marks[1:] {
+		if m.System != oldest.System || m.Version != oldest.Version {
+			oldest.System = "several servers"
+		}
+		oldest.Xmin = min(oldest.Xmin, m.Xmin)
+	}
+	return oldest, nil
 }
 
 // LoggedEvidence streams the evidence log summed per stored user ID, in
@@ -93,8 +106,9 @@ func LoggedEvidence(ctx context.Context, pool *pgxpool.Pool, fn func(raw string,
 // flags the run for the next pass to sweep orphans (sweepOrphans), in
 // one transaction. Once done (the run has a mark and
 // the log is empty) it changes nothing and returns the evidence's size.
-func CompactEvidence(ctx context.Context, pool *pgxpool.Pool, mark synapse.Mark, src pgx.CopyFromSource) (int64, error) {
-	var n int64
+func CompactEvidence(ctx context.Context, pool *pgxpool.Pool, mark synapse.Mark, bound []string, src pgx.CopyFromSource) (Compacted, error) {
+	var out Compacted
+	n := &out.Keys
 	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 		if err := LockExclusive(ctx, tx); err != nil {
 			return err
@@ -105,10 +119,18 @@ func CompactEvidence(ctx context.Context, pool *pgxpool.Pool, mark synapse.Mark,
 			return err
 		}
 		if done {
-			return tx.QueryRow(ctx, `SELECT count(*) FROM masflow_import.evidence`).Scan(&n)
+			return tx.QueryRow(ctx, `SELECT count(*) FROM masflow_import.evidence`).Scan(n)
 		}
 		if err := logComplete(ctx, tx); err != nil {
 			return err
+		}
+		var boundSnapshots int
+		if err := tx.QueryRow(ctx, `SELECT count(DISTINCT snapshot), count(DISTINCT snapshot) FILTER (WHERE entity = ANY($1))
+			FROM masflow_import.evidence_log`, entityIndexes(bound)).Scan(&out.Snapshots, &boundSnapshots); err != nil {
+			return err
+		}
+		if out.BoundMixed = boundSnapshots > 1; out.BoundMixed {
+			return nil
 		}
 		if _, err := tx.Exec(ctx, `TRUNCATE masflow_import.evidence, masflow_import.variants;
 			DROP INDEX masflow_import.evidence_bucket, masflow_import.evidence_k;
@@ -116,7 +138,7 @@ func CompactEvidence(ctx context.Context, pool *pgxpool.Pool, mark synapse.Mark,
 			return err
 		}
 		var err error
-		if n, err = writeEvidence(ctx, tx, mark, src, nil); err != nil {
+		if *n, err = writeEvidence(ctx, tx, mark, src, nil); err != nil {
 			return err
 		}
 		if _, err := tx.Exec(ctx, `ALTER TABLE masflow_import.evidence ADD CONSTRAINT evidence_pkey PRIMARY KEY (raw);
@@ -132,13 +154,37 @@ func CompactEvidence(ctx context.Context, pool *pgxpool.Pool, mark synapse.Mark,
 		}
 		// Batches read at more than one snapshot may have left rows
 		// whose parent is missing: the next pass sweeps them.
-		_, err = tx.Exec(ctx, `UPDATE masflow_import.run SET sweep = (SELECT count(*) > 1 FROM masflow_import.horizons)`)
+		_, err = tx.Exec(ctx, `UPDATE masflow_import.run SET sweep = $1`, out.Snapshots > 1)
 		return err
 	})
 	if err != nil {
-		return 0, fmt.Errorf("compacting the pre-copy's change evidence: %w", Sanitize(err))
+		return Compacted{}, fmt.Errorf("compacting the pre-copy's change evidence: %w", Sanitize(err))
 	}
-	return n, nil
+	return out, nil
+}
+
+// Compacted is what CompactEvidence did.
+type Compacted struct {
+	// Keys is how many user IDs the evidence holds.
+	Keys int64
+	// Snapshots is how many snapshots the batches were read at: more
+	// than one, and a repair pass must bring MAS to one.
+	Snapshots int
+	// BoundMixed: the snapshot-bound entities were read at more than one
+	// snapshot (a migration that took over an unfinished pre-copy): the
+	// log is left as it was; restart them (RestartEntities) and read
+	// them again first.
+	BoundMixed bool
+}
+
+// entityIndexes are the entities' positions in synapse.Entities (-1 for
+// a name it does not hold).
+func entityIndexes(entities []string) []int32 {
+	out := make([]int32, len(entities))
+	for i, e := range entities {
+		out[i] = int32(slices.Index(synapse.Entities, synapse.Entity(e)))
+	}
+	return out
 }
 
 // Add counts one more row of user ID raw (rows come in user order: a run
@@ -199,10 +245,9 @@ func PrecopyComplete(ctx context.Context, q querier) (bool, error) {
 	if err != nil || mark == nil {
 		return false, err
 	}
-	var sweep bool
-	if err := q.QueryRow(ctx, `SELECT COALESCE((SELECT (to_jsonb(r) ->> 'sweep')::boolean FROM masflow_import.run r), false)`).
-		Scan(&sweep); err != nil {
-		return false, fmt.Errorf("reading the pre-copy's state: %w", err)
+	sweep, err := sweepPending(ctx, q)
+	if err != nil {
+		return false, err
 	}
 	paused, err := PausedObjects(ctx, q)
 	if err != nil {
@@ -220,18 +265,21 @@ var ErrCompacted = errors.New("the pre-copy's evidence is already compacted")
 // emptied (tables lists them), their shards' checkpoints and findings
 // and their evidence log are deleted, so that planning them again starts
 // them over. It refuses when another entity wrote one of those tables,
-// and once the evidence is compacted. Restarting twice changes nothing.
-func RestartEntities(ctx context.Context, pool *pgxpool.Pool, entities []string, tables []string) error {
-	indexes := make([]int32, 0, len(entities))
-	for _, e := range entities {
-		i := slices.Index(synapse.Entities, synapse.Entity(e))
-		if i < 0 {
-			return fmt.Errorf("unknown entity %q", e)
-		}
-		indexes = append(indexes, int32(i))
+// and once the evidence is compacted. Restart number restart (counted
+// from 1 by the caller) is done once: asked again, it changes nothing.
+func RestartEntities(ctx context.Context, pool *pgxpool.Pool, restart int, entities []string, tables []string) error {
+	indexes := entityIndexes(entities)
+	if slices.Contains(indexes, -1) {
+		return fmt.Errorf("unknown entity among %v", entities)
 	}
 	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 		if err := LockExclusive(ctx, tx); err != nil {
+			return err
+		}
+		// Restart n happens once: an attempt that lost contact with
+		// Temporal and commits after a later one changes nothing.
+		tag, err := tx.Exec(ctx, `UPDATE masflow_import.run SET bound_restarts = $1 WHERE bound_restarts = $1 - 1`, restart)
+		if err != nil || tag.RowsAffected() == 0 {
 			return err
 		}
 		var compacted bool
@@ -267,7 +315,7 @@ func RestartEntities(ctx context.Context, pool *pgxpool.Pool, entities []string,
 		if _, err := tx.Exec(ctx, `DELETE FROM masflow_import.checkpoints WHERE entity = ANY($1) AND pass = 0`, entities); err != nil {
 			return err
 		}
-		_, err := tx.Exec(ctx, `DELETE FROM masflow_import.evidence_log WHERE entity = ANY($1)`, indexes)
+		_, err = tx.Exec(ctx, `DELETE FROM masflow_import.evidence_log WHERE entity = ANY($1)`, indexes)
 		return err
 	})
 	if err != nil {

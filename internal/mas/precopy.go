@@ -21,6 +21,8 @@ const createPrecopySQL = `
 ALTER TABLE masflow_import.run ADD COLUMN IF NOT EXISTS precopy boolean NOT NULL DEFAULT false;
 ALTER TABLE masflow_import.run ADD COLUMN IF NOT EXISTS mark jsonb;
 ALTER TABLE masflow_import.run ADD COLUMN IF NOT EXISTS sweep boolean NOT NULL DEFAULT false;
+ALTER TABLE masflow_import.run ADD COLUMN IF NOT EXISTS holder int NOT NULL DEFAULT 0;
+ALTER TABLE masflow_import.run ADD COLUMN IF NOT EXISTS bound_restarts int NOT NULL DEFAULT 0;
 ALTER TABLE masflow_import.checkpoints ADD COLUMN IF NOT EXISTS pass int NOT NULL DEFAULT 0;
 CREATE TABLE IF NOT EXISTS masflow_import.evidence (
   raw    text COLLATE "C" CONSTRAINT evidence_pkey PRIMARY KEY,
@@ -40,9 +42,10 @@ CREATE TABLE IF NOT EXISTS masflow_import.horizons (
 );
 ALTER TABLE masflow_import.horizons ADD COLUMN IF NOT EXISTS mark jsonb;
 CREATE TABLE IF NOT EXISTS masflow_import.evidence_log (
-  entity int NOT NULL,
-  raws   text[] COLLATE "C" NOT NULL,
-  counts int[] NOT NULL
+  entity   int NOT NULL,
+  raws     text[] COLLATE "C" NOT NULL,
+  counts   int[] NOT NULL,
+  snapshot text NOT NULL
 );
 CREATE TABLE IF NOT EXISTS masflow_import.passes (
   pass       int PRIMARY KEY,
@@ -87,8 +90,7 @@ const evidenceIndexesSQL = `CREATE INDEX IF NOT EXISTS evidence_bucket ON masflo
 CREATE INDEX IF NOT EXISTS evidence_k ON masflow_import.evidence (k);`
 
 // RecordHorizon records a pre-copy snapshot's horizon (synapse.Horizon),
-// taken before the snapshot, and its mark (nil: not known yet); the first
-// recording stays.
+// taken before the snapshot, and its mark; the first recording stays.
 func RecordHorizon(ctx context.Context, pool *pgxpool.Pool, snapshot string, horizon int64, mark *synapse.Mark) error {
 	if _, err := pool.Exec(ctx, `INSERT INTO masflow_import.horizons (snapshot, horizon, mark) VALUES ($1, $2, $3)
 		ON CONFLICT (snapshot) DO NOTHING`, snapshot, horizon, mark); err != nil {
@@ -521,9 +523,7 @@ var parentOf = map[string]string{"user_id": "users", "compat_session_id": "compa
 // snapshots, so the pass imports them again; the rows deleted count as
 // removed (n is the pass, which records them).
 func sweepOrphans(ctx context.Context, tx pgx.Tx, n int, rm *Removed) error {
-	var sweep bool
-	if err := tx.QueryRow(ctx, `SELECT COALESCE((SELECT (to_jsonb(r) ->> 'sweep')::boolean FROM masflow_import.run r), false)`).
-		Scan(&sweep); err != nil || !sweep {
+	if sweep, err := sweepPending(ctx, tx); err != nil || !sweep {
 		return err
 	}
 	for _, o := range orphanSQL {
@@ -545,6 +545,17 @@ func sweepOrphans(ctx context.Context, tx pgx.Tx, n int, rm *Removed) error {
 	}
 	_, err := tx.Exec(ctx, `UPDATE masflow_import.run SET sweep = false`)
 	return err
+}
+
+// sweepPending reports whether the run's next pass must sweep orphans.
+func sweepPending(ctx context.Context, q querier) (bool, error) {
+	var sweep bool
+	err := q.QueryRow(ctx, `SELECT COALESCE((SELECT (to_jsonb(r) ->> 'sweep')::boolean FROM masflow_import.run r), false)`).
+		Scan(&sweep)
+	if err != nil {
+		return false, fmt.Errorf("reading the pre-copy's state: %w", err)
+	}
+	return sweep, nil
 }
 
 // unindexedKeysSQL lists the foreign keys between the target tables whose

@@ -99,7 +99,7 @@ func (w *Writer) Commit(ctx context.Context, c Commit) (Checkpoint, error) {
 		if err := w.copyFindings(ctx, tx, c.Shard, c.Findings); err != nil {
 			return err
 		}
-		if err := logOwners(ctx, tx, c.Owners); err != nil {
+		if err := logOwners(ctx, tx, c.Owners, c.Snapshot); err != nil {
 			return err
 		}
 		cp.Progress.Add(c.Progress)

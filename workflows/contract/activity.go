@@ -80,7 +80,7 @@ var (
 	CompactEvidence = Activity[RunInput, EvidenceResult]{"CompactEvidence", StepPrecopy, Long}
 	// RestartBound takes a pre-copy's snapshot-bound entities back to
 	// nothing after its snapshot was lost while they were read.
-	RestartBound = Activity[RunInput, RestartResult]{"RestartBound", StepPrecopy, Database}
+	RestartBound = Activity[RestartInput, RestartResult]{"RestartBound", StepPrecopy, Database}
 )
 
 // Named is what every Activity tells of itself, whatever its types.

@@ -9,9 +9,14 @@ type RunInput struct {
 	RunStartedAt time.Time
 	// DryRun imports while Synapse runs (the tables are emptied after).
 	DryRun bool
-	// Snapshot is the ID of the snapshot HoldSnapshot exported (dry runs;
-	// "" reads the live tables, which a real run has stopped).
+	// Snapshot is the ID of the snapshot HoldSnapshot exported (dry runs,
+	// pre-copies, catch-up passes; "" reads the live tables, which a real
+	// run has stopped).
 	Snapshot string
+	// Holder numbers a HoldSnapshot within the migration: it records its
+	// snapshot with it, and AwaitSnapshot waits for that holder's (0:
+	// any holder's other than Snapshot).
+	Holder int `json:",omitempty"`
 }
 
 // Rules are the import settings that change which rows are written:
@@ -52,6 +57,13 @@ type PrepareResult struct {
 	Bound []string `json:",omitempty"`
 }
 
+// RestartInput numbers a RestartBound within the migration (from 1):
+// each restart is done once, whatever its attempts.
+type RestartInput struct {
+	RunInput
+	Restart int
+}
+
 // RestartResult names the entities RestartBound took back to nothing.
 type RestartResult struct {
 	Entities []string
@@ -60,6 +72,13 @@ type RestartResult struct {
 // EvidenceResult counts the user keys the pre-copy recorded.
 type EvidenceResult struct {
 	Keys int64
+	// Snapshots (CompactEvidence) is how many snapshots the pre-copy's
+	// batches were read at: above one, a repair pass must follow.
+	Snapshots int `json:",omitempty"`
+	// BoundMixed (CompactEvidence): the snapshot-bound entities were read
+	// at more than one snapshot; nothing was compacted: restart them
+	// (RestartBound) and read them again first.
+	BoundMixed bool `json:",omitempty"`
 }
 
 // DeltaResult is a begun delta pass: what changed since the pre-copy,
