@@ -49,8 +49,9 @@ const snapshotPoll = 200 * time.Millisecond
 
 // AwaitSnapshot returns the snapshot the dry run's holder recorded,
 // waiting (heartbeating) until it has recorded one other than
-// in.Snapshot (a lost one still recorded) and, for a numbered holder
-// (in.Holder), that holder's own. The workflow bounds the wait
+// in.Snapshot (a lost one still recorded) and, for a named holder
+// (in.Holder), that holder's own (a run an older masflow created names
+// none). The workflow bounds the wait
 // with the activity's timeout.
 func (a *ImportActivities) AwaitSnapshot(ctx context.Context, in contract.RunInput) (contract.SnapshotResult, error) {
 	defer heartbeatEvery(ctx, nil)()
@@ -59,7 +60,7 @@ func (a *ImportActivities) AwaitSnapshot(ctx context.Context, in contract.RunInp
 		if err != nil {
 			return contract.SnapshotResult{}, classify(err)
 		}
-		if id != "" && id != in.Snapshot && (in.Holder == 0 || holder == in.Holder) {
+		if awaited(in, id, holder) {
 			return contract.SnapshotResult{Snapshot: id}, nil
 		}
 		select {
@@ -68,4 +69,11 @@ func (a *ImportActivities) AwaitSnapshot(ctx context.Context, in contract.RunInp
 		case <-time.After(snapshotPoll):
 		}
 	}
+}
+
+// awaited reports whether the snapshot id, recorded by holder, is the one
+// AwaitSnapshot waits for: recorded, not the lost in.Snapshot, and
+// in.Holder's own when both are named.
+func awaited(in contract.RunInput, id, holder string) bool {
+	return id != "" && id != in.Snapshot && (in.Holder == "" || holder == "" || holder == in.Holder)
 }

@@ -1,6 +1,8 @@
 package workflows
 
 import (
+	"strconv"
+
 	"github.com/masflow/masflow/workflows/contract"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
@@ -29,7 +31,7 @@ func (m *migration) holdSnapshot(ctx workflow.Context) error {
 	// earlier holder recorded and lost.
 	m.st.Import.Holders++
 	in := m.runInput()
-	in.Holder = m.st.Import.Holders
+	in.Holder = workflow.GetInfo(ctx).FirstRunID + "/" + strconv.Itoa(m.st.Import.Holders)
 	h, f := m.startHolder(ctx, contract.HoldSnapshot, "hold the dry run's snapshot of Synapse", in)
 	m.holder = h
 	var snap contract.SnapshotResult

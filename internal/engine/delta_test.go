@@ -221,7 +221,7 @@ func (lt *liveTest) snapshot(t *testing.T, during func()) (id string, release fu
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := lt.runs.recordHeld(ctx, true, snap.ID, snap.Horizon, 0); err != nil {
+	if err := lt.runs.recordHeld(ctx, true, snap.ID, snap.Horizon, ""); err != nil {
 		t.Fatal(err)
 	}
 	if during != nil {

@@ -114,7 +114,7 @@ func (r *Runs) Estimates(ctx context.Context) (map[string]int64, error) {
 // now, records it with the run (its batches commit only while it is the
 // run's) and holds it until ctx ends. If the session dies first, it
 // returns synapse.ErrSnapshotGone: the dry run must start again.
-func (r *Runs) HoldSnapshot(ctx context.Context, now time.Time, holder int) error {
+func (r *Runs) HoldSnapshot(ctx context.Context, now time.Time, holder string) error {
 	e, err := r.Open(ctx, now, "")
 	if err != nil {
 		return err
@@ -145,7 +145,7 @@ func (r *Runs) HoldSnapshot(ctx context.Context, now time.Time, holder int) erro
 // recordHeld records a held snapshot with the run; a pre-copy's with its
 // horizon and mark first: no batch is read at a snapshot whose mark is
 // not recorded (the pre-copy's evidence takes the oldest).
-func (r *Runs) recordHeld(ctx context.Context, precopy bool, id string, horizon int64, holder int) error {
+func (r *Runs) recordHeld(ctx context.Context, precopy bool, id string, horizon int64, holder string) error {
 	if precopy {
 		mark, err := r.Reader.At(id).Mark(ctx)
 		if err != nil {
@@ -187,16 +187,16 @@ func (r *Runs) HoldWriterLock(ctx context.Context) error {
 }
 
 // RecordedSnapshot returns the snapshot the dry run started at now reads
-// ("" while its holder has not recorded one yet), and the number of the
-// holder that recorded it. AwaitSnapshot polls it: it reads the run row
+// ("" while its holder has not recorded one yet), and the holder that
+// recorded it. AwaitSnapshot polls it: it reads the run row
 // alone, not the MAS schema.
-func (r *Runs) RecordedSnapshot(ctx context.Context, now time.Time) (string, int, error) {
+func (r *Runs) RecordedSnapshot(ctx context.Context, now time.Time) (string, string, error) {
 	run, err := mas.OwnRun(ctx, r.MAS)
 	switch {
 	case err != nil:
-		return "", 0, err
+		return "", "", err
 	case !startedAt(run, now):
-		return "", 0, fmt.Errorf("%w for the dry run started %s: run the import step first", mas.ErrNoRun,
+		return "", "", fmt.Errorf("%w for the dry run started %s: run the import step first", mas.ErrNoRun,
 			now.UTC().Format(time.RFC3339))
 	}
 	return run.Snapshot, run.Holder, nil

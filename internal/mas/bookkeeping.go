@@ -71,9 +71,8 @@ type RunInfo struct {
 	// Snapshot is the exported Synapse snapshot a dry run reads ("" until
 	// its holder records one; always "" in a real run).
 	Snapshot string
-	// Holder is the number of the holder that recorded Snapshot (0:
-	// unnumbered).
-	Holder int
+	// Holder names the holder that recorded Snapshot ("": unnamed).
+	Holder string
 	// Resumed is true when the run already existed (our own unfinished run).
 	Resumed bool
 }
@@ -207,7 +206,7 @@ func OwnRun(ctx context.Context, q querier) (RunInfo, error) {
 	// precopy read through to_jsonb: a run v0.1.0 created has no such
 	// column (its bookkeeping is never altered under it).
 	err := q.QueryRow(ctx, `SELECT server_name, salt, now, dry_run, rules, snapshot,
-		COALESCE((to_jsonb(r) ->> 'precopy')::boolean, false), COALESCE((to_jsonb(r) ->> 'holder')::int, 0)
+		COALESCE((to_jsonb(r) ->> 'precopy')::boolean, false), COALESCE(to_jsonb(r) ->> 'holder', '')
 		FROM masflow_import.run r`).
 		Scan(&info.ServerName, &info.Salt, &info.Now, &info.DryRun, &info.Rules, &snapshot, &info.Precopy, &info.Holder)
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -225,16 +224,23 @@ func OwnRun(ctx context.Context, q querier) (RunInfo, error) {
 }
 
 // RecordSnapshot records the Synapse snapshot a dry run reads from now
-// on, with the holder that holds it (its number in the workflow; 0 for
-// a workflow that numbers none); batches read at another one are
-// refused (Commit.Snapshot).
-func RecordSnapshot(ctx context.Context, pool *pgxpool.Pool, id string, holder int) error {
+// on, with the holder that holds it (its token in the migration; "" for
+// a migration that names none); batches read at another one are refused
+// (Commit.Snapshot).
+func RecordSnapshot(ctx context.Context, pool *pgxpool.Pool, id string, holder string) error {
 	// A dry run's first holder only records one (a restart is a new
 	// run); a pre-copy's every holder records its own: its batches log
 	// what they read at each (the evidence log), and after it completes
 	// each catch-up pass reads at its own.
 	set, args := `snapshot = $1`, []any{id}
-	if holder > 0 {
+	// A run an older masflow created has no holder column (its
+	// bookkeeping is never altered under it): its holders stay unnamed.
+	var named bool
+	if err := pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'masflow_import.run'::regclass
+		AND attname = 'holder' AND NOT attisdropped)`).Scan(&named); err != nil {
+		return fmt.Errorf("recording the dry run's snapshot: %w", err)
+	}
+	if holder != "" && named {
 		set, args = set+`, holder = $2`, append(args, holder)
 	}
 	tag, err := pool.Exec(ctx, `UPDATE masflow_import.run r SET `+set+`

@@ -21,7 +21,7 @@ const createPrecopySQL = `
 ALTER TABLE masflow_import.run ADD COLUMN IF NOT EXISTS precopy boolean NOT NULL DEFAULT false;
 ALTER TABLE masflow_import.run ADD COLUMN IF NOT EXISTS mark jsonb;
 ALTER TABLE masflow_import.run ADD COLUMN IF NOT EXISTS sweep boolean NOT NULL DEFAULT false;
-ALTER TABLE masflow_import.run ADD COLUMN IF NOT EXISTS holder int NOT NULL DEFAULT 0;
+ALTER TABLE masflow_import.run ADD COLUMN IF NOT EXISTS holder text;
 ALTER TABLE masflow_import.run ADD COLUMN IF NOT EXISTS bound_restarts int NOT NULL DEFAULT 0;
 ALTER TABLE masflow_import.checkpoints ADD COLUMN IF NOT EXISTS pass int NOT NULL DEFAULT 0;
 CREATE TABLE IF NOT EXISTS masflow_import.evidence (

@@ -13,10 +13,11 @@ type RunInput struct {
 	// pre-copies, catch-up passes; "" reads the live tables, which a real
 	// run has stopped).
 	Snapshot string
-	// Holder numbers a HoldSnapshot within the migration: it records its
-	// snapshot with it, and AwaitSnapshot waits for that holder's (0:
-	// any holder's other than Snapshot).
-	Holder int `json:",omitempty"`
+	// Holder names a HoldSnapshot uniquely (the migration's first run ID
+	// and the holder's number in it): it records its snapshot with it,
+	// and AwaitSnapshot waits for that holder's ("": any holder's other
+	// than Snapshot).
+	Holder string `json:",omitempty"`
 }
 
 // Rules are the import settings that change which rows are written:
