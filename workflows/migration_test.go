@@ -878,14 +878,7 @@ func TestContinueAsNewDuringImportResumes(t *testing.T) {
 			in := approved()
 			in.Import.ContinueAsNewEvents = c.threshold
 			h.env.ExecuteWorkflow(MigrationWorkflow, in)
-			var can *workflow.ContinueAsNewError
-			if err := h.env.GetWorkflowError(); !errors.As(err, &can) {
-				t.Fatalf("got %v, want continue-as-new", err)
-			}
-			var next MigrationInput
-			if err := converterDecode(can, &next); err != nil {
-				t.Fatal(err)
-			}
+			next := continuedAsNew(t, h)
 			st := next.State.Import
 			var done []string
 			for _, s := range st.Shards {
@@ -912,6 +905,21 @@ func TestContinueAsNewDuringImportResumes(t *testing.T) {
 			}
 		})
 	}
+}
+
+// continuedAsNew returns the input the finished run continued as new
+// with (failing unless it did).
+func continuedAsNew(t *testing.T, h *harness) MigrationInput {
+	t.Helper()
+	var can *workflow.ContinueAsNewError
+	if err := h.env.GetWorkflowError(); !errors.As(err, &can) {
+		t.Fatalf("got %v, want continue-as-new", err)
+	}
+	var next MigrationInput
+	if err := converterDecode(can, &next); err != nil {
+		t.Fatal(err)
+	}
+	return next
 }
 
 // A workflow started by another client than the starter (temporal

@@ -10,7 +10,6 @@ import (
 	"github.com/masflow/masflow/workflows/contract"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
-	"go.temporal.io/sdk/workflow"
 )
 
 // precopyOrder is what a pre-approved migration with the pre-copy runs:
@@ -234,13 +233,7 @@ func queryProgress(t *testing.T, h *harness) Progress {
 func TestPrecopyGoesOnWhenItsSnapshotIsLost(t *testing.T) {
 	h := newPrecopyHarness(t)
 	h.holdFails, h.awaitFails = 1, 1
-	in := approved()
-	in.Steps = []string{contract.StepPrecopy}
-	h.env.ExecuteWorkflow(MigrationWorkflow, in)
-	var res MigrationResult
-	if err := h.env.GetWorkflowError(); err != nil || h.env.GetWorkflowResult(&res) != nil {
-		t.Fatal(err)
-	}
+	res := precopyAlone(t, h)
 	calls := withoutImports(h.calls)
 	last := -1
 	for i, c := range calls {
@@ -274,14 +267,7 @@ func TestPrecopyContinuesAsNew(t *testing.T) {
 	// after them pin the snapshot).
 	in.Import.ContinueAsNewEvents = 40
 	h.env.ExecuteWorkflow(MigrationWorkflow, in)
-	var can *workflow.ContinueAsNewError
-	if err := h.env.GetWorkflowError(); !errors.As(err, &can) {
-		t.Fatalf("got %v, want continue-as-new", err)
-	}
-	var next MigrationInput
-	if err := converterDecode(can, &next); err != nil {
-		t.Fatal(err)
-	}
+	next := continuedAsNew(t, h)
 	st := next.State.Import
 	if !st.Repair || st.LostSnapshot == "" || st.Snapshot != "" || st.Precopied || len(st.Shards) == 0 {
 		t.Fatalf("carried pre-copy state %+v: want its snapshot let go, a repair due, shards done", st)
@@ -310,13 +296,7 @@ func TestPrecopyContinuesAsNew(t *testing.T) {
 func TestPrecopyRestartsItsBoundEntities(t *testing.T) {
 	h := newPrecopyHarness(t)
 	h.loseAt = "access_tokens"
-	in := approved()
-	in.Steps = []string{contract.StepPrecopy}
-	h.env.ExecuteWorkflow(MigrationWorkflow, in)
-	var res MigrationResult
-	if err := h.env.GetWorkflowError(); err != nil || h.env.GetWorkflowResult(&res) != nil {
-		t.Fatal(err)
-	}
+	res := precopyAlone(t, h)
 	restart := slices.Index(h.calls, "restart_bound")
 	if restart < 0 || res.SnapshotsLost != 1 {
 		t.Fatalf("calls %v, %d snapshots lost: want one, and a restart", h.calls, res.SnapshotsLost)
@@ -368,12 +348,7 @@ func TestBoundInProgress(t *testing.T) {
 func TestPrecopyTakingOverAnUnfinishedOne(t *testing.T) {
 	h := newPrecopyHarness(t)
 	h.boundMixed, h.snapshots = 1, 2
-	in := approved()
-	in.Steps = []string{contract.StepPrecopy}
-	h.env.ExecuteWorkflow(MigrationWorkflow, in)
-	if err := h.env.GetWorkflowError(); err != nil {
-		t.Fatal(err)
-	}
+	precopyAlone(t, h)
 	calls := withoutImports(h.calls)
 	want := []string{"prepare", "hold_snapshot", "pause_schema", "compact", "restart_bound", "compact", "catch_up",
 		"complete_pass", "restore_schema", contract.StepReconcile}
@@ -384,4 +359,18 @@ func TestPrecopyTakingOverAnUnfinishedOne(t *testing.T) {
 	if again := importCalls(h.calls[restart:]); len(again) < 3 || !slices.Equal(again[:3], []string{"devices", "access_tokens", "refresh_pairs"}) {
 		t.Fatalf("read after the restart: %v, want the bound entities again", again)
 	}
+}
+
+// precopyAlone runs the precopy step alone, pre-approved, and returns
+// the migration's result.
+func precopyAlone(t *testing.T, h *harness) MigrationResult {
+	t.Helper()
+	in := approved()
+	in.Steps = []string{contract.StepPrecopy}
+	h.env.ExecuteWorkflow(MigrationWorkflow, in)
+	var res MigrationResult
+	if err := h.env.GetWorkflowError(); err != nil || h.env.GetWorkflowResult(&res) != nil {
+		t.Fatal(err)
+	}
+	return res
 }

@@ -104,13 +104,7 @@ func TestPrecopyAcrossSnapshots(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			lt := newLiveTest(t)
 			ctx := context.Background()
-			eng, err := lt.runs.Prepare(ctx, NewRun{Now: testNow, Precopy: true, Rules: testConfig().Rules})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if _, err := mas.PauseSchema(ctx, lt.env.mas); err != nil {
-				t.Fatal(err)
-			}
+			eng := lt.pausedPrecopy(t)
 			lost := slices.Index(synapse.Entities, tt.lost)
 			first, release := lt.snapshot(t, nil)
 			importEntities(t, eng.At(first), synapse.Entities[:lost], 0)
@@ -170,13 +164,7 @@ func TestPrecopyAcrossSnapshots(t *testing.T) {
 func TestRestartBoundEmptiesOnlyTheirTables(t *testing.T) {
 	lt := newLiveTest(t)
 	ctx := context.Background()
-	eng, err := lt.runs.Prepare(ctx, NewRun{Now: testNow, Precopy: true, Rules: testConfig().Rules})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := mas.PauseSchema(ctx, lt.env.mas); err != nil {
-		t.Fatal(err)
-	}
+	eng := lt.pausedPrecopy(t)
 	snapshot, release := lt.snapshot(t, nil)
 	defer release()
 	importAll(t, eng.At(snapshot), 2, 7, 1)
@@ -214,6 +202,20 @@ func TestRestartBoundEmptiesOnlyTheirTables(t *testing.T) {
 	if _, err := lt.runs.RestartBound(ctx, testNow, 2); !errors.Is(err, mas.ErrCompacted) {
 		t.Fatalf("restart after the compaction: %v, want ErrCompacted", err)
 	}
+}
+
+// pausedPrecopy prepares a pre-copy run and pauses the MAS schema, as
+// the precopy step does before its first batch.
+func (lt *liveTest) pausedPrecopy(t *testing.T) *Engine {
+	t.Helper()
+	eng, err := lt.runs.Prepare(context.Background(), NewRun{Now: testNow, Precopy: true, Rules: testConfig().Rules})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := mas.PauseSchema(context.Background(), lt.env.mas); err != nil {
+		t.Fatal(err)
+	}
+	return eng
 }
 
 // importEntities imports the entities' shards (two each) in batches of
