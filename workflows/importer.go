@@ -31,8 +31,9 @@ type ImportState struct {
 	// for the import; SchemaRestored: they were rebuilt.
 	SchemaPaused   bool
 	SchemaRestored bool
-	// Snapshot is the exported snapshot of Synapse a dry run reads (held
-	// by the HoldSnapshot activity); "" in a real run.
+	// Snapshot is the exported snapshot of Synapse a dry run, a pre-copy
+	// or a catch-up pass reads (held by the HoldSnapshot activity); "" in
+	// a real run.
 	Snapshot string
 	// Restarts counts the dry run's restarts after its snapshot was lost.
 	Restarts int

@@ -49,9 +49,10 @@ type Commit struct {
 	Rows     *Rows
 	Findings []Finding
 	Progress Progress
-	// Snapshot, in a dry run, is the Synapse snapshot the batch was read
-	// at: the commit is refused unless it is still the run's (a batch of
-	// a dead holder's snapshot never lands beside its successor's).
+	// Snapshot, in a dry run or a pre-copy, is the Synapse snapshot the
+	// batch was read at: the commit is refused unless it is still the
+	// run's (a batch of a dead holder's snapshot never lands beside its
+	// successor's).
 	Snapshot string
 	// Owners, for a pre-copy's batch, are its rows per stored user ID,
 	// for the evidence log (nil: none logged).
@@ -120,8 +121,9 @@ func (w *Writer) Commit(ctx context.Context, c Commit) (Checkpoint, error) {
 }
 
 // ErrSnapshotMoved: a batch read at a snapshot that is no longer the
-// run's (its holder died and the dry run started again).
-var ErrSnapshotMoved = errors.New("the dry run's snapshot changed: batch read at an older one")
+// run's (its holder died: the dry run started again, or the pre-copy went
+// on at a new one).
+var ErrSnapshotMoved = errors.New("the run's snapshot changed: batch read at an older one")
 
 // sameSnapshot refuses a dry run's batch read at another snapshot than
 // the run's; the run row stays locked (shared) until the commit, so the
