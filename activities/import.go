@@ -41,15 +41,9 @@ func (a *ImportActivities) PrepareImport(ctx context.Context, in contract.Prepar
 	res := contract.PrepareResult{Resumed: e.Run().Resumed, Estimates: est, RunStartedAt: e.Run().Now,
 		Precopy: e.Run().Precopy, Precopied: precopied}
 	for _, wave := range engine.Waves() {
-		var names []string
-		for _, e := range wave {
-			names = append(names, string(e))
-		}
-		res.Waves = append(res.Waves, names)
+		res.Waves = append(res.Waves, synapse.Names(wave))
 	}
-	for _, e := range synapse.SnapshotBound {
-		res.Bound = append(res.Bound, string(e))
-	}
+	res.Bound = synapse.Names(synapse.SnapshotBound)
 	return res, nil
 }
 

@@ -42,19 +42,6 @@ func (e *Engine) allEvidence(ctx context.Context, write func(pgx.CopyFromSource,
 	return n, nil
 }
 
-// snapshotMark is the mark of the snapshot the engine reads: its xmin,
-// or the horizon recorded before it if larger (the xmin is held back by
-// transactions of any database, the horizon only by this database's).
-func (e *Engine) snapshotMark(ctx context.Context) (synapse.Mark, error) {
-	mark, err := e.reader.Mark(ctx)
-	if err != nil {
-		return mark, err
-	}
-	horizon, err := mas.Horizon(ctx, e.writer.Pool(), e.snapshot)
-	mark.Xmin = max(mark.Xmin, horizon)
-	return mark, err
-}
-
 // keyChunk is how many user IDs CompactEvidence sends to Synapse at once
 // for their keys and buckets.
 const keyChunk = 10000
@@ -73,20 +60,11 @@ func (e *Engine) CompactEvidence(ctx context.Context) (mas.Compacted, error) {
 		return e.loggedEvidence(ctx, emit)
 	})
 	defer src.stop()
-	out, err := mas.CompactEvidence(ctx, pool, mark, boundNames(), src)
+	out, err := mas.CompactEvidence(ctx, pool, mark, synapse.Names(synapse.SnapshotBound), src)
 	if err := errors.Join(err, src.Err()); err != nil {
 		return mas.Compacted{}, err
 	}
 	return out, nil
-}
-
-// boundNames are the names of synapse.SnapshotBound.
-func boundNames() []string {
-	names := make([]string, len(synapse.SnapshotBound))
-	for i, b := range synapse.SnapshotBound {
-		names[i] = string(b)
-	}
-	return names
 }
 
 // loggedEvidence emits the summed evidence log with each user ID's key
@@ -335,7 +313,8 @@ func (r *Runs) BeginDelta(ctx context.Context, now time.Time, snapshot string, l
 	}
 	spec := mas.PassSpec{CatchUp: snapshot != "", Snapshot: snapshot}
 	if spec.CatchUp {
-		m, err := e.snapshotMark(ctx)
+		// Its holder recorded it (Runs.recordHeld).
+		m, err := mas.SnapshotMark(ctx, pool, snapshot)
 		if err != nil {
 			return Delta{}, err
 		}
@@ -416,6 +395,6 @@ func (r *Runs) RestartBound(ctx context.Context, now time.Time, restart int) ([]
 	if !e.Run().Precopy {
 		return nil, fmt.Errorf("%w: only a pre-copy restarts entities", ErrBadRequest)
 	}
-	names := boundNames()
+	names := synapse.Names(synapse.SnapshotBound)
 	return names, mas.RestartEntities(ctx, r.MAS, restart, names, boundTables)
 }

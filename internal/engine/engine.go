@@ -251,7 +251,7 @@ func (e *Engine) ImportShard(ctx context.Context, req Request, onBatch func(cp m
 	if err != nil {
 		return Result{}, err
 	}
-	page, err := e.pageFunc(synapse.Entity(cp.Entity))
+	page, err := e.pageFunc(cp)
 	if err != nil {
 		return Result{}, err
 	}
@@ -321,18 +321,8 @@ func (e *Engine) commit(ctx context.Context, cp mas.Checkpoint, b mappedPage, si
 		Findings: b.batch.Findings,
 		Progress: p,
 		Snapshot: e.snapshot,
-		Owners:   e.ownersToLog(cp, &b.owners),
+		Owners:   &b.owners,
 	})
-}
-
-// ownersToLog is what a batch adds to the evidence log: its rows per
-// user ID when it belongs to the pre-copy itself (not to a delta pass),
-// read at a snapshot; nil otherwise.
-func (e *Engine) ownersToLog(cp mas.Checkpoint, o *mas.Owners) *mas.Owners {
-	if !e.run.Precopy || cp.Pass != 0 || e.snapshot == "" {
-		return nil
-	}
-	return o
 }
 
 // progressOf counts a mapped batch.

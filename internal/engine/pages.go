@@ -25,8 +25,9 @@ type pageFunc func(ctx context.Context, rng synapse.Range, limit int) (readPage,
 // ownedRow is a source row that names the user ID it stores.
 type ownedRow interface{ OwnerID() string }
 
-// page joins a typed reader and a typed mapping rule.
-func page[T ownedRow](entity synapse.Entity, read func(context.Context, synapse.Range, int) ([]T, synapse.Key, error),
+// page joins a typed reader and a typed mapping rule; with tally, it also
+// counts the page's rows per stored user ID.
+func page[T ownedRow](entity synapse.Entity, tally bool, read func(context.Context, synapse.Range, int) ([]T, synapse.Key, error),
 	mapRow func(*mapping.Batch, T) error) pageFunc {
 	return func(ctx context.Context, rng synapse.Range, limit int) (readPage, error) {
 		rows, last, err := read(ctx, rng, limit)
@@ -38,27 +39,33 @@ func page[T ownedRow](entity synapse.Entity, read func(context.Context, synapse.
 			if err := mapRow(p.batch, r); err != nil {
 				return readPage{}, err
 			}
-			p.owners.Add(r.OwnerID())
+			if tally {
+				p.owners.Add(r.OwnerID())
+			}
 		}
 		return p, nil
 	}
 }
 
-func (e *Engine) pageFunc(entity synapse.Entity) (pageFunc, error) {
-	r, m := e.reader, e.mapper
+// pageFunc reads the pages of a shard; a pre-copy's own shards (not a
+// delta pass's), read at a snapshot, tally their rows for the evidence
+// log.
+func (e *Engine) pageFunc(cp mas.Checkpoint) (pageFunc, error) {
+	r, m, entity := e.reader, e.mapper, synapse.Entity(cp.Entity)
+	tally := e.run.Precopy && cp.Pass == 0 && e.snapshot != ""
 	switch entity {
 	case synapse.Users:
-		return page(entity, r.Users, m.User), nil
+		return page(entity, tally, r.Users, m.User), nil
 	case synapse.Threepids:
-		return page(entity, r.Threepids, m.Threepid), nil
+		return page(entity, tally, r.Threepids, m.Threepid), nil
 	case synapse.ExternalIDs:
-		return page(entity, r.ExternalIDs, m.ExternalID), nil
+		return page(entity, tally, r.ExternalIDs, m.ExternalID), nil
 	case synapse.Devices:
-		return page(entity, r.Devices, m.Device), nil
+		return page(entity, tally, r.Devices, m.Device), nil
 	case synapse.AccessTokens:
-		return page(entity, r.AccessTokens, m.AccessToken), nil
+		return page(entity, tally, r.AccessTokens, m.AccessToken), nil
 	case synapse.RefreshPairs:
-		return page(entity, r.RefreshPairs, m.RefreshPair), nil
+		return page(entity, tally, r.RefreshPairs, m.RefreshPair), nil
 	}
 	return nil, fmt.Errorf("unknown entity %q: %w", entity, ErrBadRequest)
 }

@@ -144,7 +144,10 @@ func (r *Runs) HoldSnapshot(ctx context.Context, now time.Time, holder string) e
 
 // recordHeld records a held snapshot with the run; a pre-copy's with its
 // horizon and mark first: no batch is read at a snapshot whose mark is
-// not recorded (the pre-copy's evidence takes the oldest).
+// not recorded (the pre-copy's evidence takes the oldest, a catch-up pass
+// its own). The mark is the snapshot's xmin, or the horizon recorded
+// before it if larger (the xmin is held back by transactions of any
+// database, the horizon only by this database's).
 func (r *Runs) recordHeld(ctx context.Context, precopy bool, id string, horizon int64, holder string) error {
 	if precopy {
 		mark, err := r.Reader.At(id).Mark(ctx)

@@ -27,6 +27,16 @@ type Owners struct {
 	Counts []int32
 }
 
+// Add counts one more row of user ID raw (rows come in user order: a run
+// of equal user IDs is one entry; any order still sums right).
+func (o *Owners) Add(raw string) {
+	if n := len(o.Raws); n > 0 && o.Raws[n-1] == raw {
+		o.Counts[n-1]++
+		return
+	}
+	o.Raws, o.Counts = append(o.Raws, raw), append(o.Counts, 1)
+}
+
 // logOwners adds a batch's counts, read at snapshot, to the evidence log.
 func logOwners(ctx context.Context, tx pgx.Tx, o *Owners, snapshot string) error {
 	if o == nil || len(o.Raws) == 0 {
@@ -113,12 +123,15 @@ func CompactEvidence(ctx context.Context, pool *pgxpool.Pool, mark synapse.Mark,
 		if err := LockExclusive(ctx, tx); err != nil {
 			return err
 		}
-		var done bool
-		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM masflow_import.run WHERE precopy AND mark IS NOT NULL)
-			AND NOT EXISTS (SELECT 1 FROM masflow_import.evidence_log)`).Scan(&done); err != nil {
+		compacted, err := Mark(ctx, tx)
+		if err != nil {
 			return err
 		}
-		if done {
+		var logged bool
+		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM masflow_import.evidence_log)`).Scan(&logged); err != nil {
+			return err
+		}
+		if compacted != nil && !logged {
 			return tx.QueryRow(ctx, `SELECT count(*) FROM masflow_import.evidence`).Scan(n)
 		}
 		if err := logComplete(ctx, tx); err != nil {
@@ -137,7 +150,6 @@ func CompactEvidence(ctx context.Context, pool *pgxpool.Pool, mark synapse.Mark,
 			ALTER TABLE masflow_import.evidence DROP CONSTRAINT evidence_pkey`); err != nil {
 			return err
 		}
-		var err error
 		if *n, err = writeEvidence(ctx, tx, mark, src, nil); err != nil {
 			return err
 		}
@@ -193,16 +205,6 @@ func entityIndexes(entities []string) []int32 {
 	return out
 }
 
-// Add counts one more row of user ID raw (rows come in user order: a run
-// of equal user IDs is one entry; any order still sums right).
-func (o *Owners) Add(raw string) {
-	if n := len(o.Raws); n > 0 && o.Raws[n-1] == raw {
-		o.Counts[n-1]++
-		return
-	}
-	o.Raws, o.Counts = append(o.Raws, raw), append(o.Counts, 1)
-}
-
 // ErrLogIncomplete: the evidence log does not account for every row the
 // pre-copy's batches read (a worker of an older masflow, which logs
 // nothing, imported some).
@@ -211,16 +213,12 @@ var ErrLogIncomplete = errors.New("the pre-copy's evidence log misses rows its b
 // logComplete checks that the log holds, per entity, exactly the rows
 // the pre-copy's shards read.
 func logComplete(ctx context.Context, tx pgx.Tx) error {
-	names := make([]string, len(synapse.Entities))
-	for i, e := range synapse.Entities {
-		names[i] = string(e)
-	}
 	rows, err := tx.Query(ctx, `SELECT e.name, COALESCE(l.n, 0), COALESCE(c.n, 0)
 		FROM unnest($1::text[]) WITH ORDINALITY AS e(name, i)
 		LEFT JOIN (SELECT entity, sum(n)::bigint AS n FROM masflow_import.evidence_log, unnest(counts) n GROUP BY 1) l
 		  ON l.entity = e.i - 1
 		LEFT JOIN (SELECT entity, sum((progress ->> 'read')::bigint)::bigint AS n FROM masflow_import.checkpoints
-		  WHERE pass = 0 GROUP BY 1) c ON c.entity = e.name`, names)
+		  WHERE pass = 0 GROUP BY 1) c ON c.entity = e.name`, synapse.Names(synapse.Entities))
 	if err != nil {
 		return fmt.Errorf("checking the evidence log: %w", err)
 	}
@@ -288,12 +286,11 @@ func RestartEntities(ctx context.Context, pool *pgxpool.Pool, restart int, entit
 		if err != nil || tag.RowsAffected() == 0 {
 			return err
 		}
-		var compacted bool
-		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM masflow_import.run WHERE precopy AND mark IS NOT NULL)`).
-			Scan(&compacted); err != nil {
+		compacted, err := Mark(ctx, tx)
+		if err != nil {
 			return err
 		}
-		if compacted {
+		if compacted != nil {
 			return ErrCompacted
 		}
 		var others []string

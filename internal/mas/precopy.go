@@ -99,14 +99,18 @@ func RecordHorizon(ctx context.Context, pool *pgxpool.Pool, snapshot string, hor
 	return nil
 }
 
-// Horizon is the horizon recorded for a snapshot (0: none).
-func Horizon(ctx context.Context, q querier, snapshot string) (int64, error) {
-	var h int64
-	err := q.QueryRow(ctx, `SELECT horizon FROM masflow_import.horizons WHERE snapshot = $1`, snapshot).Scan(&h)
-	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
-		return 0, fmt.Errorf("reading the pre-copy snapshot's horizon: %w", err)
+// SnapshotMark is the mark a holder recorded for its snapshot
+// (ErrNoMark: none).
+func SnapshotMark(ctx context.Context, q querier, snapshot string) (synapse.Mark, error) {
+	var m *synapse.Mark
+	err := q.QueryRow(ctx, `SELECT mark FROM masflow_import.horizons WHERE snapshot = $1`, snapshot).Scan(&m)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows) || (err == nil && m == nil):
+		return synapse.Mark{}, fmt.Errorf("%w: snapshot %s", ErrNoMark, snapshot)
+	case err != nil:
+		return synapse.Mark{}, fmt.Errorf("reading the mark of snapshot %s: %w", snapshot, err)
 	}
-	return h, nil
+	return *m, nil
 }
 
 // Evidence reads the recorded change evidence (synapse.Recorded).
@@ -499,9 +503,10 @@ func removeKeys(ctx context.Context, tx pgx.Tx, keys, userKeys []string, all boo
 	return rm, dropIndexes()
 }
 
-// orphanSQL deletes a target table's rows whose parent row is missing,
-// per table, parents first.
-var orphanSQL = []struct{ table, where string }{
+// parentKeys are the target tables' columns that point at a parent row
+// (parentOf names its table), parents first: sweepOrphans deletes the
+// rows whose parent is missing.
+var parentKeys = []struct{ table, column string }{
 	{"user_passwords", "user_id"},
 	{"user_emails", "user_id"},
 	{"user_unsupported_third_party_ids", "user_id"},
@@ -512,7 +517,7 @@ var orphanSQL = []struct{ table, where string }{
 	{"compat_refresh_tokens", "compat_access_token_id"},
 }
 
-// parentOf is the table a column of orphanSQL points at.
+// parentOf is the table a column of parentKeys points at.
 var parentOf = map[string]string{"user_id": "users", "compat_session_id": "compat_sessions",
 	"compat_access_token_id": "compat_access_tokens"}
 
@@ -526,10 +531,10 @@ func sweepOrphans(ctx context.Context, tx pgx.Tx, n int, rm *Removed) error {
 	if sweep, err := sweepPending(ctx, tx); err != nil || !sweep {
 		return err
 	}
-	for _, o := range orphanSQL {
-		col := pgx.Identifier{o.where}.Sanitize()
+	for _, o := range parentKeys {
+		col := pgx.Identifier{o.column}.Sanitize()
 		tag, err := tx.Exec(ctx, "DELETE FROM "+pgx.Identifier{o.table}.Sanitize()+" t WHERE t."+col+" IS NOT NULL AND NOT EXISTS (SELECT 1 FROM "+
-			pgx.Identifier{parentOf[o.where]}.Sanitize()+" p WHERE p."+col+" = t."+col+")")
+			pgx.Identifier{parentOf[o.column]}.Sanitize()+" p WHERE p."+col+" = t."+col+")")
 		if err != nil {
 			return fmt.Errorf("removing %s rows without their parent: %w", o.table, err)
 		}

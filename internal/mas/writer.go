@@ -55,7 +55,7 @@ type Commit struct {
 	// successor's).
 	Snapshot string
 	// Owners, for a pre-copy's batch, are its rows per stored user ID,
-	// for the evidence log (nil: none logged).
+	// for the evidence log (nil or empty: none logged).
 	Owners *Owners
 }
 

@@ -36,6 +36,15 @@ const (
 // Entities lists every entity in dependency order.
 var Entities = []Entity{Users, Threepids, ExternalIDs, Devices, AccessTokens, RefreshPairs}
 
+// Names are the entities' names, in order.
+func Names(entities []Entity) []string {
+	out := make([]string, len(entities))
+	for i, e := range entities {
+		out[i] = string(e)
+	}
+	return out
+}
+
 // SnapshotBound are the entities whose reads consult each other's tables
 // (a device's session time aggregates its tokens; a token looks up its
 // device, its refresh token and its successor's access token; a refresh
