@@ -40,16 +40,14 @@ type ImportState struct {
 	// Lost counts the snapshots a pre-copy lost and went on without;
 	// LostInARow those lost with no shard call returning since the one
 	// before (Results counts the shard calls returned, LostAtResults them
-	// at the last loss); LostSnapshot is the last, still recorded with
-	// the run until the next holder records its own.
+	// at the last loss).
 	// Repair: what MAS holds is not the current snapshot's (batches were
 	// read at a lost one): a repair pass applies the difference before
 	// the pre-copy reconciles. Compacted: its evidence log was compacted.
-	Lost, LostInARow       int    `json:",omitempty"`
-	Results, LostAtResults int    `json:",omitempty"`
-	LostSnapshot           string `json:",omitempty"`
-	Repair                 bool   `json:",omitempty"`
-	Compacted              bool   `json:",omitempty"`
+	Lost, LostInARow       int  `json:",omitempty"`
+	Results, LostAtResults int  `json:",omitempty"`
+	Repair                 bool `json:",omitempty"`
+	Compacted              bool `json:",omitempty"`
 	// Bound are the entities the pre-copy reads at one snapshot
 	// (PrepareResult.Bound).
 	Bound []string `json:",omitempty"`

@@ -151,14 +151,14 @@ func (m *migration) boundInProgress() bool {
 	started, last := false, -1
 	for _, e := range st.Bound {
 		_, s := st.Started[e]
-		started = started || s
-		for w, wave := range st.Waves {
-			if slices.Contains(wave, e) {
-				last = max(last, w)
-			}
-		}
+		started, last = started || s, max(last, m.waveOf(e))
 	}
 	return started && st.WavesDone <= last
+}
+
+// waveOf is the index of the wave holding entity (-1: none).
+func (m *migration) waveOf(entity string) int {
+	return slices.IndexFunc(m.st.Import.Waves, func(wave []string) bool { return slices.Contains(wave, entity) })
 }
 
 // restartBound starts the snapshot-bound entities over when the lost
@@ -179,10 +179,8 @@ func (m *migration) restartBound(ctx workflow.Context, force bool) error {
 	for _, e := range res.Entities {
 		delete(st.Started, e)
 		delete(st.Finished, e)
-		for w, wave := range st.Waves {
-			if slices.Contains(wave, e) {
-				st.WavesDone = min(st.WavesDone, w)
-			}
+		if w := m.waveOf(e); w >= 0 {
+			st.WavesDone = min(st.WavesDone, w)
 		}
 	}
 	return nil
@@ -190,12 +188,11 @@ func (m *migration) restartBound(ctx workflow.Context, force bool) error {
 
 // forgetSnapshot leaves the pre-copy's snapshot behind (lost, or let go
 // to continue-as-new; its holder ended): the next attempt holds a new
-// one, skipping this one while it is still recorded, and repairs before
-// it reconciles; a repair pass under way is left to the next, which
-// undoes and takes it over.
+// one and repairs before it reconciles; a repair pass under way is left
+// to the next, which undoes and takes it over.
 func (m *migration) forgetSnapshot() {
 	st := &m.st.Import
-	st.Repair, st.LostSnapshot, st.Snapshot, m.holder = true, st.Snapshot, "", nil
+	st.Repair, st.Snapshot, m.holder = true, "", nil
 	if st.Delta != nil {
 		m.endPass()
 		st.WavesDone = len(st.Waves)
@@ -304,9 +301,6 @@ type CatchUp struct {
 	Last        *contract.DeltaResult `json:",omitempty"`
 	LastAt      time.Time
 	LastSeconds float64
-	// Stale is the snapshot of an abandoned pass, still recorded with the
-	// run until the next pass's holder records its own.
-	Stale string `json:",omitempty"`
 }
 
 // catchUp applies, at a new snapshot of the serving Synapse, what changed
@@ -337,20 +331,17 @@ func (m *migration) catchUp(ctx workflow.Context) error {
 	if rerr := m.releaseHolders(ctx); err == nil {
 		err = rerr
 	}
-	m.catchingUp, m.holder = false, nil
-	snapshot := st.Snapshot
-	st.Snapshot = ""
+	m.catchingUp, m.holder, st.Snapshot = false, nil, ""
 	m.endPass()
 	switch {
 	case lost:
 		workflow.GetLogger(ctx).Warn("a catch-up pass lost its snapshot of Synapse: the next pass takes it over", "error", err)
 		cu.Abandoned++
-		cu.Stale = snapshot
 		return nil
 	case err != nil:
 		return err
 	}
-	cu.Passes, cu.Users, cu.Stale = cu.Passes+1, cu.Users+d.Users, ""
+	cu.Passes, cu.Users = cu.Passes+1, cu.Users+d.Users
 	cu.Last, cu.LastAt = &d, workflow.Now(ctx)
 	cu.LastSeconds = cu.LastAt.Sub(started).Seconds()
 	workflow.SetCurrentDetails(ctx, m.progress().Markdown())

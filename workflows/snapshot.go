@@ -27,8 +27,9 @@ func (m *migration) holdSnapshot(ctx workflow.Context) error {
 	if m.holder != nil && !m.holder.done {
 		return nil
 	}
-	// Numbered: the wait takes this holder's snapshot, never one an
-	// earlier holder recorded and lost.
+	// Named: the wait takes this holder's snapshot, never one an earlier
+	// holder (a lost pre-copy's or catch-up pass's, this migration's or
+	// another's) recorded and lost.
 	m.st.Import.Holders++
 	in := m.runInput()
 	in.Holder = workflow.GetInfo(ctx).FirstRunID + "/" + strconv.Itoa(m.st.Import.Holders)
@@ -39,13 +40,6 @@ func (m *migration) holdSnapshot(ctx workflow.Context) error {
 	actx, cancelAwait := workflow.WithCancel(ctx)
 	defer cancelAwait()
 	sel := workflow.NewSelector(ctx)
-	// A catch-up pass that lost its snapshot left it recorded until this
-	// holder records its own: the wait skips it.
-	if cu := m.st.Import.CatchUp; cu != nil {
-		in.Snapshot = cu.Stale
-	} else if m.precopying {
-		in.Snapshot = m.st.Import.LostSnapshot
-	}
 	await := execute(actx, m, contract.AwaitSnapshot, "wait for the dry run's snapshot", in)
 	sel.AddFuture(await.f, func(workflow.Future) { snap, err = await.get(ctx) })
 	sel.AddFuture(f.f, func(workflow.Future) {
