@@ -25,7 +25,7 @@ func (a *ImportActivities) PauseSchema(ctx context.Context, in contract.RunInput
 // RestoreSchema rebuilds every paused index and constraint. A single index
 // build can take minutes on a large homeserver, so it heartbeats on a
 // ticker while the builds run; a retry after a crash resumes with what is
-// not rebuilt yet.
+// not rebuilt yet. A pre-copy's tables are then analyzed, for its delta.
 func (a *ImportActivities) RestoreSchema(ctx context.Context, in contract.SchemaInput) (contract.RestoreSchemaResult, error) {
 	var done atomic.Int64
 	stop := heartbeatEvery(ctx, func() any { return contract.SchemaHeartbeat{Restored: done.Load()} })
@@ -44,5 +44,8 @@ func (a *ImportActivities) RestoreSchema(ctx context.Context, in contract.Schema
 		done.Add(1)
 		m.Gauge(contract.MetricRestoreDone).Update(float64(restored.Add(1)))
 	})
+	if err == nil {
+		err = a.Runs.AnalyzePrecopy(ctx)
+	}
 	return contract.RestoreSchemaResult{Restored: n}, classify(err)
 }

@@ -513,3 +513,33 @@ func TestTransactionOfAnotherDatabaseWidensNothing(t *testing.T) {
 	}
 	lt.assertEqualsClean(t)
 }
+
+// TestAnalyzePrecopy: a pre-copy's tables get the planner's statistics
+// (the delta's lookups of a few users then use the indexes); an import's
+// are left to MAS's autovacuum, whose count is kept apart.
+func TestAnalyzePrecopy(t *testing.T) {
+	for _, precopy := range []bool{true, false} {
+		lt := newLiveTest(t)
+		ctx := context.Background()
+		if precopy {
+			lt.precopy(t, nil)
+		} else {
+			eng, err := lt.runs.Prepare(ctx, NewRun{Now: testNow, Rules: testConfig().Rules})
+			if err != nil {
+				t.Fatal(err)
+			}
+			importAll(t, eng, 1, 50, 1)
+		}
+		if err := lt.runs.AnalyzePrecopy(ctx); err != nil {
+			t.Fatalf("precopy %v: %v", precopy, err)
+		}
+		var analyzed int
+		if err := lt.env.mas.QueryRow(ctx, `SELECT count(*) FROM pg_stat_user_tables
+			WHERE schemaname = 'public' AND relname = ANY($1) AND analyze_count > 0`, mas.TargetTables).Scan(&analyzed); err != nil {
+			t.Fatal(err)
+		}
+		if want := map[bool]int{true: len(mas.TargetTables)}[precopy]; analyzed != want {
+			t.Errorf("precopy %v: %d of the %d target tables analyzed, want %d", precopy, analyzed, len(mas.TargetTables), want)
+		}
+	}
+}
