@@ -201,5 +201,5 @@ func (a *ImportActivities) BeginDelta(ctx context.Context, in contract.RunInput)
 	c := d.Changes
 	return contract.DeltaResult{Pass: d.Pass, Users: c.Keys, Written: c.Written, Deleted: c.Deleted, Window: c.Window,
 		All: c.All, Reason: c.Reason, Seconds: d.Took.Seconds(), Scan: d.Scan.Seconds(), Recount: d.Recount.Seconds(),
-		Remove: d.Remove.Seconds()}, nil
+		Remove: d.Remove.Seconds(), Recounted: d.Recounted}, nil
 }

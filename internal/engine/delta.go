@@ -272,8 +272,10 @@ type Delta struct {
 	Removed mas.Removed
 	// Took is how long finding the changes and removing them took (0
 	// when the pass was begun by an earlier attempt); Scan, Recount and
-	// Remove are its parts (synapse.Changes).
+	// Remove are its parts (synapse.Changes); Recounted is how many user
+	// IDs of differing buckets were counted again.
 	Took, Scan, Recount, Remove time.Duration
+	Recounted                   int
 }
 
 // BeginDelta begins a delta pass of the pre-copy run started at now. With
@@ -352,7 +354,7 @@ func (r *Runs) BeginDelta(ctx context.Context, now time.Time, snapshot string, l
 	}
 	log.Info("removed the changed users from MAS", zap.Int("pass", begun.Number), zap.Duration("took", time.Since(removing)))
 	return Delta{Pass: begun.Number, Changes: begun.Changes, Removed: begun.Removed, Took: time.Since(started), Scan: found.Scan,
-		Recount: found.Recount, Remove: time.Since(removing)}, nil
+		Recount: found.Recount, Remove: time.Since(removing), Recounted: found.Recounted}, nil
 }
 
 // changes finds the changed keys (and the user IDs of rows written since
@@ -362,7 +364,7 @@ func changes(ctx context.Context, reader *synapse.Reader, pool *pgxpool.Pool, ma
 	mas.PassChanges, error) {
 	ch, err := reader.Changes(ctx, mark, mas.Evidence{Pool: pool})
 	log.Info("changes since the pre-copy", zap.Int("users", len(ch.Dirty)), zap.Duration("scan", ch.Scan),
-		zap.Duration("recount", ch.Recount))
+		zap.Duration("recount", ch.Recount), zap.Int("recounted", ch.Recounted))
 	all := func(reason string) (synapse.Changes, mas.PassChanges, error) {
 		ch.Dirty, ch.UserRows, ch.Variants = nil, nil, nil
 		return ch, mas.PassChanges{All: true, Reason: reason, Window: ch.Window}, nil

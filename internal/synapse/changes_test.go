@@ -2,6 +2,7 @@ package synapse
 
 import (
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -34,6 +35,35 @@ func TestTrustWindow(t *testing.T) {
 				t.Fatalf("refused: %v", err)
 			case tt.reason != "" && (!errors.Is(err, ErrUntrusted) || !strings.Contains(err.Error(), tt.reason)):
 				t.Fatalf("error %v, want ErrUntrusted naming %q", err, tt.reason)
+			}
+		})
+	}
+}
+
+func TestHashNamed(t *testing.T) {
+	ms := []KeyCounts{{Raw: "@a:x"}, {Raw: "@b:x"}, {Raw: "@c:x"}}
+	hashes := map[string]int32{"@a:x": 65536*3 + 7, "@b:x": -65536*5 + 7, "@c:x": 65536*3 + 7}
+	tests := []struct {
+		name       string
+		rows, hash int64
+		want       []string
+	}{
+		{"one row of b", 1, -65536*5 + 7, []string{"@b:x"}},
+		{"three rows of b", 3, 3 * (-65536*5 + 7), []string{"@b:x"}},
+		{"a and c share a hash", 2, 2 * (65536*3 + 7), []string{"@a:x", "@c:x"}},
+		{"rows of a and b name nobody", 2, 65536*3 + 7 - 65536*5 + 7, nil},
+		{"not divisible", 3, 65536*3 + 7 - 65536*4 + 7, nil},
+		{"nothing lost", 0, 0, nil},
+		{"more rows now", -1, 65536*3 + 7, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var got []string
+			for _, m := range hashNamed(ms, tt.rows, tt.hash, hashes) {
+				got = append(got, m.Raw)
+			}
+			if !slices.Equal(got, tt.want) {
+				t.Fatalf("named %v, want %v", got, tt.want)
 			}
 		})
 	}

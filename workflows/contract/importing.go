@@ -96,9 +96,11 @@ type DeltaResult struct {
 	Reason string `json:",omitempty"`
 	// Seconds is how long finding the changes and removing them from
 	// MAS took: Scan reading Synapse's tables, Recount counting the
-	// users of differing buckets again, Remove the removal.
+	// users of differing buckets again, Remove the removal; Recounted
+	// is how many user IDs of differing buckets were counted again.
 	Seconds               float64
 	Scan, Recount, Remove float64 `json:",omitempty"`
+	Recounted             int     `json:",omitempty"`
 }
 
 // PassInput names a delta pass of the run.
