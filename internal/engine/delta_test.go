@@ -249,6 +249,24 @@ func (lt *liveTest) precopy(t *testing.T, during func()) {
 	if rec, err := at.Reconcile(ctx); err != nil || !rec.OK() {
 		t.Fatalf("pre-copy reconciliation: %v %v", err, rec.Problems)
 	}
+	lt.assertBucketSums(t)
+}
+
+// assertBucketSums: the sums kept per bucket are the evidence's, summed
+// (mas.Evidence.BucketSums reads them instead of summing).
+func (lt *liveTest) assertBucketSums(t *testing.T) {
+	t.Helper()
+	var differ int64
+	var kept bool
+	pgtest.QueryRow(t, lt.env.masDSN, `WITH kept AS (SELECT bucket, counts FROM masflow_import.evidence_buckets
+		  WHERE counts <> '{0,0,0,0,0,0}'),
+		summed AS (SELECT bucket, ARRAY[sum(counts[1]), sum(counts[2]), sum(counts[3]), sum(counts[4]), sum(counts[5]),
+		  sum(counts[6])]::bigint[] AS counts FROM masflow_import.evidence GROUP BY bucket)
+		SELECT (SELECT count(*) FROM (TABLE kept EXCEPT TABLE summed) a) + (SELECT count(*) FROM (TABLE summed EXCEPT TABLE kept) b),
+		  (SELECT bucket_sums FROM masflow_import.run)`, nil, &differ, &kept)
+	if differ != 0 || !kept {
+		t.Fatalf("%d buckets' kept sums differ from the evidence's (kept: %v)", differ, kept)
+	}
 }
 
 // write runs statements on one session of the live homeserver, then
@@ -276,6 +294,7 @@ func (lt *liveTest) delta(t *testing.T) Delta {
 	if err != nil {
 		t.Fatalf("begin delta: %v", err)
 	}
+	lt.assertBucketSums(t)
 	eng, err := lt.runs.Open(ctx, testNow, "")
 	if err != nil {
 		t.Fatal(err)
@@ -330,6 +349,7 @@ func (lt *liveTest) catchUp(t *testing.T, during func(), abandon bool) Delta {
 	if err != nil {
 		t.Fatalf("begin catch-up: %v", err)
 	}
+	lt.assertBucketSums(t)
 	eng, err := lt.runs.Open(ctx, testNow, snapshot)
 	if err != nil {
 		t.Fatal(err)
@@ -342,6 +362,7 @@ func (lt *liveTest) catchUp(t *testing.T, during func(), abandon bool) Delta {
 	if _, err := eng.CompletePass(ctx, d.Pass); err != nil {
 		t.Fatalf("complete catch-up: %v", err)
 	}
+	lt.assertBucketSums(t)
 	return d
 }
 

@@ -145,8 +145,10 @@ func CompactEvidence(ctx context.Context, pool *pgxpool.Pool, mark synapse.Mark,
 		if out.BoundMixed = boundSnapshots > 1; out.BoundMixed {
 			return nil
 		}
-		if _, err := tx.Exec(ctx, `TRUNCATE masflow_import.evidence, masflow_import.variants;
-			DROP INDEX masflow_import.evidence_bucket, masflow_import.evidence_k;
+		if err := truncateEvidence(ctx, tx); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `DROP INDEX masflow_import.evidence_bucket, masflow_import.evidence_k;
 			ALTER TABLE masflow_import.evidence DROP CONSTRAINT evidence_pkey`); err != nil {
 			return err
 		}

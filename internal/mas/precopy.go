@@ -31,6 +31,11 @@ CREATE TABLE IF NOT EXISTS masflow_import.evidence (
   counts bigint[] NOT NULL
 );
 ` + evidenceIndexesSQL + `
+CREATE TABLE IF NOT EXISTS masflow_import.evidence_buckets (
+  bucket int PRIMARY KEY,
+  counts bigint[] NOT NULL
+);
+ALTER TABLE masflow_import.run ADD COLUMN IF NOT EXISTS bucket_sums boolean NOT NULL DEFAULT false;
 CREATE TABLE IF NOT EXISTS masflow_import.variants (
   k   text COLLATE "C" NOT NULL,
   raw text NOT NULL
@@ -72,7 +77,14 @@ func writeEvidence(ctx context.Context, tx pgx.Tx, mark synapse.Mark, src pgx.Co
 			return 0, err
 		}
 	}
-	n, err := tx.CopyFrom(ctx, pgx.Identifier{bookkeepingSchema, "evidence"}, []string{"raw", "k", "bucket", "counts"}, src)
+	t := &tallyingSource{CopyFromSource: src, sums: map[int32][6]int64{}}
+	n, err := tx.CopyFrom(ctx, pgx.Identifier{bookkeepingSchema, "evidence"}, []string{"raw", "k", "bucket", "counts"}, t)
+	if err == nil {
+		err = t.err
+	}
+	if err == nil {
+		err = addBucketSums(ctx, tx, t.sums)
+	}
 	if err != nil {
 		return 0, err
 	}
@@ -81,6 +93,100 @@ func writeEvidence(ctx context.Context, tx pgx.Tx, mark synapse.Mark, src pgx.Co
 		err = fmt.Errorf("%w: no pre-copy to record evidence for", ErrNoRun)
 	}
 	return n, err
+}
+
+// The evidence's sums per bucket (what a delta compares Synapse's tables
+// with) are kept in masflow_import.evidence_buckets, in the transaction
+// of every change to the evidence: summing a million user IDs' counts
+// took about a second of the downtime. Runs whose evidence was written
+// before (run.bucket_sums false) sum the evidence instead.
+
+// tallyingSource sums, per bucket, the counts of the evidence rows
+// (user ID, key, bucket, counts) it passes on to a COPY.
+type tallyingSource struct {
+	pgx.CopyFromSource
+	sums map[int32][6]int64
+	err  error
+}
+
+func (t *tallyingSource) Values() ([]any, error) {
+	v, err := t.CopyFromSource.Values()
+	if err != nil || len(v) != 4 {
+		return v, err
+	}
+	b, ok1 := v[2].(int32)
+	c, ok2 := v[3].([]int64)
+	if !ok1 || !ok2 || len(c) > 6 {
+		t.err = fmt.Errorf("evidence row of %T bucket and %T counts", v[2], v[3])
+		return v, t.err
+	}
+	s := t.sums[b]
+	for i, n := range c {
+		s[i] += n
+	}
+	t.sums[b] = s
+	return v, nil
+}
+
+// bucketSumsUpsert adds rows of (bucket, counts) to the bucket sums.
+var bucketSumsUpsert = func() string {
+	add := make([]string, len(synapse.Entities))
+	for i := range add {
+		add[i] = fmt.Sprintf("s.counts[%d] + excluded.counts[%d]", i+1, i+1)
+	}
+	return ` ON CONFLICT (bucket) DO UPDATE SET counts = ARRAY[` + strings.Join(add, ", ") + `]`
+}()
+
+// addBucketSums adds sums to the bucket sums.
+func addBucketSums(ctx context.Context, tx pgx.Tx, sums map[int32][6]int64) error {
+	if len(sums) == 0 {
+		return nil
+	}
+	buckets := make([]int32, 0, len(sums))
+	cols := make([][]int64, len(synapse.Entities))
+	for b, c := range sums {
+		buckets = append(buckets, b)
+		for i := range cols {
+			cols[i] = append(cols[i], c[i])
+		}
+	}
+	args, params, names := []any{buckets}, []string{"$1::int[]"}, make([]string, len(cols))
+	for i, c := range cols {
+		args, params = append(args, c), append(params, fmt.Sprintf("$%d::bigint[]", i+2))
+		names[i] = fmt.Sprintf("c%d", i)
+	}
+	_, err := tx.Exec(ctx, `INSERT INTO masflow_import.evidence_buckets AS s (bucket, counts)
+		SELECT b, ARRAY[`+strings.Join(names, ", ")+`] FROM unnest(`+strings.Join(params, ", ")+`) AS t(b, `+
+		strings.Join(names, ", ")+`)`+bucketSumsUpsert, args...)
+	if err != nil {
+		return fmt.Errorf("adding to the evidence's bucket sums: %w", err)
+	}
+	return nil
+}
+
+// dropEvidence deletes the evidence of keys (all of it with all) and takes
+// it out of the bucket sums.
+func dropEvidence(ctx context.Context, tx pgx.Tx, keys []string, all bool) error {
+	if all {
+		_, err := tx.Exec(ctx, `DELETE FROM masflow_import.evidence; DELETE FROM masflow_import.evidence_buckets`)
+		return err
+	}
+	neg := make([]string, len(synapse.Entities))
+	for i := range neg {
+		neg[i] = fmt.Sprintf("-sum(counts[%d])", i+1)
+	}
+	_, err := tx.Exec(ctx, `WITH gone AS (DELETE FROM masflow_import.evidence WHERE k = ANY($1::text[]) RETURNING bucket, counts)
+		INSERT INTO masflow_import.evidence_buckets AS s (bucket, counts)
+		SELECT bucket, ARRAY[`+strings.Join(neg, ", ")+`]::bigint[] FROM gone GROUP BY bucket`+bucketSumsUpsert, keys)
+	return err
+}
+
+// truncateEvidence empties the evidence, its sums and the variants; the
+// sums are kept from now on.
+func truncateEvidence(ctx context.Context, tx pgx.Tx) error {
+	_, err := tx.Exec(ctx, `TRUNCATE masflow_import.evidence, masflow_import.evidence_buckets, masflow_import.variants;
+		UPDATE masflow_import.run SET bucket_sums = true`)
+	return err
 }
 
 // evidenceIndexesSQL creates the evidence's indexes (CompactEvidence
@@ -116,10 +222,21 @@ func SnapshotMark(ctx context.Context, q querier, snapshot string) (synapse.Mark
 // Evidence reads the recorded change evidence (synapse.Recorded).
 type Evidence struct{ Pool *pgxpool.Pool }
 
-// BucketSums sums the recorded counts per bucket and entity.
+// BucketSums sums the recorded counts per bucket and entity: the sums
+// kept beside the evidence, or, for evidence written before they were,
+// the evidence summed.
 func (ev Evidence) BucketSums(ctx context.Context) (map[int32][6]int64, error) {
-	rows, err := ev.Pool.Query(ctx, `SELECT bucket, sum(counts[1])::bigint, sum(counts[2])::bigint, sum(counts[3])::bigint,
-		sum(counts[4])::bigint, sum(counts[5])::bigint, sum(counts[6])::bigint FROM masflow_import.evidence GROUP BY bucket`)
+	var kept bool
+	if err := ev.Pool.QueryRow(ctx, `SELECT COALESCE((SELECT (to_jsonb(r) ->> 'bucket_sums')::boolean FROM masflow_import.run r), false)`).
+		Scan(&kept); err != nil {
+		return nil, fmt.Errorf("reading the change evidence: %w", err)
+	}
+	sql := `SELECT bucket, counts[1], counts[2], counts[3], counts[4], counts[5], counts[6] FROM masflow_import.evidence_buckets`
+	if !kept {
+		sql = `SELECT bucket, sum(counts[1])::bigint, sum(counts[2])::bigint, sum(counts[3])::bigint,
+		sum(counts[4])::bigint, sum(counts[5])::bigint, sum(counts[6])::bigint FROM masflow_import.evidence GROUP BY bucket`
+	}
+	rows, err := ev.Pool.Query(ctx, sql)
 	if err != nil {
 		return nil, fmt.Errorf("reading the change evidence: %w", err)
 	}
@@ -439,9 +556,9 @@ func CompletePass(ctx context.Context, pool *pgxpool.Pool, n int, src pgx.CopyFr
 		case p.Done:
 			return nil
 		case p.Changes.All:
-			_, err = tx.Exec(ctx, `TRUNCATE masflow_import.evidence, masflow_import.variants`)
+			err = truncateEvidence(ctx, tx)
 		default:
-			_, err = tx.Exec(ctx, `DELETE FROM masflow_import.evidence WHERE k = ANY($1)`, p.Keys)
+			err = dropEvidence(ctx, tx, p.Keys, false)
 		}
 		if err != nil {
 			return err
@@ -664,8 +781,7 @@ func removedReads(ctx context.Context, tx pgx.Tx, keys, userKeys []string, all b
 			out[string(e)] = c[i]
 		}
 	}
-	_, err = tx.Exec(ctx, `DELETE FROM masflow_import.evidence`+cond, args...)
-	return err
+	return dropEvidence(ctx, tx, keys, all)
 }
 
 // localparts turns lowercased MXIDs into lowercased MAS usernames.
