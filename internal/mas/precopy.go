@@ -225,7 +225,7 @@ type Evidence struct{ Pool *pgxpool.Pool }
 // BucketSums sums the recorded counts per bucket and entity: the sums
 // kept beside the evidence, or, for evidence written before they were,
 // the evidence summed.
-func (ev Evidence) BucketSums(ctx context.Context) (map[int32][6]int64, error) {
+func (ev Evidence) BucketSums(ctx context.Context) ([][6]int64, error) {
 	var kept bool
 	if err := ev.Pool.QueryRow(ctx, `SELECT COALESCE((SELECT (to_jsonb(r) ->> 'bucket_sums')::boolean FROM masflow_import.run r), false)`).
 		Scan(&kept); err != nil {
@@ -240,10 +240,13 @@ func (ev Evidence) BucketSums(ctx context.Context) (map[int32][6]int64, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading the change evidence: %w", err)
 	}
-	out := map[int32][6]int64{}
+	out := make([][6]int64, synapse.Buckets)
 	var b int32
 	var c [6]int64
 	_, err = pgx.ForEachRow(rows, []any{&b, &c[0], &c[1], &c[2], &c[3], &c[4], &c[5]}, func() error {
+		if b < 0 || int(b) >= len(out) {
+			return fmt.Errorf("bucket %d out of range", b)
+		}
 		out[b] = c
 		return nil
 	})

@@ -166,7 +166,9 @@ func (r *Reader) Evidence(ctx context.Context, fn func(KeyCounts) error) error {
 // Recorded is what Changes compares with: the evidence of the pre-copy.
 type Recorded interface {
 	// BucketSums are the recorded counts per bucket and entity.
-	BucketSums(ctx context.Context) (map[int32][6]int64, error)
+	// BucketSums are the recorded counts per bucket (Buckets of them,
+	// indexed by bucket) and entity.
+	BucketSums(ctx context.Context) ([][6]int64, error)
 	// Keys streams the recorded counts of the user IDs in the given
 	// buckets.
 	Keys(ctx context.Context, buckets []int32, fn func(KeyCounts) error) error
@@ -219,8 +221,8 @@ func (r *Reader) Changes(ctx context.Context, mark Mark, rec Recorded) (Changes,
 	}
 	written := make([]map[string]bool, len(Entities))
 	variants := make([]map[string]bool, len(Entities))
-	old := make([]map[int32]tally, len(Entities))
-	var sums map[int32][6]int64
+	old := make([][]tally, len(Entities))
+	var sums [][6]int64
 	started := time.Now()
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(changeSessions)
@@ -308,14 +310,14 @@ type tally struct{ rows, hash int64 }
 // group a bucket: the rows written in the window, few, ride along in
 // arrays.
 func (r *Reader) scanEntity(ctx context.Context, e Entity, low int64, total *int64) (written, variants map[string]bool,
-	old map[int32]tally, err error) {
+	old []tally, err error) {
 	s, _ := specOf(e)
 	// h & mask is bucketExpr's bucket: hashtext is computed once a row.
 	sql := fmt.Sprintf(`SELECT (h & %d)::int, count(*) FILTER (WHERE NOT w), COALESCE(sum(h) FILTER (WHERE NOT w), 0),
 		count(*) FILTER (WHERE w), array_agg(raw) FILTER (WHERE w), array_agg(lower(raw)) FILTER (WHERE w)
 		FROM (SELECT hashtext(%s) AS h, %[2]s AS raw, %s AS w FROM %s) s GROUP BY 1`,
 		Buckets-1, s.userCol, windowExpr, pgx.Identifier{s.table}.Sanitize())
-	written, variants, old = map[string]bool{}, map[string]bool{}, map[int32]tally{}
+	written, variants, old = map[string]bool{}, map[string]bool{}, make([]tally, Buckets)
 	err = r.inTx(ctx, func(tx pgx.Tx) error {
 		rows, err := tx.Query(ctx, sql, low)
 		if err != nil {
@@ -327,9 +329,10 @@ func (r *Reader) scanEntity(ctx context.Context, e Entity, low int64, total *int
 		var raws, keys []string
 		_, err = pgx.ForEachRow(rows, []any{&b, &outside.rows, &outside.hash, &inside, &raws, &keys}, func() error {
 			*total += outside.rows + inside
-			if outside.rows > 0 {
-				old[b] = outside
+			if b < 0 || b >= Buckets {
+				return fmt.Errorf("bucket %d out of range", b)
 			}
+			old[b] = outside
 			for j, k := range keys {
 				written[k] = true
 				if raws[j] != k {
@@ -384,7 +387,7 @@ func (r *Reader) Variants(ctx context.Context) ([]Variant, error) {
 // buckets are compared, and inside differing ones recorded user IDs are
 // counted again through the user index (entityDeletions); recounted
 // adds up how many.
-func (r *Reader) deletions(ctx context.Context, low int64, old []map[int32]tally, sums map[int32][6]int64,
+func (r *Reader) deletions(ctx context.Context, low int64, old [][]tally, sums [][6]int64,
 	rec Recorded, dirty map[string]bool, recounted *int) ([][]string, error) {
 	var known []KeyCounts
 	if err := rec.KeysOf(ctx, slices.Sorted(maps.Keys(dirty)), func(kc KeyCounts) error {
@@ -413,9 +416,9 @@ func (r *Reader) deletions(ctx context.Context, low int64, old []map[int32]tally
 // entityDeletions is deletions for entity e (index i): now tallies its
 // rows outside the window per bucket, known is the dirty keys' evidence.
 // It returns the keys found and how many user IDs it counted again.
-func (r *Reader) entityDeletions(ctx context.Context, e Entity, i int, low int64, now map[int32]tally,
-	sums map[int32][6]int64, known []KeyCounts, rec Recorded, dirty map[string]bool) ([]string, int, error) {
-	recorded := make(map[int32]int64, len(sums))
+func (r *Reader) entityDeletions(ctx context.Context, e Entity, i int, low int64, now []tally,
+	sums [][6]int64, known []KeyCounts, rec Recorded, dirty map[string]bool) ([]string, int, error) {
+	recorded := make([]int64, Buckets)
 	for b, c := range sums {
 		recorded[b] = c[i]
 	}
@@ -430,7 +433,7 @@ func (r *Reader) entityDeletions(ctx context.Context, e Entity, i int, low int64
 		if err != nil {
 			return nil, 0, err
 		}
-		now = maps.Clone(now)
+		now = slices.Clone(now)
 		for _, kc := range known {
 			recorded[kc.Bucket] -= kc.Counts[i]
 			t, c := now[kc.Bucket], counted[kc.Raw]
@@ -440,13 +443,12 @@ func (r *Reader) entityDeletions(ctx context.Context, e Entity, i int, low int64
 	var differ []int32
 	for b, want := range recorded {
 		if want != now[b].rows {
-			differ = append(differ, b)
+			differ = append(differ, int32(b))
 		}
 	}
 	if len(differ) == 0 {
 		return nil, 0, nil
 	}
-	slices.Sort(differ)
 	members := map[int32][]KeyCounts{}
 	err := rec.Keys(ctx, differ, func(kc KeyCounts) error {
 		if kc.Counts[i] > 0 && !dirty[kc.Key] {
@@ -474,7 +476,7 @@ func (r *Reader) entityDeletions(ctx context.Context, e Entity, i int, low int64
 // counted. The result is the same as counting every member; only the
 // work differs (a bucket holds about users/65 536 user IDs).
 func (r *Reader) recount(ctx context.Context, e Entity, i int, low int64, members map[int32][]KeyCounts,
-	recorded map[int32]int64, now map[int32]tally) ([]string, int, error) {
+	recorded []int64, now []tally) ([]string, int, error) {
 	var all []string
 	for _, ms := range members {
 		for _, m := range ms {
