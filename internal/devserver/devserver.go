@@ -26,7 +26,8 @@ type Server struct {
 	HostPort string
 	UIURL    string
 	cmd      *exec.Cmd
-	done     chan error
+	exited   chan struct{} // closed when the process has exited
+	exitErr  error         // how it exited, once exited is closed
 	unlock   func()
 }
 
@@ -75,7 +76,17 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s, err := start(ctx, o)
+	var s *Server
+	for attempt := 1; ; attempt++ {
+		s, err = start(ctx, o)
+		if !errors.Is(err, errExited) || attempt == startAttempts {
+			break
+		}
+		// Its ports were free when chosen but another process (a test
+		// beside it, another dev server) may have taken one since: the
+		// next attempt chooses others.
+		_ = os.Remove(filepath.Join(o.Dir, "ports.json"))
+	}
 	if err != nil {
 		unlock()
 		return nil, err
@@ -83,6 +94,13 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	s.unlock = unlock
 	return s, nil
 }
+
+// startAttempts bounds how often a dev server that exits before it
+// answers is started again (with other ports).
+const startAttempts = 3
+
+// errExited: the dev server exited before it answered.
+var errExited = errors.New("the Temporal dev server exited")
 
 // start runs the dev server of a locked state directory.
 func start(ctx context.Context, o Options) (*Server, error) {
@@ -108,8 +126,12 @@ func start(ctx context.Context, o Options) (*Server, error) {
 		return nil, fmt.Errorf("starting %s: %w", o.CLI, err)
 	}
 	s := &Server{HostPort: fmt.Sprintf("127.0.0.1:%d", p.Frontend), UIURL: fmt.Sprintf("http://127.0.0.1:%d", p.UI),
-		cmd: cmd, done: make(chan error, 1)}
-	go func() { s.done <- cmd.Wait(); logFile.Close() }()
+		cmd: cmd, exited: make(chan struct{})}
+	go func() {
+		s.exitErr = cmd.Wait()
+		logFile.Close()
+		close(s.exited)
+	}()
 	if err := s.waitReady(ctx); err != nil {
 		s.Stop()
 		return nil, fmt.Errorf("%w (see %s)", err, filepath.Join(o.Dir, "devserver.log"))
@@ -121,8 +143,8 @@ func (s *Server) waitReady(ctx context.Context) error {
 	deadline := time.Now().Add(2 * time.Minute)
 	for time.Now().Before(deadline) {
 		select {
-		case err := <-s.done:
-			return fmt.Errorf("the Temporal dev server exited: %v", err)
+		case <-s.exited:
+			return fmt.Errorf("%w: %v", errExited, s.exitErr)
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(300 * time.Millisecond):
@@ -145,7 +167,7 @@ func (s *Server) Stop() {
 	if s.cmd.Process != nil {
 		_ = s.cmd.Process.Signal(os.Interrupt)
 		select {
-		case <-s.done:
+		case <-s.exited:
 		case <-time.After(10 * time.Second):
 			_ = s.cmd.Process.Kill()
 		}

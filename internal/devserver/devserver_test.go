@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -75,4 +76,43 @@ func TestOneServerPerStateDirectory(t *testing.T) {
 		t.Fatalf("after Stop: %v", err)
 	}
 	again.Stop()
+}
+
+// TestStartAgainWhenTheServerExits: a dev server that exits before it
+// answers (a port taken between its choice and the bind) is started
+// again, with other ports, a bounded number of times.
+func TestStartAgainWhenTheServerExits(t *testing.T) {
+	tests := []struct {
+		name   string
+		fails  int // how many starts exit at once
+		wantOK bool
+	}{
+		{"exits once", 1, true},
+		{"exits every time", startAttempts, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			// A CLI that exits with status 2 the first fails times,
+			// then is the real one.
+			counter := filepath.Join(dir, "starts")
+			cli := filepath.Join(dir, "temporal")
+			script := "#!/bin/sh\necho x >> " + counter + "\n[ $(wc -l < " + counter + ") -le " +
+				strconv.Itoa(tt.fails) + " ] && exit 2\nexec " + cliPath(t) + " \"$@\"\n"
+			if err := os.WriteFile(cli, []byte(script), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			s, err := Start(context.Background(), Options{Dir: filepath.Join(dir, "state"), CLI: cli})
+			if s != nil {
+				s.Stop()
+			}
+			if (err == nil) != tt.wantOK || (err != nil && !errors.Is(err, errExited)) {
+				t.Fatalf("Start: %v, want success %v", err, tt.wantOK)
+			}
+			b, _ := os.ReadFile(counter)
+			if starts, want := strings.Count(string(b), "x"), min(tt.fails+1, startAttempts); starts != want {
+				t.Fatalf("%d starts, want %d", starts, want)
+			}
+		})
+	}
 }
