@@ -87,9 +87,9 @@ func TestMigrationOnAClusterSurvivesWorkerAndServerKills(t *testing.T) {
 	for try := 1; ; try++ {
 		shard = waitForShardOn(t, ctx, c, id, workers)
 		victim = workers[shard.worker]
-		rows = progress(t, ctx, c, id).Rows
-		t.Logf("SIGKILL worker %d while it runs ImportShard activity %s (%d rows imported)", victim.pid(), shard.activityID, rows)
 		victim.kill()
+		rows = progress(t, ctx, c, id).Rows
+		t.Logf("SIGKILLed worker %d while it ran ImportShard activity %s (%d rows imported)", victim.pid(), shard.activityID, rows)
 		workers[shard.worker] = startWorker()
 		if stillPending(ctx, c, id, shard.activityID) || try == 5 {
 			break
@@ -172,16 +172,20 @@ type runningShard struct {
 // activity.
 func waitForShardOn(t *testing.T, ctx context.Context, c client.Client, id string, workers []*process) runningShard {
 	t.Helper()
-	for deadline := time.Now().Add(3 * time.Minute); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+	began := time.Now()
+	for deadline := began.Add(3 * time.Minute); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
 		desc, err := c.DescribeWorkflowExecution(ctx, id, "")
 		if err != nil {
 			continue
 		}
+		// A call that has just started, preferably: the kill lands well
+		// before it returns on its own (it runs up to ShardCallSeconds).
+		// After ten seconds without one (late in the import, when the
+		// last calls are running), any running call.
+		fresh := time.Since(began) < 10*time.Second
 		for _, a := range desc.GetPendingActivities() {
-			// A call that has just started: the kill lands well before it
-			// returns on its own (it runs up to ShardCallSeconds).
 			if a.GetActivityType().GetName() != "ImportShard" || a.GetState() != enums.PENDING_ACTIVITY_STATE_STARTED ||
-				time.Since(a.GetLastStartedTime().AsTime()) > time.Second {
+				(fresh && time.Since(a.GetLastStartedTime().AsTime()) > time.Second) {
 				continue
 			}
 			for i, w := range workers {
