@@ -1,14 +1,12 @@
 package engine
 
 import (
-	"context"
 	"fmt"
 	"slices"
 	"testing"
 
 	"github.com/masflow/masflow/internal/pgtest"
 	"github.com/masflow/masflow/internal/synapse"
-	"go.uber.org/zap"
 )
 
 // sharedBucket is a set of user IDs in one bucket of the change evidence
@@ -129,27 +127,5 @@ func TestDeltaFindsDeletionsInSharedBuckets(t *testing.T) {
 			}
 			lt.assertEqualsClean(t)
 		})
-	}
-}
-
-// TestDeltaSumsEvidenceWithoutKeptSums: a pre-copy whose evidence was
-// written before the bucket sums were kept beside it (run.bucket_sums
-// false, no sums) has its evidence summed: the delta finds the same users
-// with the same work.
-func TestDeltaSumsEvidenceWithoutKeptSums(t *testing.T) {
-	lt := newLiveTest(t)
-	lt.precopy(t, nil)
-	pgtest.Exec(t, lt.env.masDSN, `TRUNCATE masflow_import.evidence_buckets; UPDATE masflow_import.run SET bucket_sums = false`)
-	lt.write(t, changesSQL["logout"]...)
-	ctx := context.Background()
-	d, err := lt.runs.BeginDelta(ctx, testNow, "", zap.NewNop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Sums of nothing would make every bucket differ: every user ID
-	// counted again.
-	if d.Changes.All || !slices.Contains(lt.passKeys(t, d.Pass), uid("5")) || d.Recounted != 1 {
-		t.Fatalf("delta %+v with keys %v, %d user IDs counted again: want user 5's logout found, by its hash",
-			d.Changes, lt.passKeys(t, d.Pass), d.Recounted)
 	}
 }

@@ -35,7 +35,6 @@ CREATE TABLE IF NOT EXISTS masflow_import.evidence_buckets (
   bucket int PRIMARY KEY,
   counts bigint[] NOT NULL
 );
-ALTER TABLE masflow_import.run ADD COLUMN IF NOT EXISTS bucket_sums boolean NOT NULL DEFAULT false;
 CREATE TABLE IF NOT EXISTS masflow_import.variants (
   k   text COLLATE "C" NOT NULL,
   raw text NOT NULL
@@ -98,8 +97,7 @@ func writeEvidence(ctx context.Context, tx pgx.Tx, mark synapse.Mark, src pgx.Co
 // The evidence's sums per bucket (what a delta compares Synapse's tables
 // with) are kept in masflow_import.evidence_buckets, in the transaction
 // of every change to the evidence: summing a million user IDs' counts
-// took about a second of the downtime. Runs whose evidence was written
-// before (run.bucket_sums false) sum the evidence instead.
+// took about a second of the downtime.
 
 // tallyingSource sums, per bucket, the counts of the evidence rows
 // (user ID, key, bucket, counts) it passes on to a COPY.
@@ -181,11 +179,9 @@ func dropEvidence(ctx context.Context, tx pgx.Tx, keys []string, all bool) error
 	return err
 }
 
-// truncateEvidence empties the evidence, its sums and the variants; the
-// sums are kept from now on.
+// truncateEvidence empties the evidence, its sums and the variants.
 func truncateEvidence(ctx context.Context, tx pgx.Tx) error {
-	_, err := tx.Exec(ctx, `TRUNCATE masflow_import.evidence, masflow_import.evidence_buckets, masflow_import.variants;
-		UPDATE masflow_import.run SET bucket_sums = true`)
+	_, err := tx.Exec(ctx, `TRUNCATE masflow_import.evidence, masflow_import.evidence_buckets, masflow_import.variants`)
 	return err
 }
 
@@ -222,21 +218,11 @@ func SnapshotMark(ctx context.Context, q querier, snapshot string) (synapse.Mark
 // Evidence reads the recorded change evidence (synapse.Recorded).
 type Evidence struct{ Pool *pgxpool.Pool }
 
-// BucketSums sums the recorded counts per bucket and entity: the sums
-// kept beside the evidence, or, for evidence written before they were,
-// the evidence summed.
+// BucketSums reads the recorded counts per bucket and entity, kept summed
+// beside the evidence.
 func (ev Evidence) BucketSums(ctx context.Context) ([][6]int64, error) {
-	var kept bool
-	if err := ev.Pool.QueryRow(ctx, `SELECT COALESCE((SELECT (to_jsonb(r) ->> 'bucket_sums')::boolean FROM masflow_import.run r), false)`).
-		Scan(&kept); err != nil {
-		return nil, fmt.Errorf("reading the change evidence: %w", err)
-	}
-	sql := `SELECT bucket, counts[1], counts[2], counts[3], counts[4], counts[5], counts[6] FROM masflow_import.evidence_buckets`
-	if !kept {
-		sql = `SELECT bucket, sum(counts[1])::bigint, sum(counts[2])::bigint, sum(counts[3])::bigint,
-		sum(counts[4])::bigint, sum(counts[5])::bigint, sum(counts[6])::bigint FROM masflow_import.evidence GROUP BY bucket`
-	}
-	rows, err := ev.Pool.Query(ctx, sql)
+	rows, err := ev.Pool.Query(ctx, `SELECT bucket, counts[1], counts[2], counts[3], counts[4], counts[5], counts[6]
+		FROM masflow_import.evidence_buckets`)
 	if err != nil {
 		return nil, fmt.Errorf("reading the change evidence: %w", err)
 	}

@@ -165,7 +165,6 @@ func (r *Reader) Evidence(ctx context.Context, fn func(KeyCounts) error) error {
 
 // Recorded is what Changes compares with: the evidence of the pre-copy.
 type Recorded interface {
-	// BucketSums are the recorded counts per bucket and entity.
 	// BucketSums are the recorded counts per bucket (Buckets of them,
 	// indexed by bucket) and entity.
 	BucketSums(ctx context.Context) ([][6]int64, error)
