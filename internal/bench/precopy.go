@@ -1,11 +1,13 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"runtime"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -35,6 +37,18 @@ type Precopy struct {
 	// PeakRSSKiB is this process's peak RSS during run d: the workflow,
 	// its activities and the writer, in-process.
 	PeakRSSKiB int64 `json:"peak_rss_kib"`
+	// Steps are the downtime's activity types in the order they started,
+	// each with its span (first call's start to last call's end) in
+	// seconds from the writer's stop (End -1: still running at the end,
+	// as the writer lock).
+	Steps []StepSpan `json:"steps"`
+}
+
+// StepSpan is one activity type's span inside run d's downtime.
+type StepSpan struct {
+	Activity string  `json:"activity"`
+	Start    float64 `json:"start_seconds"`
+	End      float64 `json:"end_seconds"`
 }
 
 // changeOps are the writer's operations; user i of the changed ones gets
@@ -157,12 +171,28 @@ func (b *bench) precopyRun(ctx context.Context, rep *Report) error {
 	d.DowntimeSeconds = time.Since(stopped).Seconds()
 	d.PeakRSSKiB = vmHWM("self")
 	d.Delta = res.Delta
+	d.Steps = stepSpans(res.Activities, stopped)
 	if res.Delta != nil {
 		d.FindSeconds = res.Delta.Seconds
 	}
 	rep.Precopy = d
 	b.logf("d: downtime part %.2fs (finding the changes %.2fs)", d.DowntimeSeconds, d.FindSeconds)
 	return nil
+}
+
+// stepSpans orders the activity types' spans by start, in seconds from
+// t0.
+func stepSpans(spans map[string]localrun.Span, t0 time.Time) []StepSpan {
+	var out []StepSpan
+	for name, sp := range spans {
+		st := StepSpan{Activity: name, Start: sp.Start.Sub(t0).Seconds(), End: -1}
+		if !sp.End.IsZero() {
+			st.End = sp.End.Sub(t0).Seconds()
+		}
+		out = append(out, st)
+	}
+	slices.SortFunc(out, func(a, b StepSpan) int { return cmp.Compare(a.Start, b.Start) })
+	return out
 }
 
 // settle brings the test server to the state a cut-over finds it in,
@@ -305,4 +335,15 @@ func (r *Report) writePrecopy(w io.Writer) {
 		fmt.Fprintf(w, "; floor %.2fs", r.FloorSeconds)
 	}
 	fmt.Fprintln(w)
+	if len(d.Steps) > 0 {
+		fmt.Fprintf(w, "d: the downtime part's activities (seconds from the writer's stop):")
+		for _, st := range d.Steps {
+			if st.End < 0 {
+				fmt.Fprintf(w, " %s %.2f–", st.Activity, st.Start)
+				continue
+			}
+			fmt.Fprintf(w, " %s %.2f–%.2f", st.Activity, st.Start, st.End)
+		}
+		fmt.Fprintln(w)
+	}
 }

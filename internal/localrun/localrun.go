@@ -43,10 +43,12 @@ type Options struct {
 // stands still while activities run).
 type Span struct{ Start, End time.Time }
 
-// Result is the workflow's result and each entity's span.
+// Result is the workflow's result, each entity's span, and each
+// activity type's span (its first call's start to its last call's end).
 type Result struct {
 	workflows.MigrationResult
-	Spans map[string]Span
+	Spans      map[string]Span
+	Activities map[string]Span
 }
 
 // Import runs the steps to their end and returns the workflow's result.
@@ -76,7 +78,8 @@ func Import(o Options) (Result, error) {
 	activities.Register(env, activities.Set{Import: &activities.ImportActivities{Runs: o.Runs}})
 	in := workflows.MigrationInput{Homeserver: o.Runs.ServerName, DryRun: o.DryRun, Steps: o.Steps,
 		Import: o.Import.WithDefaults(), State: &workflows.State{RunStartedAt: o.Now.UTC(), Sequence: workflows.SequencePrecopy}}
-	res := Result{Spans: timeShards(env)}
+	res := Result{}
+	res.Spans, res.Activities = timeShards(env)
 	env.ExecuteWorkflow(workflows.MigrationWorkflow, in)
 	if err := env.GetWorkflowError(); err != nil {
 		return res, fmt.Errorf("the import workflow: %w", err)
@@ -87,33 +90,42 @@ func Import(o Options) (Result, error) {
 	return res, nil
 }
 
-// timeShards records each entity's span from the environment's activity
-// listeners (called on the environment's goroutines).
-func timeShards(env *testsuite.TestWorkflowEnvironment) map[string]Span {
-	spans := map[string]Span{}
+// timeShards records each entity's span, and each activity type's, from
+// the environment's activity listeners (called on the environment's
+// goroutines).
+func timeShards(env *testsuite.TestWorkflowEnvironment) (shards, types map[string]Span) {
+	shards, types = map[string]Span{}, map[string]Span{}
 	var mu sync.Mutex
 	entities := map[string]string{} // activity ID → entity
+	begin := func(spans map[string]Span, key string) {
+		if sp, ok := spans[key]; !ok || sp.Start.IsZero() {
+			spans[key] = Span{Start: time.Now()}
+		}
+	}
 	env.SetOnActivityStartedListener(func(info *activity.Info, _ context.Context, args converter.EncodedValues) {
+		mu.Lock()
+		defer mu.Unlock()
+		begin(types, info.ActivityType.Name)
 		var in contract.ShardInput
 		if info.ActivityType.Name != contract.ImportShard.Name || args.Get(&in) != nil {
 			return
 		}
 		entity, _, _ := strings.Cut(in.Shard, "/")
-		mu.Lock()
-		defer mu.Unlock()
 		entities[info.ActivityID] = entity
-		if sp, ok := spans[entity]; !ok || sp.Start.IsZero() {
-			spans[entity] = Span{Start: time.Now()}
-		}
+		begin(shards, entity)
 	})
 	env.SetOnActivityCompletedListener(func(info *activity.Info, _ converter.EncodedValue, _ error) {
 		mu.Lock()
 		defer mu.Unlock()
-		if entity, ok := entities[info.ActivityID]; ok {
-			sp := spans[entity]
+		end := func(spans map[string]Span, key string) {
+			sp := spans[key]
 			sp.End = time.Now()
-			spans[entity] = sp
+			spans[key] = sp
+		}
+		end(types, info.ActivityType.Name)
+		if entity, ok := entities[info.ActivityID]; ok {
+			end(shards, entity)
 		}
 	})
-	return spans
+	return shards, types
 }
