@@ -44,8 +44,14 @@ func holderEnd(ctx context.Context, err error) error {
 	return classify(err)
 }
 
-// snapshotPoll is how often AwaitSnapshot looks for the holder's record.
-const snapshotPoll = 200 * time.Millisecond
+// AwaitSnapshot looks for the holder's record first after
+// firstSnapshotPoll, then twice as long after each miss, up to
+// snapshotPoll: a holder records its snapshot within tens of
+// milliseconds, and a pre-copy's first batches wait for it.
+const (
+	firstSnapshotPoll = 10 * time.Millisecond
+	snapshotPoll      = 200 * time.Millisecond
+)
 
 // AwaitSnapshot returns the snapshot the dry run's holder recorded,
 // waiting (heartbeating) until it has recorded one other than
@@ -55,7 +61,7 @@ const snapshotPoll = 200 * time.Millisecond
 // with the activity's timeout.
 func (a *ImportActivities) AwaitSnapshot(ctx context.Context, in contract.RunInput) (contract.SnapshotResult, error) {
 	defer heartbeatEvery(ctx, nil)()
-	for {
+	for wait := firstSnapshotPoll; ; wait = min(2*wait, snapshotPoll) {
 		id, holder, err := a.Runs.RecordedSnapshot(ctx, in.RunStartedAt)
 		if err != nil {
 			return contract.SnapshotResult{}, classify(err)
@@ -66,7 +72,7 @@ func (a *ImportActivities) AwaitSnapshot(ctx context.Context, in contract.RunInp
 		select {
 		case <-ctx.Done():
 			return contract.SnapshotResult{}, temporal.NewApplicationError("no snapshot recorded yet", contract.ErrTypeNotYet)
-		case <-time.After(snapshotPoll):
+		case <-time.After(wait):
 		}
 	}
 }
