@@ -45,7 +45,7 @@ func (a *ImportActivities) RestoreSchema(ctx context.Context, in contract.Schema
 		m.Gauge(contract.MetricRestoreDone).Update(float64(restored.Add(1)))
 	})
 	if err == nil {
-		err = a.Runs.AnalyzePrecopy(ctx)
+		err = a.Runs.AnalyzePrecopy(ctx, in.RestoreParallelism)
 	}
 	return contract.RestoreSchemaResult{Restored: n}, classify(err)
 }

@@ -550,7 +550,7 @@ func TestAnalyzePrecopy(t *testing.T) {
 			}
 			importAll(t, eng, 1, 50, 1)
 		}
-		if err := lt.runs.AnalyzePrecopy(ctx); err != nil {
+		if err := lt.runs.AnalyzePrecopy(ctx, 2); err != nil {
 			t.Fatalf("precopy %v: %v", precopy, err)
 		}
 		var analyzed int

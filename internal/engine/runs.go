@@ -212,16 +212,17 @@ func (r *Runs) RestoreSchema(ctx context.Context, parallelism int, onRestored fu
 		MaintenanceWorkMem: RestoreWorkMem, OnRestored: onRestored})
 }
 
-// AnalyzePrecopy gathers the MAS tables' statistics when the run is a
-// pre-copy, once its schema is rebuilt: the delta's lookups of the
-// changed users then use the indexes (mas.Analyze). Other runs leave it to
-// MAS's autovacuum: their rebuild ends inside the downtime.
-func (r *Runs) AnalyzePrecopy(ctx context.Context) error {
+// AnalyzePrecopy gathers the MAS tables' statistics, on up to
+// parallelism sessions, when the run is a pre-copy, once its schema is
+// rebuilt: the delta's lookups of the changed users then use the indexes
+// (mas.Analyze). Other runs leave it to MAS's autovacuum: their rebuild
+// ends inside the downtime.
+func (r *Runs) AnalyzePrecopy(ctx context.Context, parallelism int) error {
 	run, err := mas.OwnRun(ctx, r.MAS)
 	if err != nil || !run.Resumed || !run.Precopy {
 		return err
 	}
-	return mas.Analyze(ctx, r.MAS)
+	return mas.Analyze(ctx, r.MAS, parallelism)
 }
 
 // Finished is what the finish left: the findings report ("" when

@@ -453,18 +453,22 @@ func nullString(s string) any {
 func quoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
 
 // Analyze gathers the planner's statistics of the target tables (those of
-// their expression indexes too, such as the lowercased usernames). A
-// pre-copy's delta looks up a few thousand users in tables that were
-// filled moments before: without statistics PostgreSQL assumes most rows
-// match and scans whole tables, which made removing the changed users'
-// rows grow with the homeserver.
-func Analyze(ctx context.Context, pool *pgxpool.Pool) error {
-	names := make([]string, len(TargetTables))
-	for i, t := range TargetTables {
-		names[i] = pgx.Identifier{t}.Sanitize()
+// their expression indexes too, such as the lowercased usernames), a
+// table per statement on up to parallelism sessions. A pre-copy's delta
+// looks up a few thousand users in tables that were filled moments
+// before: without statistics PostgreSQL assumes most rows match and
+// scans whole tables, which made removing the changed users' rows grow
+// with the homeserver.
+func Analyze(ctx context.Context, pool *pgxpool.Pool, parallelism int) error {
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(max(1, parallelism))
+	for _, t := range TargetTables {
+		g.Go(func() error {
+			if _, err := pool.Exec(gctx, "ANALYZE "+pgx.Identifier{t}.Sanitize()); err != nil {
+				return fmt.Errorf("analyzing the MAS table %s: %w", t, Sanitize(err))
+			}
+			return nil
+		})
 	}
-	if _, err := pool.Exec(ctx, "ANALYZE "+strings.Join(names, ", ")); err != nil {
-		return fmt.Errorf("analyzing the MAS tables: %w", Sanitize(err))
-	}
-	return nil
+	return g.Wait()
 }
