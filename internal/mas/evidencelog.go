@@ -152,7 +152,7 @@ func CompactEvidence(ctx context.Context, pool *pgxpool.Pool, mark synapse.Mark,
 			ALTER TABLE masflow_import.evidence DROP CONSTRAINT evidence_pkey`); err != nil {
 			return err
 		}
-		if *n, err = writeEvidence(ctx, tx, mark, src, nil); err != nil {
+		if *n, err = writeEvidence(ctx, tx, mark, src, nil, true); err != nil {
 			return err
 		}
 		if _, err := tx.Exec(ctx, `ALTER TABLE masflow_import.evidence ADD CONSTRAINT evidence_pkey PRIMARY KEY (raw);

@@ -67,9 +67,9 @@ ALTER TABLE masflow_import.passes ADD COLUMN IF NOT EXISTS user_keys text[];
 ALTER TABLE masflow_import.passes ADD COLUMN IF NOT EXISTS user_reads text[];`
 
 // writeEvidence adds keys' counts and variants to the evidence and moves
-// the run's mark.
+// the run's mark; fresh says the evidence was emptied in tx.
 func writeEvidence(ctx context.Context, tx pgx.Tx, mark synapse.Mark, src pgx.CopyFromSource,
-	variants []synapse.Variant) (int64, error) {
+	variants []synapse.Variant, fresh bool) (int64, error) {
 	for _, v := range variants {
 		if _, err := tx.Exec(ctx, `INSERT INTO masflow_import.variants (k, raw) SELECT $1, $2
 			WHERE NOT EXISTS (SELECT 1 FROM masflow_import.variants WHERE k = $1 AND raw = $2)`, v.Key, v.Raw); err != nil {
@@ -81,7 +81,10 @@ func writeEvidence(ctx context.Context, tx pgx.Tx, mark synapse.Mark, src pgx.Co
 	if err == nil {
 		err = t.err
 	}
-	if err == nil {
+	switch {
+	case err == nil && fresh:
+		err = copyBucketSums(ctx, tx, t.sums)
+	case err == nil:
 		err = addBucketSums(ctx, tx, t.sums)
 	}
 	if err != nil {
@@ -134,6 +137,20 @@ var bucketSumsUpsert = func() string {
 	}
 	return ` ON CONFLICT (bucket) DO UPDATE SET counts = ARRAY[` + strings.Join(add, ", ") + `]`
 }()
+
+// copyBucketSums writes sums into the emptied bucket sums: a COPY instead
+// of addBucketSums's upsert.
+func copyBucketSums(ctx context.Context, tx pgx.Tx, sums map[int32][6]int64) error {
+	rows := make([][]any, 0, len(sums))
+	for b, c := range sums {
+		rows = append(rows, []any{b, c[:]})
+	}
+	if _, err := tx.CopyFrom(ctx, pgx.Identifier{bookkeepingSchema, "evidence_buckets"}, []string{"bucket", "counts"},
+		pgx.CopyFromRows(rows)); err != nil {
+		return fmt.Errorf("writing the evidence's bucket sums: %w", err)
+	}
+	return nil
+}
 
 // addBucketSums adds sums to the bucket sums.
 func addBucketSums(ctx context.Context, tx pgx.Tx, sums map[int32][6]int64) error {
@@ -552,7 +569,7 @@ func CompletePass(ctx context.Context, pool *pgxpool.Pool, n int, src pgx.CopyFr
 		if err != nil {
 			return err
 		}
-		if written, err = writeEvidence(ctx, tx, *p.Mark, src, variants); err != nil {
+		if written, err = writeEvidence(ctx, tx, *p.Mark, src, variants, p.Changes.All); err != nil {
 			return err
 		}
 		_, err = tx.Exec(ctx, `UPDATE masflow_import.passes SET done = true WHERE pass = $1`, n)
