@@ -37,6 +37,10 @@ type Precopy struct {
 	// PeakRSSKiB is this process's peak RSS during run d: the workflow,
 	// its activities and the writer, in-process.
 	PeakRSSKiB int64 `json:"peak_rss_kib"`
+	// PrecopyPeakRSSKiB is the same peak up to the pre-copy's end, and
+	// DeltaPeakRSSKiB the peak from the writer's stop (after a GC).
+	PrecopyPeakRSSKiB int64 `json:"precopy_peak_rss_kib"`
+	DeltaPeakRSSKiB   int64 `json:"delta_peak_rss_kib"`
 	// Steps are the downtime's activity types in the order they started,
 	// each with its span (first call's start to last call's end) in
 	// seconds from the writer's stop (End -1: still running at the end,
@@ -159,6 +163,9 @@ func (b *bench) precopyRun(ctx context.Context, rep *Report) error {
 	if err := settle(ctx, synDSN, masDSN); err != nil {
 		return err
 	}
+	d.PrecopyPeakRSSKiB = vmHWM("self")
+	runtime.GC()
+	resetPeakRSS()
 	// The homeserver stops once the copy is complete and its writes are
 	// done: the downtime starts here.
 	stopped := time.Now()
@@ -169,7 +176,8 @@ func (b *bench) precopyRun(ctx context.Context, rep *Report) error {
 		return fmt.Errorf("the delta: %w", err)
 	}
 	d.DowntimeSeconds = time.Since(stopped).Seconds()
-	d.PeakRSSKiB = vmHWM("self")
+	d.DeltaPeakRSSKiB = vmHWM("self")
+	d.PeakRSSKiB = max(d.PrecopyPeakRSSKiB, d.DeltaPeakRSSKiB)
 	d.Delta = res.Delta
 	d.Steps = stepSpans(res.Activities, stopped)
 	if res.Delta != nil {
@@ -315,7 +323,8 @@ func (r *Report) writePrecopy(w io.Writer) {
 		fmt.Fprintf(w, "; pre-copy/b %.2f", d.PrecopySeconds/bRun.Seconds)
 	}
 	if d.PeakRSSKiB > 0 {
-		fmt.Fprintf(w, "; peak RSS of the in-process run %d MiB", d.PeakRSSKiB/1024)
+		fmt.Fprintf(w, "; peak RSS of the in-process run %d MiB (pre-copy %d, delta %d)", d.PeakRSSKiB/1024,
+			d.PrecopyPeakRSSKiB/1024, d.DeltaPeakRSSKiB/1024)
 	}
 	fmt.Fprintf(w, "\nd: downtime part (writer stopped → delta reconciled) %.2fs, finding the changes %.2fs", d.DowntimeSeconds, d.FindSeconds)
 	if x := d.Delta; x != nil {
