@@ -553,13 +553,17 @@ func TestAnalyzePrecopy(t *testing.T) {
 		if err := lt.runs.AnalyzePrecopy(ctx, 2); err != nil {
 			t.Fatalf("precopy %v: %v", precopy, err)
 		}
-		var analyzed int
-		if err := lt.env.mas.QueryRow(ctx, `SELECT count(*) FROM pg_stat_user_tables
-			WHERE schemaname = 'public' AND relname = ANY($1) AND analyze_count > 0`, mas.TargetTables).Scan(&analyzed); err != nil {
+		var analyzed, evidence int
+		if err := lt.env.mas.QueryRow(ctx, `SELECT count(*) FILTER (WHERE schemaname = 'public' AND relname = ANY($1)),
+			count(*) FILTER (WHERE schemaname = 'masflow_import' AND relname IN ('evidence', 'variants'))
+			FROM pg_stat_user_tables WHERE analyze_count > 0`, mas.TargetTables).Scan(&analyzed, &evidence); err != nil {
 			t.Fatal(err)
 		}
 		if want := map[bool]int{true: len(mas.TargetTables)}[precopy]; analyzed != want {
 			t.Errorf("precopy %v: %d of the %d target tables analyzed, want %d", precopy, analyzed, len(mas.TargetTables), want)
+		}
+		if precopy && evidence != 2 {
+			t.Errorf("%d of the evidence's two tables analyzed, want both", evidence)
 		}
 	}
 }

@@ -163,12 +163,9 @@ func CompactEvidence(ctx context.Context, pool *pgxpool.Pool, mark synapse.Mark,
 			SELECT k, raw FROM masflow_import.evidence WHERE raw <> k`); err != nil {
 			return err
 		}
-		// Statistics of the new evidence at once: a delta soon after
-		// (a rehearsal, a cut-over at once) looks keys up through its
-		// indexes instead of reading it all.
-		if _, err := tx.Exec(ctx, `ANALYZE masflow_import.evidence, masflow_import.variants`); err != nil {
-			return err
-		}
+		// The new evidence's statistics are gathered with the MAS
+		// tables' once the schema is rebuilt (Analyze): a delta looks
+		// keys up through its indexes instead of reading it all.
 		if _, err := tx.Exec(ctx, `TRUNCATE masflow_import.evidence_log`); err != nil {
 			return err
 		}
