@@ -25,7 +25,7 @@ func findingsOf(fs []advisor.Finding) []contract.Finding {
 }
 
 func reconcileResultOf(rec engine.Reconciliation) contract.ReconcileResult {
-	out := contract.ReconcileResult{OK: rec.OK(), Problems: rec.Problems,
+	out := contract.ReconcileResult{OK: rec.OK(), Problems: rec.Problems, SourceRead: rec.SourceRead,
 		Tables: make([]contract.TableTally, 0, len(rec.Tables)), Entities: make([]contract.EntityTally, 0, len(rec.Entities))}
 	for _, t := range rec.Tables {
 		out.Tables = append(out.Tables, contract.TableTally{Table: t.Table, Expected: t.Expected, Actual: t.Actual})

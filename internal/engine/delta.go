@@ -326,10 +326,25 @@ func (r *Runs) BeginDelta(ctx context.Context, now time.Time, snapshot string, l
 			return Delta{}, fmt.Errorf("%w (the delta needs Synapse stopped): %w", ErrHomeserverRunning, err)
 		}
 	}
+	var locks []synapse.LockHolder
+	if !spec.CatchUp {
+		// Who holds Synapse's tables against writers before the read:
+		// while one of them still does, the reconciliation takes the
+		// read's counts (Engine.sourceRead).
+		if locks, err = r.Reader.WriterLockHolders(ctx); err != nil {
+			return Delta{}, err
+		}
+	}
 	started := time.Now()
 	found, ch, err := changes(ctx, e.reader, r.MAS, *mark, log)
 	if err != nil {
 		return Delta{}, err
+	}
+	if len(locks) > 0 && found.Counted {
+		ch.Source = &mas.SourceRead{Rows: map[string]int64{}, Locks: locks}
+		for i, entity := range synapse.Entities {
+			ch.Source.Rows[string(entity)] = found.Totals[i]
+		}
 	}
 	if ch.All {
 		log.Warn("importing everything again: " + ch.Reason)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/masflow/masflow/internal/mas"
@@ -565,5 +566,65 @@ func TestAnalyzePrecopy(t *testing.T) {
 		if precopy && evidence != 2 {
 			t.Errorf("%d of the evidence's two tables analyzed, want both", evidence)
 		}
+	}
+}
+
+// TestReconcileTakesTheDeltasReadUnderTheSameLock: the cut-over's
+// reconciliation takes Synapse's rows from the delta's read only while
+// the transaction that held the writer lock before that read holds it
+// still; otherwise it counts, and catches a write made in between.
+func TestReconcileTakesTheDeltasReadUnderTheSameLock(t *testing.T) {
+	tests := []struct {
+		name        string
+		before      bool // the lock is held before the delta
+		retake      bool // released, written to, and taken again before the reconciliation
+		wantRead    bool
+		wantProblem string
+	}{
+		{"held throughout", true, false, true, ""},
+		{"no lock", false, false, false, ""},
+		{"taken again after a write", true, true, false, "users: read"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			lt := newLiveTest(t)
+			ctx := context.Background()
+			lt.precopy(t, nil)
+			lt.write(t, changesSQL["logout"]...)
+			lock := func() *synapse.WriterLock {
+				l, err := lt.env.reader.LockWriters(ctx, time.Second)
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(l.Release)
+				return l
+			}
+			var held *synapse.WriterLock
+			if tt.before {
+				held = lock()
+			}
+			d, err := lt.runs.BeginDelta(ctx, testNow, "", zap.NewNop())
+			if err != nil {
+				t.Fatal(err)
+			}
+			eng, err := lt.runs.Open(ctx, testNow, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			importPass(t, eng, d.Pass, false)
+			if tt.retake {
+				held.Release()
+				lt.write(t, `INSERT INTO users (name, creation_ts) VALUES ('@late:`+liveServer+`', 1)`)
+				lock()
+			}
+			rec, err := eng.Reconcile(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			problems := strings.Join(rec.Problems, "; ")
+			if rec.SourceRead != tt.wantRead || (tt.wantProblem == "") != rec.OK() || !strings.Contains(problems, tt.wantProblem) {
+				t.Fatalf("source read %v, problems %q: want read %v, problem %q", rec.SourceRead, problems, tt.wantRead, tt.wantProblem)
+			}
+		})
 	}
 }

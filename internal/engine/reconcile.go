@@ -41,6 +41,10 @@ type Reconciliation struct {
 	// listed in Unverified.
 	Source     *synapse.SourceCheck `json:"source,omitempty"`
 	Unverified []string             `json:"unverified,omitempty"`
+	// SourceRead: the source rows are those the cut-over's delta read,
+	// the tables held against writers by the same transaction since
+	// (mas.SourceRead), instead of a count.
+	SourceRead bool `json:"source_read,omitempty"`
 }
 
 // OK reports whether the reconciliation found nothing wrong.
@@ -64,7 +68,12 @@ func (e *Engine) Reconcile(ctx context.Context) (Reconciliation, error) {
 	if err := e.checkSource(ctx, &rec, removed.Read != nil); err != nil {
 		return Reconciliation{}, err
 	}
-	sources, tables, err := e.countAll(ctx)
+	read, err := e.sourceRead(ctx)
+	if err != nil {
+		return Reconciliation{}, err
+	}
+	rec.SourceRead = read != nil
+	sources, tables, err := e.countAll(ctx, read)
 	if err != nil {
 		return Reconciliation{}, err
 	}
@@ -106,13 +115,45 @@ func (e *Engine) Reconcile(ctx context.Context) (Reconciliation, error) {
 // countSessions is how many tables the reconciliation counts at once.
 const countSessions = 3
 
-// countAll counts every source table and every MAS table, several at once.
-func (e *Engine) countAll(ctx context.Context) (map[synapse.Entity]int64, map[string]int64, error) {
+// sourceRead returns Synapse's rows per entity as the cut-over's delta
+// read them, when a transaction that held the source tables against
+// writers before that read holds them still; nil otherwise (a dry run,
+// an import without a pre-copy, the pre-copy itself or a catch-up pass,
+// no lock then, or not the same one now).
+func (e *Engine) sourceRead(ctx context.Context) (map[string]int64, error) {
+	if e.run.DryRun || !e.run.Precopy || e.snapshot != "" {
+		return nil, nil
+	}
+	p, err := mas.LatestPass(ctx, e.writer.Pool())
+	if err != nil || p == nil || p.CatchUp || p.Changes.Source == nil {
+		return nil, err
+	}
+	now, err := e.reader.WriterLockHolders(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, then := range p.Changes.Source.Locks {
+		for _, h := range now {
+			if h.Same(then) {
+				return p.Changes.Source.Rows, nil
+			}
+		}
+	}
+	return nil, nil
+}
+
+// countAll counts every MAS table and every source table (those of read
+// excepted: they are taken from it), several at once.
+func (e *Engine) countAll(ctx context.Context, read map[string]int64) (map[synapse.Entity]int64, map[string]int64, error) {
 	sources := make([]int64, len(synapse.Entities))
 	tables := make([]int64, len(mas.TargetTables))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(countSessions)
 	for i, entity := range synapse.Entities {
+		if n, ok := read[string(entity)]; ok {
+			sources[i] = n
+			continue
+		}
 		g.Go(func() (err error) {
 			sources[i], err = e.reader.Count(gctx, entity)
 			return err

@@ -336,6 +336,19 @@ type PassChanges struct {
 	// again; Reason says why.
 	All    bool   `json:"all"`
 	Reason string `json:"reason,omitempty"`
+	// Source, in the cut-over's pass, is what the delta's read of the
+	// stopped Synapse counted, and who held the writer lock before it.
+	Source *SourceRead `json:"source,omitempty"`
+}
+
+// SourceRead is Synapse's rows per entity as a cut-over's delta read them
+// whole, and the transactions that held the source tables against
+// writers before the read began: while one of them still holds them,
+// Synapse has those rows still, and the reconciliation need not count
+// them again.
+type SourceRead struct {
+	Rows  map[string]int64     `json:"rows"`
+	Locks []synapse.LockHolder `json:"locks"`
 }
 
 // Pass is a recorded delta pass.

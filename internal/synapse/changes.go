@@ -182,8 +182,10 @@ type Changes struct {
 	// them whose users row itself was written or deleted (the others
 	// keep their MAS user: only their other rows are imported again).
 	Dirty, UserRows []string
-	// Totals are the source rows per entity now (Entities order).
-	Totals [6]int64
+	// Totals are the source rows per entity now (Entities order), every
+	// table counted whole when Counted.
+	Totals  [6]int64
+	Counted bool
 	// Window is how many transactions passed since the mark.
 	Window int64
 	// Written counts keys with a row version written since the mark;
@@ -235,6 +237,7 @@ func (r *Reader) Changes(ctx context.Context, mark Mark, rec Recorded) (Changes,
 	if err := g.Wait(); err != nil {
 		return ch, err
 	}
+	ch.Counted = true
 	dirty, raw := map[string]bool{}, map[string]bool{}
 	for i, w := range written {
 		maps.Copy(dirty, w)

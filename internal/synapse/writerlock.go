@@ -117,3 +117,49 @@ func (l *WriterLock) Release() {
 		l.held.release()
 	})
 }
+
+// LockHolder identifies a transaction that holds SHARE locks on all six
+// source tables (the writer lock, whoever took it). While the same
+// transaction holds them, no writer can have changed those tables.
+type LockHolder struct {
+	PID          int32     `json:"pid"`
+	BackendStart time.Time `json:"backend_start"`
+	XactStart    time.Time `json:"xact_start"`
+}
+
+// Same reports whether h and o are the same transaction.
+func (h LockHolder) Same(o LockHolder) bool {
+	return h.PID == o.PID && h.BackendStart.Equal(o.BackendStart) && h.XactStart.Equal(o.XactStart)
+}
+
+// lockHoldersSQL lists the transactions of other sessions holding a
+// granted SHARE (or stronger, writer-blocking) lock on every table of $1.
+const lockHoldersSQL = `SELECT a.pid, a.backend_start, a.xact_start
+  FROM pg_stat_activity a
+ WHERE a.datname = current_database() AND a.pid <> pg_backend_pid() AND a.xact_start IS NOT NULL
+   AND (SELECT count(DISTINCT l.relation) FROM pg_locks l
+         WHERE l.pid = a.pid AND l.locktype = 'relation' AND l.granted
+           AND l.mode IN ('ShareLock', 'ShareRowExclusiveLock', 'ExclusiveLock', 'AccessExclusiveLock')
+           AND l.relation IN (SELECT to_regclass(t) FROM unnest($1::text[]) t)) = cardinality($1::text[])`
+
+// WriterLockHolders lists the transactions that hold the source tables
+// against writers now (none while Synapse may write).
+func (r *Reader) WriterLockHolders(ctx context.Context) ([]LockHolder, error) {
+	var out []LockHolder
+	err := r.inTx(ctx, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, lockHoldersSQL, SourceTables)
+		if err != nil {
+			return err
+		}
+		var h LockHolder
+		_, err = pgx.ForEachRow(rows, []any{&h.PID, &h.BackendStart, &h.XactStart}, func() error {
+			out = append(out, h)
+			return nil
+		})
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("listing the holders of the writer lock: %w", err)
+	}
+	return out, nil
+}

@@ -129,3 +129,54 @@ func TestWriterLockReportsItsLoss(t *testing.T) {
 		t.Fatal("the loss of the lock was not reported")
 	}
 }
+
+// WriterLockHolders names the transaction holding the writer lock, the
+// same one while it holds it, another once the lock is taken again, and
+// none for a session that locks only some of the tables.
+func TestWriterLockHolders(t *testing.T) {
+	ctx := context.Background()
+	r, dsn := openTest(t, lockSeed)
+	holders := func() []LockHolder {
+		t.Helper()
+		hs, err := r.WriterLockHolders(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return hs
+	}
+	if hs := holders(); len(hs) != 0 {
+		t.Fatalf("holders before any lock: %+v", hs)
+	}
+	partial := writerSession(t, dsn)
+	tx, err := partial.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, `LOCK TABLE users, devices IN SHARE MODE`); err != nil {
+		t.Fatal(err)
+	}
+	if hs := holders(); len(hs) != 0 {
+		t.Fatalf("a session locking two tables counts as a holder: %+v", hs)
+	}
+	lock, err := r.LockWriters(ctx, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := holders()
+	if again := holders(); len(first) != 1 || len(again) != 1 || !first[0].Same(again[0]) {
+		t.Fatalf("holders %+v then %+v: want the lock's transaction both times", first, again)
+	}
+	lock.Release()
+	if hs := holders(); len(hs) != 0 {
+		t.Fatalf("holders after the release: %+v", hs)
+	}
+	lock, err = r.LockWriters(ctx, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Release()
+	if hs := holders(); len(hs) != 1 || hs[0].Same(first[0]) {
+		t.Fatalf("holders after locking again %+v: want one, not %+v", hs, first[0])
+	}
+}

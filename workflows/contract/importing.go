@@ -197,6 +197,10 @@ type ReconcileResult struct {
 	Problems []string
 	Tables   []TableTally
 	Entities []EntityTally
+	// SourceRead: Synapse's rows are those the cut-over's delta read
+	// whole, its tables held against writers by the same transaction
+	// since, rather than counted again.
+	SourceRead bool `json:",omitempty"`
 }
 
 // TableTally compares a MAS table's rows with what the batches wrote.
