@@ -148,14 +148,9 @@ func (r *Reader) WriterLockHolders(ctx context.Context) ([]LockHolder, error) {
 	var out []LockHolder
 	err := r.inTx(ctx, func(tx pgx.Tx) error {
 		rows, err := tx.Query(ctx, lockHoldersSQL, SourceTables)
-		if err != nil {
-			return err
+		if err == nil {
+			out, err = pgx.CollectRows(rows, pgx.RowToStructByPos[LockHolder])
 		}
-		var h LockHolder
-		_, err = pgx.ForEachRow(rows, []any{&h.PID, &h.BackendStart, &h.XactStart}, func() error {
-			out = append(out, h)
-			return nil
-		})
 		return err
 	})
 	if err != nil {
