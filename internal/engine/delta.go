@@ -56,15 +56,14 @@ func (e *Engine) CompactEvidence(ctx context.Context) (mas.Compacted, error) {
 	if err != nil {
 		return mas.Compacted{}, err
 	}
-	src := newEvidenceSource(ctx, func(ctx context.Context, emit func(synapse.KeyCounts) error) error {
-		return e.loggedEvidence(ctx, emit)
-	})
-	defer src.stop()
-	out, err := mas.CompactEvidence(ctx, pool, mark, synapse.Names(synapse.SnapshotBound), src)
-	if err := errors.Join(err, src.Err()); err != nil {
-		return mas.Compacted{}, err
+	stream := func(ctx context.Context) (pgx.CopyFromSource, func() error) {
+		src := newEvidenceSource(ctx, e.loggedEvidence)
+		return src, func() error {
+			src.stop()
+			return src.Err()
+		}
 	}
-	return out, nil
+	return mas.CompactEvidence(ctx, pool, mark, synapse.Names(synapse.SnapshotBound), stream)
 }
 
 // loggedEvidence emits the summed evidence log with each user ID's key

@@ -8,7 +8,9 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/masflow/masflow/internal/mas"
 	"github.com/masflow/masflow/internal/pgtest"
 	"github.com/masflow/masflow/internal/synapse"
@@ -265,4 +267,85 @@ func TestCompactionRefusesAnIncompleteLog(t *testing.T) {
 	if done, err := lt.runs.Precopied(ctx); err != nil || done {
 		t.Fatalf("an incomplete log made a complete pre-copy (%v)", err)
 	}
+}
+
+// TestCompactionStagesBesideTheRebuild: the compaction stages the new
+// evidence while the schema's rebuild holds the migrators' lock, then
+// waits for the lock to put it in place; a log that grew meanwhile (a
+// batch of an attempt thought lost) is not put in place.
+func TestCompactionStagesBesideTheRebuild(t *testing.T) {
+	for _, grow := range []bool{false, true} {
+		lt := newLiveTest(t)
+		ctx := context.Background()
+		eng, err := lt.runs.Prepare(ctx, NewRun{Now: testNow, Precopy: true, Rules: testConfig().Rules})
+		if err != nil {
+			t.Fatal(err)
+		}
+		snapshot, release := lt.snapshot(t, nil)
+		defer release()
+		at := eng.At(snapshot)
+		importAll(t, at, 2, 7, 1)
+		rebuild, err := pgx.Connect(ctx, lt.env.masDSN)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rebuild.Close(ctx)
+		if _, err := rebuild.Exec(ctx, "SELECT pg_advisory_lock($1)", mas.ReferenceLockKey); err != nil {
+			t.Fatal(err)
+		}
+		compacted := make(chan error, 1)
+		go func() {
+			_, err := at.CompactEvidence(ctx)
+			compacted <- err
+		}()
+		waitForAdvisoryWaiter(t, lt.env.masDSN)
+		var staged int
+		pgtest.QueryRow(t, lt.env.masDSN, `SELECT count(*) FROM masflow_import.evidence_next`, nil, &staged)
+		if staged < 60 {
+			t.Fatalf("grow %v: %d user IDs staged while the lock was held, want every one", grow, staged)
+		}
+		if grow {
+			pgtest.Exec(t, lt.env.masDSN, `INSERT INTO masflow_import.evidence_log (entity, raws, counts, snapshot)
+				VALUES (0, '{@late:synth.example}', '{1}', 'late')`)
+		}
+		if _, err := rebuild.Exec(ctx, "SELECT pg_advisory_unlock($1)", mas.ReferenceLockKey); err != nil {
+			t.Fatal(err)
+		}
+		err = <-compacted
+		mark, merr := mas.Mark(ctx, lt.env.mas)
+		if merr != nil {
+			t.Fatal(merr)
+		}
+		if grow {
+			if !errors.Is(err, mas.ErrLogMoved) || mark != nil {
+				t.Fatalf("a log that grew: %v, mark %v: want ErrLogMoved and nothing put in place", err, mark)
+			}
+			continue
+		}
+		if err != nil || mark == nil {
+			t.Fatalf("compaction after the rebuild: %v, mark %v", err, mark)
+		}
+		got := pgtest.QueryStrings(t, lt.env.masDSN, `SELECT raw || ' ' || k || ' ' || bucket || ' ' || counts::text
+			FROM masflow_import.evidence UNION ALL SELECT 'variant ' || k || ' ' || raw FROM masflow_import.variants`)
+		slices.Sort(got)
+		if want := countedEvidence(t, lt.env.reader.At(snapshot)); !slices.Equal(got, want) {
+			t.Fatalf("evidence put in place\n%v\ndiffers from the counted\n%v", got, want)
+		}
+		lt.assertBucketSums(t)
+	}
+}
+
+// waitForAdvisoryWaiter waits until a session of the database waits for
+// an advisory lock.
+func waitForAdvisoryWaiter(t *testing.T, dsn string) {
+	t.Helper()
+	for range 200 {
+		var waiting int
+		pgtest.QueryRow(t, dsn, `SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted`, nil, &waiting)
+		if waiting > 0 {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatal("no session waits for the advisory lock after 10 s")
 }

@@ -109,30 +109,54 @@ func LoggedEvidence(ctx context.Context, pool *pgxpool.Pool, fn func(raw string,
 	return nil
 }
 
-// CompactEvidence replaces the run's evidence with src (rows of user ID,
-// key, bucket, counts: the evidence log summed), derives the user IDs
-// that differ from their key in case, records mark as the run's, empties
-// the log and, when the batches were read at more than one snapshot,
-// flags the run for the next pass to sweep orphans (sweepOrphans), in
-// one transaction. Once done (the run has a mark and
-// the log is empty) it changes nothing and returns the evidence's size.
-func CompactEvidence(ctx context.Context, pool *pgxpool.Pool, mark synapse.Mark, bound []string, src pgx.CopyFromSource) (Compacted, error) {
+// EvidenceStream starts streaming the summed evidence log (rows of user
+// ID, key, bucket, counts); stop ends the stream and returns its error.
+type EvidenceStream func(ctx context.Context) (src pgx.CopyFromSource, stop func() error)
+
+// ErrLogMoved: the evidence log changed while the compaction staged it
+// (a batch of an attempt thought lost committed late); compacting again
+// includes it.
+var ErrLogMoved = errors.New("the pre-copy's evidence log changed while it was compacted")
+
+// compactLockKey keeps two compactions of one run from staging at once.
+const compactLockKey int64 = ReferenceLockKey + 2
+
+// CompactEvidence replaces the run's evidence with the summed evidence
+// log (stream), derives the user IDs that differ from their key in case,
+// records mark as the run's, empties the log and, when the batches were
+// read at more than one snapshot, flags the run for the next pass to
+// sweep orphans (sweepOrphans). Once done (the run has a mark and the
+// log is empty) it changes nothing and returns the evidence's size.
+//
+// It works in two transactions. The first stages the new evidence
+// (masflow_import.evidence_next, its keys, indexes and statistics)
+// without the migrators' advisory lock, so that the schema's rebuild,
+// which holds that lock, may run meanwhile. The second takes the lock,
+// checks that the log is the one staged (ErrLogMoved otherwise) and puts
+// the staged evidence in place.
+func CompactEvidence(ctx context.Context, pool *pgxpool.Pool, mark synapse.Mark, bound []string, stream EvidenceStream) (Compacted, error) {
 	var out Compacted
-	n := &out.Keys
-	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+	done, err := compactedAlready(ctx, pool, &out)
+	if err != nil || done {
+		return out, err
+	}
+	staged, err := stageEvidence(ctx, pool, stream)
+	if err != nil {
+		return Compacted{}, fmt.Errorf("staging the pre-copy's change evidence: %w", Sanitize(err))
+	}
+	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 		if err := LockExclusive(ctx, tx); err != nil {
 			return err
 		}
-		compacted, err := Mark(ctx, tx)
+		if done, err := compactedAlready(ctx, tx, &out); err != nil || done {
+			return errors.Join(err, dropStaged(ctx, tx))
+		}
+		fp, err := logFingerprint(ctx, tx)
 		if err != nil {
 			return err
 		}
-		var logged bool
-		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM masflow_import.evidence_log)`).Scan(&logged); err != nil {
-			return err
-		}
-		if compacted != nil && !logged {
-			return tx.QueryRow(ctx, `SELECT count(*) FROM masflow_import.evidence`).Scan(n)
+		if fp != staged.log {
+			return ErrLogMoved
 		}
 		if err := logComplete(ctx, tx); err != nil {
 			return err
@@ -143,29 +167,12 @@ func CompactEvidence(ctx context.Context, pool *pgxpool.Pool, mark synapse.Mark,
 			return err
 		}
 		if out.BoundMixed = boundSnapshots > 1; out.BoundMixed {
-			return nil
+			return dropStaged(ctx, tx)
 		}
-		if err := truncateEvidence(ctx, tx); err != nil {
+		if err := placeStaged(ctx, tx, staged, mark); err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, `DROP INDEX masflow_import.evidence_bucket, masflow_import.evidence_k;
-			ALTER TABLE masflow_import.evidence DROP CONSTRAINT evidence_pkey`); err != nil {
-			return err
-		}
-		if *n, err = writeEvidence(ctx, tx, mark, src, nil, true); err != nil {
-			return err
-		}
-		if _, err := tx.Exec(ctx, `ALTER TABLE masflow_import.evidence ADD CONSTRAINT evidence_pkey PRIMARY KEY (raw);
-			`+evidenceIndexesSQL); err != nil {
-			return err
-		}
-		if _, err := tx.Exec(ctx, `INSERT INTO masflow_import.variants (k, raw)
-			SELECT k, raw FROM masflow_import.evidence WHERE raw <> k`); err != nil {
-			return err
-		}
-		// The new evidence's statistics are gathered with the MAS
-		// tables' once the schema is rebuilt (Analyze): a delta looks
-		// keys up through its indexes instead of reading it all.
+		out.Keys = staged.keys
 		if _, err := tx.Exec(ctx, `TRUNCATE masflow_import.evidence_log`); err != nil {
 			return err
 		}
@@ -178,6 +185,112 @@ func CompactEvidence(ctx context.Context, pool *pgxpool.Pool, mark synapse.Mark,
 		return Compacted{}, fmt.Errorf("compacting the pre-copy's change evidence: %w", Sanitize(err))
 	}
 	return out, nil
+}
+
+// compactedAlready reports whether the run's evidence is compacted (a
+// mark, an empty log), with its size in out.Keys.
+func compactedAlready(ctx context.Context, q querier, out *Compacted) (bool, error) {
+	compacted, err := Mark(ctx, q)
+	if err != nil || compacted == nil {
+		return false, err
+	}
+	var logged bool
+	if err := q.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM masflow_import.evidence_log)`).Scan(&logged); err != nil || logged {
+		return false, err
+	}
+	return true, q.QueryRow(ctx, `SELECT count(*) FROM masflow_import.evidence`).Scan(&out.Keys)
+}
+
+// logPrint tells two states of the evidence log apart: batches only add
+// to it (one row each, with at least one user ID), and only a compaction
+// or a restart of entities, neither of which runs beside a compaction,
+// removes from it.
+type logPrint struct{ rows, raws int64 }
+
+func logFingerprint(ctx context.Context, q querier) (logPrint, error) {
+	var p logPrint
+	err := q.QueryRow(ctx, `SELECT count(*), COALESCE(sum(cardinality(raws)), 0) FROM masflow_import.evidence_log`).
+		Scan(&p.rows, &p.raws)
+	return p, err
+}
+
+// stagedEvidence is what stageEvidence built: the log it summed, the
+// evidence's size and its sums per bucket.
+type stagedEvidence struct {
+	log  logPrint
+	keys int64
+	sums map[int32][6]int64
+}
+
+const stageSQL = `DROP TABLE IF EXISTS masflow_import.evidence_next;
+CREATE TABLE masflow_import.evidence_next (
+  raw    text COLLATE "C" NOT NULL,
+  k      text COLLATE "C" NOT NULL,
+  bucket int NOT NULL,
+  counts bigint[] NOT NULL
+)`
+
+const stagedIndexesSQL = `ALTER TABLE masflow_import.evidence_next ADD CONSTRAINT evidence_next_pkey PRIMARY KEY (raw);
+CREATE INDEX evidence_next_bucket ON masflow_import.evidence_next (bucket);
+CREATE INDEX evidence_next_k ON masflow_import.evidence_next (k);
+ANALYZE masflow_import.evidence_next`
+
+// stageEvidence writes the summed log into masflow_import.evidence_next,
+// with the evidence's indexes and statistics, and returns what it
+// summed. The log's print is read before the stream starts: a log that
+// then grows no longer matches it.
+func stageEvidence(ctx context.Context, pool *pgxpool.Pool, stream EvidenceStream) (stagedEvidence, error) {
+	var st stagedEvidence
+	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		var ok bool
+		if err := tx.QueryRow(ctx, "SELECT pg_try_advisory_xact_lock($1)", compactLockKey).Scan(&ok); err != nil {
+			return err
+		}
+		if !ok {
+			return fmt.Errorf("another attempt compacts the evidence: %w", ErrLocked)
+		}
+		var err error
+		if st.log, err = logFingerprint(ctx, tx); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, stageSQL); err != nil {
+			return err
+		}
+		src, stop := stream(ctx)
+		t := &tallyingSource{CopyFromSource: src, sums: map[int32][6]int64{}}
+		st.keys, err = tx.CopyFrom(ctx, pgx.Identifier{bookkeepingSchema, "evidence_next"}, []string{"raw", "k", "bucket", "counts"}, t)
+		if err := errors.Join(err, t.err, stop()); err != nil {
+			return err
+		}
+		st.sums = t.sums
+		_, err = tx.Exec(ctx, stagedIndexesSQL)
+		return err
+	})
+	return st, err
+}
+
+// placeStaged makes the staged evidence the run's, with its bucket sums,
+// its variants and mark.
+func placeStaged(ctx context.Context, tx pgx.Tx, st stagedEvidence, mark synapse.Mark) error {
+	if _, err := tx.Exec(ctx, `DROP TABLE masflow_import.evidence;
+		ALTER TABLE masflow_import.evidence_next RENAME TO evidence;
+		ALTER TABLE masflow_import.evidence RENAME CONSTRAINT evidence_next_pkey TO evidence_pkey;
+		ALTER INDEX masflow_import.evidence_next_bucket RENAME TO evidence_bucket;
+		ALTER INDEX masflow_import.evidence_next_k RENAME TO evidence_k;
+		TRUNCATE masflow_import.evidence_buckets, masflow_import.variants;
+		INSERT INTO masflow_import.variants (k, raw) SELECT k, raw FROM masflow_import.evidence WHERE raw <> k`); err != nil {
+		return err
+	}
+	if err := copyBucketSums(ctx, tx, st.sums); err != nil {
+		return err
+	}
+	return setMark(ctx, tx, mark)
+}
+
+// dropStaged drops staged evidence that is not put in place.
+func dropStaged(ctx context.Context, tx pgx.Tx) error {
+	_, err := tx.Exec(ctx, `DROP TABLE IF EXISTS masflow_import.evidence_next`)
+	return err
 }
 
 // Compacted is what CompactEvidence did.

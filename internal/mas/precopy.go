@@ -90,11 +90,16 @@ func writeEvidence(ctx context.Context, tx pgx.Tx, mark synapse.Mark, src pgx.Co
 	if err != nil {
 		return 0, err
 	}
+	return n, setMark(ctx, tx, mark)
+}
+
+// setMark records mark as the pre-copy run's.
+func setMark(ctx context.Context, tx pgx.Tx, mark synapse.Mark) error {
 	tag, err := tx.Exec(ctx, `UPDATE masflow_import.run SET mark = $1 WHERE precopy`, mark)
 	if err == nil && tag.RowsAffected() != 1 {
 		err = fmt.Errorf("%w: no pre-copy to record evidence for", ErrNoRun)
 	}
-	return n, err
+	return err
 }
 
 // The evidence's sums per bucket (what a delta compares Synapse's tables
