@@ -269,8 +269,8 @@ func stageEvidence(ctx context.Context, pool *pgxpool.Pool, stream EvidenceStrea
 	return st, err
 }
 
-// placeStaged makes the staged evidence the run's, with its bucket sums,
-// its variants and mark.
+// placeStaged makes the staged evidence the run's (its statistics go with
+// it), with its bucket sums, its variants and mark.
 func placeStaged(ctx context.Context, tx pgx.Tx, st stagedEvidence, mark synapse.Mark) error {
 	if _, err := tx.Exec(ctx, `DROP TABLE masflow_import.evidence;
 		ALTER TABLE masflow_import.evidence_next RENAME TO evidence;
@@ -278,7 +278,8 @@ func placeStaged(ctx context.Context, tx pgx.Tx, st stagedEvidence, mark synapse
 		ALTER INDEX masflow_import.evidence_next_bucket RENAME TO evidence_bucket;
 		ALTER INDEX masflow_import.evidence_next_k RENAME TO evidence_k;
 		TRUNCATE masflow_import.evidence_buckets, masflow_import.variants;
-		INSERT INTO masflow_import.variants (k, raw) SELECT k, raw FROM masflow_import.evidence WHERE raw <> k`); err != nil {
+		INSERT INTO masflow_import.variants (k, raw) SELECT k, raw FROM masflow_import.evidence WHERE raw <> k;
+		ANALYZE masflow_import.variants`); err != nil {
 		return err
 	}
 	if err := copyBucketSums(ctx, tx, st.sums); err != nil {

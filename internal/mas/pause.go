@@ -453,23 +453,19 @@ func nullString(s string) any {
 func quoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
 
 // Analyze gathers the planner's statistics of the target tables (those of
-// their expression indexes too, such as the lowercased usernames) and of
-// the pre-copy's change evidence, a table per statement on up to
-// parallelism sessions. A pre-copy's delta looks up a few thousand users
+// their expression indexes too, such as the lowercased usernames), a
+// table per statement on up to parallelism sessions (the compaction
+// gathers the evidence's). A pre-copy's delta looks up a few thousand users
 // in tables that were filled moments before: without statistics
 // PostgreSQL assumes most rows match and scans whole tables, which made
 // removing the changed users' rows grow with the homeserver.
 func Analyze(ctx context.Context, pool *pgxpool.Pool, parallelism int) error {
-	tables := []pgx.Identifier{{bookkeepingSchema, "evidence"}, {bookkeepingSchema, "variants"}}
-	for _, t := range TargetTables {
-		tables = append(tables, pgx.Identifier{t})
-	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(max(1, parallelism))
-	for _, t := range tables {
+	for _, t := range TargetTables {
 		g.Go(func() error {
-			if _, err := pool.Exec(gctx, "ANALYZE "+t.Sanitize()); err != nil {
-				return fmt.Errorf("analyzing %s: %w", t.Sanitize(), Sanitize(err))
+			if _, err := pool.Exec(gctx, "ANALYZE "+pgx.Identifier{t}.Sanitize()); err != nil {
+				return fmt.Errorf("analyzing the MAS table %s: %w", t, Sanitize(err))
 			}
 			return nil
 		})
