@@ -62,6 +62,11 @@ type ImportState struct {
 	Precopy, Precopied bool      `json:",omitempty"`
 	PrecopiedAt        time.Time `json:",omitempty"`
 	RunNow             time.Time `json:",omitempty"`
+	// SingleSnapshot: this migration created the run (its first
+	// PrepareImport found none) and no compaction found its batches read
+	// at more than one snapshot. With no snapshot lost (Lost) and no
+	// repair due, every batch was then read at the held snapshot.
+	SingleSnapshot bool `json:",omitempty"`
 	// Delta is the delta pass the import applies after a pre-copy (or
 	// the catch-up pass under way).
 	Delta *contract.DeltaResult `json:",omitempty"`
@@ -158,6 +163,7 @@ func (m *migration) prepare(ctx workflow.Context) error {
 		return err
 	}
 	st.Prepared, st.Estimates, st.Waves, st.Bound = true, prep.Estimates, prep.Waves, prep.Bound
+	st.SingleSnapshot = !prep.Resumed
 	if prep.Precopy {
 		st.Precopy, st.Precopied = true, prep.Precopied
 		if !prep.RunStartedAt.Equal(m.st.RunStartedAt.Truncate(time.Microsecond)) {

@@ -66,6 +66,13 @@ type harness struct {
 	// boundMixed is how many compactions find the bound entities read
 	// at several snapshots; snapshots is how many the others report.
 	boundMixed, snapshots int
+	// resumed: PrepareImport finds the run there already (a pre-copy
+	// taken over).
+	resumed bool
+	// beside, when set, has CompactEvidence and RestoreSchema wait for
+	// each other; met counts those that did not wait alone.
+	beside *barrier
+	met    int
 	// reconciled counts Reconcile calls, passes BeginDelta calls and
 	// completed CompletePass calls.
 	reconciled, passes, completed int
@@ -122,6 +129,46 @@ func (h *harness) transient(step string) error {
 			contract.ErrTypeSQL, nil)
 	}
 	return nil
+}
+
+// barrier lets its first two callers go on once both arrived.
+type barrier struct {
+	mu     sync.Mutex
+	joined int
+	both   chan struct{}
+}
+
+func newBarrier() *barrier { return &barrier{both: make(chan struct{})} }
+
+// arrive waits for the other caller, up to two seconds, and reports
+// whether it came (always false after the first two).
+func (b *barrier) arrive() bool {
+	b.mu.Lock()
+	b.joined++
+	first := b.joined <= 2
+	if b.joined == 2 {
+		close(b.both)
+	}
+	b.mu.Unlock()
+	if !first {
+		return false
+	}
+	select {
+	case <-b.both:
+		return true
+	case <-time.After(2 * time.Second):
+		return false
+	}
+}
+
+// meet waits at the harness's barrier, if any, and counts the meeting.
+func (h *harness) meet() {
+	if h.beside == nil || !h.beside.arrive() {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.met++
 }
 
 // stub registers fn as the activity act: the workflow only knows the
@@ -217,10 +264,12 @@ func (h *harness) stubImport() {
 		defer h.mu.Unlock()
 		h.precopy = h.precopy || in.Precopy
 		return contract.PrepareResult{Estimates: map[string]int64{"users": 10}, Waves: testWaves, RunStartedAt: in.RunStartedAt,
-			Precopy: h.precopy, Precopied: h.evidence, Bound: []string{"devices", "access_tokens", "refresh_pairs"}}, nil
+			Precopy: h.precopy, Precopied: h.evidence, Bound: []string{"devices", "access_tokens", "refresh_pairs"},
+			Resumed: h.resumed}, nil
 	})
 	stub(h.env, contract.CompactEvidence, func(context.Context, contract.RunInput) (contract.EvidenceResult, error) {
 		h.record("compact")
+		h.meet()
 		h.mu.Lock()
 		defer h.mu.Unlock()
 		if h.boundMixed > 0 {
@@ -340,6 +389,7 @@ func (h *harness) stubImport() {
 	})
 	stub(h.env, contract.RestoreSchema, func(context.Context, contract.SchemaInput) (contract.RestoreSchemaResult, error) {
 		h.record("restore_schema")
+		h.meet()
 		return contract.RestoreSchemaResult{Restored: 51}, h.fail["restore_schema"]
 	})
 	stub(h.env, contract.PlanEntity, func(_ context.Context, in contract.PlanInput) (contract.PlanResult, error) {

@@ -1,6 +1,7 @@
 package workflows
 
 import (
+	"errors"
 	"slices"
 	"strings"
 	"time"
@@ -18,6 +19,11 @@ import (
 // change-ID table in docs/architecture.md): migrations started before it
 // keep the stop-first sequence.
 const changePrecopy = "precopy-sequence"
+
+// changeCompactBesideRestore guards the pre-copy's compaction running
+// beside the schema's rebuild (compact); migrations that reached it
+// before run them one after the other.
+const changeCompactBesideRestore = "compact-beside-restore"
 
 // SequencePrecopy is State.Sequence for the sequence with the pre-copy
 // (what every migration started now runs; a client that starts one with
@@ -79,8 +85,7 @@ func (m *migration) precopyAttempt(ctx workflow.Context) error {
 		if err := m.importRun(ctx); err != nil || st.Precopied || st.WavesDone < len(st.Waves) {
 			return err
 		}
-		res, err := call(ctx, m, contract.CompactEvidence, "sum what the pre-copy's batches read into the change evidence",
-			m.runInput())
+		res, err := m.compact(ctx)
 		if err != nil {
 			return err
 		}
@@ -110,6 +115,45 @@ func (m *migration) precopyAttempt(ctx workflow.Context) error {
 	}
 	st.Precopied, st.PrecopiedAt, st.Snapshot = true, workflow.Now(ctx), ""
 	return nil
+}
+
+// compact compacts the evidence log. When every batch was read at one
+// snapshot (ImportState.SingleSnapshot), the schema's rebuild runs beside
+// it: the compaction stages the evidence without the lock the rebuild
+// holds (docs/architecture.md, "The pre-copy's own cost"), and with one
+// snapshot no repair pass, which must come before the rebuild (rows of
+// another snapshot may lack their parent), can follow. Should the
+// compaction still find more than one snapshot, the schema is paused
+// again and the pre-copy goes on as before.
+func (m *migration) compact(ctx workflow.Context) (contract.EvidenceResult, error) {
+	st := &m.st.Import
+	const summary = "sum what the pre-copy's batches read into the change evidence"
+	if workflow.GetVersion(ctx, changeCompactBesideRestore, workflow.DefaultVersion, 1) == workflow.DefaultVersion ||
+		!st.SingleSnapshot || st.Lost > 0 || st.Repair || !st.SchemaPaused || st.SchemaRestored {
+		return call(ctx, m, contract.CompactEvidence, summary, m.runInput())
+	}
+	var restoreErr error
+	restoring := true
+	workflow.Go(ctx, func(ctx workflow.Context) {
+		restoreErr, restoring = m.restoreSchema(ctx), false
+	})
+	res, err := call(ctx, m, contract.CompactEvidence, summary, m.runInput())
+	if err := workflow.Await(ctx, func() bool { return !restoring }); err != nil {
+		return res, err
+	}
+	if err := errors.Join(err, restoreErr); err != nil {
+		return res, err
+	}
+	if res.BoundMixed || res.Snapshots > 1 {
+		workflow.GetLogger(ctx).Warn("the pre-copy's batches were read at more than one snapshot: pausing the schema again",
+			"snapshots", res.Snapshots)
+		st.SingleSnapshot = false
+		if _, err := call(ctx, m, contract.PauseSchema, "pause the MAS tables' indexes and constraints", m.runInput()); err != nil {
+			return res, err
+		}
+		st.SchemaRestored = false
+	}
+	return res, nil
 }
 
 // snapshotGone lets the pre-copy go on after its snapshot was lost
