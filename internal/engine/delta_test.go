@@ -231,19 +231,28 @@ func (lt *liveTest) snapshot(t *testing.T, during func()) (id string, release fu
 	return snap.ID, snap.Release
 }
 
+// copied prepares a pre-copy and imports every entity at an exported
+// snapshot, calling during (nil: nothing) once the snapshot is taken; it
+// returns the run's engine, the snapshot and its release.
+func (lt *liveTest) copied(t *testing.T, during func()) (eng *Engine, snapshot string, release func()) {
+	t.Helper()
+	eng, err := lt.runs.Prepare(context.Background(), NewRun{Now: testNow, Precopy: true, Rules: testConfig().Rules})
+	if err != nil {
+		t.Fatal(err)
+	}
+	snapshot, release = lt.snapshot(t, during)
+	importAll(t, eng.At(snapshot), 2, 7, 1)
+	return eng, snapshot, release
+}
+
 // precopy imports at an exported snapshot; during, after the snapshot
 // was taken, it calls during (nil: nothing).
 func (lt *liveTest) precopy(t *testing.T, during func()) {
 	t.Helper()
 	ctx := context.Background()
-	eng, err := lt.runs.Prepare(ctx, NewRun{Now: testNow, Precopy: true, Rules: testConfig().Rules})
-	if err != nil {
-		t.Fatal(err)
-	}
-	snapshot, release := lt.snapshot(t, during)
+	eng, snapshot, release := lt.copied(t, during)
 	defer release()
 	at := eng.At(snapshot)
-	importAll(t, at, 2, 7, 1)
 	if _, err := at.CompactEvidence(ctx); err != nil {
 		t.Fatalf("evidence: %v", err)
 	}

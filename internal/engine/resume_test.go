@@ -252,15 +252,10 @@ func importEntities(t *testing.T, eng *Engine, entities []synapse.Entity, calls 
 func TestCompactionRefusesAnIncompleteLog(t *testing.T) {
 	lt := newLiveTest(t)
 	ctx := context.Background()
-	eng, err := lt.runs.Prepare(ctx, NewRun{Now: testNow, Precopy: true, Rules: testConfig().Rules})
-	if err != nil {
-		t.Fatal(err)
-	}
-	snapshot, release := lt.snapshot(t, nil)
+	eng, _, release := lt.copied(t, nil)
 	defer release()
-	importAll(t, eng.At(snapshot), 2, 7, 1)
 	pgtest.Exec(t, lt.env.masDSN, `DELETE FROM masflow_import.evidence_log WHERE ctid = (SELECT min(ctid) FROM masflow_import.evidence_log WHERE entity = 3)`)
-	_, err = eng.CompactEvidence(ctx)
+	_, err := eng.CompactEvidence(ctx)
 	if !errors.Is(err, mas.ErrLogIncomplete) || !strings.Contains(err.Error(), "devices: ") || !strings.Contains(err.Error(), "--steps discard") {
 		t.Fatalf("compaction of an incomplete log: %v, want ErrLogIncomplete naming devices and the fix", err)
 	}
@@ -277,14 +272,9 @@ func TestCompactionStagesBesideTheRebuild(t *testing.T) {
 	for _, grow := range []bool{false, true} {
 		lt := newLiveTest(t)
 		ctx := context.Background()
-		eng, err := lt.runs.Prepare(ctx, NewRun{Now: testNow, Precopy: true, Rules: testConfig().Rules})
-		if err != nil {
-			t.Fatal(err)
-		}
-		snapshot, release := lt.snapshot(t, nil)
+		eng, snapshot, release := lt.copied(t, nil)
 		defer release()
 		at := eng.At(snapshot)
-		importAll(t, at, 2, 7, 1)
 		rebuild, err := pgx.Connect(ctx, lt.env.masDSN)
 		if err != nil {
 			t.Fatal(err)
