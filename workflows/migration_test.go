@@ -73,6 +73,9 @@ type harness struct {
 	// each other; met counts those that did not wait alone.
 	beside *barrier
 	met    int
+	// refusedRebuilds is how many RestoreSchema calls fail first (a
+	// foreign key refusing a row whose parent is missing).
+	refusedRebuilds int
 	// reconciled counts Reconcile calls, passes BeginDelta calls and
 	// completed CompletePass calls.
 	reconciled, passes, completed int
@@ -390,6 +393,12 @@ func (h *harness) stubImport() {
 	stub(h.env, contract.RestoreSchema, func(context.Context, contract.SchemaInput) (contract.RestoreSchemaResult, error) {
 		h.record("restore_schema")
 		h.meet()
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		if h.refusedRebuilds > 0 {
+			h.refusedRebuilds--
+			return contract.RestoreSchemaResult{}, temporal.NewNonRetryableApplicationError("a row lacks its parent", "", nil)
+		}
 		return contract.RestoreSchemaResult{Restored: 51}, h.fail["restore_schema"]
 	})
 	stub(h.env, contract.PlanEntity, func(_ context.Context, in contract.PlanInput) (contract.PlanResult, error) {

@@ -1,7 +1,6 @@
 package workflows
 
 import (
-	"errors"
 	"slices"
 	"strings"
 	"time"
@@ -132,28 +131,39 @@ func (m *migration) compact(ctx workflow.Context) (contract.EvidenceResult, erro
 		!st.SingleSnapshot || st.Lost > 0 || st.Repair || !st.SchemaPaused || st.SchemaRestored {
 		return call(ctx, m, contract.CompactEvidence, summary, m.runInput())
 	}
+	// The rebuild beside the compaction is tried without blocking the
+	// migration on a failure: should the compaction find several
+	// snapshots after all, the rebuild may fail on a row whose parent a
+	// later snapshot lacks, and the repair pass must come first.
 	var restoreErr error
 	restoring := true
 	workflow.Go(ctx, func(ctx workflow.Context) {
-		restoreErr, restoring = m.restoreSchema(ctx), false
+		_, restoreErr = execute(ctx, m, contract.RestoreSchema, "rebuild the MAS tables' indexes and constraints",
+			m.schemaInput()).get(ctx)
+		restoring = false
 	})
 	res, err := call(ctx, m, contract.CompactEvidence, summary, m.runInput())
 	if err := workflow.Await(ctx, func() bool { return !restoring }); err != nil {
 		return res, err
 	}
-	if err := errors.Join(err, restoreErr); err != nil {
+	st.SchemaRestored = restoreErr == nil
+	if err != nil {
 		return res, err
 	}
 	if res.BoundMixed || res.Snapshots > 1 {
 		workflow.GetLogger(ctx).Warn("the pre-copy's batches were read at more than one snapshot: pausing the schema again",
 			"snapshots", res.Snapshots)
 		st.SingleSnapshot = false
+		// A pause after a partial rebuild leaves the rest paused.
 		if _, err := call(ctx, m, contract.PauseSchema, "pause the MAS tables' indexes and constraints", m.runInput()); err != nil {
 			return res, err
 		}
 		st.SchemaRestored = false
+		return res, nil
 	}
-	return res, nil
+	// A rebuild that failed beside the compaction runs again, and a
+	// failure now is shown to the operator.
+	return res, m.restoreSchema(ctx)
 }
 
 // snapshotGone lets the pre-copy go on after its snapshot was lost

@@ -73,23 +73,28 @@ func besideInOrder(calls []string) []string {
 // another's, or that finds its batches read at several snapshots after
 // all, rebuilds only after its repair pass.
 func TestPrecopyCompactsBesideTheRebuild(t *testing.T) {
+	again := []string{"prepare", "hold_snapshot", "pause_schema", "compact", "restore_schema",
+		"pause_schema", "catch_up", "complete_pass", "restore_schema", contract.StepReconcile}
 	tests := []struct {
 		name      string
 		resumed   bool
 		snapshots int
+		refused   int // rebuilds refused first
 		wantMet   int
 		want      []string
 	}{
-		{"one snapshot", false, 1, 2, precopyOrder[3:9]},
-		{"several after all", false, 2, 2, []string{"prepare", "hold_snapshot", "pause_schema", "compact", "restore_schema",
-			"pause_schema", "catch_up", "complete_pass", "restore_schema", contract.StepReconcile}},
-		{"taken over", true, 2, 0, []string{"prepare", "hold_snapshot", "pause_schema", "compact", "catch_up",
+		{"one snapshot", false, 1, 0, 2, precopyOrder[3:9]},
+		{"one snapshot, the rebuild beside refused", false, 1, 1, 2, append(slices.Clone(precopyOrder[3:8]),
+			"restore_schema", contract.StepReconcile)},
+		{"several after all", false, 2, 0, 2, again},
+		{"several after all, the rebuild beside refused", false, 2, 1, 2, again},
+		{"taken over", true, 2, 0, 0, []string{"prepare", "hold_snapshot", "pause_schema", "compact", "catch_up",
 			"complete_pass", "restore_schema", contract.StepReconcile}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			h := newPrecopyHarness(t)
-			h.resumed, h.snapshots = tt.resumed, tt.snapshots
+			h.resumed, h.snapshots, h.refusedRebuilds = tt.resumed, tt.snapshots, tt.refused
 			if tt.wantMet > 0 {
 				h.beside = newBarrier()
 			}
