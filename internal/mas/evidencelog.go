@@ -145,6 +145,12 @@ func CompactEvidence(ctx context.Context, pool *pgxpool.Pool, mark synapse.Mark,
 		return Compacted{}, fmt.Errorf("staging the pre-copy's change evidence: %w", Sanitize(err))
 	}
 	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		// Another attempt staging meanwhile would replace the staged
+		// table: it waits (and fails, ErrLocked) while this one puts it
+		// in place.
+		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", compactLockKey); err != nil {
+			return err
+		}
 		if err := LockExclusive(ctx, tx); err != nil {
 			return err
 		}
@@ -155,7 +161,12 @@ func CompactEvidence(ctx context.Context, pool *pgxpool.Pool, mark synapse.Mark,
 		if err != nil {
 			return err
 		}
-		if fp != staged.log {
+		var token *string
+		if err := tx.QueryRow(ctx, `SELECT obj_description(to_regclass('masflow_import.evidence_next'), 'pg_class')`).
+			Scan(&token); err != nil {
+			return err
+		}
+		if fp != staged.log || token == nil || *token != staged.token {
 			return ErrLogMoved
 		}
 		if err := logComplete(ctx, tx); err != nil {
@@ -188,7 +199,9 @@ func CompactEvidence(ctx context.Context, pool *pgxpool.Pool, mark synapse.Mark,
 }
 
 // compactedAlready reports whether the run's evidence is compacted (a
-// mark, an empty log), with its size in out.Keys.
+// mark, an empty log), with its size in out.Keys and, from the run's
+// sweep flag, whether its batches were read at several snapshots
+// (out.Snapshots 2 stands for several).
 func compactedAlready(ctx context.Context, q querier, out *Compacted) (bool, error) {
 	compacted, err := Mark(ctx, q)
 	if err != nil || compacted == nil {
@@ -198,7 +211,16 @@ func compactedAlready(ctx context.Context, q querier, out *Compacted) (bool, err
 	if err := q.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM masflow_import.evidence_log)`).Scan(&logged); err != nil || logged {
 		return false, err
 	}
-	return true, q.QueryRow(ctx, `SELECT count(*) FROM masflow_import.evidence`).Scan(&out.Keys)
+	var sweep bool
+	if err := q.QueryRow(ctx, `SELECT (SELECT count(*) FROM masflow_import.evidence), (SELECT sweep FROM masflow_import.run)`).
+		Scan(&out.Keys, &sweep); err != nil {
+		return false, err
+	}
+	out.Snapshots = 1
+	if sweep {
+		out.Snapshots = 2
+	}
+	return true, nil
 }
 
 // logPrint tells two states of the evidence log apart: batches only add
@@ -220,6 +242,9 @@ type stagedEvidence struct {
 	log  logPrint
 	keys int64
 	sums map[int32][6]int64
+	// token names this staging (the staged table's comment): the table
+	// put in place must be this one.
+	token string
 }
 
 const stageSQL = `DROP TABLE IF EXISTS masflow_import.evidence_next;
@@ -256,6 +281,12 @@ func stageEvidence(ctx context.Context, pool *pgxpool.Pool, stream EvidenceStrea
 		if _, err := tx.Exec(ctx, stageSQL); err != nil {
 			return err
 		}
+		if err := tx.QueryRow(ctx, `SELECT gen_random_uuid()::text`).Scan(&st.token); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `COMMENT ON TABLE masflow_import.evidence_next IS `+quoteLiteral(st.token)); err != nil {
+			return err
+		}
 		src, stop := stream(ctx)
 		t := &tallyingSource{CopyFromSource: src, sums: map[int32][6]int64{}}
 		st.keys, err = tx.CopyFrom(ctx, pgx.Identifier{bookkeepingSchema, "evidence_next"}, []string{"raw", "k", "bucket", "counts"}, t)
@@ -274,6 +305,7 @@ func stageEvidence(ctx context.Context, pool *pgxpool.Pool, stream EvidenceStrea
 func placeStaged(ctx context.Context, tx pgx.Tx, st stagedEvidence, mark synapse.Mark) error {
 	if _, err := tx.Exec(ctx, `DROP TABLE masflow_import.evidence;
 		ALTER TABLE masflow_import.evidence_next RENAME TO evidence;
+		COMMENT ON TABLE masflow_import.evidence IS NULL;
 		ALTER TABLE masflow_import.evidence RENAME CONSTRAINT evidence_next_pkey TO evidence_pkey;
 		ALTER INDEX masflow_import.evidence_next_bucket RENAME TO evidence_bucket;
 		ALTER INDEX masflow_import.evidence_next_k RENAME TO evidence_k;

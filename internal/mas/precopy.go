@@ -590,6 +590,12 @@ func CompletePass(ctx context.Context, pool *pgxpool.Pool, n int, src pgx.CopyFr
 		if written, err = writeEvidence(ctx, tx, *p.Mark, src, variants, p.Changes.All); err != nil {
 			return err
 		}
+		if p.Changes.All {
+			// Written whole: the delta's lookups need its statistics.
+			if _, err := tx.Exec(ctx, `ANALYZE masflow_import.evidence, masflow_import.variants`); err != nil {
+				return err
+			}
+		}
 		_, err = tx.Exec(ctx, `UPDATE masflow_import.passes SET done = true WHERE pass = $1`, n)
 		if err == nil {
 			_, err = tx.Exec(ctx, `UPDATE masflow_import.run SET snapshot = NULL`)

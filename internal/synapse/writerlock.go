@@ -119,28 +119,31 @@ func (l *WriterLock) Release() {
 }
 
 // LockHolder identifies a transaction that holds SHARE locks on all six
-// source tables (the writer lock, whoever took it). While the same
-// transaction holds them, no writer can have changed those tables.
+// source tables (the writer lock, whoever took it): its session (process
+// ID and start) and its virtual transaction ID, both read from the lock
+// table itself. While the same transaction holds them, no writer can
+// have changed those tables.
 type LockHolder struct {
 	PID          int32     `json:"pid"`
 	BackendStart time.Time `json:"backend_start"`
-	XactStart    time.Time `json:"xact_start"`
+	Transaction  string    `json:"transaction"`
 }
 
 // Same reports whether h and o are the same transaction.
 func (h LockHolder) Same(o LockHolder) bool {
-	return h.PID == o.PID && h.BackendStart.Equal(o.BackendStart) && h.XactStart.Equal(o.XactStart)
+	return h.PID == o.PID && h.BackendStart.Equal(o.BackendStart) && h.Transaction == o.Transaction
 }
 
 // lockHoldersSQL lists the transactions of other sessions holding a
 // granted SHARE (or stronger, writer-blocking) lock on every table of $1.
-const lockHoldersSQL = `SELECT a.pid, a.backend_start, a.xact_start
-  FROM pg_stat_activity a
- WHERE a.datname = current_database() AND a.pid <> pg_backend_pid() AND a.xact_start IS NOT NULL
-   AND (SELECT count(DISTINCT l.relation) FROM pg_locks l
-         WHERE l.pid = a.pid AND l.locktype = 'relation' AND l.granted
-           AND l.mode IN ('ShareLock', 'ShareRowExclusiveLock', 'ExclusiveLock', 'AccessExclusiveLock')
-           AND l.relation IN (SELECT to_regclass(t) FROM unnest($1::text[]) t)) = cardinality($1::text[])`
+const lockHoldersSQL = `SELECT l.pid, a.backend_start, l.virtualtransaction
+  FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+ WHERE a.datname = current_database() AND l.pid <> pg_backend_pid() AND a.backend_start IS NOT NULL
+   AND l.locktype = 'relation' AND l.granted
+   AND l.mode IN ('ShareLock', 'ShareRowExclusiveLock', 'ExclusiveLock', 'AccessExclusiveLock')
+   AND l.relation IN (SELECT to_regclass(t) FROM unnest($1::text[]) t)
+ GROUP BY l.pid, a.backend_start, l.virtualtransaction
+HAVING count(DISTINCT l.relation) = cardinality($1::text[])`
 
 // WriterLockHolders lists the transactions that hold the source tables
 // against writers now (none while Synapse may write).
