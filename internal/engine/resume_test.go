@@ -267,9 +267,10 @@ func TestCompactionRefusesAnIncompleteLog(t *testing.T) {
 // TestCompactionStagesBesideTheRebuild: the compaction stages the new
 // evidence while the schema's rebuild holds the migrators' lock, then
 // waits for the lock to put it in place; a log that grew meanwhile (a
-// batch of an attempt thought lost) is not put in place.
+// batch of an attempt thought lost), or a table staged since by another
+// attempt, is not put in place.
 func TestCompactionStagesBesideTheRebuild(t *testing.T) {
-	for _, grow := range []bool{false, true} {
+	for _, moved := range []string{"", "log", "staging"} {
 		lt := newLiveTest(t)
 		ctx := context.Background()
 		eng, snapshot, release := lt.copied(t, nil)
@@ -292,11 +293,14 @@ func TestCompactionStagesBesideTheRebuild(t *testing.T) {
 		var staged int
 		pgtest.QueryRow(t, lt.env.masDSN, `SELECT count(*) FROM masflow_import.evidence_next`, nil, &staged)
 		if staged < 60 {
-			t.Fatalf("grow %v: %d user IDs staged while the lock was held, want every one", grow, staged)
+			t.Fatalf("%q moved: %d user IDs staged while the lock was held, want every one", moved, staged)
 		}
-		if grow {
+		switch moved {
+		case "log":
 			pgtest.Exec(t, lt.env.masDSN, `INSERT INTO masflow_import.evidence_log (entity, raws, counts, snapshot)
 				VALUES (0, '{@late:synth.example}', '{1}', 'late')`)
+		case "staging":
+			pgtest.Exec(t, lt.env.masDSN, `COMMENT ON TABLE masflow_import.evidence_next IS 'another attempt'`)
 		}
 		if _, err := rebuild.Exec(ctx, "SELECT pg_advisory_unlock($1)", mas.ReferenceLockKey); err != nil {
 			t.Fatal(err)
@@ -306,9 +310,9 @@ func TestCompactionStagesBesideTheRebuild(t *testing.T) {
 		if merr != nil {
 			t.Fatal(merr)
 		}
-		if grow {
+		if moved != "" {
 			if !errors.Is(err, mas.ErrLogMoved) || mark != nil {
-				t.Fatalf("a log that grew: %v, mark %v: want ErrLogMoved and nothing put in place", err, mark)
+				t.Fatalf("%s moved: %v, mark %v: want ErrLogMoved and nothing put in place", moved, err, mark)
 			}
 			continue
 		}
