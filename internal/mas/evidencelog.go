@@ -223,16 +223,14 @@ func compactedAlready(ctx context.Context, q querier, out *Compacted) (bool, err
 	return true, nil
 }
 
-// logPrint tells two states of the evidence log apart: batches only add
-// to it (one row each, with at least one user ID), and only a compaction
-// or a restart of entities, neither of which runs beside a compaction,
-// removes from it.
-type logPrint struct{ rows, raws int64 }
+// logPrint tells two states of the evidence log apart: its rows, and the
+// last sequence number one was given. A batch adds a row with a new
+// number; a deletion (a compaction, a restart of entities) removes rows.
+type logPrint struct{ rows, last int64 }
 
 func logFingerprint(ctx context.Context, q querier) (logPrint, error) {
 	var p logPrint
-	err := q.QueryRow(ctx, `SELECT count(*), COALESCE(sum(cardinality(raws)), 0) FROM masflow_import.evidence_log`).
-		Scan(&p.rows, &p.raws)
+	err := q.QueryRow(ctx, `SELECT count(*), COALESCE(max(seq), 0) FROM masflow_import.evidence_log`).Scan(&p.rows, &p.last)
 	return p, err
 }
 
@@ -266,6 +264,11 @@ ANALYZE masflow_import.evidence_next`
 // then grows no longer matches it.
 func stageEvidence(ctx context.Context, pool *pgxpool.Pool, stream EvidenceStream) (stagedEvidence, error) {
 	var st stagedEvidence
+	// A log made before its rows were numbered gets its numbers, in a
+	// transaction of its own: the stream reads the log on another session.
+	if _, err := pool.Exec(ctx, `ALTER TABLE masflow_import.evidence_log ADD COLUMN IF NOT EXISTS seq bigserial`); err != nil {
+		return st, err
+	}
 	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 		var ok bool
 		if err := tx.QueryRow(ctx, "SELECT pg_try_advisory_xact_lock($1)", compactLockKey).Scan(&ok); err != nil {

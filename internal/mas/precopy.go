@@ -51,6 +51,7 @@ CREATE TABLE IF NOT EXISTS masflow_import.evidence_log (
   counts   int[] NOT NULL,
   snapshot text NOT NULL
 );
+ALTER TABLE masflow_import.evidence_log ADD COLUMN IF NOT EXISTS seq bigserial;
 CREATE TABLE IF NOT EXISTS masflow_import.passes (
   pass       int PRIMARY KEY,
   keys       text[],
