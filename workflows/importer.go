@@ -137,7 +137,7 @@ func (m *migration) importRun(ctx workflow.Context) error {
 		}
 	}
 	if !st.SchemaPaused {
-		if _, err := call(ctx, m, contract.PauseSchema, "pause the MAS tables' indexes and constraints", m.runInput()); err != nil {
+		if _, err := call(ctx, m, contract.PauseSchema, pauseSummary, m.runInput()); err != nil {
 			return err
 		}
 		st.SchemaPaused = true
@@ -191,6 +191,12 @@ func (m *migration) importWaves(ctx workflow.Context) error {
 	return nil
 }
 
+// The summaries of the schema's pause and rebuild, as the UI shows them.
+const (
+	pauseSummary   = "pause the MAS tables' indexes and constraints"
+	restoreSummary = "rebuild the MAS tables' indexes and constraints"
+)
+
 // restoreSchema rebuilds the paused indexes and constraints, in parallel
 // sessions; it runs after the last wave and when a failed or cancelled
 // migration is compensated.
@@ -199,7 +205,7 @@ func (m *migration) restoreSchema(ctx workflow.Context) error {
 	if !st.SchemaPaused || st.SchemaRestored {
 		return nil
 	}
-	if _, err := call(ctx, m, contract.RestoreSchema, "rebuild the MAS tables' indexes and constraints", m.schemaInput()); err != nil {
+	if _, err := call(ctx, m, contract.RestoreSchema, restoreSummary, m.schemaInput()); err != nil {
 		return err
 	}
 	st.SchemaRestored = true

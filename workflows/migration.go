@@ -357,7 +357,7 @@ func (m *migration) compensateSchema(ctx workflow.Context) bool {
 	defer cancel()
 	// Never blocks: a compensation waiting for a retry would leave Synapse
 	// down; a failed rebuild is a human's, after Synapse is back.
-	if _, err := execute(dctx, m, contract.RestoreSchema, "rebuild the MAS tables' indexes and constraints",
+	if _, err := execute(dctx, m, contract.RestoreSchema, restoreSummary,
 		m.schemaInput()).get(dctx); err != nil {
 		workflow.GetLogger(ctx).Error("rebuilding the MAS indexes and constraints failed: a human must run the restore",
 			"error", err)

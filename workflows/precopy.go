@@ -134,18 +134,12 @@ func (m *migration) compact(ctx workflow.Context) (contract.EvidenceResult, erro
 	// The rebuild beside the compaction is tried without blocking the
 	// migration on a failure: should the compaction find several
 	// snapshots after all, the rebuild may fail on a row whose parent a
-	// later snapshot lacks, and the repair pass must come first.
-	var restoreErr error
-	restoring := true
-	workflow.Go(ctx, func(ctx workflow.Context) {
-		_, restoreErr = execute(ctx, m, contract.RestoreSchema, "rebuild the MAS tables' indexes and constraints",
-			m.schemaInput()).get(ctx)
-		restoring = false
-	})
+	// later snapshot lacks, and the repair pass must come first. It is
+	// scheduled first: it takes the migrators' lock at once, which the
+	// compaction needs only at its end.
+	rebuild := execute(ctx, m, contract.RestoreSchema, restoreSummary, m.schemaInput())
 	res, err := call(ctx, m, contract.CompactEvidence, summary, m.runInput())
-	if err := workflow.Await(ctx, func() bool { return !restoring }); err != nil {
-		return res, err
-	}
+	_, restoreErr := rebuild.get(ctx)
 	st.SchemaRestored = restoreErr == nil
 	if err != nil {
 		return res, err
@@ -155,7 +149,7 @@ func (m *migration) compact(ctx workflow.Context) (contract.EvidenceResult, erro
 			"snapshots", res.Snapshots)
 		st.SingleSnapshot = false
 		// A pause after a partial rebuild leaves the rest paused.
-		if _, err := call(ctx, m, contract.PauseSchema, "pause the MAS tables' indexes and constraints", m.runInput()); err != nil {
+		if _, err := call(ctx, m, contract.PauseSchema, pauseSummary, m.runInput()); err != nil {
 			return res, err
 		}
 		st.SchemaRestored = false
