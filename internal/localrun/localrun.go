@@ -79,7 +79,7 @@ func Import(o Options) (Result, error) {
 	in := workflows.MigrationInput{Homeserver: o.Runs.ServerName, DryRun: o.DryRun, Steps: o.Steps,
 		Import: o.Import.WithDefaults(), State: &workflows.State{RunStartedAt: o.Now.UTC(), Sequence: workflows.SequencePrecopy}}
 	res := Result{}
-	res.Spans, res.Activities = timeShards(env)
+	res.Spans, res.Activities = timeActivities(env)
 	env.ExecuteWorkflow(workflows.MigrationWorkflow, in)
 	if err := env.GetWorkflowError(); err != nil {
 		return res, fmt.Errorf("the import workflow: %w", err)
@@ -90,10 +90,10 @@ func Import(o Options) (Result, error) {
 	return res, nil
 }
 
-// timeShards records each entity's span, and each activity type's, from
+// timeActivities records each entity's span, and each activity type's, from
 // the environment's activity listeners (called on the environment's
 // goroutines).
-func timeShards(env *testsuite.TestWorkflowEnvironment) (shards, types map[string]Span) {
+func timeActivities(env *testsuite.TestWorkflowEnvironment) (shards, types map[string]Span) {
 	shards, types = map[string]Span{}, map[string]Span{}
 	var mu sync.Mutex
 	entities := map[string]string{} // activity ID → entity

@@ -245,13 +245,10 @@ type stagedEvidence struct {
 	token string
 }
 
+// stageSQL makes an empty table of the evidence's columns (their types,
+// collations and NOT NULLs), without its keys and indexes.
 const stageSQL = `DROP TABLE IF EXISTS masflow_import.evidence_next;
-CREATE TABLE masflow_import.evidence_next (
-  raw    text COLLATE "C" NOT NULL,
-  k      text COLLATE "C" NOT NULL,
-  bucket int NOT NULL,
-  counts bigint[] NOT NULL
-)`
+CREATE TABLE masflow_import.evidence_next (LIKE masflow_import.evidence)`
 
 const stagedIndexesSQL = `ALTER TABLE masflow_import.evidence_next ADD CONSTRAINT evidence_next_pkey PRIMARY KEY (raw);
 CREATE INDEX evidence_next_bucket ON masflow_import.evidence_next (bucket);
@@ -264,11 +261,6 @@ ANALYZE masflow_import.evidence_next`
 // then grows no longer matches it.
 func stageEvidence(ctx context.Context, pool *pgxpool.Pool, stream EvidenceStream) (stagedEvidence, error) {
 	var st stagedEvidence
-	// A log made before its rows were numbered gets its numbers, in a
-	// transaction of its own: the stream reads the log on another session.
-	if _, err := pool.Exec(ctx, `ALTER TABLE masflow_import.evidence_log ADD COLUMN IF NOT EXISTS seq bigserial`); err != nil {
-		return st, err
-	}
 	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 		var ok bool
 		if err := tx.QueryRow(ctx, "SELECT pg_try_advisory_xact_lock($1)", compactLockKey).Scan(&ok); err != nil {

@@ -208,9 +208,9 @@ func truncateEvidence(ctx context.Context, tx pgx.Tx) error {
 	return err
 }
 
-// evidenceIndexesSQL creates the evidence's indexes (CompactEvidence
-// drops and builds them again around its COPY: faster than maintaining
-// them row by row).
+// evidenceIndexesSQL creates the evidence's indexes; CompactEvidence
+// builds the same ones on the table it stages (stagedIndexesSQL) and
+// renames them into place.
 const evidenceIndexesSQL = `CREATE INDEX IF NOT EXISTS evidence_bucket ON masflow_import.evidence (bucket);
 CREATE INDEX IF NOT EXISTS evidence_k ON masflow_import.evidence (k);`
 
