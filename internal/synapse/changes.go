@@ -2,6 +2,7 @@ package synapse
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"maps"
@@ -308,60 +309,82 @@ type tally struct{ rows, hash int64 }
 
 // scanEntity reads an entity's table once: the keys with a row version
 // in the window (and those rows' user IDs that differ from their key in
-// case), and the other rows tallied per bucket of their user ID. One
-// group a bucket: the rows written in the window, few, ride along in
-// arrays.
+// case), and the other rows tallied per bucket of their user ID.
+//
+// The server sends each row's hashtext and, for a row in the window, its
+// user ID; the tallies are summed here. Summing them in the server took
+// a hash aggregation into Buckets groups, whose table outgrows the CPU's
+// caches: 1.65 s instead of 1.0 s for a million users' six tables, on
+// the same two sessions.
 func (r *Reader) scanEntity(ctx context.Context, e Entity, low int64, total *int64) (written, variants map[string]bool,
 	old []tally, err error) {
 	s, _ := specOf(e)
-	// h & mask is bucketExpr's bucket: hashtext is computed once a row.
-	// The rows are grouped first by bucket and written user ID (NULL
-	// outside the window), with counts and sums only: arrays in that
-	// grouping made PostgreSQL expect large groups and spill nearly every
-	// row to disk (1.24 s instead of 0.86 s for 2 million rows). The few
-	// written user IDs are gathered per bucket from its result.
-	sql := fmt.Sprintf(`SELECT b, COALESCE(sum(n) FILTER (WHERE r IS NULL), 0)::bigint,
-		COALESCE(sum(hs) FILTER (WHERE r IS NULL), 0)::bigint, COALESCE(sum(n) FILTER (WHERE r IS NOT NULL), 0)::bigint,
-		array_agg(r) FILTER (WHERE r IS NOT NULL), array_agg(lower(r)) FILTER (WHERE r IS NOT NULL)
-		FROM (SELECT (h & %d)::int AS b, CASE WHEN w THEN raw END AS r, count(*) AS n, sum(h) AS hs
-		      FROM (SELECT hashtext(%s) AS h, %[2]s AS raw, %s AS w FROM %s) s GROUP BY 1, 2) g GROUP BY 1`,
-		Buckets-1, s.userCol, windowExpr, pgx.Identifier{s.table}.Sanitize())
-	written, variants, old = map[string]bool{}, map[string]bool{}, make([]tally, Buckets)
+	sql := fmt.Sprintf(`SELECT hashtext(%s), CASE WHEN %s THEN %[1]s END FROM %[3]s`,
+		s.userCol, windowExpr, pgx.Identifier{s.table}.Sanitize())
+	raws := map[string]bool{}
+	old = make([]tally, Buckets)
 	err = r.inTx(ctx, func(tx pgx.Tx) error {
-		// The reader's sessions run without JIT (keyset pages); this one
-		// grouping of a whole table gains from it once the table is
-		// large, which PostgreSQL judges by its cost thresholds.
+		// The reader's sessions run without JIT (keyset pages); this
+		// scan of a whole table gains from it once the table is large,
+		// which PostgreSQL judges by its cost thresholds.
 		if _, err := tx.Exec(ctx, "SET LOCAL jit = on"); err != nil {
 			return err
 		}
-		rows, err := tx.Query(ctx, sql, low)
+		rows, err := tx.Query(ctx, sql, pgx.QueryResultFormats{pgx.BinaryFormatCode, pgx.TextFormatCode}, low)
 		if err != nil {
 			return err
 		}
-		var b int32
-		var outside tally
-		var inside int64
-		var raws, keys []string
-		_, err = pgx.ForEachRow(rows, []any{&b, &outside.rows, &outside.hash, &inside, &raws, &keys}, func() error {
-			*total += outside.rows + inside
-			if b < 0 || b >= Buckets {
-				return fmt.Errorf("bucket %d out of range", b)
+		defer rows.Close()
+		for rows.Next() {
+			v := rows.RawValues()
+			if len(v) != 2 || len(v[0]) != 4 {
+				return fmt.Errorf("unexpected row shape (%d values)", len(v))
 			}
-			old[b] = outside
-			for j, k := range keys {
-				written[k] = true
-				if raws[j] != k {
-					variants[raws[j]] = true
-				}
+			*total++
+			h := int32(binary.BigEndian.Uint32(v[0]))
+			if v[1] != nil {
+				raws[string(v[1])] = true
+				continue
+			}
+			t := &old[h&(Buckets-1)]
+			t.rows++
+			t.hash += int64(h)
+		}
+		return rows.Err()
+	})
+	if err == nil {
+		written, variants, err = r.keysOf(ctx, slices.Collect(maps.Keys(raws)))
+	}
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("looking for changes in %s: %w", s.table, err)
+	}
+	return written, variants, old, nil
+}
+
+// keysOf returns the keys of raws (user IDs as stored), and those of raws
+// that differ from their key in case: lower() is the server's, as it
+// depends on the database's collation.
+func (r *Reader) keysOf(ctx context.Context, raws []string) (keys, variants map[string]bool, err error) {
+	keys, variants = map[string]bool{}, map[string]bool{}
+	if len(raws) == 0 {
+		return keys, variants, nil
+	}
+	err = r.inTx(ctx, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, `SELECT u, lower(u) FROM unnest($1::text[]) u`, raws)
+		if err != nil {
+			return err
+		}
+		var raw, key string
+		_, err = pgx.ForEachRow(rows, []any{&raw, &key}, func() error {
+			keys[key] = true
+			if raw != key {
+				variants[raw] = true
 			}
 			return nil
 		})
 		return err
 	})
-	if err != nil {
-		return nil, nil, nil, fmt.Errorf("looking for changes in %s: %w", s.table, err)
-	}
-	return written, variants, old, nil
+	return keys, variants, err
 }
 
 // Variant is a user ID that differs from its key in case.
