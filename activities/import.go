@@ -192,14 +192,26 @@ func (a *ImportActivities) CompletePass(ctx context.Context, in contract.PassInp
 // catch-up pass) and removes their MAS rows (once: a retry returns the
 // pass already begun): the cut-over's pass, or, with a snapshot, a
 // catch-up pass read at it while Synapse serves.
-func (a *ImportActivities) BeginDelta(ctx context.Context, in contract.RunInput) (contract.DeltaResult, error) {
+func (a *ImportActivities) BeginDelta(ctx context.Context, in contract.DeltaInput) (contract.DeltaResult, error) {
 	defer heartbeatEvery(ctx, nil)()
-	d, err := a.Runs.BeginDelta(ctx, in.RunStartedAt, in.Snapshot, Logger(ctx))
+	d, err := a.Runs.BeginDelta(ctx, in.RunStartedAt, in.Snapshot, in.Stage, Logger(ctx))
 	if err != nil {
 		return contract.DeltaResult{}, classify(err)
 	}
 	c := d.Changes
 	return contract.DeltaResult{Pass: d.Pass, Users: c.Keys, Written: c.Written, Deleted: c.Deleted, Window: c.Window,
 		All: c.All, Reason: c.Reason, Seconds: d.Took.Seconds(), Scan: d.Scan.Seconds(), Recount: d.Recount.Seconds(),
-		Remove: d.Remove.Seconds(), Recounted: d.Recounted}, nil
+		Remove: d.Remove.Seconds(), Recounted: d.Recounted, Staged: d.Staged}, nil
+}
+
+// ApplyPass writes in MAS what differs between the cut-over's staged
+// pass and the MAS rows of its users (once: a retry finds it applied).
+func (a *ImportActivities) ApplyPass(ctx context.Context, in contract.PassInput) (contract.ApplyResult, error) {
+	defer heartbeatEvery(ctx, nil)()
+	e, err := a.Runs.Open(ctx, in.RunStartedAt, in.Snapshot)
+	if err != nil {
+		return contract.ApplyResult{}, classify(err)
+	}
+	ap, err := e.ApplyPass(ctx, in.Pass)
+	return contract.ApplyResult{Deleted: ap.Deleted, Inserted: ap.Inserted}, classify(err)
 }

@@ -39,6 +39,7 @@ func Register(r worker.ActivityRegistry, s Set) {
 		register(r, contract.CompactEvidence, a.CompactEvidence)
 		register(r, contract.RestartBound, a.RestartBound)
 		register(r, contract.BeginDelta, a.BeginDelta)
+		register(r, contract.ApplyPass, a.ApplyPass)
 	}
 	if a := s.Homeserver; a != nil {
 		register(r, contract.Backup, a.Backup)

@@ -294,17 +294,24 @@ func (h *harness) stubImport() {
 		h.mu.Unlock()
 		return contract.RestartResult{Entities: []string{"devices", "access_tokens", "refresh_pairs"}}, nil
 	})
-	stub(h.env, contract.BeginDelta, func(_ context.Context, in contract.RunInput) (contract.DeltaResult, error) {
+	stub(h.env, contract.BeginDelta, func(_ context.Context, in contract.DeltaInput) (contract.DeltaResult, error) {
 		h.mu.Lock()
 		h.passes++
 		pass := h.passes
 		h.mu.Unlock()
 		if in.Snapshot != "" {
 			h.record("catch_up")
-			return contract.DeltaResult{Pass: pass, Users: 2, Written: 2}, nil
+			return contract.DeltaResult{Pass: pass, Users: 2, Written: 2, Staged: in.Stage}, nil
 		}
 		h.record("delta")
-		return contract.DeltaResult{Pass: pass, Users: 3, Written: 2, Deleted: 1}, h.fail["delta"]
+		return contract.DeltaResult{Pass: pass, Users: 3, Written: 2, Deleted: 1, Staged: in.Stage}, h.fail["delta"]
+	})
+	stub(h.env, contract.ApplyPass, func(_ context.Context, in contract.PassInput) (contract.ApplyResult, error) {
+		h.record("apply_pass")
+		if in.Snapshot != "" || in.Pass != h.passes {
+			return contract.ApplyResult{}, errors.New("only the cut-over's pass, the latest, is applied by ApplyPass")
+		}
+		return contract.ApplyResult{Inserted: map[string]int64{"compat_sessions": 1}}, nil
 	})
 	stub(h.env, contract.CompletePass, func(_ context.Context, in contract.PassInput) (contract.EvidenceResult, error) {
 		h.record("complete_pass")

@@ -282,7 +282,7 @@ func (m *migration) importDelta(ctx workflow.Context) error {
 	}
 	m.holdWriterLock(ctx)
 	if st.Delta == nil {
-		d, err := call(ctx, m, contract.BeginDelta, "find and remove what changed since the pre-copy", m.runInput())
+		d, err := call(ctx, m, contract.BeginDelta, "find what changed since the pre-copy", m.deltaInput())
 		if err != nil {
 			return err
 		}
@@ -291,7 +291,20 @@ func (m *migration) importDelta(ctx workflow.Context) error {
 			workflow.GetLogger(ctx).Warn("the delta imports everything again", "reason", d.Reason)
 		}
 	}
-	return m.importWaves(ctx)
+	if err := m.importWaves(ctx); err != nil || !st.Delta.Staged {
+		return err
+	}
+	_, err := call(ctx, m, contract.ApplyPass, "write in MAS what differs from the changed users' staged rows",
+		contract.PassInput{RunInput: m.runInput(), Pass: st.Delta.Pass})
+	return err
+}
+
+// deltaInput begins a staged delta pass. No version guard is needed:
+// whether the pass stages its rows comes back in BeginDelta's result,
+// which the history holds (a pass begun by an earlier worker, which
+// ignores Stage, is not staged, and nothing is applied).
+func (m *migration) deltaInput() contract.DeltaInput {
+	return contract.DeltaInput{RunInput: m.runInput(), Stage: true}
 }
 
 // cutover waits for the operator's cutover update, the scheduled time,
@@ -403,7 +416,7 @@ func (m *migration) catchUpPass(ctx workflow.Context) (contract.DeltaResult, err
 	if err := m.holdSnapshot(ctx); err != nil {
 		return contract.DeltaResult{}, err
 	}
-	d, err := call(ctx, m, contract.BeginDelta, "find and remove what changed since the last pass, Synapse serving", m.runInput())
+	d, err := call(ctx, m, contract.BeginDelta, "find what changed since the last pass, Synapse serving", m.deltaInput())
 	if err != nil {
 		return d, err
 	}
@@ -411,7 +424,7 @@ func (m *migration) catchUpPass(ctx workflow.Context) (contract.DeltaResult, err
 	if err := m.importWaves(ctx); err != nil {
 		return d, err
 	}
-	_, err = call(ctx, m, contract.CompletePass, "record the pass's evidence: the next looks for changes since",
+	_, err = call(ctx, m, contract.CompletePass, "write what differs, record the pass's evidence: the next looks for changes since",
 		contract.PassInput{RunInput: m.runInput(), Pass: d.Pass})
 	return d, err
 }

@@ -18,7 +18,7 @@ import (
 // reconcile → start.
 var precopyOrder = []string{contract.StepAdvise, contract.StepBackup, contract.StepSyncSchema,
 	"prepare", "hold_snapshot", "pause_schema", "compact", "restore_schema", contract.StepReconcile,
-	contract.StepStop, "delta", contract.StepReconcile, contract.StepReconfigure, contract.StepStart,
+	contract.StepStop, "delta", "apply_pass", contract.StepReconcile, contract.StepReconfigure, contract.StepStart,
 	contract.StepVerify, contract.StepFinish}
 
 func TestPrecopySequenceCopiesBeforeTheStop(t *testing.T) {
@@ -203,7 +203,7 @@ func TestImportAdoptsAnEarlierPrecopy(t *testing.T) {
 	if err := later.env.GetWorkflowError(); err != nil {
 		t.Fatal(err)
 	}
-	if got := withoutImports(later.calls); !slices.Equal(got, []string{"prepare", "delta", contract.StepReconcile}) {
+	if got := withoutImports(later.calls); !slices.Equal(got, []string{"prepare", "delta", "apply_pass", contract.StepReconcile}) {
 		t.Fatalf("import after a pre-copy ran %v, want prepare, delta, reconcile", got)
 	}
 }

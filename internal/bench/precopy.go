@@ -46,6 +46,11 @@ type Precopy struct {
 	// seconds from the writer's stop (End -1: still running at the end,
 	// as the writer lock).
 	Steps []StepSpan `json:"steps"`
+	// WALBytes and WALFullPages are the WAL the server wrote during the
+	// downtime part, and how many whole pages it held (the first change
+	// of a page after a checkpoint; run d checkpoints at the stop).
+	WALBytes     int64 `json:"wal_bytes"`
+	WALFullPages int64 `json:"wal_full_pages"`
 }
 
 // StepSpan is one activity type's span inside run d's downtime.
@@ -169,6 +174,10 @@ func (b *bench) precopyRun(ctx context.Context, rep *Report) error {
 	// The homeserver stops once the copy is complete and its writes are
 	// done: the downtime starts here.
 	stopped := time.Now()
+	wal0, err := walPosition(ctx, masDSN)
+	if err != nil {
+		return err
+	}
 	b.logf("d: pre-copy %.2fs; writer stopped; delta", d.PrecopySeconds)
 	opts.Steps = []string{contract.StepImport, contract.StepReconcile}
 	res, err := localrun.Import(opts)
@@ -176,6 +185,11 @@ func (b *bench) precopyRun(ctx context.Context, rep *Report) error {
 		return fmt.Errorf("the delta: %w", err)
 	}
 	d.DowntimeSeconds = time.Since(stopped).Seconds()
+	wal1, err := walPosition(ctx, masDSN)
+	if err != nil {
+		return err
+	}
+	d.WALBytes, d.WALFullPages = wal1[0]-wal0[0], wal1[1]-wal0[1]
 	d.DeltaPeakRSSKiB = vmHWM("self")
 	d.PeakRSSKiB = max(d.PrecopyPeakRSSKiB, d.DeltaPeakRSSKiB)
 	d.Delta = res.Delta
@@ -226,6 +240,24 @@ func settle(ctx context.Context, dsns ...string) error {
 		}
 	}
 	return nil
+}
+
+// walPosition reads the server's WAL position in bytes and the whole
+// pages written to the WAL so far (the latter as the sessions have
+// reported them).
+func walPosition(ctx context.Context, dsn string) ([2]int64, error) {
+	var out [2]int64
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		return out, err
+	}
+	defer func() { _ = conn.Close(ctx) }()
+	err = conn.QueryRow(ctx, `SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint, wal_fpi FROM pg_stat_wal`).
+		Scan(&out[0], &out[1])
+	if err != nil {
+		return out, fmt.Errorf("reading the server's WAL position: %w", err)
+	}
+	return out, nil
 }
 
 // playLiveSynapse waits for the pre-copy's snapshot, then applies the
@@ -344,6 +376,9 @@ func (r *Report) writePrecopy(w io.Writer) {
 		fmt.Fprintf(w, "; floor %.2fs", r.FloorSeconds)
 	}
 	fmt.Fprintln(w)
+	if d.WALBytes > 0 {
+		fmt.Fprintf(w, "d: WAL written in the downtime part: %.1f MiB, %d whole pages\n", float64(d.WALBytes)/(1<<20), d.WALFullPages)
+	}
 	if len(d.Steps) > 0 {
 		fmt.Fprintf(w, "d: the downtime part's activities (seconds from the writer's stop):")
 		for _, st := range d.Steps {

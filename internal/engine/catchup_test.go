@@ -1,9 +1,13 @@
 package engine
 
 import (
+	"context"
+	"maps"
+	"reflect"
 	"slices"
 	"testing"
 
+	"github.com/masflow/masflow/internal/mas"
 	"github.com/masflow/masflow/internal/pgtest"
 )
 
@@ -163,4 +167,56 @@ func TestCutoverTakesOverAnAbandonedPass(t *testing.T) {
 	}
 	lt.assertKeys(t, "cut-over", d.Pass, []string{uid("11"), uid("5"), uid("7")}, nil)
 	lt.assertEqualsClean(t)
+}
+
+// TestStagedPassWritesOnlyWhatDiffers: applying a staged pass writes in
+// MAS the rows that differ from what the pre-copy wrote (with the rows
+// pointing at a row written again), not every row of a changed user; the
+// pass still records all of them as removed, for the reconciliation, and
+// a second apply changes nothing.
+func TestStagedPassWritesOnlyWhatDiffers(t *testing.T) {
+	tests := []struct {
+		change string
+		sql    []string
+		want   mas.Applied
+	}{
+		{"password change", []string{`UPDATE users SET password_hash = '$2b$12$changedchangedchangedchangedchangedchangedchangedcha' WHERE name = '` +
+			uid("6") + `'`}, mas.Applied{Deleted: map[string]int64{"user_passwords": 1}, Inserted: map[string]int64{"user_passwords": 1}}},
+		// An appservice user's password is not imported: nothing differs.
+		{"appservice user's password", changesSQL["password change (HOT update)"], mas.Applied{}},
+		{"external ID moved", changesSQL["external ID moved"], mas.Applied{Deleted: map[string]int64{"upstream_oauth_links": 1},
+			Inserted: map[string]int64{"upstream_oauth_links": 1}}},
+		{"device seen", changesSQL["device seen"], mas.Applied{Deleted: map[string]int64{"compat_sessions": 1, "compat_access_tokens": 1},
+			Inserted: map[string]int64{"compat_sessions": 1, "compat_access_tokens": 1}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.change, func(t *testing.T) {
+			lt := newLiveTest(t)
+			lt.precopy(t, nil)
+			lt.write(t, tt.sql...)
+			d := lt.delta(t)
+			if !reflect.DeepEqual(lt.applied, tt.want) {
+				t.Fatalf("applied %+v, want %+v", lt.applied, tt.want)
+			}
+			var removed mas.Removed
+			pgtest.QueryRow(t, lt.env.masDSN, `SELECT removed FROM masflow_import.passes WHERE pass = $1`, []any{d.Pass}, &removed)
+			if n := mas.Total(lt.applied.Inserted); n > 0 && mas.Total(removed.Written) <= n {
+				t.Fatalf("the pass recorded %v removed: want every row of its users, more than the %d written",
+					removed.Written, mas.Total(lt.applied.Inserted))
+			}
+			eng, err := lt.runs.Open(context.Background(), testNow, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			before := pgtest.Digests(t, lt.env.masDSN, mas.TargetTables)
+			again, err := eng.ApplyPass(context.Background(), d.Pass)
+			if err != nil || !reflect.DeepEqual(again, tt.want) {
+				t.Fatalf("second apply: %+v %v", again, err)
+			}
+			if after := pgtest.Digests(t, lt.env.masDSN, mas.TargetTables); !maps.Equal(before, after) {
+				t.Fatal("a second apply changed MAS")
+			}
+			lt.assertEqualsClean(t)
+		})
+	}
 }

@@ -275,16 +275,21 @@ type Delta struct {
 	// IDs of differing buckets were counted again.
 	Took, Scan, Recount, Remove time.Duration
 	Recounted                   int
+	// Staged: the pass's shards stage its users' rows, and ApplyPass (or
+	// CompletePass, for a catch-up pass) writes what differs in MAS;
+	// otherwise Remove removed them all.
+	Staged bool
 }
 
 // BeginDelta begins a delta pass of the pre-copy run started at now. With
 // snapshot "" it is the cut-over's, Synapse stopped; with a snapshot it
 // is a catch-up pass, Synapse serving, read at that snapshot. It finds
-// the users changed since the run's mark, removes their MAS rows and
-// records the pass (once: a retry returns the recorded pass). When the
+// the users changed since the run's mark, removes their MAS rows (with
+// stage, prepares to stage them instead) and records the pass (once: a
+// retry returns the recorded pass). When the
 // evidence cannot be trusted, or most users changed, the pass imports
 // everything again and says why.
-func (r *Runs) BeginDelta(ctx context.Context, now time.Time, snapshot string, log *zap.Logger) (Delta, error) {
+func (r *Runs) BeginDelta(ctx context.Context, now time.Time, snapshot string, stage bool, log *zap.Logger) (Delta, error) {
 	e, err := r.Open(ctx, now, snapshot)
 	if err != nil {
 		return Delta{}, err
@@ -303,7 +308,7 @@ func (r *Runs) BeginDelta(ctx context.Context, now time.Time, snapshot string, l
 		if err != nil {
 			return Delta{}, err
 		}
-		return Delta{Pass: p.Number, Changes: p.Changes, Removed: p.Removed}, nil
+		return Delta{Pass: p.Number, Changes: p.Changes, Removed: p.Removed, Staged: p.Staged}, nil
 	}
 	mark, err := mas.Mark(ctx, pool)
 	if err != nil {
@@ -312,7 +317,7 @@ func (r *Runs) BeginDelta(ctx context.Context, now time.Time, snapshot string, l
 	if mark == nil {
 		return Delta{}, fmt.Errorf("%w: the pre-copy did not finish (no change evidence): run its precopy step again", mas.ErrNoPrecopy)
 	}
-	spec := mas.PassSpec{CatchUp: snapshot != "", Snapshot: snapshot}
+	spec := mas.PassSpec{CatchUp: snapshot != "", Snapshot: snapshot, Stage: stage}
 	if spec.CatchUp {
 		// Its holder recorded it (Runs.recordHeld).
 		m, err := mas.SnapshotMark(ctx, pool, snapshot)
@@ -367,8 +372,19 @@ func (r *Runs) BeginDelta(ctx context.Context, now time.Time, snapshot string, l
 		return Delta{}, err
 	}
 	log.Info("removed the changed users from MAS", zap.Int("pass", begun.Number), zap.Duration("took", time.Since(removing)))
-	return Delta{Pass: begun.Number, Changes: begun.Changes, Removed: begun.Removed, Took: time.Since(started), Scan: found.Scan,
+	return Delta{Pass: begun.Number, Changes: begun.Changes, Removed: begun.Removed, Staged: begun.Staged, Took: time.Since(started), Scan: found.Scan,
 		Recount: found.Recount, Remove: time.Since(removing), Recounted: found.Recounted}, nil
+}
+
+// ApplyPass writes in MAS what differs between staged delta pass n, the
+// run's latest, and the MAS rows of its users (once; a pass that is not
+// staged has nothing to apply).
+func (e *Engine) ApplyPass(ctx context.Context, n int) (mas.Applied, error) {
+	p, err := e.latestPass(ctx, n)
+	if err != nil || !p.Staged {
+		return mas.Applied{}, err
+	}
+	return mas.ApplyPass(ctx, e.writer.Pool(), n)
 }
 
 // changes finds the changed keys (and the user IDs of rows written since

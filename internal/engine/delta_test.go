@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -56,6 +57,12 @@ var changesSQL = map[string][]string{
 		`INSERT INTO access_tokens (id, user_id, device_id, token, last_validated, valid_until_ms, refresh_token_id, used) VALUES (9000207, '` + uid("20") + `', 'DEV20B', 'syt_next20', 1700000000003, 1800000000000, 9000207, false)`,
 		`UPDATE access_tokens SET used = true WHERE id = 206`,
 	},
+	// The link's ID derives from its owner: it leaves user 10 before it
+	// arrives at user 11 with the same provider and subject (unique).
+	"external ID moved": {`UPDATE user_external_ids SET user_id = '` + uid("11") + `' WHERE user_id = '` + uid("10") + `'`},
+	// The session's row differs, its tokens do not: they are written
+	// again with it.
+	"device seen": {`UPDATE devices SET last_seen = 1750000000000, ip = '10.7.7.7' WHERE user_id = '` + uid("9") + `' AND device_id = 'DEV9A'`},
 	// The threepid's owner differs in case: it changes with user 21.
 	"case-mismatched owner": {`INSERT INTO user_threepids (user_id, medium, address, validated_at, added_at) VALUES ('@User21:synth.example', 'email', 'u21b@synth.example', 1, 1)`},
 	"deleted user": {
@@ -77,22 +84,27 @@ var changesSQL = map[string][]string{
 // TestDeltaEqualsCleanImport pre-copies a live synthetic homeserver at a
 // snapshot, applies one kind of change, then runs the delta with Synapse
 // stopped: MAS must hold exactly what a clean full import of the final
-// state writes (same salt and "now"), and the reconciliation must pass.
+// state writes (same salt and "now"), and the reconciliation must pass;
+// staged (only what differs written) and removing first (the passes of
+// workflows before).
 func TestDeltaEqualsCleanImport(t *testing.T) {
 	for name, stmts := range changesSQL {
 		if name == "re-login undone" {
 			stmts = append(changesSQL["re-login"], stmts...)
 		}
-		t.Run(name, func(t *testing.T) {
-			lt := newLiveTest(t)
-			lt.precopy(t, nil)
-			lt.write(t, stmts...)
-			d := lt.delta(t)
-			if d.Changes.All {
-				t.Fatalf("delta imported everything: %s", d.Changes.Reason)
-			}
-			lt.assertEqualsClean(t)
-		})
+		for _, removeFirst := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/removing first %v", name, removeFirst), func(t *testing.T) {
+				lt := newLiveTest(t)
+				lt.removeFirst = removeFirst
+				lt.precopy(t, nil)
+				lt.write(t, stmts...)
+				d := lt.delta(t)
+				if d.Changes.All {
+					t.Fatalf("delta imported everything: %s", d.Changes.Reason)
+				}
+				lt.assertEqualsClean(t)
+			})
+		}
 	}
 }
 
@@ -194,6 +206,11 @@ func TestDeltaFallsBack(t *testing.T) {
 type liveTest struct {
 	env  *env
 	runs *Runs
+	// removeFirst begins passes as workflows before the staged delta
+	// did: every row of a changed user removed, then written again.
+	removeFirst bool
+	// applied is what the last delta's ApplyPass wrote.
+	applied mas.Applied
 }
 
 func newLiveTest(t *testing.T) *liveTest {
@@ -299,7 +316,7 @@ func (lt *liveTest) write(t *testing.T, stmts ...string) {
 func (lt *liveTest) delta(t *testing.T) Delta {
 	t.Helper()
 	ctx := context.Background()
-	d, err := lt.runs.BeginDelta(ctx, testNow, "", zap.NewNop())
+	d, err := lt.runs.BeginDelta(ctx, testNow, "", !lt.removeFirst, zap.NewNop())
 	if err != nil {
 		t.Fatalf("begin delta: %v", err)
 	}
@@ -309,6 +326,12 @@ func (lt *liveTest) delta(t *testing.T) Delta {
 		t.Fatal(err)
 	}
 	importPass(t, eng, d.Pass, false)
+	if d.Staged == lt.removeFirst && !d.Changes.All {
+		t.Fatalf("pass staged %v, removing first %v", d.Staged, lt.removeFirst)
+	}
+	if lt.applied, err = eng.ApplyPass(ctx, d.Pass); err != nil {
+		t.Fatalf("apply: %v", err)
+	}
 	rec, err := eng.Reconcile(ctx)
 	if err != nil || !rec.OK() {
 		t.Fatalf("delta reconciliation: %v %v", err, rec.Problems)
@@ -354,7 +377,7 @@ func (lt *liveTest) catchUp(t *testing.T, during func(), abandon bool) Delta {
 	ctx := context.Background()
 	snapshot, release := lt.snapshot(t, during)
 	defer release()
-	d, err := lt.runs.BeginDelta(ctx, testNow, snapshot, zap.NewNop())
+	d, err := lt.runs.BeginDelta(ctx, testNow, snapshot, !lt.removeFirst, zap.NewNop())
 	if err != nil {
 		t.Fatalf("begin catch-up: %v", err)
 	}
@@ -612,7 +635,7 @@ func TestReconcileTakesTheDeltasReadUnderTheSameLock(t *testing.T) {
 			if tt.before {
 				held = lock()
 			}
-			d, err := lt.runs.BeginDelta(ctx, testNow, "", zap.NewNop())
+			d, err := lt.runs.BeginDelta(ctx, testNow, "", true, zap.NewNop())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -621,6 +644,9 @@ func TestReconcileTakesTheDeltasReadUnderTheSameLock(t *testing.T) {
 				t.Fatal(err)
 			}
 			importPass(t, eng, d.Pass, false)
+			if _, err := eng.ApplyPass(ctx, d.Pass); err != nil {
+				t.Fatal(err)
+			}
 			if tt.retake {
 				held.Release()
 				lt.write(t, `INSERT INTO users (name, creation_ts) VALUES ('@late:`+liveServer+`', 1)`)

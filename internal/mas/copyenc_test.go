@@ -51,7 +51,7 @@ func TestBinaryCopyRoundTrip(t *testing.T) {
 		RefreshTokens: []RefreshToken{{ID: id(11), SessionID: id(7), AccessTokenID: id(10), Token: "syr_c", CreatedAt: before2000}},
 	}
 	w := NewWriter(pool, schema)
-	if err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error { return w.copyRows(ctx, tx, &rows) }); err != nil {
+	if err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error { return w.copyRows(ctx, tx, &rows, false) }); err != nil {
 		t.Fatal(err)
 	}
 	const u1, u2 = "00000000-0000-0000-0000-000000000001", "00000000-0000-0000-0000-000000000002"

@@ -65,7 +65,9 @@ ALTER TABLE masflow_import.passes ADD COLUMN IF NOT EXISTS snapshot text;
 ALTER TABLE masflow_import.passes ADD COLUMN IF NOT EXISTS mark jsonb;
 ALTER TABLE masflow_import.passes ADD COLUMN IF NOT EXISTS done boolean NOT NULL DEFAULT false;
 ALTER TABLE masflow_import.passes ADD COLUMN IF NOT EXISTS user_keys text[];
-ALTER TABLE masflow_import.passes ADD COLUMN IF NOT EXISTS user_reads text[];`
+ALTER TABLE masflow_import.passes ADD COLUMN IF NOT EXISTS user_reads text[];
+ALTER TABLE masflow_import.passes ADD COLUMN IF NOT EXISTS staged boolean NOT NULL DEFAULT false;
+ALTER TABLE masflow_import.passes ADD COLUMN IF NOT EXISTS applied jsonb;`
 
 // writeEvidence adds keys' counts and variants to the evidence and moves
 // the run's mark; fresh says the evidence was emptied in tx.
@@ -377,6 +379,12 @@ type Pass struct {
 	Snapshot string
 	Mark     *synapse.Mark
 	Done     bool
+	// Staged: the pass's shards write into staging tables and ApplyPass
+	// writes in MAS what differs (Applied, once done); otherwise it
+	// removed its users' rows when it began and its shards write them
+	// again.
+	Staged  bool
+	Applied *Applied
 }
 
 // ReadsOf are the user IDs whose rows of entity the pass's shards read:
@@ -411,9 +419,10 @@ var ErrNoPrecopy = errors.New("the MAS database holds no pre-copy")
 func LatestPass(ctx context.Context, q querier) (*Pass, error) {
 	var p Pass
 	var snapshot *string
-	err := q.QueryRow(ctx, `SELECT pass, keys, reads, user_keys, user_reads, removed, changes, catchup, snapshot, mark, done
-		FROM masflow_import.passes ORDER BY pass DESC LIMIT 1`).
-		Scan(&p.Number, &p.Keys, &p.Reads, &p.UserKeys, &p.UserReads, &p.Removed, &p.Changes, &p.CatchUp, &snapshot, &p.Mark, &p.Done)
+	err := q.QueryRow(ctx, `SELECT pass, keys, reads, user_keys, user_reads, removed, changes, catchup, snapshot, mark, done,
+		staged, applied FROM masflow_import.passes ORDER BY pass DESC LIMIT 1`).
+		Scan(&p.Number, &p.Keys, &p.Reads, &p.UserKeys, &p.UserReads, &p.Removed, &p.Changes, &p.CatchUp, &snapshot, &p.Mark, &p.Done,
+			&p.Staged, &p.Applied)
 	if snapshot != nil {
 		p.Snapshot = *snapshot
 	}
@@ -461,13 +470,17 @@ type PassSpec struct {
 	Snapshot string
 	Mark     *synapse.Mark
 	Counters synapse.WriteCounters
+	// Stage: the pass's shards stage its users' rows, and ApplyPass
+	// writes what differs (a pass that imports everything never does).
+	Stage bool
 }
 
 // ErrPassOrder: a catch-up pass was asked for after the cut-over's pass.
 var ErrPassOrder = errors.New("the cut-over's delta pass has begun: no catch-up pass after it")
 
 // BeginPass records the next delta pass and, in the same transaction,
-// deletes the MAS rows of its keys (every row with all). A pass already
+// deletes the MAS rows of its keys (every row with all), or, staged,
+// prepares empty staging tables. A pass already
 // begun is returned as it was (the cut-over's, or a catch-up pass at the
 // same snapshot): retrying never removes twice. A catch-up pass left
 // unfinished (its snapshot was lost) is undone first, its keys joining
@@ -512,10 +525,28 @@ func BeginPass(ctx context.Context, pool *pgxpool.Pool, spec PassSpec) (Pass, er
 	return out, nil
 }
 
-// beginPass removes the pass's keys from MAS and records pass n.
+// beginPass removes the pass's keys from MAS, or prepares its staging
+// tables, and records pass n.
 func beginPass(ctx context.Context, tx pgx.Tx, n int, spec PassSpec) (Pass, error) {
 	keys, userKeys, ch := spec.Keys, spec.UserKeys, spec.Changes
-	removed, err := removeKeys(ctx, tx, keys, userKeys, ch.All)
+	staged, err := stageable(ctx, tx, spec)
+	if err != nil {
+		return Pass{}, err
+	}
+	removed := Removed{Read: map[string]int64{}}
+	if staged {
+		// Its users' rows stay until ApplyPass, which records them as
+		// removed; their evidence is the pass's now.
+		err = favourIndexes(ctx, tx)
+		if err == nil {
+			err = removedReads(ctx, tx, keys, userKeys, false, removed.Read)
+		}
+		if err == nil {
+			err = prepareStage(ctx, tx)
+		}
+	} else {
+		removed, err = removeKeys(ctx, tx, keys, userKeys, ch.All)
+	}
 	if err != nil {
 		return Pass{}, err
 	}
@@ -534,8 +565,8 @@ func beginPass(ctx context.Context, tx pgx.Tx, n int, spec PassSpec) (Pass, erro
 		snapshot = &spec.Snapshot
 	}
 	if _, err := tx.Exec(ctx, `INSERT INTO masflow_import.passes (pass, keys, reads, user_keys, user_reads, removed, changes,
-		catchup, snapshot, mark) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`, n, keys, reads, userKeys, userReads, removed, ch,
-		spec.CatchUp, snapshot, spec.Mark); err != nil {
+		catchup, snapshot, mark, staged) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`, n, keys, reads, userKeys, userReads,
+		removed, ch, spec.CatchUp, snapshot, spec.Mark, staged); err != nil {
 		return Pass{}, err
 	}
 	if !spec.CatchUp {
@@ -545,15 +576,21 @@ func beginPass(ctx context.Context, tx pgx.Tx, n int, spec PassSpec) (Pass, erro
 		}
 	}
 	return Pass{Number: n, Keys: keys, Reads: reads, UserKeys: userKeys, UserReads: userReads, Removed: removed,
-		Changes: ch, CatchUp: spec.CatchUp, Snapshot: spec.Snapshot, Mark: spec.Mark}, nil
+		Changes: ch, CatchUp: spec.CatchUp, Snapshot: spec.Snapshot, Mark: spec.Mark, Staged: staged}, nil
 }
 
 // undoPass takes an unfinished catch-up pass's work out of MAS: the rows
-// its shards wrote for its keys (all rows when it imported everything)
-// and its shards' checkpoints, so neither counts any more. What it
-// removed before stays removed, and recorded.
+// its shards wrote for its keys (all rows when it imported everything;
+// staged, the staging tables) and its shards' checkpoints, so neither
+// counts any more. What it removed before stays removed, and recorded.
 func undoPass(ctx context.Context, tx pgx.Tx, p Pass) error {
-	if _, err := removeKeys(ctx, tx, p.Keys, p.UserKeys, p.Changes.All); err != nil {
+	var err error
+	if p.Staged && p.Applied == nil {
+		err = dropStage(ctx, tx)
+	} else {
+		_, err = removeKeys(ctx, tx, p.Keys, p.UserKeys, p.Changes.All)
+	}
+	if err != nil {
 		return err
 	}
 	if _, err := tx.Exec(ctx, `DELETE FROM masflow_import.checkpoints WHERE pass = $1`, p.Number); err != nil {
@@ -580,6 +617,11 @@ func CompletePass(ctx context.Context, pool *pgxpool.Pool, n int, src pgx.CopyFr
 			return fmt.Errorf("pass %d is not the run's latest catch-up pass", n)
 		case p.Done:
 			return nil
+		}
+		if _, err := applyPass(ctx, tx, n); err != nil {
+			return err
+		}
+		switch {
 		case p.Changes.All:
 			err = truncateEvidence(ctx, tx)
 		default:
@@ -638,30 +680,21 @@ func removeKeys(ctx context.Context, tx pgx.Tx, keys, userKeys []string, all boo
 	}
 	// The users' IDs, and their sessions' (tokens point at sessions),
 	// looked up once through their indexes.
-	var users, replaced, sessions []ID
+	var own owners
 	if !all {
-		if err := tx.QueryRow(ctx, `SELECT COALESCE(array_agg(user_id), '{}'),
-			COALESCE(array_agg(user_id) FILTER (WHERE lower(username) = ANY($2::text[])), '{}')
-			FROM users WHERE lower(username) = ANY($1::text[])`, localparts(keys), localparts(userKeys)).
-			Scan(&users, &replaced); err != nil {
-			return rm, fmt.Errorf("finding the changed users in MAS: %w", err)
-		}
-		if err := tx.QueryRow(ctx, `SELECT COALESCE(array_agg(compat_session_id), '{}') FROM compat_sessions
-			WHERE user_id = ANY($1::uuid[])`, users).Scan(&sessions); err != nil {
-			return rm, fmt.Errorf("finding the changed users' sessions in MAS: %w", err)
+		if own, err = findOwners(ctx, tx, keys, userKeys); err != nil {
+			return rm, err
 		}
 	}
 	for i := len(TargetTables) - 1; i >= 0; i-- {
 		t := TargetTables[i]
-		sql, args := "DELETE FROM "+pgx.Identifier{t}.Sanitize(), []any{}
-		switch {
-		case all:
-		case t == "compat_refresh_tokens" || t == "compat_access_tokens":
-			sql, args = sql+" WHERE compat_session_id = ANY($1::uuid[])", append(args, sessions)
-		case slices.Contains(userTables, t):
-			sql, args = sql+" WHERE user_id = ANY($1::uuid[])", append(args, replaced)
-		default:
-			sql, args = sql+" WHERE user_id = ANY($1::uuid[])", append(args, users)
+		sql, args := "DELETE FROM "+pgx.Identifier{t}.Sanitize()+" t", []any{}
+		if !all {
+			cond, a := own.of(t)
+			if cond == "" {
+				continue
+			}
+			sql, args = sql+" WHERE "+cond, a
 		}
 		tag, err := tx.Exec(ctx, sql, args...)
 		if err != nil {

@@ -91,7 +91,13 @@ func (w *Writer) Commit(ctx context.Context, c Commit) (Checkpoint, error) {
 			out = cp
 			return ErrStale
 		}
-		if err := w.copyRows(ctx, tx, c.Rows); err != nil {
+		stage := false
+		if cp.Pass > 0 {
+			if stage, err = passStaged(ctx, tx, cp.Pass); err != nil {
+				return err
+			}
+		}
+		if err := w.copyRows(ctx, tx, c.Rows, stage); err != nil {
 			return err
 		}
 		if err := w.step("findings"); err != nil {
@@ -161,14 +167,18 @@ func (w *Writer) step(name string) error {
 }
 
 // copyRows COPYs each non-empty table of the batch, parents first, as
-// binary streams encoded here (see copyBuf).
-func (w *Writer) copyRows(ctx context.Context, tx pgx.Tx, r *Rows) error {
+// binary streams encoded here (see copyBuf); with stage, into the
+// staging tables of a staged delta pass.
+func (w *Writer) copyRows(ctx context.Context, tx pgx.Tx, r *Rows, stage bool) error {
 	for _, t := range w.tables(r) {
 		if t.n == 0 {
 			continue
 		}
 		if err := w.step(t.name); err != nil {
 			return err
+		}
+		if stage {
+			t.name = stageName(t.name)
 		}
 		if err := w.copyTable(ctx, tx, t); err != nil {
 			return fmt.Errorf("copying %d rows into %s: %w", t.n, t.name, err)

@@ -69,8 +69,12 @@ var (
 	DiscardDryRun  = Activity[SchemaInput, None]{"DiscardDryRun", StepDiscard, Database}
 
 	// BeginDelta finds the users changed since the pre-copy (or its last
-	// catch-up pass) and removes their MAS rows, once.
-	BeginDelta = Activity[RunInput, DeltaResult]{"BeginDelta", StepImport, Long}
+	// catch-up pass) and removes their MAS rows, or prepares to stage
+	// them, once.
+	BeginDelta = Activity[DeltaInput, DeltaResult]{"BeginDelta", StepImport, Long}
+	// ApplyPass writes in MAS what differs between the cut-over's staged
+	// pass and the MAS rows of its users, once.
+	ApplyPass = Activity[PassInput, ApplyResult]{"ApplyPass", StepImport, Long}
 	// CompletePass ends a catch-up pass, run while the migration waits
 	// for its cut-over: the next pass looks for changes since its snapshot.
 	CompletePass = Activity[PassInput, EvidenceResult]{"CompletePass", StepCutover, Long}

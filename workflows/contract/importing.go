@@ -101,6 +101,25 @@ type DeltaResult struct {
 	Seconds               float64
 	Scan, Recount, Remove float64 `json:",omitempty"`
 	Recounted             int     `json:",omitempty"`
+	// Staged: the pass's shards stage its users' rows; ApplyPass (the
+	// cut-over's) or CompletePass (a catch-up pass) writes what differs.
+	Staged bool `json:",omitempty"`
+}
+
+// DeltaInput begins a delta pass.
+type DeltaInput struct {
+	RunInput
+	// Stage: the pass's shards write into staging tables and only the
+	// rows that differ are written in MAS (workflows before change
+	// "staged-delta" removed every row of a changed user instead).
+	Stage bool `json:",omitempty"`
+}
+
+// ApplyResult is what applying a staged pass changed in MAS, per table
+// (a row that differed is deleted and inserted).
+type ApplyResult struct {
+	Deleted  map[string]int64 `json:",omitempty"`
+	Inserted map[string]int64 `json:",omitempty"`
 }
 
 // PassInput names a delta pass of the run.

@@ -1,0 +1,382 @@
+package mas
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// A staged delta pass (docs/architecture.md, "Writing only what
+// differs"): its shards write the changed users' rows into staging
+// tables beside the bookkeeping, and applying the pass changes in MAS
+// only the rows that differ from them. Removing every row of a changed
+// user and writing it again rewrote pages all over MAS's tables and
+// indexes for rows that had not changed, each page whole into the WAL
+// after a checkpoint: at a million users, ten times the pages the
+// changes need.
+
+// stageName is the staging table of a target table.
+func stageName(table string) string { return bookkeepingSchema + ".stage_" + table }
+
+// Applied is what applying a staged pass changed in MAS, per table: a
+// row that differs counts as deleted and inserted.
+type Applied struct {
+	Deleted  map[string]int64 `json:"deleted,omitempty"`
+	Inserted map[string]int64 `json:"inserted,omitempty"`
+}
+
+// prepareStage makes empty staging tables shaped like the target tables
+// as they are now (their columns, NOT NULLs and defaults; no keys or
+// indexes).
+func prepareStage(ctx context.Context, tx pgx.Tx) error {
+	for _, t := range TargetTables {
+		stage := pgx.Identifier{bookkeepingSchema, "stage_" + t}.Sanitize()
+		if _, err := tx.Exec(ctx, "DROP TABLE IF EXISTS "+stage+"; CREATE TABLE "+stage+" (LIKE "+
+			pgx.Identifier{t}.Sanitize()+" INCLUDING DEFAULTS)"); err != nil {
+			return fmt.Errorf("preparing the staging table of %s: %w", t, err)
+		}
+	}
+	return nil
+}
+
+// dropStage removes the staging tables.
+func dropStage(ctx context.Context, tx pgx.Tx) error {
+	for _, t := range TargetTables {
+		if _, err := tx.Exec(ctx, "DROP TABLE IF EXISTS "+pgx.Identifier{bookkeepingSchema, "stage_" + t}.Sanitize()); err != nil {
+			return fmt.Errorf("dropping the staging table of %s: %w", t, err)
+		}
+	}
+	return nil
+}
+
+// stageable reports whether a pass to begin stages its rows: when asked
+// to, unless it imports everything again (the tables are emptied) or
+// MAS's schema is paused (a repair pass before the rebuild: applying
+// matches rows by their primary keys).
+func stageable(ctx context.Context, tx pgx.Tx, spec PassSpec) (bool, error) {
+	if !spec.Stage || spec.Changes.All {
+		return false, nil
+	}
+	paused, err := PausedObjects(ctx, tx)
+	if err != nil {
+		return false, err
+	}
+	return !slices.ContainsFunc(paused, func(o PausedObject) bool { return !o.Restored }), nil
+}
+
+// passStaged reports whether delta pass n stages its rows.
+func passStaged(ctx context.Context, tx pgx.Tx, n int) (bool, error) {
+	var staged bool
+	err := tx.QueryRow(ctx, `SELECT staged FROM masflow_import.passes WHERE pass = $1`, n).Scan(&staged)
+	if err != nil {
+		return false, fmt.Errorf("reading whether pass %d stages its rows: %w", n, err)
+	}
+	return staged, nil
+}
+
+// ApplyPass applies staged delta pass n, the run's latest, to MAS (see
+// applyPass), holding the migrators' lock.
+func ApplyPass(ctx context.Context, pool *pgxpool.Pool, n int) (Applied, error) {
+	var out Applied
+	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		if err := LockExclusive(ctx, tx); err != nil {
+			return err
+		}
+		p, err := LatestPass(ctx, tx)
+		if err != nil {
+			return err
+		}
+		if p == nil || p.Number != n {
+			return fmt.Errorf("pass %d is not the run's latest", n)
+		}
+		out, err = applyPass(ctx, tx, n)
+		return err
+	})
+	if err != nil {
+		return Applied{}, fmt.Errorf("applying delta pass %d: %w", n, Sanitize(err))
+	}
+	return out, nil
+}
+
+// applyPass applies staged delta pass n to MAS, once, in tx: it deletes
+// the rows of the pass's users that no staged row equals, and with them
+// every row of theirs pointing at a row deleted (children first); then
+// it inserts the staged rows MAS lacks (parents first). A row that
+// differs is thus written again whole, never updated in place: a row
+// whose ID changed (a session re-derived after a refresh, a link moved
+// to another user) then leaves before its successor, which may share
+// its unique keys, arrives. It records what it changed, and as removed
+// every row of the pass's users it found: the reconciliation's tallies
+// then hold as if it had removed them all and written every staged row.
+// A pass that stages nothing, or was applied already, is left alone; it
+// returns what the pass applied.
+func applyPass(ctx context.Context, tx pgx.Tx, n int) (Applied, error) {
+	var applied *Applied
+	var keys, userKeys []string
+	var removed Removed
+	var staged bool
+	err := tx.QueryRow(ctx, `SELECT staged, applied, keys, user_keys, removed FROM masflow_import.passes WHERE pass = $1`, n).
+		Scan(&staged, &applied, &keys, &userKeys, &removed)
+	switch {
+	case err != nil:
+		return Applied{}, fmt.Errorf("reading pass %d: %w", n, err)
+	case !staged:
+		return Applied{}, nil
+	case applied != nil:
+		return *applied, nil
+	}
+	if err := favourIndexes(ctx, tx); err != nil {
+		return Applied{}, err
+	}
+	own, err := findOwners(ctx, tx, keys, userKeys)
+	if err != nil {
+		return Applied{}, err
+	}
+	shapes, err := indexStage(ctx, tx)
+	if err != nil {
+		return Applied{}, err
+	}
+	out := Applied{Deleted: map[string]int64{}, Inserted: map[string]int64{}}
+	if removed.Written == nil {
+		removed.Written = map[string]int64{}
+	}
+	gone, err := doomedRows(ctx, tx, shapes, own, removed.Written)
+	if err != nil {
+		return Applied{}, err
+	}
+	dropIndexes, err := indexForeignKeys(ctx, tx)
+	if err != nil {
+		return Applied{}, err
+	}
+	for i := len(TargetTables) - 1; i >= 0; i-- {
+		t := TargetTables[i]
+		if out.Deleted[t], err = gone[t].delete(ctx, tx, t); err != nil {
+			return Applied{}, err
+		}
+	}
+	for _, t := range TargetTables {
+		if out.Inserted[t], err = insertStaged(ctx, tx, t, shapes[t]); err != nil {
+			return Applied{}, err
+		}
+	}
+	if err := dropIndexes(); err != nil {
+		return Applied{}, err
+	}
+	if err := dropStage(ctx, tx); err != nil {
+		return Applied{}, err
+	}
+	out = out.trimmed()
+	if _, err := tx.Exec(ctx, `UPDATE masflow_import.passes SET applied = $2, removed = $3 WHERE pass = $1`, n, out,
+		removed); err != nil {
+		return Applied{}, fmt.Errorf("recording pass %d as applied: %w", n, err)
+	}
+	return out, nil
+}
+
+// Rows is how many rows applying the pass deleted and inserted.
+func (a Applied) Rows() int64 { return Total(a.Deleted) + Total(a.Inserted) }
+
+// trimmed drops the zero counts (an empty map becomes nil, as it reads
+// back from the pass's record).
+func (a Applied) trimmed() Applied {
+	trim := func(m map[string]int64) map[string]int64 {
+		maps.DeleteFunc(m, func(_ string, v int64) bool { return v == 0 })
+		if len(m) == 0 {
+			return nil
+		}
+		return m
+	}
+	return Applied{Deleted: trim(a.Deleted), Inserted: trim(a.Inserted)}
+}
+
+// indexStage reads the target tables' shapes and indexes each staging
+// table by its table's primary key, with statistics: a row of the pass's
+// users is looked up in it once per condition (the lookup sits beside
+// another in an OR, which the planner cannot turn into a join).
+func indexStage(ctx context.Context, tx pgx.Tx) (map[string]tableShape, error) {
+	shapes := make(map[string]tableShape, len(TargetTables))
+	stages := make([]string, 0, len(TargetTables))
+	for _, t := range TargetTables {
+		shape, err := shapeOf(ctx, tx, t)
+		if err != nil {
+			return nil, err
+		}
+		shapes[t] = shape
+		stages = append(stages, stageIdent(t))
+		if _, err := tx.Exec(ctx, "CREATE INDEX ON "+stageIdent(t)+" ("+strings.Join(shape.key, ", ")+")"); err != nil {
+			return nil, fmt.Errorf("indexing the staging table of %s: %w", t, err)
+		}
+	}
+	if _, err := tx.Exec(ctx, "ANALYZE "+strings.Join(stages, ", ")); err != nil {
+		return nil, fmt.Errorf("analyzing the staging tables: %w", err)
+	}
+	return shapes, nil
+}
+
+// doomed is which of a table's rows applying a pass deletes: a condition
+// on alias t with its arguments ("" for none), and, for a table other
+// rows point at, their IDs.
+type doomed struct {
+	cond string
+	args []any
+	ids  []ID
+}
+
+// doomedRows finds, parents first, the rows of the pass's users that no
+// staged row equals or that point at such a row of a parent table, and
+// adds each table's rows of the pass's users to old.
+func doomedRows(ctx context.Context, tx pgx.Tx, shapes map[string]tableShape, own owners, old map[string]int64) (map[string]doomed, error) {
+	out := make(map[string]doomed, len(TargetTables))
+	for _, t := range TargetTables {
+		shape, d := shapes[t], doomed{}
+		cond, args := own.of(t)
+		if cond == "" {
+			out[t] = d
+			continue
+		}
+		var n int64
+		if err := tx.QueryRow(ctx, "SELECT count(*) FROM "+pgx.Identifier{t}.Sanitize()+" t WHERE "+cond, args...).Scan(&n); err != nil {
+			return nil, fmt.Errorf("counting the changed users' rows of %s: %w", t, err)
+		}
+		old[t] += n
+		unequal := []string{"NOT EXISTS (SELECT 1 FROM " + stageIdent(t) + " s WHERE " + shape.joinOn() + " AND (" +
+			shape.prefixed("s.") + ") IS NOT DISTINCT FROM (" + shape.prefixed("t.") + "))"}
+		for _, pk := range parentKeys {
+			if pk.table == t && len(out[parentOf[pk.column]].ids) > 0 {
+				args = append(args, out[parentOf[pk.column]].ids)
+				unequal = append(unequal, fmt.Sprintf("t.%s = ANY($%d::uuid[])", pgx.Identifier{pk.column}.Sanitize(), len(args)))
+			}
+		}
+		d.cond, d.args = cond+" AND ("+strings.Join(unequal, " OR ")+")", args
+		if isParent(t) && n > 0 {
+			err := tx.QueryRow(ctx, "SELECT COALESCE(array_agg(t."+shape.key[0]+"), '{}') FROM "+pgx.Identifier{t}.Sanitize()+
+				" t WHERE "+d.cond, d.args...).Scan(&d.ids)
+			if err != nil {
+				return nil, fmt.Errorf("finding the changed users' rows of %s that differ: %w", t, err)
+			}
+			d.cond, d.args = "t."+shape.key[0]+" = ANY($1::uuid[])", []any{d.ids}
+		}
+		out[t] = d
+	}
+	return out, nil
+}
+
+// isParent reports whether other target tables point at table's rows.
+func isParent(table string) bool {
+	for _, p := range parentOf {
+		if p == table {
+			return true
+		}
+	}
+	return false
+}
+
+// delete deletes the doomed rows of table t.
+func (d doomed) delete(ctx context.Context, tx pgx.Tx, t string) (int64, error) {
+	if d.cond == "" || (d.ids != nil && len(d.ids) == 0) {
+		return 0, nil
+	}
+	tag, err := tx.Exec(ctx, "DELETE FROM "+pgx.Identifier{t}.Sanitize()+" t WHERE "+d.cond, d.args...)
+	if err != nil {
+		return 0, fmt.Errorf("deleting the changed users' rows of %s that differ: %w", t, err)
+	}
+	return tag.RowsAffected(), nil
+}
+
+// stageIdent is the quoted staging table of a target table.
+func stageIdent(table string) string {
+	return pgx.Identifier(strings.Split(stageName(table), ".")).Sanitize()
+}
+
+// tableShape is a target table's columns and primary key, quoted.
+type tableShape struct{ cols, key []string }
+
+// shapeOf reads a target table's columns and primary key from the
+// catalog: the staging table was made LIKE it.
+func shapeOf(ctx context.Context, tx pgx.Tx, table string) (tableShape, error) {
+	var s tableShape
+	err := tx.QueryRow(ctx, `SELECT
+		array(SELECT quote_ident(attname) FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped
+		      ORDER BY attnum),
+		array(SELECT quote_ident(a.attname) FROM pg_index i CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY k(attnum, n)
+		      JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+		      WHERE i.indrelid = $1::regclass AND i.indisprimary ORDER BY k.n)`, table).Scan(&s.cols, &s.key)
+	if err == nil && len(s.key) == 0 {
+		err = fmt.Errorf("it has no primary key (is MAS's schema paused?)")
+	}
+	if err != nil {
+		return s, fmt.Errorf("reading the columns of %s: %w", table, err)
+	}
+	return s, nil
+}
+
+// joinOn is the condition matching a row of t with a staged row of s by
+// primary key.
+func (s tableShape) joinOn() string {
+	parts := make([]string, len(s.key))
+	for i, k := range s.key {
+		parts[i] = "s." + k + " = t." + k
+	}
+	return strings.Join(parts, " AND ")
+}
+
+// prefixed is the columns, each after prefix.
+func (s tableShape) prefixed(prefix string) string {
+	parts := make([]string, len(s.cols))
+	for i, c := range s.cols {
+		parts[i] = prefix + c
+	}
+	return strings.Join(parts, ", ")
+}
+
+// insertStaged inserts the staged rows of table t whose key t lacks.
+func insertStaged(ctx context.Context, tx pgx.Tx, t string, s tableShape) (int64, error) {
+	table := pgx.Identifier{t}.Sanitize()
+	tag, err := tx.Exec(ctx, "INSERT INTO "+table+" ("+s.prefixed("")+") SELECT "+s.prefixed("s.")+" FROM "+stageIdent(t)+
+		" s WHERE NOT EXISTS (SELECT 1 FROM "+table+" t WHERE "+s.joinOn()+")")
+	if err != nil {
+		return 0, fmt.Errorf("inserting the changed users' new rows into %s: %w", t, err)
+	}
+	return tag.RowsAffected(), nil
+}
+
+// owners are the MAS IDs of a pass's users: all of them, those whose
+// users rows the pass replaces, and all of their compat sessions.
+type owners struct{ users, replaced, sessions []ID }
+
+// findOwners looks the pass's keys up in MAS, through the indexes.
+func findOwners(ctx context.Context, tx pgx.Tx, keys, userKeys []string) (owners, error) {
+	var o owners
+	if err := tx.QueryRow(ctx, `SELECT COALESCE(array_agg(user_id), '{}'),
+		COALESCE(array_agg(user_id) FILTER (WHERE lower(username) = ANY($2::text[])), '{}')
+		FROM users WHERE lower(username) = ANY($1::text[])`, localparts(keys), localparts(userKeys)).
+		Scan(&o.users, &o.replaced); err != nil {
+		return o, fmt.Errorf("finding the changed users in MAS: %w", err)
+	}
+	if err := tx.QueryRow(ctx, `SELECT COALESCE(array_agg(compat_session_id), '{}') FROM compat_sessions
+		WHERE user_id = ANY($1::uuid[])`, o.users).Scan(&o.sessions); err != nil {
+		return o, fmt.Errorf("finding the changed users' sessions in MAS: %w", err)
+	}
+	return o, nil
+}
+
+// of is the condition (on alias t) selecting the owners' rows of a
+// target table, and its argument; "" when they have none there.
+func (o owners) of(table string) (string, []any) {
+	ids, col := o.users, "user_id"
+	switch {
+	case table == "compat_refresh_tokens" || table == "compat_access_tokens":
+		ids, col = o.sessions, "compat_session_id"
+	case slices.Contains(userTables, table):
+		ids = o.replaced
+	}
+	if len(ids) == 0 {
+		return "", nil
+	}
+	return "t." + col + " = ANY($1::uuid[])", []any{ids}
+}
