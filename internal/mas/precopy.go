@@ -539,13 +539,13 @@ func beginPass(ctx context.Context, tx pgx.Tx, n int, spec PassSpec) (Pass, erro
 		// removed; their evidence is the pass's now.
 		err = favourIndexes(ctx, tx)
 		if err == nil {
-			err = removedReads(ctx, tx, keys, userKeys, false, removed.Read)
+			err = removedReads(ctx, tx, keys, userKeys, false, spec.CatchUp, removed.Read)
 		}
 		if err == nil {
 			err = prepareStage(ctx, tx)
 		}
 	} else {
-		removed, err = removeKeys(ctx, tx, keys, userKeys, ch.All)
+		removed, err = removeKeys(ctx, tx, keys, userKeys, ch.All, spec.CatchUp)
 	}
 	if err != nil {
 		return Pass{}, err
@@ -588,7 +588,7 @@ func undoPass(ctx context.Context, tx pgx.Tx, p Pass) error {
 	if p.Staged && p.Applied == nil {
 		err = dropStage(ctx, tx)
 	} else {
-		_, err = removeKeys(ctx, tx, p.Keys, p.UserKeys, p.Changes.All)
+		_, err = removeKeys(ctx, tx, p.Keys, p.UserKeys, p.Changes.All, true)
 	}
 	if err != nil {
 		return err
@@ -665,13 +665,14 @@ var userTables = []string{"users", "user_passwords"}
 // removeKeys deletes the MAS rows of the users whose lowercased MXIDs are
 // keys (all users with all), children first, and counts them: every row
 // of userKeys, the others' rows but their users and passwords. The
-// source rows the pre-copy read for them come from the evidence.
-func removeKeys(ctx context.Context, tx pgx.Tx, keys, userKeys []string, all bool) (Removed, error) {
+// source rows the pre-copy read for them come from the evidence (dropped
+// with drop, see removedReads).
+func removeKeys(ctx context.Context, tx pgx.Tx, keys, userKeys []string, all, drop bool) (Removed, error) {
 	rm := Removed{Read: map[string]int64{}, Written: map[string]int64{}}
 	if err := favourIndexes(ctx, tx); err != nil {
 		return rm, err
 	}
-	if err := removedReads(ctx, tx, keys, userKeys, all, rm.Read); err != nil {
+	if err := removedReads(ctx, tx, keys, userKeys, all, drop, rm.Read); err != nil {
 		return rm, err
 	}
 	dropIndexes, err := indexForeignKeys(ctx, tx)
@@ -815,9 +816,11 @@ func indexForeignKeys(ctx context.Context, tx pgx.Tx) (func() error, error) {
 }
 
 // removedReads sums the evidence of the keys (all keys with all) per
-// entity, their users rows only for userKeys, and drops it: those keys'
-// evidence is the delta's now.
-func removedReads(ctx context.Context, tx pgx.Tx, keys, userKeys []string, all bool, out map[string]int64) error {
+// entity, their users rows only for userKeys, and, with drop, drops it:
+// those keys' evidence is the catch-up pass's now. The cut-over's pass
+// keeps it (no pass looks for changes after it): deleting ten thousand
+// keys' evidence took 0.15–0.19 s of the downtime.
+func removedReads(ctx context.Context, tx pgx.Tx, keys, userKeys []string, all, drop bool, out map[string]int64) error {
 	cond, args, users := "", []any{}, []any{}
 	if !all {
 		cond, args, users = ` WHERE k = ANY($1::text[])`, []any{keys}, []any{userKeys}
@@ -844,6 +847,9 @@ func removedReads(ctx context.Context, tx pgx.Tx, keys, userKeys []string, all b
 		if c[i] > 0 {
 			out[string(e)] = c[i]
 		}
+	}
+	if !drop {
+		return nil
 	}
 	return dropEvidence(ctx, tx, keys, all)
 }
