@@ -233,17 +233,11 @@ type doomed struct {
 func doomedRows(ctx context.Context, tx pgx.Tx, shapes map[string]tableShape, own owners, old map[string]int64) (map[string]doomed, error) {
 	out := make(map[string]doomed, len(TargetTables))
 	for _, t := range TargetTables {
-		shape, d := shapes[t], doomed{}
+		shape := shapes[t]
 		cond, args := own.of(t)
 		if cond == "" {
-			out[t] = d
 			continue
 		}
-		var n int64
-		if err := tx.QueryRow(ctx, "SELECT count(*) FROM "+pgx.Identifier{t}.Sanitize()+" t WHERE "+cond, args...).Scan(&n); err != nil {
-			return nil, fmt.Errorf("counting the changed users' rows of %s: %w", t, err)
-		}
-		old[t] += n
 		unequal := []string{"NOT EXISTS (SELECT 1 FROM " + stageIdent(t) + " s WHERE " + shape.joinOn() + " AND (" +
 			shape.prefixed("s.") + ") IS NOT DISTINCT FROM (" + shape.prefixed("t.") + "))"}
 		for _, pk := range parentKeys {
@@ -252,14 +246,26 @@ func doomedRows(ctx context.Context, tx pgx.Tx, shapes map[string]tableShape, ow
 				unequal = append(unequal, fmt.Sprintf("t.%s = ANY($%d::uuid[])", pgx.Identifier{pk.column}.Sanitize(), len(args)))
 			}
 		}
-		d.cond, d.args = cond+" AND ("+strings.Join(unequal, " OR ")+")", args
-		if isParent(t) && n > 0 {
-			err := tx.QueryRow(ctx, "SELECT COALESCE(array_agg(t."+shape.key[0]+"), '{}') FROM "+pgx.Identifier{t}.Sanitize()+
-				" t WHERE "+d.cond, d.args...).Scan(&d.ids)
-			if err != nil {
-				return nil, fmt.Errorf("finding the changed users' rows of %s that differ: %w", t, err)
-			}
+		d := doomed{cond: cond + " AND (" + strings.Join(unequal, " OR ") + ")", args: args}
+		var n int64
+		sql, dest := "SELECT count(*) FROM "+pgx.Identifier{t}.Sanitize()+" t WHERE "+cond, []any{&n}
+		if isParent(t) {
+			// Their IDs, so that the rows pointing at them go too.
+			sql = "SELECT count(*), COALESCE(array_agg(t." + shape.key[0] + ") FILTER (WHERE " + strings.Join(unequal, " OR ") +
+				"), '{}') FROM " + pgx.Identifier{t}.Sanitize() + " t WHERE " + cond
+			dest = append(dest, &d.ids)
+		} else {
+			args = args[:1]
+		}
+		if err := tx.QueryRow(ctx, sql, args...).Scan(dest...); err != nil {
+			return nil, fmt.Errorf("finding the changed users' rows of %s that differ: %w", t, err)
+		}
+		old[t] += n
+		switch {
+		case isParent(t) && len(d.ids) > 0:
 			d.cond, d.args = "t."+shape.key[0]+" = ANY($1::uuid[])", []any{d.ids}
+		case isParent(t) || n == 0:
+			continue
 		}
 		out[t] = d
 	}
@@ -278,7 +284,7 @@ func isParent(table string) bool {
 
 // delete deletes the doomed rows of table t.
 func (d doomed) delete(ctx context.Context, tx pgx.Tx, t string) (int64, error) {
-	if d.cond == "" || (d.ids != nil && len(d.ids) == 0) {
+	if d.cond == "" {
 		return 0, nil
 	}
 	tag, err := tx.Exec(ctx, "DELETE FROM "+pgx.Identifier{t}.Sanitize()+" t WHERE "+d.cond, d.args...)
