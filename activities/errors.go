@@ -33,7 +33,7 @@ func classify(err error) error {
 		kind = contract.ErrTypeUnsupportedSchema
 	case errors.Is(err, mas.ErrNotEmpty), errors.Is(err, mas.ErrReferenceRun), errors.Is(err, mas.ErrNoRun),
 		errors.Is(err, engine.ErrOtherKind), errors.Is(err, engine.ErrNotDiscardable), errors.Is(err, mas.ErrLogIncomplete),
-		errors.Is(err, mas.ErrCompacted), errors.Is(err, mas.ErrNoMark):
+		errors.Is(err, mas.ErrCompacted), errors.Is(err, mas.ErrNoMark), errors.Is(err, mas.ErrApply):
 		kind = contract.ErrTypeRefused
 	case errors.Is(err, synapse.ErrWritersActive):
 		// Retried (on any worker), then the import stops with it: a

@@ -2,13 +2,16 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"maps"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/masflow/masflow/internal/mas"
 	"github.com/masflow/masflow/internal/pgtest"
+	"go.uber.org/zap"
 )
 
 // TestCatchUpPasses: catch-up passes, run at snapshots while Synapse
@@ -219,4 +222,69 @@ func TestStagedPassWritesOnlyWhatDiffers(t *testing.T) {
 			lt.assertEqualsClean(t)
 		})
 	}
+}
+
+// TestApplyRefusesWhatItCannotAccountFor: a staged pass is not applied
+// before its shards are done, nor when the staging tables do not hold
+// exactly the rows its shards counted (a batch written into MAS by a
+// worker older than the pass); either way MAS is left as it was.
+func TestApplyRefusesWhatItCannotAccountFor(t *testing.T) {
+	tests := []struct {
+		name    string
+		shards  bool
+		tamper  string
+		wantErr string
+	}{
+		{"before its shards", false, "", "has no shard"},
+		{"a staged row missing", true, `DELETE FROM masflow_import.stage_compat_access_tokens
+			WHERE ctid = (SELECT ctid FROM masflow_import.stage_compat_access_tokens LIMIT 1)`,
+			"compat_access_tokens: the shards wrote"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := context.Background()
+			lt := newLiveTest(t)
+			lt.precopy(t, nil)
+			lt.write(t, changesSQL["re-login"]...)
+			d, err := lt.runs.BeginDelta(ctx, testNow, "", true, zap.NewNop())
+			if err != nil || !d.Staged {
+				t.Fatalf("begin: %+v %v", d, err)
+			}
+			eng, err := lt.runs.Open(ctx, testNow, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tt.shards {
+				importPass(t, eng, d.Pass, false)
+			}
+			if tt.tamper != "" {
+				pgtest.Exec(t, lt.env.masDSN, tt.tamper)
+			}
+			before := pgtest.Digests(t, lt.env.masDSN, mas.TargetTables)
+			_, err = eng.ApplyPass(ctx, d.Pass)
+			if !errors.Is(err, mas.ErrApply) || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("apply: %v, want %v naming %q", err, mas.ErrApply, tt.wantErr)
+			}
+			if after := pgtest.Digests(t, lt.env.masDSN, mas.TargetTables); !maps.Equal(before, after) {
+				t.Fatal("a refused apply changed MAS")
+			}
+		})
+	}
+}
+
+// TestPassesOfAnEarlierBuildGetTheStagingColumns: a run whose passes
+// table lacks the staging columns (made by an earlier build) reads its
+// passes as not staged and gets the columns when its next pass begins.
+func TestPassesOfAnEarlierBuildGetTheStagingColumns(t *testing.T) {
+	lt := newLiveTest(t)
+	lt.precopy(t, nil)
+	pgtest.Exec(t, lt.env.masDSN, `ALTER TABLE masflow_import.passes DROP COLUMN staged, DROP COLUMN applied`)
+	if p, err := mas.LatestPass(context.Background(), lt.env.mas); err != nil || p != nil {
+		t.Fatalf("latest pass before any: %+v %v", p, err)
+	}
+	lt.write(t, changesSQL["deleted device"]...)
+	if d := lt.delta(t); !d.Staged {
+		t.Fatalf("delta %+v: want it staged", d)
+	}
+	lt.assertEqualsClean(t)
 }

@@ -66,8 +66,7 @@ ALTER TABLE masflow_import.passes ADD COLUMN IF NOT EXISTS mark jsonb;
 ALTER TABLE masflow_import.passes ADD COLUMN IF NOT EXISTS done boolean NOT NULL DEFAULT false;
 ALTER TABLE masflow_import.passes ADD COLUMN IF NOT EXISTS user_keys text[];
 ALTER TABLE masflow_import.passes ADD COLUMN IF NOT EXISTS user_reads text[];
-ALTER TABLE masflow_import.passes ADD COLUMN IF NOT EXISTS staged boolean NOT NULL DEFAULT false;
-ALTER TABLE masflow_import.passes ADD COLUMN IF NOT EXISTS applied jsonb;`
+` + stageColumnsSQL
 
 // writeEvidence adds keys' counts and variants to the evidence and moves
 // the run's mark; fresh says the evidence was emptied in tx.
@@ -420,7 +419,7 @@ func LatestPass(ctx context.Context, q querier) (*Pass, error) {
 	var p Pass
 	var snapshot *string
 	err := q.QueryRow(ctx, `SELECT pass, keys, reads, user_keys, user_reads, removed, changes, catchup, snapshot, mark, done,
-		staged, applied FROM masflow_import.passes ORDER BY pass DESC LIMIT 1`).
+		`+stageColumns+` FROM masflow_import.passes p ORDER BY pass DESC LIMIT 1`).
 		Scan(&p.Number, &p.Keys, &p.Reads, &p.UserKeys, &p.UserReads, &p.Removed, &p.Changes, &p.CatchUp, &snapshot, &p.Mark, &p.Done,
 			&p.Staged, &p.Applied)
 	if snapshot != nil {
@@ -490,6 +489,9 @@ func BeginPass(ctx context.Context, pool *pgxpool.Pool, spec PassSpec) (Pass, er
 	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 		if err := LockExclusive(ctx, tx); err != nil {
 			return err
+		}
+		if _, err := tx.Exec(ctx, stageColumnsSQL); err != nil {
+			return fmt.Errorf("adding the staging columns to the passes: %w", err)
 		}
 		last, err := LatestPass(ctx, tx)
 		if err != nil {

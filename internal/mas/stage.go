@@ -2,6 +2,7 @@ package mas
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/masflow/masflow/internal/synapse"
 )
 
 // A staged delta pass (docs/architecture.md, "Writing only what
@@ -19,6 +21,16 @@ import (
 // indexes for rows that had not changed, each page whole into the WAL
 // after a checkpoint: at a million users, ten times the pages the
 // changes need.
+
+// stageColumnsSQL adds the passes' staging columns; a run whose passes
+// table an earlier development build made gets them when its next pass
+// begins, and stageColumns reads them as absent until then.
+const stageColumnsSQL = `
+ALTER TABLE masflow_import.passes ADD COLUMN IF NOT EXISTS staged boolean NOT NULL DEFAULT false;
+ALTER TABLE masflow_import.passes ADD COLUMN IF NOT EXISTS applied jsonb;`
+
+// stageColumns reads a pass's (alias p) staged flag and what it applied.
+const stageColumns = `COALESCE((to_jsonb(p) ->> 'staged')::boolean, false), to_jsonb(p) -> 'applied'`
 
 // stageName is the staging table of a target table.
 func stageName(table string) string { return bookkeepingSchema + ".stage_" + table }
@@ -72,7 +84,8 @@ func stageable(ctx context.Context, tx pgx.Tx, spec PassSpec) (bool, error) {
 // passStaged reports whether delta pass n stages its rows.
 func passStaged(ctx context.Context, tx pgx.Tx, n int) (bool, error) {
 	var staged bool
-	err := tx.QueryRow(ctx, `SELECT staged FROM masflow_import.passes WHERE pass = $1`, n).Scan(&staged)
+	err := tx.QueryRow(ctx, `SELECT COALESCE((to_jsonb(p) ->> 'staged')::boolean, false) FROM masflow_import.passes p
+		WHERE pass = $1`, n).Scan(&staged)
 	if err != nil {
 		return false, fmt.Errorf("reading whether pass %d stages its rows: %w", n, err)
 	}
@@ -120,7 +133,7 @@ func applyPass(ctx context.Context, tx pgx.Tx, n int) (Applied, error) {
 	var keys, userKeys []string
 	var removed Removed
 	var staged bool
-	err := tx.QueryRow(ctx, `SELECT staged, applied, keys, user_keys, removed FROM masflow_import.passes WHERE pass = $1`, n).
+	err := tx.QueryRow(ctx, `SELECT `+stageColumns+`, keys, user_keys, removed FROM masflow_import.passes p WHERE pass = $1`, n).
 		Scan(&staged, &applied, &keys, &userKeys, &removed)
 	switch {
 	case err != nil:
@@ -137,6 +150,10 @@ func applyPass(ctx context.Context, tx pgx.Tx, n int) (Applied, error) {
 	if err != nil {
 		return Applied{}, err
 	}
+	inStage, err := stagedRows(ctx, tx, n)
+	if err != nil {
+		return Applied{}, err
+	}
 	shapes, err := indexStage(ctx, tx)
 	if err != nil {
 		return Applied{}, err
@@ -145,6 +162,7 @@ func applyPass(ctx context.Context, tx pgx.Tx, n int) (Applied, error) {
 	if removed.Written == nil {
 		removed.Written = map[string]int64{}
 	}
+	oldBefore := maps.Clone(removed.Written)
 	gone, err := doomedRows(ctx, tx, shapes, own, removed.Written)
 	if err != nil {
 		return Applied{}, err
@@ -163,6 +181,12 @@ func applyPass(ctx context.Context, tx pgx.Tx, n int) (Applied, error) {
 		if out.Inserted[t], err = insertStaged(ctx, tx, t, shapes[t]); err != nil {
 			return Applied{}, err
 		}
+		// Every staged row is now in MAS: inserted, or equal to a row
+		// kept (one of the pass's users' rows not deleted).
+		if kept := removed.Written[t] - oldBefore[t] - out.Deleted[t]; out.Inserted[t]+kept != inStage[t] {
+			return Applied{}, fmt.Errorf("%w: %s: %d rows staged, %d inserted and %d kept: a staged row's key is "+
+				"held by a row of a user outside the pass", ErrApply, t, inStage[t], out.Inserted[t], kept)
+		}
 	}
 	if err := dropIndexes(); err != nil {
 		return Applied{}, err
@@ -180,6 +204,55 @@ func applyPass(ctx context.Context, tx pgx.Tx, n int) (Applied, error) {
 
 // Rows is how many rows applying the pass deleted and inserted.
 func (a Applied) Rows() int64 { return Total(a.Deleted) + Total(a.Inserted) }
+
+// ErrApply: a staged pass cannot be applied as its shards left it. It
+// is not retried: a human must look (the message says what).
+var ErrApply = errors.New("the staged pass cannot be applied")
+
+// stagedRows checks that every shard of pass n is done and wrote into the
+// staging tables exactly the rows it counted, and returns the staged
+// rows per table. A batch written straight into MAS (a worker older than
+// the pass) or a pass applied before its last shard would otherwise go
+// unnoticed until the reconciliation, or not at all.
+func stagedRows(ctx context.Context, tx pgx.Tx, n int) (map[string]int64, error) {
+	cps, err := Checkpoints(ctx, tx)
+	if err != nil {
+		return nil, err
+	}
+	written := map[string]int64{}
+	shards := map[string]int{}
+	for _, cp := range cps {
+		if cp.Pass != n {
+			continue
+		}
+		if !cp.Done {
+			return nil, fmt.Errorf("%w: shard %s has not finished", ErrApply, cp.ID)
+		}
+		shards[cp.Entity]++
+		for t, w := range cp.Progress.Written {
+			written[t] += w
+		}
+	}
+	for _, e := range synapse.Entities {
+		if shards[string(e)] == 0 {
+			return nil, fmt.Errorf("%w: entity %s has no shard of pass %d", ErrApply, e, n)
+		}
+	}
+	staged := map[string]int64{}
+	for _, t := range TargetTables {
+		var c int64
+		if err := tx.QueryRow(ctx, "SELECT count(*) FROM "+stageIdent(t)).Scan(&c); err != nil {
+			return nil, fmt.Errorf("counting the staged rows of %s: %w", t, err)
+		}
+		if c != written[t] {
+			return nil, fmt.Errorf("%w: %s: the shards wrote %d rows, %d are staged (a worker older than the pass's "+
+				"start wrote into MAS itself? run every worker at one version, then discard the pre-copy and start again)",
+				ErrApply, t, written[t], c)
+		}
+		staged[t] = c
+	}
+	return staged, nil
+}
 
 // trimmed drops the zero counts (an empty map becomes nil, as it reads
 // back from the pass's record).

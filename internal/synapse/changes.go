@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -304,7 +305,7 @@ func trustWindow(mark, now Mark, next int64) error {
 // tally is a bucket's rows outside the window: how many, and the sum of
 // their user IDs' hashtext (each row adds its user ID's). A bucket that
 // lost rows of one user ID only names it: the hashes lost, divided by
-// the rows lost, are that user ID's hash (entityDeletions).
+// the rows lost, are that user ID's hash (recount).
 type tally struct{ rows, hash int64 }
 
 // scanEntity reads an entity's table once: the keys with a row version
@@ -335,10 +336,13 @@ func (r *Reader) scanEntity(ctx context.Context, e Entity, low int64, total *int
 			return err
 		}
 		defer rows.Close()
+		if f := rows.FieldDescriptions(); len(f) != 2 || f[0].Format != pgx.BinaryFormatCode || f[0].DataTypeOID != pgtype.Int4OID {
+			return fmt.Errorf("the hashes did not come as binary int4 (a simple-protocol connection?)")
+		}
 		for rows.Next() {
 			v := rows.RawValues()
-			if len(v) != 2 || len(v[0]) != 4 {
-				return fmt.Errorf("unexpected row shape (%d values)", len(v))
+			if len(v[0]) != 4 {
+				return fmt.Errorf("a hash of %d bytes", len(v[0]))
 			}
 			*total++
 			h := int32(binary.BigEndian.Uint32(v[0]))
@@ -423,8 +427,9 @@ func (r *Reader) Variants(ctx context.Context) ([]Variant, error) {
 // count. The keys already dirty are taken out of both sides (their
 // recorded rows, their rows now, counted through the user index); then
 // buckets are compared, and inside differing ones recorded user IDs are
-// counted again through the user index (entityDeletions); recounted
-// adds up how many.
+// counted again through the user index (recount; the recorded user IDs
+// of the differing buckets are read once for every entity); recounted
+// adds up how many. It changes old in place.
 func (r *Reader) deletions(ctx context.Context, low int64, old [][]tally, sums [][6]int64,
 	rec Recorded, dirty map[string]bool, recounted *int) ([][]string, error) {
 	var known []KeyCounts
@@ -434,28 +439,48 @@ func (r *Reader) deletions(ctx context.Context, low int64, old [][]tally, sums [
 	}); err != nil {
 		return nil, err
 	}
-	found := make([][]string, len(Entities))
-	counted := make([]int, len(Entities))
+	recorded := make([][]int64, len(Entities))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(changeSessions)
 	for i, e := range Entities {
 		g.Go(func() (err error) {
-			found[i], counted[i], err = r.entityDeletions(gctx, e, i, low, old[i], sums, known, rec, dirty)
+			recorded[i], err = r.withoutKnown(gctx, e, i, low, old[i], sums, known)
 			return err
 		})
 	}
-	err := g.Wait()
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	members, err := differingMembers(ctx, rec, recorded, old, dirty)
+	if err != nil {
+		return nil, err
+	}
+	found := make([][]string, len(Entities))
+	counted := make([]int, len(Entities))
+	g, gctx = errgroup.WithContext(ctx)
+	g.SetLimit(changeSessions)
+	for i, e := range Entities {
+		if len(members[i]) == 0 {
+			continue
+		}
+		g.Go(func() (err error) {
+			found[i], counted[i], err = r.recount(gctx, e, i, low, members[i], recorded[i], old[i])
+			return err
+		})
+	}
+	err = g.Wait()
 	for _, n := range counted {
 		*recounted += n
 	}
 	return found, err
 }
 
-// entityDeletions is deletions for entity e (index i): now tallies its
-// rows outside the window per bucket, known is the dirty keys' evidence.
-// It returns the keys found and how many user IDs it counted again.
-func (r *Reader) entityDeletions(ctx context.Context, e Entity, i int, low int64, now []tally,
-	sums [][6]int64, known []KeyCounts, rec Recorded, dirty map[string]bool) ([]string, int, error) {
+// withoutKnown returns entity e's (index i) recorded rows per bucket, and
+// takes the known keys (the dirty keys' evidence) out of both them and
+// now, its rows outside the window per bucket (changed in place): their
+// rows now are counted through the user index.
+func (r *Reader) withoutKnown(ctx context.Context, e Entity, i int, low int64, now []tally,
+	sums [][6]int64, known []KeyCounts) ([]int64, error) {
 	recorded := make([]int64, Buckets)
 	for b, c := range sums {
 		recorded[b] = c[i]
@@ -466,38 +491,53 @@ func (r *Reader) entityDeletions(ctx context.Context, e Entity, i int, low int64
 			raws = append(raws, kc.Raw)
 		}
 	}
-	if len(raws) > 0 {
-		counted, err := r.rawCounts(ctx, e, low, raws)
-		if err != nil {
-			return nil, 0, err
-		}
-		now = slices.Clone(now)
-		for _, kc := range known {
-			recorded[kc.Bucket] -= kc.Counts[i]
-			t, c := now[kc.Bucket], counted[kc.Raw]
-			now[kc.Bucket] = tally{rows: t.rows - c.rows, hash: t.hash - c.hash}
+	if len(raws) == 0 {
+		return recorded, nil
+	}
+	counted, err := r.rawCounts(ctx, e, low, raws)
+	if err != nil {
+		return nil, err
+	}
+	for _, kc := range known {
+		recorded[kc.Bucket] -= kc.Counts[i]
+		t, c := now[kc.Bucket], counted[kc.Raw]
+		now[kc.Bucket] = tally{rows: t.rows - c.rows, hash: t.hash - c.hash}
+	}
+	return recorded, nil
+}
+
+// differingMembers reads, once for every entity, the recorded user IDs of
+// the buckets whose rows now differ from the recorded ones in some
+// entity, and returns per entity those of its differing buckets that had
+// rows of it, the dirty keys' left out.
+func differingMembers(ctx context.Context, rec Recorded, recorded [][]int64, now [][]tally,
+	dirty map[string]bool) ([]map[int32][]KeyCounts, error) {
+	differs := func(i int, b int32) bool { return recorded[i][b] != now[i][b].rows }
+	var buckets []int32
+	for b := range int32(Buckets) {
+		for i := range Entities {
+			if differs(i, b) {
+				buckets = append(buckets, b)
+				break
+			}
 		}
 	}
-	var differ []int32
-	for b, want := range recorded {
-		if want != now[b].rows {
-			differ = append(differ, int32(b))
-		}
+	members := make([]map[int32][]KeyCounts, len(Entities))
+	for i := range members {
+		members[i] = map[int32][]KeyCounts{}
 	}
-	if len(differ) == 0 {
-		return nil, 0, nil
+	if len(buckets) == 0 {
+		return members, nil
 	}
-	members := map[int32][]KeyCounts{}
-	err := rec.Keys(ctx, differ, func(kc KeyCounts) error {
-		if kc.Counts[i] > 0 && !dirty[kc.Key] {
-			members[kc.Bucket] = append(members[kc.Bucket], kc)
+	err := rec.Keys(ctx, buckets, func(kc KeyCounts) error {
+		for i := range Entities {
+			if kc.Counts[i] > 0 && !dirty[kc.Key] && differs(i, kc.Bucket) {
+				members[i][kc.Bucket] = append(members[i][kc.Bucket], kc)
+			}
 		}
 		return nil
 	})
-	if err != nil {
-		return nil, 0, err
-	}
-	return r.recount(ctx, e, i, low, members, recorded, now)
+	return members, err
 }
 
 // recount counts again, through the user index, the recorded user IDs of
