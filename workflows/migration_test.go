@@ -751,6 +751,10 @@ func TestDryRunNeverTouchesTheHomeserver(t *testing.T) {
 	t.Run("a holder that dies of anything starts the dry run again", func(t *testing.T) {
 		h := newHarness(t)
 		h.holdFails, h.holdErr = 1, temporal.NewApplicationError("activity Heartbeat timeout", "")
+		// Its wait sees the loss too, as a real one does: else, under
+		// load, the wait could end first and the dry run finish before
+		// the workflow hears of the holder's end.
+		h.awaitFails = 1
 		in := approved()
 		in.DryRun = true
 		h.env.ExecuteWorkflow(MigrationWorkflow, in)
