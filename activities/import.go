@@ -213,5 +213,5 @@ func (a *ImportActivities) ApplyPass(ctx context.Context, in contract.PassInput)
 		return contract.ApplyResult{}, classify(err)
 	}
 	ap, err := e.ApplyPass(ctx, in.Pass)
-	return contract.ApplyResult{Deleted: ap.Deleted, Inserted: ap.Inserted}, classify(err)
+	return contract.ApplyResult{Deleted: ap.Deleted, Updated: ap.Updated, Inserted: ap.Inserted}, classify(err)
 }

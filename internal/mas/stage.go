@@ -35,10 +35,10 @@ const stageColumns = `COALESCE((to_jsonb(p) ->> 'staged')::boolean, false), to_j
 // stageName is the staging table of a target table.
 func stageName(table string) string { return bookkeepingSchema + ".stage_" + table }
 
-// Applied is what applying a staged pass changed in MAS, per table: a
-// row that differs counts as deleted and inserted.
+// Applied is what applying a staged pass changed in MAS, per table.
 type Applied struct {
 	Deleted  map[string]int64 `json:"deleted,omitempty"`
+	Updated  map[string]int64 `json:"updated,omitempty"`
 	Inserted map[string]int64 `json:"inserted,omitempty"`
 }
 
@@ -117,17 +117,19 @@ func ApplyPass(ctx context.Context, pool *pgxpool.Pool, n int) (Applied, error) 
 }
 
 // applyPass applies staged delta pass n to MAS, once, in tx: it deletes
-// the rows of the pass's users that no staged row equals, and with them
-// every row of theirs pointing at a row deleted (children first); then
-// it inserts the staged rows MAS lacks (parents first). A row that
-// differs is thus written again whole, never updated in place: a row
-// whose ID changed (a session re-derived after a refresh, a link moved
-// to another user) then leaves before its successor, which may share
-// its unique keys, arrives. It records what it changed, and as removed
-// every row of the pass's users it found: the reconciliation's tallies
-// then hold as if it had removed them all and written every staged row.
-// A pass that stages nothing, or was applied already, is left alone; it
-// returns what the pass applied.
+// the rows of the pass's users whose key no staged row has, and with
+// them every row of theirs pointing at a row deleted (children first);
+// it inserts the staged rows whose key MAS lacks (parents first); then
+// it updates in place the pass's users' rows whose staged row differs.
+// A row whose ID changed (a session re-derived after a refresh, a link
+// moved to another user) thus leaves before its successor, which may
+// share its unique keys, arrives; the rows pointing at it come back with
+// the successor, and a row updated in place keeps the rows pointing at
+// it (a session whose device was seen again keeps its tokens). It
+// records what it changed, and as removed every row of the pass's users
+// it found: the reconciliation's tallies then hold as if it had removed
+// them all and written every staged row. A pass that stages nothing, or
+// was applied already, is left alone; it returns what the pass applied.
 func applyPass(ctx context.Context, tx pgx.Tx, n int) (Applied, error) {
 	var applied *Applied
 	var keys, userKeys []string
@@ -158,7 +160,7 @@ func applyPass(ctx context.Context, tx pgx.Tx, n int) (Applied, error) {
 	if err != nil {
 		return Applied{}, err
 	}
-	out := Applied{Deleted: map[string]int64{}, Inserted: map[string]int64{}}
+	out := Applied{Deleted: map[string]int64{}, Updated: map[string]int64{}, Inserted: map[string]int64{}}
 	if removed.Written == nil {
 		removed.Written = map[string]int64{}
 	}
@@ -181,8 +183,13 @@ func applyPass(ctx context.Context, tx pgx.Tx, n int) (Applied, error) {
 		if out.Inserted[t], err = insertStaged(ctx, tx, t, shapes[t]); err != nil {
 			return Applied{}, err
 		}
-		// Every staged row is now in MAS: inserted, or equal to a row
-		// kept (one of the pass's users' rows not deleted).
+	}
+	for _, t := range TargetTables {
+		if out.Updated[t], err = updateStaged(ctx, tx, t, shapes[t], own); err != nil {
+			return Applied{}, err
+		}
+		// Every staged row is now in MAS: inserted, or a row of the
+		// pass's users kept (equal to it, or updated to it).
 		if kept := removed.Written[t] - oldBefore[t] - out.Deleted[t]; out.Inserted[t]+kept != inStage[t] {
 			return Applied{}, fmt.Errorf("%w: %s: %d rows staged, %d inserted and %d kept: a staged row's key is "+
 				"held by a row of a user outside the pass", ErrApply, t, inStage[t], out.Inserted[t], kept)
@@ -202,8 +209,8 @@ func applyPass(ctx context.Context, tx pgx.Tx, n int) (Applied, error) {
 	return out, nil
 }
 
-// Rows is how many rows applying the pass deleted and inserted.
-func (a Applied) Rows() int64 { return Total(a.Deleted) + Total(a.Inserted) }
+// Rows is how many rows applying the pass deleted, updated and inserted.
+func (a Applied) Rows() int64 { return Total(a.Deleted) + Total(a.Updated) + Total(a.Inserted) }
 
 // ErrApply: a staged pass cannot be applied as its shards left it. It
 // is not retried: a human must look (the message says what).
@@ -264,7 +271,7 @@ func (a Applied) trimmed() Applied {
 		}
 		return m
 	}
-	return Applied{Deleted: trim(a.Deleted), Inserted: trim(a.Inserted)}
+	return Applied{Deleted: trim(a.Deleted), Updated: trim(a.Updated), Inserted: trim(a.Inserted)}
 }
 
 // indexStage reads the target tables' shapes and indexes each staging
@@ -300,9 +307,9 @@ type doomed struct {
 	ids  []ID
 }
 
-// doomedRows finds, parents first, the rows of the pass's users that no
-// staged row equals or that point at such a row of a parent table, and
-// adds each table's rows of the pass's users to old.
+// doomedRows finds, parents first, the rows of the pass's users whose
+// key no staged row has, or that point at such a row of a parent table,
+// and adds each table's rows of the pass's users to old.
 func doomedRows(ctx context.Context, tx pgx.Tx, shapes map[string]tableShape, own owners, old map[string]int64) (map[string]doomed, error) {
 	out := make(map[string]doomed, len(TargetTables))
 	for _, t := range TargetTables {
@@ -311,8 +318,7 @@ func doomedRows(ctx context.Context, tx pgx.Tx, shapes map[string]tableShape, ow
 		if cond == "" {
 			continue
 		}
-		unequal := []string{"NOT EXISTS (SELECT 1 FROM " + stageIdent(t) + " s WHERE " + shape.joinOn() + " AND (" +
-			shape.prefixed("s.") + ") IS NOT DISTINCT FROM (" + shape.prefixed("t.") + "))"}
+		unequal := []string{"NOT EXISTS (SELECT 1 FROM " + stageIdent(t) + " s WHERE " + shape.joinOn() + ")"}
 		for _, pk := range parentKeys {
 			if pk.table == t && len(out[parentOf[pk.column]].ids) > 0 {
 				args = append(args, out[parentOf[pk.column]].ids)
@@ -323,7 +329,8 @@ func doomedRows(ctx context.Context, tx pgx.Tx, shapes map[string]tableShape, ow
 		var n int64
 		sql, dest := "SELECT count(*) FROM "+pgx.Identifier{t}.Sanitize()+" t WHERE "+cond, []any{&n}
 		if isParent(t) {
-			// Their IDs, so that the rows pointing at them go too.
+			// Their IDs, so that the rows pointing at them go too (and
+			// come back pointing at their parent's successor).
 			sql = "SELECT count(*), COALESCE(array_agg(t." + shape.key[0] + ") FILTER (WHERE " + strings.Join(unequal, " OR ") +
 				"), '{}') FROM " + pgx.Identifier{t}.Sanitize() + " t WHERE " + cond
 			dest = append(dest, &d.ids)
@@ -331,7 +338,7 @@ func doomedRows(ctx context.Context, tx pgx.Tx, shapes map[string]tableShape, ow
 			args = args[:1]
 		}
 		if err := tx.QueryRow(ctx, sql, args...).Scan(dest...); err != nil {
-			return nil, fmt.Errorf("finding the changed users' rows of %s that differ: %w", t, err)
+			return nil, fmt.Errorf("finding the changed users' rows of %s that are gone: %w", t, err)
 		}
 		old[t] += n
 		switch {
@@ -411,6 +418,22 @@ func (s tableShape) prefixed(prefix string) string {
 		parts[i] = prefix + c
 	}
 	return strings.Join(parts, ", ")
+}
+
+// updateStaged updates the pass's users' rows of table t whose staged
+// row (same key) differs.
+func updateStaged(ctx context.Context, tx pgx.Tx, t string, s tableShape, own owners) (int64, error) {
+	cond, args := own.of(t)
+	if cond == "" || len(s.cols) == len(s.key) {
+		return 0, nil
+	}
+	tag, err := tx.Exec(ctx, "UPDATE "+pgx.Identifier{t}.Sanitize()+" t SET ("+s.prefixed("")+") = ROW("+s.prefixed("s.")+
+		") FROM "+stageIdent(t)+" s WHERE "+s.joinOn()+" AND "+cond+" AND ("+s.prefixed("t.")+") IS DISTINCT FROM ("+
+		s.prefixed("s.")+")", args...)
+	if err != nil {
+		return 0, fmt.Errorf("updating the changed users' rows of %s: %w", t, err)
+	}
+	return tag.RowsAffected(), nil
 }
 
 // insertStaged inserts the staged rows of table t whose key t lacks.

@@ -115,10 +115,10 @@ type DeltaInput struct {
 	Stage bool `json:",omitempty"`
 }
 
-// ApplyResult is what applying a staged pass changed in MAS, per table
-// (a row that differed is deleted and inserted).
+// ApplyResult is what applying a staged pass changed in MAS, per table.
 type ApplyResult struct {
 	Deleted  map[string]int64 `json:",omitempty"`
+	Updated  map[string]int64 `json:",omitempty"`
 	Inserted map[string]int64 `json:",omitempty"`
 }
 
