@@ -19,8 +19,8 @@ import (
 // only the rows that differ from them. Removing every row of a changed
 // user and writing it again rewrote pages all over MAS's tables and
 // indexes for rows that had not changed, each page whole into the WAL
-// after a checkpoint: at a million users, ten times the pages the
-// changes need.
+// after a checkpoint: in run d at a million users, 103 000 whole pages
+// where the staged pass writes 41 000–53 000.
 
 // stageColumnsSQL adds the passes' staging columns; a run whose passes
 // table an earlier development build made gets them when its next pass
