@@ -371,7 +371,8 @@ func (r *Runs) BeginDelta(ctx context.Context, now time.Time, snapshot string, s
 	if err != nil {
 		return Delta{}, err
 	}
-	log.Info("removed the changed users from MAS", zap.Int("pass", begun.Number), zap.Duration("took", time.Since(removing)))
+	log.Info("began the delta pass", zap.Int("pass", begun.Number), zap.Bool("staged", begun.Staged),
+		zap.Duration("took", time.Since(removing)))
 	return Delta{Pass: begun.Number, Changes: begun.Changes, Removed: begun.Removed, Staged: begun.Staged, Took: time.Since(started), Scan: found.Scan,
 		Recount: found.Recount, Remove: time.Since(removing), Recounted: found.Recounted}, nil
 }

@@ -535,19 +535,19 @@ func beginPass(ctx context.Context, tx pgx.Tx, n int, spec PassSpec) (Pass, erro
 	if err != nil {
 		return Pass{}, err
 	}
-	removed := Removed{Read: map[string]int64{}}
-	if staged {
+	removed := Removed{Read: map[string]int64{}, Written: map[string]int64{}}
+	err = favourIndexes(ctx, tx)
+	if err == nil {
+		err = removedReads(ctx, tx, keys, userKeys, ch.All, spec.CatchUp, removed.Read)
+	}
+	switch {
+	case err != nil:
+	case staged:
 		// Its users' rows stay until ApplyPass, which records them as
-		// removed; their evidence is the pass's now.
-		err = favourIndexes(ctx, tx)
-		if err == nil {
-			err = removedReads(ctx, tx, keys, userKeys, false, spec.CatchUp, removed.Read)
-		}
-		if err == nil {
-			err = prepareStage(ctx, tx)
-		}
-	} else {
-		removed, err = removeKeys(ctx, tx, keys, userKeys, ch.All, spec.CatchUp)
+		// removed.
+		err = prepareStage(ctx, tx)
+	default:
+		err = deleteKeys(ctx, tx, keys, userKeys, ch.All, removed.Written)
 	}
 	if err != nil {
 		return Pass{}, err
@@ -586,11 +586,13 @@ func beginPass(ctx context.Context, tx pgx.Tx, n int, spec PassSpec) (Pass, erro
 // staged, the staging tables) and its shards' checkpoints, so neither
 // counts any more. What it removed before stays removed, and recorded.
 func undoPass(ctx context.Context, tx pgx.Tx, p Pass) error {
-	var err error
-	if p.Staged && p.Applied == nil {
+	err := favourIndexes(ctx, tx)
+	switch {
+	case err != nil:
+	case p.Staged && p.Applied == nil:
 		err = dropStage(ctx, tx)
-	} else {
-		_, err = removeKeys(ctx, tx, p.Keys, p.UserKeys, p.Changes.All, true)
+	default:
+		err = deleteKeys(ctx, tx, p.Keys, p.UserKeys, p.Changes.All, map[string]int64{})
 	}
 	if err != nil {
 		return err
@@ -664,29 +666,21 @@ func union(a, b []string) []string {
 // replaces them only for its user keys.
 var userTables = []string{"users", "user_passwords"}
 
-// removeKeys deletes the MAS rows of the users whose lowercased MXIDs are
-// keys (all users with all), children first, and counts them: every row
-// of userKeys, the others' rows but their users and passwords. The
-// source rows the pre-copy read for them come from the evidence (dropped
-// with drop, see removedReads).
-func removeKeys(ctx context.Context, tx pgx.Tx, keys, userKeys []string, all, drop bool) (Removed, error) {
-	rm := Removed{Read: map[string]int64{}, Written: map[string]int64{}}
-	if err := favourIndexes(ctx, tx); err != nil {
-		return rm, err
-	}
-	if err := removedReads(ctx, tx, keys, userKeys, all, drop, rm.Read); err != nil {
-		return rm, err
-	}
+// deleteKeys deletes the MAS rows of the users whose lowercased MXIDs are
+// keys (all users with all), children first, and counts them per table
+// in written: every row of userKeys, the others' rows but their users
+// and passwords.
+func deleteKeys(ctx context.Context, tx pgx.Tx, keys, userKeys []string, all bool, written map[string]int64) error {
 	dropIndexes, err := indexForeignKeys(ctx, tx)
 	if err != nil {
-		return rm, err
+		return err
 	}
 	// The users' IDs, and their sessions' (tokens point at sessions),
 	// looked up once through their indexes.
 	var own owners
 	if !all {
 		if own, err = findOwners(ctx, tx, keys, userKeys); err != nil {
-			return rm, err
+			return err
 		}
 	}
 	for i := len(TargetTables) - 1; i >= 0; i-- {
@@ -701,13 +695,13 @@ func removeKeys(ctx context.Context, tx pgx.Tx, keys, userKeys []string, all, dr
 		}
 		tag, err := tx.Exec(ctx, sql, args...)
 		if err != nil {
-			return rm, fmt.Errorf("removing the changed users' rows from %s: %w", t, err)
+			return fmt.Errorf("removing the changed users' rows from %s: %w", t, err)
 		}
 		if tag.RowsAffected() > 0 {
-			rm.Written[t] = tag.RowsAffected()
+			written[t] = tag.RowsAffected()
 		}
 	}
-	return rm, dropIndexes()
+	return dropIndexes()
 }
 
 // parentKeys are the target tables' columns that point at a parent row

@@ -29,8 +29,12 @@ const stageColumnsSQL = `
 ALTER TABLE masflow_import.passes ADD COLUMN IF NOT EXISTS staged boolean NOT NULL DEFAULT false;
 ALTER TABLE masflow_import.passes ADD COLUMN IF NOT EXISTS applied jsonb;`
 
-// stageColumns reads a pass's (alias p) staged flag and what it applied.
-const stageColumns = `COALESCE((to_jsonb(p) ->> 'staged')::boolean, false), to_jsonb(p) -> 'applied'`
+// stagedColumn reads a pass's (alias p) staged flag, stageColumns that
+// and what it applied.
+const (
+	stagedColumn = `COALESCE((to_jsonb(p) ->> 'staged')::boolean, false)`
+	stageColumns = stagedColumn + `, to_jsonb(p) -> 'applied'`
+)
 
 // stageName is the staging table of a target table.
 func stageName(table string) string { return bookkeepingSchema + ".stage_" + table }
@@ -47,7 +51,7 @@ type Applied struct {
 // indexes).
 func prepareStage(ctx context.Context, tx pgx.Tx) error {
 	for _, t := range TargetTables {
-		stage := pgx.Identifier{bookkeepingSchema, "stage_" + t}.Sanitize()
+		stage := stageIdent(t)
 		if _, err := tx.Exec(ctx, "DROP TABLE IF EXISTS "+stage+"; CREATE TABLE "+stage+" (LIKE "+
 			pgx.Identifier{t}.Sanitize()+" INCLUDING DEFAULTS)"); err != nil {
 			return fmt.Errorf("preparing the staging table of %s: %w", t, err)
@@ -59,7 +63,7 @@ func prepareStage(ctx context.Context, tx pgx.Tx) error {
 // dropStage removes the staging tables.
 func dropStage(ctx context.Context, tx pgx.Tx) error {
 	for _, t := range TargetTables {
-		if _, err := tx.Exec(ctx, "DROP TABLE IF EXISTS "+pgx.Identifier{bookkeepingSchema, "stage_" + t}.Sanitize()); err != nil {
+		if _, err := tx.Exec(ctx, "DROP TABLE IF EXISTS "+stageIdent(t)); err != nil {
 			return fmt.Errorf("dropping the staging table of %s: %w", t, err)
 		}
 	}
@@ -84,8 +88,7 @@ func stageable(ctx context.Context, tx pgx.Tx, spec PassSpec) (bool, error) {
 // passStaged reports whether delta pass n stages its rows.
 func passStaged(ctx context.Context, tx pgx.Tx, n int) (bool, error) {
 	var staged bool
-	err := tx.QueryRow(ctx, `SELECT COALESCE((to_jsonb(p) ->> 'staged')::boolean, false) FROM masflow_import.passes p
-		WHERE pass = $1`, n).Scan(&staged)
+	err := tx.QueryRow(ctx, `SELECT `+stagedColumn+` FROM masflow_import.passes p WHERE pass = $1`, n).Scan(&staged)
 	if err != nil {
 		return false, fmt.Errorf("reading whether pass %d stages its rows: %w", n, err)
 	}
@@ -161,11 +164,7 @@ func applyPass(ctx context.Context, tx pgx.Tx, n int) (Applied, error) {
 		return Applied{}, err
 	}
 	out := Applied{Deleted: map[string]int64{}, Updated: map[string]int64{}, Inserted: map[string]int64{}}
-	if removed.Written == nil {
-		removed.Written = map[string]int64{}
-	}
-	oldBefore := maps.Clone(removed.Written)
-	gone, err := doomedRows(ctx, tx, shapes, own, removed.Written)
+	owned, gone, err := doomedRows(ctx, tx, shapes, own)
 	if err != nil {
 		return Applied{}, err
 	}
@@ -190,7 +189,7 @@ func applyPass(ctx context.Context, tx pgx.Tx, n int) (Applied, error) {
 		}
 		// Every staged row is now in MAS: inserted, or a row of the
 		// pass's users kept (equal to it, or updated to it).
-		if kept := removed.Written[t] - oldBefore[t] - out.Deleted[t]; out.Inserted[t]+kept != inStage[t] {
+		if kept := owned[t] - out.Deleted[t]; out.Inserted[t]+kept != inStage[t] {
 			return Applied{}, fmt.Errorf("%w: %s: %d rows staged, %d inserted and %d kept: a staged row's key is "+
 				"held by a row of a user outside the pass", ErrApply, t, inStage[t], out.Inserted[t], kept)
 		}
@@ -200,6 +199,12 @@ func applyPass(ctx context.Context, tx pgx.Tx, n int) (Applied, error) {
 	}
 	if err := dropStage(ctx, tx); err != nil {
 		return Applied{}, err
+	}
+	if removed.Written == nil {
+		removed.Written = map[string]int64{}
+	}
+	for t, c := range owned {
+		removed.Written[t] += c
 	}
 	out = out.trimmed()
 	if _, err := tx.Exec(ctx, `UPDATE masflow_import.passes SET applied = $2, removed = $3 WHERE pass = $1`, n, out,
@@ -307,11 +312,12 @@ type doomed struct {
 	ids  []ID
 }
 
-// doomedRows finds, parents first, the rows of the pass's users whose
-// key no staged row has, or that point at such a row of a parent table,
-// and adds each table's rows of the pass's users to old.
-func doomedRows(ctx context.Context, tx pgx.Tx, shapes map[string]tableShape, own owners, old map[string]int64) (map[string]doomed, error) {
-	out := make(map[string]doomed, len(TargetTables))
+// doomedRows counts, per table, the rows of the pass's users (owned), and
+// finds, parents first, those whose key no staged row has, or that
+// point at such a row of a parent table.
+func doomedRows(ctx context.Context, tx pgx.Tx, shapes map[string]tableShape, own owners) (owned map[string]int64,
+	out map[string]doomed, err error) {
+	owned, out = map[string]int64{}, make(map[string]doomed, len(TargetTables))
 	for _, t := range TargetTables {
 		shape := shapes[t]
 		cond, args := own.of(t)
@@ -338,9 +344,9 @@ func doomedRows(ctx context.Context, tx pgx.Tx, shapes map[string]tableShape, ow
 			args = args[:1]
 		}
 		if err := tx.QueryRow(ctx, sql, args...).Scan(dest...); err != nil {
-			return nil, fmt.Errorf("finding the changed users' rows of %s that are gone: %w", t, err)
+			return nil, nil, fmt.Errorf("finding the changed users' rows of %s that are gone: %w", t, err)
 		}
-		old[t] += n
+		owned[t] = n
 		switch {
 		case isParent(t) && len(d.ids) > 0:
 			d.cond, d.args = "t."+shape.key[0]+" = ANY($1::uuid[])", []any{d.ids}
@@ -349,7 +355,7 @@ func doomedRows(ctx context.Context, tx pgx.Tx, shapes map[string]tableShape, ow
 		}
 		out[t] = d
 	}
-	return out, nil
+	return owned, out, nil
 }
 
 // isParent reports whether other target tables point at table's rows.
@@ -369,7 +375,7 @@ func (d doomed) delete(ctx context.Context, tx pgx.Tx, t string) (int64, error) 
 	}
 	tag, err := tx.Exec(ctx, "DELETE FROM "+pgx.Identifier{t}.Sanitize()+" t WHERE "+d.cond, d.args...)
 	if err != nil {
-		return 0, fmt.Errorf("deleting the changed users' rows of %s that differ: %w", t, err)
+		return 0, fmt.Errorf("deleting the changed users' rows of %s that are gone: %w", t, err)
 	}
 	return tag.RowsAffected(), nil
 }

@@ -110,8 +110,8 @@ type DeltaResult struct {
 type DeltaInput struct {
 	RunInput
 	// Stage: the pass's shards write into staging tables and only the
-	// rows that differ are written in MAS (workflows before change
-	// "staged-delta" removed every row of a changed user instead).
+	// rows that differ are written in MAS (workflows before the staged
+	// delta removed every row of a changed user instead).
 	Stage bool `json:",omitempty"`
 }
 
