@@ -40,6 +40,16 @@ func TestTrustWindow(t *testing.T) {
 	}
 }
 
+func TestTrustWindowNeedsPostgreSQL14(t *testing.T) {
+	for _, version := range []int{130016, 140000, 170002} {
+		at := Mark{Xmin: 5_000_000_000, System: "7", Version: version}
+		err := trustWindow(at, at, at.Xmin+10)
+		if refused := errors.Is(err, ErrUntrusted) && strings.Contains(err.Error(), "PostgreSQL 14 or later"); refused != (version < 140000) {
+			t.Errorf("version %d: %v", version, err)
+		}
+	}
+}
+
 func TestHashNamed(t *testing.T) {
 	ms := []KeyCounts{{Raw: "@a:x"}, {Raw: "@b:x"}, {Raw: "@c:x"}}
 	hashes := map[string]int32{"@a:x": 65536*3 + 7, "@b:x": -65536*5 + 7, "@c:x": 65536*3 + 7}

@@ -75,6 +75,8 @@ type Reader struct {
 	pool *pgxpool.Pool
 	// snapshot, when set, is the exported snapshot every read sees.
 	snapshot string
+	// blocks cuts the change detection's read into block ranges.
+	blocks blockSizes
 }
 
 // Open connects to the Synapse database with read-only sessions.
@@ -104,7 +106,7 @@ func Open(ctx context.Context, cfg *pgxpool.Config) (*Reader, error) {
 		return nil, fmt.Errorf("connecting to the Synapse database at %s:%d/%s: %w",
 			cfg.ConnConfig.Host, cfg.ConnConfig.Port, cfg.ConnConfig.Database, err)
 	}
-	return &Reader{pool: pool}, nil
+	return &Reader{pool: pool, blocks: blockSizes{unit: unitBlocks, chunk: chunkBlocks}}, nil
 }
 
 // Close releases the connections.
