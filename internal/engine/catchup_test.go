@@ -243,6 +243,15 @@ func TestApplyRefusesWhatItCannotAccountFor(t *testing.T) {
 		{"a staged row missing", true, `DELETE FROM masflow_import.stage_compat_access_tokens
 			WHERE ctid = (SELECT ctid FROM masflow_import.stage_compat_access_tokens LIMIT 1)`,
 			"compat_access_tokens: the shards wrote"},
+		// A token of a user outside the pass re-keyed to a token the pass
+		// stages as new.
+		{"a staged key held outside the pass", true, `UPDATE compat_access_tokens SET compat_access_token_id =
+			(SELECT s.compat_access_token_id FROM masflow_import.stage_compat_access_tokens s
+			  WHERE NOT EXISTS (SELECT 1 FROM compat_access_tokens t WHERE t.compat_access_token_id = s.compat_access_token_id) LIMIT 1)
+			WHERE compat_access_token_id = (SELECT t.compat_access_token_id FROM compat_access_tokens t
+			  WHERE t.compat_session_id NOT IN (SELECT compat_session_id FROM masflow_import.stage_compat_sessions)
+			  AND NOT EXISTS (SELECT 1 FROM compat_refresh_tokens r WHERE r.compat_access_token_id = t.compat_access_token_id) LIMIT 1)`,
+			"compat_access_tokens collides with a row of a user outside the pass"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

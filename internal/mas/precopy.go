@@ -671,7 +671,7 @@ var userTables = []string{"users", "user_passwords"}
 // in written: every row of userKeys, the others' rows but their users
 // and passwords.
 func deleteKeys(ctx context.Context, tx pgx.Tx, keys, userKeys []string, all bool, written map[string]int64) error {
-	dropIndexes, err := indexForeignKeys(ctx, tx)
+	dropIndexes, err := indexForeignKeys(ctx, tx, TargetTables)
 	if err != nil {
 		return err
 	}
@@ -764,23 +764,25 @@ func sweepPending(ctx context.Context, q querier) (bool, error) {
 	return sweep, nil
 }
 
-// unindexedKeysSQL lists the foreign keys between the target tables whose
-// referencing columns no index leads with (user_passwords.upgraded_from_id
-// in MAS): deleting a referenced row checks them by a scan per row.
+// unindexedKeysSQL lists the foreign keys between the target tables ($1)
+// that point at one of the tables $2 and whose referencing columns no
+// index leads with (user_passwords.upgraded_from_id in MAS): deleting a
+// referenced row checks them by a scan per row.
 const unindexedKeysSQL = `SELECT c.conname, c.conrelid::regclass::text,
     (SELECT string_agg(quote_ident(attname), ', ' ORDER BY array_position(c.conkey, attnum))
        FROM pg_attribute WHERE attrelid = c.conrelid AND attnum = ANY (c.conkey))
   FROM pg_constraint c
- WHERE c.contype = 'f' AND c.conrelid::regclass::text = ANY ($1) AND c.confrelid::regclass::text = ANY ($1)
+ WHERE c.contype = 'f' AND c.conrelid::regclass::text = ANY ($1) AND c.confrelid::regclass::text = ANY ($2)
    AND NOT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.conrelid
                       AND (i.indkey::int2[])[0:array_length(c.conkey, 1) - 1] = c.conkey)`
 
-// indexForeignKeys indexes those foreign keys for the transaction (a
-// partial index of the non-NULL keys: small, quick to build), so the
-// delta's deletions check them by index; the returned function drops the
-// indexes again before the commit: the schema is left as it was.
-func indexForeignKeys(ctx context.Context, tx pgx.Tx) (func() error, error) {
-	rows, err := tx.Query(ctx, unindexedKeysSQL, TargetTables)
+// indexForeignKeys indexes, for the transaction, those foreign keys that
+// point at the tables losing rows (a partial index of the non-NULL keys:
+// small, quick to build), so the delta's deletions check them by index;
+// the returned function drops the indexes again before the commit: the
+// schema is left as it was.
+func indexForeignKeys(ctx context.Context, tx pgx.Tx, losing []string) (func() error, error) {
+	rows, err := tx.Query(ctx, unindexedKeysSQL, TargetTables, losing)
 	if err != nil {
 		return nil, fmt.Errorf("listing unindexed foreign keys: %w", err)
 	}

@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/masflow/masflow/internal/synapse"
 )
@@ -119,11 +121,13 @@ func ApplyPass(ctx context.Context, pool *pgxpool.Pool, n int) (Applied, error) 
 	return out, nil
 }
 
-// applyPass applies staged delta pass n to MAS, once, in tx: it deletes
-// the rows of the pass's users whose key no staged row has, and with
+// applyPass applies staged delta pass n to MAS, once, in tx. It reads
+// the pass's users' rows of each table once, beside their staged rows
+// (classify), then deletes those whose key no staged row has, and with
 // them every row of theirs pointing at a row deleted (children first);
-// it inserts the staged rows whose key MAS lacks (parents first); then
-// it updates in place the pass's users' rows whose staged row differs.
+// it inserts the staged rows whose key it kept no row of (parents
+// first); then it updates in place the kept rows whose staged row
+// differs.
 // A row whose ID changed (a session re-derived after a refresh, a link
 // moved to another user) thus leaves before its successor, which may
 // share its unique keys, arrives; the rows pointing at it come back with
@@ -164,34 +168,42 @@ func applyPass(ctx context.Context, tx pgx.Tx, n int) (Applied, error) {
 		return Applied{}, err
 	}
 	out := Applied{Deleted: map[string]int64{}, Updated: map[string]int64{}, Inserted: map[string]int64{}}
-	owned, gone, err := doomedRows(ctx, tx, shapes, own)
+	plans, err := classify(ctx, tx, shapes, own)
 	if err != nil {
 		return Applied{}, err
 	}
-	dropIndexes, err := indexForeignKeys(ctx, tx)
+	owned := map[string]int64{}
+	var losing []string
+	for t, p := range plans {
+		owned[t] = p.owned
+		if len(p.doomed) > 0 {
+			losing = append(losing, t)
+		}
+	}
+	dropIndexes, err := indexForeignKeys(ctx, tx, losing)
 	if err != nil {
 		return Applied{}, err
 	}
 	for i := len(TargetTables) - 1; i >= 0; i-- {
 		t := TargetTables[i]
-		if out.Deleted[t], err = gone[t].delete(ctx, tx, t); err != nil {
+		if out.Deleted[t], err = plans[t].delete(ctx, tx, t); err != nil {
 			return Applied{}, err
 		}
 	}
 	for _, t := range TargetTables {
-		if out.Inserted[t], err = insertStaged(ctx, tx, t, shapes[t]); err != nil {
+		if out.Inserted[t], err = plans[t].insert(ctx, tx, t, shapes[t]); err != nil {
 			return Applied{}, err
 		}
 	}
 	for _, t := range TargetTables {
-		if out.Updated[t], err = updateStaged(ctx, tx, t, shapes[t], own); err != nil {
+		if out.Updated[t], err = plans[t].update(ctx, tx, t, shapes[t]); err != nil {
 			return Applied{}, err
 		}
 		// Every staged row is now in MAS: inserted, or a row of the
 		// pass's users kept (equal to it, or updated to it).
 		if kept := owned[t] - out.Deleted[t]; out.Inserted[t]+kept != inStage[t] {
-			return Applied{}, fmt.Errorf("%w: %s: %d rows staged, %d inserted and %d kept: a staged row's key is "+
-				"held by a row of a user outside the pass", ErrApply, t, inStage[t], out.Inserted[t], kept)
+			return Applied{}, fmt.Errorf("%w: %s: %d rows staged, %d inserted and %d kept", ErrApply, t, inStage[t],
+				out.Inserted[t], kept)
 		}
 	}
 	if err := dropIndexes(); err != nil {
@@ -303,77 +315,69 @@ func indexStage(ctx context.Context, tx pgx.Tx) (map[string]tableShape, error) {
 	return shapes, nil
 }
 
-// doomed is which of a table's rows applying a pass deletes: a condition
-// on alias t with its arguments ("" for none), and, for a table other
-// rows point at, their IDs.
-type doomed struct {
-	cond string
-	args []any
-	ids  []ID
+// tablePlan is what applying a pass does to one table: of the pass's
+// users' rows (owned), it deletes those whose key no staged row has or
+// that point at a deleted row of a parent table (doomed), keeps the
+// others, and updates those of them whose staged row differs
+// (differing); it inserts the staged rows whose key it kept no row of.
+// Rows are named by their address (ctid): the apply runs in one
+// transaction holding the migrators' lock while MAS does not serve, so
+// nothing moves them in between.
+type tablePlan struct {
+	owned             int64
+	doomed, differing []pgtype.TID
+	// doomedKeys and kept are the doomed and kept rows' keys, when the
+	// table's key is one column: the rows pointing at a doomed one are
+	// doomed too, and the kept ones' staged rows are not inserted.
+	// Otherwise the insert looks every staged key up (oneKey false).
+	doomedKeys, kept []ID
+	oneKey           bool
 }
 
-// doomedRows counts, per table, the rows of the pass's users (owned), and
-// finds, parents first, those whose key no staged row has, or that
-// point at such a row of a parent table.
-func doomedRows(ctx context.Context, tx pgx.Tx, shapes map[string]tableShape, own owners) (owned map[string]int64,
-	out map[string]doomed, err error) {
-	owned, out = map[string]int64{}, make(map[string]doomed, len(TargetTables))
+// classify reads, parents first, every table's rows of the pass's users
+// once, beside their staged rows, and plans the table.
+func classify(ctx context.Context, tx pgx.Tx, shapes map[string]tableShape, own owners) (map[string]tablePlan, error) {
+	plans := make(map[string]tablePlan, len(TargetTables))
 	for _, t := range TargetTables {
 		shape := shapes[t]
+		p := tablePlan{oneKey: len(shape.key) == 1}
 		cond, args := own.of(t)
 		if cond == "" {
+			plans[t] = p
 			continue
 		}
-		unequal := []string{"NOT EXISTS (SELECT 1 FROM " + stageIdent(t) + " s WHERE " + shape.joinOn() + ")"}
+		doomed := []string{"s." + shape.key[0] + " IS NULL"}
 		for _, pk := range parentKeys {
-			if pk.table == t && len(out[parentOf[pk.column]].ids) > 0 {
-				args = append(args, out[parentOf[pk.column]].ids)
-				unequal = append(unequal, fmt.Sprintf("t.%s = ANY($%d::uuid[])", pgx.Identifier{pk.column}.Sanitize(), len(args)))
+			if ids := plans[parentOf[pk.column]].doomedKeys; pk.table == t && len(ids) > 0 {
+				args = append(args, ids)
+				doomed = append(doomed, fmt.Sprintf("t.%s = ANY($%d::uuid[])", pgx.Identifier{pk.column}.Sanitize(), len(args)))
 			}
 		}
-		d := doomed{cond: cond + " AND (" + strings.Join(unequal, " OR ") + ")", args: args}
-		var n int64
-		sql, dest := "SELECT count(*) FROM "+pgx.Identifier{t}.Sanitize()+" t WHERE "+cond, []any{&n}
-		if isParent(t) {
-			// Their IDs, so that the rows pointing at them go too (and
-			// come back pointing at their parent's successor).
-			sql = "SELECT count(*), COALESCE(array_agg(t." + shape.key[0] + ") FILTER (WHERE " + strings.Join(unequal, " OR ") +
-				"), '{}') FROM " + pgx.Identifier{t}.Sanitize() + " t WHERE " + cond
-			dest = append(dest, &d.ids)
-		} else {
-			args = args[:1]
+		gone := "(" + strings.Join(doomed, " OR ") + ")"
+		keys := `'{}'::uuid[], '{}'::uuid[]`
+		if p.oneKey {
+			keys = `COALESCE(array_agg(t.` + shape.key[0] + `) FILTER (WHERE ` + gone + `), '{}'),
+				COALESCE(array_agg(t.` + shape.key[0] + `) FILTER (WHERE NOT ` + gone + `), '{}')`
 		}
-		if err := tx.QueryRow(ctx, sql, args...).Scan(dest...); err != nil {
-			return nil, nil, fmt.Errorf("finding the changed users' rows of %s that are gone: %w", t, err)
+		err := tx.QueryRow(ctx, `SELECT count(*), COALESCE(array_agg(t.ctid) FILTER (WHERE `+gone+`), '{}'),
+			COALESCE(array_agg(t.ctid) FILTER (WHERE NOT `+gone+` AND (`+shape.prefixed("t.")+`) IS DISTINCT FROM (`+
+			shape.prefixed("s.")+`)), '{}'), `+keys+`
+			FROM `+pgx.Identifier{t}.Sanitize()+` t LEFT JOIN `+stageIdent(t)+` s ON `+shape.joinOn()+` WHERE `+cond, args...).
+			Scan(&p.owned, &p.doomed, &p.differing, &p.doomedKeys, &p.kept)
+		if err != nil {
+			return nil, fmt.Errorf("comparing the changed users' rows of %s with their staged rows: %w", t, err)
 		}
-		owned[t] = n
-		switch {
-		case isParent(t) && len(d.ids) > 0:
-			d.cond, d.args = "t."+shape.key[0]+" = ANY($1::uuid[])", []any{d.ids}
-		case isParent(t) || n == 0:
-			continue
-		}
-		out[t] = d
+		plans[t] = p
 	}
-	return owned, out, nil
+	return plans, nil
 }
 
-// isParent reports whether other target tables point at table's rows.
-func isParent(table string) bool {
-	for _, p := range parentOf {
-		if p == table {
-			return true
-		}
-	}
-	return false
-}
-
-// delete deletes the doomed rows of table t.
-func (d doomed) delete(ctx context.Context, tx pgx.Tx, t string) (int64, error) {
-	if d.cond == "" {
+// delete deletes the plan's doomed rows of table t.
+func (p tablePlan) delete(ctx context.Context, tx pgx.Tx, t string) (int64, error) {
+	if len(p.doomed) == 0 {
 		return 0, nil
 	}
-	tag, err := tx.Exec(ctx, "DELETE FROM "+pgx.Identifier{t}.Sanitize()+" t WHERE "+d.cond, d.args...)
+	tag, err := tx.Exec(ctx, "DELETE FROM "+pgx.Identifier{t}.Sanitize()+" WHERE ctid = ANY($1::tid[])", p.doomed)
 	if err != nil {
 		return 0, fmt.Errorf("deleting the changed users' rows of %s that are gone: %w", t, err)
 	}
@@ -426,27 +430,41 @@ func (s tableShape) prefixed(prefix string) string {
 	return strings.Join(parts, ", ")
 }
 
-// updateStaged updates the pass's users' rows of table t whose staged
-// row (same key) differs.
-func updateStaged(ctx context.Context, tx pgx.Tx, t string, s tableShape, own owners) (int64, error) {
-	cond, args := own.of(t)
-	if cond == "" || len(s.cols) == len(s.key) {
+// update updates the plan's differing rows of table t to their staged
+// rows.
+func (p tablePlan) update(ctx context.Context, tx pgx.Tx, t string, s tableShape) (int64, error) {
+	if len(p.differing) == 0 {
 		return 0, nil
 	}
 	tag, err := tx.Exec(ctx, "UPDATE "+pgx.Identifier{t}.Sanitize()+" t SET ("+s.prefixed("")+") = ROW("+s.prefixed("s.")+
-		") FROM "+stageIdent(t)+" s WHERE "+s.joinOn()+" AND "+cond+" AND ("+s.prefixed("t.")+") IS DISTINCT FROM ("+
-		s.prefixed("s.")+")", args...)
+		") FROM "+stageIdent(t)+" s WHERE t.ctid = ANY($1::tid[]) AND "+s.joinOn(), p.differing)
 	if err != nil {
 		return 0, fmt.Errorf("updating the changed users' rows of %s: %w", t, err)
 	}
 	return tag.RowsAffected(), nil
 }
 
-// insertStaged inserts the staged rows of table t whose key t lacks.
-func insertStaged(ctx context.Context, tx pgx.Tx, t string, s tableShape) (int64, error) {
+// uniqueViolation is PostgreSQL's SQLSTATE for a duplicate key.
+const uniqueViolation = "23505"
+
+// insert inserts the staged rows of table t whose key the plan kept no
+// row of. A staged key held by a row outside the pass's users is refused
+// (ErrApply) by the key's uniqueness.
+func (p tablePlan) insert(ctx context.Context, tx pgx.Tx, t string, s tableShape) (int64, error) {
 	table := pgx.Identifier{t}.Sanitize()
-	tag, err := tx.Exec(ctx, "INSERT INTO "+table+" ("+s.prefixed("")+") SELECT "+s.prefixed("s.")+" FROM "+stageIdent(t)+
-		" s WHERE NOT EXISTS (SELECT 1 FROM "+table+" t WHERE "+s.joinOn()+")")
+	sql, args := "INSERT INTO "+table+" ("+s.prefixed("")+") SELECT "+s.prefixed("s.")+" FROM "+stageIdent(t)+" s WHERE ", []any{}
+	if p.oneKey {
+		// Never NULL: NOT (k = ANY(NULL)) would insert nothing.
+		sql, args = sql+"NOT (s."+s.key[0]+" = ANY($1::uuid[]))", []any{append([]ID{}, p.kept...)}
+	} else {
+		sql += "NOT EXISTS (SELECT 1 FROM " + table + " t WHERE " + s.joinOn() + ")"
+	}
+	tag, err := tx.Exec(ctx, sql, args...)
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == uniqueViolation {
+		return 0, fmt.Errorf("%w: a staged row of %s collides with a row of a user outside the pass (%s)", ErrApply, t,
+			pgErr.ConstraintName)
+	}
 	if err != nil {
 		return 0, fmt.Errorf("inserting the changed users' new rows into %s: %w", t, err)
 	}
