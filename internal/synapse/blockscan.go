@@ -35,9 +35,10 @@ const (
 	chunkBlocks = 256
 )
 
-// minTIDRangeVersion is the first PostgreSQL release that reads a block
-// range of a table without scanning the rest (a TID range scan).
-const minTIDRangeVersion = 140000
+// MinDeltaVersion (server_version_num) is the first PostgreSQL release
+// that reads a block range of a table without scanning the rest (a TID
+// range scan): on an older Synapse database a delta imports everything.
+const MinDeltaVersion = 140000
 
 // blockUnit is a range of an entity's blocks: [from, to), or from on to
 // the table's end when last.
@@ -47,10 +48,13 @@ type blockUnit struct {
 	last     bool
 }
 
-// scanTally is what reading some units found, per entity (Entities
-// order): the user IDs of the rows in the window, the other rows
-// tallied per bucket of their user ID, and how many rows it read.
+// scanTally is what reading the units found, per entity (Entities
+// order): the user IDs of the rows in the window, the other rows tallied
+// per bucket of their user ID, and how many rows it read. The sessions
+// share one (an entity's part under its lock): a tally per session
+// would hold megabytes more, for as long as the read.
 type scanTally struct {
+	mu    [6]sync.Mutex
 	raws  []map[string]bool
 	old   [][]tally
 	total [6]int64
@@ -62,18 +66,6 @@ func newScanTally() *scanTally {
 		s.raws[i], s.old[i] = map[string]bool{}, make([]tally, Buckets)
 	}
 	return s
-}
-
-// add merges o into s.
-func (s *scanTally) add(o *scanTally) {
-	for i := range Entities {
-		maps.Copy(s.raws[i], o.raws[i])
-		for b, t := range o.old[i] {
-			s.old[i][b].rows += t.rows
-			s.old[i][b].hash += t.hash
-		}
-		s.total[i] += o.total[i]
-	}
 }
 
 // scanTables reads every entity's table once, in block ranges on
@@ -89,19 +81,14 @@ func (r *Reader) scanTables(ctx context.Context, low int64) (*scanTally, error) 
 	}
 	close(queue)
 	out := newScanTally()
-	var mu sync.Mutex
 	g, gctx := errgroup.WithContext(ctx)
 	for range changeSessions {
 		g.Go(func() error {
-			mine := newScanTally()
 			for u := range queue {
-				if err := r.scanUnit(gctx, u, low, mine); err != nil {
+				if err := r.scanUnit(gctx, u, low, out); err != nil {
 					return err
 				}
 			}
-			mu.Lock()
-			defer mu.Unlock()
-			out.add(mine)
 			return nil
 		})
 	}
@@ -168,23 +155,14 @@ func (r *Reader) scanUnit(ctx context.Context, u blockUnit, low int64, t *scanTa
 			if v[0] == nil {
 				continue // no rows in the chunk
 			}
-			n, err := eachHash(v[0], func(h int32) {
-				b := &t.old[i][h&(Buckets-1)]
-				b.rows++
-				b.hash += int64(h)
-			})
-			if err != nil {
+			window = window[:0]
+			if v[1] != nil {
+				if err := m.Scan(pgtype.TextArrayOID, pgx.BinaryFormatCode, v[1], &window); err != nil {
+					return fmt.Errorf("reading the user IDs written since the mark: %w", err)
+				}
+			}
+			if err := t.addChunk(i, v[0], window); err != nil {
 				return err
-			}
-			t.total[i] += n
-			if v[1] == nil {
-				continue
-			}
-			if err := m.Scan(pgtype.TextArrayOID, pgx.BinaryFormatCode, v[1], &window); err != nil {
-				return fmt.Errorf("reading the user IDs written since the mark: %w", err)
-			}
-			for _, w := range window {
-				t.raws[i][w] = true
 			}
 		}
 		return rows.Err()
@@ -192,6 +170,26 @@ func (r *Reader) scanUnit(ctx context.Context, u blockUnit, low int64, t *scanTa
 	if err != nil {
 		s, _ := specOf(Entities[i])
 		return fmt.Errorf("looking for changes in %s (blocks %d–%d): %w", s.table, u.from, u.to, err)
+	}
+	return nil
+}
+
+// addChunk tallies a chunk of entity i: its array of hashes, and the
+// user IDs of its rows in the window.
+func (t *scanTally) addChunk(i int, hashes []byte, window []string) error {
+	t.mu[i].Lock()
+	defer t.mu[i].Unlock()
+	n, err := eachHash(hashes, func(h int32) {
+		b := &t.old[i][h&(Buckets-1)]
+		b.rows++
+		b.hash += int64(h)
+	})
+	if err != nil {
+		return err
+	}
+	t.total[i] += n
+	for _, w := range window {
+		t.raws[i][w] = true
 	}
 	return nil
 }
