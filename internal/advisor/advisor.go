@@ -16,6 +16,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/masflow/masflow/internal/config"
+	"github.com/masflow/masflow/internal/synapse"
 )
 
 // Severity ranks a finding.
@@ -74,6 +75,18 @@ type Input struct {
 	// LongTransaction is the age from which an open transaction is
 	// reported (long_transactions); zero means ten minutes.
 	LongTransaction time.Duration
+	// MinDeltaVersion is the oldest PostgreSQL release (as
+	// server_version_num) of Synapse's database on which a pre-copy's
+	// delta finds the changes; zero means synapse.MinDeltaVersion.
+	MinDeltaVersion int
+}
+
+// minDeltaVersion is MinDeltaVersion or its default.
+func (in Input) minDeltaVersion() int {
+	if in.MinDeltaVersion > 0 {
+		return in.MinDeltaVersion
+	}
+	return synapse.MinDeltaVersion
 }
 
 // longTransaction is LongTransaction or its default.

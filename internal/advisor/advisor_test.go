@@ -38,6 +38,8 @@ type fixture struct {
 	rewrites           bool
 	// longTransaction is Input.LongTransaction.
 	longTransaction time.Duration
+	// minDeltaVersion is Input.MinDeltaVersion.
+	minDeltaVersion int
 }
 
 const baseMAS = `matrix:
@@ -135,7 +137,7 @@ func (f *fixture) run() Report {
 	defer reader.Close()
 	rep, err := Run(ctx, Input{Synapse: syn, MAS: m, SynapseDB: reader.Pool(), MASDB: pgtest.Pool(t, f.masDSN),
 		Phase: f.phase, IgnoreMissingProviders: f.ignoreProviders, SynapsePython: f.python, Rewrites: f.rewrites,
-		LongTransaction: f.longTransaction})
+		LongTransaction: f.longTransaction, MinDeltaVersion: f.minDeltaVersion})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -255,6 +257,8 @@ func checks() []check {
 			f.longTransaction = 10 * time.Millisecond
 			time.Sleep(20 * time.Millisecond)
 		}, nil, "pre-copy"},
+		// The test server (15 or later) stands in for an older one.
+		{"postgres_too_old_for_delta", Warning, 0, func(f *fixture) { f.minDeltaVersion = 990000 }, nil, "to 14 or later"},
 		// MAS database
 		{"mas_schema_unsupported", Error, 0, masSQL(`INSERT INTO _sqlx_migrations VALUES (20270101000000, 'x', now(), true, '\x00', 1)`), nil, "newer"},
 		{"mas_not_empty", Error, 0, masSQL(`INSERT INTO users (user_id, username, created_at) VALUES (gen_random_uuid(), 'x', now())`), nil, "users"},

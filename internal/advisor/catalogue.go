@@ -47,6 +47,7 @@ func Catalogue() []Check {
 		{"case_mismatched_dependants", "synapse database", Warning, "dependent rows matching their user only case-insensitively (bad rows except threepids)"},
 		{"null_creation_ts", "synapse database", Warning, "users.creation_ts IS NULL"},
 		{"pending_deactivations", "synapse database", Warning, "users_pending_deactivation not empty"},
+		{"postgres_too_old_for_delta", "synapse database", Warning, "server_version_num below 140000: a pre-copy's delta would import everything"},
 		{"long_transactions", "synapse database", Info, "transactions holding an ID open over ten minutes on Synapse's database"},
 		{"users", "synapse database", Info, "users by kind (exact)"},
 		{"rows_devices", "synapse database", Info, "row estimates of the dependent tables (pg_class.reltuples)"},

@@ -107,10 +107,30 @@ func synapseDBChecks(ctx context.Context, in Input, add func(Finding)) error {
 		"end them before the pre-copy: a pre-copy's snapshot counts every row written since the oldest open "+
 			"transaction began as changed, and the delta at the cut-over grows with it (docs/architecture.md, "+
 			"\"Cut-over in seconds\")")
+	if err := versionCheck(ctx, in, add); err != nil {
+		return err
+	}
 	if err := dependantChecks(ctx, in, add); err != nil {
 		return err
 	}
 	return sizeInfo(ctx, in, u, add)
+}
+
+// versionCheck warns when Synapse's PostgreSQL is too old for a
+// pre-copy's delta to find the changes (docs/architecture.md, "Cut-over
+// in seconds"): the cut-over would import everything.
+func versionCheck(ctx context.Context, in Input, add func(Finding)) error {
+	var version int
+	if err := in.SynapseDB.QueryRow(ctx, `SELECT current_setting('server_version_num')::int`).Scan(&version); err != nil {
+		return fmt.Errorf("advisor: reading the PostgreSQL version of Synapse's database: %w", err)
+	}
+	if version < in.minDeltaVersion() {
+		add(finding("postgres_too_old_for_delta", Warning,
+			"upgrade Synapse's PostgreSQL to 14 or later before the pre-copy; otherwise skip the pre-copy and plan the downtime of a full import",
+			"Synapse's database runs PostgreSQL %d.%d: a pre-copy's delta cannot find the changes on it and imports everything during the downtime",
+			version/10000, version%10000))
+	}
+	return nil
 }
 
 // schemaCheck refuses databases that are not Synapse's or are too old.

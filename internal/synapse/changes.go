@@ -291,7 +291,7 @@ func trustWindow(mark, now Mark, next int64) error {
 			"restored, upgraded or another cluster)", ErrUntrusted, mark.System, mark.Version, now.System, now.Version)
 	case mark.Xmin <= 0 || w < 0:
 		return fmt.Errorf("%w: the pre-copy's mark %d lies after the database's next transaction %d", ErrUntrusted, mark.Xmin, next)
-	case now.Version < minTIDRangeVersion:
+	case now.Version < MinDeltaVersion:
 		return fmt.Errorf("%w: PostgreSQL %d.%d reads no block range of a table without scanning the rest of it "+
 			"(the change detection needs PostgreSQL 14 or later)", ErrUntrusted, now.Version/10000, now.Version%10000)
 	case w >= maxWindow:
