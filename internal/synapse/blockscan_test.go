@@ -68,19 +68,13 @@ func TestEachHash(t *testing.T) {
 // the user IDs of the rows in it, the plain way.
 func truthAt(t *testing.T, dsn string, low int64) ([]tally, map[string]bool, int64) {
 	t.Helper()
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
 	old, raws := make([]tally, Buckets), map[string]bool{}
 	var total int64
-	rows, _ := conn.Query(ctx, `SELECT user_id, hashtext(user_id), `+windowExpr+` FROM access_tokens`, low)
+	rows, _ := pgtest.Pool(t, dsn).Query(context.Background(), `SELECT user_id, hashtext(user_id), `+windowExpr+` FROM access_tokens`, low)
 	var raw string
 	var h int32
 	var in bool
-	_, err = pgx.ForEachRow(rows, []any{&raw, &h, &in}, func() error {
+	_, err := pgx.ForEachRow(rows, []any{&raw, &h, &in}, func() error {
 		total++
 		if in {
 			raws[raw] = true
