@@ -134,7 +134,10 @@ func (d *Deps) OpenDatabases(ctx context.Context, requireSynapse bool) error {
 		if err != nil {
 			return err
 		}
-		if d.Reader, err = synapse.Open(ctx, pc); err != nil {
+		// The change detection reads on as many sessions as shards
+		// import at once, beside a snapshot's holder.
+		pc.MaxConns = max(pc.MaxConns, int32(d.Settings.Import.Parallelism+2))
+		if d.Reader, err = synapse.Open(ctx, pc, synapse.ChangeSessions(d.Settings.Import.Parallelism)); err != nil {
 			return err
 		}
 	}

@@ -112,14 +112,23 @@ func TestBlockReadTalliesEveryRowOnce(t *testing.T) {
 		t.Fatalf("seed: %d user IDs in the window, %d rows", len(raws), total)
 	}
 	at := slices.Index(Entities, AccessTokens)
-	for _, sizes := range []blockSizes{{unit: unitBlocks, chunk: chunkBlocks}, {unit: 7, chunk: 3}, {unit: 1, chunk: 1}} {
-		r.blocks = sizes
+	for _, tt := range []struct {
+		sizes    blockSizes
+		sessions int
+	}{
+		{blockSizes{unit: unitBlocks, chunk: chunkBlocks}, defaultChangeSessions},
+		{blockSizes{unit: 7, chunk: 3}, 2},
+		{blockSizes{unit: 1, chunk: 1}, 1},
+		{blockSizes{unit: 5, chunk: 2}, 5},
+	} {
+		r.blocks = tt.sizes
+		ChangeSessions(tt.sessions)(r)
 		got, err := r.scanTables(ctx, low)
 		if err != nil {
-			t.Fatalf("%+v: %v", sizes, err)
+			t.Fatalf("%+v: %v", tt, err)
 		}
 		if got.total[at] != total || !slices.Equal(got.old[at], old) || !maps.Equal(got.raws[at], raws) {
-			t.Errorf("%+v: read %d rows, %d user IDs in the window; want %d, %d (tallies equal: %v)", sizes,
+			t.Errorf("%+v: read %d rows, %d user IDs in the window; want %d, %d (tallies equal: %v)", tt,
 				got.total[at], len(got.raws[at]), total, len(raws), slices.Equal(got.old[at], old))
 		}
 	}

@@ -201,8 +201,9 @@ type Changes struct {
 	Recounted     int
 }
 
-// changeSessions is how many sessions read the tables at once.
-const changeSessions = 2
+// defaultChangeSessions is how many sessions read the tables at once
+// unless ChangeSessions says otherwise.
+const defaultChangeSessions = 2
 
 // Changes finds the keys changed since mark, in the stopped database or
 // at the reader's snapshot (At): keys with a row version in the window,
@@ -379,7 +380,7 @@ func (r *Reader) deletions(ctx context.Context, low int64, old [][]tally, sums [
 	}
 	recorded := make([][]int64, len(Entities))
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(changeSessions)
+	g.SetLimit(r.sessions)
 	for i, e := range Entities {
 		g.Go(func() (err error) {
 			recorded[i], err = r.withoutKnown(gctx, e, i, low, old[i], sums, known)
@@ -396,7 +397,7 @@ func (r *Reader) deletions(ctx context.Context, low int64, old [][]tally, sums [
 	found := make([][]string, len(Entities))
 	counted := make([]int, len(Entities))
 	g, gctx = errgroup.WithContext(ctx)
-	g.SetLimit(changeSessions)
+	g.SetLimit(r.sessions)
 	for i, e := range Entities {
 		if len(members[i]) == 0 {
 			continue

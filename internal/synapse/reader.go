@@ -75,12 +75,21 @@ type Reader struct {
 	pool *pgxpool.Pool
 	// snapshot, when set, is the exported snapshot every read sees.
 	snapshot string
-	// blocks cuts the change detection's read into block ranges.
-	blocks blockSizes
+	// blocks cuts the change detection's read into block ranges;
+	// sessions is how many sessions read them at once.
+	blocks   blockSizes
+	sessions int
 }
 
+// Option tunes a Reader.
+type Option func(*Reader)
+
+// ChangeSessions sets how many sessions the change detection reads
+// Synapse's tables on (at least one; two when not set).
+func ChangeSessions(n int) Option { return func(r *Reader) { r.sessions = max(1, n) } }
+
 // Open connects to the Synapse database with read-only sessions.
-func Open(ctx context.Context, cfg *pgxpool.Config) (*Reader, error) {
+func Open(ctx context.Context, cfg *pgxpool.Config, opts ...Option) (*Reader, error) {
 	cfg = cfg.Copy()
 	if cfg.ConnConfig.RuntimeParams == nil {
 		cfg.ConnConfig.RuntimeParams = map[string]string{}
@@ -106,7 +115,11 @@ func Open(ctx context.Context, cfg *pgxpool.Config) (*Reader, error) {
 		return nil, fmt.Errorf("connecting to the Synapse database at %s:%d/%s: %w",
 			cfg.ConnConfig.Host, cfg.ConnConfig.Port, cfg.ConnConfig.Database, err)
 	}
-	return &Reader{pool: pool, blocks: blockSizes{unit: unitBlocks, chunk: chunkBlocks}}, nil
+	r := &Reader{pool: pool, blocks: blockSizes{unit: unitBlocks, chunk: chunkBlocks}, sessions: defaultChangeSessions}
+	for _, o := range opts {
+		o(r)
+	}
+	return r, nil
 }
 
 // Close releases the connections.

@@ -85,7 +85,9 @@ func (s *Snapshot) Release() { s.held.release() }
 
 // At returns a reader on the same connections whose every read sees the
 // snapshot id (exported by ExportSnapshot, possibly in another process).
-func (r *Reader) At(id string) *Reader { return &Reader{pool: r.pool, snapshot: id, blocks: r.blocks} }
+func (r *Reader) At(id string) *Reader {
+	return &Reader{pool: r.pool, snapshot: id, blocks: r.blocks, sessions: r.sessions}
+}
 
 // begin starts a read-only repeatable-read transaction, at the reader's
 // snapshot when it has one.
