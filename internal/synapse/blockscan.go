@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 
 	"github.com/jackc/pgx/v5"
@@ -41,6 +42,15 @@ const (
 // range scan): on an older Synapse database a delta imports everything.
 const MinDeltaVersion = 140000
 
+// VersionName spells a server_version_num as PostgreSQL does: 15.18
+// (10 and later), 9.6.24 (before).
+func VersionName(num int) string {
+	if num >= 100000 {
+		return fmt.Sprintf("%d.%d", num/10000, num%10000)
+	}
+	return fmt.Sprintf("%d.%d.%d", num/10000, num/100%100, num%100)
+}
+
 // blockUnit is a range of an entity's blocks: [from, to), or from on to
 // the table's end when last.
 type blockUnit struct {
@@ -70,9 +80,18 @@ func newScanTally() *scanTally {
 }
 
 // scanTables reads every entity's table once, in block ranges on
-// the reader's sessions, and tallies what it read.
+// the reader's sessions, and tallies what it read. One more session holds
+// the tables against a rewrite (VACUUM FULL, CLUSTER) for the whole
+// read: the units are read in transactions of their own, and a rewrite
+// between two of them would move rows the snapshot sees into blocks
+// already read (a catch-up pass reads a serving Synapse).
 func (r *Reader) scanTables(ctx context.Context, low int64) (*scanTally, error) {
-	units, err := r.blockUnits(ctx)
+	hold, err := r.begin(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = hold.Rollback(context.WithoutCancel(ctx)) }()
+	units, err := r.blockUnits(ctx, hold)
 	if err != nil {
 		return nil, err
 	}
@@ -83,7 +102,7 @@ func (r *Reader) scanTables(ctx context.Context, low int64) (*scanTally, error) 
 	close(queue)
 	out := newScanTally()
 	g, gctx := errgroup.WithContext(ctx)
-	for range r.sessions {
+	for range max(1, r.sessions) {
 		g.Go(func() error {
 			for u := range queue {
 				if err := r.scanUnit(gctx, u, low, out); err != nil {
@@ -99,31 +118,40 @@ func (r *Reader) scanTables(ctx context.Context, low int64) (*scanTally, error) 
 	return out, nil
 }
 
-// blockUnits splits every entity's table into units, as large as the
-// table is now (its last unit reads on to the end: a table never holds
-// a row the snapshot sees beyond the blocks it had when the snapshot was
-// taken, and the stopped database does not grow).
-func (r *Reader) blockUnits(ctx context.Context) ([]blockUnit, error) {
+// blockUnits locks every entity's table in tx against a rewrite and
+// splits it into units, as large as the table is now (its last unit
+// reads on to the end: a table never holds a row the snapshot sees
+// beyond the blocks it had when the snapshot was taken, and the stopped
+// database does not grow).
+func (r *Reader) blockUnits(ctx context.Context, tx pgx.Tx) ([]blockUnit, error) {
+	tables := make([]string, len(Entities))
+	for i, e := range Entities {
+		s, _ := specOf(e)
+		tables[i] = pgx.Identifier{s.table}.Sanitize()
+	}
+	if _, err := tx.Exec(ctx, "LOCK TABLE "+strings.Join(tables, ", ")+" IN ACCESS SHARE MODE"); err != nil {
+		return nil, fmt.Errorf("holding Synapse's tables for the read: %w", err)
+	}
+	size := r.blocks.unit
+	if size <= 0 {
+		size = unitBlocks
+	}
 	var units []blockUnit
-	err := r.inTx(ctx, func(tx pgx.Tx) error {
-		for i, e := range Entities {
-			s, _ := specOf(e)
-			var blocks int64
-			if err := tx.QueryRow(ctx, `SELECT pg_relation_size($1::regclass) / current_setting('block_size')::bigint`,
-				pgx.Identifier{s.table}.Sanitize()).Scan(&blocks); err != nil {
-				return fmt.Errorf("sizing %s: %w", s.table, err)
-			}
-			for from := int64(0); ; from += r.blocks.unit {
-				last := from+r.blocks.unit >= blocks
-				units = append(units, blockUnit{entity: i, from: from, to: from + r.blocks.unit, last: last})
-				if last {
-					break
-				}
+	for i, table := range tables {
+		var blocks int64
+		if err := tx.QueryRow(ctx, `SELECT pg_relation_size($1::regclass) / current_setting('block_size')::bigint`,
+			table).Scan(&blocks); err != nil {
+			return nil, fmt.Errorf("sizing %s: %w", table, err)
+		}
+		for from := int64(0); ; from += size {
+			last := from+size >= blocks
+			units = append(units, blockUnit{entity: i, from: from, to: from + size, last: last})
+			if last {
+				break
 			}
 		}
-		return nil
-	})
-	return units, err
+	}
+	return units, nil
 }
 
 // unitSQL reads a unit of an entity's table: per chunk of $5 blocks
@@ -144,7 +172,7 @@ func (r *Reader) scanUnit(ctx context.Context, u blockUnit, low int64, t *scanTa
 	i := u.entity
 	err := r.inTx(ctx, func(tx pgx.Tx) error {
 		rows, err := tx.Query(ctx, unitSQL(Entities[i]), pgx.QueryResultFormats{pgx.BinaryFormatCode, pgx.BinaryFormatCode},
-			low, u.from, u.to, u.last, r.blocks.chunk)
+			low, u.from, u.to, u.last, max(1, r.blocks.chunk))
 		if err != nil {
 			return err
 		}

@@ -3,11 +3,13 @@ package synapse
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"maps"
 	"slices"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/masflow/masflow/internal/pgtest"
 )
@@ -160,5 +162,33 @@ func TestLastUnitReadsToTheEnd(t *testing.T) {
 		if !tt.want(got.total[at]) {
 			t.Errorf("unit of block 0, last=%v: read %d of %d rows", tt.last, got.total[at], total)
 		}
+	}
+}
+
+// TestReadHoldsTheTablesAgainstARewrite: between the units, read in
+// transactions of their own, no VACUUM FULL or CLUSTER may move rows.
+func TestReadHoldsTheTablesAgainstARewrite(t *testing.T) {
+	r, dsn := openTest(t, `INSERT INTO access_tokens (id, user_id, token) VALUES (1, '@u:example.org', 'syt_1')`)
+	ctx := context.Background()
+	hold, err := r.begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = hold.Rollback(ctx) }()
+	if _, err := r.blockUnits(ctx, hold); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := pgtest.Pool(t, dsn).Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Release()
+	if _, err := conn.Exec(ctx, `SET lock_timeout = '200ms'`); err != nil {
+		t.Fatal(err)
+	}
+	_, err = conn.Exec(ctx, `VACUUM FULL access_tokens`)
+	var pg *pgconn.PgError
+	if !errors.As(err, &pg) || pg.Code != "55P03" { // lock_not_available
+		t.Fatalf("VACUUM FULL during the read: %v, want a lock timeout", err)
 	}
 }

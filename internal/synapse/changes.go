@@ -293,8 +293,8 @@ func trustWindow(mark, now Mark, next int64) error {
 	case mark.Xmin <= 0 || w < 0:
 		return fmt.Errorf("%w: the pre-copy's mark %d lies after the database's next transaction %d", ErrUntrusted, mark.Xmin, next)
 	case now.Version < MinDeltaVersion:
-		return fmt.Errorf("%w: PostgreSQL %d.%d reads no block range of a table without scanning the rest of it "+
-			"(the change detection needs PostgreSQL 14 or later)", ErrUntrusted, now.Version/10000, now.Version%10000)
+		return fmt.Errorf("%w: PostgreSQL %s reads no block range of a table without scanning the rest of it "+
+			"(the change detection needs PostgreSQL 14 or later)", ErrUntrusted, VersionName(now.Version))
 	case w >= maxWindow:
 		return fmt.Errorf("%w: %d transactions since the pre-copy, past the freeze horizon (%d): pre-copy again",
 			ErrUntrusted, w, int64(maxWindow))

@@ -50,6 +50,14 @@ func TestTrustWindowNeedsPostgreSQL14(t *testing.T) {
 	}
 }
 
+func TestVersionName(t *testing.T) {
+	for num, want := range map[int]string{150018: "15.18", 130000: "13.0", 90624: "9.6.24"} {
+		if got := VersionName(num); got != want {
+			t.Errorf("VersionName(%d) = %q, want %q", num, got, want)
+		}
+	}
+}
+
 func TestHashNamed(t *testing.T) {
 	ms := []KeyCounts{{Raw: "@a:x"}, {Raw: "@b:x"}, {Raw: "@c:x"}}
 	hashes := map[string]int32{"@a:x": 65536*3 + 7, "@b:x": -65536*5 + 7, "@c:x": 65536*3 + 7}

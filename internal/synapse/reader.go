@@ -106,6 +106,9 @@ func Open(ctx context.Context, cfg *pgxpool.Config, opts ...Option) (*Reader, er
 	// the planner probes the user index with, where a generic plan scans
 	// the whole index and compares every row with every user.
 	cfg.ConnConfig.RuntimeParams["plan_cache_mode"] = "force_custom_plan"
+	// The change detection reads block ranges: without a TID range
+	// scan each would scan its whole table.
+	cfg.ConnConfig.RuntimeParams["enable_tidscan"] = "on"
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("connecting to the Synapse database: %w", err)
