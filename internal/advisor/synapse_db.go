@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/masflow/masflow/internal/synapse"
 )
 
 // MinSynapseSchema is the oldest Synapse database schema supported
@@ -127,8 +128,8 @@ func versionCheck(ctx context.Context, in Input, add func(Finding)) error {
 	if version < in.minDeltaVersion() {
 		add(finding("postgres_too_old_for_delta", Warning,
 			"upgrade Synapse's PostgreSQL to 14 or later before the pre-copy; otherwise skip the pre-copy and plan the downtime of a full import",
-			"Synapse's database runs PostgreSQL %d.%d: a pre-copy's delta cannot find the changes on it and imports everything during the downtime",
-			version/10000, version%10000))
+			"Synapse's database runs PostgreSQL %s: a pre-copy's delta cannot find the changes on it and imports everything during the downtime",
+			synapse.VersionName(version)))
 	}
 	return nil
 }

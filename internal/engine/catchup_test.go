@@ -251,7 +251,12 @@ func TestApplyRefusesWhatItCannotAccountFor(t *testing.T) {
 			WHERE compat_access_token_id = (SELECT t.compat_access_token_id FROM compat_access_tokens t
 			  WHERE t.compat_session_id NOT IN (SELECT compat_session_id FROM masflow_import.stage_compat_sessions)
 			  AND NOT EXISTS (SELECT 1 FROM compat_refresh_tokens r WHERE r.compat_access_token_id = t.compat_access_token_id) LIMIT 1)`,
-			"compat_access_tokens collides with a row of a user outside the pass"},
+			"a staged row of compat_access_tokens collides with a row MAS holds"},
+		// Two staged rows with one key, as many rows as the shards wrote.
+		{"a key staged twice", true, `UPDATE masflow_import.stage_compat_access_tokens SET compat_access_token_id =
+			(SELECT max(compat_access_token_id::text)::uuid FROM masflow_import.stage_compat_access_tokens)
+			WHERE compat_access_token_id = (SELECT min(compat_access_token_id::text)::uuid FROM masflow_import.stage_compat_access_tokens)`,
+			"compat_access_tokens: two staged rows share a key"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

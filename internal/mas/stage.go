@@ -189,6 +189,10 @@ func applyPass(ctx context.Context, tx pgx.Tx, n int) (Applied, error) {
 		if out.Deleted[t], err = plans[t].delete(ctx, tx, t); err != nil {
 			return Applied{}, err
 		}
+		if n := int64(len(plans[t].doomed)); out.Deleted[t] != n {
+			return Applied{}, fmt.Errorf("%w: %s: %d rows to delete, %d deleted: a row moved since the pass's rows were "+
+				"read (does something else write to MAS?)", ErrApply, t, n, out.Deleted[t])
+		}
 	}
 	for _, t := range TargetTables {
 		if out.Inserted[t], err = plans[t].insert(ctx, tx, t, shapes[t]); err != nil {
@@ -198,6 +202,10 @@ func applyPass(ctx context.Context, tx pgx.Tx, n int) (Applied, error) {
 	for _, t := range TargetTables {
 		if out.Updated[t], err = plans[t].update(ctx, tx, t, shapes[t]); err != nil {
 			return Applied{}, err
+		}
+		if n := int64(len(plans[t].differing)); out.Updated[t] != n {
+			return Applied{}, fmt.Errorf("%w: %s: %d rows to update, %d updated: a row moved since the pass's rows were "+
+				"read (does something else write to MAS?)", ErrApply, t, n, out.Updated[t])
 		}
 		// Every staged row is now in MAS: inserted, or a row of the
 		// pass's users kept (equal to it, or updated to it).
@@ -292,7 +300,8 @@ func (a Applied) trimmed() Applied {
 }
 
 // indexStage reads the target tables' shapes and indexes each staging
-// table by its table's primary key, with statistics: a row of the pass's
+// table by its table's primary key (unique: ErrApply when two staged
+// rows share one), with statistics: a row of the pass's
 // users is looked up in it once per condition (the lookup sits beside
 // another in an OR, which the planner cannot turn into a join).
 func indexStage(ctx context.Context, tx pgx.Tx) (map[string]tableShape, error) {
@@ -305,7 +314,13 @@ func indexStage(ctx context.Context, tx pgx.Tx) (map[string]tableShape, error) {
 		}
 		shapes[t] = shape
 		stages = append(stages, stageIdent(t))
-		if _, err := tx.Exec(ctx, "CREATE INDEX ON "+stageIdent(t)+" ("+strings.Join(shape.key, ", ")+")"); err != nil {
+		// Unique: a key staged twice would be applied once, at random.
+		_, err = tx.Exec(ctx, "CREATE UNIQUE INDEX ON "+stageIdent(t)+" ("+strings.Join(shape.key, ", ")+")")
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && pgErr.Code == uniqueViolation {
+			return nil, fmt.Errorf("%w: %s: two staged rows share a key", ErrApply, t)
+		}
+		if err != nil {
 			return nil, fmt.Errorf("indexing the staging table of %s: %w", t, err)
 		}
 	}
@@ -353,7 +368,8 @@ func classify(ctx context.Context, tx pgx.Tx, shapes map[string]tableShape, own 
 				doomed = append(doomed, fmt.Sprintf("t.%s = ANY($%d::uuid[])", pgx.Identifier{pk.column}.Sanitize(), len(args)))
 			}
 		}
-		gone := "(" + strings.Join(doomed, " OR ") + ")"
+		// IS TRUE: a NULL parent column dooms nothing, and keeps the row.
+		gone := "((" + strings.Join(doomed, " OR ") + ") IS TRUE)"
 		keys := `'{}'::uuid[], '{}'::uuid[]`
 		if p.oneKey {
 			keys = `COALESCE(array_agg(t.` + shape.key[0] + `) FILTER (WHERE ` + gone + `), '{}'),
@@ -462,8 +478,9 @@ func (p tablePlan) insert(ctx context.Context, tx pgx.Tx, t string, s tableShape
 	tag, err := tx.Exec(ctx, sql, args...)
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) && pgErr.Code == uniqueViolation {
-		return 0, fmt.Errorf("%w: a staged row of %s collides with a row of a user outside the pass (%s)", ErrApply, t,
-			pgErr.ConstraintName)
+		// The constraint's name only: the key's value may be a token.
+		return 0, fmt.Errorf("%w: a staged row of %s collides with a row MAS holds (%s: a user outside the pass, "+
+			"or a row of the pass not yet updated)", ErrApply, t, pgErr.ConstraintName)
 	}
 	if err != nil {
 		return 0, fmt.Errorf("inserting the changed users' new rows into %s: %w", t, err)
