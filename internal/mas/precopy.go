@@ -622,7 +622,7 @@ func CompletePass(ctx context.Context, pool *pgxpool.Pool, n int, src pgx.CopyFr
 		case p.Done:
 			return nil
 		}
-		if _, err := applyPass(ctx, tx, n); err != nil {
+		if _, err := applyPass(ctx, tx, p); err != nil {
 			return err
 		}
 		switch {

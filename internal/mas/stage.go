@@ -112,7 +112,7 @@ func ApplyPass(ctx context.Context, pool *pgxpool.Pool, n int) (Applied, error) 
 		if p == nil || p.Number != n {
 			return fmt.Errorf("pass %d is not the run's latest", n)
 		}
-		out, err = applyPass(ctx, tx, n)
+		out, err = applyPass(ctx, tx, p)
 		return err
 	})
 	if err != nil {
@@ -121,7 +121,8 @@ func ApplyPass(ctx context.Context, pool *pgxpool.Pool, n int) (Applied, error) 
 	return out, nil
 }
 
-// applyPass applies staged delta pass n to MAS, once, in tx. It reads
+// applyPass applies staged delta pass p (read in tx, under the
+// migrators' lock) to MAS, once, in tx. It reads
 // the pass's users' rows of each table once, beside their staged rows
 // (classify), then deletes those whose key no staged row has, and with
 // them every row of theirs pointing at a row deleted (children first);
@@ -137,25 +138,18 @@ func ApplyPass(ctx context.Context, pool *pgxpool.Pool, n int) (Applied, error) 
 // it found: the reconciliation's tallies then hold as if it had removed
 // them all and written every staged row. A pass that stages nothing, or
 // was applied already, is left alone; it returns what the pass applied.
-func applyPass(ctx context.Context, tx pgx.Tx, n int) (Applied, error) {
-	var applied *Applied
-	var keys, userKeys []string
-	var removed Removed
-	var staged bool
-	err := tx.QueryRow(ctx, `SELECT `+stageColumns+`, keys, user_keys, removed FROM masflow_import.passes p WHERE pass = $1`, n).
-		Scan(&staged, &applied, &keys, &userKeys, &removed)
+func applyPass(ctx context.Context, tx pgx.Tx, p *Pass) (Applied, error) {
 	switch {
-	case err != nil:
-		return Applied{}, fmt.Errorf("reading pass %d: %w", n, err)
-	case !staged:
+	case !p.Staged:
 		return Applied{}, nil
-	case applied != nil:
-		return *applied, nil
+	case p.Applied != nil:
+		return *p.Applied, nil
 	}
+	n, removed := p.Number, p.Removed
 	if err := favourIndexes(ctx, tx); err != nil {
 		return Applied{}, err
 	}
-	own, err := findOwners(ctx, tx, keys, userKeys)
+	own, err := findOwners(ctx, tx, p.Keys, p.UserKeys)
 	if err != nil {
 		return Applied{}, err
 	}
@@ -301,9 +295,8 @@ func (a Applied) trimmed() Applied {
 
 // indexStage reads the target tables' shapes and indexes each staging
 // table by its table's primary key (unique: ErrApply when two staged
-// rows share one), with statistics: a row of the pass's
-// users is looked up in it once per condition (the lookup sits beside
-// another in an OR, which the planner cannot turn into a join).
+// rows share one), with statistics: classify joins the pass's users'
+// rows with it, and the update and insert look staged rows up by key.
 func indexStage(ctx context.Context, tx pgx.Tx) (map[string]tableShape, error) {
 	shapes := make(map[string]tableShape, len(TargetTables))
 	stages := make([]string, 0, len(TargetTables))
