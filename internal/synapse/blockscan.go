@@ -102,7 +102,7 @@ func (r *Reader) scanTables(ctx context.Context, low int64) (*scanTally, error) 
 	close(queue)
 	out := newScanTally()
 	g, gctx := errgroup.WithContext(ctx)
-	for range max(1, r.sessions) {
+	for range r.changeSessions() {
 		g.Go(func() error {
 			for u := range queue {
 				if err := r.scanUnit(gctx, u, low, out); err != nil {

@@ -205,6 +205,10 @@ type Changes struct {
 // unless ChangeSessions says otherwise.
 const defaultChangeSessions = 2
 
+// changeSessions is how many sessions the change detection reads on (one
+// at least, even for a Reader not made by Open).
+func (r *Reader) changeSessions() int { return max(1, r.sessions) }
+
 // Changes finds the keys changed since mark, in the stopped database or
 // at the reader's snapshot (At): keys with a row version in the window,
 // and keys with fewer rows outside it than rec recorded. The tables are
@@ -380,7 +384,7 @@ func (r *Reader) deletions(ctx context.Context, low int64, old [][]tally, sums [
 	}
 	recorded := make([][]int64, len(Entities))
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(r.sessions)
+	g.SetLimit(r.changeSessions())
 	for i, e := range Entities {
 		g.Go(func() (err error) {
 			recorded[i], err = r.withoutKnown(gctx, e, i, low, old[i], sums, known)
@@ -397,7 +401,7 @@ func (r *Reader) deletions(ctx context.Context, low int64, old [][]tally, sums [
 	found := make([][]string, len(Entities))
 	counted := make([]int, len(Entities))
 	g, gctx = errgroup.WithContext(ctx)
-	g.SetLimit(r.sessions)
+	g.SetLimit(r.changeSessions())
 	for i, e := range Entities {
 		if len(members[i]) == 0 {
 			continue
