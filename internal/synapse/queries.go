@@ -7,31 +7,6 @@ import (
 	"github.com/masflow/masflow/internal/secret"
 )
 
-// ownerJoin resolves the user of a dependent row aliased "t" (docs/mapping.md,
-// "Owners of dependent rows"): the exact users.name, else the one user whose name matches
-// case-insensitively. It is a LATERAL probe of users_name_key per row,
-// closed by LIMIT 1 so the planner cannot flatten it into a hash join over
-// the whole users table (which made every page cost O(users)); the
-// case-insensitive branch only runs when the exact probe found nothing.
-const ownerJoin = `
-LEFT JOIN LATERAL (
-    SELECT u.name, u.admin, u.is_guest, u.deactivated, u.appservice_id, u.creation_ts
-      FROM users u WHERE u.name = t.user_id
-    UNION ALL
-    SELECT u.name, u.admin, u.is_guest, u.deactivated, u.appservice_id, u.creation_ts
-      FROM users u WHERE lower(u.name) = lower(t.user_id)
-       AND (SELECT count(*) FROM users c WHERE lower(c.name) = lower(t.user_id)) = 1
-    LIMIT 1
-) u ON true`
-
-// ownerCols are the columns ownerJoin adds, in scanOwner's order.
-const ownerCols = `t.user_id, u.name, COALESCE(u.admin, 0) <> 0, COALESCE(u.is_guest, 0) <> 0,
-    COALESCE(u.deactivated, 0) <> 0, u.appservice_id, u.creation_ts`
-
-func ownerDest(o *Owner) []any {
-	return []any{&o.RawUserID, &o.Name, &o.Admin, &o.Guest, &o.Deactivated, &o.AppserviceID, &o.CreationTS}
-}
-
 // successorUsed is true for a refresh token "rt" whose successor's access
 // token has been used (docs/mapping.md, "Refresh tokens": such pairs are dropped).
 const successorUsed = `EXISTS (SELECT 1 FROM access_tokens nx
@@ -139,14 +114,15 @@ var accessTokensSpec = spec[AccessToken]{
 }
 
 // refreshPairsSpec reads refresh tokens with the (first) access token
-// issued with them for the same user and device.
+// issued with them for the same user and device; fillRefreshOwners adds
+// their owners.
 var refreshPairsSpec = spec[RefreshPair]{
 	table:   "refresh_tokens",
 	userCol: "user_id",
-	cols: ownerCols + `, ` + deviceCols + `, t.id, t.token,
+	cols: `t.user_id, ` + deviceCols + `, t.id, t.token,
     at.id, at.token, at.valid_until_ms, at.last_validated, ` + successorUsed,
 	joins: `
-  CROSS JOIN LATERAL (SELECT t.id, t.next_token_id) AS rt` + ownerJoin + deviceJoin + `
+  CROSS JOIN LATERAL (SELECT t.id, t.next_token_id) AS rt` + deviceJoin + `
   LEFT JOIN LATERAL (SELECT a.id, a.token, a.valid_until_ms, a.last_validated FROM access_tokens a
       WHERE a.refresh_token_id = t.id AND a.user_id = t.user_id AND a.device_id = t.device_id
       ORDER BY a.id LIMIT 1) at ON true`,
@@ -155,7 +131,7 @@ var refreshPairsSpec = spec[RefreshPair]{
 	bind: func(p *RefreshPair) ([]any, func()) {
 		// The paired access token is NULL when there is none.
 		var atToken *secret.String
-		dest := append(ownerDest(&p.Owner), deviceDest(&p.Device)...)
+		dest := append([]any{&p.RawUserID}, deviceDest(&p.Device)...)
 		return append(dest, &p.ID, &p.Token, &p.AccessTokenID, &atToken, &p.ValidUntilMS, &p.LastValidated, &p.SuccessorUsed),
 			func() {
 				if atToken != nil {
@@ -192,7 +168,8 @@ func (r *Reader) AccessTokens(ctx context.Context, rng Range, limit int) ([]Acce
 	return readFilled(ctx, r, accessTokensSpec, rng, limit, fillAccessTokens)
 }
 
-// RefreshPairs reads a page of refresh_tokens with their access tokens.
+// RefreshPairs reads a page of refresh_tokens with their owners and
+// access tokens.
 func (r *Reader) RefreshPairs(ctx context.Context, rng Range, limit int) ([]RefreshPair, Key, error) {
-	return read(ctx, r, refreshPairsSpec, rng, limit)
+	return readFilled(ctx, r, refreshPairsSpec, rng, limit, fillRefreshOwners)
 }

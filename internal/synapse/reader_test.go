@@ -256,3 +256,49 @@ func TestPagesScanNullsAndSecretsPerRow(t *testing.T) {
 		t.Errorf("refresh pairs: %s", s)
 	}
 }
+
+// Refresh tokens come in token order, their owners anywhere in the
+// table: every page resolves them as a probe per row did, whatever its
+// size, and a delta's chosen users read the same.
+func TestRefreshPairOwnersWhateverThePage(t *testing.T) {
+	seed := `INSERT INTO users (name, admin, creation_ts) VALUES
+		('@a:x', 1, 1), ('@b:x', 0, 2), ('@Dup:x', 0, 3), ('@dup:x', 0, 4);
+	INSERT INTO refresh_tokens (id, user_id, device_id, token) VALUES
+		(1, '@zz:x', 'D', 'syr_1'), (2, '@a:x', 'D', 'syr_2'), (3, '@B:x', 'D', 'syr_3'),
+		(4, '@DUP:x', 'D', 'syr_4'), (5, '@a:x', 'E', 'syr_5'), (6, '@dup:x', 'D', 'syr_6')`
+	r, _ := openTest(t, seed)
+	want := map[int64]string{
+		1: "raw=@zz:x",                          // no such user
+		2: "raw=@a:x name=@a:x admin=true",      // exact
+		3: "raw=@B:x name=@b:x admin=false",     // the one user matching by case
+		4: "raw=@DUP:x",                         // two users match by case: none
+		5: "raw=@a:x name=@a:x admin=true",      // exact, another device
+		6: "raw=@dup:x name=@dup:x admin=false", // exact, although another matches by case
+	}
+	describe := func(o Owner) string {
+		if o.Name == nil {
+			return "raw=" + o.RawUserID
+		}
+		return fmt.Sprintf("raw=%s name=%s admin=%v", o.RawUserID, *o.Name, o.Admin)
+	}
+	check := func(how string, pairs []RefreshPair) {
+		t.Helper()
+		if len(pairs) != len(want) {
+			t.Errorf("%s: read %d pairs, want %d", how, len(pairs), len(want))
+		}
+		for _, p := range pairs {
+			if got := describe(p.Owner); got != want[p.ID] {
+				t.Errorf("%s: pair %d owned by %q, want %q", how, p.ID, got, want[p.ID])
+			}
+		}
+	}
+	for _, size := range []int{1, 2, 100} {
+		check(fmt.Sprintf("pages of %d", size), readAll(t, r.RefreshPairs, size))
+	}
+	chosen, _, err := r.RefreshPairs(context.Background(),
+		Range{Users: []string{"@zz:x", "@a:x", "@B:x", "@DUP:x", "@dup:x"}}, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check("chosen users", chosen)
+}
