@@ -63,10 +63,11 @@ type StepSpan struct {
 // changeOps are the writer's operations; user i of the changed ones gets
 // operation i % len(changeOps) ($1, $2: the chunk's first and last i,
 // $3: the step between changed users, $4: the server name). The changed
-// users are numbered 7 + i·step (step ≥ 7): ordinary users, whatever
-// the step (the synthetic homeserver's users numbered 1 and 3 modulo 100
-// are guests and bridge users, whose sessions MAS does not get; with
-// 1 + i·step, a step of 100 changed only guests).
+// users are numbered 7 + i·step for a step of 7 or more (the homeserver's
+// users over the changed ones: spread over all of it): ordinary users,
+// whatever the step (the synthetic homeserver's users numbered 1 and 3
+// modulo 100 are guests and bridge users, whose sessions MAS does not
+// get; with 1 + i·step, a step of 100 changed only guests).
 var changeOps = []struct{ name, sql string }{
 	{"registration", `
 INSERT INTO users (name, password_hash, creation_ts, admin, is_guest, deactivated)
@@ -127,24 +128,22 @@ DELETE FROM access_tokens WHERE (user_id, device_id) IN (SELECT '@user' || (LEAS
 // writerChunk is how many changed users one writer transaction touches.
 const writerChunk = 250
 
-// precopyRun is run d on a copy of the generated Synapse database (the
-// writer changes it).
-func (b *bench) precopyRun(ctx context.Context, rep *Report) error {
-	changed := b.o.changed
-	if changed <= 0 {
-		changed = max(1, b.o.users/100)
-	}
-	synDSN, err := b.cloneSource(ctx)
+// precopyRun is run d on a copy of the Synapse database at source, of
+// users users (the writer changes changed of them in the copy, dropped
+// after the run).
+func (b *bench) precopyRun(ctx context.Context, source string, users, changed int) (*Precopy, error) {
+	synDSN, dropClone, err := b.cloneSource(ctx, source)
 	if err != nil {
-		return err
+		return nil, err
 	}
+	defer dropClone()
 	masDSN, err := b.freshMAS(ctx)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	runs, closeRuns, err := b.runsOn(ctx, synDSN, masDSN)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer closeRuns()
 	now := time.Now().UTC()
@@ -155,18 +154,18 @@ func (b *bench) precopyRun(ctx context.Context, rep *Report) error {
 	runtime.GC()
 	resetPeakRSS()
 	writerDone := make(chan error, 1)
-	go func() { writerDone <- b.playLiveSynapse(ctx, synDSN, masDSN, changed, d) }()
+	go func() { writerDone <- playLiveSynapse(ctx, synDSN, masDSN, users, changed, d) }()
 	t0 := time.Now()
 	opts.Steps = []string{contract.StepPrecopy}
 	if _, err := localrun.Import(opts); err != nil {
-		return fmt.Errorf("the pre-copy: %w", err)
+		return nil, fmt.Errorf("the pre-copy: %w", err)
 	}
 	d.PrecopySeconds = time.Since(t0).Seconds()
 	if err := <-writerDone; err != nil {
-		return fmt.Errorf("the live writer: %w", err)
+		return nil, fmt.Errorf("the live writer: %w", err)
 	}
 	if err := settle(ctx, synDSN, masDSN); err != nil {
-		return err
+		return nil, err
 	}
 	d.PrecopyPeakRSSKiB = vmHWM("self")
 	runtime.GC()
@@ -176,18 +175,18 @@ func (b *bench) precopyRun(ctx context.Context, rep *Report) error {
 	stopped := time.Now()
 	wal0, err := walPosition(ctx, masDSN)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	b.logf("d: pre-copy %.2fs; writer stopped; delta", d.PrecopySeconds)
 	opts.Steps = []string{contract.StepImport, contract.StepReconcile}
 	res, err := localrun.Import(opts)
 	if err != nil {
-		return fmt.Errorf("the delta: %w", err)
+		return nil, fmt.Errorf("the delta: %w", err)
 	}
 	d.DowntimeSeconds = time.Since(stopped).Seconds()
 	wal1, err := walPosition(ctx, masDSN)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	d.WALBytes, d.WALFullPages = wal1[0]-wal0[0], wal1[1]-wal0[1]
 	d.DeltaPeakRSSKiB = vmHWM("self")
@@ -197,9 +196,8 @@ func (b *bench) precopyRun(ctx context.Context, rep *Report) error {
 	if res.Delta != nil {
 		d.FindSeconds = res.Delta.Seconds
 	}
-	rep.Precopy = d
 	b.logf("d: downtime part %.2fs (finding the changes %.2fs)", d.DowntimeSeconds, d.FindSeconds)
-	return nil
+	return d, nil
 }
 
 // stepSpans orders the activity types' spans by start, in seconds from
@@ -261,8 +259,9 @@ func walPosition(ctx context.Context, dsn string) ([2]int64, error) {
 }
 
 // playLiveSynapse waits for the pre-copy's snapshot, then applies the
-// changes in small transactions, as a live homeserver would.
-func (b *bench) playLiveSynapse(ctx context.Context, synDSN, masDSN string, changed int, d *Precopy) error {
+// changes to changed of the homeserver's users in small transactions, as
+// a live homeserver would.
+func playLiveSynapse(ctx context.Context, synDSN, masDSN string, users, changed int, d *Precopy) error {
 	if err := waitForSnapshot(ctx, masDSN); err != nil {
 		return err
 	}
@@ -271,7 +270,7 @@ func (b *bench) playLiveSynapse(ctx context.Context, synDSN, masDSN string, chan
 		return err
 	}
 	defer conn.Close(ctx)
-	step := max(1, b.o.users/changed)
+	step := max(1, users/changed)
 	t0 := time.Now()
 	for lo := 0; lo < changed; lo += writerChunk {
 		hi := min(lo+writerChunk, changed) - 1
@@ -312,35 +311,35 @@ func waitForSnapshot(ctx context.Context, masDSN string) error {
 	return errors.New("the pre-copy recorded no snapshot within ten minutes")
 }
 
-// cloneSource copies the generated Synapse database (dropped at the end).
-func (b *bench) cloneSource(ctx context.Context) (string, error) {
-	name := pgtest.DatabaseName(b.synapse) + "_live"
+// cloneSource copies the Synapse database at source for one run d; drop
+// removes the copy.
+func (b *bench) cloneSource(ctx context.Context, source string) (dsn string, drop func(), err error) {
+	from := pgtest.DatabaseName(source)
+	name := from + "_live"
 	conn, err := pgx.Connect(ctx, b.admin)
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	defer conn.Close(ctx)
 	ident := pgx.Identifier{name}.Sanitize()
 	// A template must have no session: the earlier runs' pools are closed
 	// by now, their holders' sessions end with them.
-	source := pgtest.DatabaseName(b.synapse)
 	for try := 0; try < 50; try++ {
 		var others int
-		if err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE datname = $1`, source).Scan(&others); err != nil || others == 0 {
+		if err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE datname = $1`, from).Scan(&others); err != nil || others == 0 {
 			break
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	if _, err := conn.Exec(ctx, "CREATE DATABASE "+ident+" TEMPLATE "+pgx.Identifier{source}.Sanitize()); err != nil {
-		return "", fmt.Errorf("copying the Synapse database for run d: %w", err)
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+ident+" TEMPLATE "+pgx.Identifier{from}.Sanitize()); err != nil {
+		return "", nil, fmt.Errorf("copying the Synapse database for run d: %w", err)
 	}
-	b.cleanups = append(b.cleanups, func() {
-		if c, err := pgx.Connect(context.Background(), b.admin); err == nil {
-			_, _ = c.Exec(context.Background(), "DROP DATABASE IF EXISTS "+ident+" WITH (FORCE)")
-			_ = c.Close(context.Background())
-		}
-	})
-	return pgtest.DatabaseURL(b.admin, name)
+	drop = func() { pgtest.DropDatabase(b.admin, ident) }
+	if dsn, err = pgtest.DatabaseURL(b.admin, name); err != nil {
+		drop()
+		return "", nil, err
+	}
+	return dsn, drop, nil
 }
 
 // writePrecopy prints run d beside a2 (the production full import), c and

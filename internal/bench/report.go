@@ -83,8 +83,11 @@ type Report struct {
 	Phases       []Phase  `json:"a2_phases"`
 	EnginePhases []Phase  `json:"b_phases"`
 	Entities     []Entity `json:"b_entities"`
-	// Precopy is run d.
+	// Precopy is run d (its last run at the homeserver's size).
 	Precopy *Precopy `json:"d_precopy,omitempty"`
+	// Rounds are run d's repeated downtime figures (-rounds,
+	// -growth-users).
+	Rounds *Rounds `json:"d_rounds,omitempty"`
 }
 
 // ratioPairs are the ratios reported, numerator and denominator.
@@ -132,6 +135,7 @@ func (r *Report) writeTables(w io.Writer) {
 	})
 	r.writeRuns(w)
 	r.writePrecopy(w)
+	r.writeRounds(w)
 	if len(r.Runs) > 2 {
 		r.writeProduction(w)
 	}
