@@ -132,17 +132,17 @@ func (r *Report) writeRounds(w io.Writer) {
 	fmt.Fprintf(w, "\nd rounds (%d changed users each, sizes alternating): downtime part\n", rd.Changed)
 	table(w, "users\tmedian (s)\teach run (s)\t", func(tw io.Writer) {
 		for _, s := range rd.Sizes {
-			fmt.Fprintf(tw, "%d\t%.2f\t%s\t\n", s.Users, s.Median, seconds(s.Downtime))
+			fmt.Fprintf(tw, "%d\t%.2f\t%s\t\n", s.Users, s.Median, twoDecimals(s.Downtime))
 		}
 	})
 	if rd.Growth > 0 {
 		fmt.Fprintf(w, "growth from %d to %d users: %.2f× (medians); round by round %s\n",
-			rd.Sizes[1].Users, rd.Sizes[0].Users, rd.Growth, seconds(rd.RoundGrowth))
+			rd.Sizes[1].Users, rd.Sizes[0].Users, rd.Growth, twoDecimals(rd.RoundGrowth))
 	}
 }
 
-// seconds spells figures with two decimals, space-separated.
-func seconds(xs []float64) string {
+// twoDecimals spells figures with two decimals, space-separated.
+func twoDecimals(xs []float64) string {
 	parts := make([]string, len(xs))
 	for i, x := range xs {
 		parts[i] = fmt.Sprintf("%.2f", x)

@@ -166,11 +166,9 @@ func applyPass(ctx context.Context, tx pgx.Tx, p *Pass) (Applied, error) {
 	if err != nil {
 		return Applied{}, err
 	}
-	owned := map[string]int64{}
 	var losing []string
-	for t, p := range plans {
-		owned[t] = p.owned
-		if len(p.doomed) > 0 {
+	for t, plan := range plans {
+		if len(plan.doomed) > 0 {
 			losing = append(losing, t)
 		}
 	}
@@ -183,9 +181,8 @@ func applyPass(ctx context.Context, tx pgx.Tx, p *Pass) (Applied, error) {
 		if out.Deleted[t], err = plans[t].delete(ctx, tx, t); err != nil {
 			return Applied{}, err
 		}
-		if n := int64(len(plans[t].doomed)); out.Deleted[t] != n {
-			return Applied{}, fmt.Errorf("%w: %s: %d rows to delete, %d deleted: a row moved since the pass's rows were "+
-				"read (does something else write to MAS?)", ErrApply, t, n, out.Deleted[t])
+		if err := allAddressed(t, "delete", plans[t].doomed, out.Deleted[t]); err != nil {
+			return Applied{}, err
 		}
 	}
 	for _, t := range TargetTables {
@@ -197,13 +194,12 @@ func applyPass(ctx context.Context, tx pgx.Tx, p *Pass) (Applied, error) {
 		if out.Updated[t], err = plans[t].update(ctx, tx, t, shapes[t]); err != nil {
 			return Applied{}, err
 		}
-		if n := int64(len(plans[t].differing)); out.Updated[t] != n {
-			return Applied{}, fmt.Errorf("%w: %s: %d rows to update, %d updated: a row moved since the pass's rows were "+
-				"read (does something else write to MAS?)", ErrApply, t, n, out.Updated[t])
+		if err := allAddressed(t, "update", plans[t].differing, out.Updated[t]); err != nil {
+			return Applied{}, err
 		}
 		// Every staged row is now in MAS: inserted, or a row of the
 		// pass's users kept (equal to it, or updated to it).
-		if kept := owned[t] - out.Deleted[t]; out.Inserted[t]+kept != inStage[t] {
+		if kept := plans[t].owned - out.Deleted[t]; out.Inserted[t]+kept != inStage[t] {
 			return Applied{}, fmt.Errorf("%w: %s: %d rows staged, %d inserted and %d kept", ErrApply, t, inStage[t],
 				out.Inserted[t], kept)
 		}
@@ -217,8 +213,8 @@ func applyPass(ctx context.Context, tx pgx.Tx, p *Pass) (Applied, error) {
 	if removed.Written == nil {
 		removed.Written = map[string]int64{}
 	}
-	for t, c := range owned {
-		removed.Written[t] += c
+	for t, plan := range plans {
+		removed.Written[t] += plan.owned
 	}
 	out = out.trimmed()
 	if _, err := tx.Exec(ctx, `UPDATE masflow_import.passes SET applied = $2, removed = $3 WHERE pass = $1`, n, out,
@@ -379,6 +375,17 @@ func classify(ctx context.Context, tx pgx.Tx, shapes map[string]tableShape, own 
 		plans[t] = p
 	}
 	return plans, nil
+}
+
+// allAddressed fails unless a statement that was to verb (delete,
+// update) the rows of table t at addrs touched every one of them: a row
+// that moved since classify read it was written by something else.
+func allAddressed(t, verb string, addrs []pgtype.TID, touched int64) error {
+	if n := int64(len(addrs)); touched != n {
+		return fmt.Errorf("%w: %s: %d rows to %s, %d %sd: a row moved since the pass's rows were read "+
+			"(does something else write to MAS?)", ErrApply, t, n, verb, touched, verb)
+	}
+	return nil
 }
 
 // delete deletes the plan's doomed rows of table t.

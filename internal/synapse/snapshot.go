@@ -86,7 +86,9 @@ func (s *Snapshot) Release() { s.held.release() }
 // At returns a reader on the same connections whose every read sees the
 // snapshot id (exported by ExportSnapshot, possibly in another process).
 func (r *Reader) At(id string) *Reader {
-	return &Reader{pool: r.pool, snapshot: id, blocks: r.blocks, sessions: r.sessions}
+	c := *r
+	c.snapshot = id
+	return &c
 }
 
 // begin starts a read-only repeatable-read transaction, at the reader's
