@@ -242,26 +242,20 @@ func passShare(id string, reads []string) []string {
 	return reads[i*len(reads)/k : (i+1)*len(reads)/k]
 }
 
-// passPages narrows a delta shard's reads to its pass's keys.
-func (e *Engine) passPages(ctx context.Context, cp mas.Checkpoint, page pageFunc) (pageFunc, error) {
-	if cp.Pass == 0 {
-		return page, nil
+// passPages narrows a delta shard's reads to its pass's keys (pass nil:
+// a run's own shard).
+func passPages(cp mas.Checkpoint, pass *mas.Pass, page pageFunc) pageFunc {
+	if pass == nil || pass.Changes.All {
+		return page
 	}
-	p, err := e.latestPass(ctx, cp.Pass)
-	if err != nil {
-		return nil, fmt.Errorf("shard %s: %w", cp.ID, err)
-	}
-	if p.Changes.All {
-		return page, nil
-	}
-	users := passShare(cp.ID, p.ReadsOf(cp.Entity))
+	users := passShare(cp.ID, pass.ReadsOf(cp.Entity))
 	if users == nil {
 		users = []string{}
 	}
 	return func(ctx context.Context, rng synapse.Range, limit int) (readPage, error) {
 		rng.Users = users
 		return page(ctx, rng, limit)
-	}, nil
+	}
 }
 
 // Delta is a begun delta pass.

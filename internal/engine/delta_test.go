@@ -412,8 +412,8 @@ func (lt *liveTest) passKeys(t *testing.T, n int) []string {
 func (lt *liveTest) assertEqualsClean(t *testing.T) {
 	t.Helper()
 	clean := newEnv(t, pgtest.MAS, "")
-	runs := *lt.runs
-	runs.MAS = clean.mas
+	runs := &Runs{Reader: lt.runs.Reader, MAS: clean.mas, ServerName: lt.runs.ServerName, Providers: lt.runs.Providers,
+		Salt: lt.runs.Salt, SaltFile: lt.runs.SaltFile}
 	eng, err := runs.Prepare(context.Background(), NewRun{Now: testNow, Rules: testConfig().Rules})
 	if err != nil {
 		t.Fatal(err)
@@ -498,6 +498,15 @@ func TestDeltaReadsUserIDsInOtherCase(t *testing.T) {
 			VALUES ('@User22:synth.example', 'email', 'u22b@synth.example', 1, 1)`},
 			[]string{`UPDATE users SET password_hash = NULL WHERE name = '` + uid("22") + `'`}},
 		{"written after it", nil, changesSQL["case-mismatched owner"]},
+		// Users whose own name is in mixed case: the delta confirms them
+		// among its reads, never scanning users.
+		{"a mixed-case user recorded at the pre-copy", []string{mixedUser("Mixed1", "@MIXED1:synth.example")},
+			[]string{threepidOf("@mixed1:synth.example", "m1b")}},
+		{"a mixed-case user written after it", nil, []string{mixedUser("Mixed2", "@MIXED2:synth.example")}},
+		{"a second user of the key written after it", []string{mixedUser("Mixed3", "@MIXED3:synth.example")},
+			[]string{`INSERT INTO users (name, creation_ts) VALUES ('@mixed3:synth.example', 1700000000)`}},
+		{"the mixed-case user deleted after it", []string{mixedUser("Mixed4", "@mixed4:synth.example")},
+			[]string{`DELETE FROM users WHERE name = '@Mixed4:synth.example'`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -512,6 +521,19 @@ func TestDeltaReadsUserIDsInOtherCase(t *testing.T) {
 			lt.assertEqualsClean(t)
 		})
 	}
+}
+
+// mixedUser inserts the user @localpart:synth.example and a threepid
+// naming it as threepidOwner.
+func mixedUser(localpart, threepidOwner string) string {
+	return `INSERT INTO users (name, creation_ts) VALUES ('@` + localpart + `:synth.example', 1700000000);` +
+		threepidOf(threepidOwner, localpart)
+}
+
+// threepidOf inserts an email threepid of user ID owner.
+func threepidOf(owner, address string) string {
+	return `INSERT INTO user_threepids (user_id, medium, address, validated_at, added_at)
+		VALUES ('` + owner + `', 'email', '` + address + `@synth.example', 1, 1)`
 }
 
 // TestRunOfV010GoesOn: a run created by v0.1.0 (bookkeeping without the

@@ -48,6 +48,9 @@ type Engine struct {
 	// snapshot is the exported Synapse snapshot a dry run reads at ("":
 	// the live tables); its batches commit only while it is the run's.
 	snapshot string
+	// cases keeps the mixed-case user names of owner lookups (cases.go),
+	// shared by a worker's engines (Runs).
+	cases *caseCache
 }
 
 // Start prepares the MAS database (mas.Prepare: schema, guards, run
@@ -107,7 +110,7 @@ func newEngine(reader *synapse.Reader, masPool *pgxpool.Pool, run mas.RunInfo, s
 		return nil, err
 	}
 	return &Engine{reader: reader, writer: mas.NewWriter(masPool, schema), mapper: mapper, run: run,
-		clock: time.Now, log: zap.NewNop()}, nil
+		clock: time.Now, log: zap.NewNop(), cases: &caseCache{}}, nil
 }
 
 // Run returns the run's constants (as stored in the MAS database).
@@ -251,11 +254,8 @@ func (e *Engine) ImportShard(ctx context.Context, req Request, onBatch func(cp m
 	if err != nil {
 		return Result{}, err
 	}
-	page, err := e.pageFunc(cp)
+	page, err := e.shardPages(ctx, cp)
 	if err != nil {
-		return Result{}, err
-	}
-	if page, err = e.passPages(ctx, cp, page); err != nil {
 		return Result{}, err
 	}
 	ahead := newReadAhead(ctx, page, cp.Upper, req.BatchSize)

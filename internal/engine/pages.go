@@ -47,11 +47,28 @@ func page[T ownedRow](entity synapse.Entity, tally bool, read func(context.Conte
 	}
 }
 
-// pageFunc reads the pages of a shard; a pre-copy's own shards (not a
-// delta pass's), read at a snapshot, tally their rows for the evidence
-// log.
-func (e *Engine) pageFunc(cp mas.Checkpoint) (pageFunc, error) {
-	r, m, entity := e.reader, e.mapper, synapse.Entity(cp.Entity)
+// shardPages reads the pages of a shard: a delta pass's only its share
+// of the pass's user IDs (passPages).
+func (e *Engine) shardPages(ctx context.Context, cp mas.Checkpoint) (pageFunc, error) {
+	var pass *mas.Pass
+	if cp.Pass > 0 {
+		var err error
+		if pass, err = e.latestPass(ctx, cp.Pass); err != nil {
+			return nil, fmt.Errorf("shard %s: %w", cp.ID, err)
+		}
+	}
+	page, err := e.pageFunc(e.reader.WithCases(e.caseSource(e.reader, cp, pass)), cp)
+	if err != nil {
+		return nil, err
+	}
+	return passPages(cp, pass, page), nil
+}
+
+// pageFunc reads the pages of a shard with r; a pre-copy's own shards
+// (not a delta pass's), read at a snapshot, tally their rows for the
+// evidence log.
+func (e *Engine) pageFunc(r *synapse.Reader, cp mas.Checkpoint) (pageFunc, error) {
+	m, entity := e.mapper, synapse.Entity(cp.Entity)
 	tally := e.run.Precopy && cp.Pass == 0 && e.snapshot != ""
 	switch entity {
 	case synapse.Users:

@@ -18,9 +18,9 @@ import (
 // Runs owns the lifecycle of the import runs in one MAS database, for a
 // worker: prepare a new run (or find it again), open the run for a step,
 // hold a dry run's snapshot, restore the schema, finish, discard. The
-// activities only adapt it to Temporal. It keeps no state between calls:
-// every call reads the run from the MAS database, so any worker can
-// serve any call.
+// activities only adapt it to Temporal. It keeps no state between calls
+// but a cache (caseCache): every call reads the run from the MAS
+// database, so any worker can serve any call.
 type Runs struct {
 	Reader *synapse.Reader
 	MAS    *pgxpool.Pool
@@ -37,6 +37,9 @@ type Runs struct {
 	// real run is never prepared then. VerifyMASStopped fails while MAS
 	// runs: a pre-copy is never prepared then (Synapse serves on).
 	VerifyStopped, VerifyMASStopped func(ctx context.Context) error
+	// cases keeps the mixed-case user names the worker's shards look
+	// owners up with (cases.go): a cache, never the run's state.
+	cases caseCache
 }
 
 // NewRun is what a new run records.
@@ -82,6 +85,7 @@ func (r *Runs) Prepare(ctx context.Context, want NewRun) (*Engine, error) {
 	if err := sameKind(e.Run(), want); err != nil {
 		return nil, err
 	}
+	e.cases = &r.cases
 	// Synapse's write counters now (the first recording wins): the
 	// reconciliation proves nothing was written since (a dry run skips it).
 	return e, e.RecordSourceWrites(ctx)
@@ -91,8 +95,12 @@ func (r *Runs) Prepare(ctx context.Context, want NewRun) (*Engine, error) {
 // given snapshot ("" for the live tables); it never creates a run.
 func (r *Runs) Open(ctx context.Context, now time.Time, snapshot string) (*Engine, error) {
 	e, err := Open(ctx, r.Reader, r.MAS, Config{ServerName: r.ServerName, Now: now, Providers: r.Providers})
-	if err != nil || snapshot == "" {
-		return e, err
+	if err != nil {
+		return nil, err
+	}
+	e.cases = &r.cases
+	if snapshot == "" {
+		return e, nil
 	}
 	return e.At(snapshot), nil
 }

@@ -79,6 +79,9 @@ type Reader struct {
 	// sessions is how many sessions read them at once.
 	blocks   blockSizes
 	sessions int
+	// cases supplies the mixed-case user names of owner lookups
+	// (WithCases; cases.go).
+	cases CaseSource
 }
 
 // Option tunes a Reader.
@@ -223,7 +226,7 @@ func readFilled[T any](ctx context.Context, r *Reader, s spec[T], rng Range, lim
 		if out, last, err = readPage(ctx, tx, s, rng, limit); err != nil || fill == nil || len(out) == 0 {
 			return err
 		}
-		if err := fill(ctx, tx, out, rng.Users != nil); err != nil {
+		if err := fill(ctx, pageTx{Tx: tx, cases: r.caseSourceIn(tx)}, out, rng.Users != nil); err != nil {
 			return fmt.Errorf("reading %s after %v: %w", s.table, rng.After, err)
 		}
 		return nil

@@ -52,12 +52,6 @@ const ownersInSpanSQL = `SELECT name, name, COALESCE(admin, 0) <> 0, COALESCE(is
     COALESCE(deactivated, 0) <> 0, appservice_id, creation_ts
   FROM users WHERE name >= $1 AND name <= $2`
 
-// ownersByCaseSQL finds the users matching each of $1 case-insensitively
-// (docs/mapping.md, "Owners of dependent rows"); only names without an exact match are asked.
-const ownersByCaseSQL = `SELECT k.raw, u.name, COALESCE(u.admin, 0) <> 0, COALESCE(u.is_guest, 0) <> 0,
-    COALESCE(u.deactivated, 0) <> 0, u.appservice_id, u.creation_ts
-  FROM unnest($1::text[]) AS k(raw) JOIN users u ON lower(u.name) = lower(k.raw)`
-
 // devicesInSpanSQL reads the devices of a span by device_uniqueness;
 // devicesOfUsersSQL those of chosen users.
 const (
@@ -121,7 +115,7 @@ var sessionTokensOfUsersSQL = sessionTokensSQL + `a.user_id = ANY($1::text[])`
 
 // fillOwners returns a fill that sets the owner of every row of a page.
 func fillOwners[T any](owner func(*T) *Owner) fillFunc[T] {
-	return func(ctx context.Context, tx pgx.Tx, page []T, chosen bool) error {
+	return func(ctx context.Context, tx pageTx, page []T, chosen bool) error {
 		_, err := resolveOwners(ctx, tx, page, owner, chosen)
 		return err
 	}
@@ -133,18 +127,25 @@ func fillOwners[T any](owner func(*T) *Owner) fillFunc[T] {
 // as before, scanned the users table twice for each token whose owner
 // differs in case or is missing: 30 s for a delta of 10 000 users, some
 // of them missing, at 100 000 users.)
-func fillRefreshOwners(ctx context.Context, tx pgx.Tx, page []RefreshPair, _ bool) error {
+func fillRefreshOwners(ctx context.Context, tx pageTx, page []RefreshPair, _ bool) error {
 	_, err := resolveOwners(ctx, tx, page, func(p *RefreshPair) *Owner { return &p.Owner }, true)
 	return err
 }
 
-// fillFunc completes a page's rows; chosen says the page holds chosen
-// users (Range.Users), not a range of them.
-type fillFunc[T any] func(ctx context.Context, tx pgx.Tx, page []T, chosen bool) error
+// fillFunc completes a page's rows in the page's transaction; chosen says
+// the page holds chosen users (Range.Users), not a range of them.
+type fillFunc[T any] func(ctx context.Context, tx pageTx, page []T, chosen bool) error
+
+// pageTx is a page's transaction with the source of mixed-case user
+// names its owner lookups consult (cases.go).
+type pageTx struct {
+	pgx.Tx
+	cases CaseSource
+}
 
 // resolveOwners sets the owner of every row of a user-ordered page and
 // returns the page's span.
-func resolveOwners[T any](ctx context.Context, tx pgx.Tx, page []T, owner func(*T) *Owner, chosen bool) (span, error) {
+func resolveOwners[T any](ctx context.Context, tx pageTx, page []T, owner func(*T) *Owner, chosen bool) (span, error) {
 	sp := span{lo: owner(&page[0]).RawUserID, hi: owner(&page[len(page)-1]).RawUserID}
 	raws := make([]string, len(page))
 	for i := range page {
@@ -165,7 +166,7 @@ func resolveOwners[T any](ctx context.Context, tx pgx.Tx, page []T, owner func(*
 }
 
 // fillDevices sets the owner and session time of every device of a page.
-func fillDevices(ctx context.Context, tx pgx.Tx, page []Device, chosen bool) error {
+func fillDevices(ctx context.Context, tx pageTx, page []Device, chosen bool) error {
 	sp, err := resolveOwners(ctx, tx, page, func(d *Device) *Owner { return &d.Owner }, chosen)
 	if err != nil {
 		return err
@@ -185,7 +186,7 @@ func fillDevices(ctx context.Context, tx pgx.Tx, page []Device, chosen bool) err
 }
 
 // fillAccessTokens sets the owner and device of every token of a page.
-func fillAccessTokens(ctx context.Context, tx pgx.Tx, page []AccessToken, chosen bool) error {
+func fillAccessTokens(ctx context.Context, tx pageTx, page []AccessToken, chosen bool) error {
 	sp, err := resolveOwners(ctx, tx, page, func(a *AccessToken) *Owner { return &a.Owner }, chosen)
 	if err != nil {
 		return err
@@ -257,7 +258,7 @@ func (o owners) of(raw string) Owner {
 
 // ownersOf resolves the raw user_ids of a page: the exact users.name from
 // the span's range scan, else the single case-insensitive match.
-func ownersOf(ctx context.Context, tx pgx.Tx, sp span, raws []string) (owners, error) {
+func ownersOf(ctx context.Context, tx pageTx, sp span, raws []string) (owners, error) {
 	wanted := make(map[string]bool, len(raws))
 	for _, r := range raws {
 		wanted[r] = true
@@ -280,10 +281,7 @@ func ownersOf(ctx context.Context, tx pgx.Tx, sp span, raws []string) (owners, e
 	if len(misses) == 0 {
 		return found, nil
 	}
-	matches := map[string][]Owner{}
-	err = scanOwners(ctx, tx, ownersByCaseSQL, []any{misses}, func(raw string, o Owner) {
-		matches[raw] = append(matches[raw], o)
-	})
+	matches, err := caseMatches(ctx, tx, misses)
 	if err != nil {
 		return nil, err
 	}
