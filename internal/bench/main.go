@@ -64,6 +64,7 @@ type options struct {
 	rounds          int
 	growthUsers     int
 	growthSource    string
+	strays          int
 }
 
 func parseFlags() options {
@@ -92,6 +93,8 @@ func parseFlags() options {
 		"also run d, with the same changed users, on a homeserver of this many users, and print how the downtime part grows")
 	flag.StringVar(&o.growthSource, "growth-source", "",
 		"a Synapse database generated before with -keep-source, for -growth-users (its size replaces it)")
+	flag.IntVar(&o.strays, "strays", 0,
+		"give every N-th generated user rows without an exact owner (a threepid in upper case, a device and a token of a missing user)")
 	flag.StringVar(&o.binDir, "bin", "bin", "directory holding starter, worker and temporal (`make build`)")
 	flag.Parse()
 	return o
@@ -262,6 +265,9 @@ func (b *bench) freshMAS(ctx context.Context) (string, error) {
 // generate creates and fills the Synapse database every run reads.
 func (b *bench) generate(ctx context.Context, rep *Report) error {
 	if b.o.source != "" {
+		if b.o.strays > 0 {
+			return fmt.Errorf("-strays applies to a generated homeserver, not to -source %s (generate one with -strays -keep-source)", b.o.source)
+		}
 		return b.reuse(ctx, rep)
 	}
 	dsn, stats, seconds, err := b.generateSource(ctx, b.o.users)
@@ -286,7 +292,7 @@ func (b *bench) generateSource(ctx context.Context, users int) (string, syntheti
 	}
 	b.logf("generating %d users", users)
 	t0 := time.Now()
-	stats, err := sample.Generate(ctx, dsn, users)
+	stats, err := sample.Generate(ctx, dsn, synthetic.Shape{Users: users, Strays: b.o.strays})
 	if err != nil {
 		return "", nil, 0, fmt.Errorf("generating the Synapse database: %w", err)
 	}

@@ -90,21 +90,23 @@ func Drop(admin string, h Homeserver) {
 // creates, in an empty MAS database, the upstream provider their SSO links
 // map to (what `mas-cli config sync` would do).
 func Populate(ctx context.Context, synapseDSN, masDSN string, users int) (synthetic.Stats, error) {
-	stats, err := Generate(ctx, synapseDSN, users)
+	stats, err := Generate(ctx, synapseDSN, synthetic.Shape{Users: users})
 	if err != nil {
 		return nil, err
 	}
 	return stats, CreateProvider(ctx, masDSN)
 }
 
-// Generate fills an empty Synapse database with the sample's users.
-func Generate(ctx context.Context, synapseDSN string, users int) (synthetic.Stats, error) {
+// Generate fills an empty Synapse database with the sample's users, in
+// the given shape (its server name is the sample's).
+func Generate(ctx context.Context, synapseDSN string, shape synthetic.Shape) (synthetic.Stats, error) {
 	conn, err := pgx.Connect(ctx, synapseDSN)
 	if err != nil {
 		return nil, fmt.Errorf("connecting to the sample Synapse database: %w", err)
 	}
 	defer conn.Close(ctx)
-	return synthetic.Generate(ctx, conn, synthetic.Shape{Users: users, ServerName: ServerName})
+	shape.ServerName = ServerName
+	return synthetic.Generate(ctx, conn, shape)
 }
 
 // CreateProvider creates, in an empty MAS database, the upstream provider

@@ -17,6 +17,11 @@ import (
 type Shape struct {
 	Users      int
 	ServerName string
+	// Strays, when positive, gives every Strays-th user rows without an
+	// exact owner, as old homeservers have: a threepid naming the user
+	// in upper case, and a device and an access token naming a user that
+	// does not exist (the user's localpart followed by "zz").
+	Strays int
 }
 
 // Stats counts the generated source rows per Synapse table.
@@ -76,6 +81,19 @@ var generateSQL = []string{
 	 SELECT 'oidc', 'sub-' || g, '@user' || g || ':' || $2 FROM generate_series(10, $1::int, 10) g`,
 }
 
+// straysSQL inserts the rows of Shape.Strays ($3) for users 1..$1.
+var straysSQL = []string{
+	`INSERT INTO user_threepids (user_id, medium, address, validated_at, added_at)
+	 SELECT '@USER' || g || ':' || $2, 'email', 'stray' || g || '@' || $2, 1500000000000 + g, 1500000000000 + g
+	 FROM generate_series($3::int, $1::int, $3::int) g`,
+	`INSERT INTO devices (user_id, device_id, display_name, last_seen, hidden)
+	 SELECT '@user' || g || 'zz:' || $2, 'STRAY', 'Stray', 1700000000000, false
+	 FROM generate_series($3::int, $1::int, $3::int) g`,
+	`INSERT INTO access_tokens (id, user_id, device_id, token, last_validated, used)
+	 SELECT g * 10 + 9, '@user' || g || 'zz:' || $2, 'STRAY', 'syt_' || md5('stray:' || g), 1700000000000 + g, false
+	 FROM generate_series($3::int, $1::int, $3::int) g`,
+}
+
 // sourceTables are the tables Generate fills, for Stats.
 var sourceTables = []string{"users", "devices", "access_tokens", "refresh_tokens", "user_threepids", "user_external_ids"}
 
@@ -88,6 +106,14 @@ func Generate(ctx context.Context, conn *pgx.Conn, s Shape) (Stats, error) {
 	for i, sql := range generateSQL {
 		if _, err := conn.Exec(ctx, sql, s.Users, s.ServerName); err != nil {
 			return nil, fmt.Errorf("synthetic: statement %d: %w", i, err)
+		}
+	}
+	for i, sql := range straysSQL {
+		if s.Strays <= 0 {
+			break
+		}
+		if _, err := conn.Exec(ctx, sql, s.Users, s.ServerName, s.Strays); err != nil {
+			return nil, fmt.Errorf("synthetic: strays, statement %d: %w", i, err)
 		}
 	}
 	if _, err := conn.Exec(ctx, "ANALYZE"); err != nil {
