@@ -91,8 +91,9 @@ func (c *caseCache) forget(scope string, en *caseEntry) {
 }
 
 // caseSource is the source of mixed-case user names of a shard of pass
-// (nil for a run's own shards) read by reader.
-func (e *Engine) caseSource(reader *synapse.Reader, cp mas.Checkpoint, pass *mas.Pass) synapse.CaseSource {
+// (nil for a run's own shards).
+func (e *Engine) caseSource(cp mas.Checkpoint, pass *mas.Pass) synapse.CaseSource {
+	reader := e.reader
 	scope := fmt.Sprintf("%s %s %d", e.run.Now.Format("2006-01-02T15:04:05.999999Z07:00"), e.snapshot, cp.Pass)
 	list := reader.UserCaseNames
 	if pass != nil && !pass.Changes.All {

@@ -57,7 +57,7 @@ func (e *Engine) shardPages(ctx context.Context, cp mas.Checkpoint) (pageFunc, e
 			return nil, fmt.Errorf("shard %s: %w", cp.ID, err)
 		}
 	}
-	page, err := e.pageFunc(e.reader.WithCases(e.caseSource(e.reader, cp, pass)), cp)
+	page, err := e.pageFunc(e.reader.WithCases(e.caseSource(cp, pass)), cp)
 	if err != nil {
 		return nil, err
 	}
