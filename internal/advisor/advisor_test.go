@@ -63,6 +63,7 @@ func newFixture(t *testing.T) *fixture {
 		synDSN: pgtest.Database(t, pgtest.Synapse), masDSN: pgtest.Database(t, pgtest.MAS),
 		synPort: closedPort(t), masPort: closedPort(t)}
 	pgtest.Exec(t, f.synDSN, cleanSynapseRows)
+	pgtest.Alone(t, f.synDSN) // the advisor counts Synapse's sessions
 	return f
 }
 

@@ -188,6 +188,26 @@ func Exec(t testing.TB, dsn, sql string, args ...any) {
 	})
 }
 
+// Alone waits until no session but its own is connected to dsn's
+// database: a closed connection's backend exits a moment after its
+// client, and a check counting the database's sessions sees it meanwhile.
+func Alone(t testing.TB, dsn string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var others int
+		QueryRow(t, dsn, `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()`,
+			nil, &others)
+		if others == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d other sessions still connected to %s after 10s", others, DatabaseName(dsn))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // withConn runs fn on a fresh connection, failing the test on any error.
 func withConn(t testing.TB, dsn string, fn func(context.Context, *pgx.Conn) error) {
 	t.Helper()
