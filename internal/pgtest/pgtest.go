@@ -188,15 +188,17 @@ func Exec(t testing.TB, dsn, sql string, args ...any) {
 	})
 }
 
-// Alone waits until no session but its own is connected to dsn's
-// database: a closed connection's backend exits a moment after its
-// client, and a check counting the database's sessions sees it meanwhile.
+// Alone waits until no session but masflow's (application_name
+// masflow-*) is connected to dsn's database: a closed connection's
+// backend exits a moment after its client, and a check counting
+// Synapse's sessions sees it meanwhile.
 func Alone(t testing.TB, dsn string) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		var others int
-		QueryRow(t, dsn, `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()`,
+		QueryRow(t, dsn, `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()
+			AND application_name NOT LIKE 'masflow%'`,
 			nil, &others)
 		if others == 0 {
 			return

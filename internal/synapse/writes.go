@@ -76,8 +76,26 @@ const otherSessionsSQL = `SELECT count(*) FROM pg_stat_activity
     AND application_name NOT LIKE 'masflow%'`
 
 // CountOtherSessions counts the sessions of Synapse's role connected to
-// its database other than masflow's: Synapse, its workers, an admin's.
+// its database other than masflow's: Synapse, its workers, an admin's. A
+// session whose client just disconnected stays listed for a moment while
+// its backend exits: a count above zero is taken again, up to three
+// times half a second apart, before it stands.
 func CountOtherSessions(ctx context.Context, db interface {
+	QueryRow(context.Context, string, ...any) pgx.Row
+}) (int64, error) {
+	n, err := countOtherSessions(ctx, db)
+	for try := 0; err == nil && n > 0 && try < 3; try++ {
+		select {
+		case <-ctx.Done():
+			return n, ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+		n, err = countOtherSessions(ctx, db)
+	}
+	return n, err
+}
+
+func countOtherSessions(ctx context.Context, db interface {
 	QueryRow(context.Context, string, ...any) pgx.Row
 }) (int64, error) {
 	var n int64
@@ -87,21 +105,9 @@ func CountOtherSessions(ctx context.Context, db interface {
 	return n, nil
 }
 
-// OtherSessions is CountOtherSessions on the reader's database. A session
-// whose client just disconnected stays listed for a moment while its
-// backend exits: a count above zero is taken again, up to three times
-// half a second apart, before it stands.
+// OtherSessions is CountOtherSessions on the reader's database.
 func (r *Reader) OtherSessions(ctx context.Context) (int64, error) {
-	n, err := CountOtherSessions(ctx, r.pool)
-	for try := 0; err == nil && n > 0 && try < 3; try++ {
-		select {
-		case <-ctx.Done():
-			return n, ctx.Err()
-		case <-time.After(500 * time.Millisecond):
-		}
-		n, err = CountOtherSessions(ctx, r.pool)
-	}
-	return n, err
+	return CountOtherSessions(ctx, r.pool)
 }
 
 // TableChange is what was written to one source table since the counters

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/masflow/masflow/internal/pgtest"
 )
 
@@ -166,5 +167,29 @@ func TestAConnectedSessionIsAChange(t *testing.T) {
 	c = check()
 	if err := c.Err(); !c.Changed() || !errors.Is(err, ErrSourceChanged) || !strings.Contains(err.Error(), "1 sessions of Synapse's database role still connected") {
 		t.Fatalf("a connected session: %+v, %v", c, err)
+	}
+}
+
+// A session that leaves while it is counted does not count: the count
+// is taken again before it stands (an admin's psql that just closed, a
+// backend still exiting).
+func TestASessionLeavingIsNoSession(t *testing.T) {
+	ctx := context.Background()
+	r, dsn := openTest(t, lockSeed)
+	pgtest.Alone(t, dsn)
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	left := make(chan struct{})
+	go func() {
+		defer close(left)
+		time.Sleep(700 * time.Millisecond)
+		conn.Close(ctx)
+	}()
+	n, err := CountOtherSessions(ctx, r.Pool())
+	<-left
+	if err != nil || n != 0 {
+		t.Fatalf("a session leaving 0.7 s into the count: %d sessions, %v; want 0", n, err)
 	}
 }
