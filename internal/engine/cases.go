@@ -2,10 +2,13 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
+	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/masflow/masflow/internal/mas"
 	"github.com/masflow/masflow/internal/synapse"
 )
@@ -42,29 +45,47 @@ type caseEntry struct {
 	err   error
 }
 
+// errUnfinished is a listing's error until it returns (it panicked).
+var errUnfinished = errors.New("listing the mixed-case user names did not finish")
+
 // get returns the names of scope, listing them with list the first time
-// (a failed listing is not kept: the next call lists again).
-func (c *caseCache) get(ctx context.Context, scope string, list synapse.CaseSource) (synapse.CaseNames, error) {
-	c.mu.Lock()
-	en, ok := c.entries[scope]
-	if !ok {
-		en = &caseEntry{done: make(chan struct{})}
-		c.keep(scope, en)
+// (a failed listing is not kept: the next call lists again). A listing
+// that ended with its caller's context (a page read ahead when its call
+// ended) is taken over by a waiting caller whose context goes on.
+func (c *caseCache) get(ctx context.Context, scope string, list func(context.Context) (synapse.CaseNames, error)) (synapse.CaseNames, error) {
+	for {
+		c.mu.Lock()
+		en, ok := c.entries[scope]
+		if !ok {
+			en = &caseEntry{done: make(chan struct{}), err: errUnfinished}
+			c.keep(scope, en)
+		}
+		c.mu.Unlock()
+		if !ok {
+			c.fill(ctx, scope, en, list)
+		}
+		select {
+		case <-en.done:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		if ok && ctx.Err() == nil && (errors.Is(en.err, context.Canceled) || errors.Is(en.err, context.DeadlineExceeded)) {
+			continue
+		}
+		return en.names, en.err
 	}
-	c.mu.Unlock()
-	if !ok {
-		en.names, en.err = list(ctx)
+}
+
+// fill lists a new entry's names; a failed listing is forgotten before
+// its waiters see it.
+func (c *caseCache) fill(ctx context.Context, scope string, en *caseEntry, list func(context.Context) (synapse.CaseNames, error)) {
+	defer func() {
 		if en.err != nil {
 			c.forget(scope, en)
 		}
 		close(en.done)
-	}
-	select {
-	case <-en.done:
-		return en.names, en.err
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
+	}()
+	en.names, en.err = list(ctx)
 }
 
 // keep adds a scope's entry, dropping the oldest beyond maxCaseScopes.
@@ -91,14 +112,25 @@ func (c *caseCache) forget(scope string, en *caseEntry) {
 }
 
 // caseSource is the source of mixed-case user names of a shard of pass
-// (nil for a run's own shards).
+// (nil for a run's own shards). It lists them, when a page first needs
+// them, in that page's transaction: at the page's snapshot, on its
+// connection. Exported snapshot IDs repeat after the server restarts, so
+// the scope names the server's start too.
 func (e *Engine) caseSource(cp mas.Checkpoint, pass *mas.Pass) synapse.CaseSource {
-	reader := e.reader
-	scope := fmt.Sprintf("%s %s %d", e.run.Now.Format("2006-01-02T15:04:05.999999Z07:00"), e.snapshot, cp.Pass)
-	list := reader.UserCaseNames
+	list := synapse.UserCaseNames
 	if pass != nil && !pass.Changes.All {
 		reads := pass.Reads
-		list = func(ctx context.Context) (synapse.CaseNames, error) { return reader.CaseNamesOf(ctx, reads) }
+		list = func(ctx context.Context, tx pgx.Tx) (synapse.CaseNames, error) {
+			return synapse.CaseNamesOf(ctx, tx, reads)
+		}
 	}
-	return func(ctx context.Context) (synapse.CaseNames, error) { return e.cases.get(ctx, scope, list) }
+	return func(ctx context.Context, tx pgx.Tx) (synapse.CaseNames, error) {
+		started, err := synapse.ServerStarted(ctx, tx)
+		if err != nil {
+			return nil, err
+		}
+		scope := fmt.Sprintf("%s %s %q %d", e.run.Now.Format(time.RFC3339Nano), started.Format(time.RFC3339Nano),
+			e.snapshot, cp.Pass)
+		return e.cases.get(ctx, scope, func(ctx context.Context) (synapse.CaseNames, error) { return list(ctx, tx) })
+	}
 }

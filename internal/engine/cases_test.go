@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/masflow/masflow/internal/synapse"
 )
@@ -83,5 +84,52 @@ func TestCaseCacheListsOncePerScope(t *testing.T) {
 	}
 	if len(c.entries) > maxCaseScopes || len(c.order) != len(c.entries) {
 		t.Fatalf("%d entries, %d in order, at most %d", len(c.entries), len(c.order), maxCaseScopes)
+	}
+}
+
+// TestCaseCacheListingTakenOver: a listing that ends with its caller's
+// context is listed again by a waiter whose context goes on; one that
+// panics hands its waiters an error, never empty names.
+func TestCaseCacheListingTakenOver(t *testing.T) {
+	var c caseCache
+	first, cancel := context.WithCancel(context.Background())
+	started, listed := make(chan struct{}), make(chan struct{})
+	cancelled := func(ctx context.Context) (synapse.CaseNames, error) {
+		close(started)
+		<-ctx.Done()
+		return nil, fmt.Errorf("listing: %w", ctx.Err())
+	}
+	go func() {
+		defer close(listed)
+		if _, err := c.get(first, "scope", cancelled); !errors.Is(err, context.Canceled) {
+			t.Errorf("the cancelled lister got %v", err)
+		}
+	}()
+	<-started
+	waiter := make(chan error)
+	go func() {
+		names, err := c.get(context.Background(), "scope", func(context.Context) (synapse.CaseNames, error) {
+			return synapse.CaseNames{"@a:x": {"@A:x"}}, nil
+		})
+		if err == nil && len(names["@a:x"]) != 1 {
+			err = fmt.Errorf("names %v", names)
+		}
+		waiter <- err
+	}()
+	time.Sleep(50 * time.Millisecond) // the waiter waits on the first listing
+	cancel()
+	<-listed
+	if err := <-waiter; err != nil {
+		t.Fatalf("the waiter, its context going on: %v; want the names listed again", err)
+	}
+
+	func() {
+		defer func() { _ = recover() }()
+		_, _ = c.get(context.Background(), "panics", func(context.Context) (synapse.CaseNames, error) { panic("boom") })
+	}()
+	if names, err := c.get(context.Background(), "panics", func(context.Context) (synapse.CaseNames, error) {
+		return synapse.CaseNames{}, nil
+	}); err != nil || names == nil {
+		t.Fatalf("after a panicked listing: %v, %v; want a new listing", names, err)
 	}
 }

@@ -4,6 +4,9 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
+	"time"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -28,55 +31,60 @@ import (
 type CaseNames map[string][]string
 
 // CaseSource supplies the mixed-case user names a page's owner lookups
-// consult.
-type CaseSource func(ctx context.Context) (CaseNames, error)
+// consult. tx is the page's transaction: a source that lists the names
+// lists them in it (UserCaseNames, CaseNamesOf), at the page's snapshot
+// and on the page's connection.
+type CaseSource func(ctx context.Context, tx pgx.Tx) (CaseNames, error)
 
 // WithCases returns a copy of the reader whose owner lookups take the
 // mixed-case user names from src. Without one, each page that needs them
-// lists them itself (one scan of users per page).
+// lists them itself (UserCaseNames: one scan of users per page).
 func (r *Reader) WithCases(src CaseSource) *Reader {
 	c := *r
 	c.cases = src
 	return &c
 }
 
-// caseSourceIn is the reader's case source for a page read in tx: its
-// own, else a listing in tx.
-func (r *Reader) caseSourceIn(tx pgx.Tx) CaseSource {
+// caseSource is the reader's case source: its own, else UserCaseNames.
+func (r *Reader) caseSource() CaseSource {
 	if r.cases != nil {
 		return r.cases
 	}
-	return func(ctx context.Context) (CaseNames, error) { return queryCaseNames(ctx, tx, userCaseNamesSQL) }
+	return UserCaseNames
 }
 
-// userCaseNamesSQL lists the users whose name is not its own key (one
-// scan of users); caseNamesOfSQL those of the user IDs $1.
-const (
-	userCaseNamesSQL = `SELECT lower(name), name FROM users WHERE name <> lower(name)`
-	caseNamesOfSQL   = `SELECT DISTINCT lower(r), r FROM unnest($1::text[]) AS r WHERE r <> lower(r)`
-)
-
-// UserCaseNames lists the mixed-case user names at the reader's snapshot
-// (At): one scan of users.
-func (r *Reader) UserCaseNames(ctx context.Context) (CaseNames, error) {
-	return r.caseNames(ctx, userCaseNamesSQL)
+// UserCaseNames lists, in tx, the users whose name differs from its key
+// in case: one scan of users.
+func UserCaseNames(ctx context.Context, tx pgx.Tx) (CaseNames, error) {
+	return queryCaseNames(ctx, tx, `SELECT lower(name), name FROM users WHERE name <> lower(name)`)
 }
 
-// CaseNamesOf keys those of raw that differ from their key in case (no
-// table is read): a delta pass's reads hold every mixed-case user ID of
-// its keys, so they serve its owner lookups.
-func (r *Reader) CaseNamesOf(ctx context.Context, raw []string) (CaseNames, error) {
-	return r.caseNames(ctx, caseNamesOfSQL, raw)
+// CaseNamesOf keys those of raw that differ from their key in case,
+// computed in tx (no table is read): a delta pass's reads hold every
+// mixed-case user ID of its keys, so they serve its owner lookups. Only
+// user IDs with an upper-case ASCII letter or a non-ASCII character are
+// sent: lower() changes no other.
+func CaseNamesOf(ctx context.Context, tx pgx.Tx, raw []string) (CaseNames, error) {
+	var maybe []string
+	for _, r := range raw {
+		if strings.IndexFunc(r, func(c rune) bool { return c >= 'A' && c <= 'Z' || c >= utf8.RuneSelf }) >= 0 {
+			maybe = append(maybe, r)
+		}
+	}
+	if len(maybe) == 0 {
+		return CaseNames{}, nil
+	}
+	return queryCaseNames(ctx, tx, `SELECT DISTINCT lower(r), r FROM unnest($1::text[]) AS r WHERE r <> lower(r)`, maybe)
 }
 
-func (r *Reader) caseNames(ctx context.Context, sql string, args ...any) (CaseNames, error) {
-	var out CaseNames
-	err := r.inTx(ctx, func(tx pgx.Tx) error {
-		var err error
-		out, err = queryCaseNames(ctx, tx, sql, args...)
-		return err
-	})
-	return out, err
+// ServerStarted is when Synapse's database server started: exported
+// snapshot IDs are unique only until it restarts.
+func ServerStarted(ctx context.Context, tx pgx.Tx) (time.Time, error) {
+	var t time.Time
+	if err := tx.QueryRow(ctx, `SELECT pg_postmaster_start_time()`).Scan(&t); err != nil {
+		return time.Time{}, fmt.Errorf("reading when the Synapse database server started: %w", err)
+	}
+	return t, nil
 }
 
 func queryCaseNames(ctx context.Context, tx pgx.Tx, sql string, args ...any) (CaseNames, error) {
@@ -119,7 +127,7 @@ func caseMatches(ctx context.Context, tx pageTx, misses []string) (map[string][]
 	if err != nil {
 		return nil, fmt.Errorf("lowering %d user IDs: %w", len(misses), err)
 	}
-	names, err := tx.cases(ctx)
+	names, err := tx.cases(ctx, tx.Tx)
 	if err != nil {
 		return nil, err
 	}

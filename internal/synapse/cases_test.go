@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // casesSeed has users in every relation to their key, and threepids
@@ -36,10 +38,15 @@ func TestOwnersInAnotherCase(t *testing.T) {
 		"d1": "",       // two mixed-case names
 		"e1": "",       // no such user
 	}
-	fromUsers, err := r.UserCaseNames(ctx)
-	if err != nil {
-		t.Fatal(err)
+	listed := func(list func(context.Context, pgx.Tx) (CaseNames, error)) CaseNames {
+		t.Helper()
+		var names CaseNames
+		if err := r.inTx(ctx, func(tx pgx.Tx) (err error) { names, err = list(ctx, tx); return err }); err != nil {
+			t.Fatal(err)
+		}
+		return names
 	}
+	fromUsers := listed(UserCaseNames)
 	wantNames := CaseNames{"@bob:x": {"@Bob:x"}, "@cat:x": {"@Cat:x"}, "@dee:x": {"@DEE:x", "@Dee:x"}}
 	for k := range fromUsers {
 		slices.Sort(fromUsers[k])
@@ -47,11 +54,12 @@ func TestOwnersInAnotherCase(t *testing.T) {
 	if !reflect.DeepEqual(fromUsers, wantNames) {
 		t.Fatalf("UserCaseNames = %v, want %v", fromUsers, wantNames)
 	}
-	fromIDs, err := r.CaseNamesOf(ctx, []string{"@ann:x", "@Bob:x", "@BOB:x", "@Cat:x", "@Dee:x", "@DEE:x"})
-	if err != nil {
-		t.Fatal(err)
+	fromIDs := listed(func(ctx context.Context, tx pgx.Tx) (CaseNames, error) {
+		return CaseNamesOf(ctx, tx, []string{"@ann:x", "@Bob:x", "@BOB:x", "@Cat:x", "@Dee:x", "@DEE:x"})
+	})
+	fixed := func(n CaseNames) CaseSource {
+		return func(context.Context, pgx.Tx) (CaseNames, error) { return n, nil }
 	}
-	fixed := func(n CaseNames) CaseSource { return func(context.Context) (CaseNames, error) { return n, nil } }
 	lacking := maps.Clone(wantNames)
 	delete(lacking, "@bob:x")
 	lackingWant := maps.Clone(want)
@@ -96,7 +104,7 @@ func TestOwnersInAnotherCase(t *testing.T) {
 // its names fails, naming the table.
 func TestCaseSourceErrorsReachTheRead(t *testing.T) {
 	r, _ := openTest(t, casesSeed)
-	failing := r.WithCases(func(context.Context) (CaseNames, error) { return nil, fmt.Errorf("names gone") })
+	failing := r.WithCases(func(context.Context, pgx.Tx) (CaseNames, error) { return nil, fmt.Errorf("names gone") })
 	_, _, err := failing.Threepids(context.Background(), Range{}, 100)
 	if err == nil || !strings.Contains(err.Error(), "user_threepids") || !strings.Contains(err.Error(), "names gone") {
 		t.Fatalf("read with a failing source: %v", err)

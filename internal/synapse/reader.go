@@ -226,7 +226,7 @@ func readFilled[T any](ctx context.Context, r *Reader, s spec[T], rng Range, lim
 		if out, last, err = readPage(ctx, tx, s, rng, limit); err != nil || fill == nil || len(out) == 0 {
 			return err
 		}
-		if err := fill(ctx, pageTx{Tx: tx, cases: r.caseSourceIn(tx)}, out, rng.Users != nil); err != nil {
+		if err := fill(ctx, pageTx{Tx: tx, cases: r.caseSource()}, out, rng.Users != nil); err != nil {
 			return fmt.Errorf("reading %s after %v: %w", s.table, rng.After, err)
 		}
 		return nil
