@@ -94,7 +94,7 @@ func parseFlags() options {
 	flag.StringVar(&o.growthSource, "growth-source", "",
 		"a Synapse database generated before with -keep-source, for -growth-users (its size replaces it)")
 	flag.IntVar(&o.strays, "strays", 0,
-		"give every N-th generated user rows without an exact owner (a threepid in upper case, a device and a token of a missing user)")
+		"give every N-th generated user rows without an exact owner (a threepid in upper case, a device and a token of a missing user, a mixed-case user)")
 	flag.StringVar(&o.binDir, "bin", "bin", "directory holding starter, worker and temporal (`make build`)")
 	flag.Parse()
 	return o
@@ -132,7 +132,8 @@ func run(ctx context.Context, o options) (err error) {
 		return err
 	}
 	defer func() { b.close(err) }()
-	rep := Report{Users: o.users, Batch: o.batch, Shards: o.shards, Parallel: o.parallel, RestoreParallel: o.restoreParallel}
+	rep := Report{Users: o.users, Batch: o.batch, Shards: o.shards, Parallel: o.parallel, RestoreParallel: o.restoreParallel,
+		Strays: o.strays}
 	if err := b.generate(ctx, &rep); err != nil {
 		return err
 	}
@@ -196,6 +197,10 @@ func (b *bench) measure(ctx context.Context, rep *Report) error {
 }
 
 func newBench(o options) (*bench, error) {
+	if o.strays > 0 && (o.source != "" || o.growthSource != "") {
+		return nil, fmt.Errorf("-strays applies to generated homeservers, not to -source or -growth-source " +
+			"(generate one with -strays -keep-source)")
+	}
 	admin, err := pgtest.AdminURL()
 	if err != nil {
 		return nil, err
@@ -265,9 +270,6 @@ func (b *bench) freshMAS(ctx context.Context) (string, error) {
 // generate creates and fills the Synapse database every run reads.
 func (b *bench) generate(ctx context.Context, rep *Report) error {
 	if b.o.source != "" {
-		if b.o.strays > 0 {
-			return fmt.Errorf("-strays applies to a generated homeserver, not to -source %s (generate one with -strays -keep-source)", b.o.source)
-		}
 		return b.reuse(ctx, rep)
 	}
 	dsn, stats, seconds, err := b.generateSource(ctx, b.o.users)

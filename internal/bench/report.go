@@ -59,7 +59,10 @@ type Report struct {
 	RestoreParallel int     `json:"restore_parallelism_b"`
 	GenerateSeconds float64 `json:"generate_seconds"`
 	// Reused names the database given with -source (nothing generated).
-	Reused     string          `json:"reused_source,omitempty"`
+	Reused string `json:"reused_source,omitempty"`
+	// Strays: every Strays-th generated user has rows without an exact
+	// owner (-strays).
+	Strays     int             `json:"strays,omitempty"`
 	SourceRows synthetic.Stats `json:"source_rows"`
 	Runs       []Run           `json:"runs"`
 	// Ratios divide the runs' seconds: "a1/c" is how many times the raw
@@ -125,6 +128,9 @@ func (r *Report) writeTables(w io.Writer) {
 	origin := fmt.Sprintf("generated in %.1fs", r.GenerateSeconds)
 	if r.Reused != "" {
 		origin = "reused from database " + r.Reused
+	}
+	if r.Strays > 0 {
+		origin += fmt.Sprintf(", every %d-th user with stray rows", r.Strays)
 	}
 	fmt.Fprintf(w, "source: %d users %s; batch %d, %d shards per entity, parallelism %d\n",
 		r.Users, origin, r.Batch, r.Shards, r.Parallel)

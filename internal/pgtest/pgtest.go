@@ -188,26 +188,37 @@ func Exec(t testing.TB, dsn, sql string, args ...any) {
 	})
 }
 
-// Alone waits until no session but masflow's (application_name
+// Alone waits until no client session but masflow's (application_name
 // masflow-*) is connected to dsn's database: a closed connection's
 // backend exits a moment after its client, and a check counting
-// Synapse's sessions sees it meanwhile.
+// Synapse's sessions sees it meanwhile. It asks on one connection of its
+// own, named masflow-test.
 func Alone(t testing.TB, dsn string) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		var others int
-		QueryRow(t, dsn, `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()
-			AND application_name NOT LIKE 'masflow%'`,
-			nil, &others)
-		if others == 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d other sessions still connected to %s after 10s", others, DatabaseName(dsn))
-		}
-		time.Sleep(20 * time.Millisecond)
+	u, err := url.Parse(dsn)
+	if err != nil {
+		t.Fatal(err)
 	}
+	q := u.Query()
+	q.Set("application_name", "masflow-test")
+	u.RawQuery = q.Encode()
+	withConn(t, u.String(), func(ctx context.Context, conn *pgx.Conn) error {
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			var others int
+			if err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()
+				AND backend_type = 'client backend' AND application_name NOT LIKE 'masflow%'`).Scan(&others); err != nil {
+				return err
+			}
+			if others == 0 {
+				return nil
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("%d other sessions still connected to %s after 10s", others, DatabaseName(dsn))
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	})
 }
 
 // withConn runs fn on a fresh connection, failing the test on any error.

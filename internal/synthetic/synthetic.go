@@ -19,8 +19,10 @@ type Shape struct {
 	ServerName string
 	// Strays, when positive, gives every Strays-th user rows without an
 	// exact owner, as old homeservers have: a threepid naming the user
-	// in upper case, and a device and an access token naming a user that
-	// does not exist (the user's localpart followed by "zz").
+	// in upper case, a device and an access token naming a user that
+	// does not exist (the user's localpart followed by "zz"), and a user
+	// of its own with a mixed-case name (@Stray<n>) and a threepid
+	// naming it in upper case.
 	Strays int
 }
 
@@ -91,6 +93,11 @@ var straysSQL = []string{
 	 FROM generate_series($3::int, $1::int, $3::int) g`,
 	`INSERT INTO access_tokens (id, user_id, device_id, token, last_validated, used)
 	 SELECT g * 10 + 9, '@user' || g || 'zz:' || $2, 'STRAY', 'syt_' || md5('stray:' || g), 1700000000000 + g, false
+	 FROM generate_series($3::int, $1::int, $3::int) g`,
+	`INSERT INTO users (name, creation_ts) SELECT '@Stray' || g || ':' || $2, 1500000000 + g
+	 FROM generate_series($3::int, $1::int, $3::int) g`,
+	`INSERT INTO user_threepids (user_id, medium, address, validated_at, added_at)
+	 SELECT '@STRAY' || g || ':' || $2, 'email', 'mixed' || g || '@' || $2, 1500000000000 + g, 1500000000000 + g
 	 FROM generate_series($3::int, $1::int, $3::int) g`,
 }
 
