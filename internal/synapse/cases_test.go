@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -108,5 +109,24 @@ func TestCaseSourceErrorsReachTheRead(t *testing.T) {
 	_, _, err := failing.Threepids(context.Background(), Range{}, 100)
 	if err == nil || !strings.Contains(err.Error(), "user_threepids") || !strings.Contains(err.Error(), "names gone") {
 		t.Fatalf("read with a failing source: %v", err)
+	}
+}
+
+// TestAPageWaitsForItsNamesPastAnIdleTimeout: a page waiting, its
+// transaction open, for names another page lists is not ended by a
+// server's idle_in_transaction_session_timeout.
+func TestAPageWaitsForItsNamesPastAnIdleTimeout(t *testing.T) {
+	r, _ := openTest(t, casesSeed+`;
+		DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET idle_in_transaction_session_timeout = ''100ms''', current_database()); END $$`)
+	slow := r.WithCases(func(ctx context.Context, tx pgx.Tx) (CaseNames, error) {
+		time.Sleep(400 * time.Millisecond) // another page lists them
+		return CaseNames{"@bob:x": {"@Bob:x"}}, nil
+	})
+	page, _, err := slow.Threepids(context.Background(), Range{}, 100)
+	if err != nil {
+		t.Fatalf("a page that waited 0.4 s for its names: %v", err)
+	}
+	if len(page) != 7 {
+		t.Fatalf("read %d threepids, want 7", len(page))
 	}
 }

@@ -112,6 +112,11 @@ func Open(ctx context.Context, cfg *pgxpool.Config, opts ...Option) (*Reader, er
 	// The change detection reads block ranges: without a TID range
 	// scan each would scan its whole table.
 	cfg.ConnConfig.RuntimeParams["enable_tidscan"] = "on"
+	// A page that needs the mixed-case user names waits, its transaction
+	// open, while another page lists them (cases.go): a minute at a
+	// hundred million users. A server's idle_in_transaction timeout must
+	// not end it.
+	cfg.ConnConfig.RuntimeParams["idle_in_transaction_session_timeout"] = "0"
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("connecting to the Synapse database: %w", err)
