@@ -306,3 +306,22 @@ func TestPassesOfAnEarlierBuildGetTheStagingColumns(t *testing.T) {
 	}
 	lt.assertEqualsClean(t)
 }
+
+// TestCatchUpResolvesOwnersInOtherCase: a catch-up pass, at its snapshot,
+// resolves owners through mixed-case names recorded at the pre-copy and
+// written since; a user written after it makes one ambiguous at the
+// cut-over. MAS ends as a clean import of the final state writes it.
+func TestCatchUpResolvesOwnersInOtherCase(t *testing.T) {
+	lt := newLiveTest(t)
+	lt.write(t, mixedUser("Mixed5", "@MIXED5:synth.example"))
+	lt.precopy(t, nil)
+	lt.write(t, mixedUser("Mixed6", "@mixed6:synth.example"), threepidOf("@mIxEd5:synth.example", "m5b"))
+	if d := lt.catchUp(t, nil, false); d.Changes.All || d.Changes.Keys != 2 {
+		t.Fatalf("catch-up %+v: want the two users", d.Changes)
+	}
+	lt.write(t, `INSERT INTO users (name, creation_ts) VALUES ('@MIXED6:synth.example', 1700000000)`)
+	if d := lt.delta(t); d.Changes.All || d.Changes.Keys != 1 {
+		t.Fatalf("delta %+v: want one user", d.Changes)
+	}
+	lt.assertEqualsClean(t)
+}
