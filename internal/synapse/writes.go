@@ -75,14 +75,18 @@ const otherSessionsSQL = `SELECT count(*) FROM pg_stat_activity
   WHERE usename = current_user AND datname = current_database() AND pid <> pg_backend_pid()
     AND application_name NOT LIKE 'masflow%'`
 
+// rowQuerier runs a query of one row (a pool, a connection, a
+// transaction).
+type rowQuerier interface {
+	QueryRow(context.Context, string, ...any) pgx.Row
+}
+
 // CountOtherSessions counts the sessions of Synapse's role connected to
 // its database other than masflow's: Synapse, its workers, an admin's. A
 // session whose client just disconnected stays listed for a moment while
 // its backend exits: a count above zero is taken again, up to three
 // times half a second apart, before it stands.
-func CountOtherSessions(ctx context.Context, db interface {
-	QueryRow(context.Context, string, ...any) pgx.Row
-}) (int64, error) {
+func CountOtherSessions(ctx context.Context, db rowQuerier) (int64, error) {
 	n, err := countOtherSessions(ctx, db)
 	for try := 0; err == nil && n > 0 && try < 3; try++ {
 		select {
@@ -95,9 +99,7 @@ func CountOtherSessions(ctx context.Context, db interface {
 	return n, err
 }
 
-func countOtherSessions(ctx context.Context, db interface {
-	QueryRow(context.Context, string, ...any) pgx.Row
-}) (int64, error) {
+func countOtherSessions(ctx context.Context, db rowQuerier) (int64, error) {
 	var n int64
 	if err := db.QueryRow(ctx, otherSessionsSQL).Scan(&n); err != nil {
 		return 0, fmt.Errorf("counting the sessions on Synapse's database: %w", err)
