@@ -201,7 +201,8 @@ func (a *ImportActivities) BeginDelta(ctx context.Context, in contract.DeltaInpu
 	c := d.Changes
 	return contract.DeltaResult{Pass: d.Pass, Users: c.Keys, Written: c.Written, Deleted: c.Deleted, Window: c.Window,
 		All: c.All, Reason: c.Reason, Seconds: d.Took.Seconds(), Scan: d.Scan.Seconds(), Recount: d.Recount.Seconds(),
-		Remove: d.Remove.Seconds(), Recounted: d.Recounted, Staged: d.Staged}, nil
+		Remove: d.Remove.Seconds(), Recounted: d.Recounted, Looked: d.Looked,
+		Staged: d.Staged}, nil
 }
 
 // ApplyPass writes in MAS what differs between the cut-over's staged

@@ -359,8 +359,8 @@ func (r *Report) writePrecopy(w io.Writer) {
 	}
 	fmt.Fprintf(w, "\nd: downtime part (writer stopped → delta reconciled) %.2fs, finding the changes %.2fs", d.DowntimeSeconds, d.FindSeconds)
 	if x := d.Delta; x != nil {
-		fmt.Fprintf(w, " (reading Synapse %.2fs, counting again %.2fs (%d user IDs), beginning the pass %.2fs)", x.Scan, x.Recount,
-			x.Recounted, x.Remove)
+		fmt.Fprintf(w, " (reading Synapse %.2fs, counting again %.2fs (%d user IDs, %d recorded ones read), beginning the pass %.2fs)",
+			x.Scan, x.Recount, x.Recounted, x.Looked, x.Remove)
 		fmt.Fprintf(w, "; %d users imported again (%d with rows written, %d with rows only deleted)", x.Users, x.Written, x.Deleted)
 		if x.All {
 			fmt.Fprintf(w, "; EVERYTHING again: %s", x.Reason)

@@ -43,12 +43,12 @@ func (e *Engine) allEvidence(ctx context.Context, write func(pgx.CopyFromSource,
 }
 
 // keyChunk is how many user IDs CompactEvidence sends to Synapse at once
-// for their keys and buckets.
+// for their keys and hashes.
 const keyChunk = 10000
 
 // CompactEvidence makes the pre-copy's evidence log its change evidence
 // (mas.CompactEvidence), with the mark of the oldest snapshot its
-// batches were read at. The keys and buckets come from Synapse's server
+// batches were read at. The keys and hashes come from Synapse's server
 // (the live tables: no snapshot is needed).
 func (e *Engine) CompactEvidence(ctx context.Context) (mas.Compacted, error) {
 	pool := e.writer.Pool()
@@ -67,7 +67,7 @@ func (e *Engine) CompactEvidence(ctx context.Context) (mas.Compacted, error) {
 }
 
 // loggedEvidence emits the summed evidence log with each user ID's key
-// and bucket, asked of Synapse keyChunk user IDs at a time.
+// and hash, asked of Synapse keyChunk user IDs at a time.
 func (e *Engine) loggedEvidence(ctx context.Context, emit func(synapse.KeyCounts) error) error {
 	chunk := make([]synapse.KeyCounts, 0, keyChunk)
 	flush := func() error {
@@ -75,12 +75,12 @@ func (e *Engine) loggedEvidence(ctx context.Context, emit func(synapse.KeyCounts
 		for i, kc := range chunk {
 			raws[i] = kc.Raw
 		}
-		keys, buckets, err := e.reader.KeyBuckets(ctx, raws)
+		keyed, err := e.reader.KeyHashes(ctx, raws)
 		if err != nil {
 			return err
 		}
-		for i, kc := range chunk {
-			kc.Key, kc.Bucket = keys[i], buckets[i]
+		for i, kc := range keyed {
+			kc.Counts = chunk[i].Counts
 			if err := emit(kc); err != nil {
 				return err
 			}
@@ -123,7 +123,7 @@ func (e *Engine) CompletePass(ctx context.Context, n int) (int64, error) {
 		return 0, err
 	}
 	return mas.CompletePass(ctx, e.writer.Pool(), n, pgx.CopyFromSlice(len(counts), func(i int) ([]any, error) {
-		return []any{counts[i].Raw, counts[i].Key, counts[i].Bucket, counts[i].Counts[:]}, nil
+		return mas.EvidenceRow(counts[i]), nil
 	}), variants)
 }
 
@@ -163,7 +163,7 @@ func (s *evidenceSource) Next() bool {
 }
 
 func (s *evidenceSource) Values() ([]any, error) {
-	return []any{s.cur.Raw, s.cur.Key, s.cur.Bucket, s.cur.Counts[:]}, nil
+	return mas.EvidenceRow(s.cur), nil
 }
 
 // Err is the reading's error, once the rows are exhausted.
@@ -266,9 +266,10 @@ type Delta struct {
 	// Took is how long finding the changes and removing them took (0
 	// when the pass was begun by an earlier attempt); Scan, Recount and
 	// Remove are its parts (synapse.Changes); Recounted is how many user
-	// IDs of differing buckets were counted again.
+	// IDs of differing buckets were counted again, Looked how many
+	// recorded ones were read to find them.
 	Took, Scan, Recount, Remove time.Duration
-	Recounted                   int
+	Recounted, Looked           int
 	// Staged: the pass's shards stage its users' rows, and ApplyPass (or
 	// CompletePass, for a catch-up pass) writes what differs in MAS;
 	// otherwise Remove removed them all.
@@ -368,7 +369,8 @@ func (r *Runs) BeginDelta(ctx context.Context, now time.Time, snapshot string, s
 	log.Info("began the delta pass", zap.Int("pass", begun.Number), zap.Bool("staged", begun.Staged),
 		zap.Duration("took", time.Since(removing)))
 	return Delta{Pass: begun.Number, Changes: begun.Changes, Removed: begun.Removed, Staged: begun.Staged, Took: time.Since(started), Scan: found.Scan,
-		Recount: found.Recount, Remove: time.Since(removing), Recounted: found.Recounted}, nil
+		Recount: found.Recount, Remove: time.Since(removing), Recounted: found.Recounted,
+		Looked: found.Looked}, nil
 }
 
 // ApplyPass writes in MAS what differs between staged delta pass n, the
@@ -389,7 +391,7 @@ func changes(ctx context.Context, reader *synapse.Reader, pool *pgxpool.Pool, ma
 	mas.PassChanges, error) {
 	ch, err := reader.Changes(ctx, mark, mas.Evidence{Pool: pool})
 	log.Info("changes since the pre-copy", zap.Int("users", len(ch.Dirty)), zap.Duration("scan", ch.Scan),
-		zap.Duration("recount", ch.Recount), zap.Int("recounted", ch.Recounted))
+		zap.Duration("recount", ch.Recount), zap.Int("recounted", ch.Recounted), zap.Int("looked", ch.Looked))
 	all := func(reason string) (synapse.Changes, mas.PassChanges, error) {
 		ch.Dirty, ch.UserRows, ch.Variants = nil, nil, nil
 		return ch, mas.PassChanges{All: true, Reason: reason, Window: ch.Window}, nil

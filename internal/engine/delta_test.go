@@ -279,20 +279,40 @@ func (lt *liveTest) precopy(t *testing.T, during func()) {
 	lt.assertBucketSums(t)
 }
 
+// summedEvidenceSQL sums the evidence per bucket as the kept sums
+// should hold it: rows per entity, and the sum of each row's user ID
+// hash (NULL where a hash is missing).
+var summedEvidenceSQL = func() string {
+	var counts, hashes []string
+	for i := range synapse.Entities {
+		counts = append(counts, fmt.Sprintf("sum(counts[%d])", i+1))
+		hashes = append(hashes, fmt.Sprintf("CASE WHEN count(hash) = count(*) THEN sum(counts[%d] * hash) END", i+1))
+	}
+	return `SELECT bucket, ARRAY[` + strings.Join(counts, ", ") + `]::bigint[] AS counts, ARRAY[` +
+		strings.Join(hashes, ", ") + `]::bigint[] AS hashes FROM masflow_import.evidence GROUP BY bucket`
+}()
+
 // assertBucketSums: the sums kept per bucket are the evidence's, summed
 // (mas.Evidence.BucketSums reads them).
 func (lt *liveTest) assertBucketSums(t *testing.T) {
 	t.Helper()
 	var differ int64
-	pgtest.QueryRow(t, lt.env.masDSN, `WITH kept AS (SELECT bucket, counts FROM masflow_import.evidence_buckets
+	pgtest.QueryRow(t, lt.env.masDSN, `WITH kept AS (SELECT bucket, counts, hashes FROM masflow_import.evidence_buckets
 		  WHERE counts <> '{0,0,0,0,0,0}'),
-		summed AS (SELECT bucket, ARRAY[sum(counts[1]), sum(counts[2]), sum(counts[3]), sum(counts[4]), sum(counts[5]),
-		  sum(counts[6])]::bigint[] AS counts FROM masflow_import.evidence GROUP BY bucket)
+		summed AS (`+summedEvidenceSQL+`)
 		SELECT (SELECT count(*) FROM (TABLE kept EXCEPT TABLE summed) a) + (SELECT count(*) FROM (TABLE summed EXCEPT TABLE kept) b)`,
 		nil, &differ)
 	if differ != 0 {
 		t.Fatalf("%d buckets' kept sums differ from the evidence's", differ)
 	}
+}
+
+// resumEvidence writes the kept sums again from the evidence (a test that
+// changes the evidence keeps them true).
+func (lt *liveTest) resumEvidence(t *testing.T) {
+	t.Helper()
+	pgtest.Exec(t, lt.env.masDSN, `TRUNCATE masflow_import.evidence_buckets;
+		INSERT INTO masflow_import.evidence_buckets (bucket, counts, hashes) `+summedEvidenceSQL)
 }
 
 // write runs statements on one session of the live homeserver, then

@@ -239,7 +239,7 @@ func logFingerprint(ctx context.Context, q querier) (logPrint, error) {
 type stagedEvidence struct {
 	log  logPrint
 	keys int64
-	sums map[int32][6]int64
+	sums map[int32]synapse.BucketSum
 	// token names this staging (the staged table's comment): the table
 	// put in place must be this one.
 	token string
@@ -253,6 +253,7 @@ CREATE TABLE masflow_import.evidence_next (LIKE masflow_import.evidence)`
 const stagedIndexesSQL = `ALTER TABLE masflow_import.evidence_next ADD CONSTRAINT evidence_next_pkey PRIMARY KEY (raw);
 CREATE INDEX evidence_next_bucket ON masflow_import.evidence_next (bucket);
 CREATE INDEX evidence_next_k ON masflow_import.evidence_next (k);
+CREATE INDEX evidence_next_hash ON masflow_import.evidence_next (hash);
 ANALYZE masflow_import.evidence_next`
 
 // stageEvidence writes the summed log into masflow_import.evidence_next,
@@ -283,8 +284,8 @@ func stageEvidence(ctx context.Context, pool *pgxpool.Pool, stream EvidenceStrea
 			return err
 		}
 		src, stop := stream(ctx)
-		t := &tallyingSource{CopyFromSource: src, sums: map[int32][6]int64{}}
-		st.keys, err = tx.CopyFrom(ctx, pgx.Identifier{bookkeepingSchema, "evidence_next"}, []string{"raw", "k", "bucket", "counts"}, t)
+		t := &tallyingSource{CopyFromSource: src, sums: map[int32]synapse.BucketSum{}}
+		st.keys, err = tx.CopyFrom(ctx, pgx.Identifier{bookkeepingSchema, "evidence_next"}, evidenceColumns, t)
 		if err := errors.Join(err, t.err, stop()); err != nil {
 			return err
 		}
@@ -304,6 +305,7 @@ func placeStaged(ctx context.Context, tx pgx.Tx, st stagedEvidence, mark synapse
 		ALTER TABLE masflow_import.evidence RENAME CONSTRAINT evidence_next_pkey TO evidence_pkey;
 		ALTER INDEX masflow_import.evidence_next_bucket RENAME TO evidence_bucket;
 		ALTER INDEX masflow_import.evidence_next_k RENAME TO evidence_k;
+		ALTER INDEX masflow_import.evidence_next_hash RENAME TO evidence_hash;
 		TRUNCATE masflow_import.evidence_buckets, masflow_import.variants;
 		INSERT INTO masflow_import.variants (k, raw) SELECT k, raw FROM masflow_import.evidence WHERE raw <> k;
 		ANALYZE masflow_import.variants`); err != nil {

@@ -28,12 +28,14 @@ CREATE TABLE IF NOT EXISTS masflow_import.evidence (
   raw    text COLLATE "C" CONSTRAINT evidence_pkey PRIMARY KEY,
   k      text COLLATE "C" NOT NULL,
   bucket int NOT NULL,
-  counts bigint[] NOT NULL
+  counts bigint[] NOT NULL,
+  hash   int
 );
 ` + evidenceIndexesSQL + `
 CREATE TABLE IF NOT EXISTS masflow_import.evidence_buckets (
   bucket int PRIMARY KEY,
-  counts bigint[] NOT NULL
+  counts bigint[] NOT NULL,
+  hashes bigint[]
 );
 CREATE TABLE IF NOT EXISTS masflow_import.variants (
   k   text COLLATE "C" NOT NULL,
@@ -78,8 +80,8 @@ func writeEvidence(ctx context.Context, tx pgx.Tx, mark synapse.Mark, src pgx.Co
 			return 0, err
 		}
 	}
-	t := &tallyingSource{CopyFromSource: src, sums: map[int32][6]int64{}}
-	n, err := tx.CopyFrom(ctx, pgx.Identifier{bookkeepingSchema, "evidence"}, []string{"raw", "k", "bucket", "counts"}, t)
+	t := &tallyingSource{CopyFromSource: src, sums: map[int32]synapse.BucketSum{}}
+	n, err := tx.CopyFrom(ctx, pgx.Identifier{bookkeepingSchema, "evidence"}, evidenceColumns, t)
 	if err == nil {
 		err = t.err
 	}
@@ -104,82 +106,116 @@ func setMark(ctx context.Context, tx pgx.Tx, mark synapse.Mark) error {
 	return err
 }
 
+// evidenceColumns are the evidence's columns, in the order EvidenceRow
+// gives them.
+var evidenceColumns = []string{"raw", "k", "bucket", "counts", "hash"}
+
+// EvidenceRow is one user ID's evidence as a row of evidenceColumns, for
+// a COPY (its hash NULL when not Hashed).
+func EvidenceRow(kc synapse.KeyCounts) []any {
+	var hash *int32
+	if kc.Hashed {
+		hash = &kc.Hash
+	}
+	return []any{kc.Raw, kc.Key, kc.Bucket, kc.Counts[:], hash}
+}
+
 // The evidence's sums per bucket (what a delta compares Synapse's tables
 // with) are kept in masflow_import.evidence_buckets, in the transaction
 // of every change to the evidence: summing a million user IDs' counts
-// took about a second of the downtime.
+// took about a second of the downtime. Beside the rows per entity
+// (counts) they keep the sum of each row's user ID hash (hashes), which
+// names the one user ID that lost a bucket's rows (synapse.tally.names);
+// NULL elements when some of the evidence has no hash.
 
-// tallyingSource sums, per bucket, the counts of the evidence rows
-// (user ID, key, bucket, counts) it passes on to a COPY.
+// tallyingSource sums, per bucket, the counts and hashes of the evidence
+// rows (EvidenceRow) it passes on to a COPY.
 type tallyingSource struct {
 	pgx.CopyFromSource
-	sums map[int32][6]int64
+	sums map[int32]synapse.BucketSum
 	err  error
 }
 
 func (t *tallyingSource) Values() ([]any, error) {
 	v, err := t.CopyFromSource.Values()
-	if err != nil || len(v) != 4 {
+	if err != nil || len(v) != len(evidenceColumns) {
 		return v, err
 	}
 	b, ok1 := v[2].(int32)
 	c, ok2 := v[3].([]int64)
-	if !ok1 || !ok2 || len(c) > 6 {
-		t.err = fmt.Errorf("evidence row of %T bucket and %T counts", v[2], v[3])
+	h, ok3 := v[4].(*int32)
+	if !ok1 || !ok2 || !ok3 || len(c) > 6 {
+		t.err = fmt.Errorf("evidence row of %T bucket, %T counts and %T hash", v[2], v[3], v[4])
 		return v, t.err
 	}
 	s := t.sums[b]
 	for i, n := range c {
-		s[i] += n
+		s.Rows[i] += n
+		if h == nil {
+			s.Unhashed[i] = true
+		} else {
+			s.Hashes[i] += n * int64(*h)
+		}
 	}
 	t.sums[b] = s
 	return v, nil
 }
 
-// bucketSumsUpsert adds rows of (bucket, counts) to the bucket sums.
+// bucketSumsUpsert adds rows of (bucket, counts, hashes) to the bucket
+// sums (a NULL hash sum stays NULL).
 var bucketSumsUpsert = func() string {
-	add := make([]string, len(synapse.Entities))
-	for i := range add {
-		add[i] = fmt.Sprintf("s.counts[%d] + excluded.counts[%d]", i+1, i+1)
+	var counts, hashes []string
+	for i := range synapse.Entities {
+		counts = append(counts, fmt.Sprintf("s.counts[%d] + excluded.counts[%d]", i+1, i+1))
+		hashes = append(hashes, fmt.Sprintf("s.hashes[%d] + excluded.hashes[%d]", i+1, i+1))
 	}
-	return ` ON CONFLICT (bucket) DO UPDATE SET counts = ARRAY[` + strings.Join(add, ", ") + `]`
+	return ` ON CONFLICT (bucket) DO UPDATE SET counts = ARRAY[` + strings.Join(counts, ", ") +
+		`], hashes = ARRAY[` + strings.Join(hashes, ", ") + `]::bigint[]`
 }()
+
+// sumRow is a bucket's sums as a row of evidence_buckets (bucket, counts,
+// hashes).
+func sumRow(b int32, s synapse.BucketSum) []any {
+	hashes := make([]*int64, len(s.Hashes))
+	for i := range hashes {
+		if !s.Unhashed[i] {
+			hashes[i] = &s.Hashes[i]
+		}
+	}
+	return []any{b, s.Rows[:], hashes}
+}
 
 // copyBucketSums writes sums into the emptied bucket sums: a COPY instead
 // of addBucketSums's upsert.
-func copyBucketSums(ctx context.Context, tx pgx.Tx, sums map[int32][6]int64) error {
+func copyBucketSums(ctx context.Context, tx pgx.Tx, sums map[int32]synapse.BucketSum) error {
 	rows := make([][]any, 0, len(sums))
-	for b, c := range sums {
-		rows = append(rows, []any{b, c[:]})
+	for b, s := range sums {
+		rows = append(rows, sumRow(b, s))
 	}
-	if _, err := tx.CopyFrom(ctx, pgx.Identifier{bookkeepingSchema, "evidence_buckets"}, []string{"bucket", "counts"},
+	if _, err := tx.CopyFrom(ctx, pgx.Identifier{bookkeepingSchema, "evidence_buckets"}, []string{"bucket", "counts", "hashes"},
 		pgx.CopyFromRows(rows)); err != nil {
 		return fmt.Errorf("writing the evidence's bucket sums: %w", err)
 	}
 	return nil
 }
 
-// addBucketSums adds sums to the bucket sums.
-func addBucketSums(ctx context.Context, tx pgx.Tx, sums map[int32][6]int64) error {
+// addBucketSums adds sums to the bucket sums: the n-th bucket's counts
+// and hashes are the n-th run of six in the flat arrays it sends.
+func addBucketSums(ctx context.Context, tx pgx.Tx, sums map[int32]synapse.BucketSum) error {
 	if len(sums) == 0 {
 		return nil
 	}
-	buckets := make([]int32, 0, len(sums))
-	cols := make([][]int64, len(synapse.Entities))
-	for b, c := range sums {
-		buckets = append(buckets, b)
-		for i := range cols {
-			cols[i] = append(cols[i], c[i])
-		}
+	var buckets []int32
+	var counts []int64
+	var hashes []*int64
+	for b, s := range sums {
+		r := sumRow(b, s)
+		buckets, counts, hashes = append(buckets, b), append(counts, r[1].([]int64)...), append(hashes, r[2].([]*int64)...)
 	}
-	args, params, names := []any{buckets}, []string{"$1::int[]"}, make([]string, len(cols))
-	for i, c := range cols {
-		args, params = append(args, c), append(params, fmt.Sprintf("$%d::bigint[]", i+2))
-		names[i] = fmt.Sprintf("c%d", i)
-	}
-	_, err := tx.Exec(ctx, `INSERT INTO masflow_import.evidence_buckets AS s (bucket, counts)
-		SELECT b, ARRAY[`+strings.Join(names, ", ")+`] FROM unnest(`+strings.Join(params, ", ")+`) AS t(b, `+
-		strings.Join(names, ", ")+`)`+bucketSumsUpsert, args...)
+	n := len(synapse.Entities)
+	_, err := tx.Exec(ctx, fmt.Sprintf(`INSERT INTO masflow_import.evidence_buckets AS s (bucket, counts, hashes)
+		SELECT b, ($2::bigint[])[n*%[1]d-%[2]d:n*%[1]d], ($3::bigint[])[n*%[1]d-%[2]d:n*%[1]d]
+		FROM unnest($1::int[]) WITH ORDINALITY AS t(b, n)`, n, n-1)+bucketSumsUpsert, buckets, counts, hashes)
 	if err != nil {
 		return fmt.Errorf("adding to the evidence's bucket sums: %w", err)
 	}
@@ -193,13 +229,15 @@ func dropEvidence(ctx context.Context, tx pgx.Tx, keys []string, all bool) error
 		_, err := tx.Exec(ctx, `DELETE FROM masflow_import.evidence; DELETE FROM masflow_import.evidence_buckets`)
 		return err
 	}
-	neg := make([]string, len(synapse.Entities))
-	for i := range neg {
-		neg[i] = fmt.Sprintf("-sum(counts[%d])", i+1)
+	var counts, hashes []string
+	for i := range synapse.Entities {
+		counts = append(counts, fmt.Sprintf("-sum(counts[%d])", i+1))
+		hashes = append(hashes, fmt.Sprintf("CASE WHEN count(hash) = count(*) THEN -sum(counts[%d] * hash) END", i+1))
 	}
-	_, err := tx.Exec(ctx, `WITH gone AS (DELETE FROM masflow_import.evidence WHERE k = ANY($1::text[]) RETURNING bucket, counts)
-		INSERT INTO masflow_import.evidence_buckets AS s (bucket, counts)
-		SELECT bucket, ARRAY[`+strings.Join(neg, ", ")+`]::bigint[] FROM gone GROUP BY bucket`+bucketSumsUpsert, keys)
+	_, err := tx.Exec(ctx, `WITH gone AS (DELETE FROM masflow_import.evidence WHERE k = ANY($1::text[]) RETURNING bucket, counts, hash)
+		INSERT INTO masflow_import.evidence_buckets AS s (bucket, counts, hashes)
+		SELECT bucket, ARRAY[`+strings.Join(counts, ", ")+`]::bigint[], ARRAY[`+strings.Join(hashes, ", ")+`]::bigint[]
+		FROM gone GROUP BY bucket`+bucketSumsUpsert, keys)
 	return err
 }
 
@@ -213,7 +251,8 @@ func truncateEvidence(ctx context.Context, tx pgx.Tx) error {
 // builds the same ones on the table it stages (stagedIndexesSQL) and
 // renames them into place.
 const evidenceIndexesSQL = `CREATE INDEX IF NOT EXISTS evidence_bucket ON masflow_import.evidence (bucket);
-CREATE INDEX IF NOT EXISTS evidence_k ON masflow_import.evidence (k);`
+CREATE INDEX IF NOT EXISTS evidence_k ON masflow_import.evidence (k);
+CREATE INDEX IF NOT EXISTS evidence_hash ON masflow_import.evidence (hash);`
 
 // RecordHorizon records a pre-copy snapshot's horizon (synapse.Horizon),
 // taken before the snapshot, and its mark; the first recording stays.
@@ -242,22 +281,30 @@ func SnapshotMark(ctx context.Context, q querier, snapshot string) (synapse.Mark
 // Evidence reads the recorded change evidence (synapse.Recorded).
 type Evidence struct{ Pool *pgxpool.Pool }
 
-// BucketSums reads the recorded counts per bucket and entity, kept summed
-// beside the evidence.
-func (ev Evidence) BucketSums(ctx context.Context) ([][6]int64, error) {
-	rows, err := ev.Pool.Query(ctx, `SELECT bucket, counts[1], counts[2], counts[3], counts[4], counts[5], counts[6]
-		FROM masflow_import.evidence_buckets`)
+// BucketSums reads the recorded sums per bucket, kept beside the
+// evidence.
+func (ev Evidence) BucketSums(ctx context.Context) ([]synapse.BucketSum, error) {
+	rows, err := ev.Pool.Query(ctx, `SELECT bucket, counts, COALESCE(hashes, '{}') FROM masflow_import.evidence_buckets`)
 	if err != nil {
 		return nil, fmt.Errorf("reading the change evidence: %w", err)
 	}
-	out := make([][6]int64, synapse.Buckets)
+	out := make([]synapse.BucketSum, synapse.Buckets)
 	var b int32
-	var c [6]int64
-	_, err = pgx.ForEachRow(rows, []any{&b, &c[0], &c[1], &c[2], &c[3], &c[4], &c[5]}, func() error {
-		if b < 0 || int(b) >= len(out) {
-			return fmt.Errorf("bucket %d out of range", b)
+	var counts []int64
+	var hashes []*int64
+	_, err = pgx.ForEachRow(rows, []any{&b, &counts, &hashes}, func() error {
+		if b < 0 || int(b) >= len(out) || len(counts) != len(synapse.Entities) {
+			return fmt.Errorf("bucket %d of %d counts out of range", b, len(counts))
 		}
-		out[b] = c
+		s := &out[b]
+		copy(s.Rows[:], counts)
+		for i := range s.Hashes {
+			if i < len(hashes) && hashes[i] != nil {
+				s.Hashes[i] = *hashes[i]
+			} else {
+				s.Unhashed[i] = true
+			}
+		}
 		return nil
 	})
 	if err != nil {
@@ -268,7 +315,13 @@ func (ev Evidence) BucketSums(ctx context.Context) ([][6]int64, error) {
 
 // Keys streams the recorded counts of the user IDs in the given buckets.
 func (ev Evidence) Keys(ctx context.Context, buckets []int32, fn func(synapse.KeyCounts) error) error {
-	return ev.stream(ctx, `SELECT raw, k, bucket, counts FROM masflow_import.evidence WHERE bucket = ANY($1)`, buckets, fn)
+	return ev.stream(ctx, `SELECT raw, k, bucket, counts, hash FROM masflow_import.evidence WHERE bucket = ANY($1)`, buckets, fn)
+}
+
+// KeysHashed streams the recorded counts of the user IDs whose hash is
+// one of hashes.
+func (ev Evidence) KeysHashed(ctx context.Context, hashes []int32, fn func(synapse.KeyCounts) error) error {
+	return ev.stream(ctx, `SELECT raw, k, bucket, counts, hash FROM masflow_import.evidence WHERE hash = ANY($1)`, hashes, fn)
 }
 
 // stream runs a query of the evidence's rows with one argument.
@@ -283,8 +336,13 @@ func (ev Evidence) stream(ctx context.Context, sql string, arg any, fn func(syna
 		}
 		var kc synapse.KeyCounts
 		var counts []int64
-		_, err = pgx.ForEachRow(rows, []any{&kc.Raw, &kc.Key, &kc.Bucket, &counts}, func() error {
+		var hash *int32
+		_, err = pgx.ForEachRow(rows, []any{&kc.Raw, &kc.Key, &kc.Bucket, &counts, &hash}, func() error {
 			copy(kc.Counts[:], counts)
+			kc.Hash, kc.Hashed = 0, hash != nil
+			if hash != nil {
+				kc.Hash = *hash
+			}
 			return fn(kc)
 		})
 		return err
@@ -311,7 +369,7 @@ func favourIndexes(ctx context.Context, tx pgx.Tx) error {
 
 // KeysOf streams the recorded counts of the user IDs of the given keys.
 func (ev Evidence) KeysOf(ctx context.Context, keys []string, fn func(synapse.KeyCounts) error) error {
-	return ev.stream(ctx, `SELECT raw, k, bucket, counts FROM masflow_import.evidence WHERE k = ANY($1)`, keys, fn)
+	return ev.stream(ctx, `SELECT raw, k, bucket, counts, hash FROM masflow_import.evidence WHERE k = ANY($1)`, keys, fn)
 }
 
 // Mark returns the run's recorded mark (nil: no evidence recorded).

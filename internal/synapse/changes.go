@@ -39,12 +39,20 @@ const Buckets = 1 << 16
 const maxWindow = 1 << 31
 
 // KeyCounts is one user ID's rows per entity (in Entities order): Raw
-// as Synapse stores it, Key lowercased; Bucket is Raw's hash bucket.
+// as Synapse stores it, Key lowercased; Hash is hashtext(Raw), as
+// Synapse's server computes it, and Bucket its bucket (bucketOf). Hashed
+// is false for evidence recorded without the hash: by an earlier version
+// of masflow.
 type KeyCounts struct {
 	Raw, Key string
 	Bucket   int32
 	Counts   [6]int64
+	Hash     int32
+	Hashed   bool
 }
+
+// bucketOf is the bucket of a user ID's hash: its low bits.
+func bucketOf(hash int32) int32 { return hash & (Buckets - 1) }
 
 // Mark is where the pre-copy's snapshot stands in the transaction
 // history, and the database it was taken of.
@@ -76,9 +84,6 @@ func keyExpr(e Entity) string {
 // XIDs (bootstrap, frozen) are infinitely old; a row newer than that
 // fixed ID has a negative age and counts as written (never the reverse).
 const windowExpr = `age(xmin) <= age($1::bigint::text::xid)`
-
-// bucketExpr is a user ID's hash bucket, as the evidence records it.
-func bucketExpr(col string) string { return fmt.Sprintf("(hashtext(%s) & %d)::int", col, Buckets-1) }
 
 // horizonSQL is, before a snapshot is taken, the least transaction ID any
 // transaction of this database that may still be running at the snapshot
@@ -126,8 +131,8 @@ func (r *Reader) Mark(ctx context.Context) (Mark, error) {
 	return m, nil
 }
 
-// evidenceSQL counts every user ID's rows per entity, with its key and
-// bucket.
+// evidenceSQL counts every user ID's rows per entity, with its key,
+// bucket and hash.
 func evidenceSQL() string {
 	var parts []string
 	for i, e := range Entities {
@@ -138,8 +143,8 @@ func evidenceSQL() string {
 	for i := range Entities {
 		counts = append(counts, fmt.Sprintf("count(*) FILTER (WHERE e = %d)", i))
 	}
-	return fmt.Sprintf("SELECT raw, lower(raw), %s, %s FROM (%s) s GROUP BY raw",
-		bucketExpr("raw"), strings.Join(counts, ", "), strings.Join(parts, " UNION ALL "))
+	return fmt.Sprintf("SELECT raw, lower(raw), hashtext(raw), %s FROM (%s) s GROUP BY raw",
+		strings.Join(counts, ", "), strings.Join(parts, " UNION ALL "))
 }
 
 // Evidence streams every user ID's row counts at the reader's snapshot
@@ -150,12 +155,15 @@ func (r *Reader) Evidence(ctx context.Context, fn func(KeyCounts) error) error {
 		if err != nil {
 			return fmt.Errorf("counting rows per user: %w", err)
 		}
-		var kc KeyCounts
-		dest := []any{&kc.Raw, &kc.Key, &kc.Bucket}
+		kc := KeyCounts{Hashed: true}
+		dest := []any{&kc.Raw, &kc.Key, &kc.Hash}
 		for i := range kc.Counts {
 			dest = append(dest, &kc.Counts[i])
 		}
-		_, err = pgx.ForEachRow(rows, dest, func() error { return fn(kc) })
+		_, err = pgx.ForEachRow(rows, dest, func() error {
+			kc.Bucket = bucketOf(kc.Hash)
+			return fn(kc)
+		})
 		if err != nil {
 			return fmt.Errorf("counting rows per user: %w", err)
 		}
@@ -165,15 +173,27 @@ func (r *Reader) Evidence(ctx context.Context, fn func(KeyCounts) error) error {
 
 // Recorded is what Changes compares with: the evidence of the pre-copy.
 type Recorded interface {
-	// BucketSums are the recorded counts per bucket (Buckets of them,
-	// indexed by bucket) and entity.
-	BucketSums(ctx context.Context) ([][6]int64, error)
+	// BucketSums are the recorded sums per bucket (Buckets of them,
+	// indexed by bucket).
+	BucketSums(ctx context.Context) ([]BucketSum, error)
 	// Keys streams the recorded counts of the user IDs in the given
 	// buckets.
 	Keys(ctx context.Context, buckets []int32, fn func(KeyCounts) error) error
+	// KeysHashed streams the recorded counts of the user IDs whose hash
+	// is one of hashes.
+	KeysHashed(ctx context.Context, hashes []int32, fn func(KeyCounts) error) error
 	// KeysOf streams the recorded counts of the user IDs of the given
 	// keys.
 	KeysOf(ctx context.Context, keys []string, fn func(KeyCounts) error) error
+}
+
+// BucketSum is what the evidence recorded of one bucket's user IDs, per
+// entity: their rows, and the sum of each row's user ID hash; Unhashed
+// says that sum is unknown (some of the evidence was recorded without
+// hashes, by an earlier version). A bucket with no evidence sums to zero.
+type BucketSum struct {
+	Rows, Hashes [6]int64
+	Unhashed     [6]bool
 }
 
 // Changes is what changed since a mark.
@@ -196,9 +216,10 @@ type Changes struct {
 	Variants []string
 	// Scan and Recount are how long reading the tables and counting
 	// the keys of differing buckets again took; Recounted is how many
-	// user IDs of differing buckets were counted again (per entity).
-	Scan, Recount time.Duration
-	Recounted     int
+	// user IDs of differing buckets were counted again (per entity), and
+	// Looked how many recorded user IDs were read to find them.
+	Scan, Recount     time.Duration
+	Recounted, Looked int
 }
 
 // defaultChangeSessions is how many sessions read the tables at once
@@ -226,7 +247,7 @@ func (r *Reader) Changes(ctx context.Context, mark Mark, rec Recorded) (Changes,
 		return ch, err
 	}
 	var scan *scanTally
-	var sums [][6]int64
+	var sums []BucketSum
 	started := time.Now()
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() (err error) { sums, err = rec.BucketSums(gctx); return err })
@@ -249,7 +270,7 @@ func (r *Reader) Changes(ctx context.Context, mark Mark, rec Recorded) (Changes,
 	ch.Variants = slices.Sorted(maps.Keys(raw))
 	ch.Written = len(dirty)
 	ch.Scan = time.Since(started)
-	deleted, err := r.deletions(ctx, low, old, sums, rec, dirty, &ch.Recounted)
+	deleted, err := r.deletions(ctx, low, old, sums, rec, dirty, &ch)
 	if err != nil {
 		return ch, err
 	}
@@ -306,12 +327,6 @@ func trustWindow(mark, now Mark, next int64) error {
 	return nil
 }
 
-// tally is a bucket's rows outside the window: how many, and the sum of
-// their user IDs' hashtext (each row adds its user ID's). A bucket that
-// lost rows of one user ID only names it: the hashes lost, divided by
-// the rows lost, are that user ID's hash (recount).
-type tally struct{ rows, hash int64 }
-
 // keysOf returns the key of each of raws (user IDs as stored): lower()
 // is the server's, as it depends on the database's collation.
 func (r *Reader) keysOf(ctx context.Context, raws []string) (map[string]string, error) {
@@ -364,282 +379,17 @@ func (r *Reader) Variants(ctx context.Context) ([]Variant, error) {
 	return out, nil
 }
 
-// deletions finds the keys with fewer rows outside the window than
-// recorded: rows outside it were all seen at the mark, so only a
-// deletion (or an update, whose new version is in the window) lowers the
-// count. The keys already dirty are taken out of both sides (their
-// recorded rows, their rows now, counted through the user index); then
-// buckets are compared, and inside differing ones recorded user IDs are
-// counted again through the user index (recount; the recorded user IDs
-// of the differing buckets are read once for every entity); recounted
-// adds up how many. It changes old in place.
-func (r *Reader) deletions(ctx context.Context, low int64, old [][]tally, sums [][6]int64,
-	rec Recorded, dirty map[string]bool, recounted *int) ([][]string, error) {
-	var known []KeyCounts
-	if err := rec.KeysOf(ctx, slices.Sorted(maps.Keys(dirty)), func(kc KeyCounts) error {
-		known = append(known, kc)
-		return nil
-	}); err != nil {
-		return nil, err
-	}
-	recorded := make([][]int64, len(Entities))
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(r.changeSessions())
-	for i, e := range Entities {
-		g.Go(func() (err error) {
-			recorded[i], err = r.withoutKnown(gctx, e, i, low, old[i], sums, known)
-			return err
-		})
-	}
-	if err := g.Wait(); err != nil {
-		return nil, err
-	}
-	members, err := differingMembers(ctx, rec, recorded, old, dirty)
-	if err != nil {
-		return nil, err
-	}
-	found := make([][]string, len(Entities))
-	counted := make([]int, len(Entities))
-	g, gctx = errgroup.WithContext(ctx)
-	g.SetLimit(r.changeSessions())
-	for i, e := range Entities {
-		if len(members[i]) == 0 {
-			continue
-		}
-		g.Go(func() (err error) {
-			found[i], counted[i], err = r.recount(gctx, e, i, low, members[i], recorded[i], old[i])
-			return err
-		})
-	}
-	err = g.Wait()
-	for _, n := range counted {
-		*recounted += n
-	}
-	return found, err
-}
-
-// withoutKnown returns entity e's (index i) recorded rows per bucket, and
-// takes the known keys (the dirty keys' evidence) out of both them and
-// now, its rows outside the window per bucket (changed in place): their
-// rows now are counted through the user index.
-func (r *Reader) withoutKnown(ctx context.Context, e Entity, i int, low int64, now []tally,
-	sums [][6]int64, known []KeyCounts) ([]int64, error) {
-	recorded := make([]int64, Buckets)
-	for b, c := range sums {
-		recorded[b] = c[i]
-	}
-	var raws []string
-	for _, kc := range known {
-		if kc.Counts[i] > 0 {
-			raws = append(raws, kc.Raw)
-		}
-	}
-	if len(raws) == 0 {
-		return recorded, nil
-	}
-	counted, err := r.rawCounts(ctx, e, low, raws)
-	if err != nil {
-		return nil, err
-	}
-	for _, kc := range known {
-		recorded[kc.Bucket] -= kc.Counts[i]
-		t, c := now[kc.Bucket], counted[kc.Raw]
-		now[kc.Bucket] = tally{rows: t.rows - c.rows, hash: t.hash - c.hash}
-	}
-	return recorded, nil
-}
-
-// differingMembers reads, once for every entity, the recorded user IDs of
-// the buckets whose rows now differ from the recorded ones in some
-// entity, and returns per entity those of its differing buckets that had
-// rows of it, the dirty keys' left out.
-func differingMembers(ctx context.Context, rec Recorded, recorded [][]int64, now [][]tally,
-	dirty map[string]bool) ([]map[int32][]KeyCounts, error) {
-	differs := func(i int, b int32) bool { return recorded[i][b] != now[i][b].rows }
-	var buckets []int32
-	for b := range int32(Buckets) {
-		for i := range Entities {
-			if differs(i, b) {
-				buckets = append(buckets, b)
-				break
-			}
-		}
-	}
-	members := make([]map[int32][]KeyCounts, len(Entities))
-	for i := range members {
-		members[i] = map[int32][]KeyCounts{}
-	}
-	if len(buckets) == 0 {
-		return members, nil
-	}
-	err := rec.Keys(ctx, buckets, func(kc KeyCounts) error {
-		for i := range Entities {
-			if kc.Counts[i] > 0 && !dirty[kc.Key] && differs(i, kc.Bucket) {
-				members[i][kc.Bucket] = append(members[i][kc.Bucket], kc)
-			}
-		}
-		return nil
-	})
-	return members, err
-}
-
-// recount counts again, through the user index, the recorded user IDs of
-// the differing buckets (members, the dirty keys' left out; recorded and
-// now their rows then) and returns the keys of those with fewer rows
-// now, and how many user IDs it counted.
-//
-// A bucket whose lost rows and lost hashes name one hash (a user ID
-// whose hash times the rows lost is the hashes lost) has its user IDs of
-// that hash counted first. If they lost all the bucket's lost rows, the
-// others lost none: no user ID of a bucket has more rows outside the
-// window now than recorded, so the others' losses, none negative, sum
-// to zero. Otherwise, and in buckets naming no hash, every member is
-// counted. The result is the same as counting every member; only the
-// work differs (a bucket holds about users/65 536 user IDs).
-func (r *Reader) recount(ctx context.Context, e Entity, i int, low int64, members map[int32][]KeyCounts,
-	recorded []int64, now []tally) ([]string, int, error) {
-	var all []string
-	for _, ms := range members {
-		for _, m := range ms {
-			all = append(all, m.Raw)
-		}
-	}
-	hashes, err := r.hashes(ctx, all)
-	if err != nil {
-		return nil, 0, err
-	}
-	lost := func(b int32) (rows, hash int64) {
-		for _, m := range members[b] {
-			hash += m.Counts[i] * int64(hashes[m.Raw])
-		}
-		return recorded[b] - now[b].rows, hash - now[b].hash
-	}
-	named := map[int32][]KeyCounts{}
-	var first []string
-	for b, ms := range members {
-		rows, hash := lost(b)
-		if c := hashNamed(ms, rows, hash, hashes); c != nil {
-			named[b] = c
-			ms = c
-		}
-		for _, m := range ms {
-			first = append(first, m.Raw)
-		}
-	}
-	counted, err := r.rawCounts(ctx, e, low, first)
-	if err != nil {
-		return nil, 0, err
-	}
-	n := len(first)
-	var rest []string
-	for b, c := range named {
-		rows, _ := lost(b)
-		var got int64
-		for _, m := range c {
-			got += m.Counts[i] - counted[m.Raw].rows
-		}
-		if got == rows {
-			members[b] = c // the others lost nothing
-			continue
-		}
-		for _, m := range members[b] {
-			if !slices.ContainsFunc(c, func(x KeyCounts) bool { return x.Raw == m.Raw }) {
-				rest = append(rest, m.Raw)
-			}
-		}
-	}
-	if len(rest) > 0 {
-		more, err := r.rawCounts(ctx, e, low, rest)
-		if err != nil {
-			return nil, 0, err
-		}
-		maps.Copy(counted, more)
-		n += len(rest)
-	}
-	var found []string
-	for _, ms := range members {
-		for _, m := range ms {
-			if counted[m.Raw].rows != m.Counts[i] {
-				found = append(found, m.Key)
-			}
-		}
-	}
-	return found, n, nil
-}
-
-// hashNamed returns the members whose hash the bucket's losses name (rows
-// lost, hash the sum of their hashes), nil when they name none.
-func hashNamed(ms []KeyCounts, rows, hash int64, hashes map[string]int32) []KeyCounts {
-	if rows <= 0 || hash%rows != 0 {
-		return nil
-	}
-	var out []KeyCounts
-	for _, m := range ms {
-		if h, ok := hashes[m.Raw]; ok && int64(h) == hash/rows {
-			out = append(out, m)
-		}
-	}
-	return out
-}
-
-// hashes returns hashtext of each of raws, as Synapse's server computes
-// it.
-func (r *Reader) hashes(ctx context.Context, raws []string) (map[string]int32, error) {
-	out := make(map[string]int32, len(raws))
-	err := r.inTx(ctx, func(tx pgx.Tx) error {
-		rows, err := tx.Query(ctx, `SELECT u, hashtext(u) FROM unnest($1::text[]) u`, raws)
-		if err != nil {
-			return err
-		}
-		var raw string
-		var h int32
-		_, err = pgx.ForEachRow(rows, []any{&raw, &h}, func() error { out[raw] = h; return nil })
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("hashing %d user IDs: %w", len(raws), err)
-	}
-	return out, nil
-}
-
-// rawCounts tallies an entity's rows outside the window for the given
-// user IDs, through the index on the user column.
-func (r *Reader) rawCounts(ctx context.Context, e Entity, low int64, raws []string) (map[string]tally, error) {
-	s, _ := specOf(e)
-	sql := fmt.Sprintf(`SELECT %s, hashtext(%[1]s), count(*) FROM %[2]s WHERE %[1]s = ANY($2::text[]) AND NOT %[3]s GROUP BY 1`,
-		s.userCol, pgx.Identifier{s.table}.Sanitize(), windowExpr)
-	out := map[string]tally{}
-	err := r.inTx(ctx, func(tx pgx.Tx) error {
-		rows, err := tx.Query(ctx, sql, low, raws)
-		if err != nil {
-			return err
-		}
-		var raw string
-		var h int32
-		var n int64
-		_, err = pgx.ForEachRow(rows, []any{&raw, &h, &n}, func() error {
-			out[raw] = tally{rows: n, hash: n * int64(h)}
-			return nil
-		})
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("counting rows per user in %s: %w", s.table, err)
-	}
-	return out, nil
-}
-
 // KeyEvidence counts, at the reader's snapshot (At), the rows of each
 // entity whose user ID is one of raw (as Synapse stores them: a delta
-// pass's reads), per key with its bucket, and lists those of raw that
+// pass's reads), per key with its hash, and lists those of raw that
 // differ from their key in case: a catch-up pass's evidence, the rows its
 // shards read.
 func (r *Reader) KeyEvidence(ctx context.Context, raw []string) ([]KeyCounts, []Variant, error) {
 	counts := map[string]*KeyCounts{}
 	for i, e := range Entities {
 		s, _ := specOf(e)
-		sql := fmt.Sprintf(`SELECT %s, lower(%[1]s), %s, count(*) FROM %s WHERE %[1]s = ANY($1::text[]) GROUP BY 1`,
-			s.userCol, bucketExpr(s.userCol), pgx.Identifier{s.table}.Sanitize())
+		sql := fmt.Sprintf(`SELECT %s, lower(%[1]s), hashtext(%[1]s), count(*) FROM %s WHERE %[1]s = ANY($1::text[]) GROUP BY 1`,
+			s.userCol, pgx.Identifier{s.table}.Sanitize())
 		err := r.inTx(ctx, func(tx pgx.Tx) error {
 			rows, err := tx.Query(ctx, sql, raw)
 			if err != nil {
@@ -647,9 +397,9 @@ func (r *Reader) KeyEvidence(ctx context.Context, raw []string) ([]KeyCounts, []
 			}
 			var kc KeyCounts
 			var n int64
-			_, err = pgx.ForEachRow(rows, []any{&kc.Raw, &kc.Key, &kc.Bucket, &n}, func() error {
+			_, err = pgx.ForEachRow(rows, []any{&kc.Raw, &kc.Key, &kc.Hash, &n}, func() error {
 				if counts[kc.Raw] == nil {
-					counts[kc.Raw] = &KeyCounts{Raw: kc.Raw, Key: kc.Key, Bucket: kc.Bucket}
+					counts[kc.Raw] = &KeyCounts{Raw: kc.Raw, Key: kc.Key, Bucket: bucketOf(kc.Hash), Hash: kc.Hash, Hashed: true}
 				}
 				counts[kc.Raw].Counts[i] = n
 				return nil
@@ -672,31 +422,31 @@ func (r *Reader) KeyEvidence(ctx context.Context, raw []string) ([]KeyCounts, []
 	return out, variants, nil
 }
 
-// KeyBuckets returns, for each of raw (user IDs as Synapse stores them),
-// its key and bucket as Synapse's server computes them (lower() depends
-// on the database's collation, hashtext() on the server): the pre-copy's
-// shards log what they read by stored user ID, and its evidence needs
-// both.
-func (r *Reader) KeyBuckets(ctx context.Context, raw []string) ([]string, []int32, error) {
-	keys, buckets := make([]string, 0, len(raw)), make([]int32, 0, len(raw))
+// KeyHashes returns, for each of raw (user IDs as Synapse stores them),
+// its key and hash as Synapse's server computes them (lower() depends on
+// the database's collation, hashtext() on the server), without counts:
+// the pre-copy's shards log what they read by stored user ID, and its
+// evidence needs both.
+func (r *Reader) KeyHashes(ctx context.Context, raw []string) ([]KeyCounts, error) {
+	out := make([]KeyCounts, 0, len(raw))
 	err := r.inTx(ctx, func(tx pgx.Tx) error {
-		rows, err := tx.Query(ctx, `SELECT lower(u), `+bucketExpr("u")+` FROM unnest($1::text[]) WITH ORDINALITY AS t(u, i) ORDER BY i`, raw)
+		rows, err := tx.Query(ctx, `SELECT u, lower(u), hashtext(u) FROM unnest($1::text[]) WITH ORDINALITY AS t(u, i) ORDER BY i`, raw)
 		if err != nil {
 			return err
 		}
-		var k string
-		var b int32
-		_, err = pgx.ForEachRow(rows, []any{&k, &b}, func() error {
-			keys, buckets = append(keys, k), append(buckets, b)
+		kc := KeyCounts{Hashed: true}
+		_, err = pgx.ForEachRow(rows, []any{&kc.Raw, &kc.Key, &kc.Hash}, func() error {
+			kc.Bucket = bucketOf(kc.Hash)
+			out = append(out, kc)
 			return nil
 		})
 		return err
 	})
-	if err == nil && len(keys) != len(raw) {
-		err = fmt.Errorf("%d keys for %d user IDs", len(keys), len(raw))
+	if err == nil && len(out) != len(raw) {
+		err = fmt.Errorf("%d keys for %d user IDs", len(out), len(raw))
 	}
 	if err != nil {
-		return nil, nil, fmt.Errorf("computing the keys of %d user IDs: %w", len(raw), err)
+		return nil, fmt.Errorf("computing the keys of %d user IDs: %w", len(raw), err)
 	}
-	return keys, buckets, nil
+	return out, nil
 }

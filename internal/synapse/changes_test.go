@@ -2,7 +2,6 @@ package synapse
 
 import (
 	"errors"
-	"slices"
 	"strings"
 	"testing"
 )
@@ -58,30 +57,30 @@ func TestVersionName(t *testing.T) {
 	}
 }
 
-func TestHashNamed(t *testing.T) {
-	ms := []KeyCounts{{Raw: "@a:x"}, {Raw: "@b:x"}, {Raw: "@c:x"}}
-	hashes := map[string]int32{"@a:x": 65536*3 + 7, "@b:x": -65536*5 + 7, "@c:x": 65536*3 + 7}
+func TestLossesNameAHash(t *testing.T) {
+	const b = 7
+	in, other := int64(65536*3+b), int64(-65536*5+b+1) // a hash of bucket b, one of another
 	tests := []struct {
-		name       string
-		rows, hash int64
-		want       []string
+		name  string
+		lost  tally
+		want  int32
+		named bool
 	}{
-		{"one row of b", 1, -65536*5 + 7, []string{"@b:x"}},
-		{"three rows of b", 3, 3 * (-65536*5 + 7), []string{"@b:x"}},
-		{"a and c share a hash", 2, 2 * (65536*3 + 7), []string{"@a:x", "@c:x"}},
-		{"rows of a and b name nobody", 2, 65536*3 + 7 - 65536*5 + 7, nil},
-		{"not divisible", 3, 65536*3 + 7 - 65536*4 + 7, nil},
-		{"nothing lost", 0, 0, nil},
-		{"more rows now", -1, 65536*3 + 7, nil},
+		{"one row", tally{rows: 1, hash: in}, int32(in), true},
+		{"three rows of one user ID", tally{rows: 3, hash: 3 * in}, int32(in), true},
+		{"a negative hash", tally{rows: 2, hash: 2 * (-65536*5 + b)}, -65536*5 + b, true},
+		{"a hash of another bucket", tally{rows: 1, hash: other}, 0, false},
+		{"not divisible", tally{rows: 3, hash: 3*in + 1}, 0, false},
+		{"past the hashes' range", tally{rows: 1, hash: 1<<40 + b}, 0, false},
+		{"nothing lost", tally{}, 0, false},
+		{"more rows now", tally{rows: -1, hash: -in}, 0, false},
+		{"the hash sum unknown", tally{rows: 1, hash: in, unhashed: true}, 0, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var got []string
-			for _, m := range hashNamed(ms, tt.rows, tt.hash, hashes) {
-				got = append(got, m.Raw)
-			}
-			if !slices.Equal(got, tt.want) {
-				t.Fatalf("named %v, want %v", got, tt.want)
+			h, ok := tt.lost.names(b)
+			if ok != tt.named || h != tt.want {
+				t.Fatalf("names %d %v, want %d %v", h, ok, tt.want, tt.named)
 			}
 		})
 	}

@@ -97,10 +97,11 @@ type DeltaResult struct {
 	// Seconds is how long finding the changes and removing them from
 	// MAS took: Scan reading Synapse's tables, Recount counting the
 	// users of differing buckets again, Remove the removal; Recounted
-	// is how many user IDs of differing buckets were counted again.
+	// is how many user IDs of differing buckets were counted again, and
+	// Looked how many recorded ones were read to find them.
 	Seconds               float64
 	Scan, Recount, Remove float64 `json:",omitempty"`
-	Recounted             int     `json:",omitempty"`
+	Recounted, Looked     int     `json:",omitempty"`
 	// Staged: the pass's shards stage its users' rows; ApplyPass (the
 	// cut-over's) or CompletePass (a catch-up pass) writes what differs.
 	Staged bool `json:",omitempty"`
