@@ -91,31 +91,39 @@ func logout(user string, n int) string {
 
 // TestDeltaFindsDeletionsInSharedBuckets: when user IDs share a bucket,
 // a bucket that lost the rows of one user ID names it by its hash: only
-// it is read from the evidence (by its hash) and counted again. When the
-// hash names someone who lost nothing (two users lost rows), or the
-// evidence has no hashes (recorded by an earlier version), or a recorded
-// hash is not the server's, every user ID of the bucket is read and
-// counted. Either way the delta finds exactly the users who lost rows
-// and MAS ends equal to a clean import.
+// it is read from the evidence (by its hash) and counted again, also
+// beside a user of the bucket known to have changed, and after a
+// catch-up pass rewrote evidence of the bucket. When the hash names
+// someone who lost nothing (two users lost rows), or a recorded hash is
+// not the server's, every user ID of the bucket is read and counted.
+// Either way the delta finds exactly the users who lost rows and MAS
+// ends equal to a clean import.
 func TestDeltaFindsDeletionsInSharedBuckets(t *testing.T) {
 	sb := findSharedBucket(t, newLiveTest(t).env.synDSN)
 	all := len(sb.names)
+	x, y := sb.other(), sb.other(sb.other())
 	tests := []struct {
 		name              string
-		evidence          string // run on MAS after the pre-copy, the sums kept true
+		evidence          string   // run on MAS after the pre-copy, the sums kept true
+		catchUp           []string // written before a catch-up pass
 		writes            []string
 		changed           []string
 		recounted, looked int
 	}{
-		{"one user logs out", "", []string{logout(sb.names[0], 1)}, []string{sb.names[0]}, 1, 1},
-		{"one user loses every token", "", []string{logout(sb.C, tokensEach)}, []string{sb.C}, 1, 1},
-		{"the hash names a user who lost nothing", "", []string{logout(sb.A, sb.a), logout(sb.B, sb.b)},
-			[]string{sb.A, sb.B}, all, 1 + all},
-		{"evidence without hashes", `UPDATE masflow_import.evidence SET hash = NULL`,
-			[]string{logout(sb.names[0], 1)}, []string{sb.names[0]}, all, all},
-		{"a recorded hash that is not the server's",
-			fmt.Sprintf(`UPDATE masflow_import.evidence SET hash = hash + %d WHERE raw = '%s'`, synapse.Buckets, sb.names[0]),
-			[]string{logout(sb.names[0], 1)}, []string{sb.names[0]}, all, all},
+		{name: "one user logs out", writes: []string{logout(x, 1)}, changed: []string{x}, recounted: 1, looked: 1},
+		{name: "one user loses every token", writes: []string{logout(sb.C, tokensEach)}, changed: []string{sb.C},
+			recounted: 1, looked: 1},
+		{name: "beside a user who changed", writes: []string{logout(x, 1), logout(y, 1), newToken(y)},
+			changed: []string{x, y}, recounted: 1, looked: 1},
+		{name: "after a catch-up pass", catchUp: []string{logout(y, 2), newToken(y)}, writes: []string{logout(x, 1)},
+			changed: []string{x}, recounted: 1, looked: 1},
+		{name: "the hash names a user who lost nothing", writes: []string{logout(sb.A, sb.a), logout(sb.B, sb.b)},
+			changed: []string{sb.A, sb.B}, recounted: all, looked: 1 + all},
+		{name: "two entities, one settled by the hash", writes: []string{dropDevice(x), logout(sb.A, sb.a), logout(sb.B, sb.b)},
+			changed: []string{x, sb.A, sb.B}, recounted: 1 + all, looked: 2 + all},
+		{name: "a recorded hash that is not the server's",
+			evidence: fmt.Sprintf(`UPDATE masflow_import.evidence SET hash = hash # %d WHERE raw = '%s'`, synapse.Buckets, x),
+			writes:   []string{logout(x, 1)}, changed: []string{x}, recounted: all, looked: all},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -125,13 +133,16 @@ func TestDeltaFindsDeletionsInSharedBuckets(t *testing.T) {
 			if tt.evidence != "" {
 				pgtest.Exec(t, lt.env.masDSN, tt.evidence)
 				lt.resumEvidence(t)
+				lt.misHashed = true
+			}
+			if tt.catchUp != nil {
+				lt.write(t, tt.catchUp...)
+				lt.catchUp(t, nil, false)
 			}
 			lt.write(t, tt.writes...)
 			d := lt.delta(t)
-			var keys []string
-			pgtest.QueryRow(t, lt.env.masDSN, `SELECT COALESCE(array_agg(k ORDER BY k), '{}') FROM unnest((SELECT keys FROM masflow_import.passes)) k`, nil, &keys)
-			if want := slices.Sorted(slices.Values(tt.changed)); !slices.Equal(keys, want) {
-				t.Errorf("changed keys %v, want %v", keys, want)
+			if want := slices.Sorted(slices.Values(tt.changed)); !slices.Equal(lt.passKeys(t, d.Pass), want) {
+				t.Errorf("changed keys %v, want %v", lt.passKeys(t, d.Pass), want)
 			}
 			if d.Recounted != tt.recounted || d.Looked != tt.looked {
 				t.Errorf("%d user IDs counted again and %d read, want %d and %d (bucket of %d)",
@@ -140,4 +151,26 @@ func TestDeltaFindsDeletionsInSharedBuckets(t *testing.T) {
 			lt.assertEqualsClean(t)
 		})
 	}
+}
+
+// other returns the first user ID of the bucket that is not A, B, C or
+// one of not.
+func (sb sharedBucket) other(not ...string) string {
+	for _, n := range sb.names {
+		if n != sb.A && n != sb.B && n != sb.C && !slices.Contains(not, n) {
+			return n
+		}
+	}
+	panic("a shared bucket of four user IDs or fewer")
+}
+
+// newToken gives user a new access token (a row written after the mark).
+func newToken(user string) string {
+	return fmt.Sprintf(`INSERT INTO access_tokens (id, user_id, device_id, token, last_validated, used)
+		SELECT max(id) + 1, '%s', 'SHARED', 'syt_new_' || (max(id) + 1), 1700000000000, false FROM access_tokens`, user)
+}
+
+// dropDevice deletes user's device (its tokens stay).
+func dropDevice(user string) string {
+	return fmt.Sprintf(`DELETE FROM devices WHERE user_id = '%s'`, user)
 }

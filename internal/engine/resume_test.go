@@ -24,7 +24,7 @@ func TestCompactedEvidenceIsWhatTheShardsRead(t *testing.T) {
 	lt := newLiveTest(t)
 	lt.write(t, changesSQL["case-mismatched owner"]...)
 	lt.precopy(t, nil)
-	const evidenceSQL = `SELECT raw || ' ' || k || ' ' || bucket || ' ' || counts::text FROM masflow_import.evidence
+	const evidenceSQL = `SELECT raw || ' ' || k || ' ' || bucket || ' ' || counts::text || ' ' || hash FROM masflow_import.evidence
 		UNION ALL SELECT 'variant ' || k || ' ' || raw FROM masflow_import.variants ORDER BY 1`
 	compacted := pgtest.QueryStrings(t, lt.env.masDSN, evidenceSQL)
 	slices.Sort(compacted)
@@ -48,7 +48,7 @@ func countedEvidence(t *testing.T, r *synapse.Reader) []string {
 		for i, c := range kc.Counts {
 			counts[i] = strconv.FormatInt(c, 10)
 		}
-		out = append(out, fmt.Sprintf("%s %s %d {%s}", kc.Raw, kc.Key, kc.Bucket, strings.Join(counts, ",")))
+		out = append(out, fmt.Sprintf("%s %s %d {%s} %d", kc.Raw, kc.Key, kc.Bucket, strings.Join(counts, ","), kc.Hash))
 		if kc.Raw != kc.Key {
 			out = append(out, "variant "+kc.Key+" "+kc.Raw)
 		}
@@ -319,7 +319,7 @@ func TestCompactionStagesBesideTheRebuild(t *testing.T) {
 		if err != nil || mark == nil {
 			t.Fatalf("compaction after the rebuild: %v, mark %v", err, mark)
 		}
-		got := pgtest.QueryStrings(t, lt.env.masDSN, `SELECT raw || ' ' || k || ' ' || bucket || ' ' || counts::text
+		got := pgtest.QueryStrings(t, lt.env.masDSN, `SELECT raw || ' ' || k || ' ' || bucket || ' ' || counts::text || ' ' || hash
 			FROM masflow_import.evidence UNION ALL SELECT 'variant ' || k || ' ' || raw FROM masflow_import.variants`)
 		slices.Sort(got)
 		if want := countedEvidence(t, lt.env.reader.At(snapshot)); !slices.Equal(got, want) {

@@ -109,8 +109,8 @@ func LoggedEvidence(ctx context.Context, pool *pgxpool.Pool, fn func(raw string,
 	return nil
 }
 
-// EvidenceStream starts streaming the summed evidence log (rows of user
-// ID, key, bucket, counts); stop ends the stream and returns its error.
+// EvidenceStream starts streaming the summed evidence log (rows of
+// EvidenceRow); stop ends the stream and returns its error.
 type EvidenceStream func(ctx context.Context) (src pgx.CopyFromSource, stop func() error)
 
 // ErrLogMoved: the evidence log changed while the compaction staged it

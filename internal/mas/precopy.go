@@ -29,13 +29,13 @@ CREATE TABLE IF NOT EXISTS masflow_import.evidence (
   k      text COLLATE "C" NOT NULL,
   bucket int NOT NULL,
   counts bigint[] NOT NULL,
-  hash   int
+  hash   int NOT NULL
 );
 ` + evidenceIndexesSQL + `
 CREATE TABLE IF NOT EXISTS masflow_import.evidence_buckets (
   bucket int PRIMARY KEY,
   counts bigint[] NOT NULL,
-  hashes bigint[]
+  hashes bigint[] NOT NULL
 );
 CREATE TABLE IF NOT EXISTS masflow_import.variants (
   k   text COLLATE "C" NOT NULL,
@@ -111,13 +111,9 @@ func setMark(ctx context.Context, tx pgx.Tx, mark synapse.Mark) error {
 var evidenceColumns = []string{"raw", "k", "bucket", "counts", "hash"}
 
 // EvidenceRow is one user ID's evidence as a row of evidenceColumns, for
-// a COPY (its hash NULL when not Hashed).
+// a COPY.
 func EvidenceRow(kc synapse.KeyCounts) []any {
-	var hash *int32
-	if kc.Hashed {
-		hash = &kc.Hash
-	}
-	return []any{kc.Raw, kc.Key, kc.Bucket, kc.Counts[:], hash}
+	return []any{kc.Raw, kc.Key, kc.Bucket, kc.Counts[:], kc.Hash}
 }
 
 // The evidence's sums per bucket (what a delta compares Synapse's tables
@@ -125,8 +121,7 @@ func EvidenceRow(kc synapse.KeyCounts) []any {
 // of every change to the evidence: summing a million user IDs' counts
 // took about a second of the downtime. Beside the rows per entity
 // (counts) they keep the sum of each row's user ID hash (hashes), which
-// names the one user ID that lost a bucket's rows (synapse.tally.names);
-// NULL elements when some of the evidence has no hash.
+// names the one user ID that lost a bucket's rows (synapse.tally.names).
 
 // tallyingSource sums, per bucket, the counts and hashes of the evidence
 // rows (EvidenceRow) it passes on to a COPY.
@@ -143,7 +138,7 @@ func (t *tallyingSource) Values() ([]any, error) {
 	}
 	b, ok1 := v[2].(int32)
 	c, ok2 := v[3].([]int64)
-	h, ok3 := v[4].(*int32)
+	h, ok3 := v[4].(int32)
 	if !ok1 || !ok2 || !ok3 || len(c) > 6 {
 		t.err = fmt.Errorf("evidence row of %T bucket, %T counts and %T hash", v[2], v[3], v[4])
 		return v, t.err
@@ -151,18 +146,14 @@ func (t *tallyingSource) Values() ([]any, error) {
 	s := t.sums[b]
 	for i, n := range c {
 		s.Rows[i] += n
-		if h == nil {
-			s.Unhashed[i] = true
-		} else {
-			s.Hashes[i] += n * int64(*h)
-		}
+		s.Hashes[i] += n * int64(h)
 	}
 	t.sums[b] = s
 	return v, nil
 }
 
 // bucketSumsUpsert adds rows of (bucket, counts, hashes) to the bucket
-// sums (a NULL hash sum stays NULL).
+// sums.
 var bucketSumsUpsert = func() string {
 	var counts, hashes []string
 	for i := range synapse.Entities {
@@ -170,27 +161,15 @@ var bucketSumsUpsert = func() string {
 		hashes = append(hashes, fmt.Sprintf("s.hashes[%d] + excluded.hashes[%d]", i+1, i+1))
 	}
 	return ` ON CONFLICT (bucket) DO UPDATE SET counts = ARRAY[` + strings.Join(counts, ", ") +
-		`], hashes = ARRAY[` + strings.Join(hashes, ", ") + `]::bigint[]`
+		`], hashes = ARRAY[` + strings.Join(hashes, ", ") + `]`
 }()
-
-// sumRow is a bucket's sums as a row of evidence_buckets (bucket, counts,
-// hashes).
-func sumRow(b int32, s synapse.BucketSum) []any {
-	hashes := make([]*int64, len(s.Hashes))
-	for i := range hashes {
-		if !s.Unhashed[i] {
-			hashes[i] = &s.Hashes[i]
-		}
-	}
-	return []any{b, s.Rows[:], hashes}
-}
 
 // copyBucketSums writes sums into the emptied bucket sums: a COPY instead
 // of addBucketSums's upsert.
 func copyBucketSums(ctx context.Context, tx pgx.Tx, sums map[int32]synapse.BucketSum) error {
 	rows := make([][]any, 0, len(sums))
 	for b, s := range sums {
-		rows = append(rows, sumRow(b, s))
+		rows = append(rows, []any{b, s.Rows[:], s.Hashes[:]})
 	}
 	if _, err := tx.CopyFrom(ctx, pgx.Identifier{bookkeepingSchema, "evidence_buckets"}, []string{"bucket", "counts", "hashes"},
 		pgx.CopyFromRows(rows)); err != nil {
@@ -206,11 +185,9 @@ func addBucketSums(ctx context.Context, tx pgx.Tx, sums map[int32]synapse.Bucket
 		return nil
 	}
 	var buckets []int32
-	var counts []int64
-	var hashes []*int64
+	var counts, hashes []int64
 	for b, s := range sums {
-		r := sumRow(b, s)
-		buckets, counts, hashes = append(buckets, b), append(counts, r[1].([]int64)...), append(hashes, r[2].([]*int64)...)
+		buckets, counts, hashes = append(buckets, b), append(counts, s.Rows[:]...), append(hashes, s.Hashes[:]...)
 	}
 	n := len(synapse.Entities)
 	_, err := tx.Exec(ctx, fmt.Sprintf(`INSERT INTO masflow_import.evidence_buckets AS s (bucket, counts, hashes)
@@ -232,7 +209,7 @@ func dropEvidence(ctx context.Context, tx pgx.Tx, keys []string, all bool) error
 	var counts, hashes []string
 	for i := range synapse.Entities {
 		counts = append(counts, fmt.Sprintf("-sum(counts[%d])", i+1))
-		hashes = append(hashes, fmt.Sprintf("CASE WHEN count(hash) = count(*) THEN -sum(counts[%d] * hash) END", i+1))
+		hashes = append(hashes, fmt.Sprintf("-sum(counts[%d] * hash)", i+1))
 	}
 	_, err := tx.Exec(ctx, `WITH gone AS (DELETE FROM masflow_import.evidence WHERE k = ANY($1::text[]) RETURNING bucket, counts, hash)
 		INSERT INTO masflow_import.evidence_buckets AS s (bucket, counts, hashes)
@@ -284,27 +261,19 @@ type Evidence struct{ Pool *pgxpool.Pool }
 // BucketSums reads the recorded sums per bucket, kept beside the
 // evidence.
 func (ev Evidence) BucketSums(ctx context.Context) ([]synapse.BucketSum, error) {
-	rows, err := ev.Pool.Query(ctx, `SELECT bucket, counts, COALESCE(hashes, '{}') FROM masflow_import.evidence_buckets`)
+	rows, err := ev.Pool.Query(ctx, `SELECT bucket, counts, hashes FROM masflow_import.evidence_buckets`)
 	if err != nil {
 		return nil, fmt.Errorf("reading the change evidence: %w", err)
 	}
 	out := make([]synapse.BucketSum, synapse.Buckets)
 	var b int32
-	var counts []int64
-	var hashes []*int64
+	var counts, hashes []int64
 	_, err = pgx.ForEachRow(rows, []any{&b, &counts, &hashes}, func() error {
-		if b < 0 || int(b) >= len(out) || len(counts) != len(synapse.Entities) {
-			return fmt.Errorf("bucket %d of %d counts out of range", b, len(counts))
+		if b < 0 || int(b) >= len(out) || len(counts) != len(synapse.Entities) || len(hashes) != len(counts) {
+			return fmt.Errorf("bucket %d of %d counts and %d hash sums out of range", b, len(counts), len(hashes))
 		}
-		s := &out[b]
-		copy(s.Rows[:], counts)
-		for i := range s.Hashes {
-			if i < len(hashes) && hashes[i] != nil {
-				s.Hashes[i] = *hashes[i]
-			} else {
-				s.Unhashed[i] = true
-			}
-		}
+		copy(out[b].Rows[:], counts)
+		copy(out[b].Hashes[:], hashes)
 		return nil
 	})
 	if err != nil {
@@ -336,13 +305,8 @@ func (ev Evidence) stream(ctx context.Context, sql string, arg any, fn func(syna
 		}
 		var kc synapse.KeyCounts
 		var counts []int64
-		var hash *int32
-		_, err = pgx.ForEachRow(rows, []any{&kc.Raw, &kc.Key, &kc.Bucket, &counts, &hash}, func() error {
+		_, err = pgx.ForEachRow(rows, []any{&kc.Raw, &kc.Key, &kc.Bucket, &counts, &kc.Hash}, func() error {
 			copy(kc.Counts[:], counts)
-			kc.Hash, kc.Hashed = 0, hash != nil
-			if hash != nil {
-				kc.Hash = *hash
-			}
 			return fn(kc)
 		})
 		return err

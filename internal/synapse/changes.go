@@ -40,15 +40,12 @@ const maxWindow = 1 << 31
 
 // KeyCounts is one user ID's rows per entity (in Entities order): Raw
 // as Synapse stores it, Key lowercased; Hash is hashtext(Raw), as
-// Synapse's server computes it, and Bucket its bucket (bucketOf). Hashed
-// is false for evidence recorded without the hash: by an earlier version
-// of masflow.
+// Synapse's server computes it, and Bucket its bucket (bucketOf).
 type KeyCounts struct {
 	Raw, Key string
 	Bucket   int32
 	Counts   [6]int64
 	Hash     int32
-	Hashed   bool
 }
 
 // bucketOf is the bucket of a user ID's hash: its low bits.
@@ -155,7 +152,7 @@ func (r *Reader) Evidence(ctx context.Context, fn func(KeyCounts) error) error {
 		if err != nil {
 			return fmt.Errorf("counting rows per user: %w", err)
 		}
-		kc := KeyCounts{Hashed: true}
+		var kc KeyCounts
 		dest := []any{&kc.Raw, &kc.Key, &kc.Hash}
 		for i := range kc.Counts {
 			dest = append(dest, &kc.Counts[i])
@@ -188,13 +185,9 @@ type Recorded interface {
 }
 
 // BucketSum is what the evidence recorded of one bucket's user IDs, per
-// entity: their rows, and the sum of each row's user ID hash; Unhashed
-// says that sum is unknown (some of the evidence was recorded without
-// hashes, by an earlier version). A bucket with no evidence sums to zero.
-type BucketSum struct {
-	Rows, Hashes [6]int64
-	Unhashed     [6]bool
-}
+// entity: their rows, and the sum of each row's user ID hash. A bucket
+// with no evidence sums to zero.
+type BucketSum struct{ Rows, Hashes [6]int64 }
 
 // Changes is what changed since a mark.
 type Changes struct {
@@ -399,7 +392,7 @@ func (r *Reader) KeyEvidence(ctx context.Context, raw []string) ([]KeyCounts, []
 			var n int64
 			_, err = pgx.ForEachRow(rows, []any{&kc.Raw, &kc.Key, &kc.Hash, &n}, func() error {
 				if counts[kc.Raw] == nil {
-					counts[kc.Raw] = &KeyCounts{Raw: kc.Raw, Key: kc.Key, Bucket: bucketOf(kc.Hash), Hash: kc.Hash, Hashed: true}
+					counts[kc.Raw] = &KeyCounts{Raw: kc.Raw, Key: kc.Key, Bucket: bucketOf(kc.Hash), Hash: kc.Hash}
 				}
 				counts[kc.Raw].Counts[i] = n
 				return nil
@@ -434,7 +427,7 @@ func (r *Reader) KeyHashes(ctx context.Context, raw []string) ([]KeyCounts, erro
 		if err != nil {
 			return err
 		}
-		kc := KeyCounts{Hashed: true}
+		var kc KeyCounts
 		_, err = pgx.ForEachRow(rows, []any{&kc.Raw, &kc.Key, &kc.Hash}, func() error {
 			kc.Bucket = bucketOf(kc.Hash)
 			out = append(out, kc)

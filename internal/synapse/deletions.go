@@ -11,26 +11,22 @@ import (
 	"golang.org/x/sync/errgroup"
 )
 
-// Finding deletions (docs/architecture.md, "Cut-over in seconds",
-// "Deletions"): a deletion leaves no row, so it shows as a bucket with
-// fewer rows outside the window than the evidence recorded.
+// Finding deletions (docs/architecture.md, "Cut-over in seconds", "The
+// delta"): a deletion leaves no row, so it shows as a bucket with fewer
+// rows outside the window than the evidence recorded.
 
 // tally is a bucket's rows: how many, and the sum of their user IDs'
-// hashtext (each row adds its user ID's). Unhashed says the sum of hashes
-// is unknown (evidence recorded without hashes). A bucket that lost rows
-// of one user ID only names it: the hashes lost, divided by the rows
-// lost, are that user ID's hash (names).
-type tally struct {
-	rows, hash int64
-	unhashed   bool
-}
+// hashtext (each row adds its user ID's). A bucket that lost rows of one
+// user ID only names it: the hashes lost, divided by the rows lost, are
+// that user ID's hash (names).
+type tally struct{ rows, hash int64 }
 
 // names returns the hash that bucket b's losses (l: the rows and hashes
 // it lost) name, if they name one: a hash of the bucket that, times the
 // rows lost, is the hashes lost. Losses of several user IDs may name
 // someone who lost nothing, or nobody; recount checks.
 func (l tally) names(b int32) (int32, bool) {
-	if l.unhashed || l.rows <= 0 || l.hash%l.rows != 0 {
+	if l.rows <= 0 || l.hash%l.rows != 0 {
 		return 0, false
 	}
 	h := l.hash / l.rows
@@ -86,7 +82,7 @@ func (r *Reader) withoutKnown(ctx context.Context, e Entity, i int, low int64, n
 	sums []BucketSum, known []KeyCounts) ([]tally, error) {
 	recorded := make([]tally, Buckets)
 	for b, s := range sums {
-		recorded[b] = tally{rows: s.Rows[i], hash: s.Hashes[i], unhashed: s.Unhashed[i]}
+		recorded[b] = tally{rows: s.Rows[i], hash: s.Hashes[i]}
 	}
 	var raws []string
 	for _, kc := range known {
@@ -108,7 +104,6 @@ func (r *Reader) withoutKnown(ctx context.Context, e Entity, i int, low int64, n
 		t, c := &recorded[kc.Bucket], counted[kc.Raw]
 		t.rows -= kc.Counts[i]
 		t.hash -= kc.Counts[i] * int64(kc.Hash)
-		t.unhashed = t.unhashed || !kc.Hashed
 		n := now[kc.Bucket]
 		now[kc.Bucket] = tally{rows: n.rows - c.rows, hash: n.hash - c.hash}
 	}
@@ -123,7 +118,8 @@ func (r *Reader) withoutKnown(ctx context.Context, e Entity, i int, low int64, n
 // window now than recorded, so the others' losses, none negative, sum to
 // zero). Then every recorded user ID of the buckets left (naming no
 // hash, or one that does not account for the losses) is read and
-// counted. The result is the same as counting every user ID of every
+// counted. The hashes only choose whom to count first: the settling
+// compares rows, so a wrong hash sum costs work, never a user. The result is the same as counting every user ID of every
 // differing bucket; only the work differs: a bucket holds about
 // users/65 536 user IDs, and most lose the rows of one user.
 type recount struct {
@@ -156,7 +152,7 @@ func newRecount(r *Reader, low int64, dirty map[string]bool, recorded, now [][]t
 		rc.taken[i], rc.counted[i] = map[string]bool{}, map[string]tally{}
 		for b := range int32(Buckets) {
 			if rec, cur := recorded[i][b], now[i][b]; rec.rows != cur.rows {
-				rc.lost[i][b] = tally{rows: rec.rows - cur.rows, hash: rec.hash - cur.hash, unhashed: rec.unhashed}
+				rc.lost[i][b] = tally{rows: rec.rows - cur.rows, hash: rec.hash - cur.hash}
 			}
 		}
 	}
@@ -179,7 +175,7 @@ func (rc *recount) run(ctx context.Context, rec Recorded) error {
 	if len(hashes) > 0 {
 		err := rec.KeysHashed(ctx, slices.Sorted(maps.Keys(hashes)), rc.take(func(i int, kc KeyCounts) bool {
 			h, ok := named[i][kc.Bucket]
-			return ok && kc.Hashed && kc.Hash == h
+			return ok && kc.Hash == h
 		}))
 		if err != nil {
 			return err
