@@ -40,6 +40,9 @@ type fixture struct {
 	longTransaction time.Duration
 	// minDeltaVersion is Input.MinDeltaVersion.
 	minDeltaVersion int
+	// synSessions, when set, is the Synapse pool's MaxConns (the
+	// sessions a worker opens).
+	synSessions int32
 }
 
 const baseMAS = `matrix:
@@ -131,7 +134,11 @@ func (f *fixture) run() Report {
 	if err != nil {
 		t.Fatal(err)
 	}
-	reader, err := synapse.Open(ctx, pgtest.PoolConfig(t, f.synDSN))
+	pc := pgtest.PoolConfig(t, f.synDSN)
+	if f.synSessions > 0 {
+		pc.MaxConns = f.synSessions
+	}
+	reader, err := synapse.Open(ctx, pc)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -258,6 +265,10 @@ func checks() []check {
 			f.longTransaction = 10 * time.Millisecond
 			time.Sleep(20 * time.Millisecond)
 		}, nil, "pre-copy"},
+		// Server-wide: the test server's max_connections (100) against a
+		// worker opening 10 000 sessions, then 4.
+		{"connection_headroom", Warning, 0, func(f *fixture) { f.synSessions = 10000 }, func(f *fixture) { f.synSessions = 4 },
+			"fewer than the 10000 one masflow worker opens"},
 		// The test server (15 or later) stands in for an older one.
 		{"postgres_too_old_for_delta", Warning, 0, func(f *fixture) { f.minDeltaVersion = 990000 }, nil, "to 14 or later"},
 		// MAS database
@@ -408,5 +419,33 @@ func TestSynapseProviderNames(t *testing.T) {
 		if !slices.Equal(got, c.want) {
 			t.Errorf("%s: %v, want %v", c.yaml, got, c.want)
 		}
+	}
+}
+
+func TestFreeSessionSlots(t *testing.T) {
+	base := slots{max: 100, reserved: 3, dbLimit: -1, roleLimit: -1, used: 40, dbUsed: 30, roleUsed: 20}
+	tests := []struct {
+		name string
+		edit func(*slots)
+		free int
+		by   string
+	}{
+		{"the server's, less the reserved", func(*slots) {}, 57, "reserved"},
+		{"a superuser may use the reserved ones", func(s *slots) { s.super = true }, 60, "max_connections"},
+		{"the database's limit", func(s *slots) { s.dbLimit = 40 }, 10, "database's"},
+		{"the role's limit, lower still", func(s *slots) { s.dbLimit, s.roleLimit = 40, 25 }, 5, "role's"},
+		{"limits that do not bind", func(s *slots) { s.dbLimit, s.roleLimit = 500, 500 }, 57, "reserved"},
+		{"no limit applies to a superuser", func(s *slots) { s.super, s.dbLimit, s.roleLimit = true, 31, 21 }, 60, "max_connections"},
+		{"over the limit already", func(s *slots) { s.roleLimit = 10 }, 0, "role's"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := base
+			tt.edit(&s)
+			free, by := s.free()
+			if free != tt.free || !strings.Contains(by, tt.by) {
+				t.Fatalf("free %d (%s), want %d (%s)", free, by, tt.free, tt.by)
+			}
+		})
 	}
 }

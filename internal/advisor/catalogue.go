@@ -48,6 +48,7 @@ func Catalogue() []Check {
 		{"null_creation_ts", "synapse database", Warning, "users.creation_ts IS NULL"},
 		{"pending_deactivations", "synapse database", Warning, "users_pending_deactivation not empty"},
 		{"postgres_too_old_for_delta", "synapse database", Warning, "server_version_num below 140000: a pre-copy's delta would import everything"},
+		{"connection_headroom", "synapse database", Warning, "fewer free session slots for Synapse's role (server, database and role limits, masflow's sessions apart) than one masflow worker's pool opens"},
 		{"long_transactions", "synapse database", Info, "transactions holding an ID open over ten minutes on Synapse's database"},
 		{"users", "synapse database", Info, "users by kind (exact)"},
 		{"rows_devices", "synapse database", Info, "row estimates of the dependent tables (pg_class.reltuples)"},

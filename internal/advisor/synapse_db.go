@@ -111,6 +111,9 @@ func synapseDBChecks(ctx context.Context, in Input, add func(Finding)) error {
 	if err := versionCheck(ctx, in, add); err != nil {
 		return err
 	}
+	if err := headroomCheck(ctx, in, add); err != nil {
+		return err
+	}
 	if err := dependantChecks(ctx, in, add); err != nil {
 		return err
 	}
