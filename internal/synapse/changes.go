@@ -320,24 +320,19 @@ func trustWindow(mark, now Mark, next int64) error {
 	return nil
 }
 
-// keysOf returns the key of each of raws (user IDs as stored): lower()
-// is the server's, as it depends on the database's collation.
+// keysOf returns the key of each of raws (user IDs as stored), as
+// KeyHashes computes it.
 func (r *Reader) keysOf(ctx context.Context, raws []string) (map[string]string, error) {
 	keys := make(map[string]string, len(raws))
 	if len(raws) == 0 {
 		return keys, nil
 	}
-	err := r.inTx(ctx, func(tx pgx.Tx) error {
-		rows, err := tx.Query(ctx, `SELECT u, lower(u) FROM unnest($1::text[]) u`, raws)
-		if err != nil {
-			return err
-		}
-		var raw, key string
-		_, err = pgx.ForEachRow(rows, []any{&raw, &key}, func() error { keys[raw] = key; return nil })
-		return err
-	})
+	keyed, err := r.KeyHashes(ctx, raws)
 	if err != nil {
-		return nil, fmt.Errorf("lowering %d user IDs: %w", len(raws), err)
+		return nil, err
+	}
+	for _, kc := range keyed {
+		keys[kc.Raw] = kc.Key
 	}
 	return keys, nil
 }
